@@ -1,0 +1,113 @@
+//! The executor seam: what a tier-2 worker runs for a task.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cadre_proto::TaskId;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// Receives progress reports: a fraction in [0, 1] and a short message.
+pub type ProgressFn = Arc<dyn Fn(f64, String) + Send + Sync>;
+
+/// What an executor knows about the attempt it runs.
+#[derive(Clone)]
+pub struct ExecContext {
+    /// The task being run.
+    pub task_id: TaskId,
+    /// Its type, e.g. `intelligence.text.summarize`.
+    pub task_type: String,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Fires when the task is cancelled; long executors should watch it and return
+    /// [`ExecError::Cancelled`]. After the grace period the worker drops the future anyway.
+    pub cancel: CancellationToken,
+    progress: ProgressFn,
+}
+
+impl ExecContext {
+    /// A context for one attempt.
+    pub fn new(task_id: TaskId, task_type: String, attempt: u32, cancel: CancellationToken, progress: ProgressFn) -> Self {
+        ExecContext { task_id, task_type, attempt, cancel, progress }
+    }
+
+    /// Reports progress; it becomes a progress event on the task.
+    pub fn progress(&self, fraction: f64, message: impl Into<String>) {
+        (self.progress)(fraction.clamp(0.0, 1.0), message.into());
+    }
+}
+
+/// Why an attempt produced no result.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ExecError {
+    /// The params do not fit the executor; retrying cannot help.
+    #[error("invalid params: {0}")]
+    InvalidParams(String),
+    /// A failure that another attempt may not repeat (network, busy provider, ...).
+    #[error("{0}")]
+    Retryable(String),
+    /// A failure that another attempt would repeat.
+    #[error("{0}")]
+    Fatal(String),
+    /// The executor saw the cancel token and stopped.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl ExecError {
+    /// Whether the retry policy may run the task again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ExecError::Retryable(_))
+    }
+}
+
+/// Decodes params into an executor's own parameter type, mapping errors to
+/// [`ExecError::InvalidParams`].
+pub fn decode_params<T: DeserializeOwned>(params: &Value) -> Result<T, ExecError> {
+    T::deserialize(params).map_err(|e| ExecError::InvalidParams(e.to_string()))
+}
+
+/// One kind of work. Implementations must be cheap to share (`Arc`) and safe to run
+/// concurrently on many workers.
+#[async_trait]
+pub trait Executor: Send + Sync + 'static {
+    /// Runs one attempt and returns the result as JSON.
+    async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError>;
+}
+
+/// Maps the executor names used in routes (`echo`, `summarize`, ...) to implementations.
+#[derive(Clone, Default)]
+pub struct ExecutorRegistry {
+    executors: BTreeMap<String, Arc<dyn Executor>>,
+}
+
+impl ExecutorRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every executor built into cadre.
+    pub fn builtin() -> Self {
+        let mut r = Self::new();
+        crate::executors::register_builtin(&mut r);
+        r
+    }
+
+    /// Adds or replaces an executor under `name`.
+    pub fn register(&mut self, name: impl Into<String>, executor: Arc<dyn Executor>) {
+        self.executors.insert(name.into(), executor);
+    }
+
+    /// Looks an executor up by name.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Executor>> {
+        self.executors.get(name).cloned()
+    }
+
+    /// Registered names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.executors.keys().map(String::as_str)
+    }
+}

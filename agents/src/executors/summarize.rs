@@ -1,0 +1,128 @@
+//! Offline extractive summarisation: pick the sentences whose words are most frequent in the
+//! text (stop words excluded), keep them in their original order.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::executor::{ExecContext, ExecError, Executor, decode_params};
+
+/// `intelligence.text.summarize`: `{"text": "...", "sentences": 3}` ->
+/// `{"summary": "...", "sentences": [...], "source_sentences": n, "source_words": n}`.
+pub struct Summarize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SummarizeParams {
+    text: String,
+    #[serde(default = "default_sentences")]
+    sentences: usize,
+}
+
+fn default_sentences() -> usize {
+    3
+}
+
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "for", "from", "had", "has", "have", "he",
+    "her", "his", "i", "if", "in", "into", "is", "it", "its", "of", "on", "or", "our", "she", "so", "than",
+    "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we", "were",
+    "what", "when", "which", "who", "will", "with", "would", "you", "your", "not", "can", "do", "does",
+];
+
+#[async_trait]
+impl Executor for Summarize {
+    async fn execute(&self, _ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
+        let p: SummarizeParams = decode_params(&params)?;
+        if p.text.trim().is_empty() {
+            return Err(ExecError::InvalidParams("text must not be empty".into()));
+        }
+        if !(1..=100).contains(&p.sentences) {
+            return Err(ExecError::InvalidParams("sentences must be 1-100".into()));
+        }
+        let picked = summarize(&p.text, p.sentences);
+        let source = split_sentences(&p.text);
+        Ok(json!({
+            "summary": picked.join(" "),
+            "sentences": picked,
+            "source_sentences": source.len(),
+            "source_words": words(&p.text).count(),
+        }))
+    }
+}
+
+/// Returns at most `n` sentences of `text`, the highest scoring, in their original order.
+pub fn summarize(text: &str, n: usize) -> Vec<String> {
+    let sentences = split_sentences(text);
+    let mut freq: HashMap<String, f64> = HashMap::new();
+    for w in words(text).filter(|w| !STOP_WORDS.contains(&w.as_str())) {
+        *freq.entry(w).or_default() += 1.0;
+    }
+    let max = freq.values().cloned().fold(1.0, f64::max);
+    let mut scored: Vec<(usize, f64)> = sentences
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let ws: Vec<String> = words(s).collect();
+            let score: f64 = ws.iter().filter_map(|w| freq.get(w)).map(|f| f / max).sum();
+            // Normalise by length so long sentences do not always win; +1 damps tiny ones.
+            (i, score / (ws.len() as f64 + 1.0).sqrt())
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut keep: Vec<usize> = scored.into_iter().take(n).map(|(i, _)| i).collect();
+    keep.sort_unstable();
+    keep.into_iter().map(|i| sentences[i].clone()).collect()
+}
+
+fn split_sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        cur.push(c);
+        let boundary = matches!(c, '.' | '!' | '?') && chars.peek().is_none_or(|n| n.is_whitespace());
+        if boundary || c == '\n' && chars.peek() == Some(&'\n') {
+            let s = cur.split_whitespace().collect::<Vec<_>>().join(" ");
+            if !s.is_empty() {
+                out.push(s);
+            }
+            cur.clear();
+        }
+    }
+    let rest = cur.split_whitespace().collect::<Vec<_>>().join(" ");
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_central_sentences_in_order() {
+        let text = "Actors supervise actors. The weather was nice. Supervisors restart failed actors quickly. \
+                    Lunch was pasta. Actors and supervisors form a tree of actors.";
+        let s = summarize(text, 2);
+        assert_eq!(s.len(), 2);
+        assert!(s.iter().all(|x| x.to_lowercase().contains("actors")), "{s:?}");
+        let pos: Vec<usize> = s.iter().map(|x| text.find(x.as_str()).unwrap()).collect();
+        assert!(pos[0] < pos[1]);
+    }
+
+    #[test]
+    fn short_text_is_returned_whole() {
+        assert_eq!(summarize("Only one sentence here", 3), vec!["Only one sentence here".to_string()]);
+        assert_eq!(split_sentences("A. B! C? d"), vec!["A.", "B!", "C?", "d"]);
+    }
+}

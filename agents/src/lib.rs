@@ -1,0 +1,18 @@
+//! cadre tier 2: the worker actors and the executors they run.
+//!
+//! Layout:
+//! - [`executor`]: the [`Executor`] trait every kind of work implements (async, cancellable,
+//!   reports progress), its context and errors, and the [`ExecutorRegistry`] that maps the
+//!   executor names used in routes to implementations.
+//! - [`worker`]: the [`Worker`] actor. One worker runs one task at a time, enforcing the task's
+//!   timeout and the cancel grace period, and reports the [`Outcome`] to its supervisor.
+//!   A panicking executor takes its worker down with it; the supervisor sees the failure.
+//! - [`executors`]: the built-in executors (diagnostics and offline text summarisation).
+#![forbid(unsafe_code)]
+
+pub mod executor;
+pub mod executors;
+pub mod worker;
+
+pub use executor::{ExecContext, ExecError, Executor, ExecutorRegistry, ProgressFn};
+pub use worker::{Assignment, DoneFn, Outcome, Worker, WorkerMsg};

@@ -1,0 +1,163 @@
+//! The tier-2 worker actor: runs one task at a time and reports how it ended.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cadre_proto::TaskId;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::{ExecContext, ExecError, Executor, ProgressFn};
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The executor returned a result.
+    Succeeded(Value),
+    /// The executor failed; `retryable` says whether the retry policy applies.
+    Failed {
+        /// The executor's error text.
+        message: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+    /// The task was cancelled; `forced` when the executor ignored the token for the whole grace
+    /// period and its future was dropped.
+    Cancelled {
+        /// True when the grace period ran out.
+        forced: bool,
+    },
+    /// The attempt ran past the task's timeout and was dropped.
+    TimedOut,
+}
+
+/// Called by a worker when its attempt ends: (worker id, task id, outcome).
+pub type DoneFn = Arc<dyn Fn(u64, TaskId, Outcome) + Send + Sync>;
+
+/// One attempt of one task, handed to a worker by its supervisor.
+pub struct Assignment {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its type.
+    pub task_type: String,
+    /// Its params.
+    pub params: Value,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Wall-time limit for this attempt.
+    pub timeout: Duration,
+    /// What to run.
+    pub executor: Arc<dyn Executor>,
+    /// Cancelled by the supervisor when the task is cancelled.
+    pub cancel: CancellationToken,
+    /// How long a cancelled executor may take to stop by itself.
+    pub cancel_grace: Duration,
+    /// Where progress reports go.
+    pub progress: ProgressFn,
+}
+
+/// Messages a worker accepts.
+pub enum WorkerMsg {
+    /// Run one attempt. The supervisor sends this only to an idle worker.
+    Run(Box<Assignment>),
+}
+
+/// The worker actor. Its state is its identity; all task state travels in the [`Assignment`].
+pub struct Worker;
+
+/// Start-up arguments of a [`Worker`].
+pub struct WorkerArgs {
+    /// Supervisor-assigned id, stable across restarts of this slot.
+    pub id: u64,
+    /// Reports the end of each attempt.
+    pub on_done: DoneFn,
+}
+
+impl Actor for Worker {
+    type Msg = WorkerMsg;
+    type State = WorkerArgs;
+    type Arguments = WorkerArgs;
+
+    async fn pre_start(&self, _me: ActorRef<Self::Msg>, args: WorkerArgs) -> Result<WorkerArgs, ActorProcessingErr> {
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut WorkerArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        let WorkerMsg::Run(a) = msg;
+        let task_id = a.task_id;
+        let outcome = run_attempt(*a).await;
+        (state.on_done)(state.id, task_id, outcome);
+        Ok(())
+    }
+}
+
+/// Runs one attempt under its timeout and cancel grace. A panic in the executor propagates,
+/// failing the worker actor, which is what its supervisor's restart policy acts on.
+pub async fn run_attempt(a: Assignment) -> Outcome {
+    let ctx = ExecContext::new(a.task_id, a.task_type, a.attempt, a.cancel.clone(), a.progress);
+    let run = a.executor.execute(ctx, a.params);
+    let cancel = a.cancel.clone();
+    let grace = a.cancel_grace;
+    tokio::select! {
+        res = run => match res {
+            Ok(v) => Outcome::Succeeded(v),
+            Err(ExecError::Cancelled) => Outcome::Cancelled { forced: false },
+            Err(e) if a.cancel.is_cancelled() => {
+                tracing::debug!(task_id = %a.task_id, error = %e, "executor failed after cancel");
+                Outcome::Cancelled { forced: false }
+            }
+            Err(e) => Outcome::Failed { retryable: e.is_retryable(), message: e.to_string() },
+        },
+        _ = tokio::time::sleep(a.timeout) => Outcome::TimedOut,
+        _ = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => Outcome::Cancelled { forced: true },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ExecutorRegistry;
+    use serde_json::json;
+
+    fn assignment(executor: &str, params: Value, timeout_ms: u64) -> Assignment {
+        Assignment {
+            task_id: TaskId::new(),
+            task_type: "system.debug.x".into(),
+            params,
+            attempt: 1,
+            timeout: Duration::from_millis(timeout_ms),
+            executor: ExecutorRegistry::builtin().get(executor).unwrap(),
+            cancel: CancellationToken::new(),
+            cancel_grace: Duration::from_millis(50),
+            progress: Arc::new(|_, _| {}),
+        }
+    }
+
+    #[tokio::test]
+    async fn outcomes() {
+        let ok = run_attempt(assignment("echo", json!({"x": 1}), 1000)).await;
+        assert_eq!(ok, Outcome::Succeeded(json!({"x": 1})));
+        let failed = run_attempt(assignment("fail", json!({"retryable": false}), 1000)).await;
+        assert!(matches!(failed, Outcome::Failed { retryable: false, .. }), "{failed:?}");
+        let timed_out = run_attempt(assignment("sleep", json!({"ms": 5000}), 50)).await;
+        assert_eq!(timed_out, Outcome::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn cancel_is_cooperative_then_forced() {
+        let a = assignment("sleep", json!({"ms": 5000}), 10_000);
+        a.cancel.cancel();
+        assert_eq!(run_attempt(a).await, Outcome::Cancelled { forced: false });
+
+        let mut a = assignment("sleep", json!({"ms": 5000, "ignore_cancel": true}), 10_000);
+        a.cancel_grace = Duration::from_millis(20);
+        a.cancel.cancel();
+        assert_eq!(run_attempt(a).await, Outcome::Cancelled { forced: true });
+    }
+}

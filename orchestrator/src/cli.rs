@@ -1,0 +1,503 @@
+//! The `cadre` command line: `serve` runs a node; every other command is a gRPC client of one.
+//!
+//! Client commands find the node from `--endpoint` / `CADRE_ENDPOINT`, else from
+//! `<data-dir>/endpoints.json` written by `cadre serve`, else `http://127.0.0.1:50051`.
+//! Errors print one line (`error: <status>: <message>`) and exit non-zero.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use cadre_proto::v1::{
+    self, admin_service_client::AdminServiceClient, task_service_client::TaskServiceClient,
+};
+use cadre_proto::TaskState;
+use clap::{Args, Parser, Subcommand};
+use tonic::transport::Channel;
+
+use crate::config::Config;
+use crate::server::{self, Endpoints};
+use crate::telemetry;
+
+/// cadre: a hierarchical, actor-based task orchestrator for AI-agent work.
+#[derive(Parser, Debug)]
+#[command(name = "cadre", version, about)]
+pub struct Cli {
+    /// gRPC endpoint of the node (client commands).
+    #[arg(long, global = true, env = "CADRE_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Data directory: where `serve` keeps its store, and where clients look for endpoints.json.
+    #[arg(long, global = true, env = "CADRE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node (embedded default: SQLite store, in-process bus).
+    Serve(ServeArgs),
+    /// Submit a task.
+    Submit(SubmitArgs),
+    /// Show one task.
+    Get {
+        /// Task id.
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a queued or running task.
+    Cancel {
+        /// Task id.
+        id: String,
+        /// Recorded on the CANCELLED event.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Follow a task's events (or all events matching a type prefix) live.
+    Watch(WatchArgs),
+    /// List tasks, newest first.
+    Tasks(TasksArgs),
+    /// Show the supervisor tree: pools, busy workers, queues, restarts.
+    Status,
+    /// Resize a worker pool live.
+    Scale {
+        /// Supervisor name, e.g. intelligence.
+        supervisor: String,
+        /// Worker kind, e.g. writer.
+        kind: String,
+        /// New pool size.
+        replicas: u32,
+    },
+    /// Ask the node to re-read its config file.
+    Reload,
+    /// Configuration tools.
+    Config {
+        /// What to do with the config.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+/// `cadre config ...`
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate a config file (with defaults and CADRE_* env applied) and print the effective config.
+    Check {
+        /// The file; default: ./cadre.toml if present, else the built-in defaults.
+        file: Option<PathBuf>,
+    },
+}
+
+/// `cadre serve` options; each overrides the config file and environment.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Config file (TOML).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address (port 0 picks a free port).
+    #[arg(long)]
+    pub grpc_addr: Option<String>,
+    /// HTTP listen address (port 0 picks a free port).
+    #[arg(long)]
+    pub http_addr: Option<String>,
+    /// Log JSON lines.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// `cadre submit` options.
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// Task type, e.g. intelligence.text.summarize.
+    pub task_type: String,
+    /// Params as JSON, or @FILE to read them from a file, or @- for stdin.
+    #[arg(default_value = "{}")]
+    pub params: String,
+    /// Priority 0-9 (9 runs first).
+    #[arg(long, short, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Per-attempt timeout in milliseconds (0 = node default).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub timeout_ms: i64,
+    /// Total attempts (0 = node default).
+    #[arg(long, default_value_t = 0)]
+    pub max_attempts: u32,
+    /// Delay before the first retry in milliseconds (0 = node default).
+    #[arg(long, default_value_t = 0)]
+    pub backoff_ms: u64,
+    /// Submitting again with the same key returns the first task.
+    #[arg(long, default_value = "")]
+    pub idempotency_key: String,
+    /// Wait for the task to finish; exit 0 only if it SUCCEEDED.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cadre watch` options.
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Task id; without it, watch every task (narrowed by --type).
+    pub id: Option<String>,
+    /// Only task types starting with this.
+    #[arg(long = "type", default_value = "")]
+    pub type_prefix: String,
+    /// Resume after this cursor.
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+}
+
+/// `cadre tasks` options.
+#[derive(Args, Debug)]
+pub struct TasksArgs {
+    /// Only these states (repeatable): queued, running, retrying, succeeded, failed, cancelled, timed_out.
+    #[arg(long)]
+    pub state: Vec<String>,
+    /// Only task types starting with this.
+    #[arg(long = "type", default_value = "")]
+    pub type_prefix: String,
+    /// Page size.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// Continue from a previous page.
+    #[arg(long, default_value = "")]
+    pub page_token: String,
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Serve(args) => serve(args, cli.data_dir).await.map(|_| 0),
+        Command::Config { command: ConfigCommand::Check { file } } => {
+            let cfg = Config::load(file.as_deref())?;
+            println!("# effective configuration (defaults < file < CADRE_* env): valid");
+            print!("{}", cfg.to_toml());
+            Ok(0)
+        }
+        command => {
+            let endpoint = resolve_endpoint(cli.endpoint, cli.data_dir.as_deref());
+            let channel = Channel::from_shared(endpoint.clone())
+                .map_err(|e| anyhow!("invalid endpoint {endpoint:?}: {e}"))?
+                .connect_timeout(Duration::from_secs(5))
+                .connect()
+                .await
+                .map_err(|e| anyhow!("cannot reach cadre at {endpoint}: {e} (is `cadre serve` running?)"))?;
+            client(command, channel).await
+        }
+    }
+}
+
+fn resolve_endpoint(flag: Option<String>, data_dir: Option<&Path>) -> String {
+    flag.or_else(|| Endpoints::read(data_dir.unwrap_or(Path::new("cadre-data"))).map(|e| e.grpc))
+        .unwrap_or_else(|| "http://127.0.0.1:50051".into())
+}
+
+async fn serve(args: ServeArgs, data_dir: Option<PathBuf>) -> Result<()> {
+    let mut cfg = Config::load(args.config.as_deref())?;
+    if let Some(a) = args.grpc_addr {
+        cfg.server.grpc_addr = a;
+    }
+    if let Some(a) = args.http_addr {
+        cfg.server.http_addr = a;
+    }
+    if let Some(d) = data_dir {
+        cfg.node.data_dir = d;
+    }
+    cfg.log.json |= args.log_json;
+    cfg.validate()?;
+    telemetry::init_logging(&cfg.log);
+    let running = server::start(cfg, args.config).await?;
+    eprintln!("cadre serving gRPC on {} and HTTP on {}", running.grpc_addr, running.http_addr);
+    wait_for_signals(&running).await;
+    running.shutdown().await;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(running: &server::Running) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut term)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate())) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match running.node.reload().await {
+                Ok(changes) => tracing::info!(?changes, "SIGHUP: config reloaded"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: config not reloaded"),
+            },
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_running: &server::Running) {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn status_err(s: tonic::Status) -> anyhow::Error {
+    anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+async fn client(command: Command, channel: Channel) -> Result<i32> {
+    let mut tasks = TaskServiceClient::new(channel.clone());
+    let mut admin = AdminServiceClient::new(channel);
+    match command {
+        Command::Submit(a) => {
+            let params = read_params(&a.params)?;
+            let retry = (a.max_attempts > 0 || a.backoff_ms > 0).then(|| v1::RetryPolicy {
+                max_attempts: a.max_attempts,
+                initial_backoff_ms: a.backoff_ms,
+                max_backoff_ms: 0,
+                multiplier: 0.0,
+            });
+            let spec = v1::TaskSpec {
+                task_type: a.task_type,
+                params_json: params,
+                priority: a.priority,
+                timeout_ms: a.timeout_ms,
+                retry,
+                idempotency_key: a.idempotency_key,
+                parent_id: String::new(),
+            };
+            let resp = tasks.submit(v1::SubmitRequest { spec: Some(spec) }).await.map_err(status_err)?.into_inner();
+            let task = resp.task.context("node returned no task")?;
+            if !a.wait {
+                if a.json {
+                    println!("{}", task_json(&task));
+                } else {
+                    let note = if resp.created { "" } else { " (existing task for this idempotency key)" };
+                    println!("{}{note}", task.id);
+                }
+                return Ok(0);
+            }
+            if !a.json {
+                eprintln!("submitted {}", task.id);
+            }
+            follow(&mut tasks, v1::WatchRequest { task_id: task.id.clone(), ..Default::default() }, !a.json).await?;
+            let task = tasks.get(v1::GetRequest { id: task.id }).await.map_err(status_err)?.into_inner();
+            if a.json {
+                println!("{}", task_json(&task));
+            } else {
+                print_task(&task);
+            }
+            Ok(if task.state == v1::TaskState::Succeeded as i32 { 0 } else { 2 })
+        }
+        Command::Get { id, json } => {
+            let task = tasks.get(v1::GetRequest { id }).await.map_err(status_err)?.into_inner();
+            if json {
+                println!("{}", task_json(&task));
+            } else {
+                print_task(&task);
+            }
+            Ok(0)
+        }
+        Command::Cancel { id, reason } => {
+            let task = tasks.cancel(v1::CancelRequest { id, reason }).await.map_err(status_err)?.into_inner();
+            println!("{} {}", task.id, state_name(task.state));
+            Ok(0)
+        }
+        Command::Watch(w) => {
+            let req = v1::WatchRequest {
+                task_id: w.id.unwrap_or_default(),
+                task_type_prefix: w.type_prefix,
+                after_cursor: w.after,
+                states: vec![],
+            };
+            follow(&mut tasks, req, true).await?;
+            Ok(0)
+        }
+        Command::Tasks(t) => {
+            let states = t
+                .state
+                .iter()
+                .map(|s| s.parse::<TaskState>().map(|s| s.to_wire() as i32))
+                .collect::<Result<Vec<_>, _>>()?;
+            let req = v1::ListRequest {
+                states,
+                task_type_prefix: t.type_prefix,
+                parent_id: String::new(),
+                page_size: t.limit,
+                page_token: t.page_token,
+            };
+            let resp = tasks.list(req).await.map_err(status_err)?.into_inner();
+            println!("{:<36}  {:<10}  {:>7}  {:<32}  {}", "ID", "STATE", "ATTEMPT", "TYPE", "ERROR");
+            for task in &resp.tasks {
+                let ty = task.spec.as_ref().map(|s| s.task_type.as_str()).unwrap_or("");
+                println!("{:<36}  {:<10}  {:>7}  {:<32}  {}", task.id, state_name(task.state), task.attempt, ty, task.error);
+            }
+            if !resp.next_page_token.is_empty() {
+                println!("more: --page-token {}", resp.next_page_token);
+            }
+            Ok(0)
+        }
+        Command::Status => {
+            let s = admin.status(v1::StatusRequest {}).await.map_err(status_err)?.into_inner();
+            print_status(&s);
+            Ok(0)
+        }
+        Command::Scale { supervisor, kind, replicas } => {
+            let req = v1::ScaleRequest { supervisor: supervisor.clone(), worker_kind: kind, replicas };
+            let pool = admin.scale(req).await.map_err(status_err)?.into_inner().pool.context("no pool returned")?;
+            println!(
+                "{supervisor}/{}: target {} live {} busy {}",
+                pool.worker_kind, pool.target_size, pool.live_workers, pool.busy_workers
+            );
+            Ok(0)
+        }
+        Command::Reload => {
+            let r = admin.reload_config(v1::ReloadConfigRequest {}).await.map_err(status_err)?.into_inner();
+            if r.changes.is_empty() {
+                println!("no changes");
+            }
+            for c in r.changes {
+                println!("{c}");
+            }
+            Ok(0)
+        }
+        Command::Serve(_) | Command::Config { .. } => unreachable!("handled before connecting"),
+    }
+}
+
+fn read_params(arg: &str) -> Result<String> {
+    let text = match arg.strip_prefix('@') {
+        Some("-") => std::io::read_to_string(std::io::stdin()).context("cannot read params from stdin")?,
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read params file {path}"))?,
+        None => arg.to_string(),
+    };
+    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| anyhow!("params are not valid JSON: {e}"))?;
+    Ok(text)
+}
+
+/// Prints events until the stream ends; progress is one rewritten line on a terminal.
+async fn follow(tasks: &mut TaskServiceClient<Channel>, req: v1::WatchRequest, print: bool) -> Result<()> {
+    let mut stream = tasks.watch(req).await.map_err(status_err)?.into_inner();
+    let tty = std::io::stdout().is_terminal();
+    let mut progress_line = false;
+    while let Some(e) = stream.message().await.map_err(status_err)? {
+        if !print {
+            continue;
+        }
+        let mut out = std::io::stdout().lock();
+        if e.is_progress && tty {
+            let filled = (e.progress * 20.0).round() as usize;
+            let bar = format!("[{}{}]", "#".repeat(filled), ".".repeat(20 - filled.min(20)));
+            write!(out, "\r{} {bar} {:>3.0}% {}\x1b[K", e.task_id, e.progress * 100.0, e.message)?;
+            progress_line = true;
+        } else {
+            if progress_line {
+                writeln!(out)?;
+                progress_line = false;
+            }
+            let detail = if e.is_progress { format!("{:.0}% {}", e.progress * 100.0, e.message) } else { e.message.clone() };
+            writeln!(out, "{:>6} {} #{} {:<9} attempt {} {}", e.cursor, e.task_id, e.seq, state_name(e.state), e.attempt, detail)?;
+        }
+        out.flush()?;
+    }
+    if progress_line {
+        println!();
+    }
+    Ok(())
+}
+
+fn state_name(s: i32) -> &'static str {
+    TaskState::from_wire(s).map(TaskState::as_str).unwrap_or("UNKNOWN")
+}
+
+fn task_json(t: &v1::Task) -> String {
+    let spec = t.spec.clone().unwrap_or_default();
+    serde_json::json!({
+        "id": t.id,
+        "tenant": t.tenant,
+        "task_type": spec.task_type,
+        "state": state_name(t.state),
+        "attempt": t.attempt,
+        "supervisor": t.supervisor,
+        "worker_kind": t.worker_kind,
+        "priority": spec.priority,
+        "params": serde_json::from_str::<serde_json::Value>(&spec.params_json).unwrap_or_default(),
+        "result": serde_json::from_str::<serde_json::Value>(&t.result_json).ok(),
+        "error": (!t.error.is_empty()).then_some(&t.error),
+        "created_at_ms": t.created_at_ms,
+        "updated_at_ms": t.updated_at_ms,
+        "children": t.children,
+    })
+    .to_string()
+}
+
+fn print_task(t: &v1::Task) {
+    let spec = t.spec.clone().unwrap_or_default();
+    println!("id:         {}", t.id);
+    println!("type:       {}", spec.task_type);
+    println!("state:      {}", state_name(t.state));
+    println!("attempt:    {}", t.attempt);
+    println!("runs on:    {}/{}", t.supervisor, t.worker_kind);
+    println!("priority:   {}", spec.priority);
+    if !t.result_json.is_empty() {
+        let pretty = serde_json::from_str::<serde_json::Value>(&t.result_json)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or_else(|_| t.result_json.clone());
+        println!("result:     {pretty}");
+    }
+    if !t.error.is_empty() {
+        println!("error:      {}", t.error);
+    }
+    if !t.children.is_empty() {
+        println!("children:   {}", t.children.join(", "));
+    }
+}
+
+fn print_status(s: &v1::StatusResponse) {
+    println!("orchestrator {} (cadre {}), {} unfinished tasks", s.node_id, s.version, s.pending_tasks);
+    for (i, sup) in s.supervisors.iter().enumerate() {
+        let last = i + 1 == s.supervisors.len();
+        let (branch, indent) = if last { ("└──", "    ") } else { ("├──", "│   ") };
+        println!(
+            "{branch} supervisor {} [{}] restarts {} (worker restarts in window {}/{})",
+            sup.name, sup.state, sup.restarts, sup.recent_restarts, sup.max_restarts
+        );
+        for (j, p) in sup.pools.iter().enumerate() {
+            let b = if j + 1 == sup.pools.len() { "└──" } else { "├──" };
+            println!(
+                "{indent}{b} {:<10} size {:>3} (live {:>3})  busy {:>3}  queued {:>5}  restarts {}",
+                p.worker_kind, p.target_size, p.live_workers, p.busy_workers, p.queue_depth, p.restarts
+            );
+        }
+    }
+}
+
+/// Parses arguments, runs, and turns errors into one line on stderr and exit code 1.
+pub fn main_entry() -> i32 {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            1
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    parts.dedup();
+    let line = parts.join(": ");
+    if line.is_empty() { "unknown error".into() } else { line }
+}
+

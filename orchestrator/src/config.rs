@@ -1,0 +1,416 @@
+//! Node configuration: built-in defaults < `cadre.toml` (or `--config`) < `CADRE_*` environment
+//! variables (`__` separates levels: `CADRE_SERVER__GRPC_ADDR=0.0.0.0:50051`).
+//! Every setting has a default, so `cadre serve` runs with no file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cadre_agents::ExecutorRegistry;
+use cadre_proto::{RetryPolicy, SpecLimits};
+use cadre_supervisors::supervisor::MAX_POOL_SIZE;
+use cadre_supervisors::{RestartIntensity, Route, RoutingTable, SupervisorSpec};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole node configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Identity and data directory.
+    pub node: NodeConfig,
+    /// Listen addresses and transport limits.
+    pub server: ServerConfig,
+    /// Where tasks and events are kept.
+    pub store: StoreConfig,
+    /// Input bounds and defaults for tasks.
+    pub limits: LimitsConfig,
+    /// Default retry policy for tasks that give none.
+    pub retry: RetryPolicy,
+    /// Tier-1 supervisors by name.
+    pub supervisors: BTreeMap<String, SupervisorSpec>,
+    /// Task type -> supervisor, worker kind and executor.
+    pub routes: RoutingTable,
+    /// Diagnostic task types.
+    pub diagnostics: DiagnosticsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Identity and data directory of this node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Shown in status and logs.
+    pub id: String,
+    /// Holds the SQLite database and `endpoints.json` (the addresses actually bound).
+    pub data_dir: PathBuf,
+}
+
+/// Listen addresses and transport limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// gRPC API (TaskService, AdminService, SupervisorPeer, health, reflection). Port 0 picks one.
+    pub grpc_addr: String,
+    /// HTTP side: /health, /ready, /metrics. Port 0 picks one.
+    pub http_addr: String,
+    /// Largest gRPC message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// How long shutdown waits for open calls and streams before closing them.
+    pub shutdown_grace_ms: u64,
+}
+
+/// Where tasks and events are kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH`; empty = `<data_dir>/cadre.db`.
+    pub url: String,
+    /// Most writes committed in one transaction (group commit).
+    pub batch_max: usize,
+    /// Writes waiting for the store before writers are made to wait.
+    pub queue_capacity: usize,
+    /// `full` (an accepted task survives power loss) or `normal` (faster; may lose the last
+    /// commits on power loss, never on a process crash).
+    pub synchronous: String,
+}
+
+/// Input bounds and task defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest `params_json`, in bytes.
+    pub max_params_bytes: usize,
+    /// Unfinished tasks the node accepts before Submit answers RESOURCE_EXHAUSTED.
+    pub max_pending_tasks: u64,
+    /// Timeout of a task that gives none.
+    pub default_timeout_ms: u64,
+    /// Largest timeout a task may ask for.
+    pub max_timeout_ms: u64,
+    /// How long a cancelled executor may take to stop before it is dropped.
+    pub cancel_grace_ms: u64,
+    /// Events buffered per live subscriber before it is told it lagged and re-reads the store.
+    pub event_buffer: usize,
+}
+
+/// Diagnostic task types (`system.debug.echo|sleep|fail|panic`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiagnosticsConfig {
+    /// Adds routes for the diagnostic task types to the `system` supervisor's `monitor` pool
+    /// (unless the routes table already names them).
+    pub enabled: bool,
+}
+
+/// Logging.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// JSON lines instead of human-readable text.
+    pub json: bool,
+    /// `tracing` filter, e.g. `info` or `cadre=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig { id: "cadre-1".into(), data_dir: PathBuf::from("cadre-data") }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            grpc_addr: "127.0.0.1:50051".into(),
+            http_addr: "127.0.0.1:8080".into(),
+            max_message_bytes: 4 << 20,
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { url: String::new(), batch_max: 512, queue_capacity: 8192, synchronous: "full".into() }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_params_bytes: 1 << 20,
+            max_pending_tasks: 100_000,
+            default_timeout_ms: 300_000,
+            max_timeout_ms: 24 * 3_600_000,
+            cancel_grace_ms: 5_000,
+            event_buffer: 4096,
+        }
+    }
+}
+
+impl Default for DiagnosticsConfig {
+    fn default() -> Self {
+        DiagnosticsConfig { enabled: true }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { json: false, level: "info".into() }
+    }
+}
+
+fn spec(pools: &[(&str, usize)]) -> SupervisorSpec {
+    SupervisorSpec {
+        pools: pools.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+        restart: RestartIntensity::default(),
+    }
+}
+
+fn route(supervisor: &str, worker: &str, executor: &str) -> Route {
+    Route { supervisor: supervisor.into(), worker: worker.into(), executor: executor.into() }
+}
+
+/// The diagnostic task types and where they run when `diagnostics.enabled`.
+pub const DIAGNOSTIC_TYPES: [(&str, &str); 4] = [
+    ("system.debug.echo", "echo"),
+    ("system.debug.sleep", "sleep"),
+    ("system.debug.fail", "fail"),
+    ("system.debug.panic", "panic"),
+];
+
+impl Default for Config {
+    fn default() -> Self {
+        let supervisors = BTreeMap::from([
+            ("intelligence".to_string(), spec(&[("writer", 4), ("coder", 2), ("research", 2), ("analytics", 2)])),
+            ("multimodal".to_string(), spec(&[("vision", 2), ("audio", 2), ("artist", 1), ("fusion", 1)])),
+            ("system".to_string(), spec(&[("monitor", 4), ("audit", 1), ("config", 1), ("health", 2)])),
+        ]);
+        let routes = RoutingTable(BTreeMap::from([(
+            "intelligence.text.summarize".to_string(),
+            route("intelligence", "writer", "summarize"),
+        )]));
+        Config {
+            node: NodeConfig::default(),
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            limits: LimitsConfig::default(),
+            retry: RetryPolicy::default(),
+            supervisors,
+            routes,
+            diagnostics: DiagnosticsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Why a configuration was refused: every problem found, one per line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be read or parsed.
+    #[error("cannot load config: {0}")]
+    Load(String),
+    /// The values are inconsistent or out of range.
+    #[error("invalid config:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Loads defaults < `path` (or `cadre.toml` in the working directory if present) <
+    /// `CADRE_*` environment, then validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(path, Env::prefixed("CADRE_").split("__"))
+    }
+
+    /// Like [`Config::load`] with an explicit environment provider (tests use a fixed map).
+    pub fn load_from(path: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(p) => {
+                if !p.is_file() {
+                    return Err(ConfigError::Load(format!("{} does not exist or is not a file", p.display())));
+                }
+                fig = fig.merge(Toml::file_exact(p));
+            }
+            None => fig = fig.merge(Toml::file("cadre.toml")),
+        }
+        let cfg: Config = fig.merge(env).extract().map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML document on top of the defaults (no environment), then validates.
+    pub fn from_toml_str(toml: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The routing table in force: configured routes plus, when enabled, the diagnostic ones.
+    pub fn effective_routes(&self) -> RoutingTable {
+        let mut routes = self.routes.clone();
+        if self.diagnostics.enabled {
+            for (task_type, executor) in DIAGNOSTIC_TYPES {
+                routes.0.entry(task_type.to_string()).or_insert_with(|| route("system", "monitor", executor));
+            }
+        }
+        routes
+    }
+
+    /// Task input bounds derived from `limits` and `retry`.
+    pub fn spec_limits(&self) -> SpecLimits {
+        SpecLimits {
+            max_params_bytes: self.limits.max_params_bytes,
+            max_timeout: Duration::from_millis(self.limits.max_timeout_ms),
+            default_timeout: Duration::from_millis(self.limits.default_timeout_ms),
+            default_retry: self.retry.clone(),
+        }
+    }
+
+    /// Checks every cross-reference and range; reports all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errs = Vec::new();
+        for (name, addr) in [("server.grpc_addr", &self.server.grpc_addr), ("server.http_addr", &self.server.http_addr)] {
+            if addr.parse::<SocketAddr>().is_err() {
+                errs.push(format!("{name}: {addr:?} is not an IP:port address"));
+            }
+        }
+        if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 64 << 20 {
+            errs.push("server.max_message_bytes: must be between 1 KiB and 64 MiB".into());
+        }
+        if self.limits.max_params_bytes == 0 || self.limits.max_params_bytes > self.server.max_message_bytes {
+            errs.push("limits.max_params_bytes: must be above 0 and at most server.max_message_bytes".into());
+        }
+        if self.limits.default_timeout_ms == 0 || self.limits.default_timeout_ms > self.limits.max_timeout_ms {
+            errs.push("limits.default_timeout_ms: must be above 0 and at most limits.max_timeout_ms".into());
+        }
+        if self.limits.max_pending_tasks == 0 {
+            errs.push("limits.max_pending_tasks: must be above 0".into());
+        }
+        if !(16..=1 << 20).contains(&self.limits.event_buffer) {
+            errs.push("limits.event_buffer: must be 16 to 1048576".into());
+        }
+        if self.store.batch_max == 0 || self.store.batch_max > 10_000 {
+            errs.push("store.batch_max: must be 1 to 10000".into());
+        }
+        if self.store.queue_capacity == 0 || self.store.queue_capacity > 1 << 20 {
+            errs.push("store.queue_capacity: must be 1 to 1048576".into());
+        }
+        if !["full", "normal"].contains(&self.store.synchronous.as_str()) {
+            errs.push(format!("store.synchronous: {:?} is not \"full\" or \"normal\"", self.store.synchronous));
+        }
+        if !self.store.url.is_empty() && !self.store.url.starts_with("sqlite:") {
+            errs.push(format!(
+                "store.url: {:?} is not supported yet (only sqlite:PATH; PostgreSQL arrives with distributed mode)",
+                self.store.url
+            ));
+        }
+        if let Err(e) = self.retry.validate("retry") {
+            errs.push(e.to_string());
+        }
+        if self.supervisors.is_empty() {
+            errs.push("supervisors: at least one supervisor is needed".into());
+        }
+        for (name, s) in &self.supervisors {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
+                errs.push(format!("supervisors.{name}: names are lowercase letters, digits, _ and -"));
+            }
+            for (kind, size) in &s.pools {
+                if *size > MAX_POOL_SIZE {
+                    errs.push(format!("supervisors.{name}.pools.{kind}: {size} exceeds the maximum of {MAX_POOL_SIZE}"));
+                }
+            }
+            if s.restart.within_secs == 0 {
+                errs.push(format!("supervisors.{name}.restart.within_secs: must be above 0"));
+            }
+        }
+        let registry = ExecutorRegistry::builtin();
+        for (task_type, r) in self.effective_routes().iter() {
+            if let Err(e) = cadre_proto::validate_task_type(task_type) {
+                errs.push(format!("routes.{task_type:?}: {e}"));
+            }
+            match self.supervisors.get(&r.supervisor) {
+                None => errs.push(format!("routes.{task_type:?}: supervisor {:?} is not configured", r.supervisor)),
+                Some(s) if !s.pools.contains_key(&r.worker) => errs.push(format!(
+                    "routes.{task_type:?}: supervisor {:?} has no worker kind {:?}",
+                    r.supervisor, r.worker
+                )),
+                Some(_) => {}
+            }
+            if registry.get(&r.executor).is_none() {
+                let known: Vec<&str> = registry.names().collect();
+                errs.push(format!(
+                    "routes.{task_type:?}: executor {:?} does not exist (known: {})",
+                    r.executor,
+                    known.join(", ")
+                ));
+            }
+        }
+        if errs.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errs)) }
+    }
+
+    /// The effective configuration as TOML, as `cadre config check` prints it.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_route_diagnostics() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let routes = c.effective_routes();
+        assert_eq!(routes.resolve("system.debug.echo").unwrap().executor, "echo");
+        assert_eq!(routes.resolve("intelligence.text.summarize").unwrap().worker, "writer");
+        let off = Config { diagnostics: DiagnosticsConfig { enabled: false }, ..c };
+        assert!(off.effective_routes().resolve("system.debug.echo").is_none());
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cadre.toml");
+        std::fs::write(&path, "[server]\ngrpc_addr = \"127.0.0.1:7000\"\n[supervisors.system.pools]\nmonitor = 9\n").unwrap();
+        let env = Env::prefixed("CADRE_TEST_NOTHING_").split("__");
+        let c = Config::load_from(Some(&path), env).unwrap();
+        assert_eq!(c.server.grpc_addr, "127.0.0.1:7000");
+        assert_eq!(c.supervisors["system"].pools["monitor"], 9);
+        assert_eq!(c.supervisors["system"].pools["audit"], 1, "maps merge with the defaults");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CADRE_SERVER__GRPC_ADDR", "127.0.0.1:7001");
+            let c = Config::load(Some(&path)).map_err(|e| e.to_string())?;
+            assert_eq!(c.server.grpc_addr, "127.0.0.1:7001");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn inconsistencies_are_all_reported() {
+        let err = Config::from_toml_str(
+            r#"
+            [server]
+            grpc_addr = "nope"
+            [routes."intelligence.text.translate"]
+            supervisor = "intelligence"
+            worker = "translator"
+            executor = "babel"
+            "#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("server.grpc_addr"), "{err}");
+        assert!(err.contains("no worker kind \"translator\""), "{err}");
+        assert!(err.contains("executor \"babel\" does not exist"), "{err}");
+        assert!(Config::from_toml_str("[server]\nbogus = 1").unwrap_err().to_string().contains("bogus"));
+    }
+}

@@ -1,0 +1,62 @@
+//! The node's error type and its mapping to gRPC status codes, in one place.
+
+use cadre_proto::SpecError;
+use tonic::{Code, Status};
+
+use crate::orchestrator::ScaleError;
+use crate::store::StoreError;
+
+/// Why a request was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Malformed or out-of-range input (`INVALID_ARGUMENT`, or `RESOURCE_EXHAUSTED` when too large).
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// No such task, supervisor or worker kind (`NOT_FOUND`).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request does not fit the current state (`FAILED_PRECONDITION`).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A node limit is reached (`RESOURCE_EXHAUSTED`).
+    #[error("{0}")]
+    Exhausted(String),
+    /// The store or another dependency is unreachable (`UNAVAILABLE`); safe to retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Waiting ran out before the task finished (`DEADLINE_EXCEEDED`); the task goes on.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+}
+
+/// Result of node operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Unavailable(e.to_string())
+    }
+}
+
+impl From<ScaleError> for Error {
+    fn from(e: ScaleError) -> Self {
+        match e {
+            ScaleError::NotFound(m) => Error::NotFound(m),
+            ScaleError::Invalid(m) => Error::Spec(SpecError::invalid("replicas", m)),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let code = match &e {
+            Error::Spec(SpecError::Invalid { .. }) => Code::InvalidArgument,
+            Error::Spec(SpecError::TooLarge { .. }) | Error::Exhausted(_) => Code::ResourceExhausted,
+            Error::NotFound(_) => Code::NotFound,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+        };
+        Status::new(code, e.to_string())
+    }
+}

@@ -1,0 +1,25 @@
+//! cadre tier 0 and the faces.
+//!
+//! Layout:
+//! - [`config`]: figment configuration (defaults < file < `CADRE_*` env) and its validation.
+//! - [`store`]: the [`store::Store`] trait and its SQLite implementation.
+//! - [`writer`]: group commit: the single path to the store; also the supervisors' task sink.
+//! - [`hub`]: live event fan-out and resumable watch streams.
+//! - [`orchestrator`]: the tier-0 actor that spawns, feeds and restarts the supervisors.
+//! - [`node`]: the operations every face calls (submit, get, cancel, list, watch, status, ...).
+//! - [`grpc`], [`http`]: the network faces. [`server`]: start-up and shutdown.
+//! - [`telemetry`]: logs and metrics. [`cli`]: the `cadre` command line.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod hub;
+pub mod node;
+pub mod orchestrator;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod writer;

@@ -1,0 +1,326 @@
+//! The node: everything the faces (gRPC, HTTP, CLI) call, on top of the store, the writer, the
+//! event hub and the orchestrator actor. One `Node` per process.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use cadre_proto::v1::{self, PoolStatus, StatusResponse, SupervisorStatus};
+use cadre_proto::{SpecError, SpecLimits, TaskId, TaskRecord, TaskSpec, TaskState};
+use ractor::ActorRef;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::hub::Hub;
+use crate::orchestrator::{OrchestratorMsg, Recovery};
+use crate::store::{EventFilter, Store, StoreError, TaskFilter, WriteOutcome, sqlite::now_ms};
+use crate::writer::Writer;
+
+/// The tenant of every task until authentication assigns principals their own.
+pub const DEFAULT_TENANT: &str = "default";
+/// Largest page `List` returns.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+/// How long orchestrator calls may take before the node answers UNAVAILABLE.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The node's shared core.
+pub struct Node {
+    /// This node's id.
+    pub node_id: String,
+    config: RwLock<Config>,
+    config_path: Option<PathBuf>,
+    limits: SpecLimits,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) writer: Writer,
+    hub: Hub,
+    pub(crate) orchestrator: ActorRef<OrchestratorMsg>,
+    recovery: Recovery,
+}
+
+impl Node {
+    /// Assembles a node from its started parts.
+    pub(crate) fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        store: Arc<dyn Store>,
+        writer: Writer,
+        hub: Hub,
+        orchestrator: ActorRef<OrchestratorMsg>,
+        recovery: Recovery,
+    ) -> Self {
+        Node {
+            node_id: config.node.id.clone(),
+            limits: config.spec_limits(),
+            config: RwLock::new(config),
+            config_path,
+            store,
+            writer,
+            hub,
+            orchestrator,
+            recovery,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Validates, stores durably and dispatches a task. Returns the task and whether it was
+    /// created (false when its idempotency key matched an earlier task, which is returned).
+    pub async fn submit(&self, tenant: &str, wire: Option<&v1::TaskSpec>) -> Result<(TaskRecord, bool)> {
+        let spec = TaskSpec::from_wire(wire, &self.limits)?;
+        let routes = self.recovery.routes();
+        let Some(route) = routes.resolve(&spec.task_type) else {
+            let known: Vec<&str> = routes.iter().map(|(t, _)| t.as_str()).collect();
+            return Err(SpecError::invalid(
+                "spec.task_type",
+                format!("unknown task type {:?} (known: {})", spec.task_type, known.join(", ")),
+            )
+            .into());
+        };
+        if let Some(key) = &spec.idempotency_key
+            && let Some(existing) = self.store.find_idempotent(tenant, key).await?
+        {
+            return Ok((existing, false));
+        }
+        if let Some(parent) = spec.parent_id
+            && self.store.get(parent).await?.is_none()
+        {
+            return Err(SpecError::invalid("spec.parent_id", format!("no task {parent}")).into());
+        }
+        let max = self.config().limits.max_pending_tasks;
+        if self.writer.pending() >= max {
+            return Err(Error::Exhausted(format!(
+                "the node holds {max} unfinished tasks (limits.max_pending_tasks); retry later"
+            )));
+        }
+        let now = now_ms();
+        let record = TaskRecord {
+            id: TaskId::new(),
+            tenant: tenant.to_string(),
+            spec,
+            state: TaskState::Queued,
+            attempt: 0,
+            supervisor: route.supervisor.clone(),
+            worker_kind: route.worker.clone(),
+            result: None,
+            error: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            seq: 1,
+            children: Vec::new(),
+        };
+        let queued = self
+            .recovery
+            .queued(&record, route)
+            .ok_or_else(|| Error::Unavailable(format!("executor {} is not available", route.executor)))?;
+        match self.writer.insert(record.clone()).await? {
+            WriteOutcome::Event { .. } => {
+                let msg = OrchestratorMsg::Dispatch { supervisor: route.supervisor.clone(), task: Box::new(queued) };
+                // If the orchestrator is gone the node is shutting down; the task is stored and
+                // recovered at the next start.
+                let _ = self.orchestrator.cast(msg);
+                Ok((record, true))
+            }
+            WriteOutcome::Existing(id) => Ok((self.get_record(id).await?, false)),
+            WriteOutcome::Ignored => Err(Error::Unavailable("the store refused the task; retry".into())),
+        }
+    }
+
+    /// Submits and waits for the terminal state (or `wait`, default: long enough for every
+    /// attempt and backoff).
+    pub async fn submit_and_wait(&self, tenant: &str, wire: Option<&v1::TaskSpec>, wait_ms: u64) -> Result<TaskRecord> {
+        let (record, _) = self.submit(tenant, wire).await?;
+        let wait = if wait_ms > 0 {
+            Duration::from_millis(wait_ms)
+        } else {
+            let r = &record.spec.retry;
+            record.spec.timeout * r.max_attempts + r.max_backoff * r.max_attempts + Duration::from_secs(5)
+        };
+        self.wait_terminal(record.id, wait).await
+    }
+
+    /// Waits until the task is terminal, then returns it.
+    pub async fn wait_terminal(&self, id: TaskId, wait: Duration) -> Result<TaskRecord> {
+        let filter = EventFilter { task_id: Some(id), ..Default::default() };
+        let mut events = self.hub.watch(self.store.clone(), filter, 0, true);
+        let done = tokio::time::timeout(wait, async {
+            while let Some(e) = events.recv().await {
+                if e?.state.is_terminal() {
+                    return Ok::<bool, StoreError>(true);
+                }
+            }
+            Ok(false)
+        })
+        .await;
+        let record = self.get_record(id).await?;
+        match done {
+            Ok(Ok(_)) => Ok(record),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(Error::DeadlineExceeded(format!(
+                "task {id} is still {} after {} ms; it goes on (watch or get it)",
+                record.state,
+                wait.as_millis()
+            ))),
+        }
+    }
+
+    /// One task by id.
+    pub async fn get(&self, id: &str) -> Result<TaskRecord> {
+        let id: TaskId = id.parse()?;
+        self.get_record(id).await
+    }
+
+    async fn get_record(&self, id: TaskId) -> Result<TaskRecord> {
+        self.store.get(id).await?.ok_or_else(|| Error::NotFound(format!("no task {id}")))
+    }
+
+    /// Cancels a task: queued ones at once, running ones cooperatively then forcibly after the
+    /// grace period. Waits up to the grace period (plus a margin) and returns the task.
+    pub async fn cancel(&self, id: &str, reason: &str) -> Result<TaskRecord> {
+        let record = self.get(id).await?;
+        if record.state.is_terminal() {
+            return Err(Error::FailedPrecondition(format!("task {} is already {}", record.id, record.state)));
+        }
+        let reason = if reason.is_empty() { "cancelled by request".to_string() } else { reason.to_string() };
+        let msg = OrchestratorMsg::Cancel { supervisor: record.supervisor.clone(), task_id: record.id, reason };
+        self.orchestrator.cast(msg).map_err(|_| Error::Unavailable("node is shutting down".into()))?;
+        let grace = Duration::from_millis(self.config().limits.cancel_grace_ms) + Duration::from_secs(2);
+        match self.wait_terminal(record.id, grace).await {
+            Ok(r) => Ok(r),
+            Err(Error::DeadlineExceeded(_)) => self.get_record(record.id).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A page of tasks, newest first, and the token of the next page (empty at the end).
+    pub async fn list(&self, req: &v1::ListRequest) -> Result<(Vec<TaskRecord>, String)> {
+        let states = req.states.iter().map(|s| TaskState::from_wire(*s)).collect::<Result<Vec<_>, _>>()?;
+        let limit = match req.page_size {
+            0 => 50,
+            n if n > MAX_PAGE_SIZE => {
+                return Err(SpecError::invalid("page_size", format!("must be at most {MAX_PAGE_SIZE}")).into());
+            }
+            n => n,
+        };
+        let before = match req.page_token.as_str() {
+            "" => None,
+            t => Some(t.parse::<TaskId>().map_err(|_| SpecError::invalid("page_token", "is not a token from List"))?),
+        };
+        let parent_id = match req.parent_id.as_str() {
+            "" => None,
+            p => Some(p.parse::<TaskId>().map_err(|_| SpecError::invalid("parent_id", "is not a task id"))?),
+        };
+        let filter = TaskFilter {
+            tenant: None,
+            states,
+            type_prefix: (!req.task_type_prefix.is_empty()).then(|| req.task_type_prefix.clone()),
+            parent_id,
+            before,
+            limit,
+        };
+        let tasks = self.store.list(&filter).await?;
+        let next = if tasks.len() as u32 == limit { tasks.last().map(|t| t.id.to_string()).unwrap_or_default() } else { String::new() };
+        Ok((tasks, next))
+    }
+
+    /// A resumable event stream for one task (ends after its terminal event) or a filter.
+    pub async fn watch(&self, req: &v1::WatchRequest) -> Result<mpsc::Receiver<Result<cadre_proto::TaskEvent, StoreError>>> {
+        let states = req.states.iter().map(|s| TaskState::from_wire(*s)).collect::<Result<Vec<_>, _>>()?;
+        let task_id = match req.task_id.as_str() {
+            "" => None,
+            id => {
+                let id: TaskId = id.parse().map_err(|_| SpecError::invalid("task_id", "is not a task id"))?;
+                self.get_record(id).await?;
+                Some(id)
+            }
+        };
+        let filter = EventFilter {
+            task_id,
+            type_prefix: (!req.task_type_prefix.is_empty()).then(|| req.task_type_prefix.clone()),
+            states,
+            tenant: None,
+        };
+        Ok(self.hub.watch(self.store.clone(), filter, req.after_cursor, task_id.is_some()))
+    }
+
+    /// The supervisor tree.
+    pub async fn status(&self) -> Result<StatusResponse> {
+        let supervisors: Vec<SupervisorStatus> = self
+            .orchestrator
+            .call(OrchestratorMsg::Status, Some(CALL_TIMEOUT))
+            .await
+            .ok()
+            .and_then(|r| r.success_or(()).ok())
+            .ok_or_else(|| Error::Unavailable("orchestrator did not answer".into()))?;
+        Ok(StatusResponse {
+            node_id: self.node_id.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            supervisors,
+            pending_tasks: self.writer.pending(),
+        })
+    }
+
+    /// Resizes a pool live.
+    pub async fn scale(&self, supervisor: &str, kind: &str, replicas: u32) -> Result<PoolStatus> {
+        let (supervisor, kind, size) = (supervisor.to_string(), kind.to_string(), replicas as usize);
+        let res = self
+            .orchestrator
+            .call(|reply| OrchestratorMsg::Scale { supervisor, kind, size, reply }, Some(CALL_TIMEOUT))
+            .await
+            .ok()
+            .and_then(|r| r.success_or(()).ok())
+            .ok_or_else(|| Error::Unavailable("orchestrator did not answer".into()))?;
+        Ok(res?)
+    }
+
+    /// Re-reads the config file (and environment) and applies what can change live: pool sizes,
+    /// restart intensity, new supervisors and routes. Reports each change; settings that need a
+    /// restart are reported as such and left alone.
+    pub async fn reload(&self) -> Result<Vec<String>> {
+        let new = Config::load(self.config_path.as_deref()).map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+        let old = self.config();
+        let specs = new.supervisors.clone();
+        let mut changes: Vec<String> = self
+            .orchestrator
+            .call(|reply| OrchestratorMsg::Apply { specs, reply }, Some(CALL_TIMEOUT))
+            .await
+            .ok()
+            .and_then(|r| r.success_or(()).ok())
+            .ok_or_else(|| Error::Unavailable("orchestrator did not answer".into()))?;
+        let routes = new.effective_routes();
+        if routes != *self.recovery.routes() {
+            changes.push(format!("routes: {} task types", routes.0.len()));
+            *self.recovery.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
+        }
+        for (section, same) in [
+            ("node", old.node == new.node),
+            ("server", old.server == new.server),
+            ("store", old.store == new.store),
+            ("limits", old.limits == new.limits),
+            ("retry", old.retry == new.retry),
+            ("log", old.log == new.log),
+        ] {
+            if !same {
+                changes.push(format!("{section}: changed in the file; takes effect after a restart"));
+            }
+        }
+        let mut keep = new;
+        keep.node = old.node;
+        keep.server = old.server;
+        keep.store = old.store;
+        keep.limits = old.limits;
+        keep.retry = old.retry;
+        keep.log = old.log;
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = keep;
+        tracing::info!(?changes, "config reloaded");
+        Ok(changes)
+    }
+
+    /// Whether the node can accept work (store reachable).
+    pub async fn ready(&self) -> bool {
+        self.store.ping().await.is_ok()
+    }
+}

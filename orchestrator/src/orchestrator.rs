@@ -1,0 +1,381 @@
+//! The tier-0 orchestrator actor: one per node. It spawns the tier-1 supervisors from config,
+//! routes dispatched tasks and cancels to them, forwards scaling and status calls, and restarts
+//! a supervisor that fails (restart intensity exceeded, or any crash), re-dispatching that
+//! supervisor's unfinished tasks from the store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use cadre_agents::ExecutorRegistry;
+use cadre_proto::v1::{PoolStatus, SupervisorStatus};
+use cadre_proto::{TaskId, TaskRecord, TaskState};
+use cadre_supervisors::supervisor::MAX_POOL_SIZE;
+use cadre_supervisors::{
+    QueuedTask, Route, RoutingTable, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorSpec, TaskSink, Transition,
+};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use crate::store::{Store, StoreError};
+
+/// How long status and scale calls to one supervisor may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Delay before retrying a supervisor whose restart failed.
+const RESPAWN_DELAY: Duration = Duration::from_secs(1);
+
+/// Routes shared by intake, recovery and reload; swapped whole on reload.
+pub type SharedRoutes = Arc<RwLock<Arc<RoutingTable>>>;
+
+/// Builds runnable tasks from stored ones: used at intake, at start-up and when a supervisor
+/// is restarted.
+#[derive(Clone)]
+pub struct Recovery {
+    /// Where unfinished tasks are read from.
+    pub store: Arc<dyn Store>,
+    /// The routes in force.
+    pub routes: SharedRoutes,
+    /// Executors by name.
+    pub registry: ExecutorRegistry,
+    /// Where tasks that cannot be recovered are failed.
+    pub sink: Arc<dyn TaskSink>,
+}
+
+impl Recovery {
+    /// The routes in force now.
+    pub fn routes(&self) -> Arc<RoutingTable> {
+        self.routes.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A runnable task for `record` on `route`, or None if the route's executor is unknown.
+    pub fn queued(&self, record: &TaskRecord, route: &Route) -> Option<QueuedTask> {
+        Some(QueuedTask {
+            id: record.id,
+            tenant: record.tenant.clone(),
+            task_type: record.spec.task_type.clone(),
+            worker_kind: route.worker.clone(),
+            executor: self.registry.get(&route.executor)?,
+            params: record.spec.params.clone(),
+            priority: record.spec.priority,
+            timeout: record.spec.timeout,
+            retry: record.spec.retry.clone(),
+            attempts_started: record.attempt,
+        })
+    }
+
+    /// Unfinished tasks stored for `supervisor` (or all), as (supervisor, task) pairs ready to
+    /// enqueue. A task that was RUNNING on its last attempt is failed instead: it may be what
+    /// brought the node down. A task whose type has no route any more is failed too.
+    pub async fn load(&self, supervisor: Option<&str>) -> Result<Vec<(String, QueuedTask)>, StoreError> {
+        let routes = self.routes();
+        let mut out = Vec::new();
+        for rec in self.store.unfinished(supervisor).await? {
+            let fail = |why: String| Transition::new(rec.id, TaskState::Failed, rec.attempt, why);
+            let Some(route) = routes.resolve(&rec.spec.task_type) else {
+                self.sink.record(fail(format!("no route for {} after restart", rec.spec.task_type))).await;
+                continue;
+            };
+            if rec.state == TaskState::Running && rec.attempt >= rec.spec.retry.max_attempts {
+                let why = format!("worker lost during attempt {} of {}", rec.attempt, rec.spec.retry.max_attempts);
+                self.sink.record(fail(why)).await;
+                continue;
+            }
+            if rec.state == TaskState::Running {
+                let msg = format!("worker lost during attempt {}; re-queued", rec.attempt);
+                self.sink.record(Transition::new(rec.id, TaskState::Retrying, rec.attempt, msg)).await;
+            }
+            match self.queued(&rec, route) {
+                Some(task) => out.push((route.supervisor.clone(), task)),
+                None => self.sink.record(fail(format!("executor {} is not available", route.executor))).await,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Messages the orchestrator accepts.
+pub enum OrchestratorMsg {
+    /// Hand a stored task to its supervisor.
+    Dispatch {
+        /// Target supervisor.
+        supervisor: String,
+        /// The task.
+        task: Box<QueuedTask>,
+    },
+    /// Cancel a task on its supervisor.
+    Cancel {
+        /// The supervisor holding it.
+        supervisor: String,
+        /// The task.
+        task_id: TaskId,
+        /// Why.
+        reason: String,
+    },
+    /// Resize a pool.
+    Scale {
+        /// Supervisor name.
+        supervisor: String,
+        /// Worker kind.
+        kind: String,
+        /// New size.
+        size: usize,
+        /// The pool after the change.
+        reply: RpcReplyPort<Result<PoolStatus, ScaleError>>,
+    },
+    /// The whole tree.
+    Status(RpcReplyPort<Vec<SupervisorStatus>>),
+    /// Apply new supervisor specs (config reload); replies with what changed.
+    Apply {
+        /// Supervisors by name.
+        specs: BTreeMap<String, SupervisorSpec>,
+        /// One line per change.
+        reply: RpcReplyPort<Vec<String>>,
+    },
+    /// Retry spawning a supervisor whose restart failed.
+    Respawn(String),
+}
+
+/// Why a Scale was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScaleError {
+    /// No such supervisor or worker kind.
+    #[error("{0}")]
+    NotFound(String),
+    /// The size is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Start-up arguments of the [`Orchestrator`].
+pub struct OrchestratorArgs {
+    /// Supervisors to spawn.
+    pub specs: BTreeMap<String, SupervisorSpec>,
+    /// How long a cancelled executor may take to stop.
+    pub cancel_grace: Duration,
+    /// Reads unfinished tasks back from the store.
+    pub recovery: Recovery,
+}
+
+/// The orchestrator actor.
+pub struct Orchestrator;
+
+/// The orchestrator's state.
+pub struct OrchestratorState {
+    entries: BTreeMap<String, Entry>,
+    by_actor: HashMap<ActorId, String>,
+    cancel_grace: Duration,
+    recovery: Recovery,
+}
+
+struct Entry {
+    spec: SupervisorSpec,
+    actor: Option<ActorRef<SupervisorMsg>>,
+    restarts: u64,
+}
+
+impl Actor for Orchestrator {
+    type Msg = OrchestratorMsg;
+    type State = OrchestratorState;
+    type Arguments = OrchestratorArgs;
+
+    async fn pre_start(&self, me: ActorRef<OrchestratorMsg>, args: OrchestratorArgs) -> Result<OrchestratorState, ActorProcessingErr> {
+        let mut state = OrchestratorState {
+            entries: BTreeMap::new(),
+            by_actor: HashMap::new(),
+            cancel_grace: args.cancel_grace,
+            recovery: args.recovery,
+        };
+        for (name, spec) in args.specs {
+            state.entries.insert(name.clone(), Entry { spec, actor: None, restarts: 0 });
+            state.spawn(&me, &name).await?;
+        }
+        // Start-up recovery: everything the store holds unfinished runs again.
+        let recovered = state.recovery.load(None).await?;
+        if !recovered.is_empty() {
+            tracing::info!(tasks = recovered.len(), "recovering unfinished tasks");
+        }
+        for (supervisor, task) in recovered {
+            state.dispatch(&supervisor, task);
+        }
+        Ok(state)
+    }
+
+    async fn handle(&self, me: ActorRef<OrchestratorMsg>, msg: OrchestratorMsg, state: &mut OrchestratorState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            OrchestratorMsg::Dispatch { supervisor, task } => state.dispatch(&supervisor, *task),
+            OrchestratorMsg::Cancel { supervisor, task_id, reason } => {
+                match state.entries.get(&supervisor).and_then(|e| e.actor.as_ref()) {
+                    Some(a) => {
+                        let _ = a.cast(SupervisorMsg::Cancel { task_id, reason });
+                    }
+                    // Restarting: record the cancel directly; recovery will not pick the task up.
+                    None => state.recovery.sink.record(Transition::new(task_id, TaskState::Cancelled, 0, reason)).await,
+                }
+            }
+            OrchestratorMsg::Scale { supervisor, kind, size, reply } => {
+                let _ = reply.send(state.scale(&supervisor, &kind, size, false).await);
+            }
+            OrchestratorMsg::Status(reply) => {
+                let _ = reply.send(state.status().await);
+            }
+            OrchestratorMsg::Apply { specs, reply } => {
+                let _ = reply.send(state.apply(&me, specs).await);
+            }
+            OrchestratorMsg::Respawn(name) => state.restart(&me, &name).await,
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, me: ActorRef<OrchestratorMsg>, evt: SupervisionEvent, state: &mut OrchestratorState) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match evt {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.unwrap_or_else(|| "stopped".into())),
+            _ => return Ok(()),
+        };
+        let Some(name) = state.by_actor.remove(&cell.get_id()) else { return Ok(()) };
+        tracing::error!(supervisor = %name, reason = %why, "supervisor exited; restarting it and its pools");
+        if let Some(e) = state.entries.get_mut(&name) {
+            e.actor = None;
+            e.restarts += 1;
+        }
+        metrics::counter!("cadre_supervisor_restarts_total", "supervisor" => name.clone()).increment(1);
+        state.restart(&me, &name).await;
+        Ok(())
+    }
+}
+
+impl OrchestratorState {
+    async fn spawn(&mut self, me: &ActorRef<OrchestratorMsg>, name: &str) -> Result<(), ActorProcessingErr> {
+        let entry = self.entries.get_mut(name).expect("entry exists");
+        let args = SupervisorArgs {
+            name: name.to_string(),
+            spec: entry.spec.clone(),
+            sink: self.recovery.sink.clone(),
+            cancel_grace: self.cancel_grace,
+        };
+        let (actor, _) = Actor::spawn_linked(None, Supervisor, args, me.get_cell()).await?;
+        self.by_actor.insert(actor.get_id(), name.to_string());
+        entry.actor = Some(actor);
+        Ok(())
+    }
+
+    /// Respawns a supervisor and re-dispatches its unfinished tasks; retries later on failure.
+    async fn restart(&mut self, me: &ActorRef<OrchestratorMsg>, name: &str) {
+        if !self.entries.contains_key(name) || self.entries[name].actor.is_some() {
+            return;
+        }
+        let recovered = match self.spawn(me, name).await {
+            Ok(()) => self.recovery.load(Some(name)).await,
+            Err(e) => Err(StoreError(format!("spawn failed: {e}"))),
+        };
+        match recovered {
+            Ok(tasks) => {
+                tracing::info!(supervisor = %name, tasks = tasks.len(), "supervisor restarted");
+                for (supervisor, task) in tasks {
+                    self.dispatch(&supervisor, task);
+                }
+            }
+            Err(e) => {
+                tracing::error!(supervisor = %name, error = %e, "supervisor restart incomplete; retrying");
+                let me = me.clone();
+                let name = name.to_string();
+                tokio::spawn(async move {
+                    tokio::time::sleep(RESPAWN_DELAY).await;
+                    let _ = me.cast(OrchestratorMsg::Respawn(name));
+                });
+            }
+        }
+    }
+
+    fn dispatch(&mut self, supervisor: &str, task: QueuedTask) {
+        match self.entries.get(supervisor).and_then(|e| e.actor.as_ref()) {
+            Some(a) => {
+                // A failed send means the supervisor just died: its restart re-reads the store.
+                let _ = a.cast(SupervisorMsg::Enqueue(Box::new(task)));
+            }
+            None => tracing::warn!(%supervisor, task_id = %task.id, "supervisor down; task waits for its restart"),
+        }
+    }
+
+    async fn scale(&mut self, supervisor: &str, kind: &str, size: usize, create: bool) -> Result<PoolStatus, ScaleError> {
+        if size > MAX_POOL_SIZE {
+            return Err(ScaleError::Invalid(format!("replicas: must be at most {MAX_POOL_SIZE}, got {size}")));
+        }
+        let Some(entry) = self.entries.get_mut(supervisor) else {
+            let known: Vec<&str> = self.entries.keys().map(String::as_str).collect();
+            return Err(ScaleError::NotFound(format!("no supervisor {supervisor:?} (known: {})", known.join(", "))));
+        };
+        let Some(actor) = entry.actor.clone() else {
+            return Err(ScaleError::NotFound(format!("supervisor {supervisor} is restarting; try again")));
+        };
+        let res = actor
+            .call(|reply| SupervisorMsg::Scale { kind: kind.to_string(), size, create, reply }, Some(CALL_TIMEOUT))
+            .await
+            .map_err(|e| ScaleError::NotFound(format!("supervisor {supervisor} unreachable: {e}")))?;
+        match res {
+            ractor::rpc::CallResult::Success(Ok(status)) => {
+                // Remember the size so a restarted supervisor comes back at it.
+                entry.spec.pools.insert(kind.to_string(), size);
+                Ok(status)
+            }
+            ractor::rpc::CallResult::Success(Err(e)) => Err(ScaleError::NotFound(e)),
+            _ => Err(ScaleError::NotFound(format!("supervisor {supervisor} did not answer"))),
+        }
+    }
+
+    async fn status(&mut self) -> Vec<SupervisorStatus> {
+        let mut out = Vec::new();
+        for (name, e) in &self.entries {
+            let answered = match &e.actor {
+                Some(a) => match a.call(SupervisorMsg::Status, Some(CALL_TIMEOUT)).await {
+                    Ok(ractor::rpc::CallResult::Success(s)) => Some(s),
+                    _ => None,
+                },
+                None => None,
+            };
+            let mut s = answered.unwrap_or_else(|| SupervisorStatus {
+                name: name.clone(),
+                state: "restarting".into(),
+                max_restarts: e.spec.restart.max_restarts,
+                ..Default::default()
+            });
+            s.restarts = e.restarts;
+            out.push(s);
+        }
+        out
+    }
+
+    async fn apply(&mut self, me: &ActorRef<OrchestratorMsg>, specs: BTreeMap<String, SupervisorSpec>) -> Vec<String> {
+        let mut changes = Vec::new();
+        for (name, spec) in specs {
+            let Some(entry) = self.entries.get(&name) else {
+                self.entries.insert(name.clone(), Entry { spec, actor: None, restarts: 0 });
+                match self.spawn(me, &name).await {
+                    Ok(()) => changes.push(format!("supervisor {name}: started")),
+                    Err(e) => changes.push(format!("supervisor {name}: failed to start: {e}")),
+                }
+                continue;
+            };
+            let old = entry.spec.clone();
+            if old.restart != spec.restart {
+                if let Some(a) = &entry.actor {
+                    let _ = a.cast(SupervisorMsg::SetRestartIntensity(spec.restart));
+                }
+                self.entries.get_mut(&name).expect("entry").spec.restart = spec.restart;
+                changes.push(format!("supervisor {name}: restart intensity {:?}", spec.restart));
+            }
+            let mut kinds: Vec<(String, usize)> = spec.pools.clone().into_iter().collect();
+            // Kinds dropped from the file drain to zero rather than vanish with tasks queued.
+            kinds.extend(old.pools.keys().filter(|k| !spec.pools.contains_key(*k)).map(|k| (k.clone(), 0)));
+            for (kind, size) in kinds {
+                if old.pools.get(&kind) == Some(&size) {
+                    continue;
+                }
+                match self.scale(&name, &kind, size, true).await {
+                    Ok(_) => changes.push(format!("pool {name}/{kind}: {} -> {size}", old.pools.get(&kind).copied().unwrap_or(0))),
+                    Err(e) => changes.push(format!("pool {name}/{kind}: not changed: {e}")),
+                }
+            }
+        }
+        changes
+    }
+}

@@ -1,0 +1,190 @@
+//! Starting and stopping a node: store, writer, actor tree, gRPC and HTTP listeners.
+//!
+//! [`start`] binds both listeners first (port 0 picks free ports), recovers unfinished tasks,
+//! and writes the bound addresses to `<data_dir>/endpoints.json` so the CLI and tests can find
+//! a node started on port 0. [`Running::shutdown`] stops intake, waits up to
+//! `server.shutdown_grace_ms` for open calls, stops the actor tree and flushes the writer.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use cadre_agents::ExecutorRegistry;
+use cadre_proto::v1::{
+    admin_service_server::AdminServiceServer, supervisor_peer_server::SupervisorPeerServer,
+    task_service_server::TaskServiceServer,
+};
+use cadre_supervisors::TaskSink;
+use ractor::Actor;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::grpc::{AdminApi, PeerApi, TaskApi};
+use crate::hub::Hub;
+use crate::node::Node;
+use crate::orchestrator::{Orchestrator, OrchestratorArgs, Recovery};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+use crate::writer::Writer;
+use crate::{http, telemetry};
+
+/// A started node.
+pub struct Running {
+    /// The bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// The bound HTTP address.
+    pub http_addr: SocketAddr,
+    /// The node core.
+    pub node: Arc<Node>,
+    shutdown: CancellationToken,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    writer_task: tokio::task::JoinHandle<()>,
+    endpoints_file: PathBuf,
+    _lock: File,
+}
+
+/// What `endpoints.json` holds.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+pub struct Endpoints {
+    /// gRPC endpoint URL, e.g. `http://127.0.0.1:50051`.
+    pub grpc: String,
+    /// HTTP base URL.
+    pub http: String,
+    /// The serving process.
+    pub pid: u32,
+}
+
+impl Endpoints {
+    /// Reads `<data_dir>/endpoints.json`, if a node wrote one.
+    pub fn read(data_dir: &Path) -> Option<Endpoints> {
+        let text = std::fs::read_to_string(data_dir.join("endpoints.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// Takes the data directory's lock so two nodes never share one store.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    let path = dir.join("lock");
+    let file = File::options().create(true).truncate(false).write(true).open(&path)?;
+    file.try_lock().map_err(|_| {
+        anyhow::anyhow!("data dir {} is in use by another cadre process (lock {})", dir.display(), path.display())
+    })?;
+    Ok(file)
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let full = config.store.synchronous == "full";
+    let store = if config.store.url.is_empty() {
+        let path = config.node.data_dir.join("cadre.db");
+        SqliteStore::open(&path, full).await.with_context(|| format!("cannot open store {}", path.display()))?
+    } else {
+        SqliteStore::open_url(&config.store.url, full).await.with_context(|| format!("cannot open store {}", config.store.url))?
+    };
+    Ok(Arc::new(store))
+}
+
+/// Starts a node with `config`; `config_path` is re-read by ReloadConfig and SIGHUP.
+pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Running> {
+    config.validate()?;
+    telemetry::init_metrics();
+    let lock = lock_data_dir(&config.node.data_dir)?;
+    let grpc_listener = TcpListener::bind(&config.server.grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on server.grpc_addr {}", config.server.grpc_addr))?;
+    let http_listener = TcpListener::bind(&config.server.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on server.http_addr {}", config.server.http_addr))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let store = open_store(&config).await?;
+    let hub = Hub::new(config.limits.event_buffer);
+    let pending = store.count_unfinished().await?;
+    let (writer, writer_task) = Writer::spawn(store.clone(), hub.clone(), config.store.batch_max, config.store.queue_capacity, pending);
+    let sink: Arc<dyn TaskSink> = Arc::new(writer.clone());
+    let recovery = Recovery {
+        store: store.clone(),
+        routes: Arc::new(RwLock::new(Arc::new(config.effective_routes()))),
+        registry: ExecutorRegistry::builtin(),
+        sink,
+    };
+    let args = OrchestratorArgs {
+        specs: config.supervisors.clone(),
+        cancel_grace: Duration::from_millis(config.limits.cancel_grace_ms),
+        recovery: recovery.clone(),
+    };
+    let (orchestrator, _) = Actor::spawn(None, Orchestrator, args).await.context("cannot start the actor tree")?;
+    let node = Arc::new(Node::new(config.clone(), config_path, store, writer, hub, orchestrator, recovery));
+
+    let shutdown = CancellationToken::new();
+    let servers = vec![
+        tokio::spawn(serve_grpc(node.clone(), grpc_listener, config.server.max_message_bytes, shutdown.clone())),
+        tokio::spawn(serve_http(node.clone(), http_listener, shutdown.clone())),
+    ];
+    let endpoints = Endpoints { grpc: format!("http://{grpc_addr}"), http: format!("http://{http_addr}"), pid: std::process::id() };
+    let endpoints_file = config.node.data_dir.join("endpoints.json");
+    std::fs::write(&endpoints_file, serde_json::to_string_pretty(&endpoints)?)?;
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %config.node.data_dir.display(), "cadre serving");
+    Ok(Running { grpc_addr, http_addr, node, shutdown, servers, writer_task, endpoints_file, _lock: lock })
+}
+
+async fn serve_grpc(node: Arc<Node>, listener: TcpListener, max_message: usize, shutdown: CancellationToken) {
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health.set_serving::<TaskServiceServer<TaskApi>>().await;
+    health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    health.set_serving::<SupervisorPeerServer<PeerApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(cadre_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("embedded descriptors are valid");
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let res = tonic::transport::Server::builder()
+        .add_service(health_svc)
+        .add_service(reflection)
+        .add_service(TaskServiceServer::new(TaskApi(node.clone())).max_decoding_message_size(max_message))
+        .add_service(AdminServiceServer::new(AdminApi(node.clone())).max_decoding_message_size(max_message))
+        .add_service(SupervisorPeerServer::new(PeerApi(node)).max_decoding_message_size(max_message))
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await;
+    if let Err(e) = res {
+        tracing::error!(error = %e, "gRPC server failed");
+    }
+}
+
+async fn serve_http(node: Arc<Node>, listener: TcpListener, shutdown: CancellationToken) {
+    let res = axum::serve(listener, http::router(node)).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+    if let Err(e) = res {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
+
+impl Running {
+    /// Stops intake, waits up to the grace period for open calls and streams, stops the actor
+    /// tree (running tasks are recovered at the next start) and flushes the writer.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.shutdown.cancel();
+        let grace = Duration::from_millis(self.node.config().server.shutdown_grace_ms);
+        for s in self.servers {
+            let abort = s.abort_handle();
+            if tokio::time::timeout(grace, s).await.is_err() {
+                tracing::warn!("open calls outlived the shutdown grace period; closing them");
+                abort.abort();
+            }
+        }
+        let _ = self.node.orchestrator.stop_and_wait(Some("shutdown".into()), Some(grace)).await;
+        if let Err(e) = self.node.writer.flush().await {
+            tracing::warn!(error = %e, "final flush failed");
+        }
+        drop(self.node);
+        let _ = tokio::time::timeout(grace, self.writer_task).await;
+        let _ = std::fs::remove_file(&self.endpoints_file);
+        tracing::info!("stopped");
+    }
+}

@@ -1,0 +1,134 @@
+//! The store seam: where tasks and their events are kept durably.
+//!
+//! One trait, [`Store`], with a SQLite implementation ([`sqlite::SqliteStore`]) for the
+//! embedded default; PostgreSQL implements the same trait in distributed mode. Writes arrive
+//! in batches from the group-commit writer ([`crate::writer`]): one transaction per batch, so
+//! durability costs one fsync per batch, not per task.
+//!
+//! Invariant kept by every implementation: a task in a terminal state never changes again.
+//! Transitions for it are answered with [`WriteOutcome::Ignored`]. That makes at-least-once
+//! execution safe: a task re-run after a crash can finish at most once.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use cadre_proto::{TaskEvent, TaskId, TaskRecord, TaskState};
+use cadre_supervisors::Transition;
+
+/// A write, applied in order within its batch.
+#[derive(Clone, Debug)]
+pub enum WriteOp {
+    /// A new task (state QUEUED); its QUEUED event is written with it.
+    Insert(Box<TaskRecord>),
+    /// A state change decided by a supervisor.
+    Transition(Transition),
+    /// A progress report of a running attempt (dropped if the attempt is no longer running).
+    Progress {
+        /// The task.
+        task_id: TaskId,
+        /// The attempt reporting.
+        attempt: u32,
+        /// In [0, 1].
+        fraction: f64,
+        /// Short text.
+        message: String,
+    },
+}
+
+/// What one [`WriteOp`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteOutcome {
+    /// The write produced this event (now durable).
+    Event {
+        /// The event, with its cursor.
+        event: TaskEvent,
+        /// When its task was created (for the duration metric).
+        created_at_ms: i64,
+    },
+    /// An insert whose idempotency key already names this task; nothing was written.
+    Existing(TaskId),
+    /// The task is unknown, already terminal, or the progress is stale; nothing was written.
+    Ignored,
+}
+
+/// Which tasks `List` returns.
+#[derive(Clone, Debug, Default)]
+pub struct TaskFilter {
+    /// Only these tenants' tasks (None = all).
+    pub tenant: Option<String>,
+    /// Only these states (empty = all).
+    pub states: Vec<TaskState>,
+    /// Only types starting with this.
+    pub type_prefix: Option<String>,
+    /// Only sub-tasks of this parent.
+    pub parent_id: Option<TaskId>,
+    /// Only tasks with a smaller id (paging, newest first).
+    pub before: Option<TaskId>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Which events a watcher wants.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    /// One task only.
+    pub task_id: Option<TaskId>,
+    /// Types starting with this.
+    pub type_prefix: Option<String>,
+    /// Only these states (empty = all).
+    pub states: Vec<TaskState>,
+    /// Only this tenant's events (None = all).
+    pub tenant: Option<String>,
+}
+
+impl EventFilter {
+    /// Whether `e` passes the filter.
+    pub fn matches(&self, e: &TaskEvent) -> bool {
+        self.task_id.is_none_or(|id| id == e.task_id)
+            && self.type_prefix.as_deref().is_none_or(|p| e.task_type.starts_with(p))
+            && (self.states.is_empty() || self.states.contains(&e.state))
+            && self.tenant.as_deref().is_none_or(|t| t == e.tenant)
+    }
+}
+
+/// A store failure: the store is unreachable or refused the operation.
+#[derive(Debug, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError(format!("migration failed: {e}"))
+    }
+}
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Durable storage of tasks and events.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies `ops` in order in one transaction; one outcome per op. On error nothing is written.
+    async fn apply(&self, ops: &[WriteOp]) -> StoreResult<Vec<WriteOutcome>>;
+    /// One task with its children's ids.
+    async fn get(&self, id: TaskId) -> StoreResult<Option<TaskRecord>>;
+    /// The task a tenant submitted with this idempotency key.
+    async fn find_idempotent(&self, tenant: &str, key: &str) -> StoreResult<Option<TaskRecord>>;
+    /// A page of tasks, newest first.
+    async fn list(&self, filter: &TaskFilter) -> StoreResult<Vec<TaskRecord>>;
+    /// Events with cursor > `after` matching the filter's task id and type prefix, oldest first,
+    /// at most `limit`; the caller applies the rest of the filter.
+    async fn events_after(&self, after: u64, filter: &EventFilter, limit: u32) -> StoreResult<Vec<TaskEvent>>;
+    /// Unfinished (QUEUED, RUNNING, RETRYING) tasks, of one supervisor or all.
+    async fn unfinished(&self, supervisor: Option<&str>) -> StoreResult<Vec<TaskRecord>>;
+    /// Number of unfinished tasks.
+    async fn count_unfinished(&self) -> StoreResult<u64>;
+    /// Cheap reachability check for /ready.
+    async fn ping(&self) -> StoreResult<()>;
+}

@@ -1,0 +1,163 @@
+//! The group-commit writer: the only path by which tasks and events reach the store.
+//!
+//! Callers send [`WriteOp`]s over a bounded channel; one task drains up to `store.batch_max`
+//! of them, commits them in one transaction, then publishes the resulting events to the hub
+//! in cursor order and answers the callers that wait. Intake waits for its insert to be durable
+//! (so an accepted task is never lost); supervisors only wait for room in the queue.
+//!
+//! If a commit fails, waiting inserts are answered with the error (the client sees UNAVAILABLE,
+//! never a false accept) and the remaining transitions are retried with backoff until the
+//! store takes them, so no decided transition is dropped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cadre_proto::{TaskId, TaskRecord};
+use cadre_supervisors::{TaskSink, Transition};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::hub::Hub;
+use crate::store::{Store, StoreError, WriteOp, WriteOutcome, sqlite::now_ms};
+
+struct Request {
+    /// None is a barrier: answered once everything sent before it is durable.
+    op: Option<WriteOp>,
+    reply: Option<oneshot::Sender<Result<WriteOutcome, StoreError>>>,
+}
+
+/// Handle to the writer; cheap to clone. Implements [`TaskSink`] for the supervisors.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Request>,
+    /// Unfinished tasks known to this node (bounds intake).
+    pending: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Starts the writer task. `pending` starts at the store's count of unfinished tasks.
+    pub fn spawn(store: Arc<dyn Store>, hub: Hub, batch_max: usize, capacity: usize, pending: u64) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let pending = Arc::new(AtomicU64::new(pending));
+        let handle = tokio::spawn(run(store, hub, rx, batch_max, pending.clone()));
+        (Writer { tx, pending }, handle)
+    }
+
+    /// Unfinished tasks right now.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Stores a new task and waits until it is durable.
+    pub async fn insert(&self, record: TaskRecord) -> Result<WriteOutcome, StoreError> {
+        self.submit(WriteOp::Insert(Box::new(record))).await
+    }
+
+    /// Applies a transition and waits until it is durable.
+    pub async fn transition(&self, t: Transition) -> Result<WriteOutcome, StoreError> {
+        self.submit(WriteOp::Transition(t)).await
+    }
+
+    /// Waits until every write sent before this call is durable (used at shutdown).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.send(None).await.map(|_| ())
+    }
+
+    async fn submit(&self, op: WriteOp) -> Result<WriteOutcome, StoreError> {
+        self.send(Some(op)).await
+    }
+
+    async fn send(&self, op: Option<WriteOp>) -> Result<WriteOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request { op, reply: Some(reply) })
+            .await
+            .map_err(|_| StoreError("writer stopped".into()))?;
+        rx.await.map_err(|_| StoreError("writer stopped".into()))?
+    }
+}
+
+#[async_trait]
+impl TaskSink for Writer {
+    async fn record(&self, t: Transition) {
+        if self.tx.send(Request { op: Some(WriteOp::Transition(t)), reply: None }).await.is_err() {
+            tracing::warn!("writer stopped; transition dropped (recovered from the store on restart)");
+        }
+    }
+
+    fn progress(&self, task_id: TaskId, attempt: u32, fraction: f64, message: String) {
+        let op = WriteOp::Progress { task_id, attempt, fraction, message };
+        if self.tx.try_send(Request { op: Some(op), reply: None }).is_err() {
+            metrics::counter!("cadre_progress_dropped_total").increment(1);
+        }
+    }
+}
+
+async fn run(store: Arc<dyn Store>, hub: Hub, mut rx: mpsc::Receiver<Request>, batch_max: usize, pending: Arc<AtomicU64>) {
+    let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
+    while rx.recv_many(&mut batch, batch_max).await > 0 {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let ops: Vec<WriteOp> = batch.iter().filter_map(|r| r.op.clone()).collect();
+            let applied = if ops.is_empty() { Ok(Vec::new()) } else { store.apply(&ops).await };
+            match applied {
+                Ok(outcomes) => {
+                    let mut outcomes = outcomes.into_iter();
+                    for req in batch.drain(..) {
+                        let Some(op) = &req.op else {
+                            if let Some(reply) = req.reply {
+                                let _ = reply.send(Ok(WriteOutcome::Ignored));
+                            }
+                            continue;
+                        };
+                        let Some(outcome) = outcomes.next() else { break };
+                        account(op, &outcome, &pending);
+                        if let WriteOutcome::Event { event, .. } = &outcome {
+                            hub.publish(event.clone());
+                        }
+                        if let Some(reply) = req.reply {
+                            let _ = reply.send(Ok(outcome));
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, ops = batch.len(), "store write failed");
+                    // Waiters get the error now; fire-and-forget transitions are retried.
+                    batch.retain_mut(|req| match req.reply.take() {
+                        Some(reply) => {
+                            let _ = reply.send(Err(StoreError(e.0.clone())));
+                            false
+                        }
+                        None => true,
+                    });
+                    if batch.is_empty() {
+                        break;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+    tracing::debug!("writer drained and stopped");
+}
+
+/// Updates counters and metrics for one applied write.
+fn account(op: &WriteOp, outcome: &WriteOutcome, pending: &AtomicU64) {
+    let WriteOutcome::Event { event, created_at_ms } = outcome else { return };
+    match op {
+        WriteOp::Insert(_) => {
+            pending.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("cadre_tasks_submitted_total").increment(1);
+        }
+        WriteOp::Transition(_) if event.state.is_terminal() => {
+            let _ = pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+            metrics::counter!("cadre_tasks_completed_total", "state" => event.state.as_str()).increment(1);
+            let secs = (now_ms() - created_at_ms).max(0) as f64 / 1000.0;
+            metrics::histogram!("cadre_task_duration_seconds", "state" => event.state.as_str()).record(secs);
+        }
+        _ => {}
+    }
+}

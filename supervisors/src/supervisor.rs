@@ -1,0 +1,559 @@
+//! The tier-1 supervisor actor.
+//!
+//! It owns one pool of [`Worker`] actors per worker kind, each with a [`FairQueue`]; a pool's
+//! size is its concurrency limit. It decides every transition of the tasks it holds (RUNNING,
+//! RETRYING, terminal) and reports them through its [`TaskSink`].
+//!
+//! Failure policy, in one place:
+//!
+//! | what happened                        | task                                  | worker            |
+//! |--------------------------------------|---------------------------------------|-------------------|
+//! | executor returned a retryable error  | RETRYING with backoff, or FAILED last | kept              |
+//! | executor returned a fatal error      | FAILED                                | kept              |
+//! | attempt ran past its timeout         | TIMED_OUT                             | kept              |
+//! | cancel (cooperative or after grace)  | CANCELLED                             | kept              |
+//! | worker panicked or died              | RETRYING with backoff, or FAILED last | restarted (1:1)   |
+//! | restarts exceed the intensity        | left to recovery from the store       | supervisor fails  |
+//!
+//! When the supervisor fails, ractor kills its workers with it, and the orchestrator restarts
+//! it and re-dispatches the supervisor's unfinished tasks from the store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cadre_agents::{Assignment, Executor, Outcome, Worker, WorkerMsg, worker::WorkerArgs};
+use cadre_proto::v1::{PoolStatus, SupervisorStatus};
+use cadre_proto::{Priority, RetryPolicy, TaskId, TaskState};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::SupervisorSpec;
+use crate::priority_queue::FairQueue;
+use crate::restart_policy::{RestartIntensity, RestartTracker};
+use crate::sink::{TaskSink, Transition};
+
+/// Largest pool a single worker kind may have.
+pub const MAX_POOL_SIZE: usize = 1024;
+
+/// A task handed to a supervisor, ready to run on its worker kind.
+#[derive(Clone)]
+pub struct QueuedTask {
+    /// The task.
+    pub id: TaskId,
+    /// Its tenant (fair share key).
+    pub tenant: String,
+    /// Its type.
+    pub task_type: String,
+    /// The pool that runs it.
+    pub worker_kind: String,
+    /// What the worker runs.
+    pub executor: Arc<dyn Executor>,
+    /// Its params.
+    pub params: Value,
+    /// Its priority.
+    pub priority: Priority,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+    /// Its retry policy.
+    pub retry: RetryPolicy,
+    /// Attempts already started (0 for a new task).
+    pub attempts_started: u32,
+}
+
+/// Messages a supervisor accepts.
+pub enum SupervisorMsg {
+    /// Queue a task (ignored if the task is already known here).
+    Enqueue(Box<QueuedTask>),
+    /// Cancel a task wherever it is (queued, running, waiting to retry).
+    Cancel {
+        /// The task.
+        task_id: TaskId,
+        /// Recorded on the CANCELLED event.
+        reason: String,
+    },
+    /// Resize a pool. `create` allows a new worker kind (config reload).
+    Scale {
+        /// The worker kind.
+        kind: String,
+        /// The new size.
+        size: usize,
+        /// Whether an unknown kind becomes a new pool.
+        create: bool,
+        /// The pool after the change, or why it was refused.
+        reply: RpcReplyPort<Result<PoolStatus, String>>,
+    },
+    /// Change the restart intensity (config reload).
+    SetRestartIntensity(RestartIntensity),
+    /// Report the supervisor's pools.
+    Status(RpcReplyPort<SupervisorStatus>),
+    /// Sent by a worker when its attempt ends.
+    WorkerDone {
+        /// The slot.
+        worker_id: u64,
+        /// The task it ran.
+        task_id: TaskId,
+        /// How it ended.
+        outcome: Outcome,
+    },
+    /// A task's backoff elapsed.
+    RetryDue(TaskId),
+}
+
+/// Start-up arguments of a [`Supervisor`].
+pub struct SupervisorArgs {
+    /// Its name (`intelligence`, `multimodal`, `system`, ...).
+    pub name: String,
+    /// Its pools and restart intensity.
+    pub spec: SupervisorSpec,
+    /// Where transitions go.
+    pub sink: Arc<dyn TaskSink>,
+    /// How long a cancelled executor may take to stop by itself.
+    pub cancel_grace: Duration,
+}
+
+/// The supervisor actor.
+pub struct Supervisor;
+
+/// The supervisor's state.
+pub struct SupervisorState {
+    name: String,
+    sink: Arc<dyn TaskSink>,
+    cancel_grace: Duration,
+    restarts: RestartTracker,
+    pools: BTreeMap<String, Pool>,
+    tasks: HashMap<TaskId, Tracked>,
+    /// Worker actor id -> (kind, slot id).
+    slots_by_actor: HashMap<ActorId, (String, u64)>,
+}
+
+struct Pool {
+    target: usize,
+    slots: BTreeMap<u64, Slot>,
+    queue: FairQueue<TaskId>,
+    /// Live entries in `queue` (cancelled ones are skipped lazily when popped).
+    queued: usize,
+    restarts: u64,
+    next_slot: u64,
+}
+
+struct Slot {
+    actor: ActorRef<WorkerMsg>,
+    running: Option<TaskId>,
+    /// Stops once idle (pool shrinking).
+    retiring: bool,
+}
+
+struct Tracked {
+    task: QueuedTask,
+    phase: Phase,
+}
+
+enum Phase {
+    Queued,
+    Running { slot: u64, cancel: CancellationToken, cancel_reason: Option<String> },
+    Backoff,
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(&self, me: ActorRef<SupervisorMsg>, args: SupervisorArgs) -> Result<SupervisorState, ActorProcessingErr> {
+        let mut state = SupervisorState {
+            name: args.name,
+            sink: args.sink,
+            cancel_grace: args.cancel_grace,
+            restarts: RestartTracker::new(args.spec.restart),
+            pools: BTreeMap::new(),
+            tasks: HashMap::new(),
+            slots_by_actor: HashMap::new(),
+        };
+        for (kind, size) in args.spec.pools {
+            state.pools.insert(kind.clone(), Pool::new(size.min(MAX_POOL_SIZE)));
+            state.fill_pool(&me, &kind).await?;
+        }
+        tracing::info!(supervisor = %state.name, "supervisor started");
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<SupervisorMsg>,
+        msg: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupervisorMsg::Enqueue(task) => state.enqueue(*task).await,
+            SupervisorMsg::Cancel { task_id, reason } => state.cancel(task_id, reason).await,
+            SupervisorMsg::Scale { kind, size, create, reply } => {
+                let res = state.scale(&me, &kind, size, create).await;
+                let _ = reply.send(res);
+            }
+            SupervisorMsg::SetRestartIntensity(i) => state.restarts.set_intensity(i),
+            SupervisorMsg::Status(reply) => {
+                let _ = reply.send(state.status());
+            }
+            SupervisorMsg::WorkerDone { worker_id, task_id, outcome } => {
+                state.worker_done(&me, worker_id, task_id, outcome).await
+            }
+            SupervisorMsg::RetryDue(task_id) => state.retry_due(task_id).await,
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        me: ActorRef<SupervisorMsg>,
+        evt: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match evt {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, format!("worker crashed: {err}")),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, format!("worker stopped: {}", reason.unwrap_or_else(|| "no reason".into())))
+            }
+            _ => return Ok(()),
+        };
+        let Some((kind, slot_id)) = state.slots_by_actor.remove(&cell.get_id()) else { return Ok(()) };
+        state.worker_exited(&me, &kind, slot_id, why).await
+    }
+
+    async fn post_stop(&self, _me: ActorRef<SupervisorMsg>, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+        for kind in state.pools.keys() {
+            metrics::gauge!("cadre_pool_size", "supervisor" => state.name.clone(), "kind" => kind.clone()).set(0.0);
+        }
+        metrics::gauge!("cadre_queue_depth", "supervisor" => state.name.clone()).set(0.0);
+        Ok(())
+    }
+}
+
+impl Pool {
+    fn new(target: usize) -> Self {
+        Pool { target, slots: BTreeMap::new(), queue: FairQueue::new(), queued: 0, restarts: 0, next_slot: 0 }
+    }
+
+    fn active(&self) -> usize {
+        self.slots.values().filter(|s| !s.retiring).count()
+    }
+
+    fn busy(&self) -> usize {
+        self.slots.values().filter(|s| s.running.is_some()).count()
+    }
+}
+
+impl SupervisorState {
+    async fn spawn_worker(&mut self, me: &ActorRef<SupervisorMsg>, kind: &str, slot_id: u64) -> Result<ActorRef<WorkerMsg>, ActorProcessingErr> {
+        let parent = me.clone();
+        let on_done: cadre_agents::DoneFn = Arc::new(move |worker_id, task_id, outcome| {
+            // A dead supervisor means its tasks are recovered from the store: dropping is safe.
+            let _ = parent.cast(SupervisorMsg::WorkerDone { worker_id, task_id, outcome });
+        });
+        let (actor, _) = Actor::spawn_linked(None, Worker, WorkerArgs { id: slot_id, on_done }, me.get_cell()).await?;
+        self.slots_by_actor.insert(actor.get_id(), (kind.to_string(), slot_id));
+        Ok(actor)
+    }
+
+    /// Brings the pool up to its target: un-retires draining workers first, then spawns.
+    async fn fill_pool(&mut self, me: &ActorRef<SupervisorMsg>, kind: &str) -> Result<(), ActorProcessingErr> {
+        loop {
+            let pool = self.pools.get_mut(kind).expect("pool exists");
+            if pool.active() >= pool.target {
+                break;
+            }
+            if let Some(slot) = pool.slots.values_mut().find(|s| s.retiring) {
+                slot.retiring = false;
+                continue;
+            }
+            let slot_id = pool.next_slot;
+            pool.next_slot += 1;
+            let actor = self.spawn_worker(me, kind, slot_id).await?;
+            let pool = self.pools.get_mut(kind).expect("pool exists");
+            pool.slots.insert(slot_id, Slot { actor, running: None, retiring: false });
+        }
+        self.publish_gauges(kind);
+        Ok(())
+    }
+
+    /// Retires workers above the target: idle ones stop now, busy ones after their task.
+    fn shrink_pool(&mut self, kind: &str) {
+        let pool = self.pools.get_mut(kind).expect("pool exists");
+        let mut excess = pool.active().saturating_sub(pool.target);
+        // Idle first, so no running task is disturbed when an idle worker can go instead.
+        let mut order: Vec<u64> = pool.slots.iter().filter(|(_, s)| !s.retiring).map(|(id, _)| *id).collect();
+        order.sort_by_key(|id| pool.slots[id].running.is_some());
+        for id in order {
+            if excess == 0 {
+                break;
+            }
+            let slot = pool.slots.get_mut(&id).expect("slot exists");
+            slot.retiring = true;
+            if slot.running.is_none() {
+                slot.actor.stop(Some("pool shrunk".into()));
+            }
+            excess -= 1;
+        }
+        self.publish_gauges(kind);
+    }
+
+    async fn scale(&mut self, me: &ActorRef<SupervisorMsg>, kind: &str, size: usize, create: bool) -> Result<PoolStatus, String> {
+        if size > MAX_POOL_SIZE {
+            return Err(format!("replicas must be at most {MAX_POOL_SIZE}"));
+        }
+        if !self.pools.contains_key(kind) {
+            if !create {
+                let known: Vec<&str> = self.pools.keys().map(String::as_str).collect();
+                return Err(format!("supervisor {} has no worker kind {kind:?} (known: {})", self.name, known.join(", ")));
+            }
+            self.pools.insert(kind.to_string(), Pool::new(size));
+        }
+        self.pools.get_mut(kind).expect("pool exists").target = size;
+        self.fill_pool(me, kind).await.map_err(|e| format!("spawning workers failed: {e}"))?;
+        self.shrink_pool(kind);
+        self.pump(kind).await;
+        tracing::info!(supervisor = %self.name, kind, size, "pool scaled");
+        Ok(self.pool_status(kind))
+    }
+
+    async fn enqueue(&mut self, task: QueuedTask) {
+        if self.tasks.contains_key(&task.id) {
+            return; // already here: recovery and a live dispatch may both deliver a task
+        }
+        let kind = task.worker_kind.clone();
+        if !self.pools.contains_key(&kind) {
+            // Routes and pools disagree (e.g. a reload removed the pool): fail loudly, lose nothing silently.
+            let msg = format!("supervisor {} has no worker kind {kind:?}", self.name);
+            self.sink.record(Transition::new(task.id, TaskState::Failed, task.attempts_started, msg)).await;
+            return;
+        }
+        self.push_queue(task);
+        self.pump(&kind).await;
+    }
+
+    fn push_queue(&mut self, task: QueuedTask) {
+        let pool = self.pools.get_mut(&task.worker_kind).expect("pool exists");
+        pool.queue.push(task.priority, &task.tenant, task.id);
+        pool.queued += 1;
+        self.tasks.insert(task.id, Tracked { task, phase: Phase::Queued });
+        self.publish_queue_depth();
+    }
+
+    /// Starts queued tasks on idle workers of `kind` while both exist.
+    async fn pump(&mut self, kind: &str) {
+        loop {
+            let Some(pool) = self.pools.get_mut(kind) else { return };
+            let Some(slot_id) = pool.slots.iter().find(|(_, s)| s.running.is_none() && !s.retiring).map(|(id, _)| *id)
+            else {
+                return;
+            };
+            let Some(task_id) = pool.queue.pop() else { return };
+            let Some(tracked) = self.tasks.get_mut(&task_id) else { continue }; // cancelled while queued
+            if !matches!(tracked.phase, Phase::Queued) {
+                continue;
+            }
+            pool.queued -= 1;
+            let cancel = CancellationToken::new();
+            tracked.phase = Phase::Running { slot: slot_id, cancel: cancel.clone(), cancel_reason: None };
+            tracked.task.attempts_started += 1;
+            let t = &tracked.task;
+            let attempt = t.attempts_started;
+            let sink = self.sink.clone();
+            let assignment = Assignment {
+                task_id,
+                task_type: t.task_type.clone(),
+                params: t.params.clone(),
+                attempt,
+                timeout: t.timeout,
+                executor: t.executor.clone(),
+                cancel,
+                cancel_grace: self.cancel_grace,
+                progress: Arc::new(move |fraction, message| sink.progress(task_id, attempt, fraction, message)),
+            };
+            let slot = pool.slots.get_mut(&slot_id).expect("slot exists");
+            slot.running = Some(task_id);
+            self.sink.record(Transition::new(task_id, TaskState::Running, attempt, format!("attempt {attempt} on {kind}/{slot_id}"))).await;
+            if let Err(e) = slot.actor.cast(WorkerMsg::Run(Box::new(assignment))) {
+                // The worker died between its exit and our noticing: its supervision event will
+                // arrive and treat the task as crashed, which retries it.
+                tracing::warn!(supervisor = %self.name, kind, slot_id, error = %e, "worker unreachable");
+            }
+            self.publish_queue_depth();
+        }
+    }
+
+    async fn worker_done(&mut self, me: &ActorRef<SupervisorMsg>, worker_id: u64, task_id: TaskId, outcome: Outcome) {
+        let Some(kind) = self.free_slot(task_id, worker_id) else { return };
+        let Some(tracked) = self.tasks.remove(&task_id) else { return };
+        let attempt = tracked.task.attempts_started;
+        let cancel_reason = match &tracked.phase {
+            Phase::Running { cancel_reason, .. } => cancel_reason.clone(),
+            _ => None,
+        };
+        match outcome {
+            Outcome::Succeeded(result) => {
+                let mut t = Transition::new(task_id, TaskState::Succeeded, attempt, "");
+                t.result = Some(result);
+                self.sink.record(t).await;
+            }
+            Outcome::Failed { message, retryable } => {
+                self.fail_attempt(me, tracked, message, retryable).await;
+            }
+            Outcome::Cancelled { forced } => {
+                let reason = cancel_reason.unwrap_or_else(|| "cancelled".into());
+                let msg = if forced { format!("{reason} (forced after grace period)") } else { reason };
+                self.sink.record(Transition::new(task_id, TaskState::Cancelled, attempt, msg)).await;
+            }
+            Outcome::TimedOut => {
+                let msg = format!("attempt {attempt} exceeded its timeout of {} ms", tracked.task.timeout.as_millis());
+                self.sink.record(Transition::new(task_id, TaskState::TimedOut, attempt, msg)).await;
+            }
+        }
+        self.pump(&kind).await;
+    }
+
+    /// Marks the slot that ran `task_id` idle (or stops it if retiring); returns its kind.
+    fn free_slot(&mut self, task_id: TaskId, worker_id: u64) -> Option<String> {
+        let kind = match &self.tasks.get(&task_id)?.phase {
+            Phase::Running { slot, .. } if *slot == worker_id => self.tasks[&task_id].task.worker_kind.clone(),
+            _ => return None, // stale report (e.g. from before a restart)
+        };
+        let slot = self.pools.get_mut(&kind)?.slots.get_mut(&worker_id)?;
+        slot.running = None;
+        if slot.retiring {
+            slot.actor.stop(Some("pool shrunk".into()));
+        }
+        Some(kind)
+    }
+
+    /// An attempt failed: retry after a backoff if the policy allows, else FAILED.
+    async fn fail_attempt(&mut self, me: &ActorRef<SupervisorMsg>, mut tracked: Tracked, message: String, retryable: bool) {
+        let task_id = tracked.task.id;
+        let attempt = tracked.task.attempts_started;
+        let max = tracked.task.retry.max_attempts;
+        if !retryable || attempt >= max {
+            let why = if retryable { format!("{message} (attempt {attempt} of {max})") } else { message };
+            self.sink.record(Transition::new(task_id, TaskState::Failed, attempt, why)).await;
+            return;
+        }
+        let delay = tracked.task.retry.backoff(attempt + 1, fastrand::f64());
+        let msg = format!("{message}; attempt {} of {max} in {} ms", attempt + 1, delay.as_millis());
+        self.sink.record(Transition::new(task_id, TaskState::Retrying, attempt, msg)).await;
+        tracked.phase = Phase::Backoff;
+        self.tasks.insert(task_id, tracked);
+        let me = me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = me.cast(SupervisorMsg::RetryDue(task_id));
+        });
+    }
+
+    async fn retry_due(&mut self, task_id: TaskId) {
+        let Some(tracked) = self.tasks.remove(&task_id) else { return };
+        if !matches!(tracked.phase, Phase::Backoff) {
+            self.tasks.insert(task_id, tracked);
+            return;
+        }
+        let kind = tracked.task.worker_kind.clone();
+        self.push_queue(tracked.task);
+        self.pump(&kind).await;
+    }
+
+    async fn cancel(&mut self, task_id: TaskId, reason: String) {
+        let reason = if reason.is_empty() { "cancelled by request".to_string() } else { reason };
+        match self.tasks.get_mut(&task_id).map(|t| &mut t.phase) {
+            Some(Phase::Running { cancel, cancel_reason, .. }) => {
+                // The worker reports Cancelled (or its result, if it finished first).
+                *cancel_reason = Some(reason);
+                cancel.cancel();
+                return;
+            }
+            Some(Phase::Queued) => {
+                let kind = self.tasks[&task_id].task.worker_kind.clone();
+                if let Some(pool) = self.pools.get_mut(&kind) {
+                    pool.queued -= 1; // its queue entry is skipped when popped
+                }
+            }
+            Some(Phase::Backoff) | None => {}
+        }
+        let attempt = self.tasks.remove(&task_id).map(|t| t.task.attempts_started).unwrap_or(0);
+        self.publish_queue_depth();
+        // Unknown here too: the sink ignores it if the task already finished.
+        self.sink.record(Transition::new(task_id, TaskState::Cancelled, attempt, reason)).await;
+    }
+
+    /// A worker exited. Retiring workers leave; any other exit is a crash: its task's attempt
+    /// fails (retryable), the restart is counted, and the worker is restarted one-for-one
+    /// unless the restart intensity is exceeded, which fails this supervisor.
+    async fn worker_exited(&mut self, me: &ActorRef<SupervisorMsg>, kind: &str, slot_id: u64, why: String) -> Result<(), ActorProcessingErr> {
+        let Some(pool) = self.pools.get_mut(kind) else { return Ok(()) };
+        let Some(slot) = pool.slots.remove(&slot_id) else { return Ok(()) };
+        if slot.retiring && slot.running.is_none() {
+            self.publish_gauges(kind);
+            return Ok(());
+        }
+        pool.restarts += 1;
+        if let Some(task_id) = slot.running
+            && let Some(tracked) = self.tasks.remove(&task_id)
+        {
+            self.fail_attempt(me, tracked, why.clone(), true).await;
+        }
+        metrics::counter!("cadre_worker_restarts_total", "supervisor" => self.name.clone(), "kind" => kind.to_string())
+            .increment(1);
+        if !self.restarts.record(Instant::now()) {
+            let i = self.restarts.intensity();
+            tracing::error!(supervisor = %self.name, kind, "restart intensity exceeded ({} in {} s): escalating", i.max_restarts, i.within_secs);
+            return Err(format!(
+                "supervisor {}: restart intensity exceeded ({} restarts in {} s); last: {why}",
+                self.name, i.max_restarts, i.within_secs
+            )
+            .into());
+        }
+        tracing::warn!(supervisor = %self.name, kind, slot_id, %why, "restarting worker");
+        if !slot.retiring {
+            let actor = self.spawn_worker(me, kind, slot_id).await?;
+            let pool = self.pools.get_mut(kind).expect("pool exists");
+            pool.slots.insert(slot_id, Slot { actor, running: None, retiring: false });
+        }
+        self.publish_gauges(kind);
+        self.pump(kind).await;
+        Ok(())
+    }
+
+    fn pool_status(&self, kind: &str) -> PoolStatus {
+        let pool = &self.pools[kind];
+        PoolStatus {
+            worker_kind: kind.to_string(),
+            target_size: pool.target as u32,
+            live_workers: pool.slots.len() as u32,
+            busy_workers: pool.busy() as u32,
+            queue_depth: pool.queued as u32,
+            restarts: pool.restarts,
+        }
+    }
+
+    fn status(&mut self) -> SupervisorStatus {
+        let intensity = self.restarts.intensity();
+        SupervisorStatus {
+            name: self.name.clone(),
+            state: "running".into(),
+            restarts: 0,
+            pools: self.pools.keys().map(|k| self.pool_status(k)).collect(),
+            recent_restarts: self.restarts.recent(Instant::now()),
+            max_restarts: intensity.max_restarts,
+        }
+    }
+
+    fn publish_gauges(&self, kind: &str) {
+        if let Some(pool) = self.pools.get(kind) {
+            metrics::gauge!("cadre_pool_size", "supervisor" => self.name.clone(), "kind" => kind.to_string())
+                .set(pool.slots.len() as f64);
+        }
+    }
+
+    fn publish_queue_depth(&self) {
+        let depth: usize = self.pools.values().map(|p| p.queued).sum();
+        metrics::gauge!("cadre_queue_depth", "supervisor" => self.name.clone()).set(depth as f64);
+    }
+}
