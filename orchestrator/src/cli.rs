@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use cadre_proto::TaskState;
 use cadre_proto::v1::{
     self, admin_service_client::AdminServiceClient, task_service_client::TaskServiceClient,
 };
-use cadre_proto::TaskState;
 use clap::{Args, Parser, Subcommand};
 use tonic::transport::Channel;
 
@@ -175,7 +175,9 @@ pub struct TasksArgs {
 pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Serve(args) => serve(args, cli.data_dir).await.map(|_| 0),
-        Command::Config { command: ConfigCommand::Check { file } } => {
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
             let cfg = Config::load(file.as_deref())?;
             println!("# effective configuration (defaults < file < CADRE_* env): valid");
             print!("{}", cfg.to_toml());
@@ -214,7 +216,10 @@ async fn serve(args: ServeArgs, data_dir: Option<PathBuf>) -> Result<()> {
     cfg.validate()?;
     telemetry::init_logging(&cfg.log);
     let running = server::start(cfg, args.config).await?;
-    eprintln!("cadre serving gRPC on {} and HTTP on {}", running.grpc_addr, running.http_addr);
+    eprintln!(
+        "cadre serving gRPC on {} and HTTP on {}",
+        running.grpc_addr, running.http_addr
+    );
     wait_for_signals(&running).await;
     running.shutdown().await;
     Ok(())
@@ -254,7 +259,7 @@ async fn client(command: Command, channel: Channel) -> Result<i32> {
     match command {
         Command::Submit(a) => {
             let params = read_params(&a.params)?;
-            let retry = (a.max_attempts > 0 || a.backoff_ms > 0).then(|| v1::RetryPolicy {
+            let retry = (a.max_attempts > 0 || a.backoff_ms > 0).then_some(v1::RetryPolicy {
                 max_attempts: a.max_attempts,
                 initial_backoff_ms: a.backoff_ms,
                 max_backoff_ms: 0,
@@ -269,13 +274,21 @@ async fn client(command: Command, channel: Channel) -> Result<i32> {
                 idempotency_key: a.idempotency_key,
                 parent_id: String::new(),
             };
-            let resp = tasks.submit(v1::SubmitRequest { spec: Some(spec) }).await.map_err(status_err)?.into_inner();
+            let resp = tasks
+                .submit(v1::SubmitRequest { spec: Some(spec) })
+                .await
+                .map_err(status_err)?
+                .into_inner();
             let task = resp.task.context("node returned no task")?;
             if !a.wait {
                 if a.json {
                     println!("{}", task_json(&task));
                 } else {
-                    let note = if resp.created { "" } else { " (existing task for this idempotency key)" };
+                    let note = if resp.created {
+                        ""
+                    } else {
+                        " (existing task for this idempotency key)"
+                    };
                     println!("{}{note}", task.id);
                 }
                 return Ok(0);
@@ -283,17 +296,37 @@ async fn client(command: Command, channel: Channel) -> Result<i32> {
             if !a.json {
                 eprintln!("submitted {}", task.id);
             }
-            follow(&mut tasks, v1::WatchRequest { task_id: task.id.clone(), ..Default::default() }, !a.json).await?;
-            let task = tasks.get(v1::GetRequest { id: task.id }).await.map_err(status_err)?.into_inner();
+            follow(
+                &mut tasks,
+                v1::WatchRequest {
+                    task_id: task.id.clone(),
+                    ..Default::default()
+                },
+                !a.json,
+            )
+            .await?;
+            let task = tasks
+                .get(v1::GetRequest { id: task.id })
+                .await
+                .map_err(status_err)?
+                .into_inner();
             if a.json {
                 println!("{}", task_json(&task));
             } else {
                 print_task(&task);
             }
-            Ok(if task.state == v1::TaskState::Succeeded as i32 { 0 } else { 2 })
+            Ok(if task.state == v1::TaskState::Succeeded as i32 {
+                0
+            } else {
+                2
+            })
         }
         Command::Get { id, json } => {
-            let task = tasks.get(v1::GetRequest { id }).await.map_err(status_err)?.into_inner();
+            let task = tasks
+                .get(v1::GetRequest { id })
+                .await
+                .map_err(status_err)?
+                .into_inner();
             if json {
                 println!("{}", task_json(&task));
             } else {
@@ -302,7 +335,11 @@ async fn client(command: Command, channel: Channel) -> Result<i32> {
             Ok(0)
         }
         Command::Cancel { id, reason } => {
-            let task = tasks.cancel(v1::CancelRequest { id, reason }).await.map_err(status_err)?.into_inner();
+            let task = tasks
+                .cancel(v1::CancelRequest { id, reason })
+                .await
+                .map_err(status_err)?
+                .into_inner();
             println!("{} {}", task.id, state_name(task.state));
             Ok(0)
         }
@@ -330,10 +367,17 @@ async fn client(command: Command, channel: Channel) -> Result<i32> {
                 page_token: t.page_token,
             };
             let resp = tasks.list(req).await.map_err(status_err)?.into_inner();
-            println!("{:<36}  {:<10}  {:>7}  {:<32}  {}", "ID", "STATE", "ATTEMPT", "TYPE", "ERROR");
+            println!("{:<36}  {:<10}  {:>7}  {:<32}  ERROR", "ID", "STATE", "ATTEMPT", "TYPE");
             for task in &resp.tasks {
                 let ty = task.spec.as_ref().map(|s| s.task_type.as_str()).unwrap_or("");
-                println!("{:<36}  {:<10}  {:>7}  {:<32}  {}", task.id, state_name(task.state), task.attempt, ty, task.error);
+                println!(
+                    "{:<36}  {:<10}  {:>7}  {:<32}  {}",
+                    task.id,
+                    state_name(task.state),
+                    task.attempt,
+                    ty,
+                    task.error
+                );
             }
             if !resp.next_page_token.is_empty() {
                 println!("more: --page-token {}", resp.next_page_token);
@@ -341,13 +385,31 @@ async fn client(command: Command, channel: Channel) -> Result<i32> {
             Ok(0)
         }
         Command::Status => {
-            let s = admin.status(v1::StatusRequest {}).await.map_err(status_err)?.into_inner();
+            let s = admin
+                .status(v1::StatusRequest {})
+                .await
+                .map_err(status_err)?
+                .into_inner();
             print_status(&s);
             Ok(0)
         }
-        Command::Scale { supervisor, kind, replicas } => {
-            let req = v1::ScaleRequest { supervisor: supervisor.clone(), worker_kind: kind, replicas };
-            let pool = admin.scale(req).await.map_err(status_err)?.into_inner().pool.context("no pool returned")?;
+        Command::Scale {
+            supervisor,
+            kind,
+            replicas,
+        } => {
+            let req = v1::ScaleRequest {
+                supervisor: supervisor.clone(),
+                worker_kind: kind,
+                replicas,
+            };
+            let pool = admin
+                .scale(req)
+                .await
+                .map_err(status_err)?
+                .into_inner()
+                .pool
+                .context("no pool returned")?;
             println!(
                 "{supervisor}/{}: target {} live {} busy {}",
                 pool.worker_kind, pool.target_size, pool.live_workers, pool.busy_workers
@@ -355,7 +417,11 @@ async fn client(command: Command, channel: Channel) -> Result<i32> {
             Ok(0)
         }
         Command::Reload => {
-            let r = admin.reload_config(v1::ReloadConfigRequest {}).await.map_err(status_err)?.into_inner();
+            let r = admin
+                .reload_config(v1::ReloadConfigRequest {})
+                .await
+                .map_err(status_err)?
+                .into_inner();
             if r.changes.is_empty() {
                 println!("no changes");
             }
@@ -371,10 +437,13 @@ async fn client(command: Command, channel: Channel) -> Result<i32> {
 fn read_params(arg: &str) -> Result<String> {
     let text = match arg.strip_prefix('@') {
         Some("-") => std::io::read_to_string(std::io::stdin()).context("cannot read params from stdin")?,
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read params file {path}"))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read params file {path}"))?
+        }
         None => arg.to_string(),
     };
-    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| anyhow!("params are not valid JSON: {e}"))?;
+    serde_json::from_str::<serde_json::Value>(&text)
+        .map_err(|e| anyhow!("params are not valid JSON: {e}"))?;
     Ok(text)
 }
 
@@ -391,15 +460,34 @@ async fn follow(tasks: &mut TaskServiceClient<Channel>, req: v1::WatchRequest, p
         if e.is_progress && tty {
             let filled = (e.progress * 20.0).round() as usize;
             let bar = format!("[{}{}]", "#".repeat(filled), ".".repeat(20 - filled.min(20)));
-            write!(out, "\r{} {bar} {:>3.0}% {}\x1b[K", e.task_id, e.progress * 100.0, e.message)?;
+            write!(
+                out,
+                "\r{} {bar} {:>3.0}% {}\x1b[K",
+                e.task_id,
+                e.progress * 100.0,
+                e.message
+            )?;
             progress_line = true;
         } else {
             if progress_line {
                 writeln!(out)?;
                 progress_line = false;
             }
-            let detail = if e.is_progress { format!("{:.0}% {}", e.progress * 100.0, e.message) } else { e.message.clone() };
-            writeln!(out, "{:>6} {} #{} {:<9} attempt {} {}", e.cursor, e.task_id, e.seq, state_name(e.state), e.attempt, detail)?;
+            let detail = if e.is_progress {
+                format!("{:.0}% {}", e.progress * 100.0, e.message)
+            } else {
+                e.message.clone()
+            };
+            writeln!(
+                out,
+                "{:>6} {} #{} {:<9} attempt {} {}",
+                e.cursor,
+                e.task_id,
+                e.seq,
+                state_name(e.state),
+                e.attempt,
+                detail
+            )?;
         }
         out.flush()?;
     }
@@ -410,7 +498,9 @@ async fn follow(tasks: &mut TaskServiceClient<Channel>, req: v1::WatchRequest, p
 }
 
 fn state_name(s: i32) -> &'static str {
-    TaskState::from_wire(s).map(TaskState::as_str).unwrap_or("UNKNOWN")
+    TaskState::from_wire(s)
+        .map(TaskState::as_str)
+        .unwrap_or("UNKNOWN")
 }
 
 fn task_json(t: &v1::Task) -> String {
@@ -457,16 +547,27 @@ fn print_task(t: &v1::Task) {
 }
 
 fn print_status(s: &v1::StatusResponse) {
-    println!("orchestrator {} (cadre {}), {} unfinished tasks", s.node_id, s.version, s.pending_tasks);
+    println!(
+        "orchestrator {} (cadre {}), {} unfinished tasks",
+        s.node_id, s.version, s.pending_tasks
+    );
     for (i, sup) in s.supervisors.iter().enumerate() {
         let last = i + 1 == s.supervisors.len();
-        let (branch, indent) = if last { ("└──", "    ") } else { ("├──", "│   ") };
+        let (branch, indent) = if last {
+            ("└──", "    ")
+        } else {
+            ("├──", "│   ")
+        };
         println!(
             "{branch} supervisor {} [{}] restarts {} (worker restarts in window {}/{})",
             sup.name, sup.state, sup.restarts, sup.recent_restarts, sup.max_restarts
         );
         for (j, p) in sup.pools.iter().enumerate() {
-            let b = if j + 1 == sup.pools.len() { "└──" } else { "├──" };
+            let b = if j + 1 == sup.pools.len() {
+                "└──"
+            } else {
+                "├──"
+            };
             println!(
                 "{indent}{b} {:<10} size {:>3} (live {:>3})  busy {:>3}  queued {:>5}  restarts {}",
                 p.worker_kind, p.target_size, p.live_workers, p.busy_workers, p.queue_depth, p.restarts
@@ -497,7 +598,15 @@ pub fn main_entry() -> i32 {
 fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
     parts.dedup();
-    let line = parts.join(": ");
-    if line.is_empty() { "unknown error".into() } else { line }
+    let line = parts
+        .join(": ")
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if line.is_empty() {
+        "unknown error".into()
+    } else {
+        line
+    }
 }
-

@@ -117,7 +117,10 @@ pub struct LogConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        NodeConfig { id: "cadre-1".into(), data_dir: PathBuf::from("cadre-data") }
+        NodeConfig {
+            id: "cadre-1".into(),
+            data_dir: PathBuf::from("cadre-data"),
+        }
     }
 }
 
@@ -134,7 +137,12 @@ impl Default for ServerConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { url: String::new(), batch_max: 512, queue_capacity: 8192, synchronous: "full".into() }
+        StoreConfig {
+            url: String::new(),
+            batch_max: 512,
+            queue_capacity: 8192,
+            synchronous: "full".into(),
+        }
     }
 }
 
@@ -159,7 +167,10 @@ impl Default for DiagnosticsConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { json: false, level: "info".into() }
+        LogConfig {
+            json: false,
+            level: "info".into(),
+        }
     }
 }
 
@@ -171,7 +182,11 @@ fn spec(pools: &[(&str, usize)]) -> SupervisorSpec {
 }
 
 fn route(supervisor: &str, worker: &str, executor: &str) -> Route {
-    Route { supervisor: supervisor.into(), worker: worker.into(), executor: executor.into() }
+    Route {
+        supervisor: supervisor.into(),
+        worker: worker.into(),
+        executor: executor.into(),
+    }
 }
 
 /// The diagnostic task types and where they run when `diagnostics.enabled`.
@@ -185,9 +200,18 @@ pub const DIAGNOSTIC_TYPES: [(&str, &str); 4] = [
 impl Default for Config {
     fn default() -> Self {
         let supervisors = BTreeMap::from([
-            ("intelligence".to_string(), spec(&[("writer", 4), ("coder", 2), ("research", 2), ("analytics", 2)])),
-            ("multimodal".to_string(), spec(&[("vision", 2), ("audio", 2), ("artist", 1), ("fusion", 1)])),
-            ("system".to_string(), spec(&[("monitor", 4), ("audit", 1), ("config", 1), ("health", 2)])),
+            (
+                "intelligence".to_string(),
+                spec(&[("writer", 4), ("coder", 2), ("research", 2), ("analytics", 2)]),
+            ),
+            (
+                "multimodal".to_string(),
+                spec(&[("vision", 2), ("audio", 2), ("artist", 1), ("fusion", 1)]),
+            ),
+            (
+                "system".to_string(),
+                spec(&[("monitor", 4), ("audit", 1), ("config", 1), ("health", 2)]),
+            ),
         ]);
         let routes = RoutingTable(BTreeMap::from([(
             "intelligence.text.summarize".to_string(),
@@ -220,9 +244,10 @@ pub enum ConfigError {
 
 impl Config {
     /// Loads defaults < `path` (or `cadre.toml` in the working directory if present) <
-    /// `CADRE_*` environment, then validates.
+    /// `CADRE_*` environment, then validates. Only variables with a `__` (a section and a key,
+    /// like `CADRE_SERVER__GRPC_ADDR`) are config; `CADRE_ENDPOINT` and friends belong to the CLI.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        Self::load_from(path, Env::prefixed("CADRE_").split("__"))
+        Self::load_from(path, Env::prefixed("CADRE_").filter(|k| k.as_str().contains("__")).split("__"))
     }
 
     /// Like [`Config::load`] with an explicit environment provider (tests use a fixed map).
@@ -231,13 +256,19 @@ impl Config {
         match path {
             Some(p) => {
                 if !p.is_file() {
-                    return Err(ConfigError::Load(format!("{} does not exist or is not a file", p.display())));
+                    return Err(ConfigError::Load(format!(
+                        "{} does not exist or is not a file",
+                        p.display()
+                    )));
                 }
                 fig = fig.merge(Toml::file_exact(p));
             }
             None => fig = fig.merge(Toml::file("cadre.toml")),
         }
-        let cfg: Config = fig.merge(env).extract().map_err(|e| ConfigError::Load(e.to_string()))?;
+        let cfg: Config = fig
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -257,7 +288,10 @@ impl Config {
         let mut routes = self.routes.clone();
         if self.diagnostics.enabled {
             for (task_type, executor) in DIAGNOSTIC_TYPES {
-                routes.0.entry(task_type.to_string()).or_insert_with(|| route("system", "monitor", executor));
+                routes
+                    .0
+                    .entry(task_type.to_string())
+                    .or_insert_with(|| route("system", "monitor", executor));
             }
         }
         routes
@@ -276,7 +310,10 @@ impl Config {
     /// Checks every cross-reference and range; reports all problems at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errs = Vec::new();
-        for (name, addr) in [("server.grpc_addr", &self.server.grpc_addr), ("server.http_addr", &self.server.http_addr)] {
+        for (name, addr) in [
+            ("server.grpc_addr", &self.server.grpc_addr),
+            ("server.http_addr", &self.server.http_addr),
+        ] {
             if addr.parse::<SocketAddr>().is_err() {
                 errs.push(format!("{name}: {addr:?} is not an IP:port address"));
             }
@@ -287,7 +324,8 @@ impl Config {
         if self.limits.max_params_bytes == 0 || self.limits.max_params_bytes > self.server.max_message_bytes {
             errs.push("limits.max_params_bytes: must be above 0 and at most server.max_message_bytes".into());
         }
-        if self.limits.default_timeout_ms == 0 || self.limits.default_timeout_ms > self.limits.max_timeout_ms {
+        if self.limits.default_timeout_ms == 0 || self.limits.default_timeout_ms > self.limits.max_timeout_ms
+        {
             errs.push("limits.default_timeout_ms: must be above 0 and at most limits.max_timeout_ms".into());
         }
         if self.limits.max_pending_tasks == 0 {
@@ -303,7 +341,10 @@ impl Config {
             errs.push("store.queue_capacity: must be 1 to 1048576".into());
         }
         if !["full", "normal"].contains(&self.store.synchronous.as_str()) {
-            errs.push(format!("store.synchronous: {:?} is not \"full\" or \"normal\"", self.store.synchronous));
+            errs.push(format!(
+                "store.synchronous: {:?} is not \"full\" or \"normal\"",
+                self.store.synchronous
+            ));
         }
         if !self.store.url.is_empty() && !self.store.url.starts_with("sqlite:") {
             errs.push(format!(
@@ -318,12 +359,20 @@ impl Config {
             errs.push("supervisors: at least one supervisor is needed".into());
         }
         for (name, s) in &self.supervisors {
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
-                errs.push(format!("supervisors.{name}: names are lowercase letters, digits, _ and -"));
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            {
+                errs.push(format!(
+                    "supervisors.{name}: names are lowercase letters, digits, _ and -"
+                ));
             }
             for (kind, size) in &s.pools {
                 if *size > MAX_POOL_SIZE {
-                    errs.push(format!("supervisors.{name}.pools.{kind}: {size} exceeds the maximum of {MAX_POOL_SIZE}"));
+                    errs.push(format!(
+                        "supervisors.{name}.pools.{kind}: {size} exceeds the maximum of {MAX_POOL_SIZE}"
+                    ));
                 }
             }
             if s.restart.within_secs == 0 {
@@ -336,7 +385,10 @@ impl Config {
                 errs.push(format!("routes.{task_type:?}: {e}"));
             }
             match self.supervisors.get(&r.supervisor) {
-                None => errs.push(format!("routes.{task_type:?}: supervisor {:?} is not configured", r.supervisor)),
+                None => errs.push(format!(
+                    "routes.{task_type:?}: supervisor {:?} is not configured",
+                    r.supervisor
+                )),
                 Some(s) if !s.pools.contains_key(&r.worker) => errs.push(format!(
                     "routes.{task_type:?}: supervisor {:?} has no worker kind {:?}",
                     r.supervisor, r.worker
@@ -352,7 +404,11 @@ impl Config {
                 ));
             }
         }
-        if errs.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errs)) }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(errs))
+        }
     }
 
     /// The effective configuration as TOML, as `cadre config check` prints it.
@@ -371,24 +427,39 @@ mod tests {
         c.validate().unwrap();
         let routes = c.effective_routes();
         assert_eq!(routes.resolve("system.debug.echo").unwrap().executor, "echo");
-        assert_eq!(routes.resolve("intelligence.text.summarize").unwrap().worker, "writer");
-        let off = Config { diagnostics: DiagnosticsConfig { enabled: false }, ..c };
+        assert_eq!(
+            routes.resolve("intelligence.text.summarize").unwrap().worker,
+            "writer"
+        );
+        let off = Config {
+            diagnostics: DiagnosticsConfig { enabled: false },
+            ..c
+        };
         assert!(off.effective_routes().resolve("system.debug.echo").is_none());
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
     fn file_overrides_defaults_and_env_overrides_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cadre.toml");
-        std::fs::write(&path, "[server]\ngrpc_addr = \"127.0.0.1:7000\"\n[supervisors.system.pools]\nmonitor = 9\n").unwrap();
+        std::fs::write(
+            &path,
+            "[server]\ngrpc_addr = \"127.0.0.1:7000\"\n[supervisors.system.pools]\nmonitor = 9\n",
+        )
+        .unwrap();
         let env = Env::prefixed("CADRE_TEST_NOTHING_").split("__");
         let c = Config::load_from(Some(&path), env).unwrap();
         assert_eq!(c.server.grpc_addr, "127.0.0.1:7000");
         assert_eq!(c.supervisors["system"].pools["monitor"], 9);
-        assert_eq!(c.supervisors["system"].pools["audit"], 1, "maps merge with the defaults");
+        assert_eq!(
+            c.supervisors["system"].pools["audit"], 1,
+            "maps merge with the defaults"
+        );
         figment::Jail::expect_with(|jail| {
             jail.set_env("CADRE_SERVER__GRPC_ADDR", "127.0.0.1:7001");
-            let c = Config::load(Some(&path)).map_err(|e| e.to_string())?;
+            jail.set_env("CADRE_ENDPOINT", "http://elsewhere:1");
+            let c = Config::load(Some(&path)).expect("env layered on the file");
             assert_eq!(c.server.grpc_addr, "127.0.0.1:7001");
             Ok(())
         });
@@ -411,6 +482,11 @@ mod tests {
         assert!(err.contains("server.grpc_addr"), "{err}");
         assert!(err.contains("no worker kind \"translator\""), "{err}");
         assert!(err.contains("executor \"babel\" does not exist"), "{err}");
-        assert!(Config::from_toml_str("[server]\nbogus = 1").unwrap_err().to_string().contains("bogus"));
+        assert!(
+            Config::from_toml_str("[server]\nbogus = 1")
+                .unwrap_err()
+                .to_string()
+                .contains("bogus")
+        );
     }
 }

@@ -27,12 +27,21 @@ async fn health() -> impl IntoResponse {
 
 async fn ready(State(node): State<Arc<Node>>) -> impl IntoResponse {
     if node.ready().await {
-        (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ready" })))
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "status": "ready" })),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({ "status": "store unreachable" })))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "status": "store unreachable" })),
+        )
     }
 }
 
 async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], telemetry::render_metrics())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        telemetry::render_metrics(),
+    )
 }

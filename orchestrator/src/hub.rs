@@ -27,7 +27,9 @@ pub struct Hub {
 impl Hub {
     /// A hub whose subscribers may fall `capacity` events behind before they lag.
     pub fn new(capacity: usize) -> Self {
-        Hub { tx: broadcast::channel(capacity).0 }
+        Hub {
+            tx: broadcast::channel(capacity).0,
+        }
     }
 
     /// Publishes a committed event (no-op without subscribers).

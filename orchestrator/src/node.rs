@@ -76,7 +76,11 @@ impl Node {
             let known: Vec<&str> = routes.iter().map(|(t, _)| t.as_str()).collect();
             return Err(SpecError::invalid(
                 "spec.task_type",
-                format!("unknown task type {:?} (known: {})", spec.task_type, known.join(", ")),
+                format!(
+                    "unknown task type {:?} (known: {})",
+                    spec.task_type,
+                    known.join(", ")
+                ),
             )
             .into());
         };
@@ -118,7 +122,10 @@ impl Node {
             .ok_or_else(|| Error::Unavailable(format!("executor {} is not available", route.executor)))?;
         match self.writer.insert(record.clone()).await? {
             WriteOutcome::Event { .. } => {
-                let msg = OrchestratorMsg::Dispatch { supervisor: route.supervisor.clone(), task: Box::new(queued) };
+                let msg = OrchestratorMsg::Dispatch {
+                    supervisor: route.supervisor.clone(),
+                    task: Box::new(queued),
+                };
                 // If the orchestrator is gone the node is shutting down; the task is stored and
                 // recovered at the next start.
                 let _ = self.orchestrator.cast(msg);
@@ -131,7 +138,12 @@ impl Node {
 
     /// Submits and waits for the terminal state (or `wait`, default: long enough for every
     /// attempt and backoff).
-    pub async fn submit_and_wait(&self, tenant: &str, wire: Option<&v1::TaskSpec>, wait_ms: u64) -> Result<TaskRecord> {
+    pub async fn submit_and_wait(
+        &self,
+        tenant: &str,
+        wire: Option<&v1::TaskSpec>,
+        wait_ms: u64,
+    ) -> Result<TaskRecord> {
         let (record, _) = self.submit(tenant, wire).await?;
         let wait = if wait_ms > 0 {
             Duration::from_millis(wait_ms)
@@ -144,7 +156,10 @@ impl Node {
 
     /// Waits until the task is terminal, then returns it.
     pub async fn wait_terminal(&self, id: TaskId, wait: Duration) -> Result<TaskRecord> {
-        let filter = EventFilter { task_id: Some(id), ..Default::default() };
+        let filter = EventFilter {
+            task_id: Some(id),
+            ..Default::default()
+        };
         let mut events = self.hub.watch(self.store.clone(), filter, 0, true);
         let done = tokio::time::timeout(wait, async {
             while let Some(e) = events.recv().await {
@@ -174,7 +189,10 @@ impl Node {
     }
 
     async fn get_record(&self, id: TaskId) -> Result<TaskRecord> {
-        self.store.get(id).await?.ok_or_else(|| Error::NotFound(format!("no task {id}")))
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no task {id}")))
     }
 
     /// Cancels a task: queued ones at once, running ones cooperatively then forcibly after the
@@ -182,11 +200,24 @@ impl Node {
     pub async fn cancel(&self, id: &str, reason: &str) -> Result<TaskRecord> {
         let record = self.get(id).await?;
         if record.state.is_terminal() {
-            return Err(Error::FailedPrecondition(format!("task {} is already {}", record.id, record.state)));
+            return Err(Error::FailedPrecondition(format!(
+                "task {} is already {}",
+                record.id, record.state
+            )));
         }
-        let reason = if reason.is_empty() { "cancelled by request".to_string() } else { reason.to_string() };
-        let msg = OrchestratorMsg::Cancel { supervisor: record.supervisor.clone(), task_id: record.id, reason };
-        self.orchestrator.cast(msg).map_err(|_| Error::Unavailable("node is shutting down".into()))?;
+        let reason = if reason.is_empty() {
+            "cancelled by request".to_string()
+        } else {
+            reason.to_string()
+        };
+        let msg = OrchestratorMsg::Cancel {
+            supervisor: record.supervisor.clone(),
+            task_id: record.id,
+            reason,
+        };
+        self.orchestrator
+            .cast(msg)
+            .map_err(|_| Error::Unavailable("node is shutting down".into()))?;
         let grace = Duration::from_millis(self.config().limits.cancel_grace_ms) + Duration::from_secs(2);
         match self.wait_terminal(record.id, grace).await {
             Ok(r) => Ok(r),
@@ -197,21 +228,33 @@ impl Node {
 
     /// A page of tasks, newest first, and the token of the next page (empty at the end).
     pub async fn list(&self, req: &v1::ListRequest) -> Result<(Vec<TaskRecord>, String)> {
-        let states = req.states.iter().map(|s| TaskState::from_wire(*s)).collect::<Result<Vec<_>, _>>()?;
+        let states = req
+            .states
+            .iter()
+            .map(|s| TaskState::from_wire(*s))
+            .collect::<Result<Vec<_>, _>>()?;
         let limit = match req.page_size {
             0 => 50,
             n if n > MAX_PAGE_SIZE => {
-                return Err(SpecError::invalid("page_size", format!("must be at most {MAX_PAGE_SIZE}")).into());
+                return Err(
+                    SpecError::invalid("page_size", format!("must be at most {MAX_PAGE_SIZE}")).into(),
+                );
             }
             n => n,
         };
         let before = match req.page_token.as_str() {
             "" => None,
-            t => Some(t.parse::<TaskId>().map_err(|_| SpecError::invalid("page_token", "is not a token from List"))?),
+            t => Some(
+                t.parse::<TaskId>()
+                    .map_err(|_| SpecError::invalid("page_token", "is not a token from List"))?,
+            ),
         };
         let parent_id = match req.parent_id.as_str() {
             "" => None,
-            p => Some(p.parse::<TaskId>().map_err(|_| SpecError::invalid("parent_id", "is not a task id"))?),
+            p => Some(
+                p.parse::<TaskId>()
+                    .map_err(|_| SpecError::invalid("parent_id", "is not a task id"))?,
+            ),
         };
         let filter = TaskFilter {
             tenant: None,
@@ -222,17 +265,30 @@ impl Node {
             limit,
         };
         let tasks = self.store.list(&filter).await?;
-        let next = if tasks.len() as u32 == limit { tasks.last().map(|t| t.id.to_string()).unwrap_or_default() } else { String::new() };
+        let next = if tasks.len() as u32 == limit {
+            tasks.last().map(|t| t.id.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
         Ok((tasks, next))
     }
 
     /// A resumable event stream for one task (ends after its terminal event) or a filter.
-    pub async fn watch(&self, req: &v1::WatchRequest) -> Result<mpsc::Receiver<Result<cadre_proto::TaskEvent, StoreError>>> {
-        let states = req.states.iter().map(|s| TaskState::from_wire(*s)).collect::<Result<Vec<_>, _>>()?;
+    pub async fn watch(
+        &self,
+        req: &v1::WatchRequest,
+    ) -> Result<mpsc::Receiver<Result<cadre_proto::TaskEvent, StoreError>>> {
+        let states = req
+            .states
+            .iter()
+            .map(|s| TaskState::from_wire(*s))
+            .collect::<Result<Vec<_>, _>>()?;
         let task_id = match req.task_id.as_str() {
             "" => None,
             id => {
-                let id: TaskId = id.parse().map_err(|_| SpecError::invalid("task_id", "is not a task id"))?;
+                let id: TaskId = id
+                    .parse()
+                    .map_err(|_| SpecError::invalid("task_id", "is not a task id"))?;
                 self.get_record(id).await?;
                 Some(id)
             }
@@ -243,7 +299,9 @@ impl Node {
             states,
             tenant: None,
         };
-        Ok(self.hub.watch(self.store.clone(), filter, req.after_cursor, task_id.is_some()))
+        Ok(self
+            .hub
+            .watch(self.store.clone(), filter, req.after_cursor, task_id.is_some()))
     }
 
     /// The supervisor tree.
@@ -268,7 +326,15 @@ impl Node {
         let (supervisor, kind, size) = (supervisor.to_string(), kind.to_string(), replicas as usize);
         let res = self
             .orchestrator
-            .call(|reply| OrchestratorMsg::Scale { supervisor, kind, size, reply }, Some(CALL_TIMEOUT))
+            .call(
+                |reply| OrchestratorMsg::Scale {
+                    supervisor,
+                    kind,
+                    size,
+                    reply,
+                },
+                Some(CALL_TIMEOUT),
+            )
             .await
             .ok()
             .and_then(|r| r.success_or(()).ok())
@@ -280,12 +346,16 @@ impl Node {
     /// restart intensity, new supervisors and routes. Reports each change; settings that need a
     /// restart are reported as such and left alone.
     pub async fn reload(&self) -> Result<Vec<String>> {
-        let new = Config::load(self.config_path.as_deref()).map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+        let new = Config::load(self.config_path.as_deref())
+            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
         let old = self.config();
         let specs = new.supervisors.clone();
         let mut changes: Vec<String> = self
             .orchestrator
-            .call(|reply| OrchestratorMsg::Apply { specs, reply }, Some(CALL_TIMEOUT))
+            .call(
+                |reply| OrchestratorMsg::Apply { specs, reply },
+                Some(CALL_TIMEOUT),
+            )
             .await
             .ok()
             .and_then(|r| r.success_or(()).ok())
@@ -304,7 +374,9 @@ impl Node {
             ("log", old.log == new.log),
         ] {
             if !same {
-                changes.push(format!("{section}: changed in the file; takes effect after a restart"));
+                changes.push(format!(
+                    "{section}: changed in the file; takes effect after a restart"
+                ));
             }
         }
         let mut keep = new;

@@ -12,7 +12,8 @@ use cadre_proto::v1::{PoolStatus, SupervisorStatus};
 use cadre_proto::{TaskId, TaskRecord, TaskState};
 use cadre_supervisors::supervisor::MAX_POOL_SIZE;
 use cadre_supervisors::{
-    QueuedTask, Route, RoutingTable, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorSpec, TaskSink, Transition,
+    QueuedTask, Route, RoutingTable, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorSpec, TaskSink,
+    Transition,
 };
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
@@ -71,21 +72,32 @@ impl Recovery {
         for rec in self.store.unfinished(supervisor).await? {
             let fail = |why: String| Transition::new(rec.id, TaskState::Failed, rec.attempt, why);
             let Some(route) = routes.resolve(&rec.spec.task_type) else {
-                self.sink.record(fail(format!("no route for {} after restart", rec.spec.task_type))).await;
+                self.sink
+                    .record(fail(format!("no route for {} after restart", rec.spec.task_type)))
+                    .await;
                 continue;
             };
             if rec.state == TaskState::Running && rec.attempt >= rec.spec.retry.max_attempts {
-                let why = format!("worker lost during attempt {} of {}", rec.attempt, rec.spec.retry.max_attempts);
+                let why = format!(
+                    "worker lost during attempt {} of {}",
+                    rec.attempt, rec.spec.retry.max_attempts
+                );
                 self.sink.record(fail(why)).await;
                 continue;
             }
             if rec.state == TaskState::Running {
                 let msg = format!("worker lost during attempt {}; re-queued", rec.attempt);
-                self.sink.record(Transition::new(rec.id, TaskState::Retrying, rec.attempt, msg)).await;
+                self.sink
+                    .record(Transition::new(rec.id, TaskState::Retrying, rec.attempt, msg))
+                    .await;
             }
             match self.queued(&rec, route) {
                 Some(task) => out.push((route.supervisor.clone(), task)),
-                None => self.sink.record(fail(format!("executor {} is not available", route.executor))).await,
+                None => {
+                    self.sink
+                        .record(fail(format!("executor {} is not available", route.executor)))
+                        .await
+                }
             }
         }
         Ok(out)
@@ -177,7 +189,11 @@ impl Actor for Orchestrator {
     type State = OrchestratorState;
     type Arguments = OrchestratorArgs;
 
-    async fn pre_start(&self, me: ActorRef<OrchestratorMsg>, args: OrchestratorArgs) -> Result<OrchestratorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        me: ActorRef<OrchestratorMsg>,
+        args: OrchestratorArgs,
+    ) -> Result<OrchestratorState, ActorProcessingErr> {
         let mut state = OrchestratorState {
             entries: BTreeMap::new(),
             by_actor: HashMap::new(),
@@ -185,7 +201,14 @@ impl Actor for Orchestrator {
             recovery: args.recovery,
         };
         for (name, spec) in args.specs {
-            state.entries.insert(name.clone(), Entry { spec, actor: None, restarts: 0 });
+            state.entries.insert(
+                name.clone(),
+                Entry {
+                    spec,
+                    actor: None,
+                    restarts: 0,
+                },
+            );
             state.spawn(&me, &name).await?;
         }
         // Start-up recovery: everything the store holds unfinished runs again.
@@ -199,19 +222,39 @@ impl Actor for Orchestrator {
         Ok(state)
     }
 
-    async fn handle(&self, me: ActorRef<OrchestratorMsg>, msg: OrchestratorMsg, state: &mut OrchestratorState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        me: ActorRef<OrchestratorMsg>,
+        msg: OrchestratorMsg,
+        state: &mut OrchestratorState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             OrchestratorMsg::Dispatch { supervisor, task } => state.dispatch(&supervisor, *task),
-            OrchestratorMsg::Cancel { supervisor, task_id, reason } => {
+            OrchestratorMsg::Cancel {
+                supervisor,
+                task_id,
+                reason,
+            } => {
                 match state.entries.get(&supervisor).and_then(|e| e.actor.as_ref()) {
                     Some(a) => {
                         let _ = a.cast(SupervisorMsg::Cancel { task_id, reason });
                     }
                     // Restarting: record the cancel directly; recovery will not pick the task up.
-                    None => state.recovery.sink.record(Transition::new(task_id, TaskState::Cancelled, 0, reason)).await,
+                    None => {
+                        state
+                            .recovery
+                            .sink
+                            .record(Transition::new(task_id, TaskState::Cancelled, 0, reason))
+                            .await
+                    }
                 }
             }
-            OrchestratorMsg::Scale { supervisor, kind, size, reply } => {
+            OrchestratorMsg::Scale {
+                supervisor,
+                kind,
+                size,
+                reply,
+            } => {
                 let _ = reply.send(state.scale(&supervisor, &kind, size, false).await);
             }
             OrchestratorMsg::Status(reply) => {
@@ -225,13 +268,22 @@ impl Actor for Orchestrator {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, me: ActorRef<OrchestratorMsg>, evt: SupervisionEvent, state: &mut OrchestratorState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        me: ActorRef<OrchestratorMsg>,
+        evt: SupervisionEvent,
+        state: &mut OrchestratorState,
+    ) -> Result<(), ActorProcessingErr> {
         let (cell, why) = match evt {
             SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.unwrap_or_else(|| "stopped".into())),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_else(|| "stopped".into()))
+            }
             _ => return Ok(()),
         };
-        let Some(name) = state.by_actor.remove(&cell.get_id()) else { return Ok(()) };
+        let Some(name) = state.by_actor.remove(&cell.get_id()) else {
+            return Ok(());
+        };
         tracing::error!(supervisor = %name, reason = %why, "supervisor exited; restarting it and its pools");
         if let Some(e) = state.entries.get_mut(&name) {
             e.actor = None;
@@ -292,23 +344,46 @@ impl OrchestratorState {
                 // A failed send means the supervisor just died: its restart re-reads the store.
                 let _ = a.cast(SupervisorMsg::Enqueue(Box::new(task)));
             }
-            None => tracing::warn!(%supervisor, task_id = %task.id, "supervisor down; task waits for its restart"),
+            None => {
+                tracing::warn!(%supervisor, task_id = %task.id, "supervisor down; task waits for its restart")
+            }
         }
     }
 
-    async fn scale(&mut self, supervisor: &str, kind: &str, size: usize, create: bool) -> Result<PoolStatus, ScaleError> {
+    async fn scale(
+        &mut self,
+        supervisor: &str,
+        kind: &str,
+        size: usize,
+        create: bool,
+    ) -> Result<PoolStatus, ScaleError> {
         if size > MAX_POOL_SIZE {
-            return Err(ScaleError::Invalid(format!("replicas: must be at most {MAX_POOL_SIZE}, got {size}")));
+            return Err(ScaleError::Invalid(format!(
+                "replicas: must be at most {MAX_POOL_SIZE}, got {size}"
+            )));
         }
         let Some(entry) = self.entries.get_mut(supervisor) else {
             let known: Vec<&str> = self.entries.keys().map(String::as_str).collect();
-            return Err(ScaleError::NotFound(format!("no supervisor {supervisor:?} (known: {})", known.join(", "))));
+            return Err(ScaleError::NotFound(format!(
+                "no supervisor {supervisor:?} (known: {})",
+                known.join(", ")
+            )));
         };
         let Some(actor) = entry.actor.clone() else {
-            return Err(ScaleError::NotFound(format!("supervisor {supervisor} is restarting; try again")));
+            return Err(ScaleError::NotFound(format!(
+                "supervisor {supervisor} is restarting; try again"
+            )));
         };
         let res = actor
-            .call(|reply| SupervisorMsg::Scale { kind: kind.to_string(), size, create, reply }, Some(CALL_TIMEOUT))
+            .call(
+                |reply| SupervisorMsg::Scale {
+                    kind: kind.to_string(),
+                    size,
+                    create,
+                    reply,
+                },
+                Some(CALL_TIMEOUT),
+            )
             .await
             .map_err(|e| ScaleError::NotFound(format!("supervisor {supervisor} unreachable: {e}")))?;
         match res {
@@ -318,7 +393,9 @@ impl OrchestratorState {
                 Ok(status)
             }
             ractor::rpc::CallResult::Success(Err(e)) => Err(ScaleError::NotFound(e)),
-            _ => Err(ScaleError::NotFound(format!("supervisor {supervisor} did not answer"))),
+            _ => Err(ScaleError::NotFound(format!(
+                "supervisor {supervisor} did not answer"
+            ))),
         }
     }
 
@@ -344,11 +421,22 @@ impl OrchestratorState {
         out
     }
 
-    async fn apply(&mut self, me: &ActorRef<OrchestratorMsg>, specs: BTreeMap<String, SupervisorSpec>) -> Vec<String> {
+    async fn apply(
+        &mut self,
+        me: &ActorRef<OrchestratorMsg>,
+        specs: BTreeMap<String, SupervisorSpec>,
+    ) -> Vec<String> {
         let mut changes = Vec::new();
         for (name, spec) in specs {
             let Some(entry) = self.entries.get(&name) else {
-                self.entries.insert(name.clone(), Entry { spec, actor: None, restarts: 0 });
+                self.entries.insert(
+                    name.clone(),
+                    Entry {
+                        spec,
+                        actor: None,
+                        restarts: 0,
+                    },
+                );
                 match self.spawn(me, &name).await {
                     Ok(()) => changes.push(format!("supervisor {name}: started")),
                     Err(e) => changes.push(format!("supervisor {name}: failed to start: {e}")),
@@ -365,13 +453,21 @@ impl OrchestratorState {
             }
             let mut kinds: Vec<(String, usize)> = spec.pools.clone().into_iter().collect();
             // Kinds dropped from the file drain to zero rather than vanish with tasks queued.
-            kinds.extend(old.pools.keys().filter(|k| !spec.pools.contains_key(*k)).map(|k| (k.clone(), 0)));
+            kinds.extend(
+                old.pools
+                    .keys()
+                    .filter(|k| !spec.pools.contains_key(*k))
+                    .map(|k| (k.clone(), 0)),
+            );
             for (kind, size) in kinds {
                 if old.pools.get(&kind) == Some(&size) {
                     continue;
                 }
                 match self.scale(&name, &kind, size, true).await {
-                    Ok(_) => changes.push(format!("pool {name}/{kind}: {} -> {size}", old.pools.get(&kind).copied().unwrap_or(0))),
+                    Ok(_) => changes.push(format!(
+                        "pool {name}/{kind}: {} -> {size}",
+                        old.pools.get(&kind).copied().unwrap_or(0)
+                    )),
                     Err(e) => changes.push(format!("pool {name}/{kind}: not changed: {e}")),
                 }
             }

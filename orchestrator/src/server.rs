@@ -70,9 +70,17 @@ impl Endpoints {
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
     let path = dir.join("lock");
-    let file = File::options().create(true).truncate(false).write(true).open(&path)?;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
     file.try_lock().map_err(|_| {
-        anyhow::anyhow!("data dir {} is in use by another cadre process (lock {})", dir.display(), path.display())
+        anyhow::anyhow!(
+            "data dir {} is in use by another cadre process (lock {})",
+            dir.display(),
+            path.display()
+        )
     })?;
     Ok(file)
 }
@@ -81,9 +89,13 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let full = config.store.synchronous == "full";
     let store = if config.store.url.is_empty() {
         let path = config.node.data_dir.join("cadre.db");
-        SqliteStore::open(&path, full).await.with_context(|| format!("cannot open store {}", path.display()))?
+        SqliteStore::open(&path, full)
+            .await
+            .with_context(|| format!("cannot open store {}", path.display()))?
     } else {
-        SqliteStore::open_url(&config.store.url, full).await.with_context(|| format!("cannot open store {}", config.store.url))?
+        SqliteStore::open_url(&config.store.url, full)
+            .await
+            .with_context(|| format!("cannot open store {}", config.store.url))?
     };
     Ok(Arc::new(store))
 }
@@ -105,7 +117,13 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     let store = open_store(&config).await?;
     let hub = Hub::new(config.limits.event_buffer);
     let pending = store.count_unfinished().await?;
-    let (writer, writer_task) = Writer::spawn(store.clone(), hub.clone(), config.store.batch_max, config.store.queue_capacity, pending);
+    let (writer, writer_task) = Writer::spawn(
+        store.clone(),
+        hub.clone(),
+        config.store.batch_max,
+        config.store.queue_capacity,
+        pending,
+    );
     let sink: Arc<dyn TaskSink> = Arc::new(writer.clone());
     let recovery = Recovery {
         store: store.clone(),
@@ -118,19 +136,47 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         cancel_grace: Duration::from_millis(config.limits.cancel_grace_ms),
         recovery: recovery.clone(),
     };
-    let (orchestrator, _) = Actor::spawn(None, Orchestrator, args).await.context("cannot start the actor tree")?;
-    let node = Arc::new(Node::new(config.clone(), config_path, store, writer, hub, orchestrator, recovery));
+    let (orchestrator, _) = Actor::spawn(None, Orchestrator, args)
+        .await
+        .context("cannot start the actor tree")?;
+    let node = Arc::new(Node::new(
+        config.clone(),
+        config_path,
+        store,
+        writer,
+        hub,
+        orchestrator,
+        recovery,
+    ));
 
     let shutdown = CancellationToken::new();
     let servers = vec![
-        tokio::spawn(serve_grpc(node.clone(), grpc_listener, config.server.max_message_bytes, shutdown.clone())),
+        tokio::spawn(serve_grpc(
+            node.clone(),
+            grpc_listener,
+            config.server.max_message_bytes,
+            shutdown.clone(),
+        )),
         tokio::spawn(serve_http(node.clone(), http_listener, shutdown.clone())),
     ];
-    let endpoints = Endpoints { grpc: format!("http://{grpc_addr}"), http: format!("http://{http_addr}"), pid: std::process::id() };
+    let endpoints = Endpoints {
+        grpc: format!("http://{grpc_addr}"),
+        http: format!("http://{http_addr}"),
+        pid: std::process::id(),
+    };
     let endpoints_file = config.node.data_dir.join("endpoints.json");
     std::fs::write(&endpoints_file, serde_json::to_string_pretty(&endpoints)?)?;
     tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %config.node.data_dir.display(), "cadre serving");
-    Ok(Running { grpc_addr, http_addr, node, shutdown, servers, writer_task, endpoints_file, _lock: lock })
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        node,
+        shutdown,
+        servers,
+        writer_task,
+        endpoints_file,
+        _lock: lock,
+    })
 }
 
 async fn serve_grpc(node: Arc<Node>, listener: TcpListener, max_message: usize, shutdown: CancellationToken) {
@@ -158,7 +204,9 @@ async fn serve_grpc(node: Arc<Node>, listener: TcpListener, max_message: usize, 
 }
 
 async fn serve_http(node: Arc<Node>, listener: TcpListener, shutdown: CancellationToken) {
-    let res = axum::serve(listener, http::router(node)).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+    let res = axum::serve(listener, http::router(node))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
     if let Err(e) = res {
         tracing::error!(error = %e, "HTTP server failed");
     }
@@ -178,7 +226,11 @@ impl Running {
                 abort.abort();
             }
         }
-        let _ = self.node.orchestrator.stop_and_wait(Some("shutdown".into()), Some(grace)).await;
+        let _ = self
+            .node
+            .orchestrator
+            .stop_and_wait(Some("shutdown".into()), Some(grace))
+            .await;
         if let Err(e) = self.node.writer.flush().await {
             tracing::warn!(error = %e, "final flush failed");
         }

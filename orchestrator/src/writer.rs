@@ -37,7 +37,13 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer task. `pending` starts at the store's count of unfinished tasks.
-    pub fn spawn(store: Arc<dyn Store>, hub: Hub, batch_max: usize, capacity: usize, pending: u64) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        hub: Hub,
+        batch_max: usize,
+        capacity: usize,
+        pending: u64,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
         let pending = Arc::new(AtomicU64::new(pending));
         let handle = tokio::spawn(run(store, hub, rx, batch_max, pending.clone()));
@@ -71,7 +77,10 @@ impl Writer {
     async fn send(&self, op: Option<WriteOp>) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request { op, reply: Some(reply) })
+            .send(Request {
+                op,
+                reply: Some(reply),
+            })
             .await
             .map_err(|_| StoreError("writer stopped".into()))?;
         rx.await.map_err(|_| StoreError("writer stopped".into()))?
@@ -81,26 +90,56 @@ impl Writer {
 #[async_trait]
 impl TaskSink for Writer {
     async fn record(&self, t: Transition) {
-        if self.tx.send(Request { op: Some(WriteOp::Transition(t)), reply: None }).await.is_err() {
+        if self
+            .tx
+            .send(Request {
+                op: Some(WriteOp::Transition(t)),
+                reply: None,
+            })
+            .await
+            .is_err()
+        {
             tracing::warn!("writer stopped; transition dropped (recovered from the store on restart)");
         }
     }
 
     fn progress(&self, task_id: TaskId, attempt: u32, fraction: f64, message: String) {
-        let op = WriteOp::Progress { task_id, attempt, fraction, message };
-        if self.tx.try_send(Request { op: Some(op), reply: None }).is_err() {
+        let op = WriteOp::Progress {
+            task_id,
+            attempt,
+            fraction,
+            message,
+        };
+        if self
+            .tx
+            .try_send(Request {
+                op: Some(op),
+                reply: None,
+            })
+            .is_err()
+        {
             metrics::counter!("cadre_progress_dropped_total").increment(1);
         }
     }
 }
 
-async fn run(store: Arc<dyn Store>, hub: Hub, mut rx: mpsc::Receiver<Request>, batch_max: usize, pending: Arc<AtomicU64>) {
+async fn run(
+    store: Arc<dyn Store>,
+    hub: Hub,
+    mut rx: mpsc::Receiver<Request>,
+    batch_max: usize,
+    pending: Arc<AtomicU64>,
+) {
     let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut batch, batch_max).await > 0 {
         let mut backoff = Duration::from_millis(50);
         loop {
             let ops: Vec<WriteOp> = batch.iter().filter_map(|r| r.op.clone()).collect();
-            let applied = if ops.is_empty() { Ok(Vec::new()) } else { store.apply(&ops).await };
+            let applied = if ops.is_empty() {
+                Ok(Vec::new())
+            } else {
+                store.apply(&ops).await
+            };
             match applied {
                 Ok(outcomes) => {
                     let mut outcomes = outcomes.into_iter();
@@ -146,14 +185,18 @@ async fn run(store: Arc<dyn Store>, hub: Hub, mut rx: mpsc::Receiver<Request>, b
 
 /// Updates counters and metrics for one applied write.
 fn account(op: &WriteOp, outcome: &WriteOutcome, pending: &AtomicU64) {
-    let WriteOutcome::Event { event, created_at_ms } = outcome else { return };
+    let WriteOutcome::Event { event, created_at_ms } = outcome else {
+        return;
+    };
     match op {
         WriteOp::Insert(_) => {
             pending.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("cadre_tasks_submitted_total").increment(1);
         }
         WriteOp::Transition(_) if event.state.is_terminal() => {
-            let _ = pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+            let _ = pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
             metrics::counter!("cadre_tasks_completed_total", "state" => event.state.as_str()).increment(1);
             let secs = (now_ms() - created_at_ms).max(0) as f64 / 1000.0;
             metrics::histogram!("cadre_task_duration_seconds", "state" => event.state.as_str()).record(secs);

@@ -85,7 +85,10 @@ impl EventFilter {
     /// Whether `e` passes the filter.
     pub fn matches(&self, e: &TaskEvent) -> bool {
         self.task_id.is_none_or(|id| id == e.task_id)
-            && self.type_prefix.as_deref().is_none_or(|p| e.task_type.starts_with(p))
+            && self
+                .type_prefix
+                .as_deref()
+                .is_none_or(|p| e.task_type.starts_with(p))
             && (self.states.is_empty() || self.states.contains(&e.state))
             && self.tenant.as_deref().is_none_or(|t| t == e.tenant)
     }
@@ -124,7 +127,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list(&self, filter: &TaskFilter) -> StoreResult<Vec<TaskRecord>>;
     /// Events with cursor > `after` matching the filter's task id and type prefix, oldest first,
     /// at most `limit`; the caller applies the rest of the filter.
-    async fn events_after(&self, after: u64, filter: &EventFilter, limit: u32) -> StoreResult<Vec<TaskEvent>>;
+    async fn events_after(&self, after: u64, filter: &EventFilter, limit: u32)
+    -> StoreResult<Vec<TaskEvent>>;
     /// Unfinished (QUEUED, RUNNING, RETRYING) tasks, of one supervisor or all.
     async fn unfinished(&self, supervisor: Option<&str>) -> StoreResult<Vec<TaskRecord>>;
     /// Number of unfinished tasks.

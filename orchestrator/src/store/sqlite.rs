@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cadre_proto::{TaskEvent, TaskId, TaskRecord, TaskSpec, TaskState};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{EventFilter, Store, StoreError, StoreResult, TaskFilter, WriteOp, WriteOutcome};
@@ -63,7 +65,8 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 fn parse_json(s: Option<String>) -> StoreResult<Option<serde_json::Value>> {
-    s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt("result", e))).transpose()
+    s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt("result", e)))
+        .transpose()
 }
 
 impl TaskRow {
@@ -108,7 +111,10 @@ impl EventRow {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl SqliteStore {
@@ -128,10 +134,17 @@ impl SqliteStore {
         let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
+            .synchronous(if synchronous_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool })
     }
@@ -187,13 +200,18 @@ impl SqliteStore {
                 .await?
                 .rows_affected();
                 if inserted == 0 {
-                    let Some(key) = rec.spec.idempotency_key.as_deref() else { return Ok(WriteOutcome::Ignored) };
-                    let id: String = sqlx::query_scalar("SELECT id FROM tasks WHERE tenant = ? AND idempotency_key = ?")
-                        .bind(&rec.tenant)
-                        .bind(key)
-                        .fetch_one(&mut *conn)
-                        .await?;
-                    return Ok(WriteOutcome::Existing(id.parse().map_err(|e| corrupt("task id", e))?));
+                    let Some(key) = rec.spec.idempotency_key.as_deref() else {
+                        return Ok(WriteOutcome::Ignored);
+                    };
+                    let id: String =
+                        sqlx::query_scalar("SELECT id FROM tasks WHERE tenant = ? AND idempotency_key = ?")
+                            .bind(&rec.tenant)
+                            .bind(key)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    return Ok(WriteOutcome::Existing(
+                        id.parse().map_err(|e| corrupt("task id", e))?,
+                    ));
                 }
                 let mut event = TaskEvent {
                     cursor: 0,
@@ -210,7 +228,10 @@ impl SqliteStore {
                     is_progress: false,
                 };
                 Self::insert_event(conn, &mut event).await?;
-                Ok(WriteOutcome::Event { event, created_at_ms: rec.created_at_ms })
+                Ok(WriteOutcome::Event {
+                    event,
+                    created_at_ms: rec.created_at_ms,
+                })
             }
             WriteOp::Transition(t) => {
                 let error = match t.state {
@@ -234,7 +255,9 @@ impl SqliteStore {
                 .bind(t.task_id.to_string())
                 .fetch_optional(&mut *conn)
                 .await?;
-                let Some((seq, task_type, tenant, created_at_ms)) = row else { return Ok(WriteOutcome::Ignored) };
+                let Some((seq, task_type, tenant, created_at_ms)) = row else {
+                    return Ok(WriteOutcome::Ignored);
+                };
                 let mut event = TaskEvent {
                     cursor: 0,
                     task_id: t.task_id,
@@ -252,7 +275,12 @@ impl SqliteStore {
                 Self::insert_event(conn, &mut event).await?;
                 Ok(WriteOutcome::Event { event, created_at_ms })
             }
-            WriteOp::Progress { task_id, attempt, fraction, message } => {
+            WriteOp::Progress {
+                task_id,
+                attempt,
+                fraction,
+                message,
+            } => {
                 let row: Option<(i64, String, String, i64)> = sqlx::query_as(
                     "UPDATE tasks SET seq = seq + 1, updated_at_ms = ? \
                      WHERE id = ? AND state = 'RUNNING' AND attempt = ? \
@@ -263,7 +291,9 @@ impl SqliteStore {
                 .bind(*attempt as i64)
                 .fetch_optional(&mut *conn)
                 .await?;
-                let Some((seq, task_type, tenant, created_at_ms)) = row else { return Ok(WriteOutcome::Ignored) };
+                let Some((seq, task_type, tenant, created_at_ms)) = row else {
+                    return Ok(WriteOutcome::Ignored);
+                };
                 let mut event = TaskEvent {
                     cursor: 0,
                     task_id: *task_id,
@@ -289,7 +319,9 @@ impl SqliteStore {
             .bind(id.to_string())
             .fetch_all(&self.pool)
             .await?;
-        ids.iter().map(|s| s.parse().map_err(|e| corrupt("child id", e))).collect()
+        ids.iter()
+            .map(|s| s.parse().map_err(|e| corrupt("child id", e)))
+            .collect()
     }
 
     fn records(rows: Vec<TaskRow>) -> StoreResult<Vec<TaskRecord>> {
@@ -312,17 +344,20 @@ impl Store for SqliteStore {
     async fn get(&self, id: TaskId) -> StoreResult<Option<TaskRecord>> {
         let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = "));
         qb.push_bind(id.to_string());
-        let Some(row) = qb.build_query_as::<TaskRow>().fetch_optional(&self.pool).await? else { return Ok(None) };
+        let Some(row) = qb.build_query_as::<TaskRow>().fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
         let children = self.children(id).await?;
         row.into_record(children).map(Some)
     }
 
     async fn find_idempotent(&self, tenant: &str, key: &str) -> StoreResult<Option<TaskRecord>> {
-        let id: Option<String> = sqlx::query_scalar("SELECT id FROM tasks WHERE tenant = ? AND idempotency_key = ?")
-            .bind(tenant)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT id FROM tasks WHERE tenant = ? AND idempotency_key = ?")
+                .bind(tenant)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
         match id {
             Some(id) => self.get(id.parse().map_err(|e| corrupt("task id", e))?).await,
             None => Ok(None),
@@ -343,7 +378,10 @@ impl Store for SqliteStore {
             qb.push(")");
         }
         if let Some(p) = &f.type_prefix {
-            qb.push(" AND substr(task_type, 1, length(").push_bind(p.clone()).push(")) = ").push_bind(p.clone());
+            qb.push(" AND substr(task_type, 1, length(")
+                .push_bind(p.clone())
+                .push(")) = ")
+                .push_bind(p.clone());
         }
         if let Some(p) = f.parent_id {
             qb.push(" AND parent_id = ").push_bind(p.to_string());
@@ -356,13 +394,17 @@ impl Store for SqliteStore {
     }
 
     async fn events_after(&self, after: u64, f: &EventFilter, limit: u32) -> StoreResult<Vec<TaskEvent>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE cursor > "));
+        let mut qb =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE cursor > "));
         qb.push_bind(after as i64);
         if let Some(id) = f.task_id {
             qb.push(" AND task_id = ").push_bind(id.to_string());
         }
         if let Some(p) = &f.type_prefix {
-            qb.push(" AND substr(task_type, 1, length(").push_bind(p.clone()).push(")) = ").push_bind(p.clone());
+            qb.push(" AND substr(task_type, 1, length(")
+                .push_bind(p.clone())
+                .push(")) = ")
+                .push_bind(p.clone());
         }
         if let Some(t) = &f.tenant {
             qb.push(" AND tenant = ").push_bind(t.clone());
@@ -373,7 +415,9 @@ impl Store for SqliteStore {
     }
 
     async fn unfinished(&self, supervisor: Option<&str>) -> StoreResult<Vec<TaskRecord>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE state IN {UNFINISHED}"));
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN {UNFINISHED}"
+        ));
         if let Some(s) = supervisor {
             qb.push(" AND supervisor = ").push_bind(s.to_string());
         }
@@ -382,9 +426,10 @@ impl Store for SqliteStore {
     }
 
     async fn count_unfinished(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE state IN ('QUEUED', 'RUNNING', 'RETRYING')")
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE state IN ('QUEUED', 'RUNNING', 'RETRYING')")
+                .fetch_one(&self.pool)
+                .await?;
         Ok(n as u64)
     }
 

@@ -1,0 +1,298 @@
+//! The test harness: a `cadre serve` child process and clients for it.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cadre_proto::v1::{
+    self, admin_service_client::AdminServiceClient, task_service_client::TaskServiceClient,
+};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::Channel;
+
+/// Polls `f` until it returns Some, or panics after `patience` (scaled by CADRE_TEST_PATIENCE).
+pub async fn eventually<T, F, Fut>(what: &str, patience: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let scale: f64 = std::env::var("CADRE_TEST_PATIENCE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let deadline = Instant::now() + patience.mul_f64(scale);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[derive(Deserialize)]
+struct Endpoints {
+    grpc: String,
+    http: String,
+    pid: u32,
+}
+
+/// A running `cadre serve` child process.
+pub struct TestNode {
+    pub dir: PathBuf,
+    pub grpc: String,
+    pub http: String,
+    child: Child,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestNode {
+    /// Starts a node in a fresh temp dir; `extra_toml` is appended to the config file.
+    pub async fn start(extra_toml: &str) -> TestNode {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut node = Self::start_in(tmp.path(), extra_toml).await;
+        node._tmp = Some(tmp);
+        node
+    }
+
+    /// Starts a node in `dir` (reusing its data dir if one is there).
+    pub async fn start_in(dir: &Path, extra_toml: &str) -> TestNode {
+        let data = dir.join("data");
+        let config = dir.join("cadre.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\ndata_dir = {:?}\n[server]\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n\
+                 [log]\nlevel = \"warn\"\n{extra_toml}\n",
+                data.display().to_string()
+            ),
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(data.join("endpoints.json"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("serve.log"))
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cadre"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .current_dir(dir)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn cadre serve");
+        let pid = child.id();
+        let ep = eventually("endpoints.json", Duration::from_secs(30), || {
+            let exited = child.try_wait().unwrap();
+            assert!(
+                exited.is_none(),
+                "cadre serve exited early: {exited:?}; log:\n{}",
+                read_log(dir)
+            );
+            let ep = std::fs::read_to_string(data.join("endpoints.json"))
+                .ok()
+                .and_then(|s| serde_json::from_str::<Endpoints>(&s).ok())
+                .filter(|e| e.pid == pid);
+            async move { ep }
+        })
+        .await;
+        TestNode {
+            dir: dir.to_path_buf(),
+            grpc: ep.grpc,
+            http: ep.http,
+            child,
+            _tmp: None,
+        }
+    }
+
+    /// The config file the node was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("cadre.toml")
+    }
+
+    /// The SQLite database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("data").join("cadre.db")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.grpc.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn tasks(&self) -> TaskServiceClient<Channel> {
+        TaskServiceClient::new(self.channel().await)
+    }
+
+    pub async fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel().await)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends a signal by name (TERM, HUP) with the `kill` command.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        eventually("cadre serve to exit", Duration::from_secs(30), || {
+            let st = self.child.try_wait().unwrap();
+            async move { st }
+        })
+        .await
+    }
+
+    /// GET `path` on the HTTP side; returns (status code, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        let addr = self.http.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.unwrap();
+        let code = buf
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (code, body)
+    }
+
+    /// The value of one Prometheus sample line, e.g. `cadre_tasks_submitted_total`.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics").await;
+        body.lines().find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|v| v.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+    }
+}
+
+fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A spec with params given as JSON text.
+pub fn spec(task_type: &str, params: &str) -> v1::TaskSpec {
+    v1::TaskSpec {
+        task_type: task_type.into(),
+        params_json: params.into(),
+        ..Default::default()
+    }
+}
+
+/// A spec that retries quickly.
+pub fn fast_retry(mut s: v1::TaskSpec, attempts: u32) -> v1::TaskSpec {
+    s.retry = Some(v1::RetryPolicy {
+        max_attempts: attempts,
+        initial_backoff_ms: 5,
+        max_backoff_ms: 20,
+        multiplier: 2.0,
+    });
+    s
+}
+
+pub async fn submit(c: &mut TaskServiceClient<Channel>, s: v1::TaskSpec) -> v1::Task {
+    c.submit(v1::SubmitRequest { spec: Some(s) })
+        .await
+        .expect("submit")
+        .into_inner()
+        .task
+        .unwrap()
+}
+
+pub async fn run(c: &mut TaskServiceClient<Channel>, s: v1::TaskSpec) -> v1::Task {
+    c.submit_and_wait(v1::SubmitAndWaitRequest {
+        spec: Some(s),
+        wait_ms: 60_000,
+    })
+    .await
+    .expect("submit_and_wait")
+    .into_inner()
+}
+
+pub async fn get(c: &mut TaskServiceClient<Channel>, id: &str) -> v1::Task {
+    c.get(v1::GetRequest { id: id.into() })
+        .await
+        .expect("get")
+        .into_inner()
+}
+
+/// Every event of one task, to its terminal event.
+pub async fn events(c: &mut TaskServiceClient<Channel>, id: &str, after: u64) -> Vec<v1::TaskEvent> {
+    let req = v1::WatchRequest {
+        task_id: id.into(),
+        after_cursor: after,
+        ..Default::default()
+    };
+    let mut s = c.watch(req).await.expect("watch").into_inner();
+    let mut out = Vec::new();
+    while let Some(e) = tokio::time::timeout(Duration::from_secs(60), s.message())
+        .await
+        .expect("event in time")
+        .expect("stream")
+    {
+        out.push(e);
+    }
+    out
+}
+
+pub fn state(t: &v1::Task) -> v1::TaskState {
+    v1::TaskState::try_from(t.state).unwrap()
+}
+
+pub fn ev_state(e: &v1::TaskEvent) -> v1::TaskState {
+    v1::TaskState::try_from(e.state).unwrap()
+}
+
+/// The pool status of `supervisor/kind`.
+pub async fn pool(node: &TestNode, supervisor: &str, kind: &str) -> v1::PoolStatus {
+    let st = node
+        .admin()
+        .await
+        .status(v1::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    st.supervisors
+        .into_iter()
+        .find(|s| s.name == supervisor)
+        .and_then(|s| s.pools.into_iter().find(|p| p.worker_kind == kind))
+        .expect("pool exists")
+}

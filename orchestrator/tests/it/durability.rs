@@ -1,0 +1,129 @@
+//! Durable intake: kill -9 in the middle of a run, restart on the same data dir, and every
+//! accepted task still finishes, none of them twice.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cadre_proto::v1::{self, TaskState};
+use sqlx::sqlite::SqlitePoolOptions;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn kill_9_mid_run_loses_no_accepted_task_and_finishes_none_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = "[supervisors.system.pools]\nmonitor = 16\n";
+    let mut node = TestNode::start_in(tmp.path(), cfg).await;
+    let c = node.tasks().await;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for w in 0..16 {
+        let mut c = c.clone();
+        let accepted = accepted.clone();
+        handles.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..125 {
+                let s = spec(
+                    "system.debug.sleep",
+                    &format!("{{\"ms\": {}}}", 10 + (w + i) % 30),
+                );
+                match c.submit(v1::SubmitRequest { spec: Some(s) }).await {
+                    Ok(r) => {
+                        ids.push(r.into_inner().task.unwrap().id);
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => break, // the node is gone
+                }
+            }
+            ids
+        }));
+    }
+    eventually("1000 tasks accepted", Duration::from_secs(60), || {
+        let n = accepted.load(Ordering::Relaxed);
+        async move { (n >= 1000).then_some(()) }
+    })
+    .await;
+    node.kill9();
+    let mut ids = Vec::new();
+    for h in handles {
+        ids.extend(h.await.unwrap());
+    }
+    assert!(
+        ids.len() >= 1000 && ids.len() < 2000,
+        "killed mid-run: {} accepted",
+        ids.len()
+    );
+
+    let node = TestNode::start_in(tmp.path(), cfg).await;
+    let mut c = node.tasks().await;
+    eventually("recovered tasks finished", Duration::from_secs(120), || {
+        let node = &node;
+        async move {
+            let st = node
+                .admin()
+                .await
+                .status(v1::StatusRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            (st.pending_tasks == 0).then_some(())
+        }
+    })
+    .await;
+    let mut interrupted = 0;
+    for id in &ids {
+        let t = get(&mut c, id).await;
+        assert_eq!(
+            state(&t),
+            TaskState::Succeeded,
+            "accepted task {id} did not finish: {t:?}"
+        );
+        interrupted += usize::from(t.attempt > 1);
+    }
+    assert!(
+        interrupted > 0,
+        "some tasks were running at the kill and ran again"
+    );
+
+    let db = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite:{}?mode=ro", node.db_path().display()))
+        .await
+        .unwrap();
+    let twice: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT task_id, COUNT(*) FROM events WHERE state = 'SUCCEEDED' GROUP BY task_id HAVING COUNT(*) > 1",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert!(twice.is_empty(), "tasks that succeeded twice: {twice:?}");
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(stored as usize >= ids.len());
+    let unfinished: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE state IN ('QUEUED','RUNNING','RETRYING')")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(unfinished, 0, "tasks stored by in-flight submits finished too");
+    db.close().await;
+    assert!(node.stop().await.success());
+}
+
+#[tokio::test]
+async fn a_second_node_on_the_same_data_dir_is_refused() {
+    let node = TestNode::start("").await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
+        .args(["serve", "--config"])
+        .arg(node.config_path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use by another cadre process"),
+        "{out:?}"
+    );
+}

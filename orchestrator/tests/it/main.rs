@@ -1,0 +1,9 @@
+//! Black-box tests: each starts the real `cadre` binary on port 0 with its own temp data dir
+//! and talks to it over gRPC and HTTP sockets. All in one test binary so it links once.
+
+mod api;
+mod common;
+mod durability;
+mod lifecycle;
+mod scaling;
+mod supervision;
