@@ -4,7 +4,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     let mut cfg = tonic_prost_build::Config::new();
     cfg.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
-    let files = ["cadre/v1/task.proto", "cadre/v1/admin.proto", "cadre/v1/peer.proto"];
+    let files = [
+        "cadre/v1/task.proto",
+        "cadre/v1/admin.proto",
+        "cadre/v1/peer.proto",
+    ];
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("cadre_descriptor.bin"))
         .compile_with_config(cfg, &files, &["."])?;

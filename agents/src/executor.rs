@@ -29,8 +29,20 @@ pub struct ExecContext {
 
 impl ExecContext {
     /// A context for one attempt.
-    pub fn new(task_id: TaskId, task_type: String, attempt: u32, cancel: CancellationToken, progress: ProgressFn) -> Self {
-        ExecContext { task_id, task_type, attempt, cancel, progress }
+    pub fn new(
+        task_id: TaskId,
+        task_type: String,
+        attempt: u32,
+        cancel: CancellationToken,
+        progress: ProgressFn,
+    ) -> Self {
+        ExecContext {
+            task_id,
+            task_type,
+            attempt,
+            cancel,
+            progress,
+        }
     }
 
     /// Reports progress; it becomes a progress event on the task.

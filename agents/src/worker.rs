@@ -79,7 +79,11 @@ impl Actor for Worker {
     type State = WorkerArgs;
     type Arguments = WorkerArgs;
 
-    async fn pre_start(&self, _me: ActorRef<Self::Msg>, args: WorkerArgs) -> Result<WorkerArgs, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        args: WorkerArgs,
+    ) -> Result<WorkerArgs, ActorProcessingErr> {
         Ok(args)
     }
 
@@ -144,7 +148,10 @@ mod tests {
         let ok = run_attempt(assignment("echo", json!({"x": 1}), 1000)).await;
         assert_eq!(ok, Outcome::Succeeded(json!({"x": 1})));
         let failed = run_attempt(assignment("fail", json!({"retryable": false}), 1000)).await;
-        assert!(matches!(failed, Outcome::Failed { retryable: false, .. }), "{failed:?}");
+        assert!(
+            matches!(failed, Outcome::Failed { retryable: false, .. }),
+            "{failed:?}"
+        );
         let timed_out = run_attempt(assignment("sleep", json!({"ms": 5000}), 50)).await;
         assert_eq!(timed_out, Outcome::TimedOut);
     }

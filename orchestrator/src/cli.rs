@@ -367,7 +367,10 @@ async fn client(command: Command, channel: Channel) -> Result<i32> {
                 page_token: t.page_token,
             };
             let resp = tasks.list(req).await.map_err(status_err)?.into_inner();
-            println!("{:<36}  {:<10}  {:>7}  {:<32}  ERROR", "ID", "STATE", "ATTEMPT", "TYPE");
+            println!(
+                "{:<36}  {:<10}  {:>7}  {:<32}  ERROR",
+                "ID", "STATE", "ATTEMPT", "TYPE"
+            );
             for task in &resp.tasks {
                 let ty = task.spec.as_ref().map(|s| s.task_type.as_str()).unwrap_or("");
                 println!(

@@ -247,7 +247,12 @@ impl Config {
     /// `CADRE_*` environment, then validates. Only variables with a `__` (a section and a key,
     /// like `CADRE_SERVER__GRPC_ADDR`) are config; `CADRE_ENDPOINT` and friends belong to the CLI.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        Self::load_from(path, Env::prefixed("CADRE_").filter(|k| k.as_str().contains("__")).split("__"))
+        Self::load_from(
+            path,
+            Env::prefixed("CADRE_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        )
     }
 
     /// Like [`Config::load`] with an explicit environment provider (tests use a fixed map).

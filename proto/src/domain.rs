@@ -59,7 +59,10 @@ impl Priority {
         if (0..=9).contains(&value) {
             Ok(Priority(value as u8))
         } else {
-            Err(SpecError::invalid("spec.priority", format!("must be 0-9, got {value}")))
+            Err(SpecError::invalid(
+                "spec.priority",
+                format!("must be 0-9, got {value}"),
+            ))
         }
     }
 
@@ -132,7 +135,10 @@ impl TaskState {
             Ok(v1::TaskState::Failed) => Ok(TaskState::Failed),
             Ok(v1::TaskState::Cancelled) => Ok(TaskState::Cancelled),
             Ok(v1::TaskState::TimedOut) => Ok(TaskState::TimedOut),
-            _ => Err(SpecError::invalid("states", format!("{value} is not a task state"))),
+            _ => Err(SpecError::invalid(
+                "states",
+                format!("{value} is not a task state"),
+            )),
         }
     }
 
@@ -173,10 +179,10 @@ pub struct RetryPolicy {
     /// Total attempts including the first (>= 1).
     pub max_attempts: u32,
     /// Delay before the second attempt.
-    #[serde(with = "millis")]
+    #[serde(with = "millis", rename = "initial_backoff_ms")]
     pub initial_backoff: Duration,
     /// Upper bound for one delay.
-    #[serde(with = "millis")]
+    #[serde(with = "millis", rename = "max_backoff_ms")]
     pub max_backoff: Duration,
     /// Growth factor between delays (>= 1.0).
     pub multiplier: f64,
@@ -207,10 +213,18 @@ impl RetryPolicy {
     pub fn from_wire(wire: &v1::RetryPolicy, defaults: &RetryPolicy) -> Result<Self, SpecError> {
         let pick_ms = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_millis(v) };
         let policy = RetryPolicy {
-            max_attempts: if wire.max_attempts == 0 { defaults.max_attempts } else { wire.max_attempts },
+            max_attempts: if wire.max_attempts == 0 {
+                defaults.max_attempts
+            } else {
+                wire.max_attempts
+            },
             initial_backoff: pick_ms(wire.initial_backoff_ms, defaults.initial_backoff),
             max_backoff: pick_ms(wire.max_backoff_ms, defaults.max_backoff),
-            multiplier: if wire.multiplier == 0.0 { defaults.multiplier } else { wire.multiplier },
+            multiplier: if wire.multiplier == 0.0 {
+                defaults.multiplier
+            } else {
+                wire.multiplier
+            },
         };
         policy.validate("spec.retry")?;
         Ok(policy)
@@ -300,7 +314,7 @@ pub struct TaskSpec {
     /// Scheduling priority.
     pub priority: Priority,
     /// Wall-time limit for one attempt.
-    #[serde(with = "millis")]
+    #[serde(with = "millis", rename = "timeout_ms")]
     pub timeout: Duration,
     /// How failed attempts are retried.
     pub retry: RetryPolicy,
@@ -339,7 +353,10 @@ impl TaskSpec {
         let timeout = match wire.timeout_ms {
             0 => limits.default_timeout,
             ms if ms < 0 => {
-                return Err(SpecError::invalid("spec.timeout_ms", format!("must not be negative, got {ms}")));
+                return Err(SpecError::invalid(
+                    "spec.timeout_ms",
+                    format!("must not be negative, got {ms}"),
+                ));
             }
             ms => Duration::from_millis(ms as u64),
         };
@@ -365,9 +382,10 @@ impl TaskSpec {
         };
         let parent_id = match wire.parent_id.as_str() {
             "" => None,
-            p => Some(p.parse::<TaskId>().map_err(|_| {
-                SpecError::invalid("spec.parent_id", format!("{p:?} is not a task id"))
-            })?),
+            p => Some(
+                p.parse::<TaskId>()
+                    .map_err(|_| SpecError::invalid("spec.parent_id", format!("{p:?} is not a task id")))?,
+            ),
         };
         Ok(TaskSpec {
             task_type: wire.task_type.clone(),
@@ -407,13 +425,17 @@ pub fn validate_task_type(task_type: &str) -> Result<(), SpecError> {
         return Err(SpecError::invalid(field, "is required"));
     }
     if task_type.len() > MAX_TASK_TYPE_BYTES {
-        return Err(SpecError::invalid(field, format!("must be at most {MAX_TASK_TYPE_BYTES} bytes")));
+        return Err(SpecError::invalid(
+            field,
+            format!("must be at most {MAX_TASK_TYPE_BYTES} bytes"),
+        ));
     }
     let segments: Vec<&str> = task_type.split('.').collect();
     let well_formed = segments.len() >= 3
         && segments.iter().all(|s| {
             !s.is_empty()
-                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         });
     if !well_formed {
         return Err(SpecError::invalid(
@@ -450,7 +472,10 @@ pub enum SpecError {
 impl SpecError {
     /// Shorthand for [`SpecError::Invalid`].
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        SpecError::Invalid { field: field.into(), message: message.into() }
+        SpecError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -560,7 +585,11 @@ mod tests {
     use super::*;
 
     fn wire(task_type: &str, params: &str) -> v1::TaskSpec {
-        v1::TaskSpec { task_type: task_type.into(), params_json: params.into(), ..Default::default() }
+        v1::TaskSpec {
+            task_type: task_type.into(),
+            params_json: params.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -576,20 +605,50 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named() {
-        let limits = SpecLimits { max_params_bytes: 16, ..Default::default() };
+        let limits = SpecLimits {
+            max_params_bytes: 16,
+            ..Default::default()
+        };
         let cases: Vec<(v1::TaskSpec, &str)> = vec![
             (wire("", "{}"), "spec.task_type"),
             (wire("Echo", "{}"), "spec.task_type"),
             (wire("a..b", "{}"), "spec.task_type"),
             (wire("system.debug.echo", "{nope"), "spec.params_json"),
             (wire("system.debug.echo", "  "), "spec.params_json"),
-            (v1::TaskSpec { priority: 10, ..wire("system.debug.echo", "{}") }, "spec.priority"),
-            (v1::TaskSpec { priority: -1, ..wire("system.debug.echo", "{}") }, "spec.priority"),
-            (v1::TaskSpec { timeout_ms: -5, ..wire("system.debug.echo", "{}") }, "spec.timeout_ms"),
-            (v1::TaskSpec { parent_id: "x".into(), ..wire("system.debug.echo", "{}") }, "spec.parent_id"),
             (
                 v1::TaskSpec {
-                    retry: Some(v1::RetryPolicy { max_attempts: 1000, ..Default::default() }),
+                    priority: 10,
+                    ..wire("system.debug.echo", "{}")
+                },
+                "spec.priority",
+            ),
+            (
+                v1::TaskSpec {
+                    priority: -1,
+                    ..wire("system.debug.echo", "{}")
+                },
+                "spec.priority",
+            ),
+            (
+                v1::TaskSpec {
+                    timeout_ms: -5,
+                    ..wire("system.debug.echo", "{}")
+                },
+                "spec.timeout_ms",
+            ),
+            (
+                v1::TaskSpec {
+                    parent_id: "x".into(),
+                    ..wire("system.debug.echo", "{}")
+                },
+                "spec.parent_id",
+            ),
+            (
+                v1::TaskSpec {
+                    retry: Some(v1::RetryPolicy {
+                        max_attempts: 1000,
+                        ..Default::default()
+                    }),
                     ..wire("system.debug.echo", "{}")
                 },
                 "spec.retry.max_attempts",
@@ -602,7 +661,10 @@ mod tests {
             }
         }
         let big = wire("system.debug.echo", &format!("\"{}\"", "x".repeat(100)));
-        assert!(matches!(TaskSpec::from_wire(Some(&big), &limits), Err(SpecError::TooLarge { .. })));
+        assert!(matches!(
+            TaskSpec::from_wire(Some(&big), &limits),
+            Err(SpecError::TooLarge { .. })
+        ));
         assert!(TaskSpec::from_wire(None, &limits).is_err());
     }
 

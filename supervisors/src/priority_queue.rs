@@ -23,13 +23,19 @@ struct Level<T> {
 
 impl<T> Default for Level<T> {
     fn default() -> Self {
-        Level { ring: VecDeque::new(), queues: HashMap::new() }
+        Level {
+            ring: VecDeque::new(),
+            queues: HashMap::new(),
+        }
     }
 }
 
 impl<T> Default for FairQueue<T> {
     fn default() -> Self {
-        FairQueue { levels: (0..=Priority::MAX.get()).map(|_| Level::default()).collect(), len: 0 }
+        FairQueue {
+            levels: (0..=Priority::MAX.get()).map(|_| Level::default()).collect(),
+            len: 0,
+        }
     }
 }
 
@@ -64,7 +70,9 @@ impl<T> FairQueue<T> {
     pub fn pop(&mut self) -> Option<T> {
         for level in self.levels.iter_mut().rev() {
             while let Some(tenant) = level.ring.pop_front() {
-                let Some(q) = level.queues.get_mut(&tenant) else { continue };
+                let Some(q) = level.queues.get_mut(&tenant) else {
+                    continue;
+                };
                 let Some(item) = q.pop_front() else {
                     level.queues.remove(&tenant);
                     continue;

@@ -19,7 +19,10 @@ pub struct RestartIntensity {
 
 impl Default for RestartIntensity {
     fn default() -> Self {
-        RestartIntensity { max_restarts: 10, within_secs: 10 }
+        RestartIntensity {
+            max_restarts: 10,
+            within_secs: 10,
+        }
     }
 }
 
@@ -33,7 +36,10 @@ pub struct RestartTracker {
 impl RestartTracker {
     /// A tracker with no restarts yet.
     pub fn new(intensity: RestartIntensity) -> Self {
-        RestartTracker { intensity, recent: VecDeque::new() }
+        RestartTracker {
+            intensity,
+            recent: VecDeque::new(),
+        }
     }
 
     /// Changes the limits (config reload); history is kept.
@@ -61,7 +67,11 @@ impl RestartTracker {
 
     fn prune(&mut self, now: Instant) {
         let window = Duration::from_secs(self.intensity.within_secs);
-        while self.recent.front().is_some_and(|t| now.duration_since(*t) > window) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
             self.recent.pop_front();
         }
         // Bounded: never keep more entries than can matter.
@@ -77,7 +87,10 @@ mod tests {
 
     #[test]
     fn exceeding_within_window_trips() {
-        let mut t = RestartTracker::new(RestartIntensity { max_restarts: 2, within_secs: 10 });
+        let mut t = RestartTracker::new(RestartIntensity {
+            max_restarts: 2,
+            within_secs: 10,
+        });
         let t0 = Instant::now();
         assert!(t.record(t0));
         assert!(t.record(t0 + Duration::from_secs(1)));
@@ -86,7 +99,10 @@ mod tests {
 
     #[test]
     fn old_restarts_fall_out_of_the_window() {
-        let mut t = RestartTracker::new(RestartIntensity { max_restarts: 1, within_secs: 5 });
+        let mut t = RestartTracker::new(RestartIntensity {
+            max_restarts: 1,
+            within_secs: 5,
+        });
         let t0 = Instant::now();
         assert!(t.record(t0));
         assert!(t.record(t0 + Duration::from_secs(6)));

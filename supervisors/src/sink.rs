@@ -22,7 +22,13 @@ pub struct Transition {
 impl Transition {
     /// A transition without result.
     pub fn new(task_id: TaskId, state: TaskState, attempt: u32, message: impl Into<String>) -> Self {
-        Transition { task_id, state, attempt, message: message.into(), result: None }
+        Transition {
+            task_id,
+            state,
+            attempt,
+            message: message.into(),
+            result: None,
+        }
     }
 }
 

@@ -152,7 +152,11 @@ struct Tracked {
 
 enum Phase {
     Queued,
-    Running { slot: u64, cancel: CancellationToken, cancel_reason: Option<String> },
+    Running {
+        slot: u64,
+        cancel: CancellationToken,
+        cancel_reason: Option<String>,
+    },
     Backoff,
 }
 
@@ -161,7 +165,11 @@ impl Actor for Supervisor {
     type State = SupervisorState;
     type Arguments = SupervisorArgs;
 
-    async fn pre_start(&self, me: ActorRef<SupervisorMsg>, args: SupervisorArgs) -> Result<SupervisorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        me: ActorRef<SupervisorMsg>,
+        args: SupervisorArgs,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
         let mut state = SupervisorState {
             name: args.name,
             sink: args.sink,
@@ -172,7 +180,9 @@ impl Actor for Supervisor {
             slots_by_actor: HashMap::new(),
         };
         for (kind, size) in args.spec.pools {
-            state.pools.insert(kind.clone(), Pool::new(size.min(MAX_POOL_SIZE)));
+            state
+                .pools
+                .insert(kind.clone(), Pool::new(size.min(MAX_POOL_SIZE)));
             state.fill_pool(&me, &kind).await?;
         }
         tracing::info!(supervisor = %state.name, "supervisor started");
@@ -188,7 +198,12 @@ impl Actor for Supervisor {
         match msg {
             SupervisorMsg::Enqueue(task) => state.enqueue(*task).await,
             SupervisorMsg::Cancel { task_id, reason } => state.cancel(task_id, reason).await,
-            SupervisorMsg::Scale { kind, size, create, reply } => {
+            SupervisorMsg::Scale {
+                kind,
+                size,
+                create,
+                reply,
+            } => {
                 let res = state.scale(&me, &kind, size, create).await;
                 let _ = reply.send(res);
             }
@@ -196,9 +211,11 @@ impl Actor for Supervisor {
             SupervisorMsg::Status(reply) => {
                 let _ = reply.send(state.status());
             }
-            SupervisorMsg::WorkerDone { worker_id, task_id, outcome } => {
-                state.worker_done(&me, worker_id, task_id, outcome).await
-            }
+            SupervisorMsg::WorkerDone {
+                worker_id,
+                task_id,
+                outcome,
+            } => state.worker_done(&me, worker_id, task_id, outcome).await,
             SupervisorMsg::RetryDue(task_id) => state.retry_due(task_id).await,
         }
         Ok(())
@@ -212,18 +229,26 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         let (cell, why) = match evt {
             SupervisionEvent::ActorFailed(cell, err) => (cell, format!("worker crashed: {err}")),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell, format!("worker stopped: {}", reason.unwrap_or_else(|| "no reason".into())))
-            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (
+                cell,
+                format!("worker stopped: {}", reason.unwrap_or_else(|| "no reason".into())),
+            ),
             _ => return Ok(()),
         };
-        let Some((kind, slot_id)) = state.slots_by_actor.remove(&cell.get_id()) else { return Ok(()) };
+        let Some((kind, slot_id)) = state.slots_by_actor.remove(&cell.get_id()) else {
+            return Ok(());
+        };
         state.worker_exited(&me, &kind, slot_id, why).await
     }
 
-    async fn post_stop(&self, _me: ActorRef<SupervisorMsg>, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _me: ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         for kind in state.pools.keys() {
-            metrics::gauge!("cadre_pool_size", "supervisor" => state.name.clone(), "kind" => kind.clone()).set(0.0);
+            metrics::gauge!("cadre_pool_size", "supervisor" => state.name.clone(), "kind" => kind.clone())
+                .set(0.0);
         }
         metrics::gauge!("cadre_queue_depth", "supervisor" => state.name.clone()).set(0.0);
         Ok(())
@@ -232,7 +257,14 @@ impl Actor for Supervisor {
 
 impl Pool {
     fn new(target: usize) -> Self {
-        Pool { target, slots: BTreeMap::new(), queue: FairQueue::new(), queued: 0, restarts: 0, next_slot: 0 }
+        Pool {
+            target,
+            slots: BTreeMap::new(),
+            queue: FairQueue::new(),
+            queued: 0,
+            restarts: 0,
+            next_slot: 0,
+        }
     }
 
     fn active(&self) -> usize {
@@ -245,19 +277,34 @@ impl Pool {
 }
 
 impl SupervisorState {
-    async fn spawn_worker(&mut self, me: &ActorRef<SupervisorMsg>, kind: &str, slot_id: u64) -> Result<ActorRef<WorkerMsg>, ActorProcessingErr> {
+    async fn spawn_worker(
+        &mut self,
+        me: &ActorRef<SupervisorMsg>,
+        kind: &str,
+        slot_id: u64,
+    ) -> Result<ActorRef<WorkerMsg>, ActorProcessingErr> {
         let parent = me.clone();
         let on_done: cadre_agents::DoneFn = Arc::new(move |worker_id, task_id, outcome| {
             // A dead supervisor means its tasks are recovered from the store: dropping is safe.
-            let _ = parent.cast(SupervisorMsg::WorkerDone { worker_id, task_id, outcome });
+            let _ = parent.cast(SupervisorMsg::WorkerDone {
+                worker_id,
+                task_id,
+                outcome,
+            });
         });
-        let (actor, _) = Actor::spawn_linked(None, Worker, WorkerArgs { id: slot_id, on_done }, me.get_cell()).await?;
-        self.slots_by_actor.insert(actor.get_id(), (kind.to_string(), slot_id));
+        let (actor, _) =
+            Actor::spawn_linked(None, Worker, WorkerArgs { id: slot_id, on_done }, me.get_cell()).await?;
+        self.slots_by_actor
+            .insert(actor.get_id(), (kind.to_string(), slot_id));
         Ok(actor)
     }
 
     /// Brings the pool up to its target: un-retires draining workers first, then spawns.
-    async fn fill_pool(&mut self, me: &ActorRef<SupervisorMsg>, kind: &str) -> Result<(), ActorProcessingErr> {
+    async fn fill_pool(
+        &mut self,
+        me: &ActorRef<SupervisorMsg>,
+        kind: &str,
+    ) -> Result<(), ActorProcessingErr> {
         loop {
             let pool = self.pools.get_mut(kind).expect("pool exists");
             if pool.active() >= pool.target {
@@ -271,7 +318,14 @@ impl SupervisorState {
             pool.next_slot += 1;
             let actor = self.spawn_worker(me, kind, slot_id).await?;
             let pool = self.pools.get_mut(kind).expect("pool exists");
-            pool.slots.insert(slot_id, Slot { actor, running: None, retiring: false });
+            pool.slots.insert(
+                slot_id,
+                Slot {
+                    actor,
+                    running: None,
+                    retiring: false,
+                },
+            );
         }
         self.publish_gauges(kind);
         Ok(())
@@ -282,7 +336,12 @@ impl SupervisorState {
         let pool = self.pools.get_mut(kind).expect("pool exists");
         let mut excess = pool.active().saturating_sub(pool.target);
         // Idle first, so no running task is disturbed when an idle worker can go instead.
-        let mut order: Vec<u64> = pool.slots.iter().filter(|(_, s)| !s.retiring).map(|(id, _)| *id).collect();
+        let mut order: Vec<u64> = pool
+            .slots
+            .iter()
+            .filter(|(_, s)| !s.retiring)
+            .map(|(id, _)| *id)
+            .collect();
         order.sort_by_key(|id| pool.slots[id].running.is_some());
         for id in order {
             if excess == 0 {
@@ -298,19 +357,31 @@ impl SupervisorState {
         self.publish_gauges(kind);
     }
 
-    async fn scale(&mut self, me: &ActorRef<SupervisorMsg>, kind: &str, size: usize, create: bool) -> Result<PoolStatus, String> {
+    async fn scale(
+        &mut self,
+        me: &ActorRef<SupervisorMsg>,
+        kind: &str,
+        size: usize,
+        create: bool,
+    ) -> Result<PoolStatus, String> {
         if size > MAX_POOL_SIZE {
             return Err(format!("replicas must be at most {MAX_POOL_SIZE}"));
         }
         if !self.pools.contains_key(kind) {
             if !create {
                 let known: Vec<&str> = self.pools.keys().map(String::as_str).collect();
-                return Err(format!("supervisor {} has no worker kind {kind:?} (known: {})", self.name, known.join(", ")));
+                return Err(format!(
+                    "supervisor {} has no worker kind {kind:?} (known: {})",
+                    self.name,
+                    known.join(", ")
+                ));
             }
             self.pools.insert(kind.to_string(), Pool::new(size));
         }
         self.pools.get_mut(kind).expect("pool exists").target = size;
-        self.fill_pool(me, kind).await.map_err(|e| format!("spawning workers failed: {e}"))?;
+        self.fill_pool(me, kind)
+            .await
+            .map_err(|e| format!("spawning workers failed: {e}"))?;
         self.shrink_pool(kind);
         self.pump(kind).await;
         tracing::info!(supervisor = %self.name, kind, size, "pool scaled");
@@ -325,7 +396,14 @@ impl SupervisorState {
         if !self.pools.contains_key(&kind) {
             // Routes and pools disagree (e.g. a reload removed the pool): fail loudly, lose nothing silently.
             let msg = format!("supervisor {} has no worker kind {kind:?}", self.name);
-            self.sink.record(Transition::new(task.id, TaskState::Failed, task.attempts_started, msg)).await;
+            self.sink
+                .record(Transition::new(
+                    task.id,
+                    TaskState::Failed,
+                    task.attempts_started,
+                    msg,
+                ))
+                .await;
             return;
         }
         self.push_queue(task);
@@ -336,26 +414,44 @@ impl SupervisorState {
         let pool = self.pools.get_mut(&task.worker_kind).expect("pool exists");
         pool.queue.push(task.priority, &task.tenant, task.id);
         pool.queued += 1;
-        self.tasks.insert(task.id, Tracked { task, phase: Phase::Queued });
+        self.tasks.insert(
+            task.id,
+            Tracked {
+                task,
+                phase: Phase::Queued,
+            },
+        );
         self.publish_queue_depth();
     }
 
     /// Starts queued tasks on idle workers of `kind` while both exist.
     async fn pump(&mut self, kind: &str) {
         loop {
-            let Some(pool) = self.pools.get_mut(kind) else { return };
-            let Some(slot_id) = pool.slots.iter().find(|(_, s)| s.running.is_none() && !s.retiring).map(|(id, _)| *id)
+            let Some(pool) = self.pools.get_mut(kind) else {
+                return;
+            };
+            let Some(slot_id) = pool
+                .slots
+                .iter()
+                .find(|(_, s)| s.running.is_none() && !s.retiring)
+                .map(|(id, _)| *id)
             else {
                 return;
             };
             let Some(task_id) = pool.queue.pop() else { return };
-            let Some(tracked) = self.tasks.get_mut(&task_id) else { continue }; // cancelled while queued
+            let Some(tracked) = self.tasks.get_mut(&task_id) else {
+                continue;
+            }; // cancelled while queued
             if !matches!(tracked.phase, Phase::Queued) {
                 continue;
             }
             pool.queued -= 1;
             let cancel = CancellationToken::new();
-            tracked.phase = Phase::Running { slot: slot_id, cancel: cancel.clone(), cancel_reason: None };
+            tracked.phase = Phase::Running {
+                slot: slot_id,
+                cancel: cancel.clone(),
+                cancel_reason: None,
+            };
             tracked.task.attempts_started += 1;
             let t = &tracked.task;
             let attempt = t.attempts_started;
@@ -369,11 +465,20 @@ impl SupervisorState {
                 executor: t.executor.clone(),
                 cancel,
                 cancel_grace: self.cancel_grace,
-                progress: Arc::new(move |fraction, message| sink.progress(task_id, attempt, fraction, message)),
+                progress: Arc::new(move |fraction, message| {
+                    sink.progress(task_id, attempt, fraction, message)
+                }),
             };
             let slot = pool.slots.get_mut(&slot_id).expect("slot exists");
             slot.running = Some(task_id);
-            self.sink.record(Transition::new(task_id, TaskState::Running, attempt, format!("attempt {attempt} on {kind}/{slot_id}"))).await;
+            self.sink
+                .record(Transition::new(
+                    task_id,
+                    TaskState::Running,
+                    attempt,
+                    format!("on {kind}/{slot_id}"),
+                ))
+                .await;
             if let Err(e) = slot.actor.cast(WorkerMsg::Run(Box::new(assignment))) {
                 // The worker died between its exit and our noticing: its supervision event will
                 // arrive and treat the task as crashed, which retries it.
@@ -383,9 +488,19 @@ impl SupervisorState {
         }
     }
 
-    async fn worker_done(&mut self, me: &ActorRef<SupervisorMsg>, worker_id: u64, task_id: TaskId, outcome: Outcome) {
-        let Some(kind) = self.free_slot(task_id, worker_id) else { return };
-        let Some(tracked) = self.tasks.remove(&task_id) else { return };
+    async fn worker_done(
+        &mut self,
+        me: &ActorRef<SupervisorMsg>,
+        worker_id: u64,
+        task_id: TaskId,
+        outcome: Outcome,
+    ) {
+        let Some(kind) = self.free_slot(task_id, worker_id) else {
+            return;
+        };
+        let Some(tracked) = self.tasks.remove(&task_id) else {
+            return;
+        };
         let attempt = tracked.task.attempts_started;
         let cancel_reason = match &tracked.phase {
             Phase::Running { cancel_reason, .. } => cancel_reason.clone(),
@@ -402,12 +517,23 @@ impl SupervisorState {
             }
             Outcome::Cancelled { forced } => {
                 let reason = cancel_reason.unwrap_or_else(|| "cancelled".into());
-                let msg = if forced { format!("{reason} (forced after grace period)") } else { reason };
-                self.sink.record(Transition::new(task_id, TaskState::Cancelled, attempt, msg)).await;
+                let msg = if forced {
+                    format!("{reason} (forced after grace period)")
+                } else {
+                    reason
+                };
+                self.sink
+                    .record(Transition::new(task_id, TaskState::Cancelled, attempt, msg))
+                    .await;
             }
             Outcome::TimedOut => {
-                let msg = format!("attempt {attempt} exceeded its timeout of {} ms", tracked.task.timeout.as_millis());
-                self.sink.record(Transition::new(task_id, TaskState::TimedOut, attempt, msg)).await;
+                let msg = format!(
+                    "attempt {attempt} exceeded its timeout of {} ms",
+                    tracked.task.timeout.as_millis()
+                );
+                self.sink
+                    .record(Transition::new(task_id, TaskState::TimedOut, attempt, msg))
+                    .await;
             }
         }
         self.pump(&kind).await;
@@ -416,7 +542,9 @@ impl SupervisorState {
     /// Marks the slot that ran `task_id` idle (or stops it if retiring); returns its kind.
     fn free_slot(&mut self, task_id: TaskId, worker_id: u64) -> Option<String> {
         let kind = match &self.tasks.get(&task_id)?.phase {
-            Phase::Running { slot, .. } if *slot == worker_id => self.tasks[&task_id].task.worker_kind.clone(),
+            Phase::Running { slot, .. } if *slot == worker_id => {
+                self.tasks[&task_id].task.worker_kind.clone()
+            }
             _ => return None, // stale report (e.g. from before a restart)
         };
         let slot = self.pools.get_mut(&kind)?.slots.get_mut(&worker_id)?;
@@ -428,18 +556,36 @@ impl SupervisorState {
     }
 
     /// An attempt failed: retry after a backoff if the policy allows, else FAILED.
-    async fn fail_attempt(&mut self, me: &ActorRef<SupervisorMsg>, mut tracked: Tracked, message: String, retryable: bool) {
+    async fn fail_attempt(
+        &mut self,
+        me: &ActorRef<SupervisorMsg>,
+        mut tracked: Tracked,
+        message: String,
+        retryable: bool,
+    ) {
         let task_id = tracked.task.id;
         let attempt = tracked.task.attempts_started;
         let max = tracked.task.retry.max_attempts;
         if !retryable || attempt >= max {
-            let why = if retryable { format!("{message} (attempt {attempt} of {max})") } else { message };
-            self.sink.record(Transition::new(task_id, TaskState::Failed, attempt, why)).await;
+            let why = if retryable {
+                format!("{message} (attempt {attempt} of {max})")
+            } else {
+                message
+            };
+            self.sink
+                .record(Transition::new(task_id, TaskState::Failed, attempt, why))
+                .await;
             return;
         }
         let delay = tracked.task.retry.backoff(attempt + 1, fastrand::f64());
-        let msg = format!("{message}; attempt {} of {max} in {} ms", attempt + 1, delay.as_millis());
-        self.sink.record(Transition::new(task_id, TaskState::Retrying, attempt, msg)).await;
+        let msg = format!(
+            "{message}; attempt {} of {max} in {} ms",
+            attempt + 1,
+            delay.as_millis()
+        );
+        self.sink
+            .record(Transition::new(task_id, TaskState::Retrying, attempt, msg))
+            .await;
         tracked.phase = Phase::Backoff;
         self.tasks.insert(task_id, tracked);
         let me = me.clone();
@@ -450,7 +596,9 @@ impl SupervisorState {
     }
 
     async fn retry_due(&mut self, task_id: TaskId) {
-        let Some(tracked) = self.tasks.remove(&task_id) else { return };
+        let Some(tracked) = self.tasks.remove(&task_id) else {
+            return;
+        };
         if !matches!(tracked.phase, Phase::Backoff) {
             self.tasks.insert(task_id, tracked);
             return;
@@ -461,9 +609,17 @@ impl SupervisorState {
     }
 
     async fn cancel(&mut self, task_id: TaskId, reason: String) {
-        let reason = if reason.is_empty() { "cancelled by request".to_string() } else { reason };
+        let reason = if reason.is_empty() {
+            "cancelled by request".to_string()
+        } else {
+            reason
+        };
         match self.tasks.get_mut(&task_id).map(|t| &mut t.phase) {
-            Some(Phase::Running { cancel, cancel_reason, .. }) => {
+            Some(Phase::Running {
+                cancel,
+                cancel_reason,
+                ..
+            }) => {
                 // The worker reports Cancelled (or its result, if it finished first).
                 *cancel_reason = Some(reason);
                 cancel.cancel();
@@ -477,18 +633,34 @@ impl SupervisorState {
             }
             Some(Phase::Backoff) | None => {}
         }
-        let attempt = self.tasks.remove(&task_id).map(|t| t.task.attempts_started).unwrap_or(0);
+        let attempt = self
+            .tasks
+            .remove(&task_id)
+            .map(|t| t.task.attempts_started)
+            .unwrap_or(0);
         self.publish_queue_depth();
         // Unknown here too: the sink ignores it if the task already finished.
-        self.sink.record(Transition::new(task_id, TaskState::Cancelled, attempt, reason)).await;
+        self.sink
+            .record(Transition::new(task_id, TaskState::Cancelled, attempt, reason))
+            .await;
     }
 
     /// A worker exited. Retiring workers leave; any other exit is a crash: its task's attempt
     /// fails (retryable), the restart is counted, and the worker is restarted one-for-one
     /// unless the restart intensity is exceeded, which fails this supervisor.
-    async fn worker_exited(&mut self, me: &ActorRef<SupervisorMsg>, kind: &str, slot_id: u64, why: String) -> Result<(), ActorProcessingErr> {
-        let Some(pool) = self.pools.get_mut(kind) else { return Ok(()) };
-        let Some(slot) = pool.slots.remove(&slot_id) else { return Ok(()) };
+    async fn worker_exited(
+        &mut self,
+        me: &ActorRef<SupervisorMsg>,
+        kind: &str,
+        slot_id: u64,
+        why: String,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(pool) = self.pools.get_mut(kind) else {
+            return Ok(());
+        };
+        let Some(slot) = pool.slots.remove(&slot_id) else {
+            return Ok(());
+        };
         if slot.retiring && slot.running.is_none() {
             self.publish_gauges(kind);
             return Ok(());
@@ -514,7 +686,14 @@ impl SupervisorState {
         if !slot.retiring {
             let actor = self.spawn_worker(me, kind, slot_id).await?;
             let pool = self.pools.get_mut(kind).expect("pool exists");
-            pool.slots.insert(slot_id, Slot { actor, running: None, retiring: false });
+            pool.slots.insert(
+                slot_id,
+                Slot {
+                    actor,
+                    running: None,
+                    retiring: false,
+                },
+            );
         }
         self.publish_gauges(kind);
         self.pump(kind).await;

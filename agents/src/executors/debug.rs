@@ -39,7 +39,9 @@ impl Executor for Sleep {
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: SleepParams = decode_params(&params)?;
         if p.ms > MAX_SLEEP_MS {
-            return Err(ExecError::InvalidParams(format!("ms must be at most {MAX_SLEEP_MS}")));
+            return Err(ExecError::InvalidParams(format!(
+                "ms must be at most {MAX_SLEEP_MS}"
+            )));
         }
         let steps = 10u64;
         let step = Duration::from_millis(p.ms / steps);
@@ -53,7 +55,10 @@ impl Executor for Sleep {
                 }
             }
             if i < steps && !step.is_zero() {
-                ctx.progress(i as f64 / steps as f64, format!("slept {} of {} ms", step.as_millis() as u64 * i, p.ms));
+                ctx.progress(
+                    i as f64 / steps as f64,
+                    format!("slept {} of {} ms", step.as_millis() as u64 * i, p.ms),
+                );
             }
         }
         Ok(json!({ "slept_ms": p.ms }))
@@ -84,7 +89,11 @@ fn yes() -> bool {
 impl Executor for Fail {
     async fn execute(&self, _ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: FailParams = decode_params(&params)?;
-        Err(if p.retryable { ExecError::Retryable(p.message) } else { ExecError::Fatal(p.message) })
+        Err(if p.retryable {
+            ExecError::Retryable(p.message)
+        } else {
+            ExecError::Fatal(p.message)
+        })
     }
 }
 
@@ -105,7 +114,10 @@ impl Executor for Panic {
         let p: PanicParams = decode_params(&params)?;
         match p.until_attempt {
             Some(n) if ctx.attempt >= n => Ok(json!({ "survived_attempt": ctx.attempt })),
-            _ => panic!("system.debug.panic: attempt {} of task {} panics on purpose", ctx.attempt, ctx.task_id),
+            _ => panic!(
+                "system.debug.panic: attempt {} of task {} panics on purpose",
+                ctx.attempt, ctx.task_id
+            ),
         }
     }
 }

@@ -26,10 +26,11 @@ fn default_sentences() -> usize {
 }
 
 const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "for", "from", "had", "has", "have", "he",
-    "her", "his", "i", "if", "in", "into", "is", "it", "its", "of", "on", "or", "our", "she", "so", "than",
-    "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we", "were",
-    "what", "when", "which", "who", "will", "with", "would", "you", "your", "not", "can", "do", "does",
+    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "for", "from", "had", "has", "have",
+    "he", "her", "his", "i", "if", "in", "into", "is", "it", "its", "of", "on", "or", "our", "she", "so",
+    "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we",
+    "were", "what", "when", "which", "who", "will", "with", "would", "you", "your", "not", "can", "do",
+    "does",
 ];
 
 #[async_trait]
@@ -122,7 +123,10 @@ mod tests {
 
     #[test]
     fn short_text_is_returned_whole() {
-        assert_eq!(summarize("Only one sentence here", 3), vec!["Only one sentence here".to_string()]);
+        assert_eq!(
+            summarize("Only one sentence here", 3),
+            vec!["Only one sentence here".to_string()]
+        );
         assert_eq!(split_sentences("A. B! C? d"), vec!["A.", "B!", "C?", "d"]);
     }
 }

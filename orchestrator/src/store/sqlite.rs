@@ -234,17 +234,18 @@ impl SqliteStore {
                 })
             }
             WriteOp::Transition(t) => {
+                type Row = (i64, String, String, i64, i64);
                 let error = match t.state {
                     TaskState::Failed | TaskState::Cancelled | TaskState::TimedOut | TaskState::Retrying => {
                         Some(t.message.as_str())
                     }
                     _ => None,
                 };
-                let row: Option<(i64, String, String, i64)> = sqlx::query_as(
-                    "UPDATE tasks SET state = ?, attempt = ?, seq = seq + 1, updated_at_ms = ?, \
+                let row: Option<Row> = sqlx::query_as(
+                    "UPDATE tasks SET state = ?, attempt = MAX(attempt, ?), seq = seq + 1, updated_at_ms = ?, \
                      result = COALESCE(?, result), error = CASE WHEN ? = 'SUCCEEDED' THEN NULL ELSE COALESCE(?, error) END \
                      WHERE id = ? AND state IN ('QUEUED', 'RUNNING', 'RETRYING') \
-                     RETURNING seq, task_type, tenant, created_at_ms",
+                     RETURNING seq, task_type, tenant, created_at_ms, attempt",
                 )
                 .bind(t.state.as_str())
                 .bind(t.attempt as i64)
@@ -255,7 +256,7 @@ impl SqliteStore {
                 .bind(t.task_id.to_string())
                 .fetch_optional(&mut *conn)
                 .await?;
-                let Some((seq, task_type, tenant, created_at_ms)) = row else {
+                let Some((seq, task_type, tenant, created_at_ms, attempt)) = row else {
                     return Ok(WriteOutcome::Ignored);
                 };
                 let mut event = TaskEvent {
@@ -263,7 +264,7 @@ impl SqliteStore {
                     task_id: t.task_id,
                     seq: seq as u64,
                     state: t.state,
-                    attempt: t.attempt,
+                    attempt: attempt as u32,
                     message: t.message.clone(),
                     progress: if t.state == TaskState::Succeeded { 1.0 } else { 0.0 },
                     result: t.result.clone(),

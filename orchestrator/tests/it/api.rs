@@ -517,3 +517,58 @@ async fn cli_commands_work_against_a_node_and_fail_with_one_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("supervisors.system.pools.monitor"));
 }
+
+#[tokio::test]
+async fn serve_takes_env_config_and_logs_json_lines() {
+    use tokio::io::AsyncBufReadExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
+        .args(["serve", "--log-json", "--http-addr", "127.0.0.1:0"])
+        .current_dir(tmp.path())
+        .env("CADRE_SERVER__GRPC_ADDR", "127.0.0.1:0")
+        .env("CADRE_NODE__DATA_DIR", tmp.path().join("env-data"))
+        .env("CADRE_NODE__ID", "from-env")
+        .env("CADRE_ENDPOINT", "http://ignored-by-serve:1")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut serving = None;
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        if line.starts_with("cadre serving gRPC") {
+            break;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["fields"]["message"] == "cadre serving" {
+            serving = Some(v);
+        }
+    }
+    let serving = serving.expect("a JSON 'cadre serving' line");
+    assert_eq!(serving["level"], "INFO");
+    assert!(
+        tmp.path().join("env-data").join("endpoints.json").exists(),
+        "data dir taken from the environment"
+    );
+    let ep: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("env-data").join("endpoints.json")).unwrap(),
+    )
+    .unwrap();
+    let channel = tonic::transport::Channel::from_shared(ep["grpc"].as_str().unwrap().to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let st = v1::admin_service_client::AdminServiceClient::new(channel)
+        .status(v1::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(st.node_id, "from-env", "CADRE_NODE__ID reached the config");
+    child.kill().await.unwrap();
+}
