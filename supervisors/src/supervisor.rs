@@ -277,12 +277,13 @@ impl Pool {
 }
 
 impl SupervisorState {
+    /// Spawns a worker linked to this supervisor into slot `slot_id` of pool `kind`.
     async fn spawn_worker(
         &mut self,
         me: &ActorRef<SupervisorMsg>,
         kind: &str,
         slot_id: u64,
-    ) -> Result<ActorRef<WorkerMsg>, ActorProcessingErr> {
+    ) -> Result<(), ActorProcessingErr> {
         let parent = me.clone();
         let on_done: cadre_agents::DoneFn = Arc::new(move |worker_id, task_id, outcome| {
             // A dead supervisor means its tasks are recovered from the store: dropping is safe.
@@ -296,7 +297,16 @@ impl SupervisorState {
             Actor::spawn_linked(None, Worker, WorkerArgs { id: slot_id, on_done }, me.get_cell()).await?;
         self.slots_by_actor
             .insert(actor.get_id(), (kind.to_string(), slot_id));
-        Ok(actor)
+        let pool = self.pools.get_mut(kind).expect("pool exists");
+        pool.slots.insert(
+            slot_id,
+            Slot {
+                actor,
+                running: None,
+                retiring: false,
+            },
+        );
+        Ok(())
     }
 
     /// Brings the pool up to its target: un-retires draining workers first, then spawns.
@@ -316,16 +326,7 @@ impl SupervisorState {
             }
             let slot_id = pool.next_slot;
             pool.next_slot += 1;
-            let actor = self.spawn_worker(me, kind, slot_id).await?;
-            let pool = self.pools.get_mut(kind).expect("pool exists");
-            pool.slots.insert(
-                slot_id,
-                Slot {
-                    actor,
-                    running: None,
-                    retiring: false,
-                },
-            );
+            self.spawn_worker(me, kind, slot_id).await?;
         }
         self.publish_gauges(kind);
         Ok(())
@@ -684,16 +685,7 @@ impl SupervisorState {
         }
         tracing::warn!(supervisor = %self.name, kind, slot_id, %why, "restarting worker");
         if !slot.retiring {
-            let actor = self.spawn_worker(me, kind, slot_id).await?;
-            let pool = self.pools.get_mut(kind).expect("pool exists");
-            pool.slots.insert(
-                slot_id,
-                Slot {
-                    actor,
-                    running: None,
-                    retiring: false,
-                },
-            );
+            self.spawn_worker(me, kind, slot_id).await?;
         }
         self.publish_gauges(kind);
         self.pump(kind).await;

@@ -293,33 +293,22 @@ async fn bad_input_gets_the_right_status_and_the_server_keeps_serving() {
         state(&run(&mut c, spec("system.debug.echo", "{}")).await),
         TaskState::Succeeded
     );
-    let admin = v1::ScaleRequest {
-        supervisor: "nope".into(),
-        worker_kind: "x".into(),
-        replicas: 1,
-    };
-    assert_eq!(
-        node.admin().await.scale(admin).await.unwrap_err().code(),
-        Code::NotFound
-    );
-    let admin = v1::ScaleRequest {
-        supervisor: "system".into(),
-        worker_kind: "nope".into(),
-        replicas: 1,
-    };
-    assert_eq!(
-        node.admin().await.scale(admin).await.unwrap_err().code(),
-        Code::NotFound
-    );
-    let admin = v1::ScaleRequest {
-        supervisor: "system".into(),
-        worker_kind: "monitor".into(),
-        replicas: 100_000,
-    };
-    assert_eq!(
-        node.admin().await.scale(admin).await.unwrap_err().code(),
-        Code::InvalidArgument
-    );
+    for (supervisor, kind, replicas, code) in [
+        ("nope", "x", 1, Code::NotFound),
+        ("system", "nope", 1, Code::NotFound),
+        ("system", "monitor", 100_000, Code::InvalidArgument),
+    ] {
+        let req = v1::ScaleRequest {
+            supervisor: supervisor.into(),
+            worker_kind: kind.into(),
+            replicas,
+        };
+        assert_eq!(
+            node.admin().await.scale(req).await.unwrap_err().code(),
+            code,
+            "scale {supervisor}/{kind}"
+        );
+    }
 }
 
 #[tokio::test]

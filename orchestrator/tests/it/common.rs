@@ -281,16 +281,31 @@ pub fn ev_state(e: &v1::TaskEvent) -> v1::TaskState {
     v1::TaskState::try_from(e.state).unwrap()
 }
 
+impl TestNode {
+    /// The supervisor tree.
+    pub async fn status(&self) -> v1::StatusResponse {
+        self.admin()
+            .await
+            .status(v1::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Waits until the node holds no unfinished task.
+    pub async fn wait_idle(&self, patience: Duration) {
+        eventually("no unfinished tasks", patience, || async {
+            (self.status().await.pending_tasks == 0).then_some(())
+        })
+        .await
+    }
+}
+
 /// The pool status of `supervisor/kind`.
 pub async fn pool(node: &TestNode, supervisor: &str, kind: &str) -> v1::PoolStatus {
-    let st = node
-        .admin()
+    node.status()
         .await
-        .status(v1::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    st.supervisors
+        .supervisors
         .into_iter()
         .find(|s| s.name == supervisor)
         .and_then(|s| s.pools.into_iter().find(|p| p.worker_kind == kind))

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cadre_proto::v1::{self, TaskState};
+use cadre_proto::v1::TaskState;
 use sqlx::sqlite::SqlitePoolOptions;
 
 use crate::common::*;
@@ -35,32 +35,13 @@ async fn kill_9_mid_run_loses_no_accepted_task_and_finishes_none_twice() {
     }
     assert_eq!(ids.len(), 2000);
     // All 2,000 accepted; the node is in the middle of running them.
-    let st = node
-        .admin()
-        .await
-        .status(v1::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let st = node.status().await;
     assert!(st.pending_tasks > 0, "killed mid-run");
     node.kill9();
 
     let node = TestNode::start_in(tmp.path(), cfg).await;
     let mut c = node.tasks().await;
-    eventually("recovered tasks finished", Duration::from_secs(120), || {
-        let node = &node;
-        async move {
-            let st = node
-                .admin()
-                .await
-                .status(v1::StatusRequest {})
-                .await
-                .unwrap()
-                .into_inner();
-            (st.pending_tasks == 0).then_some(())
-        }
-    })
-    .await;
+    node.wait_idle(Duration::from_secs(120)).await;
     let mut interrupted = 0;
     for id in &ids {
         let t = get(&mut c, id).await;

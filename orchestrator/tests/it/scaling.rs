@@ -55,20 +55,7 @@ async fn scaling_up_and_down_under_load_loses_no_task() {
         ids.extend(h.await.unwrap());
     }
     assert_eq!(ids.len(), 1000);
-    eventually("all tasks finished", Duration::from_secs(60), || {
-        let node = &node;
-        async move {
-            let st = node
-                .admin()
-                .await
-                .status(v1::StatusRequest {})
-                .await
-                .unwrap()
-                .into_inner();
-            (st.pending_tasks == 0).then_some(())
-        }
-    })
-    .await;
+    node.wait_idle(Duration::from_secs(60)).await;
     let mut c = c.clone();
     for id in &ids {
         let t = get(&mut c, id).await;
@@ -125,13 +112,7 @@ async fn config_reload_by_rpc_and_sighup_resizes_pools_and_adds_routes() {
     let p = eventually("probe pool created", Duration::from_secs(10), || {
         let node = &node;
         async move {
-            let st = node
-                .admin()
-                .await
-                .status(v1::StatusRequest {})
-                .await
-                .unwrap()
-                .into_inner();
+            let st = node.status().await;
             st.supervisors
                 .into_iter()
                 .flat_map(|s| s.pools)

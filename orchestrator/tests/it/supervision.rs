@@ -77,13 +77,7 @@ async fn exceeding_restart_intensity_escalates_and_the_supervisor_comes_back() {
     let st = eventually("system supervisor restarted", Duration::from_secs(10), || {
         let node = &node;
         async move {
-            let st = node
-                .admin()
-                .await
-                .status(v1::StatusRequest {})
-                .await
-                .unwrap()
-                .into_inner();
+            let st = node.status().await;
             st.supervisors
                 .into_iter()
                 .find(|s| s.name == "system" && s.restarts >= 1 && s.state == "running")
@@ -116,13 +110,7 @@ async fn exceeding_restart_intensity_escalates_and_the_supervisor_comes_back() {
         );
     }
     // The other supervisors never noticed.
-    let intel = node
-        .admin()
-        .await
-        .status(v1::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let intel = node.status().await;
     assert!(
         intel
             .supervisors
