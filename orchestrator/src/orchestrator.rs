@@ -144,6 +144,9 @@ pub enum OrchestratorMsg {
     },
     /// Retry spawning a supervisor whose restart failed.
     Respawn(String),
+    /// Stop every supervisor gracefully (their running tasks are re-queued) and stop
+    /// restarting them; replies when they are down.
+    Shutdown(RpcReplyPort<()>),
 }
 
 /// Why a Scale was refused.
@@ -172,6 +175,7 @@ pub struct Orchestrator;
 
 /// The orchestrator's state.
 pub struct OrchestratorState {
+    shutting_down: bool,
     entries: BTreeMap<String, Entry>,
     by_actor: HashMap<ActorId, String>,
     cancel_grace: Duration,
@@ -195,6 +199,7 @@ impl Actor for Orchestrator {
         args: OrchestratorArgs,
     ) -> Result<OrchestratorState, ActorProcessingErr> {
         let mut state = OrchestratorState {
+            shutting_down: false,
             entries: BTreeMap::new(),
             by_actor: HashMap::new(),
             cancel_grace: args.cancel_grace,
@@ -264,6 +269,15 @@ impl Actor for Orchestrator {
                 let _ = reply.send(state.apply(&me, specs).await);
             }
             OrchestratorMsg::Respawn(name) => state.restart(&me, &name).await,
+            OrchestratorMsg::Shutdown(reply) => {
+                state.shutting_down = true;
+                for e in state.entries.values_mut() {
+                    if let Some(a) = e.actor.take() {
+                        let _ = a.stop_and_wait(Some("shutdown".into()), Some(CALL_TIMEOUT)).await;
+                    }
+                }
+                let _ = reply.send(());
+            }
         }
         Ok(())
     }
@@ -284,6 +298,9 @@ impl Actor for Orchestrator {
         let Some(name) = state.by_actor.remove(&cell.get_id()) else {
             return Ok(());
         };
+        if state.shutting_down {
+            return Ok(());
+        }
         tracing::error!(supervisor = %name, reason = %why, "supervisor exited; restarting it and its pools");
         if let Some(e) = state.entries.get_mut(&name) {
             e.actor = None;
@@ -312,7 +329,7 @@ impl OrchestratorState {
 
     /// Respawns a supervisor and re-dispatches its unfinished tasks; retries later on failure.
     async fn restart(&mut self, me: &ActorRef<OrchestratorMsg>, name: &str) {
-        if !self.entries.contains_key(name) || self.entries[name].actor.is_some() {
+        if self.shutting_down || !self.entries.contains_key(name) || self.entries[name].actor.is_some() {
             return;
         }
         let recovered = match self.spawn(me, name).await {

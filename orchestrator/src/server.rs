@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::grpc::{AdminApi, PeerApi, TaskApi};
 use crate::hub::Hub;
 use crate::node::Node;
-use crate::orchestrator::{Orchestrator, OrchestratorArgs, Recovery};
+use crate::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg, Recovery};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::writer::Writer;
@@ -226,9 +226,9 @@ impl Running {
                 abort.abort();
             }
         }
-        let _ = self
-            .node
-            .orchestrator
+        let orchestrator = &self.node.orchestrator;
+        let _ = orchestrator.call(OrchestratorMsg::Shutdown, Some(grace)).await;
+        let _ = orchestrator
             .stop_and_wait(Some("shutdown".into()), Some(grace))
             .await;
         if let Err(e) = self.node.writer.flush().await {

@@ -241,11 +241,28 @@ impl Actor for Supervisor {
         state.worker_exited(&me, &kind, slot_id, why).await
     }
 
+    /// On a graceful stop (node shutdown) the running attempts are interrupted, not failed:
+    /// they go back to QUEUED so the next start runs them again without counting them against
+    /// their retry policy. (A crash leaves them RUNNING; recovery treats that as a lost worker.)
     async fn post_stop(
         &self,
         _me: ActorRef<SupervisorMsg>,
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
+        for (id, t) in &state.tasks {
+            if let Phase::Running { .. } = t.phase {
+                let msg = "node shutting down; re-queued";
+                state
+                    .sink
+                    .record(Transition::new(
+                        *id,
+                        TaskState::Queued,
+                        t.task.attempts_started,
+                        msg,
+                    ))
+                    .await;
+            }
+        }
         for kind in state.pools.keys() {
             metrics::gauge!("cadre_pool_size", "supervisor" => state.name.clone(), "kind" => kind.clone())
                 .set(0.0);

@@ -96,3 +96,32 @@ async fn a_second_node_on_the_same_data_dir_is_refused() {
         "{out:?}"
     );
 }
+
+#[tokio::test]
+async fn a_graceful_stop_requeues_running_tasks_without_spending_an_attempt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = TestNode::start_in(tmp.path(), "").await;
+    let mut c = node.tasks().await;
+    let t = submit(
+        &mut c,
+        fast_retry(spec("system.debug.sleep", r#"{"ms": 400}"#), 1),
+    )
+    .await;
+    eventually("task running", Duration::from_secs(10), || {
+        let mut c = c.clone();
+        let id = t.id.clone();
+        async move { (state(&get(&mut c, &id).await) == TaskState::Running).then_some(()) }
+    })
+    .await;
+    assert!(node.stop().await.success(), "SIGTERM exits cleanly");
+
+    let node = TestNode::start_in(tmp.path(), "").await;
+    let mut c = node.tasks().await;
+    let evs = events(&mut c, &t.id, 0).await;
+    let last = evs.last().unwrap();
+    assert_eq!(ev_state(last), TaskState::Succeeded, "{evs:?}");
+    assert!(
+        evs.iter().any(|e| e.message.contains("node shutting down")),
+        "{evs:?}"
+    );
+}
