@@ -16,7 +16,7 @@ use cadre_proto::v1::{
 use clap::{Args, Parser, Subcommand};
 use tonic::transport::Channel;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigSource, Overrides};
 use crate::server::{self, Endpoints};
 use crate::telemetry;
 
@@ -202,20 +202,18 @@ fn resolve_endpoint(flag: Option<String>, data_dir: Option<&Path>) -> String {
 }
 
 async fn serve(args: ServeArgs, data_dir: Option<PathBuf>) -> Result<()> {
-    let mut cfg = Config::load(args.config.as_deref())?;
-    if let Some(a) = args.grpc_addr {
-        cfg.server.grpc_addr = a;
-    }
-    if let Some(a) = args.http_addr {
-        cfg.server.http_addr = a;
-    }
-    if let Some(d) = data_dir {
-        cfg.node.data_dir = d;
-    }
-    cfg.log.json |= args.log_json;
-    cfg.validate()?;
+    let source = ConfigSource {
+        path: args.config,
+        overrides: Overrides {
+            grpc_addr: args.grpc_addr,
+            http_addr: args.http_addr,
+            data_dir,
+            log_json: args.log_json,
+        },
+    };
+    let cfg = source.load()?;
     telemetry::init_logging(&cfg.log);
-    let running = server::start(cfg, args.config).await?;
+    let running = server::start(cfg, source).await?;
     eprintln!(
         "cadre serving gRPC on {} and HTTP on {}",
         running.grpc_addr, running.http_addr

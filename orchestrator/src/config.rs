@@ -231,6 +231,49 @@ impl Default for Config {
     }
 }
 
+/// Where a node's configuration came from: the file and the command-line overrides, so a
+/// reload reads it exactly the way start-up did.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigSource {
+    /// The file given with `--config` (None: `./cadre.toml` if present).
+    pub path: Option<PathBuf>,
+    /// `serve` flags, applied over file and environment.
+    pub overrides: Overrides,
+}
+
+/// `cadre serve` flags that override the file and the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--grpc-addr`.
+    pub grpc_addr: Option<String>,
+    /// `--http-addr`.
+    pub http_addr: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-json`.
+    pub log_json: bool,
+}
+
+impl ConfigSource {
+    /// Loads file and environment, applies the overrides, validates.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut cfg = Config::load(self.path.as_deref())?;
+        let o = &self.overrides;
+        if let Some(a) = &o.grpc_addr {
+            cfg.server.grpc_addr = a.clone();
+        }
+        if let Some(a) = &o.http_addr {
+            cfg.server.http_addr = a.clone();
+        }
+        if let Some(d) = &o.data_dir {
+            cfg.node.data_dir = d.clone();
+        }
+        cfg.log.json |= o.log_json;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
 /// Why a configuration was refused: every problem found, one per line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -1,7 +1,6 @@
 //! The node: everything the faces (gRPC, HTTP, CLI) call, on top of the store, the writer, the
 //! event hub and the orchestrator actor. One `Node` per process.
 
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use cadre_proto::{SpecError, SpecLimits, TaskId, TaskRecord, TaskSpec, TaskState
 use ractor::ActorRef;
 use tokio::sync::mpsc;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::orchestrator::{OrchestratorMsg, Recovery};
@@ -29,7 +28,7 @@ pub struct Node {
     /// This node's id.
     pub node_id: String,
     config: RwLock<Config>,
-    config_path: Option<PathBuf>,
+    source: ConfigSource,
     limits: SpecLimits,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) writer: Writer,
@@ -42,7 +41,7 @@ impl Node {
     /// Assembles a node from its started parts.
     pub(crate) fn new(
         config: Config,
-        config_path: Option<PathBuf>,
+        source: ConfigSource,
         store: Arc<dyn Store>,
         writer: Writer,
         hub: Hub,
@@ -53,7 +52,7 @@ impl Node {
             node_id: config.node.id.clone(),
             limits: config.spec_limits(),
             config: RwLock::new(config),
-            config_path,
+            source,
             store,
             writer,
             hub,
@@ -346,7 +345,9 @@ impl Node {
     /// restart intensity, new supervisors and routes. Reports each change; settings that need a
     /// restart are reported as such and left alone.
     pub async fn reload(&self) -> Result<Vec<String>> {
-        let new = Config::load(self.config_path.as_deref())
+        let new = self
+            .source
+            .load()
             .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
         let old = self.config();
         let specs = new.supervisors.clone();

@@ -271,11 +271,15 @@ impl Actor for Orchestrator {
             OrchestratorMsg::Respawn(name) => state.restart(&me, &name).await,
             OrchestratorMsg::Shutdown(reply) => {
                 state.shutting_down = true;
-                for e in state.entries.values_mut() {
-                    if let Some(a) = e.actor.take() {
-                        let _ = a.stop_and_wait(Some("shutdown".into()), Some(CALL_TIMEOUT)).await;
-                    }
-                }
+                let stopping =
+                    state
+                        .entries
+                        .values_mut()
+                        .filter_map(|e| e.actor.take())
+                        .map(|a| async move {
+                            let _ = a.stop_and_wait(Some("shutdown".into()), Some(CALL_TIMEOUT)).await;
+                        });
+                futures::future::join_all(stopping).await;
                 let _ = reply.send(());
             }
         }
@@ -327,14 +331,23 @@ impl OrchestratorState {
         Ok(())
     }
 
-    /// Respawns a supervisor and re-dispatches its unfinished tasks; retries later on failure.
+    /// Respawns a supervisor if it is down, then re-dispatches its unfinished tasks from the
+    /// store. If either step fails, the whole restart is tried again after a delay (tasks the
+    /// supervisor already holds are ignored when dispatched twice).
     async fn restart(&mut self, me: &ActorRef<OrchestratorMsg>, name: &str) {
-        if self.shutting_down || !self.entries.contains_key(name) || self.entries[name].actor.is_some() {
+        if self.shutting_down || !self.entries.contains_key(name) {
             return;
         }
-        let recovered = match self.spawn(me, name).await {
+        let spawned = match self.entries[name].actor {
+            Some(_) => Ok(()),
+            None => self
+                .spawn(me, name)
+                .await
+                .map_err(|e| StoreError(format!("spawn failed: {e}"))),
+        };
+        let recovered = match spawned {
             Ok(()) => self.recovery.load(Some(name)).await,
-            Err(e) => Err(StoreError(format!("spawn failed: {e}"))),
+            Err(e) => Err(e),
         };
         match recovered {
             Ok(tasks) => {
@@ -416,9 +429,10 @@ impl OrchestratorState {
         }
     }
 
+    /// Asks every supervisor at once; one that does not answer in time shows as "restarting"
+    /// if it is down and "unresponsive" otherwise.
     async fn status(&mut self) -> Vec<SupervisorStatus> {
-        let mut out = Vec::new();
-        for (name, e) in &self.entries {
+        let asks = self.entries.iter().map(|(name, e)| async move {
             let answered = match &e.actor {
                 Some(a) => match a.call(SupervisorMsg::Status, Some(CALL_TIMEOUT)).await {
                     Ok(ractor::rpc::CallResult::Success(s)) => Some(s),
@@ -428,14 +442,19 @@ impl OrchestratorState {
             };
             let mut s = answered.unwrap_or_else(|| SupervisorStatus {
                 name: name.clone(),
-                state: "restarting".into(),
+                state: if e.actor.is_some() {
+                    "unresponsive"
+                } else {
+                    "restarting"
+                }
+                .into(),
                 max_restarts: e.spec.restart.max_restarts,
                 ..Default::default()
             });
             s.restarts = e.restarts;
-            out.push(s);
-        }
-        out
+            s
+        });
+        futures::future::join_all(asks).await
     }
 
     async fn apply(

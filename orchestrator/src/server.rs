@@ -22,7 +22,7 @@ use ractor::Actor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 use crate::grpc::{AdminApi, PeerApi, TaskApi};
 use crate::hub::Hub;
 use crate::node::Node;
@@ -100,8 +100,8 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-/// Starts a node with `config`; `config_path` is re-read by ReloadConfig and SIGHUP.
-pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Running> {
+/// Starts a node with `config`; `source` is re-read by ReloadConfig and SIGHUP.
+pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Running> {
     config.validate()?;
     telemetry::init_metrics();
     let lock = lock_data_dir(&config.node.data_dir)?;
@@ -141,7 +141,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         .context("cannot start the actor tree")?;
     let node = Arc::new(Node::new(
         config.clone(),
-        config_path,
+        source,
         store,
         writer,
         hub,
@@ -165,7 +165,10 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         pid: std::process::id(),
     };
     let endpoints_file = config.node.data_dir.join("endpoints.json");
-    std::fs::write(&endpoints_file, serde_json::to_string_pretty(&endpoints)?)?;
+    // Write then rename, so a reader never sees half a file.
+    let tmp = endpoints_file.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&endpoints)?)?;
+    std::fs::rename(&tmp, &endpoints_file)?;
     tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %config.node.data_dir.display(), "cadre serving");
     Ok(Running {
         grpc_addr,
@@ -227,7 +230,9 @@ impl Running {
             }
         }
         let orchestrator = &self.node.orchestrator;
-        let _ = orchestrator.call(OrchestratorMsg::Shutdown, Some(grace)).await;
+        let _ = orchestrator
+            .call(OrchestratorMsg::Shutdown, Some(grace + Duration::from_secs(5)))
+            .await;
         let _ = orchestrator
             .stop_and_wait(Some("shutdown".into()), Some(grace))
             .await;

@@ -175,6 +175,7 @@ impl FromStr for TaskState {
 
 /// How failed attempts are retried: at most `max_attempts` runs, exponential backoff with jitter.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Total attempts including the first (>= 1).
     pub max_attempts: u32,

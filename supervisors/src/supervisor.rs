@@ -351,7 +351,7 @@ impl SupervisorState {
 
     /// Retires workers above the target: idle ones stop now, busy ones after their task.
     fn shrink_pool(&mut self, kind: &str) {
-        let pool = self.pools.get_mut(kind).expect("pool exists");
+        let pool = &self.pools[kind];
         let mut excess = pool.active().saturating_sub(pool.target);
         // Idle first, so no running task is disturbed when an idle worker can go instead.
         let mut order: Vec<u64> = pool
@@ -365,14 +365,29 @@ impl SupervisorState {
             if excess == 0 {
                 break;
             }
-            let slot = pool.slots.get_mut(&id).expect("slot exists");
-            slot.retiring = true;
+            let slot = self
+                .pools
+                .get_mut(kind)
+                .and_then(|p| p.slots.get_mut(&id))
+                .expect("slot exists");
             if slot.running.is_none() {
-                slot.actor.stop(Some("pool shrunk".into()));
+                self.retire_now(kind, id);
+            } else {
+                slot.retiring = true;
             }
             excess -= 1;
         }
         self.publish_gauges(kind);
+    }
+
+    /// Removes an idle slot and stops its worker. The worker is forgotten first, so its exit
+    /// is not mistaken for a crash, and a later grow spawns a fresh worker instead of reviving it.
+    fn retire_now(&mut self, kind: &str, slot_id: u64) {
+        let Some(slot) = self.pools.get_mut(kind).and_then(|p| p.slots.remove(&slot_id)) else {
+            return;
+        };
+        self.slots_by_actor.remove(&slot.actor.get_id());
+        slot.actor.stop(Some("pool shrunk".into()));
     }
 
     async fn scale(
@@ -568,7 +583,7 @@ impl SupervisorState {
         let slot = self.pools.get_mut(&kind)?.slots.get_mut(&worker_id)?;
         slot.running = None;
         if slot.retiring {
-            slot.actor.stop(Some("pool shrunk".into()));
+            self.retire_now(&kind, worker_id);
         }
         Some(kind)
     }
@@ -676,13 +691,10 @@ impl SupervisorState {
         let Some(pool) = self.pools.get_mut(kind) else {
             return Ok(());
         };
+        // Retired workers were forgotten before they were stopped: any exit seen here is a crash.
         let Some(slot) = pool.slots.remove(&slot_id) else {
             return Ok(());
         };
-        if slot.retiring && slot.running.is_none() {
-            self.publish_gauges(kind);
-            return Ok(());
-        }
         pool.restarts += 1;
         if let Some(task_id) = slot.running
             && let Some(tracked) = self.tasks.remove(&task_id)

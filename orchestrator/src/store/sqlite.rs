@@ -242,16 +242,17 @@ impl SqliteStore {
                     _ => None,
                 };
                 let row: Option<Row> = sqlx::query_as(
-                    "UPDATE tasks SET state = ?, attempt = MAX(attempt, ?), seq = seq + 1, updated_at_ms = ?, \
-                     result = COALESCE(?, result), error = CASE WHEN ? = 'SUCCEEDED' THEN NULL ELSE COALESCE(?, error) END \
-                     WHERE id = ? AND state IN ('QUEUED', 'RUNNING', 'RETRYING') \
+                    "UPDATE tasks SET state = ?1, \
+                     attempt = CASE WHEN ?1 = 'QUEUED' THEN ?2 ELSE MAX(attempt, ?2) END, \
+                     seq = seq + 1, updated_at_ms = ?3, result = COALESCE(?4, result), \
+                     error = CASE WHEN ?1 = 'SUCCEEDED' THEN NULL ELSE COALESCE(?5, error) END \
+                     WHERE id = ?6 AND state IN ('QUEUED', 'RUNNING', 'RETRYING') \
                      RETURNING seq, task_type, tenant, created_at_ms, attempt",
                 )
                 .bind(t.state.as_str())
                 .bind(t.attempt as i64)
                 .bind(now)
                 .bind(t.result.as_ref().map(|v| v.to_string()))
-                .bind(t.state.as_str())
                 .bind(error)
                 .bind(t.task_id.to_string())
                 .fetch_optional(&mut *conn)

@@ -553,11 +553,21 @@ async fn serve_takes_env_config_and_logs_json_lines() {
         .connect()
         .await
         .unwrap();
-    let st = v1::admin_service_client::AdminServiceClient::new(channel)
+    let st = v1::admin_service_client::AdminServiceClient::new(channel.clone())
         .status(v1::StatusRequest {})
         .await
         .unwrap()
         .into_inner();
     assert_eq!(st.node_id, "from-env", "CADRE_NODE__ID reached the config");
+    let changes = v1::admin_service_client::AdminServiceClient::new(channel)
+        .reload_config(v1::ReloadConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .changes;
+    assert!(
+        changes.is_empty(),
+        "reload re-applies flags and env, so nothing changed: {changes:?}"
+    );
     child.kill().await.unwrap();
 }

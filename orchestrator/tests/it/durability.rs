@@ -11,7 +11,7 @@ use crate::common::*;
 #[tokio::test]
 async fn kill_9_mid_run_loses_no_accepted_task_and_finishes_none_twice() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = "[supervisors.system.pools]\nmonitor = 16\n";
+    let cfg = "[supervisors.system.pools]\nmonitor = 32\n";
     let mut node = TestNode::start_in(tmp.path(), cfg).await;
     let c = node.tasks().await;
     let mut handles = Vec::new();
@@ -22,7 +22,7 @@ async fn kill_9_mid_run_loses_no_accepted_task_and_finishes_none_twice() {
             for i in 0..125 {
                 let s = spec(
                     "system.debug.sleep",
-                    &format!("{{\"ms\": {}}}", 10 + (w + i) % 30),
+                    &format!("{{\"ms\": {}}}", 30 + (w + i) % 40),
                 );
                 ids.push(submit(&mut c, s).await.id);
             }
@@ -34,10 +34,26 @@ async fn kill_9_mid_run_loses_no_accepted_task_and_finishes_none_twice() {
         ids.extend(h.await.unwrap());
     }
     assert_eq!(ids.len(), 2000);
-    // All 2,000 accepted; the node is in the middle of running them.
-    let st = node.status().await;
-    assert!(st.pending_tasks > 0, "killed mid-run");
+    // All 2,000 accepted; kill the node while the store shows attempts running.
+    let db_url = format!("sqlite:{}?mode=ro", node.db_path().display());
+    let db = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&db_url)
+        .await
+        .unwrap();
+    eventually("durably RUNNING tasks", Duration::from_secs(30), || {
+        let db = &db;
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE state = 'RUNNING'")
+                .fetch_one(db)
+                .await
+                .unwrap();
+            (n > 0).then_some(())
+        }
+    })
+    .await;
     node.kill9();
+    db.close().await;
 
     let node = TestNode::start_in(tmp.path(), cfg).await;
     let mut c = node.tasks().await;
@@ -59,7 +75,7 @@ async fn kill_9_mid_run_loses_no_accepted_task_and_finishes_none_twice() {
 
     let db = SqlitePoolOptions::new()
         .max_connections(1)
-        .connect(&format!("sqlite:{}?mode=ro", node.db_path().display()))
+        .connect(&db_url)
         .await
         .unwrap();
     let twice: Vec<(String, i64)> = sqlx::query_as(

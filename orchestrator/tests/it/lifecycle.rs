@@ -169,8 +169,12 @@ async fn higher_priority_runs_first_and_fifo_within_a_priority() {
     sorted.sort_by_key(|(p, i, _)| (-p, *i));
     expected.extend(sorted.into_iter().map(|(_, _, id)| id));
     // Nothing runs on a pool of zero; one worker then takes them in priority order.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(pool(&node, "system", "monitor").await.queue_depth, 6);
+    eventually(
+        "six queued on a pool of zero",
+        Duration::from_secs(10),
+        || async { (pool(&node, "system", "monitor").await.queue_depth == 6).then_some(()) },
+    )
+    .await;
     let scale = v1::ScaleRequest {
         supervisor: "system".into(),
         worker_kind: "monitor".into(),

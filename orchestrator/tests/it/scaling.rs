@@ -97,6 +97,7 @@ async fn config_reload_by_rpc_and_sighup_resizes_pools_and_adds_routes() {
         changes.iter().any(|c| c.contains("system/health: 2 -> 5")),
         "{changes:?}"
     );
+    assert_eq!(changes.len(), 1, "only the pool changed: {changes:?}");
     assert_eq!(pool(&node, "system", "health").await.live_workers, 5);
 
     // SIGHUP: a new pool, a new route to it, and a change that needs a restart (reported, not applied).
