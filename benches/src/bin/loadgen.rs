@@ -1,0 +1,500 @@
+//! `loadgen`: end-to-end load generator for cadre, read against a raw tonic echo baseline.
+//!
+//! Phase 1 runs `--tasks` tasks through `TaskService.SubmitAndWait` with `--concurrency`
+//! concurrent loops spread over `--connections` gRPC channels, against `--endpoint` or against
+//! a node started in this process (temporary data dir, ports picked by the OS, the
+//! `system/monitor` pool raised to the concurrency). Every task must end SUCCEEDED.
+//!
+//! Phase 2 starts a bare tonic unary echo server (`proto/echo.proto`) in this process and
+//! drives it with the same message size, request count, concurrency and connections.
+//!
+//! Both phases start with an unmeasured warm-up. The report is a table with throughput,
+//! latency percentiles and the cadre/echo ratios, then one `RESULT {json}` line. The exit
+//! status is non-zero when any request failed or a phase hit its time limit.
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cadre_benches::echo::echo_client::EchoClient;
+use cadre_benches::echo::echo_server::{Echo, EchoServer};
+use cadre_benches::echo::{EchoReply, EchoRequest};
+use cadre_benches::stats::{RunStats, Summary};
+use cadre_orchestrator::config::{Config, ConfigSource, LogConfig};
+use cadre_proto::v1::task_service_client::TaskServiceClient;
+use cadre_proto::v1::{SubmitAndWaitRequest, TaskSpec, TaskState};
+use cadre_supervisors::supervisor::MAX_POOL_SIZE;
+use clap::Parser;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+/// Bytes of `{"p":""}` around the padding of the params JSON.
+const PARAMS_OVERHEAD: usize = 8;
+/// Largest accepted `--payload-bytes` (below cadre's default `limits.max_params_bytes`).
+const MAX_PAYLOAD_BYTES: u64 = 1_000_000;
+/// Largest decoded reply; a task echoes its params twice (spec and result).
+const MAX_REPLY_BYTES: usize = 16 << 20;
+
+/// Command line of `loadgen`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    about = "Load generator: cadre SubmitAndWait throughput and latency, against a raw tonic echo baseline"
+)]
+struct Args {
+    /// gRPC URL of a running cadre (e.g. http://127.0.0.1:50051); without it a node is started
+    /// in this process with a temporary data dir.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Measured requests per phase.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    tasks: u64,
+    /// Concurrent request loops.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    concurrency: u64,
+    /// gRPC channels (TCP connections), used round-robin.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    connections: u64,
+    /// Approximate size of each request's payload: the params JSON `{"p":"xx..."}`.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=MAX_PAYLOAD_BYTES))]
+    payload_bytes: u64,
+    /// Task type submitted to cadre; it must route to an executor that succeeds on `{"p": ...}`.
+    #[arg(long, default_value = "system.debug.echo")]
+    task_type: String,
+    /// Unmeasured requests sent before each phase.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    warmup: u64,
+    /// Time limit of each phase (warm-up and measurement each); requests not sent by then count
+    /// as failures.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    max_seconds: u64,
+    /// Time limit of one request.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    request_timeout_ms: u64,
+    /// SQLite `synchronous` mode of the in-process node (ignored with --endpoint).
+    #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
+    synchronous: String,
+}
+
+/// How one phase sends its requests.
+#[derive(Clone, Copy)]
+struct Plan {
+    concurrency: usize,
+    max_time: Duration,
+    request_timeout: Duration,
+}
+
+/// Runs `total` calls of `call` from `plan.concurrency` loops and measures each call's latency.
+/// `call(n)` sends request number `n`; it fails with a message.
+async fn drive<F, Fut>(total: u64, plan: Plan, call: F) -> RunStats
+where
+    F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + plan.max_time;
+    let mut loops = tokio::task::JoinSet::new();
+    for _ in 0..plan.concurrency {
+        let (next, call) = (next.clone(), call.clone());
+        loops.spawn(async move {
+            let mut stats = RunStats::default();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    stats.not_sent += 1;
+                    break;
+                }
+                let t0 = Instant::now();
+                match tokio::time::timeout(plan.request_timeout, call(n)).await {
+                    Ok(Ok(())) => {
+                        stats.ok += 1;
+                        stats.latencies_ns.push(t0.elapsed().as_nanos() as u64);
+                    }
+                    Ok(Err(e)) => stats.fail(e),
+                    Err(_) => stats.fail(format!("no reply within {} ms", plan.request_timeout.as_millis())),
+                }
+            }
+            stats
+        });
+    }
+    let mut all = RunStats::default();
+    while let Some(res) = loops.join_next().await {
+        match res {
+            Ok(stats) => all.merge(stats),
+            Err(e) => all.fail(format!("request loop crashed: {e}")),
+        }
+    }
+    all.elapsed = start.elapsed();
+    all.not_sent += total.saturating_sub(next.load(Ordering::Relaxed));
+    all
+}
+
+/// Opens `n` separate channels (HTTP/2 connections) to `url`.
+async fn connect(url: &str, n: u64) -> anyhow::Result<Vec<Channel>> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("{url:?} is not a valid endpoint URL"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5));
+    let mut channels = Vec::new();
+    for _ in 0..n {
+        channels.push(
+            endpoint
+                .connect()
+                .await
+                .with_context(|| format!("cannot connect to {url}"))?,
+        );
+    }
+    Ok(channels)
+}
+
+/// Warms up, then measures, `requests` calls built by `make_call` over `channels`.
+async fn warm_then_measure<C, F, Fut>(
+    label: &str,
+    args: &Args,
+    plan: Plan,
+    clients: Vec<C>,
+    make_call: F,
+) -> anyhow::Result<RunStats>
+where
+    C: Clone + Send + Sync + 'static,
+    F: Fn(C) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let clients = Arc::new(clients);
+    let turn = Arc::new(AtomicUsize::new(0));
+    let call = move |_n: u64| {
+        let i = turn.fetch_add(1, Ordering::Relaxed) % clients.len();
+        make_call(clients[i].clone())
+    };
+    if args.warmup > 0 {
+        eprintln!("{label}: warm-up, {} requests", args.warmup);
+        let w = drive(args.warmup, plan, call.clone()).await;
+        if w.failed > 0 || w.not_sent > 0 {
+            anyhow::bail!(
+                "{label} warm-up: {} of {} requests failed, {} not sent; first errors:\n  {}",
+                w.failed,
+                args.warmup,
+                w.not_sent,
+                w.sample_errors.join("\n  ")
+            );
+        }
+    }
+    eprintln!("{label}: measuring, {} requests", args.tasks);
+    Ok(drive(args.tasks, plan, call).await)
+}
+
+/// Phase 1: `SubmitAndWait` against `url`; every task must come back SUCCEEDED.
+async fn run_cadre(args: &Args, plan: Plan, url: &str, params_json: &str) -> anyhow::Result<RunStats> {
+    let clients: Vec<_> = connect(url, args.connections)
+        .await?
+        .into_iter()
+        .map(|ch| TaskServiceClient::new(ch).max_decoding_message_size(MAX_REPLY_BYTES))
+        .collect();
+    let spec = TaskSpec {
+        task_type: args.task_type.clone(),
+        params_json: params_json.to_string(),
+        ..Default::default()
+    };
+    warm_then_measure("cadre", args, plan, clients, move |mut client| {
+        let req = SubmitAndWaitRequest {
+            spec: Some(spec.clone()),
+            wait_ms: 0,
+        };
+        async move {
+            let task = client
+                .submit_and_wait(req)
+                .await
+                .map_err(|s| format!("SubmitAndWait: {:?}: {}", s.code(), s.message()))?
+                .into_inner();
+            if task.state == TaskState::Succeeded as i32 {
+                Ok(())
+            } else {
+                let state = TaskState::try_from(task.state)
+                    .map(|s| s.as_str_name())
+                    .unwrap_or("UNKNOWN");
+                Err(format!("task ended {state}: {}", task.error))
+            }
+        }
+    })
+    .await
+}
+
+/// The baseline service: replies with the request's body.
+struct EchoService;
+
+#[tonic::async_trait]
+impl Echo for EchoService {
+    async fn echo(&self, req: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        Ok(Response::new(EchoReply {
+            body: req.into_inner().body,
+        }))
+    }
+}
+
+/// Phase 2: a raw tonic echo server on 127.0.0.1:0, driven like phase 1.
+async fn run_echo(args: &Args, plan: Plan, body: &str) -> anyhow::Result<RunStats> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen for the echo server")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(EchoServer::new(EchoService).max_decoding_message_size(MAX_REPLY_BYTES))
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            }),
+    );
+    let clients: Vec<_> = connect(&url, args.connections)
+        .await?
+        .into_iter()
+        .map(|ch| EchoClient::new(ch).max_decoding_message_size(MAX_REPLY_BYTES))
+        .collect();
+    let body = body.to_string();
+    let stats = warm_then_measure("echo", args, plan, clients, move |mut client| {
+        let req = EchoRequest { body: body.clone() };
+        let len = req.body.len();
+        async move {
+            let reply = client
+                .echo(req)
+                .await
+                .map_err(|s| format!("Echo: {:?}: {}", s.code(), s.message()))?;
+            if reply.get_ref().body.len() == len {
+                Ok(())
+            } else {
+                Err(format!(
+                    "echo returned {} bytes instead of {len}",
+                    reply.get_ref().body.len()
+                ))
+            }
+        }
+    })
+    .await;
+    let _ = stop.send(());
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Err(e))) => eprintln!("warning: echo server: {e}"),
+        Ok(Err(e)) => eprintln!("warning: echo server task: {e}"),
+        Ok(Ok(Ok(()))) | Err(_) => {}
+    }
+    stats
+}
+
+/// A node in this process, with what must outlive it.
+struct InProcess {
+    running: cadre_orchestrator::server::Running,
+    _data_dir: tempfile::TempDir,
+}
+
+/// Starts cadre in this process: temporary data dir, ports picked by the OS, and the
+/// `system/monitor` pool (where the diagnostic task types run) as large as the concurrency.
+/// The default [`ConfigSource`] (no file, no overrides) is only consulted by config reloads,
+/// which the load generator never asks for.
+async fn start_node(args: &Args) -> anyhow::Result<InProcess> {
+    cadre_orchestrator::telemetry::init_logging(&LogConfig {
+        json: false,
+        level: "warn".into(),
+    });
+    let data_dir = tempfile::tempdir().context("cannot create a temporary data dir")?;
+    let mut config = Config::default();
+    config.node.data_dir = data_dir.path().to_path_buf();
+    config.server.grpc_addr = "127.0.0.1:0".into();
+    config.server.http_addr = "127.0.0.1:0".into();
+    config.store.synchronous = args.synchronous.clone();
+    let pool = (args.concurrency as usize).min(MAX_POOL_SIZE);
+    if pool < args.concurrency as usize {
+        eprintln!(
+            "note: system/monitor pool capped at {MAX_POOL_SIZE} workers (concurrency {})",
+            args.concurrency
+        );
+    }
+    config
+        .supervisors
+        .get_mut("system")
+        .context("the default config has no `system` supervisor")?
+        .pools
+        .insert("monitor".into(), pool);
+    let running = cadre_orchestrator::server::start(config, ConfigSource::default())
+        .await
+        .context("cannot start cadre in-process")?;
+    Ok(InProcess {
+        running,
+        _data_dir: data_dir,
+    })
+}
+
+/// `new / base`, or 0 when the base is 0.
+fn ratio(new: f64, base: f64) -> f64 {
+    if base > 0.0 { new / base } else { 0.0 }
+}
+
+fn summary_json(s: &Summary) -> serde_json::Value {
+    json!({
+        "ok": s.ok,
+        "failed": s.failed,
+        "not_sent": s.not_sent,
+        "elapsed_s": s.elapsed_s,
+        "per_sec": s.per_sec,
+        "mean_us": s.mean_us,
+        "p50_us": s.p50_us,
+        "p99_us": s.p99_us,
+        "p999_us": s.p999_us,
+        "max_us": s.max_us,
+    })
+}
+
+fn print_table(c: &Summary, e: &Summary) {
+    let row = |name: &str, a: String, b: String, r: String| println!("{name:<18} {a:>18} {b:>18} {r:>12}");
+    println!();
+    row("", "cadre".into(), "tonic echo".into(), "cadre/echo".into());
+    row("", "SubmitAndWait".into(), "unary".into(), String::new());
+    println!("{}", "-".repeat(69));
+    row("ok", c.ok.to_string(), e.ok.to_string(), String::new());
+    row(
+        "failed",
+        c.failed.to_string(),
+        e.failed.to_string(),
+        String::new(),
+    );
+    row(
+        "not sent",
+        c.not_sent.to_string(),
+        e.not_sent.to_string(),
+        String::new(),
+    );
+    row(
+        "elapsed (s)",
+        format!("{:.2}", c.elapsed_s),
+        format!("{:.2}", e.elapsed_s),
+        String::new(),
+    );
+    row(
+        "throughput (/s)",
+        format!("{:.0}", c.per_sec),
+        format!("{:.0}", e.per_sec),
+        format!("{:.3}", ratio(c.per_sec, e.per_sec)),
+    );
+    for (name, a, b, show_ratio) in [
+        ("latency mean (µs)", c.mean_us, e.mean_us, false),
+        ("latency p50 (µs)", c.p50_us, e.p50_us, true),
+        ("latency p99 (µs)", c.p99_us, e.p99_us, true),
+        ("latency p99.9 (µs)", c.p999_us, e.p999_us, false),
+        ("latency max (µs)", c.max_us, e.max_us, false),
+    ] {
+        let r = if show_ratio {
+            format!("{:.2}", ratio(a, b))
+        } else {
+            String::new()
+        };
+        row(name, format!("{a:.0}"), format!("{b:.0}"), r);
+    }
+    println!();
+}
+
+fn report_errors(label: &str, s: &RunStats) {
+    if s.failed > 0 || s.not_sent > 0 {
+        let first = if s.sample_errors.is_empty() {
+            ""
+        } else {
+            "; first errors:"
+        };
+        eprintln!(
+            "{label}: {} failed, {} not sent (time limit){first}",
+            s.failed, s.not_sent
+        );
+        for e in &s.sample_errors {
+            eprintln!("  {e}");
+        }
+    }
+}
+
+/// Runs both phases and prints the report; Ok(false) when any request failed.
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let params_json = format!(
+        "{{\"p\":\"{}\"}}",
+        "x".repeat((args.payload_bytes as usize).saturating_sub(PARAMS_OVERHEAD))
+    );
+    let plan = Plan {
+        concurrency: args.concurrency as usize,
+        max_time: Duration::from_secs(args.max_seconds),
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+    };
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let target = args
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| format!("in-process (synchronous={})", args.synchronous));
+    eprintln!(
+        "loadgen: {} tasks of {} ({} B params), concurrency {}, {} connections, warm-up {}, \
+         target {target}, {cores} cores",
+        args.tasks,
+        args.task_type,
+        params_json.len(),
+        args.concurrency,
+        args.connections,
+        args.warmup
+    );
+
+    let cadre = match &args.endpoint {
+        Some(url) => run_cadre(&args, plan, url, &params_json).await?,
+        None => {
+            let node = start_node(&args).await?;
+            let url = format!("http://{}", node.running.grpc_addr);
+            let stats = run_cadre(&args, plan, &url, &params_json).await;
+            node.running.shutdown().await;
+            stats?
+        }
+    };
+    report_errors("cadre", &cadre);
+    let echo = run_echo(&args, plan, &params_json).await?;
+    report_errors("echo", &echo);
+
+    let ok = cadre.failed == 0 && cadre.not_sent == 0 && echo.failed == 0 && echo.not_sent == 0;
+    let (c, e) = (cadre.summarize(), echo.summarize());
+    print_table(&c, &e);
+    let result = json!({
+        "tasks": args.tasks,
+        "concurrency": args.concurrency,
+        "connections": args.connections,
+        "payload_bytes": params_json.len(),
+        "task_type": args.task_type,
+        "warmup": args.warmup,
+        "target": target,
+        "cores": cores,
+        "cadre": summary_json(&c),
+        "echo": summary_json(&e),
+        "ratio": {
+            "throughput": ratio(c.per_sec, e.per_sec),
+            "p50": ratio(c.p50_us, e.p50_us),
+            "p99": ratio(c.p99_us, e.p99_us),
+        },
+        "ok": ok,
+    });
+    println!("RESULT {result}");
+    Ok(ok)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("error: some requests failed (see above)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
