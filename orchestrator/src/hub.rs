@@ -1,14 +1,20 @@
 //! The in-process event hub and resumable watch streams.
 //!
 //! The writer publishes each event after its batch is durable, in cursor order. A watch
-//! subscribes to the live channel first, then reads stored events after its cursor, then
-//! follows the live channel, skipping what it already sent. A watcher that falls more than
-//! `limits.event_buffer` events behind loses its place in the live channel (it never holds the
-//! node back) and goes back to the store from its last cursor: nothing is missed or repeated.
+//! subscribes to the live events first, then reads stored events after its cursor, then follows
+//! the live events, skipping what it already sent. A watcher that falls behind its bounded
+//! buffer loses its live subscription (it never holds the node back) and goes back to the store
+//! from its last cursor: nothing is missed or repeated.
+//!
+//! Two kinds of live subscription keep the cost of a watcher proportional to what it watches:
+//! a watch of one task (every SubmitAndWait, every Cancel) gets only that task's events through
+//! a small per-task channel; a filter watch (type prefix, states) gets the broadcast of all
+//! events, `limits.event_buffer` deep.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use cadre_proto::TaskEvent;
+use cadre_proto::{TaskEvent, TaskId};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::store::{EventFilter, Store, StoreError};
@@ -17,29 +23,110 @@ use crate::store::{EventFilter, Store, StoreError};
 const CATCH_UP_PAGE: u32 = 500;
 /// Events buffered per watch stream towards its client.
 const STREAM_BUFFER: usize = 256;
+/// Live events buffered for a one-task watcher before it falls back to the store.
+const TASK_BUFFER: usize = 64;
+
+type Shared = Arc<TaskEvent>;
 
 /// Fans committed events out to live watchers.
 #[derive(Clone)]
 pub struct Hub {
-    tx: broadcast::Sender<Arc<TaskEvent>>,
+    all: broadcast::Sender<Shared>,
+    by_task: Arc<Mutex<HashMap<TaskId, Vec<mpsc::Sender<Shared>>>>>,
+}
+
+/// A live subscription: every event, or one task's.
+enum Live {
+    All(broadcast::Receiver<Shared>),
+    Task(TaskSub),
+}
+
+/// One task's live channel; unregisters itself when dropped, so watches of tasks that never
+/// publish again (already finished) leave nothing behind.
+struct TaskSub {
+    rx: mpsc::Receiver<Shared>,
+    id: TaskId,
+    by_task: Arc<Mutex<HashMap<TaskId, Vec<mpsc::Sender<Shared>>>>>,
+}
+
+impl Drop for TaskSub {
+    fn drop(&mut self) {
+        self.rx.close();
+        let mut by_task = self.by_task.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(subs) = by_task.get_mut(&self.id) {
+            subs.retain(|tx| !tx.is_closed());
+            if subs.is_empty() {
+                by_task.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// Why a live subscription yielded no event.
+enum Gap {
+    /// Events were dropped for this watcher: re-read the store.
+    Lagged,
+    /// The hub is gone (node shutting down).
+    Closed,
+}
+
+impl Live {
+    async fn recv(&mut self) -> Result<Shared, Gap> {
+        match self {
+            Live::All(rx) => rx.recv().await.map_err(|e| match e {
+                broadcast::error::RecvError::Lagged(_) => Gap::Lagged,
+                broadcast::error::RecvError::Closed => Gap::Closed,
+            }),
+            // The hub drops a task channel when it is full (or after the terminal event, which
+            // is then already in the channel): either way the store has everything.
+            Live::Task(sub) => sub.rx.recv().await.ok_or(Gap::Lagged),
+        }
+    }
 }
 
 impl Hub {
-    /// A hub whose subscribers may fall `capacity` events behind before they lag.
+    /// A hub whose filter watchers may fall `capacity` events behind before they lag.
     pub fn new(capacity: usize) -> Self {
         Hub {
-            tx: broadcast::channel(capacity).0,
+            all: broadcast::channel(capacity).0,
+            by_task: Arc::default(),
         }
     }
 
-    /// Publishes a committed event (no-op without subscribers).
+    /// Publishes a committed event.
     pub fn publish(&self, event: TaskEvent) {
-        let _ = self.tx.send(Arc::new(event));
+        let event = Arc::new(event);
+        let mut by_task = self.by_task.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(subs) = by_task.get_mut(&event.task_id) {
+            subs.retain(|tx| tx.try_send(event.clone()).is_ok());
+            if subs.is_empty() || event.state.is_terminal() {
+                by_task.remove(&event.task_id);
+            }
+        }
+        drop(by_task);
+        if self.all.receiver_count() > 0 {
+            let _ = self.all.send(event);
+        }
     }
 
-    /// A live subscription.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<TaskEvent>> {
-        self.tx.subscribe()
+    fn subscribe(&self, task: Option<TaskId>) -> Live {
+        match task {
+            Some(id) => {
+                let (tx, rx) = mpsc::channel(TASK_BUFFER);
+                self.by_task
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(id)
+                    .or_default()
+                    .push(tx);
+                Live::Task(TaskSub {
+                    rx,
+                    id,
+                    by_task: self.by_task.clone(),
+                })
+            }
+            None => Live::All(self.all.subscribe()),
+        }
     }
 
     /// Streams events matching `filter` with cursor > `after`: stored ones, then live ones.
@@ -53,10 +140,11 @@ impl Hub {
         until_terminal: bool,
     ) -> mpsc::Receiver<Result<TaskEvent, StoreError>> {
         let (out, rx) = mpsc::channel(STREAM_BUFFER);
-        let mut live = self.subscribe();
+        let hub = self.clone();
         tokio::spawn(async move {
             let mut last = after;
             loop {
+                let mut live = hub.subscribe(filter.task_id);
                 // Catch up from the store until it has nothing newer.
                 loop {
                     let page = match store.events_after(last, &filter, CATCH_UP_PAGE).await {
@@ -97,15 +185,78 @@ impl Hub {
                                 return;
                             }
                         }
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::debug!(skipped = n, last, "watcher lagged; re-reading the store");
+                        Err(Gap::Lagged) => {
+                            tracing::debug!(last, "watcher lagged; re-reading the store");
                             break;
                         }
-                        Err(broadcast::error::RecvError::Closed) => return,
+                        Err(Gap::Closed) => return,
                     }
                 }
             }
         });
         rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cadre_proto::TaskState;
+
+    fn event(task_id: TaskId, cursor: u64, state: TaskState) -> TaskEvent {
+        TaskEvent {
+            cursor,
+            task_id,
+            seq: cursor,
+            state,
+            attempt: 0,
+            message: String::new(),
+            progress: 0.0,
+            result: None,
+            at_ms: 0,
+            task_type: "system.debug.echo".into(),
+            tenant: "default".into(),
+            is_progress: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn task_subscribers_get_only_their_task_and_are_dropped_after_terminal() {
+        let hub = Hub::new(16);
+        let (a, b) = (TaskId::new(), TaskId::new());
+        let mut live = hub.subscribe(Some(a));
+        hub.publish(event(b, 1, TaskState::Queued));
+        hub.publish(event(a, 2, TaskState::Queued));
+        hub.publish(event(a, 3, TaskState::Succeeded));
+        assert_eq!(live.recv().await.ok().unwrap().cursor, 2);
+        assert_eq!(live.recv().await.ok().unwrap().cursor, 3);
+        assert!(live.recv().await.is_err(), "closed after the terminal event");
+        assert!(hub.by_task.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn dropping_a_watch_of_a_quiet_task_unregisters_it() {
+        let hub = Hub::new(16);
+        let live = hub.subscribe(Some(TaskId::new()));
+        assert_eq!(hub.by_task.lock().unwrap().len(), 1);
+        drop(live);
+        assert!(hub.by_task.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_full_task_subscriber_is_dropped_not_waited_for() {
+        let hub = Hub::new(16);
+        let a = TaskId::new();
+        let mut live = hub.subscribe(Some(a));
+        for c in 1..=(TASK_BUFFER as u64 + 1) {
+            hub.publish(event(a, c, TaskState::Running));
+        }
+        for _ in 0..TASK_BUFFER {
+            assert!(live.recv().await.is_ok());
+        }
+        assert!(
+            matches!(live.recv().await, Err(Gap::Lagged)),
+            "overflow means: re-read the store"
+        );
     }
 }
