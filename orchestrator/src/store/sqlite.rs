@@ -3,8 +3,10 @@
 //! `synchronous=FULL` by default so an accepted task survives power loss; throughput comes from
 //! group commit (many writes per transaction), not from weaker fsync.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,12 +16,208 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
+use cadre_supervisors::Transition;
+
 use super::{EventFilter, Store, StoreError, StoreResult, TaskFilter, WriteOp, WriteOutcome};
 
-/// SQLite-backed [`Store`].
+/// SQLite-backed [`Store`]. It assumes it is the only writer of its file (the data dir lock
+/// makes sure of that): the writer's view of unfinished tasks lives in memory.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    cache: Arc<tokio::sync::Mutex<Option<WriterCache>>>,
+}
+
+/// Rows per multi-row statement (13 columns each stays far below SQLite's variable limit).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// What the writer knows about an unfinished task: enough to decide whether a transition
+/// applies and to build its event without reading the database.
+#[derive(Clone, Debug)]
+struct Live {
+    seq: u64,
+    state: TaskState,
+    attempt: u32,
+    task_type: String,
+    tenant: String,
+    created_at_ms: i64,
+}
+
+/// The writer's in-memory view: unfinished tasks and the next event cursor.
+struct WriterCache {
+    live: HashMap<TaskId, Live>,
+    next_cursor: u64,
+}
+
+/// How a batch changes one task row (the last change of the batch wins).
+#[derive(Clone, Debug)]
+struct RowUpdate {
+    state: TaskState,
+    attempt: u32,
+    seq: u64,
+    updated_at_ms: i64,
+    result: Option<String>,
+    /// 0 keep the error column, 1 set it to `error_text`, 2 clear it.
+    error: u8,
+    error_text: Option<String>,
+}
+
+/// One batch being planned: changes staged over the cache until the commit.
+struct Plan<'a> {
+    cache: &'a mut WriterCache,
+    /// Some = new state of an unfinished task, None = finished in this batch.
+    staged: HashMap<TaskId, Option<Live>>,
+    cursor: u64,
+    events: Vec<TaskEvent>,
+    rows: Vec<(TaskId, RowUpdate)>,
+}
+
+impl Plan<'_> {
+    fn current(&self, id: TaskId) -> Option<Live> {
+        match self.staged.get(&id) {
+            Some(staged) => staged.clone(),
+            None => self.cache.live.get(&id).cloned(),
+        }
+    }
+
+    fn event(
+        &mut self,
+        id: TaskId,
+        l: &Live,
+        message: String,
+        progress: f64,
+        result: Option<serde_json::Value>,
+        at_ms: i64,
+        is_progress: bool,
+    ) -> WriteOutcome {
+        let event = TaskEvent {
+            cursor: self.cursor,
+            task_id: id,
+            seq: l.seq,
+            state: l.state,
+            attempt: l.attempt,
+            message,
+            progress,
+            result,
+            at_ms,
+            task_type: l.task_type.clone(),
+            tenant: l.tenant.clone(),
+            is_progress,
+        };
+        self.cursor += 1;
+        self.events.push(event.clone());
+        WriteOutcome::Event {
+            event,
+            created_at_ms: l.created_at_ms,
+        }
+    }
+
+    fn row(
+        &mut self,
+        id: TaskId,
+        l: &Live,
+        at_ms: i64,
+        result: Option<String>,
+        error: u8,
+        error_text: Option<String>,
+    ) {
+        let update = RowUpdate {
+            state: l.state,
+            attempt: l.attempt,
+            seq: l.seq,
+            updated_at_ms: at_ms,
+            result,
+            error,
+            error_text,
+        };
+        match self.rows.iter_mut().find(|(rid, _)| *rid == id) {
+            Some((_, prev)) => {
+                let result = update.result.clone().or(prev.result.take());
+                let (error, error_text) = if update.error == 0 {
+                    (prev.error, prev.error_text.take())
+                } else {
+                    (update.error, update.error_text.clone())
+                };
+                *prev = RowUpdate {
+                    result,
+                    error,
+                    error_text,
+                    ..update
+                };
+            }
+            None => self.rows.push((id, update)),
+        }
+    }
+
+    fn insert(&mut self, rec: &TaskRecord) -> WriteOutcome {
+        let l = Live {
+            seq: 1,
+            state: TaskState::Queued,
+            attempt: 0,
+            task_type: rec.spec.task_type.clone(),
+            tenant: rec.tenant.clone(),
+            created_at_ms: rec.created_at_ms,
+        };
+        let outcome = self.event(rec.id, &l, String::new(), 0.0, None, rec.created_at_ms, false);
+        self.staged.insert(rec.id, Some(l));
+        outcome
+    }
+
+    fn transition(&mut self, t: &Transition, now: i64) -> WriteOutcome {
+        let Some(mut l) = self.current(t.task_id) else {
+            return WriteOutcome::Ignored;
+        };
+        l.seq += 1;
+        l.state = t.state;
+        // A QUEUED transition may give an interrupted attempt back; others never lower it.
+        l.attempt = if t.state == TaskState::Queued {
+            t.attempt
+        } else {
+            l.attempt.max(t.attempt)
+        };
+        let (error, error_text) = match t.state {
+            TaskState::Succeeded => (2, None),
+            TaskState::Failed | TaskState::Cancelled | TaskState::TimedOut | TaskState::Retrying => {
+                (1, Some(t.message.clone()))
+            }
+            _ => (0, None),
+        };
+        let progress = if t.state == TaskState::Succeeded { 1.0 } else { 0.0 };
+        let outcome = self.event(
+            t.task_id,
+            &l,
+            t.message.clone(),
+            progress,
+            t.result.clone(),
+            now,
+            false,
+        );
+        self.row(
+            t.task_id,
+            &l,
+            now,
+            t.result.as_ref().map(|v| v.to_string()),
+            error,
+            error_text,
+        );
+        let terminal = l.state.is_terminal();
+        self.staged.insert(t.task_id, (!terminal).then_some(l));
+        outcome
+    }
+
+    fn progress(&mut self, id: TaskId, attempt: u32, fraction: f64, message: &str, now: i64) -> WriteOutcome {
+        let Some(mut l) = self.current(id) else {
+            return WriteOutcome::Ignored;
+        };
+        if l.state != TaskState::Running || l.attempt != attempt {
+            return WriteOutcome::Ignored;
+        }
+        l.seq += 1;
+        let outcome = self.event(id, &l, message.to_string(), fraction, None, now, true);
+        self.row(id, &l, now, None, 0, None);
+        self.staged.insert(id, Some(l));
+        outcome
+    }
 }
 
 const TASK_COLUMNS: &str = "id, tenant, task_type, supervisor, worker_kind, spec, state, attempt, seq, result, \
@@ -146,7 +344,10 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            cache: Arc::default(),
+        })
     }
 
     /// Closes the pool (waits for connections to be returned).
@@ -154,166 +355,126 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    async fn insert_event(conn: &mut SqliteConnection, e: &mut TaskEvent) -> StoreResult<()> {
-        let cursor: i64 = sqlx::query_scalar(
-            "INSERT INTO events (task_id, seq, state, attempt, message, progress, result, at_ms, task_type, tenant, \
-             is_progress) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING cursor",
+    /// Reads what the writer keeps in memory: unfinished tasks and the next cursor.
+    async fn load_cache(&self) -> StoreResult<WriterCache> {
+        let rows: Vec<(String, i64, String, i64, String, String, i64)> = sqlx::query_as(
+            "SELECT id, seq, state, attempt, task_type, tenant, created_at_ms FROM tasks \
+             WHERE state IN ('QUEUED', 'RUNNING', 'RETRYING')",
         )
-        .bind(e.task_id.to_string())
-        .bind(e.seq as i64)
-        .bind(e.state.as_str())
-        .bind(e.attempt as i64)
-        .bind(&e.message)
-        .bind(e.progress)
-        .bind(e.result.as_ref().map(|v| v.to_string()))
-        .bind(e.at_ms)
-        .bind(&e.task_type)
-        .bind(&e.tenant)
-        .bind(e.is_progress)
-        .fetch_one(&mut *conn)
+        .fetch_all(&self.pool)
         .await?;
-        e.cursor = cursor as u64;
+        let mut live = HashMap::with_capacity(rows.len());
+        for (id, seq, state, attempt, task_type, tenant, created_at_ms) in rows {
+            let entry = Live {
+                seq: seq as u64,
+                state: state.parse().map_err(|e| corrupt("state", e))?,
+                attempt: attempt as u32,
+                task_type,
+                tenant,
+                created_at_ms,
+            };
+            live.insert(id.parse().map_err(|e| corrupt("task id", e))?, entry);
+        }
+        let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(cursor), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(WriterCache {
+            live,
+            next_cursor: max as u64 + 1,
+        })
+    }
+
+    /// Inserts new tasks in multi-row statements; returns the ids actually inserted (an
+    /// idempotency-key conflict inserts nothing).
+    async fn insert_tasks(
+        conn: &mut SqliteConnection,
+        records: &[&TaskRecord],
+    ) -> StoreResult<HashSet<String>> {
+        let mut inserted = HashSet::new();
+        for chunk in records.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO tasks (id, tenant, task_type, supervisor, worker_kind, spec, state, attempt, seq, \
+                 parent_id, idempotency_key, created_at_ms, updated_at_ms) ",
+            );
+            let mut bad = None;
+            qb.push_values(chunk, |mut b, rec| {
+                let spec = serde_json::to_string(&rec.spec).unwrap_or_else(|e| {
+                    bad = Some(e.to_string());
+                    String::new()
+                });
+                b.push_bind(rec.id.to_string())
+                    .push_bind(rec.tenant.clone())
+                    .push_bind(rec.spec.task_type.clone())
+                    .push_bind(rec.supervisor.clone())
+                    .push_bind(rec.worker_kind.clone())
+                    .push_bind(spec)
+                    .push_bind("QUEUED")
+                    .push_bind(0i64)
+                    .push_bind(1i64)
+                    .push_bind(rec.spec.parent_id.map(|p| p.to_string()))
+                    .push_bind(rec.spec.idempotency_key.clone())
+                    .push_bind(rec.created_at_ms)
+                    .push_bind(rec.created_at_ms);
+            });
+            if let Some(e) = bad {
+                return Err(StoreError(format!("cannot encode task spec: {e}")));
+            }
+            qb.push(" ON CONFLICT DO NOTHING RETURNING id");
+            let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
+            inserted.extend(ids);
+        }
+        Ok(inserted)
+    }
+
+    async fn insert_events(conn: &mut SqliteConnection, events: &[TaskEvent]) -> StoreResult<()> {
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (cursor, task_id, seq, state, attempt, message, progress, result, at_ms, \
+                 task_type, tenant, is_progress) ",
+            );
+            qb.push_values(chunk, |mut b, e| {
+                b.push_bind(e.cursor as i64)
+                    .push_bind(e.task_id.to_string())
+                    .push_bind(e.seq as i64)
+                    .push_bind(e.state.as_str())
+                    .push_bind(e.attempt as i64)
+                    .push_bind(e.message.clone())
+                    .push_bind(e.progress)
+                    .push_bind(e.result.as_ref().map(|v| v.to_string()))
+                    .push_bind(e.at_ms)
+                    .push_bind(e.task_type.clone())
+                    .push_bind(e.tenant.clone())
+                    .push_bind(e.is_progress);
+            });
+            qb.build().execute(&mut *conn).await?;
+        }
         Ok(())
     }
 
-    async fn apply_one(conn: &mut SqliteConnection, op: &WriteOp) -> StoreResult<WriteOutcome> {
-        let now = now_ms();
-        match op {
-            WriteOp::Insert(rec) => {
-                let spec = serde_json::to_string(&rec.spec).map_err(|e| StoreError(e.to_string()))?;
-                let inserted = sqlx::query(
-                    "INSERT INTO tasks (id, tenant, task_type, supervisor, worker_kind, spec, state, attempt, seq, \
-                     parent_id, idempotency_key, created_at_ms, updated_at_ms) \
-                     VALUES (?, ?, ?, ?, ?, ?, 'QUEUED', 0, 1, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                )
-                .bind(rec.id.to_string())
-                .bind(&rec.tenant)
-                .bind(&rec.spec.task_type)
-                .bind(&rec.supervisor)
-                .bind(&rec.worker_kind)
-                .bind(spec)
-                .bind(rec.spec.parent_id.map(|p| p.to_string()))
-                .bind(rec.spec.idempotency_key.as_deref())
-                .bind(rec.created_at_ms)
-                .bind(rec.created_at_ms)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-                if inserted == 0 {
-                    let Some(key) = rec.spec.idempotency_key.as_deref() else {
-                        return Ok(WriteOutcome::Ignored);
-                    };
-                    let id: String =
-                        sqlx::query_scalar("SELECT id FROM tasks WHERE tenant = ? AND idempotency_key = ?")
-                            .bind(&rec.tenant)
-                            .bind(key)
-                            .fetch_one(&mut *conn)
-                            .await?;
-                    return Ok(WriteOutcome::Existing(
-                        id.parse().map_err(|e| corrupt("task id", e))?,
-                    ));
-                }
-                let mut event = TaskEvent {
-                    cursor: 0,
-                    task_id: rec.id,
-                    seq: 1,
-                    state: TaskState::Queued,
-                    attempt: 0,
-                    message: String::new(),
-                    progress: 0.0,
-                    result: None,
-                    at_ms: rec.created_at_ms,
-                    task_type: rec.spec.task_type.clone(),
-                    tenant: rec.tenant.clone(),
-                    is_progress: false,
-                };
-                Self::insert_event(conn, &mut event).await?;
-                Ok(WriteOutcome::Event {
-                    event,
-                    created_at_ms: rec.created_at_ms,
-                })
-            }
-            WriteOp::Transition(t) => {
-                type Row = (i64, String, String, i64, i64);
-                let error = match t.state {
-                    TaskState::Failed | TaskState::Cancelled | TaskState::TimedOut | TaskState::Retrying => {
-                        Some(t.message.as_str())
-                    }
-                    _ => None,
-                };
-                let row: Option<Row> = sqlx::query_as(
-                    "UPDATE tasks SET state = ?1, \
-                     attempt = CASE WHEN ?1 = 'QUEUED' THEN ?2 ELSE MAX(attempt, ?2) END, \
-                     seq = seq + 1, updated_at_ms = ?3, result = COALESCE(?4, result), \
-                     error = CASE WHEN ?1 = 'SUCCEEDED' THEN NULL ELSE COALESCE(?5, error) END \
-                     WHERE id = ?6 AND state IN ('QUEUED', 'RUNNING', 'RETRYING') \
-                     RETURNING seq, task_type, tenant, created_at_ms, attempt",
-                )
-                .bind(t.state.as_str())
-                .bind(t.attempt as i64)
-                .bind(now)
-                .bind(t.result.as_ref().map(|v| v.to_string()))
-                .bind(error)
-                .bind(t.task_id.to_string())
-                .fetch_optional(&mut *conn)
-                .await?;
-                let Some((seq, task_type, tenant, created_at_ms, attempt)) = row else {
-                    return Ok(WriteOutcome::Ignored);
-                };
-                let mut event = TaskEvent {
-                    cursor: 0,
-                    task_id: t.task_id,
-                    seq: seq as u64,
-                    state: t.state,
-                    attempt: attempt as u32,
-                    message: t.message.clone(),
-                    progress: if t.state == TaskState::Succeeded { 1.0 } else { 0.0 },
-                    result: t.result.clone(),
-                    at_ms: now,
-                    task_type,
-                    tenant,
-                    is_progress: false,
-                };
-                Self::insert_event(conn, &mut event).await?;
-                Ok(WriteOutcome::Event { event, created_at_ms })
-            }
-            WriteOp::Progress {
-                task_id,
-                attempt,
-                fraction,
-                message,
-            } => {
-                let row: Option<(i64, String, String, i64)> = sqlx::query_as(
-                    "UPDATE tasks SET seq = seq + 1, updated_at_ms = ? \
-                     WHERE id = ? AND state = 'RUNNING' AND attempt = ? \
-                     RETURNING seq, task_type, tenant, created_at_ms",
-                )
-                .bind(now)
-                .bind(task_id.to_string())
-                .bind(*attempt as i64)
-                .fetch_optional(&mut *conn)
-                .await?;
-                let Some((seq, task_type, tenant, created_at_ms)) = row else {
-                    return Ok(WriteOutcome::Ignored);
-                };
-                let mut event = TaskEvent {
-                    cursor: 0,
-                    task_id: *task_id,
-                    seq: seq as u64,
-                    state: TaskState::Running,
-                    attempt: *attempt,
-                    message: message.clone(),
-                    progress: *fraction,
-                    result: None,
-                    at_ms: now,
-                    task_type,
-                    tenant,
-                    is_progress: true,
-                };
-                Self::insert_event(conn, &mut event).await?;
-                Ok(WriteOutcome::Event { event, created_at_ms })
-            }
+    async fn update_tasks(conn: &mut SqliteConnection, rows: &[(TaskId, RowUpdate)]) -> StoreResult<()> {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "WITH v(id, state, attempt, seq, updated_at_ms, result, error_mode, error) AS (",
+            );
+            qb.push_values(chunk, |mut b, (id, u)| {
+                b.push_bind(id.to_string())
+                    .push_bind(u.state.as_str())
+                    .push_bind(u.attempt as i64)
+                    .push_bind(u.seq as i64)
+                    .push_bind(u.updated_at_ms)
+                    .push_bind(u.result.clone())
+                    .push_bind(u.error as i64)
+                    .push_bind(u.error_text.clone());
+            });
+            qb.push(
+                ") UPDATE tasks SET state = v.state, attempt = v.attempt, seq = v.seq, \
+                 updated_at_ms = v.updated_at_ms, result = COALESCE(v.result, tasks.result), \
+                 error = CASE v.error_mode WHEN 0 THEN tasks.error WHEN 1 THEN v.error ELSE NULL END \
+                 FROM v WHERE tasks.id = v.id",
+            );
+            qb.build().execute(&mut *conn).await?;
         }
+        Ok(())
     }
 
     async fn children(&self, id: TaskId) -> StoreResult<Vec<TaskId>> {
@@ -333,14 +494,83 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// Plans the whole batch in memory against the writer's view of unfinished tasks, then
+    /// writes it with a few multi-row statements (new tasks, events, task rows) in one
+    /// transaction. The view changes only after the commit succeeds.
     async fn apply(&self, ops: &[WriteOp]) -> StoreResult<Vec<WriteOutcome>> {
-        let mut tx = self.pool.begin().await?;
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            out.push(Self::apply_one(&mut tx, op).await?);
+        let mut guard = self.cache.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.load_cache().await?);
         }
+        let cache = guard.as_mut().expect("cache loaded");
+        let mut tx = self.pool.begin().await?;
+        let records: Vec<&TaskRecord> = ops
+            .iter()
+            .filter_map(|op| match op {
+                WriteOp::Insert(r) => Some(&**r),
+                _ => None,
+            })
+            .collect();
+        let inserted = if records.is_empty() {
+            HashSet::new()
+        } else {
+            Self::insert_tasks(&mut tx, &records).await?
+        };
+
+        let now = now_ms();
+        let mut plan = Plan {
+            cache,
+            staged: HashMap::new(),
+            cursor: 0,
+            events: Vec::new(),
+            rows: Vec::new(),
+        };
+        plan.cursor = plan.cache.next_cursor;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            let outcome = match op {
+                WriteOp::Insert(rec) if inserted.contains(&rec.id.to_string()) => plan.insert(rec),
+                WriteOp::Insert(rec) => match rec.spec.idempotency_key.as_deref() {
+                    Some(key) => {
+                        let id: String = sqlx::query_scalar(
+                            "SELECT id FROM tasks WHERE tenant = ? AND idempotency_key = ?",
+                        )
+                        .bind(&rec.tenant)
+                        .bind(key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        WriteOutcome::Existing(id.parse().map_err(|e| corrupt("task id", e))?)
+                    }
+                    None => WriteOutcome::Ignored,
+                },
+                WriteOp::Transition(t) => plan.transition(t, now),
+                WriteOp::Progress {
+                    task_id,
+                    attempt,
+                    fraction,
+                    message,
+                } => plan.progress(*task_id, *attempt, *fraction, message, now),
+            };
+            outcomes.push(outcome);
+        }
+        Self::insert_events(&mut tx, &plan.events).await?;
+        let rows: Vec<(TaskId, RowUpdate)> = plan.rows.drain(..).collect();
+        Self::update_tasks(&mut tx, &rows).await?;
         tx.commit().await?;
-        Ok(out)
+        let Plan {
+            cache,
+            staged,
+            cursor,
+            ..
+        } = plan;
+        cache.next_cursor = cursor;
+        for (id, entry) in staged {
+            match entry {
+                Some(l) => cache.live.insert(id, l),
+                None => cache.live.remove(&id),
+            };
+        }
+        Ok(outcomes)
     }
 
     async fn get(&self, id: TaskId) -> StoreResult<Option<TaskRecord>> {
@@ -438,5 +668,130 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cadre_proto::{Priority, RetryPolicy};
+
+    fn record(key: Option<&str>) -> TaskRecord {
+        TaskRecord {
+            id: TaskId::new(),
+            tenant: "t".into(),
+            spec: TaskSpec {
+                task_type: "system.debug.echo".into(),
+                params: serde_json::json!({}),
+                priority: Priority::default(),
+                timeout: Duration::from_secs(1),
+                retry: RetryPolicy::default(),
+                idempotency_key: key.map(str::to_string),
+                parent_id: None,
+            },
+            state: TaskState::Queued,
+            attempt: 0,
+            supervisor: "system".into(),
+            worker_kind: "monitor".into(),
+            result: None,
+            error: None,
+            created_at_ms: now_ms(),
+            updated_at_ms: now_ms(),
+            seq: 1,
+            children: vec![],
+        }
+    }
+
+    fn tr(id: TaskId, state: TaskState, attempt: u32) -> WriteOp {
+        WriteOp::Transition(Transition::new(id, state, attempt, state.as_str()))
+    }
+
+    fn cursor(o: &WriteOutcome) -> u64 {
+        match o {
+            WriteOutcome::Event { event, .. } => event.cursor,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_applies_in_order_and_terminal_states_stick() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db"), false).await.unwrap();
+        let (a, b, c) = (record(Some("k")), record(Some("k")), record(None));
+        let out = store
+            .apply(&[
+                WriteOp::Insert(Box::new(a.clone())),
+                WriteOp::Insert(Box::new(b.clone())),
+                WriteOp::Insert(Box::new(c.clone())),
+                tr(a.id, TaskState::Running, 1),
+                WriteOp::Progress {
+                    task_id: a.id,
+                    attempt: 1,
+                    fraction: 0.5,
+                    message: "half".into(),
+                },
+                WriteOp::Progress {
+                    task_id: a.id,
+                    attempt: 2,
+                    fraction: 0.5,
+                    message: "stale".into(),
+                },
+                tr(a.id, TaskState::Succeeded, 1),
+                tr(a.id, TaskState::Failed, 1),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            out[1],
+            WriteOutcome::Existing(a.id),
+            "same key in one batch: the first wins"
+        );
+        assert_eq!(out[5], WriteOutcome::Ignored, "progress of another attempt");
+        assert_eq!(out[7], WriteOutcome::Ignored, "terminal is sticky");
+        let cursors: Vec<u64> = [0, 2, 3, 4, 6].iter().map(|i| cursor(&out[*i])).collect();
+        assert_eq!(cursors, vec![1, 2, 3, 4, 5], "cursors follow op order");
+        let got = store.get(a.id).await.unwrap().unwrap();
+        assert_eq!((got.state, got.seq, got.attempt), (TaskState::Succeeded, 4, 1));
+        assert!(store.get(b.id).await.unwrap().is_none());
+        let events = store
+            .events_after(
+                0,
+                &EventFilter {
+                    task_id: Some(a.id),
+                    ..Default::default()
+                },
+                100,
+            )
+            .await
+            .unwrap();
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert!(events[2].is_progress);
+
+        // Errors are kept while retrying, cleared on success; QUEUED may give an attempt back.
+        store
+            .apply(&[tr(c.id, TaskState::Running, 1), tr(c.id, TaskState::Retrying, 1)])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get(c.id).await.unwrap().unwrap().error.as_deref(),
+            Some("RETRYING")
+        );
+        store
+            .apply(&[tr(c.id, TaskState::Running, 2), tr(c.id, TaskState::Queued, 1)])
+            .await
+            .unwrap();
+        let got = store.get(c.id).await.unwrap().unwrap();
+        assert_eq!((got.state, got.attempt), (TaskState::Queued, 1));
+        assert_eq!(store.unfinished(None).await.unwrap().len(), 1);
+        store.close().await;
+
+        // A reopened store continues the cursor sequence and still knows c is unfinished.
+        let store = SqliteStore::open(&dir.path().join("s.db"), false).await.unwrap();
+        let out = store
+            .apply(&[tr(c.id, TaskState::Running, 2), tr(a.id, TaskState::Running, 2)])
+            .await
+            .unwrap();
+        assert_eq!(cursor(&out[0]), 10);
+        assert_eq!(out[1], WriteOutcome::Ignored);
     }
 }
