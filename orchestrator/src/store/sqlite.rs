@@ -43,6 +43,26 @@ struct Live {
     created_at_ms: i64,
 }
 
+impl Live {
+    /// A plain state event for the task as it is now (the cursor comes from [`Plan::push`]).
+    fn event(&self, id: TaskId, at_ms: i64, message: String) -> TaskEvent {
+        TaskEvent {
+            cursor: 0,
+            task_id: id,
+            seq: self.seq,
+            state: self.state,
+            attempt: self.attempt,
+            message,
+            progress: 0.0,
+            result: None,
+            at_ms,
+            task_type: self.task_type.clone(),
+            tenant: self.tenant.clone(),
+            is_progress: false,
+        }
+    }
+}
+
 /// The writer's in-memory view: unfinished tasks and the next event cursor.
 struct WriterCache {
     live: HashMap<TaskId, Live>,
@@ -80,36 +100,12 @@ impl Plan<'_> {
         }
     }
 
-    fn event(
-        &mut self,
-        id: TaskId,
-        l: &Live,
-        message: String,
-        progress: f64,
-        result: Option<serde_json::Value>,
-        at_ms: i64,
-        is_progress: bool,
-    ) -> WriteOutcome {
-        let event = TaskEvent {
-            cursor: self.cursor,
-            task_id: id,
-            seq: l.seq,
-            state: l.state,
-            attempt: l.attempt,
-            message,
-            progress,
-            result,
-            at_ms,
-            task_type: l.task_type.clone(),
-            tenant: l.tenant.clone(),
-            is_progress,
-        };
+    /// Gives `event` the next cursor and adds it to the batch.
+    fn push(&mut self, mut event: TaskEvent, created_at_ms: i64) -> WriteOutcome {
+        event.cursor = self.cursor;
         self.cursor += 1;
         self.events.push(event.clone());
-        WriteOutcome::Event {
-            event,
-            created_at_ms: l.created_at_ms,
-        }
+        WriteOutcome::Event { event, created_at_ms }
     }
 
     fn row(
@@ -158,7 +154,10 @@ impl Plan<'_> {
             tenant: rec.tenant.clone(),
             created_at_ms: rec.created_at_ms,
         };
-        let outcome = self.event(rec.id, &l, String::new(), 0.0, None, rec.created_at_ms, false);
+        let outcome = self.push(
+            l.event(rec.id, rec.created_at_ms, String::new()),
+            rec.created_at_ms,
+        );
         self.staged.insert(rec.id, Some(l));
         outcome
     }
@@ -183,15 +182,12 @@ impl Plan<'_> {
             _ => (0, None),
         };
         let progress = if t.state == TaskState::Succeeded { 1.0 } else { 0.0 };
-        let outcome = self.event(
-            t.task_id,
-            &l,
-            t.message.clone(),
+        let event = TaskEvent {
             progress,
-            t.result.clone(),
-            now,
-            false,
-        );
+            result: t.result.clone(),
+            ..l.event(t.task_id, now, t.message.clone())
+        };
+        let outcome = self.push(event, l.created_at_ms);
         self.row(
             t.task_id,
             &l,
@@ -213,7 +209,12 @@ impl Plan<'_> {
             return WriteOutcome::Ignored;
         }
         l.seq += 1;
-        let outcome = self.event(id, &l, message.to_string(), fraction, None, now, true);
+        let event = TaskEvent {
+            progress: fraction,
+            is_progress: true,
+            ..l.event(id, now, message.to_string())
+        };
+        let outcome = self.push(event, l.created_at_ms);
         self.row(id, &l, now, None, 0, None);
         self.staged.insert(id, Some(l));
         outcome
