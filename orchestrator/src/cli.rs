@@ -8,14 +8,16 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use cadre_proto::TaskState;
 use cadre_proto::v1::{
     self, admin_service_client::AdminServiceClient, task_service_client::TaskServiceClient,
 };
 use clap::{Args, Parser, Subcommand};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use crate::auth::Bearer;
 use crate::config::{Config, ConfigSource, Overrides};
 use crate::server::{self, Endpoints};
 use crate::telemetry;
@@ -27,9 +29,13 @@ pub struct Cli {
     /// gRPC endpoint of the node (client commands).
     #[arg(long, global = true, env = "CADRE_ENDPOINT")]
     pub endpoint: Option<String>,
-    /// Data directory: where `serve` keeps its store, and where clients look for endpoints.json.
+    /// Data directory: where `serve` keeps its store, and where clients look for endpoints.json
+    /// and the commander credential.
     #[arg(long, global = true, env = "CADRE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Credential for client commands: a JWT or an API key (default: <data-dir>/credentials).
+    #[arg(long, global = true, env = "CADRE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -75,6 +81,18 @@ pub enum Command {
     },
     /// Ask the node to re-read its config file.
     Reload,
+    /// Issue JWTs (commander only).
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Manage API keys (commander only).
+    Key {
+        /// What to do.
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Configuration tools.
     Config {
         /// What to do with the config.
@@ -91,6 +109,67 @@ pub enum ConfigCommand {
         /// The file; default: ./cadre.toml if present, else the built-in defaults.
         file: Option<PathBuf>,
     },
+}
+
+/// `cadre token ...`
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Issue a JWT and print it.
+    Issue {
+        /// Tenant the token works on.
+        #[arg(long)]
+        tenant: String,
+        /// observer, operator, supervisor or commander.
+        #[arg(long)]
+        role: String,
+        /// Lifetime: 90s, 30m, 24h, 7d (default 24h).
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// Who it is for (default: issued-by-<you>).
+        #[arg(long, default_value = "")]
+        subject: String,
+    },
+}
+
+/// `cadre key ...`
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Create an API key; the key is printed once and never stored.
+    Create {
+        /// What the key is for.
+        #[arg(long)]
+        name: String,
+        /// Tenant the key works on.
+        #[arg(long)]
+        tenant: String,
+        /// observer, operator, supervisor or commander.
+        #[arg(long)]
+        role: String,
+    },
+    /// List API keys (without secrets).
+    List,
+    /// Revoke an API key by id; it stops working at once.
+    Revoke {
+        /// The key id (`cadre key list`).
+        id: String,
+    },
+}
+
+/// Parses `90s`, `30m`, `24h`, `7d` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a duration like 90s, 30m, 24h or 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => bail!("{s:?} is not a duration like 90s, 30m, 24h or 7d"),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 /// `cadre serve` options; each overrides the config file and environment.
@@ -185,13 +264,17 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         command => {
             let endpoint = resolve_endpoint(cli.endpoint, cli.data_dir.as_deref());
+            let credential = cli.token.or_else(|| {
+                Bearer::from_data_dir(cli.data_dir.as_deref().unwrap_or(Path::new("cadre-data")))
+            });
+            let bearer = Bearer::new(credential.as_deref())?;
             let channel = Channel::from_shared(endpoint.clone())
                 .map_err(|e| anyhow!("invalid endpoint {endpoint:?}: {e}"))?
                 .connect_timeout(Duration::from_secs(5))
                 .connect()
                 .await
                 .map_err(|e| anyhow!("cannot reach cadre at {endpoint}: {e} (is `cadre serve` running?)"))?;
-            client(command, channel).await
+            client(command, channel, bearer).await
         }
     }
 }
@@ -247,13 +330,16 @@ async fn wait_for_signals(_running: &server::Running) {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The task client with credentials attached.
+type TasksClient = TaskServiceClient<InterceptedService<Channel, Bearer>>;
+
 fn status_err(s: tonic::Status) -> anyhow::Error {
     anyhow!("{:?}: {}", s.code(), s.message())
 }
 
-async fn client(command: Command, channel: Channel) -> Result<i32> {
-    let mut tasks = TaskServiceClient::new(channel.clone());
-    let mut admin = AdminServiceClient::new(channel);
+async fn client(command: Command, channel: Channel, bearer: Bearer) -> Result<i32> {
+    let mut tasks = TaskServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut admin = AdminServiceClient::with_interceptor(channel, bearer);
     match command {
         Command::Submit(a) => {
             let params = read_params(&a.params)?;
@@ -431,6 +517,68 @@ async fn client(command: Command, channel: Channel) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Token {
+            command:
+                TokenCommand::Issue {
+                    tenant,
+                    role,
+                    ttl,
+                    subject,
+                },
+        } => {
+            let ttl_secs = parse_duration(&ttl)?.as_secs();
+            let req = v1::IssueTokenRequest {
+                subject,
+                tenant,
+                role,
+                ttl_secs,
+            };
+            let resp = admin.issue_token(req).await.map_err(status_err)?.into_inner();
+            println!("{}", resp.token);
+            Ok(0)
+        }
+        Command::Key { command } => {
+            match command {
+                KeyCommand::Create { name, tenant, role } => {
+                    let req = v1::CreateApiKeyRequest { name, tenant, role };
+                    let resp = admin.create_api_key(req).await.map_err(status_err)?.into_inner();
+                    let key = resp.key.context("no key returned")?;
+                    eprintln!(
+                        "created API key {} ({}, tenant {}, role {}); it is shown only now:",
+                        key.id, key.name, key.tenant, key.role
+                    );
+                    println!("{}", resp.secret);
+                }
+                KeyCommand::List => {
+                    let keys = admin
+                        .list_api_keys(v1::ListApiKeysRequest {})
+                        .await
+                        .map_err(status_err)?
+                        .into_inner()
+                        .keys;
+                    println!(
+                        "{:<14}  {:<24}  {:<16}  {:<10}  STATUS",
+                        "ID", "NAME", "TENANT", "ROLE"
+                    );
+                    for k in keys {
+                        let status = if k.revoked_at_ms == 0 { "active" } else { "revoked" };
+                        println!(
+                            "{:<14}  {:<24}  {:<16}  {:<10}  {status}",
+                            k.id, k.name, k.tenant, k.role
+                        );
+                    }
+                }
+                KeyCommand::Revoke { id } => {
+                    let k = admin
+                        .revoke_api_key(v1::RevokeApiKeyRequest { id })
+                        .await
+                        .map_err(status_err)?
+                        .into_inner();
+                    println!("revoked {} ({})", k.id, k.name);
+                }
+            }
+            Ok(0)
+        }
         Command::Serve(_) | Command::Config { .. } => unreachable!("handled before connecting"),
     }
 }
@@ -449,7 +597,7 @@ fn read_params(arg: &str) -> Result<String> {
 }
 
 /// Prints events until the stream ends; progress is one rewritten line on a terminal.
-async fn follow(tasks: &mut TaskServiceClient<Channel>, req: v1::WatchRequest, print: bool) -> Result<()> {
+async fn follow(tasks: &mut TasksClient, req: v1::WatchRequest, print: bool) -> Result<()> {
     let mut stream = tasks.watch(req).await.map_err(status_err)?.into_inner();
     let tty = std::io::stdout().is_terminal();
     let mut progress_line = false;

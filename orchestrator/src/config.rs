@@ -37,6 +37,52 @@ pub struct Config {
     pub diagnostics: DiagnosticsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Authentication.
+    pub auth: AuthConfig,
+}
+
+/// Authentication: JWTs with a pinned algorithm, and API keys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `token` (JWT or API key required on every call) or `none` (no authentication: every
+    /// caller is a commander of tenant `default`; logged as a warning at start).
+    pub mode: String,
+    /// The only JWT algorithm accepted and used to issue: `HS256` or `EdDSA`.
+    pub algorithm: String,
+    /// Required `iss` claim.
+    pub issuer: String,
+    /// Required `aud` claim.
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Longest token lifetime `IssueToken` grants.
+    pub max_token_ttl_secs: u64,
+    /// HS256 secret file; empty = `<data_dir>/auth/hs256.key`, created on first start.
+    pub hs256_secret_file: String,
+    /// EdDSA private key (PKCS#8 PEM); empty = `<data_dir>/auth/ed25519-private.pem`, created.
+    pub eddsa_private_key_file: String,
+    /// EdDSA public key (PEM); empty = `<data_dir>/auth/ed25519-public.pem`, created.
+    pub eddsa_public_key_file: String,
+    /// Serve /metrics without a credential (otherwise it needs the supervisor role).
+    pub metrics_public: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: "token".into(),
+            algorithm: "HS256".into(),
+            issuer: "cadre".into(),
+            audience: "cadre".into(),
+            leeway_secs: 5,
+            max_token_ttl_secs: 30 * 24 * 3600,
+            hs256_secret_file: String::new(),
+            eddsa_private_key_file: String::new(),
+            eddsa_public_key_file: String::new(),
+            metrics_public: false,
+        }
+    }
 }
 
 /// Identity and data directory of this node.
@@ -227,6 +273,7 @@ impl Default for Config {
             routes,
             diagnostics: DiagnosticsConfig::default(),
             log: LogConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -399,6 +446,24 @@ impl Config {
                 "store.url: {:?} is not supported yet (only sqlite:PATH; PostgreSQL arrives with distributed mode)",
                 self.store.url
             ));
+        }
+        if !["token", "none"].contains(&self.auth.mode.as_str()) {
+            errs.push(format!(
+                "auth.mode: {:?} is not \"token\" or \"none\"",
+                self.auth.mode
+            ));
+        }
+        if !["HS256", "EdDSA"].contains(&self.auth.algorithm.as_str()) {
+            errs.push(format!(
+                "auth.algorithm: {:?} is not \"HS256\" or \"EdDSA\"",
+                self.auth.algorithm
+            ));
+        }
+        if self.auth.leeway_secs > 300 {
+            errs.push("auth.leeway_secs: must be at most 300".into());
+        }
+        if self.auth.max_token_ttl_secs == 0 {
+            errs.push("auth.max_token_ttl_secs: must be above 0".into());
         }
         if let Err(e) = self.retry.validate("retry") {
             errs.push(e.to_string());

@@ -24,6 +24,12 @@ pub enum Error {
     /// The store or another dependency is unreachable (`UNAVAILABLE`); safe to retry.
     #[error("{0}")]
     Unavailable(String),
+    /// No valid credential (`UNAUTHENTICATED`).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The credential's role or tenant does not allow this (`PERMISSION_DENIED`).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// Waiting ran out before the task finished (`DEADLINE_EXCEEDED`); the task goes on.
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -56,6 +62,8 @@ impl From<Error> for Status {
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
         };
         Status::new(code, e.to_string())
     }

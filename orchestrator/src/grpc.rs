@@ -1,8 +1,11 @@
 //! The gRPC faces: TaskService, AdminService and SupervisorPeer on top of [`Node`].
+//! Every call is authenticated and checked against the permission table first.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+use cadre_proto::SpecError;
 use cadre_proto::v1::{
     self, admin_service_server::AdminService, supervisor_peer_server::SupervisorPeer,
     task_service_server::TaskService,
@@ -12,8 +15,10 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Action, Principal, Role};
 use crate::error::Error;
-use crate::node::{DEFAULT_TENANT, Node};
+use crate::node::Node;
+use crate::store::ApiKeyRecord;
 
 /// TaskService implementation.
 #[derive(Clone)]
@@ -30,10 +35,36 @@ pub struct PeerApi(pub Arc<Node>);
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::TaskEvent, Status>> + Send>>;
 
+/// Authenticates the request's `authorization` metadata and checks `action`.
+fn authorize<T>(node: &Node, req: &Request<T>, action: Action) -> Result<Principal, Status> {
+    let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+    node.auth.authorize(header, action).map_err(|e| {
+        tracing::warn!(?action, error = %e, "call refused");
+        Status::from(e)
+    })
+}
+
+fn parse_role(role: &str) -> Result<Role, Status> {
+    role.parse()
+        .map_err(|e: String| Status::from(Error::from(SpecError::invalid("role", e))))
+}
+
+fn key_to_wire(k: &ApiKeyRecord) -> v1::ApiKey {
+    v1::ApiKey {
+        id: k.id.clone(),
+        name: k.name.clone(),
+        tenant: k.tenant.clone(),
+        role: k.role.to_string(),
+        created_at_ms: k.created_at_ms,
+        revoked_at_ms: k.revoked_at_ms.unwrap_or(0),
+    }
+}
+
 #[tonic::async_trait]
 impl TaskService for TaskApi {
     async fn submit(&self, req: Request<v1::SubmitRequest>) -> Result<Response<v1::SubmitResponse>, Status> {
-        let (task, created) = self.0.submit(DEFAULT_TENANT, req.get_ref().spec.as_ref()).await?;
+        let p = authorize(&self.0, &req, Action::SubmitTask)?;
+        let (task, created) = self.0.submit(&p, req.get_ref().spec.as_ref()).await?;
         Ok(Response::new(v1::SubmitResponse {
             task: Some(task.to_wire()),
             created,
@@ -44,25 +75,28 @@ impl TaskService for TaskApi {
         &self,
         req: Request<v1::SubmitAndWaitRequest>,
     ) -> Result<Response<v1::Task>, Status> {
+        let p = authorize(&self.0, &req, Action::SubmitTask)?;
         let r = req.get_ref();
-        let task = self
-            .0
-            .submit_and_wait(DEFAULT_TENANT, r.spec.as_ref(), r.wait_ms)
-            .await?;
+        let task = self.0.submit_and_wait(&p, r.spec.as_ref(), r.wait_ms).await?;
         Ok(Response::new(task.to_wire()))
     }
 
     async fn get(&self, req: Request<v1::GetRequest>) -> Result<Response<v1::Task>, Status> {
-        Ok(Response::new(self.0.get(&req.get_ref().id).await?.to_wire()))
+        let p = authorize(&self.0, &req, Action::GetTask)?;
+        Ok(Response::new(self.0.get(&p, &req.get_ref().id).await?.to_wire()))
     }
 
     async fn cancel(&self, req: Request<v1::CancelRequest>) -> Result<Response<v1::Task>, Status> {
+        let p = authorize(&self.0, &req, Action::CancelTask)?;
         let r = req.get_ref();
-        Ok(Response::new(self.0.cancel(&r.id, &r.reason).await?.to_wire()))
+        Ok(Response::new(
+            self.0.cancel(&p, &r.id, &r.reason).await?.to_wire(),
+        ))
     }
 
     async fn list(&self, req: Request<v1::ListRequest>) -> Result<Response<v1::ListResponse>, Status> {
-        let (tasks, next_page_token) = self.0.list(req.get_ref()).await?;
+        let p = authorize(&self.0, &req, Action::ListTasks)?;
+        let (tasks, next_page_token) = self.0.list(&p, req.get_ref()).await?;
         Ok(Response::new(v1::ListResponse {
             tasks: tasks.iter().map(|t| t.to_wire()).collect(),
             next_page_token,
@@ -72,7 +106,8 @@ impl TaskService for TaskApi {
     type WatchStream = EventStream;
 
     async fn watch(&self, req: Request<v1::WatchRequest>) -> Result<Response<EventStream>, Status> {
-        let rx = self.0.watch(req.get_ref()).await?;
+        let p = authorize(&self.0, &req, Action::WatchTasks)?;
+        let rx = self.0.watch(&p, req.get_ref()).await?;
         let stream =
             ReceiverStream::new(rx).map(|r| r.map(|e| e.to_wire()).map_err(|e| Status::from(Error::from(e))));
         Ok(Response::new(Box::pin(stream)))
@@ -81,11 +116,13 @@ impl TaskService for TaskApi {
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
-    async fn status(&self, _req: Request<v1::StatusRequest>) -> Result<Response<v1::StatusResponse>, Status> {
+    async fn status(&self, req: Request<v1::StatusRequest>) -> Result<Response<v1::StatusResponse>, Status> {
+        authorize(&self.0, &req, Action::Status)?;
         Ok(Response::new(self.0.status().await?))
     }
 
     async fn scale(&self, req: Request<v1::ScaleRequest>) -> Result<Response<v1::ScaleResponse>, Status> {
+        authorize(&self.0, &req, Action::Scale)?;
         let r = req.get_ref();
         let pool = self.0.scale(&r.supervisor, &r.worker_kind, r.replicas).await?;
         Ok(Response::new(v1::ScaleResponse { pool: Some(pool) }))
@@ -93,17 +130,72 @@ impl AdminService for AdminApi {
 
     async fn reload_config(
         &self,
-        _req: Request<v1::ReloadConfigRequest>,
+        req: Request<v1::ReloadConfigRequest>,
     ) -> Result<Response<v1::ReloadConfigResponse>, Status> {
+        authorize(&self.0, &req, Action::Reload)?;
         Ok(Response::new(v1::ReloadConfigResponse {
             changes: self.0.reload().await?,
         }))
+    }
+
+    async fn issue_token(
+        &self,
+        req: Request<v1::IssueTokenRequest>,
+    ) -> Result<Response<v1::IssueTokenResponse>, Status> {
+        let p = authorize(&self.0, &req, Action::IssueToken)?;
+        let r = req.get_ref();
+        let role = parse_role(&r.role)?;
+        let subject = if r.subject.is_empty() {
+            format!("issued-by-{}", p.subject)
+        } else {
+            r.subject.clone()
+        };
+        let ttl = Duration::from_secs(r.ttl_secs);
+        let token = self.0.auth.issue_token(&subject, &r.tenant, role, ttl)?;
+        let expires_at_ms = crate::store::sqlite::now_ms() + ttl.as_millis() as i64;
+        tracing::info!(by = %p.subject, %subject, tenant = %r.tenant, %role, "token issued");
+        Ok(Response::new(v1::IssueTokenResponse { token, expires_at_ms }))
+    }
+
+    async fn create_api_key(
+        &self,
+        req: Request<v1::CreateApiKeyRequest>,
+    ) -> Result<Response<v1::CreateApiKeyResponse>, Status> {
+        let p = authorize(&self.0, &req, Action::ManageKeys)?;
+        let r = req.get_ref();
+        let role = parse_role(&r.role)?;
+        let (key, secret) = self.0.auth.create_key(&r.name, &r.tenant, role).await?;
+        tracing::info!(by = %p.subject, id = %key.id, name = %key.name, tenant = %key.tenant, %role, "API key created");
+        Ok(Response::new(v1::CreateApiKeyResponse {
+            key: Some(key_to_wire(&key)),
+            secret,
+        }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        req: Request<v1::ListApiKeysRequest>,
+    ) -> Result<Response<v1::ListApiKeysResponse>, Status> {
+        authorize(&self.0, &req, Action::ManageKeys)?;
+        let keys = self.0.auth.list_keys().iter().map(key_to_wire).collect();
+        Ok(Response::new(v1::ListApiKeysResponse { keys }))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        req: Request<v1::RevokeApiKeyRequest>,
+    ) -> Result<Response<v1::ApiKey>, Status> {
+        let p = authorize(&self.0, &req, Action::ManageKeys)?;
+        let key = self.0.auth.revoke_key(&req.get_ref().id).await?;
+        tracing::info!(by = %p.subject, id = %key.id, "API key revoked");
+        Ok(Response::new(key_to_wire(&key)))
     }
 }
 
 #[tonic::async_trait]
 impl SupervisorPeer for PeerApi {
     async fn delegate(&self, req: Request<v1::DelegateRequest>) -> Result<Response<v1::Task>, Status> {
+        let p = authorize(&self.0, &req, Action::Delegate)?;
         let r = req.get_ref();
         let mut spec = r
             .spec
@@ -113,10 +205,7 @@ impl SupervisorPeer for PeerApi {
             return Err(Status::invalid_argument("parent_id: is required"));
         }
         spec.parent_id = r.parent_id.clone();
-        let task = self
-            .0
-            .submit_and_wait(DEFAULT_TENANT, Some(&spec), r.wait_ms)
-            .await?;
+        let task = self.0.submit_and_wait(&p, Some(&spec), r.wait_ms).await?;
         Ok(Response::new(task.to_wire()))
     }
 
@@ -124,6 +213,7 @@ impl SupervisorPeer for PeerApi {
         &self,
         req: Request<v1::PeerStatusRequest>,
     ) -> Result<Response<v1::SupervisorStatus>, Status> {
+        authorize(&self.0, &req, Action::Status)?;
         let name = &req.get_ref().supervisor;
         let status = self.0.status().await?;
         status

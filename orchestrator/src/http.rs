@@ -1,14 +1,16 @@
 //! The HTTP side: `/health` (process up), `/ready` (store reachable) and `/metrics`
-//! (Prometheus text format).
+//! (Prometheus text format; protected unless `auth.metrics_public`).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::auth::Action;
+use crate::error::Error;
 use crate::node::Node;
 use crate::telemetry;
 
@@ -39,9 +41,24 @@ async fn ready(State(node): State<Arc<Node>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics() -> impl IntoResponse {
+/// Prometheus text; needs a supervisor credential unless `auth.metrics_public`.
+async fn metrics(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
+    if !node.config().auth.metrics_public {
+        let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if let Err(e) = node.auth.authorize(bearer, Action::ReadMetrics) {
+            let status = match e {
+                Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            let mut resp = (status, e.to_string()).into_response();
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         telemetry::render_metrics(),
     )
+        .into_response()
 }

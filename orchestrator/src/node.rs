@@ -9,6 +9,7 @@ use cadre_proto::{SpecError, SpecLimits, TaskId, TaskRecord, TaskSpec, TaskState
 use ractor::ActorRef;
 use tokio::sync::mpsc;
 
+use crate::auth::{Authenticator, Principal};
 use crate::config::{Config, ConfigSource};
 use crate::error::{Error, Result};
 use crate::hub::Hub;
@@ -16,8 +17,6 @@ use crate::orchestrator::{OrchestratorMsg, Recovery};
 use crate::store::{EventFilter, Store, StoreError, TaskFilter, WriteOutcome, sqlite::now_ms};
 use crate::writer::Writer;
 
-/// The tenant of every task until authentication assigns principals their own.
-pub const DEFAULT_TENANT: &str = "default";
 /// Largest page `List` returns.
 pub const MAX_PAGE_SIZE: u32 = 1000;
 /// How long orchestrator calls may take before the node answers UNAVAILABLE.
@@ -27,40 +26,19 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Node {
     /// This node's id.
     pub node_id: String,
-    config: RwLock<Config>,
-    source: ConfigSource,
-    limits: SpecLimits,
+    pub(crate) config: RwLock<Config>,
+    pub(crate) source: ConfigSource,
+    pub(crate) limits: SpecLimits,
+    /// Checks credentials and permissions.
+    pub auth: Authenticator,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) writer: Writer,
-    hub: Hub,
+    pub(crate) hub: Hub,
     pub(crate) orchestrator: ActorRef<OrchestratorMsg>,
-    recovery: Recovery,
+    pub(crate) recovery: Recovery,
 }
 
 impl Node {
-    /// Assembles a node from its started parts.
-    pub(crate) fn new(
-        config: Config,
-        source: ConfigSource,
-        store: Arc<dyn Store>,
-        writer: Writer,
-        hub: Hub,
-        orchestrator: ActorRef<OrchestratorMsg>,
-        recovery: Recovery,
-    ) -> Self {
-        Node {
-            node_id: config.node.id.clone(),
-            limits: config.spec_limits(),
-            config: RwLock::new(config),
-            source,
-            store,
-            writer,
-            hub,
-            orchestrator,
-            recovery,
-        }
-    }
-
     /// The configuration in force.
     pub fn config(&self) -> Config {
         self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -68,7 +46,8 @@ impl Node {
 
     /// Validates, stores durably and dispatches a task. Returns the task and whether it was
     /// created (false when its idempotency key matched an earlier task, which is returned).
-    pub async fn submit(&self, tenant: &str, wire: Option<&v1::TaskSpec>) -> Result<(TaskRecord, bool)> {
+    pub async fn submit(&self, p: &Principal, wire: Option<&v1::TaskSpec>) -> Result<(TaskRecord, bool)> {
+        let tenant = p.tenant.as_str();
         let spec = TaskSpec::from_wire(wire, &self.limits)?;
         let routes = self.recovery.routes();
         let Some(route) = routes.resolve(&spec.task_type) else {
@@ -89,7 +68,7 @@ impl Node {
             return Ok((existing, false));
         }
         if let Some(parent) = spec.parent_id
-            && self.store.get(parent).await?.is_none()
+            && !self.store.get(parent).await?.is_some_and(|t| p.sees(&t.tenant))
         {
             return Err(SpecError::invalid("spec.parent_id", format!("no task {parent}")).into());
         }
@@ -139,11 +118,11 @@ impl Node {
     /// attempt and backoff).
     pub async fn submit_and_wait(
         &self,
-        tenant: &str,
+        p: &Principal,
         wire: Option<&v1::TaskSpec>,
         wait_ms: u64,
     ) -> Result<TaskRecord> {
-        let (record, _) = self.submit(tenant, wire).await?;
+        let (record, _) = self.submit(p, wire).await?;
         let wait = if wait_ms > 0 {
             Duration::from_millis(wait_ms)
         } else {
@@ -181,10 +160,18 @@ impl Node {
         }
     }
 
-    /// One task by id.
-    pub async fn get(&self, id: &str) -> Result<TaskRecord> {
+    /// One task by id. Another tenant's task is NOT_FOUND, as if it did not exist.
+    pub async fn get(&self, p: &Principal, id: &str) -> Result<TaskRecord> {
         let id: TaskId = id.parse()?;
-        self.get_record(id).await
+        self.get_visible(p, id).await
+    }
+
+    async fn get_visible(&self, p: &Principal, id: TaskId) -> Result<TaskRecord> {
+        let record = self.get_record(id).await?;
+        if !p.sees(&record.tenant) {
+            return Err(Error::NotFound(format!("no task {id}")));
+        }
+        Ok(record)
     }
 
     async fn get_record(&self, id: TaskId) -> Result<TaskRecord> {
@@ -196,8 +183,8 @@ impl Node {
 
     /// Cancels a task: queued ones at once, running ones cooperatively then forcibly after the
     /// grace period. Waits up to the grace period (plus a margin) and returns the task.
-    pub async fn cancel(&self, id: &str, reason: &str) -> Result<TaskRecord> {
-        let record = self.get(id).await?;
+    pub async fn cancel(&self, p: &Principal, id: &str, reason: &str) -> Result<TaskRecord> {
+        let record = self.get(p, id).await?;
         if record.state.is_terminal() {
             return Err(Error::FailedPrecondition(format!(
                 "task {} is already {}",
@@ -226,7 +213,7 @@ impl Node {
     }
 
     /// A page of tasks, newest first, and the token of the next page (empty at the end).
-    pub async fn list(&self, req: &v1::ListRequest) -> Result<(Vec<TaskRecord>, String)> {
+    pub async fn list(&self, p: &Principal, req: &v1::ListRequest) -> Result<(Vec<TaskRecord>, String)> {
         let states = req
             .states
             .iter()
@@ -256,7 +243,7 @@ impl Node {
             ),
         };
         let filter = TaskFilter {
-            tenant: None,
+            tenant: p.tenant_scope().map(str::to_string),
             states,
             type_prefix: (!req.task_type_prefix.is_empty()).then(|| req.task_type_prefix.clone()),
             parent_id,
@@ -275,6 +262,7 @@ impl Node {
     /// A resumable event stream for one task (ends after its terminal event) or a filter.
     pub async fn watch(
         &self,
+        p: &Principal,
         req: &v1::WatchRequest,
     ) -> Result<mpsc::Receiver<Result<cadre_proto::TaskEvent, StoreError>>> {
         let states = req
@@ -288,7 +276,7 @@ impl Node {
                 let id: TaskId = id
                     .parse()
                     .map_err(|_| SpecError::invalid("task_id", "is not a task id"))?;
-                self.get_record(id).await?;
+                self.get_visible(p, id).await?;
                 Some(id)
             }
         };
@@ -296,7 +284,7 @@ impl Node {
             task_id,
             type_prefix: (!req.task_type_prefix.is_empty()).then(|| req.task_type_prefix.clone()),
             states,
-            tenant: None,
+            tenant: p.tenant_scope().map(str::to_string),
         };
         Ok(self
             .hub

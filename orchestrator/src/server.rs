@@ -22,6 +22,7 @@ use ractor::Actor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::config::{Config, ConfigSource};
 use crate::grpc::{AdminApi, PeerApi, TaskApi};
 use crate::hub::Hub;
@@ -136,18 +137,28 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         cancel_grace: Duration::from_millis(config.limits.cancel_grace_ms),
         recovery: recovery.clone(),
     };
+    let auth = Authenticator::open(&config.auth, &config.node.data_dir, store.clone()).await?;
+    if auth.disabled() {
+        tracing::warn!("auth.mode = \"none\": every caller is an unauthenticated commander");
+    } else {
+        let path = auth.bootstrap(&config.node.data_dir).await?;
+        tracing::info!(credentials = %path.display(), algorithm = %config.auth.algorithm, "authentication on; commander credential in the data dir");
+    }
     let (orchestrator, _) = Actor::spawn(None, Orchestrator, args)
         .await
         .context("cannot start the actor tree")?;
-    let node = Arc::new(Node::new(
-        config.clone(),
+    let node = Arc::new(Node {
+        node_id: config.node.id.clone(),
+        limits: config.spec_limits(),
+        config: RwLock::new(config.clone()),
         source,
         store,
         writer,
         hub,
         orchestrator,
         recovery,
-    ));
+        auth,
+    });
 
     let shutdown = CancellationToken::new();
     let servers = vec![

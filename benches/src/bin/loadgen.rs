@@ -23,6 +23,7 @@ use cadre_benches::echo::echo_client::EchoClient;
 use cadre_benches::echo::echo_server::{Echo, EchoServer};
 use cadre_benches::echo::{EchoReply, EchoRequest};
 use cadre_benches::stats::{RunStats, Summary};
+use cadre_orchestrator::auth::Bearer;
 use cadre_orchestrator::config::{Config, ConfigSource, LogConfig};
 use cadre_proto::v1::task_service_client::TaskServiceClient;
 use cadre_proto::v1::{SubmitAndWaitRequest, TaskSpec, TaskState};
@@ -51,6 +52,10 @@ struct Args {
     /// in this process with a temporary data dir.
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
+    /// Credential (JWT or API key) for --endpoint; an in-process node's own commander key is
+    /// read from its data dir.
+    #[arg(long, env = "CADRE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Measured requests per phase.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     tasks: u64,
@@ -193,11 +198,20 @@ where
 }
 
 /// Phase 1: `SubmitAndWait` against `url`; every task must come back SUCCEEDED.
-async fn run_cadre(args: &Args, plan: Plan, url: &str, params_json: &str) -> anyhow::Result<RunStats> {
+async fn run_cadre(
+    args: &Args,
+    plan: Plan,
+    url: &str,
+    credential: Option<&str>,
+    params_json: &str,
+) -> anyhow::Result<RunStats> {
+    let bearer = Bearer::new(credential)?;
     let clients: Vec<_> = connect(url, args.connections)
         .await?
         .into_iter()
-        .map(|ch| TaskServiceClient::new(ch).max_decoding_message_size(MAX_REPLY_BYTES))
+        .map(|ch| {
+            TaskServiceClient::with_interceptor(ch, bearer.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
+        })
         .collect();
     let spec = TaskSpec {
         task_type: args.task_type.clone(),
@@ -292,7 +306,7 @@ async fn run_echo(args: &Args, plan: Plan, body: &str) -> anyhow::Result<RunStat
 /// A node in this process, with what must outlive it.
 struct InProcess {
     running: cadre_orchestrator::server::Running,
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
 }
 
 /// Starts cadre in this process: temporary data dir, ports picked by the OS, and the
@@ -326,10 +340,7 @@ async fn start_node(args: &Args) -> anyhow::Result<InProcess> {
     let running = cadre_orchestrator::server::start(config, ConfigSource::default())
         .await
         .context("cannot start cadre in-process")?;
-    Ok(InProcess {
-        running,
-        _data_dir: data_dir,
-    })
+    Ok(InProcess { running, data_dir })
 }
 
 /// `new / base`, or 0 when the base is 0.
@@ -445,11 +456,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     );
 
     let cadre = match &args.endpoint {
-        Some(url) => run_cadre(&args, plan, url, &params_json).await?,
+        Some(url) => run_cadre(&args, plan, url, args.token.as_deref(), &params_json).await?,
         None => {
             let node = start_node(&args).await?;
             let url = format!("http://{}", node.running.grpc_addr);
-            let stats = run_cadre(&args, plan, &url, &params_json).await;
+            let credential = Bearer::from_data_dir(node.data_dir.path());
+            let stats = run_cadre(&args, plan, &url, credential.as_deref(), &params_json).await;
             node.running.shutdown().await;
             stats?
         }

@@ -94,6 +94,27 @@ impl EventFilter {
     }
 }
 
+/// An API key as stored: the secret itself is never kept, only a salted SHA-256 of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiKeyRecord {
+    /// Public id (the part of the key after `cadre_` and before the secret).
+    pub id: String,
+    /// What it is for.
+    pub name: String,
+    /// The tenant it works on.
+    pub tenant: String,
+    /// Its ring.
+    pub role: crate::auth::Role,
+    /// Random salt, hex.
+    pub salt: String,
+    /// SHA-256 of salt and secret, hex.
+    pub hash: String,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Set once revoked.
+    pub revoked_at_ms: Option<i64>,
+}
+
 /// A store failure: the store is unreachable or refused the operation.
 #[derive(Debug, thiserror::Error)]
 #[error("store: {0}")]
@@ -135,4 +156,10 @@ pub trait Store: Send + Sync + 'static {
     async fn count_unfinished(&self) -> StoreResult<u64>;
     /// Cheap reachability check for /ready.
     async fn ping(&self) -> StoreResult<()>;
+    /// Stores a new API key.
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+    /// Every API key, revoked ones included.
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Marks a key revoked; false if there is no such unrevoked key.
+    async fn revoke_api_key(&self, id: &str, at_ms: i64) -> StoreResult<bool>;
 }

@@ -18,7 +18,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use cadre_supervisors::Transition;
 
-use super::{EventFilter, Store, StoreError, StoreResult, TaskFilter, WriteOp, WriteOutcome};
+use super::{ApiKeyRecord, EventFilter, Store, StoreError, StoreResult, TaskFilter, WriteOp, WriteOutcome};
 
 /// SQLite-backed [`Store`]. It assumes it is the only writer of its file (the data dir lock
 /// makes sure of that): the writer's view of unfinished tasks lives in memory.
@@ -669,6 +669,58 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn insert_api_key(&self, k: &ApiKeyRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, tenant, role, salt, hash, created_at_ms, revoked_at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.id)
+        .bind(&k.name)
+        .bind(&k.tenant)
+        .bind(k.role.as_str())
+        .bind(&k.salt)
+        .bind(&k.hash)
+        .bind(k.created_at_ms)
+        .bind(k.revoked_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        let rows: Vec<(String, String, String, String, String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, name, tenant, role, salt, hash, created_at_ms, revoked_at_ms FROM api_keys ORDER BY created_at_ms",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(id, name, tenant, role, salt, hash, created_at_ms, revoked_at_ms)| {
+                    Ok(ApiKeyRecord {
+                        role: role.parse().map_err(|e: String| corrupt("api key role", e))?,
+                        id,
+                        name,
+                        tenant,
+                        salt,
+                        hash,
+                        created_at_ms,
+                        revoked_at_ms,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, at_ms: i64) -> StoreResult<bool> {
+        let n = sqlx::query("UPDATE api_keys SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL")
+            .bind(at_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
     }
 }
 

@@ -391,11 +391,10 @@ async fn health_reflection_ready_and_metrics() {
 
 #[tokio::test]
 async fn delegate_records_the_parent_and_get_shows_children() {
-    use cadre_proto::v1::supervisor_peer_client::SupervisorPeerClient;
     let node = TestNode::start("").await;
     let mut c = node.tasks().await;
     let parent = submit(&mut c, spec("system.debug.sleep", r#"{"ms": 300}"#)).await;
-    let mut peer = SupervisorPeerClient::new(node.channel().await);
+    let mut peer = node.peer_as(Some(&node.credential())).await;
     let child = peer
         .delegate(v1::DelegateRequest {
             parent_id: parent.id.clone(),
@@ -440,7 +439,7 @@ async fn cli_commands_work_against_a_node_and_fail_with_one_line() {
     let node = TestNode::start("").await;
     let cadre = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
-            .args(["--endpoint", &node.grpc])
+            .args(["--endpoint", &node.grpc, "--token", &node.credential()])
             .args(args)
             .output()
             .unwrap()
@@ -553,13 +552,15 @@ async fn serve_takes_env_config_and_logs_json_lines() {
         .connect()
         .await
         .unwrap();
-    let st = v1::admin_service_client::AdminServiceClient::new(channel.clone())
+    let cred = cadre_orchestrator::auth::Bearer::from_data_dir(&tmp.path().join("env-data"));
+    let bearer = TestNode::bearer(cred.as_deref());
+    let st = v1::admin_service_client::AdminServiceClient::with_interceptor(channel.clone(), bearer.clone())
         .status(v1::StatusRequest {})
         .await
         .unwrap()
         .into_inner();
     assert_eq!(st.node_id, "from-env", "CADRE_NODE__ID reached the config");
-    let changes = v1::admin_service_client::AdminServiceClient::new(channel)
+    let changes = v1::admin_service_client::AdminServiceClient::with_interceptor(channel, bearer)
         .reload_config(v1::ReloadConfigRequest {})
         .await
         .unwrap()

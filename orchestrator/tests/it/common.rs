@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cadre_orchestrator::auth::Bearer;
 use cadre_proto::v1::{
-    self, admin_service_client::AdminServiceClient, task_service_client::TaskServiceClient,
+    self, admin_service_client::AdminServiceClient, supervisor_peer_client::SupervisorPeerClient,
+    task_service_client::TaskServiceClient,
 };
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// Polls `f` until it returns Some, or panics after `patience` (scaled by CADRE_TEST_PATIENCE).
@@ -38,6 +41,11 @@ struct Endpoints {
     http: String,
     pid: u32,
 }
+
+/// Clients with the node's commander credential attached.
+pub type Tasks = TaskServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Peer = SupervisorPeerClient<InterceptedService<Channel, Bearer>>;
 
 /// A running `cadre serve` child process.
 pub struct TestNode {
@@ -131,12 +139,34 @@ impl TestNode {
             .unwrap()
     }
 
-    pub async fn tasks(&self) -> TaskServiceClient<Channel> {
-        TaskServiceClient::new(self.channel().await)
+    /// The commander credential the node wrote to its data dir.
+    pub fn credential(&self) -> String {
+        Bearer::from_data_dir(&self.dir.join("data")).expect("credentials file")
     }
 
-    pub async fn admin(&self) -> AdminServiceClient<Channel> {
-        AdminServiceClient::new(self.channel().await)
+    /// A bearer for `credential` (None: no header).
+    pub fn bearer(credential: Option<&str>) -> Bearer {
+        Bearer::new(credential).unwrap()
+    }
+
+    pub async fn tasks(&self) -> Tasks {
+        self.tasks_as(Some(&self.credential())).await
+    }
+
+    pub async fn tasks_as(&self, credential: Option<&str>) -> Tasks {
+        TaskServiceClient::with_interceptor(self.channel().await, Self::bearer(credential))
+    }
+
+    pub async fn admin(&self) -> Admin {
+        self.admin_as(Some(&self.credential())).await
+    }
+
+    pub async fn admin_as(&self, credential: Option<&str>) -> Admin {
+        AdminServiceClient::with_interceptor(self.channel().await, Self::bearer(credential))
+    }
+
+    pub async fn peer_as(&self, credential: Option<&str>) -> Peer {
+        SupervisorPeerClient::with_interceptor(self.channel().await, Self::bearer(credential))
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -169,9 +199,9 @@ impl TestNode {
     pub async fn http_get(&self, path: &str) -> (u16, String) {
         let addr = self.http.trim_start_matches("http://");
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        let auth = self.credential();
+        let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {auth}\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
         let mut buf = String::new();
         s.read_to_string(&mut buf).await.unwrap();
         let code = buf
@@ -228,7 +258,7 @@ pub fn fast_retry(mut s: v1::TaskSpec, attempts: u32) -> v1::TaskSpec {
     s
 }
 
-pub async fn submit(c: &mut TaskServiceClient<Channel>, s: v1::TaskSpec) -> v1::Task {
+pub async fn submit(c: &mut Tasks, s: v1::TaskSpec) -> v1::Task {
     c.submit(v1::SubmitRequest { spec: Some(s) })
         .await
         .expect("submit")
@@ -237,7 +267,7 @@ pub async fn submit(c: &mut TaskServiceClient<Channel>, s: v1::TaskSpec) -> v1::
         .unwrap()
 }
 
-pub async fn run(c: &mut TaskServiceClient<Channel>, s: v1::TaskSpec) -> v1::Task {
+pub async fn run(c: &mut Tasks, s: v1::TaskSpec) -> v1::Task {
     c.submit_and_wait(v1::SubmitAndWaitRequest {
         spec: Some(s),
         wait_ms: 60_000,
@@ -247,7 +277,7 @@ pub async fn run(c: &mut TaskServiceClient<Channel>, s: v1::TaskSpec) -> v1::Tas
     .into_inner()
 }
 
-pub async fn get(c: &mut TaskServiceClient<Channel>, id: &str) -> v1::Task {
+pub async fn get(c: &mut Tasks, id: &str) -> v1::Task {
     c.get(v1::GetRequest { id: id.into() })
         .await
         .expect("get")
@@ -255,7 +285,7 @@ pub async fn get(c: &mut TaskServiceClient<Channel>, id: &str) -> v1::Task {
 }
 
 /// Every event of one task, to its terminal event.
-pub async fn events(c: &mut TaskServiceClient<Channel>, id: &str, after: u64) -> Vec<v1::TaskEvent> {
+pub async fn events(c: &mut Tasks, id: &str, after: u64) -> Vec<v1::TaskEvent> {
     let req = v1::WatchRequest {
         task_id: id.into(),
         after_cursor: after,

@@ -1,0 +1,191 @@
+//! Roles as ring layers and the one table of who may call what.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A principal's ring. Each ring may do everything the rings inside it may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads and watches its tenant's tasks.
+    Observer,
+    /// Also submits and cancels within its tenant.
+    Operator,
+    /// Also sees the supervisor tree, scales pools and reloads config.
+    Supervisor,
+    /// Everything, across all tenants, including credentials.
+    Commander,
+}
+
+impl Role {
+    /// Every role, innermost first.
+    pub const ALL: [Role; 4] = [Role::Observer, Role::Operator, Role::Supervisor, Role::Commander];
+
+    /// The name used in tokens, keys and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Observer => "observer",
+            Role::Operator => "operator",
+            Role::Supervisor => "supervisor",
+            Role::Commander => "commander",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| format!("{s:?} is not a role (observer, operator, supervisor, commander)"))
+    }
+}
+
+/// Every call a principal can make, on any face.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// TaskService.Get.
+    GetTask,
+    /// TaskService.List.
+    ListTasks,
+    /// TaskService.Watch.
+    WatchTasks,
+    /// TaskService.Submit and SubmitAndWait.
+    SubmitTask,
+    /// TaskService.Cancel.
+    CancelTask,
+    /// SupervisorPeer.Delegate.
+    Delegate,
+    /// AdminService.Status and SupervisorPeer.Status.
+    Status,
+    /// AdminService.Scale.
+    Scale,
+    /// AdminService.ReloadConfig.
+    Reload,
+    /// /metrics when it is not public.
+    ReadMetrics,
+    /// AdminService.IssueToken.
+    IssueToken,
+    /// AdminService.CreateApiKey, ListApiKeys, RevokeApiKey.
+    ManageKeys,
+}
+
+impl Action {
+    /// Every action, for tests and docs.
+    pub const ALL: [Action; 12] = [
+        Action::GetTask,
+        Action::ListTasks,
+        Action::WatchTasks,
+        Action::SubmitTask,
+        Action::CancelTask,
+        Action::Delegate,
+        Action::Status,
+        Action::Scale,
+        Action::Reload,
+        Action::ReadMetrics,
+        Action::IssueToken,
+        Action::ManageKeys,
+    ];
+
+    /// The innermost ring allowed to do this. This is the whole permission table.
+    pub fn min_role(self) -> Role {
+        match self {
+            Action::GetTask | Action::ListTasks | Action::WatchTasks => Role::Observer,
+            Action::SubmitTask | Action::CancelTask | Action::Delegate => Role::Operator,
+            Action::Status | Action::Scale | Action::Reload | Action::ReadMetrics => Role::Supervisor,
+            Action::IssueToken | Action::ManageKeys => Role::Commander,
+        }
+    }
+}
+
+/// Who is calling: established by a token or an API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// Token subject or API key name.
+    pub subject: String,
+    /// The tenant whose tasks it works on.
+    pub tenant: String,
+    /// Its ring.
+    pub role: Role,
+}
+
+impl Principal {
+    /// The principal used when `auth.mode = "none"`: a commander of tenant `default`.
+    pub fn anonymous() -> Self {
+        Principal {
+            subject: "anonymous".into(),
+            tenant: "default".into(),
+            role: Role::Commander,
+        }
+    }
+
+    /// Whether the ring allows `action`.
+    pub fn may(&self, action: Action) -> bool {
+        self.role >= action.min_role()
+    }
+
+    /// Tasks of which tenant this principal may see: None = every tenant (commander).
+    pub fn tenant_scope(&self) -> Option<&str> {
+        (self.role != Role::Commander).then_some(self.tenant.as_str())
+    }
+
+    /// Whether a task of `tenant` is visible to this principal.
+    pub fn sees(&self, tenant: &str) -> bool {
+        self.tenant_scope().is_none_or(|t| t == tenant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rings_include_the_inner_rings() {
+        for action in Action::ALL {
+            let allowed: Vec<Role> = Role::ALL
+                .into_iter()
+                .filter(|r| {
+                    Principal {
+                        subject: "s".into(),
+                        tenant: "t".into(),
+                        role: *r,
+                    }
+                    .may(action)
+                })
+                .collect();
+            assert_eq!(allowed.first(), Some(&action.min_role()), "{action:?}");
+            assert!(allowed.contains(&Role::Commander), "{action:?}");
+            assert_eq!(
+                allowed.len(),
+                Role::ALL.len() - action.min_role() as usize,
+                "{action:?}"
+            );
+        }
+        assert!("Operator".parse::<Role>().is_ok());
+        assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn only_commanders_see_other_tenants() {
+        let op = Principal {
+            subject: "s".into(),
+            tenant: "a".into(),
+            role: Role::Supervisor,
+        };
+        assert!(op.sees("a") && !op.sees("b"));
+        let cmd = Principal {
+            role: Role::Commander,
+            ..op
+        };
+        assert!(cmd.sees("b"));
+    }
+}
