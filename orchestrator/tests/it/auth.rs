@@ -1,0 +1,556 @@
+//! Authentication, the role x call table, tenant isolation, credentials management.
+
+use std::time::Duration;
+
+use cadre_orchestrator::auth::{Action, Role};
+use cadre_proto::v1::{self, TaskState};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use tonic::Code;
+
+use crate::common::*;
+
+fn b64url(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims(overrides: serde_json::Value) -> serde_json::Value {
+    let t = now();
+    let mut c = serde_json::json!({
+        "sub": "mallory", "tenant": "default", "role": "commander",
+        "iss": "cadre", "aud": "cadre", "exp": t + 600, "nbf": t - 10, "iat": t,
+    });
+    for (k, v) in overrides.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+async fn issue(node: &TestNode, tenant: &str, role: &str) -> String {
+    let req = v1::IssueTokenRequest {
+        subject: format!("{role}-{tenant}"),
+        tenant: tenant.into(),
+        role: role.into(),
+        ttl_secs: 600,
+    };
+    node.admin()
+        .await
+        .issue_token(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+}
+
+async fn get_code(node: &TestNode, credential: Option<&str>) -> Code {
+    let req = v1::GetRequest {
+        id: "0190f0f0-0000-7000-8000-000000000000".into(),
+    };
+    match node.tasks_as(credential).await.get(req).await {
+        Ok(_) => Code::Ok,
+        Err(e) => e.code(),
+    }
+}
+
+#[tokio::test]
+async fn forged_and_broken_credentials_are_unauthenticated() {
+    let node = TestNode::start("").await;
+    let secret = std::fs::read_to_string(node.dir.join("data/auth/hs256.key")).unwrap();
+    let secret = secret.trim().as_bytes();
+    let sign = |alg: Algorithm, key: &EncodingKey, c: serde_json::Value| {
+        jsonwebtoken::encode(&Header::new(alg), &c, key).unwrap()
+    };
+    let good_key = EncodingKey::from_secret(secret);
+    // The control: a token signed with the node's secret and sane claims works.
+    let ok = sign(Algorithm::HS256, &good_key, claims(serde_json::json!({})));
+    assert_eq!(
+        get_code(&node, Some(&ok)).await,
+        Code::NotFound,
+        "authenticated, then no such task"
+    );
+
+    let t = now();
+    let alg_none = format!(
+        "{}.{}.",
+        b64url(br#"{"alg":"none","typ":"JWT"}"#),
+        b64url(claims(serde_json::json!({})).to_string().as_bytes())
+    );
+    let forged = [
+        ("alg none", alg_none),
+        (
+            "wrong key",
+            sign(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(b"not-the-node-secret-not-the-node"),
+                claims(serde_json::json!({})),
+            ),
+        ),
+        (
+            "HS384 instead of the pinned HS256",
+            sign(Algorithm::HS384, &good_key, claims(serde_json::json!({}))),
+        ),
+        (
+            "expired",
+            sign(
+                Algorithm::HS256,
+                &good_key,
+                claims(serde_json::json!({"exp": t - 3600})),
+            ),
+        ),
+        (
+            "not yet valid",
+            sign(
+                Algorithm::HS256,
+                &good_key,
+                claims(serde_json::json!({"nbf": t + 3600})),
+            ),
+        ),
+        (
+            "wrong audience",
+            sign(
+                Algorithm::HS256,
+                &good_key,
+                claims(serde_json::json!({"aud": "someone-else"})),
+            ),
+        ),
+        (
+            "wrong issuer",
+            sign(
+                Algorithm::HS256,
+                &good_key,
+                claims(serde_json::json!({"iss": "evil"})),
+            ),
+        ),
+        (
+            "unknown role",
+            sign(
+                Algorithm::HS256,
+                &good_key,
+                claims(serde_json::json!({"role": "root"})),
+            ),
+        ),
+        ("garbage", "definitely.not.a-token".to_string()),
+        ("unknown API key", "cadre_0000_ffff".to_string()),
+        ("API key with a wrong secret", format!("{}x", node.credential())),
+    ];
+    for (what, token) in forged {
+        assert_eq!(
+            get_code(&node, Some(&token)).await,
+            Code::Unauthenticated,
+            "{what}"
+        );
+    }
+    assert_eq!(
+        get_code(&node, None).await,
+        Code::Unauthenticated,
+        "no credential"
+    );
+    let status = node
+        .tasks_as(None)
+        .await
+        .list(v1::ListRequest::default())
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().contains("Bearer"),
+        "the error says what to send: {}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn eddsa_node_refuses_hs256_tokens_made_from_its_public_key() {
+    let node = TestNode::start("[auth]\nalgorithm = \"EdDSA\"\n").await;
+    let token = issue(&node, "default", "observer").await;
+    assert_eq!(token.split('.').next().map(|h| h.len() > 10), Some(true));
+    assert_eq!(
+        get_code(&node, Some(&token)).await,
+        Code::NotFound,
+        "EdDSA tokens work"
+    );
+    // Key confusion: HMAC-sign with the public key as the secret.
+    let public = std::fs::read(node.dir.join("data/auth/ed25519-public.pem")).unwrap();
+    let confused = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(serde_json::json!({})),
+        &EncodingKey::from_secret(&public),
+    )
+    .unwrap();
+    assert_eq!(get_code(&node, Some(&confused)).await, Code::Unauthenticated);
+}
+
+/// One call per action, made with `cred`; returns the status code (Ok for success).
+async fn call(node: &TestNode, cred: &str, action: Action, own_task: &str) -> Code {
+    let mut t = node.tasks_as(Some(cred)).await;
+    let mut a = node.admin_as(Some(cred)).await;
+    let mut p = node.peer_as(Some(cred)).await;
+    let code = |r: Result<(), tonic::Status>| r.err().map(|e| e.code()).unwrap_or(Code::Ok);
+    match action {
+        Action::GetTask => code(t.get(v1::GetRequest { id: own_task.into() }).await.map(drop)),
+        Action::ListTasks => code(t.list(v1::ListRequest::default()).await.map(drop)),
+        Action::WatchTasks => code(
+            t.watch(v1::WatchRequest {
+                task_id: own_task.into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        ),
+        Action::SubmitTask => code(
+            t.submit(v1::SubmitRequest {
+                spec: Some(spec("system.debug.echo", "{}")),
+            })
+            .await
+            .map(drop),
+        ),
+        Action::CancelTask => code(
+            t.cancel(v1::CancelRequest {
+                id: own_task.into(),
+                reason: String::new(),
+            })
+            .await
+            .map(drop),
+        ),
+        Action::Delegate => {
+            let req = v1::DelegateRequest {
+                parent_id: own_task.into(),
+                spec: Some(spec("system.debug.echo", "{}")),
+                wait_ms: 0,
+            };
+            code(p.delegate(req).await.map(drop))
+        }
+        Action::Status => code(a.status(v1::StatusRequest {}).await.map(drop)),
+        Action::Scale => {
+            let req = v1::ScaleRequest {
+                supervisor: "system".into(),
+                worker_kind: "health".into(),
+                replicas: 2,
+            };
+            code(a.scale(req).await.map(drop))
+        }
+        Action::Reload => code(a.reload_config(v1::ReloadConfigRequest {}).await.map(drop)),
+        Action::ReadMetrics => {
+            let addr = node.http.trim_start_matches("http://");
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let req = format!("GET /metrics HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {cred}\r\n\r\n");
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut buf = String::new();
+            s.read_to_string(&mut buf).await.unwrap();
+            match buf.split_whitespace().nth(1) {
+                Some("200") => Code::Ok,
+                Some("403") => Code::PermissionDenied,
+                other => panic!("/metrics answered {other:?}"),
+            }
+        }
+        Action::IssueToken => {
+            let req = v1::IssueTokenRequest {
+                subject: "x".into(),
+                tenant: "t1".into(),
+                role: "observer".into(),
+                ttl_secs: 60,
+            };
+            code(a.issue_token(req).await.map(drop))
+        }
+        Action::ManageKeys => code(a.list_api_keys(v1::ListApiKeysRequest {}).await.map(drop)),
+    }
+}
+
+#[tokio::test]
+async fn every_role_may_make_exactly_the_calls_the_table_allows() {
+    let node = TestNode::start("").await;
+    for role in Role::ALL {
+        let cred = issue(&node, "t1", role.as_str()).await;
+        // A task of this tenant, submitted by an operator, for the calls that need one.
+        let op = issue(&node, "t1", "operator").await;
+        let own = submit(
+            &mut node.tasks_as(Some(&op)).await,
+            spec("system.debug.sleep", r#"{"ms": 2000}"#),
+        )
+        .await
+        .id;
+        for action in Action::ALL {
+            let code = call(&node, &cred, action, &own).await;
+            let allowed = role >= action.min_role();
+            if allowed {
+                assert!(
+                    !matches!(code, Code::PermissionDenied | Code::Unauthenticated),
+                    "{role} should be allowed {action:?}, got {code:?}"
+                );
+            } else {
+                assert_eq!(code, Code::PermissionDenied, "{role} must be refused {action:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn tenants_never_see_each_other() {
+    let node = TestNode::start("").await;
+    let alice = issue(&node, "alice", "operator").await;
+    let bob = issue(&node, "bob", "operator").await;
+    let mut a = node.tasks_as(Some(&alice)).await;
+    let mut b = node.tasks_as(Some(&bob)).await;
+    // Bob watches everything he may see, from the start.
+    let mut bob_stream = b.watch(v1::WatchRequest::default()).await.unwrap().into_inner();
+
+    let secret = run(&mut a, spec("system.debug.echo", r#"{"secret":"alice"}"#)).await;
+    assert_eq!(secret.tenant, "alice");
+    let running = submit(&mut a, spec("system.debug.sleep", r#"{"ms": 5000}"#)).await;
+    let mine = run(&mut b, spec("system.debug.echo", r#"{"mine":"bob"}"#)).await;
+
+    for id in [&secret.id, &running.id] {
+        assert_eq!(
+            b.get(v1::GetRequest { id: id.clone() }).await.unwrap_err().code(),
+            Code::NotFound
+        );
+        let cancel = v1::CancelRequest {
+            id: id.clone(),
+            reason: String::new(),
+        };
+        assert_eq!(b.cancel(cancel).await.unwrap_err().code(), Code::NotFound);
+        let watch = v1::WatchRequest {
+            task_id: id.clone(),
+            ..Default::default()
+        };
+        assert_eq!(b.watch(watch).await.unwrap_err().code(), Code::NotFound);
+    }
+    let listed = b
+        .list(v1::ListRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    assert_eq!(
+        listed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        vec![mine.id.as_str()]
+    );
+    // Bob's filter stream carries only his own task's events.
+    for _ in 0..3 {
+        let e = tokio::time::timeout(Duration::from_secs(10), bob_stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.task_id, mine.id);
+        assert_eq!(e.tenant, "bob");
+    }
+    // Parent ids of another tenant are refused too.
+    let sneaky = v1::TaskSpec {
+        parent_id: secret.id.clone(),
+        ..spec("system.debug.echo", "{}")
+    };
+    assert_eq!(
+        b.submit(v1::SubmitRequest { spec: Some(sneaky) })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    // Alice's running task was not cancelled by Bob; a commander sees both tenants.
+    assert_eq!(state(&get(&mut a, &running.id).await), TaskState::Running);
+    let all = node
+        .tasks()
+        .await
+        .list(v1::ListRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    assert_eq!(all.len(), 3);
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_stored_hashed_and_revocable() {
+    let node = TestNode::start("").await;
+    let mut admin = node.admin().await;
+    let created = admin
+        .create_api_key(v1::CreateApiKeyRequest {
+            name: "ci-bot".into(),
+            tenant: "ci".into(),
+            role: "operator".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let key = created.key.unwrap();
+    assert!(created.secret.starts_with(&format!("cadre_{}_", key.id)));
+    let t = run(
+        &mut node.tasks_as(Some(&created.secret)).await,
+        spec("system.debug.echo", "{}"),
+    )
+    .await;
+    assert_eq!(t.tenant, "ci");
+
+    let listed = admin
+        .list_api_keys(v1::ListApiKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    assert!(
+        listed
+            .iter()
+            .any(|k| k.id == key.id && k.role == "operator" && k.revoked_at_ms == 0)
+    );
+    let db = std::fs::read(node.db_path()).unwrap_or_default();
+    let wal = std::fs::read(node.db_path().with_extension("db-wal")).unwrap_or_default();
+    let secret_part = created.secret.rsplit('_').next().unwrap().as_bytes();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes.windows(secret_part.len()).any(|w| w == secret_part),
+            "the secret is not stored"
+        );
+    }
+
+    admin
+        .revoke_api_key(v1::RevokeApiKeyRequest { id: key.id.clone() })
+        .await
+        .unwrap();
+    assert_eq!(
+        get_code(&node, Some(&created.secret)).await,
+        Code::Unauthenticated,
+        "revoked keys stop at once"
+    );
+    let again = admin
+        .revoke_api_key(v1::RevokeApiKeyRequest { id: key.id })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::NotFound);
+    let bad_role = v1::CreateApiKeyRequest {
+        name: "x".into(),
+        tenant: "ci".into(),
+        role: "root".into(),
+    };
+    assert_eq!(
+        admin.create_api_key(bad_role).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    let bad_ttl = v1::IssueTokenRequest {
+        subject: "x".into(),
+        tenant: "ci".into(),
+        role: "observer".into(),
+        ttl_secs: 0,
+    };
+    assert_eq!(
+        admin.issue_token(bad_ttl).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+}
+
+#[tokio::test]
+async fn first_start_writes_a_private_commander_credential_the_cli_uses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = TestNode::start_in(tmp.path(), "").await;
+    let path = node.dir.join("data/credentials");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let data = node.dir.join("data");
+    let cadre = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
+            .env_remove("CADRE_TOKEN")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = cadre(&[
+        "token", "issue", "--tenant", "acme", "--role", "observer", "--ttl", "1h",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let out = cadre(&["--token", &token, "submit", "system.debug.echo", "{}"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("PermissionDenied"),
+        "{out:?}"
+    );
+    let out = cadre(&[
+        "key", "create", "--name", "bot", "--tenant", "acme", "--role", "operator",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let out = cadre(&["--token", &key, "submit", "system.debug.echo", "{}", "--wait"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = cadre(&["key", "list"]);
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listing.contains("bot") && listing.contains("bootstrap-commander") && !listing.contains(&key),
+        "{listing}"
+    );
+    // A restart keeps the same credential.
+    let before = std::fs::read_to_string(&path).unwrap();
+    assert!(node.stop().await.success());
+    let node = TestNode::start_in(tmp.path(), "").await;
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    assert_eq!(get_code(&node, Some(before.trim())).await, Code::NotFound);
+}
+
+#[tokio::test]
+async fn auth_none_is_explicit_and_metrics_can_be_public() {
+    let node = TestNode::start("[auth]\nmode = \"none\"\nmetrics_public = true\n").await;
+    assert_eq!(
+        get_code(&node, None).await,
+        Code::NotFound,
+        "no credential needed"
+    );
+    assert!(!node.dir.join("data/credentials").exists());
+    let addr = node.http.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    assert!(
+        buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200"),
+        "{buf}"
+    );
+    let log = std::fs::read_to_string(node.dir.join("serve.log")).unwrap();
+    assert!(
+        log.contains("auth.mode = \\\"none\\\"") || log.contains("auth.mode = \"none\""),
+        "{log}"
+    );
+
+    // With auth on, /metrics without a credential is 401 with a Bearer challenge; /health is open.
+    let secure = TestNode::start("").await;
+    let addr = secure.http.trim_start_matches("http://");
+    for (path, want) in [("/metrics", "401"), ("/health", "200"), ("/ready", "200")] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.unwrap();
+        assert_eq!(buf.split_whitespace().nth(1), Some(want), "{path}: {buf}");
+        if want == "401" {
+            assert!(
+                buf.to_ascii_lowercase().contains("www-authenticate: bearer"),
+                "{buf}"
+            );
+        }
+    }
+}
