@@ -17,9 +17,12 @@ use clap::{Args, Parser, Subcommand};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use crate::audit;
 use crate::auth::Bearer;
 use crate::config::{Config, ConfigSource, Overrides};
 use crate::server::{self, Endpoints};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
 use crate::telemetry;
 
 /// cadre: a hierarchical, actor-based task orchestrator for AI-agent work.
@@ -93,6 +96,12 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Check or export the audit chain of a node's data dir (reads the database directly).
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Configuration tools.
     Config {
         /// What to do with the config.
@@ -108,6 +117,23 @@ pub enum ConfigCommand {
     Check {
         /// The file; default: ./cadre.toml if present, else the built-in defaults.
         file: Option<PathBuf>,
+    },
+}
+
+/// `cadre audit ...`
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Verify every link and signature of the chain and its signed head; exit 1 on tampering.
+    Verify,
+    /// Write an evidence package for one task: its audit records, the node's public key and
+    /// the signed head, with instructions to verify them.
+    Export {
+        /// The task id.
+        #[arg(long)]
+        task: String,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -254,6 +280,13 @@ pub struct TasksArgs {
 pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Serve(args) => serve(args, cli.data_dir).await.map(|_| 0),
+        Command::Audit { command } => {
+            audit_command(
+                command,
+                cli.data_dir.as_deref().unwrap_or(Path::new("cadre-data")),
+            )
+            .await
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {
@@ -579,7 +612,71 @@ async fn client(command: Command, channel: Channel, bearer: Bearer) -> Result<i3
             }
             Ok(0)
         }
-        Command::Serve(_) | Command::Config { .. } => unreachable!("handled before connecting"),
+        Command::Serve(_) | Command::Config { .. } | Command::Audit { .. } => {
+            unreachable!("handled before connecting")
+        }
+    }
+}
+
+/// How to check an evidence package by hand; written into every package.
+const EVIDENCE_HOWTO: &str = "Each record's hash is SHA-256 over its prev_hash (hex text) followed by the \
+compact JSON array [seq, {at_ms, actor, tenant, role, action, target, outcome, detail}] (fields in that \
+order). Each signature is Ed25519 (hex) over the hash's hex text, by node_public_key_pem. The head's \
+signature covers the text head:<seq>:<hash>. `cadre audit verify --data-dir DIR` checks the whole chain.";
+
+async fn audit_command(command: AuditCommand, data_dir: &Path) -> Result<i32> {
+    let store = SqliteStore::open_read_only(&data_dir.join("cadre.db")).await?;
+    let public_pem = std::fs::read_to_string(data_dir.join(audit::NODE_PUBLIC_KEY_FILE))
+        .with_context(|| format!("cannot read the node public key in {}", data_dir.display()))?;
+    let key = audit::public_key(&public_pem)?;
+    let head: Option<audit::SignedHead> = std::fs::read(data_dir.join(audit::HEAD_FILE))
+        .ok()
+        .map(|b| serde_json::from_slice(&b))
+        .transpose()
+        .context("the signed head file is not valid JSON")?;
+    match command {
+        AuditCommand::Verify => {
+            let records = store.audit_records(None).await?;
+            match audit::verify(&records, head.as_ref(), &key) {
+                Ok(n) => {
+                    let at = head
+                        .as_ref()
+                        .map(|h| h.seq.to_string())
+                        .unwrap_or_else(|| "none".into());
+                    println!(
+                        "audit chain OK: {n} records, every link and signature valid; signed head at {at}"
+                    );
+                    Ok(0)
+                }
+                Err(t) => bail!("audit chain TAMPERED: {t}"),
+            }
+        }
+        AuditCommand::Export { task, out } => {
+            let id: cadre_proto::TaskId = task.parse()?;
+            let records = store.audit_records(Some(&id.to_string())).await?;
+            let package = serde_json::json!({
+                "task_id": id.to_string(),
+                "generated_at_ms": crate::store::sqlite::now_ms(),
+                "node_public_key_pem": public_pem,
+                "signed_head": head,
+                "records": records,
+                "how_to_verify": EVIDENCE_HOWTO,
+            });
+            let text = serde_json::to_string_pretty(&package)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!(
+                        "wrote {} audit records for task {id} to {}",
+                        records.len(),
+                        path.display()
+                    );
+                }
+                None => println!("{text}"),
+            }
+            Ok(0)
+        }
     }
 }
 

@@ -35,11 +35,12 @@ pub struct PeerApi(pub Arc<Node>);
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::TaskEvent, Status>> + Send>>;
 
-/// Authenticates the request's `authorization` metadata and checks `action`.
-fn authorize<T>(node: &Node, req: &Request<T>, action: Action) -> Result<Principal, Status> {
+/// Authenticates the request's `authorization` metadata and checks `action` (refusals are
+/// logged and audited).
+async fn authorize<T>(node: &Node, req: &Request<T>, action: Action) -> Result<Principal, Status> {
     let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
-    node.auth.authorize(header, action).map_err(|e| {
-        tracing::warn!(?action, error = %e, "call refused");
+    node.authorize(header, action).await.map_err(|e| {
+        tracing::warn!(action = action.name(), error = %e, "call refused");
         Status::from(e)
     })
 }
@@ -63,7 +64,7 @@ fn key_to_wire(k: &ApiKeyRecord) -> v1::ApiKey {
 #[tonic::async_trait]
 impl TaskService for TaskApi {
     async fn submit(&self, req: Request<v1::SubmitRequest>) -> Result<Response<v1::SubmitResponse>, Status> {
-        let p = authorize(&self.0, &req, Action::SubmitTask)?;
+        let p = authorize(&self.0, &req, Action::SubmitTask).await?;
         let (task, created) = self.0.submit(&p, req.get_ref().spec.as_ref()).await?;
         Ok(Response::new(v1::SubmitResponse {
             task: Some(task.to_wire()),
@@ -75,19 +76,28 @@ impl TaskService for TaskApi {
         &self,
         req: Request<v1::SubmitAndWaitRequest>,
     ) -> Result<Response<v1::Task>, Status> {
-        let p = authorize(&self.0, &req, Action::SubmitTask)?;
+        let p = authorize(&self.0, &req, Action::SubmitTask).await?;
         let r = req.get_ref();
         let task = self.0.submit_and_wait(&p, r.spec.as_ref(), r.wait_ms).await?;
+        self.0
+            .audit(
+                Some(&p),
+                "task.submit",
+                &task.id.to_string(),
+                "ok",
+                &task.spec.task_type,
+            )
+            .await;
         Ok(Response::new(task.to_wire()))
     }
 
     async fn get(&self, req: Request<v1::GetRequest>) -> Result<Response<v1::Task>, Status> {
-        let p = authorize(&self.0, &req, Action::GetTask)?;
+        let p = authorize(&self.0, &req, Action::GetTask).await?;
         Ok(Response::new(self.0.get(&p, &req.get_ref().id).await?.to_wire()))
     }
 
     async fn cancel(&self, req: Request<v1::CancelRequest>) -> Result<Response<v1::Task>, Status> {
-        let p = authorize(&self.0, &req, Action::CancelTask)?;
+        let p = authorize(&self.0, &req, Action::CancelTask).await?;
         let r = req.get_ref();
         Ok(Response::new(
             self.0.cancel(&p, &r.id, &r.reason).await?.to_wire(),
@@ -95,7 +105,7 @@ impl TaskService for TaskApi {
     }
 
     async fn list(&self, req: Request<v1::ListRequest>) -> Result<Response<v1::ListResponse>, Status> {
-        let p = authorize(&self.0, &req, Action::ListTasks)?;
+        let p = authorize(&self.0, &req, Action::ListTasks).await?;
         let (tasks, next_page_token) = self.0.list(&p, req.get_ref()).await?;
         Ok(Response::new(v1::ListResponse {
             tasks: tasks.iter().map(|t| t.to_wire()).collect(),
@@ -106,7 +116,7 @@ impl TaskService for TaskApi {
     type WatchStream = EventStream;
 
     async fn watch(&self, req: Request<v1::WatchRequest>) -> Result<Response<EventStream>, Status> {
-        let p = authorize(&self.0, &req, Action::WatchTasks)?;
+        let p = authorize(&self.0, &req, Action::WatchTasks).await?;
         let rx = self.0.watch(&p, req.get_ref()).await?;
         let stream =
             ReceiverStream::new(rx).map(|r| r.map(|e| e.to_wire()).map_err(|e| Status::from(Error::from(e))));
@@ -117,14 +127,24 @@ impl TaskService for TaskApi {
 #[tonic::async_trait]
 impl AdminService for AdminApi {
     async fn status(&self, req: Request<v1::StatusRequest>) -> Result<Response<v1::StatusResponse>, Status> {
-        authorize(&self.0, &req, Action::Status)?;
+        authorize(&self.0, &req, Action::Status).await?;
         Ok(Response::new(self.0.status().await?))
     }
 
     async fn scale(&self, req: Request<v1::ScaleRequest>) -> Result<Response<v1::ScaleResponse>, Status> {
-        authorize(&self.0, &req, Action::Scale)?;
+        let p = authorize(&self.0, &req, Action::Scale).await?;
         let r = req.get_ref();
         let pool = self.0.scale(&r.supervisor, &r.worker_kind, r.replicas).await?;
+        let target = format!("{}/{}", r.supervisor, r.worker_kind);
+        self.0
+            .audit(
+                Some(&p),
+                "admin.scale",
+                &target,
+                "ok",
+                &format!("replicas {}", r.replicas),
+            )
+            .await;
         Ok(Response::new(v1::ScaleResponse { pool: Some(pool) }))
     }
 
@@ -132,7 +152,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<v1::ReloadConfigRequest>,
     ) -> Result<Response<v1::ReloadConfigResponse>, Status> {
-        authorize(&self.0, &req, Action::Reload)?;
+        authorize(&self.0, &req, Action::Reload).await?;
         Ok(Response::new(v1::ReloadConfigResponse {
             changes: self.0.reload().await?,
         }))
@@ -142,7 +162,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<v1::IssueTokenRequest>,
     ) -> Result<Response<v1::IssueTokenResponse>, Status> {
-        let p = authorize(&self.0, &req, Action::IssueToken)?;
+        let p = authorize(&self.0, &req, Action::IssueToken).await?;
         let r = req.get_ref();
         let role = parse_role(&r.role)?;
         let subject = if r.subject.is_empty() {
@@ -154,6 +174,10 @@ impl AdminService for AdminApi {
         let token = self.0.auth.issue_token(&subject, &r.tenant, role, ttl)?;
         let expires_at_ms = crate::store::sqlite::now_ms() + ttl.as_millis() as i64;
         tracing::info!(by = %p.subject, %subject, tenant = %r.tenant, %role, "token issued");
+        let detail = format!("tenant {} role {role} ttl {} s", r.tenant, r.ttl_secs);
+        self.0
+            .audit(Some(&p), "token.issue", &subject, "ok", &detail)
+            .await;
         Ok(Response::new(v1::IssueTokenResponse { token, expires_at_ms }))
     }
 
@@ -161,11 +185,13 @@ impl AdminService for AdminApi {
         &self,
         req: Request<v1::CreateApiKeyRequest>,
     ) -> Result<Response<v1::CreateApiKeyResponse>, Status> {
-        let p = authorize(&self.0, &req, Action::ManageKeys)?;
+        let p = authorize(&self.0, &req, Action::ManageKeys).await?;
         let r = req.get_ref();
         let role = parse_role(&r.role)?;
         let (key, secret) = self.0.auth.create_key(&r.name, &r.tenant, role).await?;
         tracing::info!(by = %p.subject, id = %key.id, name = %key.name, tenant = %key.tenant, %role, "API key created");
+        let detail = format!("name {} tenant {} role {role}", key.name, key.tenant);
+        self.0.audit(Some(&p), "key.create", &key.id, "ok", &detail).await;
         Ok(Response::new(v1::CreateApiKeyResponse {
             key: Some(key_to_wire(&key)),
             secret,
@@ -176,7 +202,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<v1::ListApiKeysRequest>,
     ) -> Result<Response<v1::ListApiKeysResponse>, Status> {
-        authorize(&self.0, &req, Action::ManageKeys)?;
+        authorize(&self.0, &req, Action::ManageKeys).await?;
         let keys = self.0.auth.list_keys().iter().map(key_to_wire).collect();
         Ok(Response::new(v1::ListApiKeysResponse { keys }))
     }
@@ -185,9 +211,12 @@ impl AdminService for AdminApi {
         &self,
         req: Request<v1::RevokeApiKeyRequest>,
     ) -> Result<Response<v1::ApiKey>, Status> {
-        let p = authorize(&self.0, &req, Action::ManageKeys)?;
+        let p = authorize(&self.0, &req, Action::ManageKeys).await?;
         let key = self.0.auth.revoke_key(&req.get_ref().id).await?;
         tracing::info!(by = %p.subject, id = %key.id, "API key revoked");
+        self.0
+            .audit(Some(&p), "key.revoke", &key.id, "ok", &key.name)
+            .await;
         Ok(Response::new(key_to_wire(&key)))
     }
 }
@@ -195,7 +224,7 @@ impl AdminService for AdminApi {
 #[tonic::async_trait]
 impl SupervisorPeer for PeerApi {
     async fn delegate(&self, req: Request<v1::DelegateRequest>) -> Result<Response<v1::Task>, Status> {
-        let p = authorize(&self.0, &req, Action::Delegate)?;
+        let p = authorize(&self.0, &req, Action::Delegate).await?;
         let r = req.get_ref();
         let mut spec = r
             .spec
@@ -206,6 +235,15 @@ impl SupervisorPeer for PeerApi {
         }
         spec.parent_id = r.parent_id.clone();
         let task = self.0.submit_and_wait(&p, Some(&spec), r.wait_ms).await?;
+        self.0
+            .audit(
+                Some(&p),
+                "task.delegate",
+                &task.id.to_string(),
+                "ok",
+                &r.parent_id,
+            )
+            .await;
         Ok(Response::new(task.to_wire()))
     }
 
@@ -213,7 +251,7 @@ impl SupervisorPeer for PeerApi {
         &self,
         req: Request<v1::PeerStatusRequest>,
     ) -> Result<Response<v1::SupervisorStatus>, Status> {
-        authorize(&self.0, &req, Action::Status)?;
+        authorize(&self.0, &req, Action::Status).await?;
         let name = &req.get_ref().supervisor;
         let status = self.0.status().await?;
         status

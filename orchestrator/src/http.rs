@@ -45,7 +45,7 @@ async fn ready(State(node): State<Arc<Node>>) -> impl IntoResponse {
 async fn metrics(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
     if !node.config().auth.metrics_public {
         let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        if let Err(e) = node.auth.authorize(bearer, Action::ReadMetrics) {
+        if let Err(e) = node.authorize(bearer, Action::ReadMetrics).await {
             let status = match e {
                 Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
                 _ => StatusCode::UNAUTHORIZED,

@@ -8,10 +8,12 @@
 //! - [`orchestrator`]: the tier-0 actor that spawns, feeds and restarts the supervisors.
 //! - [`node`]: the operations every face calls (submit, get, cancel, list, watch, status, ...).
 //! - [`grpc`], [`http`]: the network faces. [`server`]: start-up and shutdown.
+//! - [`audit`]: the signed, hash-linked audit chain and its verification.
 //! - [`auth`]: credentials (JWT, API keys), roles and the permission table.
 //! - [`telemetry`]: logs and metrics. [`cli`]: the `cadre` command line.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -9,7 +9,8 @@ use cadre_proto::{SpecError, SpecLimits, TaskId, TaskRecord, TaskSpec, TaskState
 use ractor::ActorRef;
 use tokio::sync::mpsc;
 
-use crate::auth::{Authenticator, Principal};
+use crate::audit::AuditDraft;
+use crate::auth::{Action, Authenticator, Principal};
 use crate::config::{Config, ConfigSource};
 use crate::error::{Error, Result};
 use crate::hub::Hub;
@@ -378,6 +379,38 @@ impl Node {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = keep;
         tracing::info!(?changes, "config reloaded");
         Ok(changes)
+    }
+
+    /// Records a security-relevant act in the audit chain (sealed in commit order).
+    pub async fn audit(
+        &self,
+        p: Option<&Principal>,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: &str,
+    ) {
+        self.writer
+            .audit(AuditDraft::new(p, action, target, outcome, detail))
+            .await;
+    }
+
+    /// Authenticates an `authorization` header and checks `action`; refusals are audited.
+    pub async fn authorize(&self, header: Option<&str>, action: Action) -> Result<Principal> {
+        let p = match self.auth.authenticate(header) {
+            Ok(p) => p,
+            Err(e) => {
+                self.audit(None, action.name(), "", "unauthenticated", &e.to_string())
+                    .await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = Authenticator::check(&p, action) {
+            self.audit(Some(&p), action.name(), "", "denied", &e.to_string())
+                .await;
+            return Err(e);
+        }
+        Ok(p)
     }
 
     /// Whether the node can accept work (store reachable).

@@ -22,6 +22,7 @@ use ractor::Actor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::{self, Sealer};
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigSource};
 use crate::grpc::{AdminApi, PeerApi, TaskApi};
@@ -118,12 +119,20 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
     let store = open_store(&config).await?;
     let hub = Hub::new(config.limits.event_buffer);
     let pending = store.count_unfinished().await?;
+    let (tail_seq, tail_hash) = store.audit_tail().await?;
+    let sealer = Sealer::new(
+        audit::node_key(&config.node.data_dir)?,
+        &config.node.data_dir,
+        tail_seq,
+        tail_hash,
+    );
     let (writer, writer_task) = Writer::spawn(
         store.clone(),
         hub.clone(),
         config.store.batch_max,
         config.store.queue_capacity,
         pending,
+        Some(sealer),
     );
     let sink: Arc<dyn TaskSink> = Arc::new(writer.clone());
     let recovery = Recovery {

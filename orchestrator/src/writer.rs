@@ -18,6 +18,7 @@ use cadre_proto::{TaskId, TaskRecord};
 use cadre_supervisors::{TaskSink, Transition};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit::{AuditDraft, Sealer};
 use crate::hub::Hub;
 use crate::store::{Store, StoreError, WriteOp, WriteOutcome, sqlite::now_ms};
 
@@ -36,17 +37,31 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task. `pending` starts at the store's count of unfinished tasks.
+    /// Records an audit act; the writer seals it into the chain in commit order. Waits only
+    /// for room in the queue.
+    pub async fn audit(&self, draft: AuditDraft) {
+        let req = Request {
+            op: Some(WriteOp::AuditDraft(Box::new(draft))),
+            reply: None,
+        };
+        if self.tx.send(req).await.is_err() {
+            tracing::warn!("writer stopped; audit record dropped");
+        }
+    }
+
+    /// Starts the writer task. `pending` starts at the store's count of unfinished tasks;
+    /// `sealer` continues the audit chain (None: audit drafts are dropped).
     pub fn spawn(
         store: Arc<dyn Store>,
         hub: Hub,
         batch_max: usize,
         capacity: usize,
         pending: u64,
+        sealer: Option<Sealer>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
         let pending = Arc::new(AtomicU64::new(pending));
-        let handle = tokio::spawn(run(store, hub, rx, batch_max, pending.clone()));
+        let handle = tokio::spawn(run(store, hub, rx, batch_max, pending.clone(), sealer));
         (Writer { tx, pending }, handle)
     }
 
@@ -129,10 +144,21 @@ async fn run(
     mut rx: mpsc::Receiver<Request>,
     batch_max: usize,
     pending: Arc<AtomicU64>,
+    mut sealer: Option<Sealer>,
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut batch, batch_max).await > 0 {
         let mut backoff = Duration::from_millis(50);
+        // Seal audit drafts once, in batch order: a retried batch keeps its records.
+        let mut audited = false;
+        for req in &mut batch {
+            if let Some(WriteOp::AuditDraft(d)) = &req.op {
+                audited = true;
+                req.op = sealer
+                    .as_mut()
+                    .map(|s| WriteOp::Audit(Box::new(s.seal((**d).clone()))));
+            }
+        }
         loop {
             let ops: Vec<WriteOp> = batch.iter().filter_map(|r| r.op.clone()).collect();
             let applied = if ops.is_empty() {
@@ -158,6 +184,9 @@ async fn run(
                         if let Some(reply) = req.reply {
                             let _ = reply.send(Ok(outcome));
                         }
+                    }
+                    if audited && let Some(Err(e)) = sealer.as_ref().map(Sealer::write_head) {
+                        tracing::error!(error = %e, "cannot write the signed audit head");
                     }
                     break;
                 }

@@ -66,7 +66,7 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
     let mut buf = [0u8; N];
     getrandom::fill(&mut buf).map_err(|e| Error::Unavailable(format!("no randomness: {e}")))?;
     Ok(buf)
@@ -93,7 +93,7 @@ fn unix_now() -> u64 {
 }
 
 /// Writes a secret file readable only by its owner.
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -115,7 +115,10 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn read_or_create(path: &Path, create: impl FnOnce() -> Result<Vec<u8>, Error>) -> Result<Vec<u8>, Error> {
+pub(crate) fn read_or_create(
+    path: &Path,
+    create: impl FnOnce() -> Result<Vec<u8>, Error>,
+) -> Result<Vec<u8>, Error> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -287,15 +290,22 @@ impl Authenticator {
     /// Authenticates, then checks the ring against `action`.
     pub fn authorize(&self, header: Option<&str>, action: Action) -> Result<Principal, Error> {
         let p = self.authenticate(header)?;
-        if !p.may(action) {
-            return Err(Error::PermissionDenied(format!(
-                "{} ({}) may not {action:?}: it needs the {} role",
-                p.subject,
-                p.role,
-                action.min_role()
-            )));
-        }
+        Self::check(&p, action)?;
         Ok(p)
+    }
+
+    /// Checks the principal's ring against `action`.
+    pub fn check(p: &Principal, action: Action) -> Result<(), Error> {
+        if p.may(action) {
+            return Ok(());
+        }
+        Err(Error::PermissionDenied(format!(
+            "{} ({}) may not {}: it needs the {} role",
+            p.subject,
+            p.role,
+            action.name(),
+            action.min_role()
+        )))
     }
 
     /// Issues a JWT for `subject` in `tenant` with `role`, valid for `ttl` (at most `auth.max_token_ttl_secs`).

@@ -96,6 +96,24 @@ impl Action {
         Action::ManageKeys,
     ];
 
+    /// The name used in audit records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::GetTask => "task.get",
+            Action::ListTasks => "task.list",
+            Action::WatchTasks => "task.watch",
+            Action::SubmitTask => "task.submit",
+            Action::CancelTask => "task.cancel",
+            Action::Delegate => "task.delegate",
+            Action::Status => "admin.status",
+            Action::Scale => "admin.scale",
+            Action::Reload => "admin.reload",
+            Action::ReadMetrics => "metrics.read",
+            Action::IssueToken => "token.issue",
+            Action::ManageKeys => "key.manage",
+        }
+    }
+
     /// The innermost ring allowed to do this. This is the whole permission table.
     pub fn min_role(self) -> Role {
         match self {

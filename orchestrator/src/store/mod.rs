@@ -22,6 +22,10 @@ pub enum WriteOp {
     Insert(Box<TaskRecord>),
     /// A state change decided by a supervisor.
     Transition(Transition),
+    /// An audit act, sealed by the writer into an [`WriteOp::Audit`] record before it is stored.
+    AuditDraft(Box<crate::audit::AuditDraft>),
+    /// A sealed audit record, appended to the chain.
+    Audit(Box<crate::audit::AuditRecord>),
     /// A progress report of a running attempt (dropped if the attempt is no longer running).
     Progress {
         /// The task.
@@ -156,6 +160,10 @@ pub trait Store: Send + Sync + 'static {
     async fn count_unfinished(&self) -> StoreResult<u64>;
     /// Cheap reachability check for /ready.
     async fn ping(&self) -> StoreResult<()>;
+    /// The last audit record's seq and hash (0 and GENESIS for an empty chain).
+    async fn audit_tail(&self) -> StoreResult<(u64, String)>;
+    /// Audit records in seq order: all, or those whose target is `target`.
+    async fn audit_records(&self, target: Option<&str>) -> StoreResult<Vec<crate::audit::AuditRecord>>;
     /// Stores a new API key.
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
     /// Every API key, revoked ones included.

@@ -18,6 +18,8 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use cadre_supervisors::Transition;
 
+use crate::audit::{AuditDraft, AuditRecord};
+
 use super::{ApiKeyRecord, EventFilter, Store, StoreError, StoreResult, TaskFilter, WriteOp, WriteOutcome};
 
 /// SQLite-backed [`Store`]. It assumes it is the only writer of its file (the data dir lock
@@ -323,6 +325,23 @@ impl SqliteStore {
         Self::open_with(opts, synchronous_full).await
     }
 
+    /// Opens an existing database read-only, without migrating (for `cadre audit`, even while
+    /// a node runs on it).
+    pub async fn open_read_only(path: &Path) -> StoreResult<Self> {
+        if !path.is_file() {
+            return Err(StoreError(format!("no database at {}", path.display())));
+        }
+        let opts = SqliteConnectOptions::new().filename(path).read_only(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
+        Ok(SqliteStore {
+            pool,
+            cache: Arc::default(),
+        })
+    }
+
     /// Opens a `sqlite:` URL.
     pub async fn open_url(url: &str, synchronous_full: bool) -> StoreResult<Self> {
         let opts = SqliteConnectOptions::from_str(url)?;
@@ -452,6 +471,32 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn insert_audit(conn: &mut SqliteConnection, records: &[&AuditRecord]) -> StoreResult<()> {
+        for chunk in records.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO audit (seq, at_ms, actor, tenant, role, action, target, outcome, detail, prev_hash, \
+                 hash, signature) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                let d = &r.draft;
+                b.push_bind(r.seq as i64)
+                    .push_bind(d.at_ms)
+                    .push_bind(d.actor.clone())
+                    .push_bind(d.tenant.clone())
+                    .push_bind(d.role.clone())
+                    .push_bind(d.action.clone())
+                    .push_bind(d.target.clone())
+                    .push_bind(d.outcome.clone())
+                    .push_bind(d.detail.clone())
+                    .push_bind(r.prev_hash.clone())
+                    .push_bind(r.hash.clone())
+                    .push_bind(r.signature.clone());
+            });
+            qb.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
     async fn update_tasks(conn: &mut SqliteConnection, rows: &[(TaskId, RowUpdate)]) -> StoreResult<()> {
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut qb = QueryBuilder::<Sqlite>::new(
@@ -528,6 +573,7 @@ impl Store for SqliteStore {
         };
         plan.cursor = plan.cache.next_cursor;
         let mut outcomes = Vec::with_capacity(ops.len());
+        let mut audit: Vec<&AuditRecord> = Vec::new();
         for op in ops {
             let outcome = match op {
                 WriteOp::Insert(rec) if inserted.contains(&rec.id.to_string()) => plan.insert(rec),
@@ -551,10 +597,16 @@ impl Store for SqliteStore {
                     fraction,
                     message,
                 } => plan.progress(*task_id, *attempt, *fraction, message, now),
+                WriteOp::Audit(r) => {
+                    audit.push(&**r);
+                    WriteOutcome::Ignored
+                }
+                WriteOp::AuditDraft(_) => WriteOutcome::Ignored, // the writer seals drafts first
             };
             outcomes.push(outcome);
         }
         Self::insert_events(&mut tx, &plan.events).await?;
+        Self::insert_audit(&mut tx, &audit).await?;
         let rows: Vec<(TaskId, RowUpdate)> = plan.rows.drain(..).collect();
         Self::update_tasks(&mut tx, &rows).await?;
         tx.commit().await?;
@@ -669,6 +721,78 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn audit_tail(&self) -> StoreResult<(u64, String)> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row
+            .map(|(s, h)| (s as u64, h))
+            .unwrap_or((0, crate::audit::GENESIS.to_string())))
+    }
+
+    async fn audit_records(&self, target: Option<&str>) -> StoreResult<Vec<AuditRecord>> {
+        type Row = (
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+        );
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT seq, at_ms, actor, tenant, role, action, target, outcome, detail, prev_hash, hash, signature \
+             FROM audit",
+        );
+        if let Some(t) = target {
+            qb.push(" WHERE target = ").push_bind(t.to_string());
+        }
+        qb.push(" ORDER BY seq");
+        let rows: Vec<Row> = qb.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(
+                    seq,
+                    at_ms,
+                    actor,
+                    tenant,
+                    role,
+                    action,
+                    target,
+                    outcome,
+                    detail,
+                    prev_hash,
+                    hash,
+                    signature,
+                )| {
+                    AuditRecord {
+                        seq: seq as u64,
+                        draft: AuditDraft {
+                            at_ms,
+                            actor,
+                            tenant,
+                            role,
+                            action,
+                            target,
+                            outcome,
+                            detail,
+                        },
+                        prev_hash,
+                        hash,
+                        signature,
+                    }
+                },
+            )
+            .collect())
     }
 
     async fn insert_api_key(&self, k: &ApiKeyRecord) -> StoreResult<()> {

@@ -2,6 +2,7 @@
 //! and talks to it over gRPC and HTTP sockets. All in one test binary so it links once.
 
 mod api;
+mod audit;
 mod auth;
 mod common;
 mod durability;
