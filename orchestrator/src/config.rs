@@ -39,6 +39,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Authentication.
     pub auth: AuthConfig,
+    /// Per-tenant admission limits.
+    pub quotas: crate::quota::QuotaConfig,
 }
 
 /// Authentication: JWTs with a pinned algorithm, and API keys.
@@ -274,6 +276,7 @@ impl Default for Config {
             diagnostics: DiagnosticsConfig::default(),
             log: LogConfig::default(),
             auth: AuthConfig::default(),
+            quotas: crate::quota::QuotaConfig::default(),
         }
     }
 }

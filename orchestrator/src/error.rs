@@ -21,6 +21,15 @@ pub enum Error {
     /// A node limit is reached (`RESOURCE_EXHAUSTED`).
     #[error("{0}")]
     Exhausted(String),
+    /// The tenant submits faster than its rate limit (`RESOURCE_EXHAUSTED` with a RetryInfo
+    /// detail and a `retry-after-ms` header).
+    #[error("{message}")]
+    RateLimited {
+        /// What was exceeded.
+        message: String,
+        /// When a submit will be admitted again.
+        retry_after: std::time::Duration,
+    },
     /// The store or another dependency is unreachable (`UNAVAILABLE`); safe to retry.
     #[error("{0}")]
     Unavailable(String),
@@ -55,9 +64,20 @@ impl From<ScaleError> for Error {
 
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
+        if let Error::RateLimited { message, retry_after } = &e {
+            use tonic_types::{ErrorDetails, StatusExt};
+            let details = ErrorDetails::with_retry_info(Some(*retry_after));
+            let mut status = Status::with_error_details(Code::ResourceExhausted, message.clone(), details);
+            if let Ok(v) = retry_after.as_millis().to_string().parse() {
+                status.metadata_mut().insert("retry-after-ms", v);
+            }
+            return status;
+        }
         let code = match &e {
             Error::Spec(SpecError::Invalid { .. }) => Code::InvalidArgument,
-            Error::Spec(SpecError::TooLarge { .. }) | Error::Exhausted(_) => Code::ResourceExhausted,
+            Error::Spec(SpecError::TooLarge { .. }) | Error::Exhausted(_) | Error::RateLimited { .. } => {
+                Code::ResourceExhausted
+            }
             Error::NotFound(_) => Code::NotFound,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,

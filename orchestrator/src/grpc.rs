@@ -66,6 +66,12 @@ impl TaskService for TaskApi {
     async fn submit(&self, req: Request<v1::SubmitRequest>) -> Result<Response<v1::SubmitResponse>, Status> {
         let p = authorize(&self.0, &req, Action::SubmitTask).await?;
         let (task, created) = self.0.submit(&p, req.get_ref().spec.as_ref()).await?;
+        if created {
+            let id = task.id.to_string();
+            self.0
+                .audit(Some(&p), "task.submit", &id, "ok", &task.spec.task_type)
+                .await;
+        }
         Ok(Response::new(v1::SubmitResponse {
             task: Some(task.to_wire()),
             created,
@@ -99,9 +105,11 @@ impl TaskService for TaskApi {
     async fn cancel(&self, req: Request<v1::CancelRequest>) -> Result<Response<v1::Task>, Status> {
         let p = authorize(&self.0, &req, Action::CancelTask).await?;
         let r = req.get_ref();
-        Ok(Response::new(
-            self.0.cancel(&p, &r.id, &r.reason).await?.to_wire(),
-        ))
+        let task = self.0.cancel(&p, &r.id, &r.reason).await?;
+        self.0
+            .audit(Some(&p), "task.cancel", &task.id.to_string(), "ok", &r.reason)
+            .await;
+        Ok(Response::new(task.to_wire()))
     }
 
     async fn list(&self, req: Request<v1::ListRequest>) -> Result<Response<v1::ListResponse>, Status> {
@@ -152,10 +160,12 @@ impl AdminService for AdminApi {
         &self,
         req: Request<v1::ReloadConfigRequest>,
     ) -> Result<Response<v1::ReloadConfigResponse>, Status> {
-        authorize(&self.0, &req, Action::Reload).await?;
-        Ok(Response::new(v1::ReloadConfigResponse {
-            changes: self.0.reload().await?,
-        }))
+        let p = authorize(&self.0, &req, Action::Reload).await?;
+        let changes = self.0.reload().await?;
+        self.0
+            .audit(Some(&p), "admin.reload", "config", "ok", &changes.join("; "))
+            .await;
+        Ok(Response::new(v1::ReloadConfigResponse { changes }))
     }
 
     async fn issue_token(

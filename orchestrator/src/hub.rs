@@ -157,11 +157,11 @@ impl Hub {
                     let n = page.len();
                     for e in page {
                         last = e.cursor;
-                        if !filter.matches(&e) {
-                            continue;
-                        }
+                        // A one-task watch ends at the terminal event even if its state filter
+                        // hides it.
                         let done = until_terminal && e.state.is_terminal();
-                        if out.send(Ok(e)).await.is_err() || done {
+                        let sent = !filter.matches(&e) || out.send(Ok(e)).await.is_ok();
+                        if !sent || done {
                             return;
                         }
                     }
@@ -177,11 +177,9 @@ impl Hub {
                                 continue;
                             }
                             last = e.cursor;
-                            if !filter.matches(&e) {
-                                continue;
-                            }
                             let done = until_terminal && e.state.is_terminal();
-                            if out.send(Ok((*e).clone())).await.is_err() || done {
+                            let sent = !filter.matches(&e) || out.send(Ok((*e).clone())).await.is_ok();
+                            if !sent || done {
                                 return;
                             }
                         }

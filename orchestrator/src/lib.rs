@@ -6,6 +6,7 @@
 //! - [`writer`]: group commit: the single path to the store; also the supervisors' task sink.
 //! - [`hub`]: live event fan-out and resumable watch streams.
 //! - [`orchestrator`]: the tier-0 actor that spawns, feeds and restarts the supervisors.
+//! - [`quota`]: per-tenant rate limits and unfinished-task caps.
 //! - [`node`]: the operations every face calls (submit, get, cancel, list, watch, status, ...).
 //! - [`grpc`], [`http`]: the network faces. [`server`]: start-up and shutdown.
 //! - [`audit`]: the signed, hash-linked audit chain and its verification.
@@ -23,6 +24,7 @@ pub mod http;
 pub mod hub;
 pub mod node;
 pub mod orchestrator;
+pub mod quota;
 pub mod server;
 pub mod store;
 pub mod telemetry;

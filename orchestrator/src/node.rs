@@ -15,6 +15,7 @@ use crate::config::{Config, ConfigSource};
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::orchestrator::{OrchestratorMsg, Recovery};
+use crate::quota::Quotas;
 use crate::store::{EventFilter, Store, StoreError, TaskFilter, WriteOutcome, sqlite::now_ms};
 use crate::writer::Writer;
 
@@ -32,6 +33,8 @@ pub struct Node {
     pub(crate) limits: SpecLimits,
     /// Checks credentials and permissions.
     pub auth: Authenticator,
+    /// Per-tenant rate limits and caps.
+    pub(crate) quotas: Quotas,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) writer: Writer,
     pub(crate) hub: Hub,
@@ -72,6 +75,22 @@ impl Node {
             && !self.store.get(parent).await?.is_some_and(|t| p.sees(&t.tenant))
         {
             return Err(SpecError::invalid("spec.parent_id", format!("no task {parent}")).into());
+        }
+        if let Err(retry_after) = self.quotas.admit(tenant) {
+            return Err(Error::RateLimited {
+                message: format!(
+                    "tenant {tenant} exceeds its submit rate (quotas); retry in {} ms",
+                    retry_after.as_millis().max(1)
+                ),
+                retry_after,
+            });
+        }
+        if let Some(cap) = self.quotas.cap(tenant)
+            && self.writer.pending_for(tenant) >= cap
+        {
+            return Err(Error::Exhausted(format!(
+                "tenant {tenant} holds {cap} unfinished tasks, its cap (quotas); retry when some finish"
+            )));
         }
         let max = self.config().limits.max_pending_tasks;
         if self.writer.pending() >= max {
@@ -362,6 +381,8 @@ impl Node {
             ("limits", old.limits == new.limits),
             ("retry", old.retry == new.retry),
             ("log", old.log == new.log),
+            ("auth", old.auth == new.auth),
+            ("quotas", old.quotas == new.quotas),
         ] {
             if !same {
                 changes.push(format!(
@@ -376,6 +397,8 @@ impl Node {
         keep.limits = old.limits;
         keep.retry = old.retry;
         keep.log = old.log;
+        keep.auth = old.auth;
+        keep.quotas = old.quotas;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = keep;
         tracing::info!(?changes, "config reloaded");
         Ok(changes)

@@ -29,6 +29,7 @@ use crate::grpc::{AdminApi, PeerApi, TaskApi};
 use crate::hub::Hub;
 use crate::node::Node;
 use crate::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg, Recovery};
+use crate::quota::Quotas;
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::writer::Writer;
@@ -167,6 +168,17 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         orchestrator,
         recovery,
         auth,
+        quotas: Quotas::new(&config.quotas),
+    });
+    // Forget idle tenants' rate buckets now and then; holds only a weak reference, so the
+    // node can still be dropped at shutdown.
+    let weak = Arc::downgrade(&node);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let Some(node) = weak.upgrade() else { return };
+            node.quotas.forget_idle();
+        }
     });
 
     let shutdown = CancellationToken::new();

@@ -9,8 +9,9 @@
 //! never a false accept) and the remaining transitions are retried with backoff until the
 //! store takes them, so no decided transition is dropped.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,7 +34,14 @@ struct Request {
 pub struct Writer {
     tx: mpsc::Sender<Request>,
     /// Unfinished tasks known to this node (bounds intake).
-    pending: Arc<AtomicU64>,
+    pending: Arc<Mutex<Pending>>,
+}
+
+/// Unfinished tasks, in total and per tenant (bounds intake and per-tenant caps).
+#[derive(Default)]
+struct Pending {
+    total: u64,
+    by_tenant: HashMap<String, u64>,
 }
 
 impl Writer {
@@ -56,18 +64,32 @@ impl Writer {
         hub: Hub,
         batch_max: usize,
         capacity: usize,
-        pending: u64,
+        pending: HashMap<String, u64>,
         sealer: Option<Sealer>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let pending = Arc::new(AtomicU64::new(pending));
+        let pending = Arc::new(Mutex::new(Pending {
+            total: pending.values().sum(),
+            by_tenant: pending,
+        }));
         let handle = tokio::spawn(run(store, hub, rx, batch_max, pending.clone(), sealer));
         (Writer { tx, pending }, handle)
     }
 
     /// Unfinished tasks right now.
     pub fn pending(&self) -> u64 {
-        self.pending.load(Ordering::Relaxed)
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+
+    /// Unfinished tasks of one tenant right now.
+    pub fn pending_for(&self, tenant: &str) -> u64 {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_tenant
+            .get(tenant)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Stores a new task and waits until it is durable.
@@ -143,7 +165,7 @@ async fn run(
     hub: Hub,
     mut rx: mpsc::Receiver<Request>,
     batch_max: usize,
-    pending: Arc<AtomicU64>,
+    pending: Arc<Mutex<Pending>>,
     mut sealer: Option<Sealer>,
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
@@ -213,19 +235,27 @@ async fn run(
 }
 
 /// Updates counters and metrics for one applied write.
-fn account(op: &WriteOp, outcome: &WriteOutcome, pending: &AtomicU64) {
+fn account(op: &WriteOp, outcome: &WriteOutcome, pending: &Mutex<Pending>) {
     let WriteOutcome::Event { event, created_at_ms } = outcome else {
         return;
     };
     match op {
         WriteOp::Insert(_) => {
-            pending.fetch_add(1, Ordering::Relaxed);
+            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.total += 1;
+            *p.by_tenant.entry(event.tenant.clone()).or_default() += 1;
             metrics::counter!("cadre_tasks_submitted_total").increment(1);
         }
         WriteOp::Transition(_) if event.state.is_terminal() => {
-            let _ = pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(1))
-            });
+            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.total = p.total.saturating_sub(1);
+            if let Some(n) = p.by_tenant.get_mut(&event.tenant) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    p.by_tenant.remove(&event.tenant);
+                }
+            }
+            drop(p);
             metrics::counter!("cadre_tasks_completed_total", "state" => event.state.as_str()).increment(1);
             let secs = (now_ms() - created_at_ms).max(0) as f64 / 1000.0;
             metrics::histogram!("cadre_task_duration_seconds", "state" => event.state.as_str()).record(secs);

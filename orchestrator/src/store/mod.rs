@@ -156,8 +156,8 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<Vec<TaskEvent>>;
     /// Unfinished (QUEUED, RUNNING, RETRYING) tasks, of one supervisor or all.
     async fn unfinished(&self, supervisor: Option<&str>) -> StoreResult<Vec<TaskRecord>>;
-    /// Number of unfinished tasks.
-    async fn count_unfinished(&self) -> StoreResult<u64>;
+    /// Number of unfinished tasks per tenant.
+    async fn count_unfinished(&self) -> StoreResult<std::collections::HashMap<String, u64>>;
     /// Cheap reachability check for /ready.
     async fn ping(&self) -> StoreResult<()>;
     /// The last audit record's seq and hash (0 and GENESIS for an empty chain).

@@ -523,11 +523,14 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn children(&self, id: TaskId) -> StoreResult<Vec<TaskId>> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM tasks WHERE parent_id = ? ORDER BY id")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+    /// Sub-tasks of `id` in the parent's own tenant (a child another tenant made is not listed).
+    async fn children(&self, id: TaskId, tenant: &str) -> StoreResult<Vec<TaskId>> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM tasks WHERE parent_id = ? AND tenant = ? ORDER BY id")
+                .bind(id.to_string())
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await?;
         ids.iter()
             .map(|s| s.parse().map_err(|e| corrupt("child id", e)))
             .collect()
@@ -632,7 +635,7 @@ impl Store for SqliteStore {
         let Some(row) = qb.build_query_as::<TaskRow>().fetch_optional(&self.pool).await? else {
             return Ok(None);
         };
-        let children = self.children(id).await?;
+        let children = self.children(id, &row.tenant).await?;
         row.into_record(children).map(Some)
     }
 
@@ -710,12 +713,13 @@ impl Store for SqliteStore {
         Self::records(qb.build_query_as::<TaskRow>().fetch_all(&self.pool).await?)
     }
 
-    async fn count_unfinished(&self) -> StoreResult<u64> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE state IN ('QUEUED', 'RUNNING', 'RETRYING')")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(n as u64)
+    async fn count_unfinished(&self) -> StoreResult<HashMap<String, u64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT tenant, COUNT(*) FROM tasks WHERE state IN ('QUEUED', 'RUNNING', 'RETRYING') GROUP BY tenant",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(t, n)| (t, n as u64)).collect())
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -572,3 +572,28 @@ async fn serve_takes_env_config_and_logs_json_lines() {
     );
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_one_task_watch_ends_at_the_terminal_event_even_when_its_filter_hides_it() {
+    let node = TestNode::start("").await;
+    let mut c = node.tasks().await;
+    let t = submit(&mut c, spec("system.debug.sleep", r#"{"ms": 100}"#)).await;
+    let req = v1::WatchRequest {
+        task_id: t.id.clone(),
+        states: vec![TaskState::Running as i32],
+        ..Default::default()
+    };
+    let mut s = c.watch(req).await.unwrap().into_inner();
+    let mut seen = Vec::new();
+    while let Some(e) = tokio::time::timeout(Duration::from_secs(10), s.message())
+        .await
+        .expect("the stream ends")
+        .unwrap()
+    {
+        seen.push(ev_state(&e));
+    }
+    assert!(
+        !seen.is_empty() && seen.iter().all(|s| *s == TaskState::Running),
+        "{seen:?}"
+    );
+}

@@ -55,6 +55,18 @@ async fn the_chain_records_acts_verifies_and_catches_every_kind_of_tampering() {
     let node = TestNode::start_in(tmp.path(), "").await;
     let mut c = node.tasks().await;
     let task = run(&mut c, spec("system.debug.echo", "{}")).await;
+    let plain = submit(&mut c, spec("system.debug.sleep", r#"{"ms": 20000}"#)).await;
+    c.cancel(v1::CancelRequest {
+        id: plain.id.clone(),
+        reason: "audit me".into(),
+    })
+    .await
+    .unwrap();
+    node.admin()
+        .await
+        .reload_config(v1::ReloadConfigRequest {})
+        .await
+        .unwrap();
     let scale = v1::ScaleRequest {
         supervisor: "system".into(),
         worker_kind: "health".into(),
@@ -114,7 +126,16 @@ async fn the_chain_records_acts_verifies_and_catches_every_kind_of_tampering() {
             .any(|(_, a, t, o)| a == "task.submit" && *t == task.id && o == "ok"),
         "{acts:?}"
     );
-    assert!(has("admin.scale", "ok") && has("token.issue", "ok"), "{acts:?}");
+    assert!(
+        has("admin.scale", "ok") && has("token.issue", "ok") && has("admin.reload", "ok"),
+        "{acts:?}"
+    );
+    for action in ["task.submit", "task.cancel"] {
+        assert!(
+            acts.iter().any(|(_, a, t, _)| a == action && *t == plain.id),
+            "{action} of a plain submit: {acts:?}"
+        );
+    }
     assert!(
         has("task.submit", "denied") && has("task.list", "unauthenticated"),
         "{acts:?}"

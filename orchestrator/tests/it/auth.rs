@@ -554,3 +554,83 @@ async fn auth_none_is_explicit_and_metrics_can_be_public() {
         }
     }
 }
+
+#[tokio::test]
+async fn rate_limits_and_caps_are_per_tenant_and_say_when_to_retry() {
+    use tonic_types::StatusExt;
+    let cfg = "[quotas]\nsubmits_per_second = 1\nburst = 5\n\
+               [quotas.tenants.capped]\nsubmits_per_second = 1000\nburst = 1000\nmax_unfinished = 2\n";
+    let node = TestNode::start(cfg).await;
+    let flood = issue(&node, "flood", "operator").await;
+    let calm = issue(&node, "calm", "operator").await;
+    let mut f = node.tasks_as(Some(&flood)).await;
+    let mut accepted = 0;
+    let mut refused = None;
+    for _ in 0..20 {
+        match f
+            .submit(v1::SubmitRequest {
+                spec: Some(spec("system.debug.echo", "{}")),
+            })
+            .await
+        {
+            Ok(_) => accepted += 1,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(
+        (5..=6).contains(&accepted),
+        "the burst is admitted, then the rate holds: {accepted}"
+    );
+    let err = refused.expect("the flood is refused");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    let retry = err
+        .get_details_retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("RetryInfo detail");
+    assert!(
+        retry > Duration::ZERO && retry <= Duration::from_secs(1),
+        "{retry:?}"
+    );
+    assert!(err.metadata().get("retry-after-ms").is_some());
+    // Another tenant is not held back by the flood.
+    run(
+        &mut node.tasks_as(Some(&calm)).await,
+        spec("system.debug.echo", "{}"),
+    )
+    .await;
+    // After the advertised delay the flood may submit again.
+    tokio::time::sleep(retry + Duration::from_millis(50)).await;
+    f.submit(v1::SubmitRequest {
+        spec: Some(spec("system.debug.echo", "{}")),
+    })
+    .await
+    .unwrap();
+
+    // A cap on unfinished tasks: two long tasks fill it, the third is refused until one ends.
+    let capped = issue(&node, "capped", "operator").await;
+    let mut c = node.tasks_as(Some(&capped)).await;
+    let a = submit(&mut c, spec("system.debug.sleep", r#"{"ms": 30000}"#)).await;
+    submit(&mut c, spec("system.debug.sleep", r#"{"ms": 30000}"#)).await;
+    let err = c
+        .submit(v1::SubmitRequest {
+            spec: Some(spec("system.debug.echo", "{}")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("cap"), "{}", err.message());
+    c.cancel(v1::CancelRequest {
+        id: a.id,
+        reason: String::new(),
+    })
+    .await
+    .unwrap();
+    c.submit(v1::SubmitRequest {
+        spec: Some(spec("system.debug.echo", "{}")),
+    })
+    .await
+    .unwrap();
+}
