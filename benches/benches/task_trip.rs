@@ -138,6 +138,7 @@ impl Tree {
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             attempts_started: 0,
+            verified: false,
         };
         self.orchestrator
             .cast(OrchestratorMsg::Dispatch {

@@ -111,6 +111,24 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .flatten()
 }
 
+/// SHA-256 of `data`, hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+/// Whether `signature` (hex) is the node's signature of `result_json` for `task_id`.
+pub fn verify_result(
+    key: &VerifyingKey,
+    task_id: cadre_proto::TaskId,
+    result_json: &str,
+    signature: &str,
+) -> bool {
+    let msg = cadre_proto::result_signing_message(task_id, result_json, sha256_hex);
+    unhex(signature)
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .is_some_and(|b| key.verify(msg.as_bytes(), &Signature::from_bytes(&b)).is_ok())
+}
+
 /// The hash of record `seq` with `draft` after `prev_hash`.
 pub fn record_hash(seq: u64, draft: &AuditDraft, prev_hash: &str) -> String {
     let canonical = serde_json::to_string(&(seq, draft)).unwrap_or_default();
@@ -185,6 +203,12 @@ impl Sealer {
         };
         self.seq = seq;
         record
+    }
+
+    /// Signs a verified task's result (see [`cadre_proto::result_signing_message`]).
+    pub fn sign_result(&self, task_id: cadre_proto::TaskId, result_json: &str) -> String {
+        let msg = cadre_proto::result_signing_message(task_id, result_json, sha256_hex);
+        hex(&self.key.sign(msg.as_bytes()).to_bytes())
     }
 
     /// Writes the signed head (after the records up to it are committed).

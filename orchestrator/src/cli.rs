@@ -84,6 +84,14 @@ pub enum Command {
     },
     /// Ask the node to re-read its config file.
     Reload,
+    /// Check a verified task's result signature against the node's public key.
+    VerifyResult {
+        /// Task id.
+        id: String,
+        /// The node's public key (default: <data-dir>/node-ed25519.pub.pem).
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
     /// Issue JWTs (commander only).
     Token {
         /// What to do.
@@ -238,6 +246,9 @@ pub struct SubmitArgs {
     /// Submitting again with the same key returns the first task.
     #[arg(long, default_value = "")]
     pub idempotency_key: String,
+    /// standard, verified (the node signs the result) or fortress (not available yet).
+    #[arg(long, default_value = "standard")]
+    pub security_level: String,
     /// Wait for the task to finish; exit 0 only if it SUCCEEDED.
     #[arg(long)]
     pub wait: bool,
@@ -301,13 +312,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 Bearer::from_data_dir(cli.data_dir.as_deref().unwrap_or(Path::new("cadre-data")))
             });
             let bearer = Bearer::new(credential.as_deref())?;
+
             let channel = Channel::from_shared(endpoint.clone())
                 .map_err(|e| anyhow!("invalid endpoint {endpoint:?}: {e}"))?
                 .connect_timeout(Duration::from_secs(5))
                 .connect()
                 .await
                 .map_err(|e| anyhow!("cannot reach cadre at {endpoint}: {e} (is `cadre serve` running?)"))?;
-            client(command, channel, bearer).await
+            let data_dir = cli.data_dir.unwrap_or_else(|| PathBuf::from("cadre-data"));
+            client(command, channel, bearer, &data_dir).await
         }
     }
 }
@@ -370,7 +383,7 @@ fn status_err(s: tonic::Status) -> anyhow::Error {
     anyhow!("{:?}: {}", s.code(), s.message())
 }
 
-async fn client(command: Command, channel: Channel, bearer: Bearer) -> Result<i32> {
+async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &Path) -> Result<i32> {
     let mut tasks = TaskServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut admin = AdminServiceClient::with_interceptor(channel, bearer);
     match command {
@@ -382,7 +395,14 @@ async fn client(command: Command, channel: Channel, bearer: Bearer) -> Result<i3
                 max_backoff_ms: 0,
                 multiplier: 0.0,
             });
+            let security_level = match a.security_level.as_str() {
+                "standard" => v1::SecurityLevel::Standard,
+                "verified" => v1::SecurityLevel::Verified,
+                "fortress" => v1::SecurityLevel::Fortress,
+                other => bail!("--security-level {other:?} is not standard, verified or fortress"),
+            } as i32;
             let spec = v1::TaskSpec {
+                security_level,
                 task_type: a.task_type,
                 params_json: params,
                 priority: a.priority,
@@ -548,6 +568,34 @@ async fn client(command: Command, channel: Channel, bearer: Bearer) -> Result<i3
             for c in r.changes {
                 println!("{c}");
             }
+            Ok(0)
+        }
+        Command::VerifyResult { id, public_key } => {
+            let path = public_key.unwrap_or_else(|| data_dir.join(audit::NODE_PUBLIC_KEY_FILE));
+            let pem = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read the node public key {}", path.display()))?;
+            let key = audit::public_key(&pem)?;
+            let task = tasks
+                .get(v1::GetRequest { id })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            if task.result_signature.is_empty() {
+                bail!(
+                    "task {} has no signed result (state {}, not a verified task?)",
+                    task.id,
+                    state_name(task.state)
+                );
+            }
+            let task_id: cadre_proto::TaskId = task.id.parse()?;
+            if !audit::verify_result(&key, task_id, &task.result_json, &task.result_signature) {
+                bail!("task {}: the result does NOT match the node's signature", task.id);
+            }
+            println!(
+                "task {}: result signature valid (signed by {})",
+                task.id,
+                path.display()
+            );
             Ok(0)
         }
         Command::Token {

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use cadre_proto::v1::{self, PoolStatus, StatusResponse, SupervisorStatus};
-use cadre_proto::{SpecError, SpecLimits, TaskId, TaskRecord, TaskSpec, TaskState};
+use cadre_proto::{SecurityLevel, SpecError, SpecLimits, TaskId, TaskRecord, TaskSpec, TaskState};
 use ractor::ActorRef;
 use tokio::sync::mpsc;
 
@@ -53,6 +53,13 @@ impl Node {
     pub async fn submit(&self, p: &Principal, wire: Option<&v1::TaskSpec>) -> Result<(TaskRecord, bool)> {
         let tenant = p.tenant.as_str();
         let spec = TaskSpec::from_wire(wire, &self.limits)?;
+        if spec.security_level == SecurityLevel::Fortress {
+            return Err(Error::FailedPrecondition(
+                "spec.security_level: fortress tasks need the sandboxed exec worker, which this node does not \
+                 have yet; use verified for a signed result"
+                    .into(),
+            ));
+        }
         let routes = self.recovery.routes();
         let Some(route) = routes.resolve(&spec.task_type) else {
             let known: Vec<&str> = routes.iter().map(|(t, _)| t.as_str()).collect();
@@ -113,6 +120,7 @@ impl Node {
             updated_at_ms: now,
             seq: 1,
             children: Vec::new(),
+            result_signature: None,
         };
         let queued = self
             .recovery

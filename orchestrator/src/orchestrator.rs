@@ -60,6 +60,7 @@ impl Recovery {
             timeout: record.spec.timeout,
             retry: record.spec.retry.clone(),
             attempts_started: record.attempt,
+            verified: record.spec.security_level != cadre_proto::SecurityLevel::Standard,
         })
     }
 

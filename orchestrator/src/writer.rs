@@ -174,11 +174,19 @@ async fn run(
         // Seal audit drafts once, in batch order: a retried batch keeps its records.
         let mut audited = false;
         for req in &mut batch {
-            if let Some(WriteOp::AuditDraft(d)) = &req.op {
-                audited = true;
-                req.op = sealer
-                    .as_mut()
-                    .map(|s| WriteOp::Audit(Box::new(s.seal((**d).clone()))));
+            match &mut req.op {
+                Some(WriteOp::AuditDraft(d)) => {
+                    audited = true;
+                    req.op = sealer
+                        .as_mut()
+                        .map(|s| WriteOp::Audit(Box::new(s.seal((**d).clone()))));
+                }
+                // Verified results are signed by the node before they are stored.
+                Some(WriteOp::Transition(t)) if t.sign && t.signature.is_none() => {
+                    let json = t.result.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                    t.signature = sealer.as_ref().map(|s| s.sign_result(t.task_id, &json));
+                }
+                _ => {}
             }
         }
         loop {

@@ -305,6 +305,52 @@ impl Default for SpecLimits {
     }
 }
 
+/// What the node guarantees about a task's result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecurityLevel {
+    /// The result is stored as produced.
+    #[default]
+    Standard,
+    /// The result is signed by the node when the task succeeds.
+    Verified,
+    /// Sandboxed exec worker, signed result (not available yet).
+    Fortress,
+}
+
+impl SecurityLevel {
+    /// Converts from the wire enum; unknown numbers are errors.
+    pub fn from_wire(value: i32) -> Result<Self, SpecError> {
+        match v1::SecurityLevel::try_from(value) {
+            Ok(v1::SecurityLevel::Standard) => Ok(SecurityLevel::Standard),
+            Ok(v1::SecurityLevel::Verified) => Ok(SecurityLevel::Verified),
+            Ok(v1::SecurityLevel::Fortress) => Ok(SecurityLevel::Fortress),
+            Err(_) => Err(SpecError::invalid(
+                "spec.security_level",
+                format!("{value} is not a security level"),
+            )),
+        }
+    }
+
+    /// The wire enum value.
+    pub fn to_wire(self) -> v1::SecurityLevel {
+        match self {
+            SecurityLevel::Standard => v1::SecurityLevel::Standard,
+            SecurityLevel::Verified => v1::SecurityLevel::Verified,
+            SecurityLevel::Fortress => v1::SecurityLevel::Fortress,
+        }
+    }
+}
+
+/// The message a node signs for a verified result: `cadre-result:v1:<id>:<sha256 hex of result>`.
+pub fn result_signing_message(
+    task_id: TaskId,
+    result_json: &str,
+    sha256_hex: impl Fn(&[u8]) -> String,
+) -> String {
+    format!("cadre-result:v1:{task_id}:{}", sha256_hex(result_json.as_bytes()))
+}
+
 /// A validated task request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskSpec {
@@ -323,6 +369,9 @@ pub struct TaskSpec {
     pub idempotency_key: Option<String>,
     /// The delegating task, for sub-tasks.
     pub parent_id: Option<TaskId>,
+    /// What the node guarantees about the result.
+    #[serde(default)]
+    pub security_level: SecurityLevel,
 }
 
 /// Longest accepted idempotency key, in bytes.
@@ -388,6 +437,7 @@ impl TaskSpec {
                     .map_err(|_| SpecError::invalid("spec.parent_id", format!("{p:?} is not a task id")))?,
             ),
         };
+        let security_level = SecurityLevel::from_wire(wire.security_level)?;
         Ok(TaskSpec {
             task_type: wire.task_type.clone(),
             params,
@@ -396,6 +446,7 @@ impl TaskSpec {
             retry,
             idempotency_key,
             parent_id,
+            security_level,
         })
     }
 
@@ -409,6 +460,7 @@ impl TaskSpec {
             retry: Some(self.retry.to_wire()),
             idempotency_key: self.idempotency_key.clone().unwrap_or_default(),
             parent_id: self.parent_id.map(|p| p.to_string()).unwrap_or_default(),
+            security_level: self.security_level.to_wire() as i32,
         }
     }
 
@@ -558,6 +610,9 @@ pub struct TaskRecord {
     pub seq: u64,
     /// Sub-tasks delegated by this task.
     pub children: Vec<TaskId>,
+    /// The node's signature of the result, for verified tasks that succeeded.
+    #[serde(default)]
+    pub result_signature: Option<String>,
 }
 
 impl TaskRecord {
@@ -577,6 +632,7 @@ impl TaskRecord {
             updated_at_ms: self.updated_at_ms,
             seq: self.seq,
             children: self.children.iter().map(ToString::to_string).collect(),
+            result_signature: self.result_signature.clone().unwrap_or_default(),
         }
     }
 }

@@ -17,6 +17,10 @@ pub struct Transition {
     pub message: String,
     /// The result, with SUCCEEDED.
     pub result: Option<Value>,
+    /// Whether the result must be signed (verified tasks).
+    pub sign: bool,
+    /// The node's signature of the result, filled in by tier 0 before it is stored.
+    pub signature: Option<String>,
 }
 
 impl Transition {
@@ -28,6 +32,8 @@ impl Transition {
             attempt,
             message: message.into(),
             result: None,
+            sign: false,
+            signature: None,
         }
     }
 }

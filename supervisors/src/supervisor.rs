@@ -60,6 +60,8 @@ pub struct QueuedTask {
     pub retry: RetryPolicy,
     /// Attempts already started (0 for a new task).
     pub attempts_started: u32,
+    /// Whether its result is signed (security level verified).
+    pub verified: bool,
 }
 
 /// Messages a supervisor accepts.
@@ -543,6 +545,7 @@ impl SupervisorState {
             Outcome::Succeeded(result) => {
                 let mut t = Transition::new(task_id, TaskState::Succeeded, attempt, "");
                 t.result = Some(result);
+                t.sign = tracked.task.verified;
                 self.sink.record(t).await;
             }
             Outcome::Failed { message, retryable } => {

@@ -82,6 +82,24 @@ struct RowUpdate {
     /// 0 keep the error column, 1 set it to `error_text`, 2 clear it.
     error: u8,
     error_text: Option<String>,
+    /// Set with a verified task's result.
+    signature: Option<String>,
+}
+
+impl RowUpdate {
+    /// The row as `l` says, changing nothing else.
+    fn of(l: &Live, at_ms: i64) -> Self {
+        RowUpdate {
+            state: l.state,
+            attempt: l.attempt,
+            seq: l.seq,
+            updated_at_ms: at_ms,
+            result: None,
+            error: 0,
+            error_text: None,
+            signature: None,
+        }
+    }
 }
 
 /// One batch being planned: changes staged over the cache until the commit.
@@ -110,27 +128,13 @@ impl Plan<'_> {
         WriteOutcome::Event { event, created_at_ms }
     }
 
-    fn row(
-        &mut self,
-        id: TaskId,
-        l: &Live,
-        at_ms: i64,
-        result: Option<String>,
-        error: u8,
-        error_text: Option<String>,
-    ) {
-        let update = RowUpdate {
-            state: l.state,
-            attempt: l.attempt,
-            seq: l.seq,
-            updated_at_ms: at_ms,
-            result,
-            error,
-            error_text,
-        };
+    /// Merges `update` into the batch's change of that task row (the last change wins; a
+    /// result, error or signature set earlier in the batch is kept unless replaced).
+    fn row(&mut self, id: TaskId, update: RowUpdate) {
         match self.rows.iter_mut().find(|(rid, _)| *rid == id) {
             Some((_, prev)) => {
                 let result = update.result.clone().or(prev.result.take());
+                let signature = update.signature.clone().or(prev.signature.take());
                 let (error, error_text) = if update.error == 0 {
                     (prev.error, prev.error_text.take())
                 } else {
@@ -140,6 +144,7 @@ impl Plan<'_> {
                     result,
                     error,
                     error_text,
+                    signature,
                     ..update
                 };
             }
@@ -190,14 +195,14 @@ impl Plan<'_> {
             ..l.event(t.task_id, now, t.message.clone())
         };
         let outcome = self.push(event, l.created_at_ms);
-        self.row(
-            t.task_id,
-            &l,
-            now,
-            t.result.as_ref().map(|v| v.to_string()),
+        let update = RowUpdate {
+            result: t.result.as_ref().map(|v| v.to_string()),
             error,
             error_text,
-        );
+            signature: t.signature.clone(),
+            ..RowUpdate::of(&l, now)
+        };
+        self.row(t.task_id, update);
         let terminal = l.state.is_terminal();
         self.staged.insert(t.task_id, (!terminal).then_some(l));
         outcome
@@ -217,14 +222,14 @@ impl Plan<'_> {
             ..l.event(id, now, message.to_string())
         };
         let outcome = self.push(event, l.created_at_ms);
-        self.row(id, &l, now, None, 0, None);
+        self.row(id, RowUpdate::of(&l, now));
         self.staged.insert(id, Some(l));
         outcome
     }
 }
 
 const TASK_COLUMNS: &str = "id, tenant, task_type, supervisor, worker_kind, spec, state, attempt, seq, result, \
-                            error, created_at_ms, updated_at_ms";
+                            error, created_at_ms, updated_at_ms, result_signature";
 const EVENT_COLUMNS: &str =
     "cursor, task_id, seq, state, attempt, message, progress, result, at_ms, task_type, tenant, is_progress";
 const UNFINISHED: &str = "('QUEUED', 'RUNNING', 'RETRYING')";
@@ -243,6 +248,7 @@ struct TaskRow {
     error: Option<String>,
     created_at_ms: i64,
     updated_at_ms: i64,
+    result_signature: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -287,6 +293,7 @@ impl TaskRow {
             updated_at_ms: self.updated_at_ms,
             seq: self.seq as u64,
             children,
+            result_signature: self.result_signature,
         })
     }
 }
@@ -500,7 +507,7 @@ impl SqliteStore {
     async fn update_tasks(conn: &mut SqliteConnection, rows: &[(TaskId, RowUpdate)]) -> StoreResult<()> {
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut qb = QueryBuilder::<Sqlite>::new(
-                "WITH v(id, state, attempt, seq, updated_at_ms, result, error_mode, error) AS (",
+                "WITH v(id, state, attempt, seq, updated_at_ms, result, error_mode, error, signature) AS (",
             );
             qb.push_values(chunk, |mut b, (id, u)| {
                 b.push_bind(id.to_string())
@@ -510,12 +517,14 @@ impl SqliteStore {
                     .push_bind(u.updated_at_ms)
                     .push_bind(u.result.clone())
                     .push_bind(u.error as i64)
-                    .push_bind(u.error_text.clone());
+                    .push_bind(u.error_text.clone())
+                    .push_bind(u.signature.clone());
             });
             qb.push(
                 ") UPDATE tasks SET state = v.state, attempt = v.attempt, seq = v.seq, \
                  updated_at_ms = v.updated_at_ms, result = COALESCE(v.result, tasks.result), \
-                 error = CASE v.error_mode WHEN 0 THEN tasks.error WHEN 1 THEN v.error ELSE NULL END \
+                 error = CASE v.error_mode WHEN 0 THEN tasks.error WHEN 1 THEN v.error ELSE NULL END, \
+                 result_signature = COALESCE(v.signature, tasks.result_signature) \
                  FROM v WHERE tasks.id = v.id",
             );
             qb.build().execute(&mut *conn).await?;
@@ -869,6 +878,7 @@ mod tests {
                 retry: RetryPolicy::default(),
                 idempotency_key: key.map(str::to_string),
                 parent_id: None,
+                security_level: Default::default(),
             },
             state: TaskState::Queued,
             attempt: 0,
@@ -880,6 +890,7 @@ mod tests {
             updated_at_ms: now_ms(),
             seq: 1,
             children: vec![],
+            result_signature: None,
         }
     }
 

@@ -194,3 +194,71 @@ async fn the_chain_records_acts_verifies_and_catches_every_kind_of_tampering() {
     assert!(!records.is_empty() && records.iter().all(|r| r["target"] == task.id.as_str()));
     assert!(pkg["how_to_verify"].as_str().unwrap().contains("Ed25519"));
 }
+
+#[tokio::test]
+async fn verified_results_are_signed_and_fortress_is_refused_until_the_exec_worker_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = TestNode::start_in(tmp.path(), "").await;
+    let mut c = node.tasks().await;
+    let verified = v1::TaskSpec {
+        security_level: v1::SecurityLevel::Verified as i32,
+        ..spec("system.debug.echo", r#"{"answer": 42}"#)
+    };
+    let t = run(&mut c, verified).await;
+    assert_eq!(
+        t.result_signature.len(),
+        128,
+        "an Ed25519 signature in hex: {t:?}"
+    );
+    let plain = run(&mut c, spec("system.debug.echo", "{}")).await;
+    assert!(
+        plain.result_signature.is_empty(),
+        "standard results are not signed"
+    );
+
+    let fortress = v1::TaskSpec {
+        security_level: v1::SecurityLevel::Fortress as i32,
+        ..spec("system.debug.echo", "{}")
+    };
+    let err = c
+        .submit(v1::SubmitRequest { spec: Some(fortress) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("exec worker"), "{}", err.message());
+
+    let data = tmp.path().join("data");
+    let verify = |id: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["verify-result", id])
+            .output()
+            .unwrap()
+    };
+    let out = verify(&t.id);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("signature valid"));
+    let out = verify(&plain.id);
+    assert_eq!(out.status.code(), Some(1), "no signature to check");
+
+    // Someone edits the stored result: the signature no longer matches.
+    assert!(node.stop().await.success());
+    let url = format!("sqlite:{}", data.join("cadre.db").display());
+    let db = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE tasks SET result = '{\"answer\":43}' WHERE id = ?")
+        .bind(&t.id)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let node = TestNode::start_in(tmp.path(), "").await;
+    let out = verify(&t.id);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does NOT match"));
+    drop(node);
+}
