@@ -109,6 +109,12 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// How long shutdown waits for open calls and streams before closing them.
     pub shutdown_grace_ms: u64,
+    /// Calls one gRPC connection may have in flight (more wait).
+    pub max_calls_per_connection: usize,
+    /// HTTP/2 streams one gRPC connection may open.
+    pub max_streams_per_connection: u32,
+    /// Idle connections are pinged this often and closed when a ping goes unanswered.
+    pub keepalive_secs: u64,
 }
 
 /// Where tasks and events are kept.
@@ -132,6 +138,8 @@ pub struct StoreConfig {
 pub struct LimitsConfig {
     /// Largest `params_json`, in bytes.
     pub max_params_bytes: usize,
+    /// Deepest nesting of arrays and objects in params (at most 100).
+    pub max_params_depth: usize,
     /// Unfinished tasks the node accepts before Submit answers RESOURCE_EXHAUSTED.
     pub max_pending_tasks: u64,
     /// Timeout of a task that gives none.
@@ -179,6 +187,9 @@ impl Default for ServerConfig {
             http_addr: "127.0.0.1:8080".into(),
             max_message_bytes: 4 << 20,
             shutdown_grace_ms: 5_000,
+            max_calls_per_connection: 256,
+            max_streams_per_connection: 1024,
+            keepalive_secs: 30,
         }
     }
 }
@@ -198,6 +209,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_params_bytes: 1 << 20,
+            max_params_depth: 32,
             max_pending_tasks: 100_000,
             default_timeout_ms: 300_000,
             max_timeout_ms: 24 * 3_600_000,
@@ -399,6 +411,7 @@ impl Config {
     pub fn spec_limits(&self) -> SpecLimits {
         SpecLimits {
             max_params_bytes: self.limits.max_params_bytes,
+            max_params_depth: self.limits.max_params_depth,
             max_timeout: Duration::from_millis(self.limits.max_timeout_ms),
             default_timeout: Duration::from_millis(self.limits.default_timeout_ms),
             default_retry: self.retry.clone(),
@@ -419,12 +432,21 @@ impl Config {
         if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 64 << 20 {
             errs.push("server.max_message_bytes: must be between 1 KiB and 64 MiB".into());
         }
+        if !(1..=100_000).contains(&self.server.max_calls_per_connection) {
+            errs.push("server.max_calls_per_connection: must be 1 to 100000".into());
+        }
+        if !(1..=100_000).contains(&self.server.max_streams_per_connection) {
+            errs.push("server.max_streams_per_connection: must be 1 to 100000".into());
+        }
         if self.limits.max_params_bytes == 0 || self.limits.max_params_bytes > self.server.max_message_bytes {
             errs.push("limits.max_params_bytes: must be above 0 and at most server.max_message_bytes".into());
         }
         if self.limits.default_timeout_ms == 0 || self.limits.default_timeout_ms > self.limits.max_timeout_ms
         {
             errs.push("limits.default_timeout_ms: must be above 0 and at most limits.max_timeout_ms".into());
+        }
+        if !(1..=100).contains(&self.limits.max_params_depth) {
+            errs.push("limits.max_params_depth: must be 1 to 100".into());
         }
         if self.limits.max_pending_tasks == 0 {
             errs.push("limits.max_pending_tasks: must be above 0".into());

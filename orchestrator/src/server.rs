@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{self, Sealer};
 use crate::auth::Authenticator;
-use crate::config::{Config, ConfigSource};
+use crate::config::{Config, ConfigSource, ServerConfig};
 use crate::grpc::{AdminApi, PeerApi, TaskApi};
 use crate::hub::Hub;
 use crate::node::Node;
@@ -186,7 +186,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         tokio::spawn(serve_grpc(
             node.clone(),
             grpc_listener,
-            config.server.max_message_bytes,
+            config.server.clone(),
             shutdown.clone(),
         )),
         tokio::spawn(serve_http(node.clone(), http_listener, shutdown.clone())),
@@ -214,7 +214,9 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
     })
 }
 
-async fn serve_grpc(node: Arc<Node>, listener: TcpListener, max_message: usize, shutdown: CancellationToken) {
+async fn serve_grpc(node: Arc<Node>, listener: TcpListener, cfg: ServerConfig, shutdown: CancellationToken) {
+    let max_message = cfg.max_message_bytes;
+    let keepalive = Duration::from_secs(cfg.keepalive_secs.max(1));
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<TaskServiceServer<TaskApi>>().await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
@@ -225,7 +227,14 @@ async fn serve_grpc(node: Arc<Node>, listener: TcpListener, max_message: usize, 
         .build_v1()
         .expect("embedded descriptors are valid");
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Bounds per connection (calls in flight, streams) and dead-peer detection; each service
+    // also bounds decoded message size.
     let res = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(cfg.max_calls_per_connection)
+        .max_concurrent_streams(Some(cfg.max_streams_per_connection))
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive))
+        .tcp_keepalive(Some(keepalive))
         .add_service(health_svc)
         .add_service(reflection)
         .add_service(TaskServiceServer::new(TaskApi(node.clone())).max_decoding_message_size(max_message))

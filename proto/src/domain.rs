@@ -286,6 +286,8 @@ pub mod millis {
 pub struct SpecLimits {
     /// Largest accepted `params_json`, in bytes.
     pub max_params_bytes: usize,
+    /// Deepest nesting of arrays and objects accepted in params.
+    pub max_params_depth: usize,
     /// Largest accepted per-attempt timeout.
     pub max_timeout: Duration,
     /// Timeout used when the spec gives none.
@@ -298,6 +300,7 @@ impl Default for SpecLimits {
     fn default() -> Self {
         SpecLimits {
             max_params_bytes: 1 << 20,
+            max_params_depth: 32,
             max_timeout: Duration::from_secs(24 * 3600),
             default_timeout: Duration::from_secs(300),
             default_retry: RetryPolicy::default(),
@@ -399,6 +402,16 @@ impl TaskSpec {
         }
         let params: Value = serde_json::from_str(&wire.params_json)
             .map_err(|e| SpecError::invalid("spec.params_json", format!("is not valid JSON: {e}")))?;
+        let depth = json_depth(&params);
+        if depth > limits.max_params_depth {
+            return Err(SpecError::invalid(
+                "spec.params_json",
+                format!(
+                    "nests {depth} levels deep; the limit is {}",
+                    limits.max_params_depth
+                ),
+            ));
+        }
         let priority = Priority::new(wire.priority as i64)?;
         let timeout = match wire.timeout_ms {
             0 => limits.default_timeout,
@@ -468,6 +481,22 @@ impl TaskSpec {
     pub fn supervisor_hint(&self) -> &str {
         self.task_type.split('.').next().unwrap_or_default()
     }
+}
+
+/// How deeply arrays and objects nest in `v` (a scalar is 0), without recursion.
+pub fn json_depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(d + 1);
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    deepest
 }
 
 /// Checks the `supervisor.domain.action` shape: three or more dot-separated segments of
@@ -717,6 +746,12 @@ mod tests {
                 other => panic!("{w:?}: expected Invalid({field}), got {other:?}"),
             }
         }
+        let nested = format!("{}{}", "[".repeat(33), "]".repeat(33));
+        match TaskSpec::from_wire(Some(&wire("system.debug.echo", &nested)), &SpecLimits::default()) {
+            Err(SpecError::Invalid { message, .. }) => assert!(message.contains("33 levels"), "{message}"),
+            other => panic!("deep params must be refused: {other:?}"),
+        }
+        assert_eq!(json_depth(&serde_json::json!({"a": [1, {"b": 2}]})), 3);
         let big = wire("system.debug.echo", &format!("\"{}\"", "x".repeat(100)));
         assert!(matches!(
             TaskSpec::from_wire(Some(&big), &limits),

@@ -117,6 +117,15 @@ impl TestNode {
         }
     }
 
+    /// A handle on a node another handle started (no process of its own): for tasks that
+    /// need their own clients.
+    pub fn attach(dir: &Path, grpc: &str) -> TestNodeRef {
+        TestNodeRef {
+            dir: dir.to_path_buf(),
+            grpc: grpc.to_string(),
+        }
+    }
+
     /// The config file the node was started with.
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("cadre.toml")
@@ -340,4 +349,33 @@ pub async fn pool(node: &TestNode, supervisor: &str, kind: &str) -> v1::PoolStat
         .find(|s| s.name == supervisor)
         .and_then(|s| s.pools.into_iter().find(|p| p.worker_kind == kind))
         .expect("pool exists")
+}
+
+/// A borrowed view of a running node: clients only.
+pub struct TestNodeRef {
+    dir: PathBuf,
+    grpc: String,
+}
+
+impl TestNodeRef {
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(self.grpc.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn tasks_as(&self, credential: Option<&str>) -> Tasks {
+        TaskServiceClient::with_interceptor(self.channel().await, TestNode::bearer(credential))
+    }
+
+    pub async fn admin_as(&self, credential: Option<&str>) -> Admin {
+        AdminServiceClient::with_interceptor(self.channel().await, TestNode::bearer(credential))
+    }
+
+    #[allow(dead_code)]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
 }

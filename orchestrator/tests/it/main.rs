@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod common;
 mod durability;
+mod hostile;
 mod lifecycle;
 mod scaling;
 mod supervision;
