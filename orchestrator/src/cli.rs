@@ -15,7 +15,7 @@ use cadre_proto::v1::{
 };
 use clap::{Args, Parser, Subcommand};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::audit;
 use crate::auth::Bearer;
@@ -36,6 +36,9 @@ pub struct Cli {
     /// and the commander credential.
     #[arg(long, global = true, env = "CADRE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// TLS for https endpoints.
+    #[command(flatten)]
+    pub tls: ClientTls,
     /// Credential for client commands: a JWT or an API key (default: <data-dir>/credentials).
     #[arg(long, global = true, env = "CADRE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -126,6 +129,39 @@ pub enum ConfigCommand {
         /// The file; default: ./cadre.toml if present, else the built-in defaults.
         file: Option<PathBuf>,
     },
+}
+
+/// How a client connects to an `https://` endpoint.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClientTls {
+    /// CA certificate (PEM) that signed the node's certificate.
+    #[arg(long, global = true, env = "CADRE_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM), for nodes that require mutual TLS.
+    #[arg(long, global = true, env = "CADRE_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[arg(long, global = true, env = "CADRE_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// Name to check in the node's certificate (default: the endpoint's host).
+    #[arg(long, global = true, env = "CADRE_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
+}
+
+/// tonic's client TLS settings from the flags.
+pub fn client_tls(t: &ClientTls) -> Result<ClientTlsConfig> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let mut tls = ClientTlsConfig::new();
+    if let Some(ca) = &t.ca_cert {
+        tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&t.client_cert, &t.client_key) {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    if let Some(d) = &t.tls_domain {
+        tls = tls.domain_name(d.clone());
+    }
+    Ok(tls)
 }
 
 /// `cadre audit ...`
@@ -313,9 +349,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
             });
             let bearer = Bearer::new(credential.as_deref())?;
 
-            let channel = Channel::from_shared(endpoint.clone())
+            let mut ep = Channel::from_shared(endpoint.clone())
                 .map_err(|e| anyhow!("invalid endpoint {endpoint:?}: {e}"))?
-                .connect_timeout(Duration::from_secs(5))
+                .connect_timeout(Duration::from_secs(5));
+            if endpoint.starts_with("https://") {
+                ep = ep
+                    .tls_config(client_tls(&cli.tls)?)
+                    .map_err(|e| anyhow!("TLS setup failed: {e}"))?;
+            }
+            let channel = ep
                 .connect()
                 .await
                 .map_err(|e| anyhow!("cannot reach cadre at {endpoint}: {e} (is `cadre serve` running?)"))?;

@@ -41,6 +41,28 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Per-tenant admission limits.
     pub quotas: crate::quota::QuotaConfig,
+    /// TLS for the gRPC API (and mutual TLS when a client CA is set).
+    pub tls: TlsConfig,
+}
+
+/// TLS for the gRPC API: set `cert_file` and `key_file` to serve TLS; add `client_ca_file`
+/// to require client certificates signed by that CA (mutual TLS, for nodes and services).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Server certificate chain, PEM.
+    pub cert_file: String,
+    /// Server private key, PEM.
+    pub key_file: String,
+    /// CA whose client certificates are required (mTLS), PEM; empty = no client certificates.
+    pub client_ca_file: String,
+}
+
+impl TlsConfig {
+    /// Whether the gRPC API is served over TLS.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty()
+    }
 }
 
 /// Authentication: JWTs with a pinned algorithm, and API keys.
@@ -289,6 +311,7 @@ impl Default for Config {
             log: LogConfig::default(),
             auth: AuthConfig::default(),
             quotas: crate::quota::QuotaConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -489,6 +512,21 @@ impl Config {
         }
         if self.auth.max_token_ttl_secs == 0 {
             errs.push("auth.max_token_ttl_secs: must be above 0".into());
+        }
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            errs.push("tls: cert_file and key_file go together".into());
+        }
+        if !self.tls.client_ca_file.is_empty() && !self.tls.enabled() {
+            errs.push("tls.client_ca_file: needs tls.cert_file and tls.key_file".into());
+        }
+        for (name, path) in [
+            ("tls.cert_file", &self.tls.cert_file),
+            ("tls.key_file", &self.tls.key_file),
+            ("tls.client_ca_file", &self.tls.client_ca_file),
+        ] {
+            if !path.is_empty() && !Path::new(path).is_file() {
+                errs.push(format!("{name}: {path:?} is not a readable file"));
+            }
         }
         if let Err(e) = self.retry.validate("retry") {
             errs.push(e.to_string());

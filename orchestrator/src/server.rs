@@ -21,10 +21,11 @@ use cadre_supervisors::TaskSink;
 use ractor::Actor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::audit::{self, Sealer};
 use crate::auth::Authenticator;
-use crate::config::{Config, ConfigSource, ServerConfig};
+use crate::config::{Config, ConfigSource, ServerConfig, TlsConfig};
 use crate::grpc::{AdminApi, PeerApi, TaskApi};
 use crate::hub::Hub;
 use crate::node::Node;
@@ -181,18 +182,21 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         }
     });
 
+    let tls = server_tls(&config.tls)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let shutdown = CancellationToken::new();
     let servers = vec![
         tokio::spawn(serve_grpc(
             node.clone(),
             grpc_listener,
             config.server.clone(),
+            tls,
             shutdown.clone(),
         )),
         tokio::spawn(serve_http(node.clone(), http_listener, shutdown.clone())),
     ];
     let endpoints = Endpoints {
-        grpc: format!("http://{grpc_addr}"),
+        grpc: format!("{scheme}://{grpc_addr}"),
         http: format!("http://{http_addr}"),
         pid: std::process::id(),
     };
@@ -214,7 +218,34 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
     })
 }
 
-async fn serve_grpc(node: Arc<Node>, listener: TcpListener, cfg: ServerConfig, shutdown: CancellationToken) {
+/// Reads the TLS files into tonic's server config (None when TLS is off).
+fn server_tls(cfg: &TlsConfig) -> anyhow::Result<Option<ServerTlsConfig>> {
+    if !cfg.enabled() {
+        return Ok(None);
+    }
+    let read =
+        |what: &str, path: &str| std::fs::read(path).with_context(|| format!("cannot read {what} {path}"));
+    let identity = Identity::from_pem(
+        read("tls.cert_file", &cfg.cert_file)?,
+        read("tls.key_file", &cfg.key_file)?,
+    );
+    let mut tls = ServerTlsConfig::new().identity(identity);
+    if !cfg.client_ca_file.is_empty() {
+        tls = tls.client_ca_root(Certificate::from_pem(read(
+            "tls.client_ca_file",
+            &cfg.client_ca_file,
+        )?));
+    }
+    Ok(Some(tls))
+}
+
+async fn serve_grpc(
+    node: Arc<Node>,
+    listener: TcpListener,
+    cfg: ServerConfig,
+    tls: Option<ServerTlsConfig>,
+    shutdown: CancellationToken,
+) {
     let max_message = cfg.max_message_bytes;
     let keepalive = Duration::from_secs(cfg.keepalive_secs.max(1));
     let (health, health_svc) = tonic_health::server::health_reporter();
@@ -229,7 +260,17 @@ async fn serve_grpc(node: Arc<Node>, listener: TcpListener, cfg: ServerConfig, s
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     // Bounds per connection (calls in flight, streams) and dead-peer detection; each service
     // also bounds decoded message size.
-    let res = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = match builder.tls_config(tls) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "TLS setup failed; not serving gRPC");
+                return;
+            }
+        };
+    }
+    let res = builder
         .concurrency_limit_per_connection(cfg.max_calls_per_connection)
         .max_concurrent_streams(Some(cfg.max_streams_per_connection))
         .http2_keepalive_interval(Some(keepalive))

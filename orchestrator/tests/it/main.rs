@@ -10,3 +10,4 @@ mod hostile;
 mod lifecycle;
 mod scaling;
 mod supervision;
+mod tls;
