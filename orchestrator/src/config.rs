@@ -137,6 +137,12 @@ pub struct ServerConfig {
     pub max_streams_per_connection: u32,
     /// Idle connections are pinged this often and closed when a ping goes unanswered.
     pub keepalive_secs: u64,
+    /// Calls above `max_calls_per_connection` are refused at once with RESOURCE_EXHAUSTED
+    /// instead of waiting (load shedding).
+    pub load_shed: bool,
+    /// Longest a unary call may run (SubmitAndWait included; use Submit and Watch for longer
+    /// tasks); 0 = no limit. Streams are not cut. Clients' own grpc-timeout also applies.
+    pub request_timeout_ms: u64,
 }
 
 /// Where tasks and events are kept.
@@ -212,6 +218,8 @@ impl Default for ServerConfig {
             max_calls_per_connection: 256,
             max_streams_per_connection: 1024,
             keepalive_secs: 30,
+            load_shed: true,
+            request_timeout_ms: 1_200_000,
         }
     }
 }

@@ -260,7 +260,10 @@ async fn serve_grpc(
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     // Bounds per connection (calls in flight, streams) and dead-peer detection; each service
     // also bounds decoded message size.
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder().load_shed(cfg.load_shed);
+    if cfg.request_timeout_ms > 0 {
+        builder = builder.timeout(Duration::from_millis(cfg.request_timeout_ms));
+    }
     if let Some(tls) = tls {
         builder = match builder.tls_config(tls) {
             Ok(b) => b,

@@ -72,8 +72,7 @@ impl TestNode {
         std::fs::write(
             &config,
             format!(
-                "[node]\ndata_dir = {:?}\n[server]\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n\
-                 [log]\nlevel = \"warn\"\n{extra_toml}\n",
+                "[node]\ndata_dir = {:?}\n[log]\nlevel = \"warn\"\n{extra_toml}\n",
                 data.display().to_string()
             ),
         )
@@ -85,7 +84,14 @@ impl TestNode {
             .open(dir.join("serve.log"))
             .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_cadre"))
-            .args(["serve", "--config"])
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--config",
+            ])
             .arg(&config)
             .current_dir(dir)
             .env_remove("RUST_LOG")

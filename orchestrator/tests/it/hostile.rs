@@ -199,3 +199,51 @@ async fn ten_thousand_hostile_requests_crash_nothing_and_lose_nothing() {
     assert_eq!(node.http_get("/health").await.0, 200);
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+#[tokio::test]
+async fn excess_calls_are_shed_and_long_calls_time_out() {
+    let node = TestNode::start("[server]\nmax_calls_per_connection = 2\nrequest_timeout_ms = 1500\n").await;
+    let c = node.tasks().await; // one connection
+    let mut calls = Vec::new();
+    for _ in 0..12 {
+        let mut c = c.clone();
+        calls.push(tokio::spawn(async move {
+            let req = v1::SubmitAndWaitRequest {
+                spec: Some(spec("system.debug.sleep", r#"{"ms": 300}"#)),
+                wait_ms: 0,
+            };
+            c.submit_and_wait(req)
+                .await
+                .err()
+                .map(|e| (e.code(), e.message().to_string()))
+        }));
+    }
+    let mut shed = 0;
+    for h in calls {
+        match h.await.unwrap() {
+            None => {}
+            Some((Code::ResourceExhausted, _)) => shed += 1,
+            Some(other) => panic!("unexpected refusal {other:?}"),
+        }
+    }
+    assert!(
+        shed > 0,
+        "calls above the per-connection limit are shed, not queued"
+    );
+
+    let mut c = node.tasks().await;
+    let req = v1::SubmitAndWaitRequest {
+        spec: Some(spec("system.debug.sleep", r#"{"ms": 5000}"#)),
+        wait_ms: 0,
+    };
+    let err = c.submit_and_wait(req).await.unwrap_err();
+    assert!(
+        matches!(err.code(), Code::Cancelled | Code::DeadlineExceeded),
+        "{err:?}"
+    );
+    // The node is fine afterwards.
+    assert_eq!(
+        state(&run(&mut c, spec("system.debug.echo", "{}")).await),
+        TaskState::Succeeded
+    );
+}
