@@ -9,8 +9,35 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-/// Receives progress reports: a fraction in [0, 1] and a short message.
-pub type ProgressFn = Arc<dyn Fn(f64, String) + Send + Sync>;
+/// Tokens one model call used, reported by executors that call models.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// The model that was called (a key of the node's price table).
+    pub model: String,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+}
+
+/// Where an attempt reports what it does besides its result.
+pub trait Report: Send + Sync {
+    /// Progress: a fraction in [0, 1] and a short message (may be dropped under load).
+    fn progress(&self, fraction: f64, message: String);
+    /// Tokens used (never dropped: budgets are computed from it).
+    fn usage(&self, usage: Usage);
+}
+
+/// Shared handle to a [`Report`].
+pub type ProgressFn = Arc<dyn Report>;
+
+/// A report that forgets everything (tests, benchmarks).
+pub struct NoReport;
+
+impl Report for NoReport {
+    fn progress(&self, _fraction: f64, _message: String) {}
+    fn usage(&self, _usage: Usage) {}
+}
 
 /// What an executor knows about the attempt it runs.
 #[derive(Clone)]
@@ -47,7 +74,13 @@ impl ExecContext {
 
     /// Reports progress; it becomes a progress event on the task.
     pub fn progress(&self, fraction: f64, message: impl Into<String>) {
-        (self.progress)(fraction.clamp(0.0, 1.0), message.into());
+        self.progress.progress(fraction.clamp(0.0, 1.0), message.into());
+    }
+
+    /// Reports tokens used by a model call; it is recorded on the task and counts against
+    /// the tenant's budget.
+    pub fn usage(&self, usage: Usage) {
+        self.progress.usage(usage);
     }
 }
 

@@ -14,5 +14,5 @@ pub mod executor;
 pub mod executors;
 pub mod worker;
 
-pub use executor::{ExecContext, ExecError, Executor, ExecutorRegistry, ProgressFn};
+pub use executor::{ExecContext, ExecError, Executor, ExecutorRegistry, NoReport, ProgressFn, Report, Usage};
 pub use worker::{Assignment, DoneFn, Outcome, Worker, WorkerMsg};

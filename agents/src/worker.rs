@@ -139,7 +139,7 @@ mod tests {
             executor: ExecutorRegistry::builtin().get(executor).unwrap(),
             cancel: CancellationToken::new(),
             cancel_grace: Duration::from_millis(50),
-            progress: Arc::new(|_, _| {}),
+            progress: Arc::new(crate::NoReport),
         }
     }
 

@@ -70,6 +70,8 @@ impl TaskSink for WaiterSink {
     }
 
     fn progress(&self, _task_id: TaskId, _attempt: u32, _fraction: f64, _message: String) {}
+
+    fn usage(&self, _task_id: TaskId, _usage: cadre_agents::Usage) {}
 }
 
 /// The real tier-0 actor with one `system` supervisor whose `monitor` pool runs `echo`.

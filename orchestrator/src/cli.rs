@@ -87,6 +87,15 @@ pub enum Command {
     },
     /// Ask the node to re-read its config file.
     Reload,
+    /// Tokens and cost per tenant and model for a day (your tenant unless you are a commander).
+    Usage {
+        /// Only this tenant (commanders).
+        #[arg(long, default_value = "")]
+        tenant: String,
+        /// UTC date YYYY-MM-DD (default today).
+        #[arg(long, default_value = "")]
+        day: String,
+    },
     /// Check a verified task's result signature against the node's public key.
     VerifyResult {
         /// Task id.
@@ -612,6 +621,25 @@ async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &P
             }
             Ok(0)
         }
+        Command::Usage { tenant, day } => {
+            let r = admin
+                .usage(v1::UsageRequest { tenant, day })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            println!("usage on {} (UTC)", r.day);
+            println!(
+                "{:<16}  {:<24}  {:>12}  {:>12}  {:>12}",
+                "TENANT", "MODEL", "TOKENS IN", "TOKENS OUT", "COST USD"
+            );
+            for u in r.usage {
+                println!(
+                    "{:<16}  {:<24}  {:>12}  {:>12}  {:>12.6}",
+                    u.tenant, u.model, u.tokens_in, u.tokens_out, u.cost_usd
+                );
+            }
+            Ok(0)
+        }
         Command::VerifyResult { id, public_key } => {
             let path = public_key.unwrap_or_else(|| data_dir.join(audit::NODE_PUBLIC_KEY_FILE));
             let pem = std::fs::read_to_string(&path)
@@ -856,6 +884,11 @@ fn task_json(t: &v1::Task) -> String {
         "created_at_ms": t.created_at_ms,
         "updated_at_ms": t.updated_at_ms,
         "children": t.children,
+        "security_level": spec.security_level,
+        "result_signature": (!t.result_signature.is_empty()).then_some(&t.result_signature),
+        "usage": t.usage.iter().map(|u| serde_json::json!({
+            "model": u.model, "tokens_in": u.tokens_in, "tokens_out": u.tokens_out, "cost_usd": u.cost_usd,
+        })).collect::<Vec<_>>(),
     })
     .to_string()
 }
@@ -879,6 +912,21 @@ fn print_task(t: &v1::Task) {
     }
     if !t.children.is_empty() {
         println!("children:   {}", t.children.join(", "));
+    }
+    if spec.security_level != v1::SecurityLevel::Standard as i32 {
+        let level = v1::SecurityLevel::try_from(spec.security_level)
+            .map(|l| l.as_str_name())
+            .unwrap_or("?");
+        println!("security:   {level}");
+    }
+    if !t.result_signature.is_empty() {
+        println!("signature:  {}", t.result_signature);
+    }
+    for u in &t.usage {
+        println!(
+            "usage:      {} in {} out {} tokens, {:.6} USD",
+            u.model, u.tokens_in, u.tokens_out, u.cost_usd
+        );
     }
 }
 

@@ -43,6 +43,8 @@ pub struct Config {
     pub quotas: crate::quota::QuotaConfig,
     /// TLS for the gRPC API (and mutual TLS when a client CA is set).
     pub tls: TlsConfig,
+    /// Model prices and daily token/cost caps.
+    pub budgets: crate::budget::BudgetConfig,
 }
 
 /// TLS for the gRPC API: set `cert_file` and `key_file` to serve TLS; add `client_ca_file`
@@ -320,6 +322,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             quotas: crate::quota::QuotaConfig::default(),
             tls: TlsConfig::default(),
+            budgets: crate::budget::BudgetConfig::default(),
         }
     }
 }
@@ -536,6 +539,7 @@ impl Config {
                 errs.push(format!("{name}: {path:?} is not a readable file"));
             }
         }
+        errs.extend(self.budgets.problems());
         if let Err(e) = self.retry.validate("retry") {
             errs.push(e.to_string());
         }

@@ -217,6 +217,12 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::ListApiKeysResponse { keys }))
     }
 
+    async fn usage(&self, req: Request<v1::UsageRequest>) -> Result<Response<v1::UsageResponse>, Status> {
+        let p = authorize(&self.0, &req, Action::ReadUsage).await?;
+        let r = req.get_ref();
+        Ok(Response::new(self.0.usage(&p, &r.tenant, &r.day).await?))
+    }
+
     async fn revoke_api_key(
         &self,
         req: Request<v1::RevokeApiKeyRequest>,

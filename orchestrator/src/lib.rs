@@ -6,6 +6,7 @@
 //! - [`writer`]: group commit: the single path to the store; also the supervisors' task sink.
 //! - [`hub`]: live event fan-out and resumable watch streams.
 //! - [`orchestrator`]: the tier-0 actor that spawns, feeds and restarts the supervisors.
+//! - [`budget`]: model prices, daily token and cost caps, model fallback.
 //! - [`quota`]: per-tenant rate limits and unfinished-task caps.
 //! - [`node`]: the operations every face calls (submit, get, cancel, list, watch, status, ...).
 //! - [`grpc`], [`http`]: the network faces. [`server`]: start-up and shutdown.
@@ -16,6 +17,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -11,12 +11,13 @@ use tokio::sync::mpsc;
 
 use crate::audit::AuditDraft;
 use crate::auth::{Action, Authenticator, Principal};
+use crate::budget::{self, Budgets, Verdict};
 use crate::config::{Config, ConfigSource};
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::orchestrator::{OrchestratorMsg, Recovery};
 use crate::quota::Quotas;
-use crate::store::{EventFilter, Store, StoreError, TaskFilter, WriteOutcome, sqlite::now_ms};
+use crate::store::{EventFilter, Store, StoreError, TaskFilter, UsageFilter, WriteOutcome, sqlite::now_ms};
 use crate::writer::Writer;
 
 /// Largest page `List` returns.
@@ -35,6 +36,8 @@ pub struct Node {
     pub auth: Authenticator,
     /// Per-tenant rate limits and caps.
     pub(crate) quotas: Quotas,
+    /// Prices, daily caps and today's spend.
+    pub(crate) budgets: Arc<Budgets>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) writer: Writer,
     pub(crate) hub: Hub,
@@ -99,6 +102,12 @@ impl Node {
                 "tenant {tenant} holds {cap} unfinished tasks, its cap (quotas); retry when some finish"
             )));
         }
+        let mut spec = spec;
+        match self.budgets.check(&budget::utc_day(now_ms()), tenant) {
+            Verdict::Ok => {}
+            Verdict::Exceeded(why) => return Err(Error::Exhausted(why)),
+            Verdict::NearCap(why) => self.fall_back(&mut spec, &why),
+        }
         let max = self.config().limits.max_pending_tasks;
         if self.writer.pending() >= max {
             return Err(Error::Exhausted(format!(
@@ -121,6 +130,7 @@ impl Node {
             seq: 1,
             children: Vec::new(),
             result_signature: None,
+            usage: Vec::new(),
         };
         let queued = self
             .recovery
@@ -138,7 +148,9 @@ impl Node {
                 Ok((record, true))
             }
             WriteOutcome::Existing(id) => Ok((self.get_record(id).await?, false)),
-            WriteOutcome::Ignored => Err(Error::Unavailable("the store refused the task; retry".into())),
+            WriteOutcome::Ignored | WriteOutcome::Usage { .. } => {
+                Err(Error::Unavailable("the store refused the task; retry".into()))
+            }
         }
     }
 
@@ -158,6 +170,47 @@ impl Node {
             record.spec.timeout * r.max_attempts + r.max_backoff * r.max_attempts + Duration::from_secs(5)
         };
         self.wait_terminal(record.id, wait).await
+    }
+
+    /// Near a budget cap: a task whose params name a `model` with a cheaper fallback and set
+    /// `"allow_fallback": true` runs on the fallback; its params record the switch.
+    fn fall_back(&self, spec: &mut TaskSpec, why: &str) {
+        let Some(params) = spec.params.as_object_mut() else {
+            return;
+        };
+        if params.get("allow_fallback").and_then(|v| v.as_bool()) != Some(true) {
+            return;
+        }
+        let Some(model) = params.get("model").and_then(|m| m.as_str()).map(str::to_string) else {
+            return;
+        };
+        if let Some(cheaper) = self.budgets.fallback(&model) {
+            tracing::info!(from = %model, to = %cheaper, reason = %why, "budget fallback");
+            params.insert("model".into(), cheaper.into());
+            params.insert("fallback_from".into(), model.into());
+        }
+    }
+
+    /// Usage per tenant and model on `day` (default today), within the principal's scope.
+    pub async fn usage(&self, p: &Principal, tenant: &str, day: &str) -> Result<v1::UsageResponse> {
+        let day = if day.is_empty() {
+            budget::utc_day(now_ms())
+        } else {
+            day.to_string()
+        };
+        let tenant = match p.tenant_scope() {
+            Some(own) => Some(own.to_string()),
+            None => (!tenant.is_empty()).then(|| tenant.to_string()),
+        };
+        let usage = self
+            .store
+            .usage(&UsageFilter {
+                task_id: None,
+                tenant,
+                day: Some(day.clone()),
+            })
+            .await?;
+        Ok(v1::UsageResponse { day, usage })
     }
 
     /// Waits until the task is terminal, then returns it.

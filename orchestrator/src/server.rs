@@ -5,6 +5,7 @@
 //! a node started on port 0. [`Running::shutdown`] stops intake, waits up to
 //! `server.shutdown_grace_ms` for open calls, stops the actor tree and flushes the writer.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::audit::{self, Sealer};
 use crate::auth::Authenticator;
+use crate::budget::{self, Budgets};
 use crate::config::{Config, ConfigSource, ServerConfig, TlsConfig};
 use crate::grpc::{AdminApi, PeerApi, TaskApi};
 use crate::hub::Hub;
@@ -32,6 +34,7 @@ use crate::node::Node;
 use crate::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg, Recovery};
 use crate::quota::Quotas;
 use crate::store::Store;
+use crate::store::UsageFilter;
 use crate::store::sqlite::SqliteStore;
 use crate::writer::Writer;
 use crate::{http, telemetry};
@@ -128,6 +131,18 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         tail_seq,
         tail_hash,
     );
+    let today = budget::utc_day(crate::store::sqlite::now_ms());
+    let filter = UsageFilter {
+        day: Some(today.clone()),
+        ..Default::default()
+    };
+    let mut spent: HashMap<String, budget::Spend> = HashMap::new();
+    for u in store.usage(&filter).await? {
+        let s = spent.entry(u.tenant).or_default();
+        s.tokens += u.tokens_in + u.tokens_out;
+        s.cost_usd += u.cost_usd;
+    }
+    let budgets = Arc::new(Budgets::new(config.budgets.clone(), today, spent));
     let (writer, writer_task) = Writer::spawn(
         store.clone(),
         hub.clone(),
@@ -135,6 +150,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         config.store.queue_capacity,
         pending,
         Some(sealer),
+        budgets.clone(),
     );
     let sink: Arc<dyn TaskSink> = Arc::new(writer.clone());
     let recovery = Recovery {
@@ -170,6 +186,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         recovery,
         auth,
         quotas: Quotas::new(&config.quotas),
+        budgets,
     });
     // Forget idle tenants' rate buckets now and then; holds only a weak reference, so the
     // node can still be dropped at shutdown.

@@ -20,6 +20,7 @@ use cadre_supervisors::{TaskSink, Transition};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::{AuditDraft, Sealer};
+use crate::budget::Budgets;
 use crate::hub::Hub;
 use crate::store::{Store, StoreError, WriteOp, WriteOutcome, sqlite::now_ms};
 
@@ -35,6 +36,8 @@ pub struct Writer {
     tx: mpsc::Sender<Request>,
     /// Unfinished tasks known to this node (bounds intake).
     pending: Arc<Mutex<Pending>>,
+    /// Prices usage and keeps today's spend.
+    budgets: Arc<Budgets>,
 }
 
 /// Unfinished tasks, in total and per tenant (bounds intake and per-tenant caps).
@@ -66,14 +69,23 @@ impl Writer {
         capacity: usize,
         pending: HashMap<String, u64>,
         sealer: Option<Sealer>,
+        budgets: Arc<Budgets>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
         let pending = Arc::new(Mutex::new(Pending {
             total: pending.values().sum(),
             by_tenant: pending,
         }));
-        let handle = tokio::spawn(run(store, hub, rx, batch_max, pending.clone(), sealer));
-        (Writer { tx, pending }, handle)
+        let handle = tokio::spawn(run(
+            store,
+            hub,
+            rx,
+            batch_max,
+            pending.clone(),
+            sealer,
+            budgets.clone(),
+        ));
+        (Writer { tx, pending, budgets }, handle)
     }
 
     /// Unfinished tasks right now.
@@ -126,6 +138,27 @@ impl Writer {
 
 #[async_trait]
 impl TaskSink for Writer {
+    fn usage(&self, task_id: TaskId, usage: cadre_agents::Usage) {
+        let cost_usd = self.budgets.cost(&usage);
+        let op = WriteOp::Usage {
+            task_id,
+            usage,
+            cost_usd,
+            at_ms: now_ms(),
+        };
+        // Keep the order with the task's transitions when there is room; otherwise wait for
+        // room in a task of its own: usage is never dropped.
+        if let Err(mpsc::error::TrySendError::Full(req)) = self.tx.try_send(Request {
+            op: Some(op),
+            reply: None,
+        }) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(req).await;
+            });
+        }
+    }
+
     async fn record(&self, t: Transition) {
         if self
             .tx
@@ -167,6 +200,7 @@ async fn run(
     batch_max: usize,
     pending: Arc<Mutex<Pending>>,
     mut sealer: Option<Sealer>,
+    budgets: Arc<Budgets>,
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut batch, batch_max).await > 0 {
@@ -208,6 +242,18 @@ async fn run(
                         };
                         let Some(outcome) = outcomes.next() else { break };
                         account(op, &outcome, &pending);
+                        if let WriteOutcome::Usage {
+                            tenant,
+                            day,
+                            tokens,
+                            cost_usd,
+                        } = &outcome
+                        {
+                            budgets.record(day, tenant, *tokens, *cost_usd);
+                            metrics::counter!("cadre_tokens_used_total").increment(*tokens);
+                            metrics::counter!("cadre_cost_usd_micros_total")
+                                .increment((cost_usd * 1e6) as u64);
+                        }
                         if let WriteOutcome::Event { event, .. } = &outcome {
                             hub.publish(event.clone());
                         }

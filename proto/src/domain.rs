@@ -642,6 +642,9 @@ pub struct TaskRecord {
     /// The node's signature of the result, for verified tasks that succeeded.
     #[serde(default)]
     pub result_signature: Option<String>,
+    /// Tokens and cost per model (read from the usage records, not stored with the task).
+    #[serde(skip)]
+    pub usage: Vec<v1::ModelUsage>,
 }
 
 impl TaskRecord {
@@ -662,6 +665,7 @@ impl TaskRecord {
             seq: self.seq,
             children: self.children.iter().map(ToString::to_string).collect(),
             result_signature: self.result_signature.clone().unwrap_or_default(),
+            usage: self.usage.clone(),
         }
     }
 }

@@ -49,4 +49,7 @@ pub trait TaskSink: Send + Sync + 'static {
 
     /// Reports progress of a running attempt. Never blocks: progress may be dropped under load.
     fn progress(&self, task_id: TaskId, attempt: u32, fraction: f64, message: String);
+
+    /// Records tokens a task used. Never blocks and never drops: budgets depend on it.
+    fn usage(&self, task_id: TaskId, usage: cadre_agents::Usage);
 }

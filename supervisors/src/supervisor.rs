@@ -115,6 +115,23 @@ pub struct SupervisorArgs {
     pub cancel_grace: Duration,
 }
 
+/// Forwards one attempt's progress and usage to the sink.
+struct AttemptReport {
+    sink: Arc<dyn TaskSink>,
+    task_id: TaskId,
+    attempt: u32,
+}
+
+impl cadre_agents::Report for AttemptReport {
+    fn progress(&self, fraction: f64, message: String) {
+        self.sink.progress(self.task_id, self.attempt, fraction, message);
+    }
+
+    fn usage(&self, usage: cadre_agents::Usage) {
+        self.sink.usage(self.task_id, usage);
+    }
+}
+
 /// The supervisor actor.
 pub struct Supervisor;
 
@@ -500,8 +517,10 @@ impl SupervisorState {
                 executor: t.executor.clone(),
                 cancel,
                 cancel_grace: self.cancel_grace,
-                progress: Arc::new(move |fraction, message| {
-                    sink.progress(task_id, attempt, fraction, message)
+                progress: Arc::new(AttemptReport {
+                    sink,
+                    task_id,
+                    attempt,
                 }),
             };
             let slot = pool.slots.get_mut(&slot_id).expect("slot exists");

@@ -9,12 +9,18 @@ use serde_json::{Value, json};
 
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
 
-/// Returns its params unchanged.
+/// Returns its params unchanged. With `"usage": {"model", "tokens_in", "tokens_out"}` in its
+/// params it also reports that usage, as a model-calling executor would (diagnostics for
+/// budgets).
 pub struct Echo;
 
 #[async_trait]
 impl Executor for Echo {
-    async fn execute(&self, _ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
+    async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
+        if let Some(u) = params.get("usage") {
+            let usage: crate::Usage = decode_params(u)?;
+            ctx.usage(usage);
+        }
         Ok(params)
     }
 }

@@ -77,11 +77,13 @@ pub enum Action {
     IssueToken,
     /// AdminService.CreateApiKey, ListApiKeys, RevokeApiKey.
     ManageKeys,
+    /// AdminService.Usage (own tenant; commanders any).
+    ReadUsage,
 }
 
 impl Action {
     /// Every action, for tests and docs.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Action::GetTask,
         Action::ListTasks,
         Action::WatchTasks,
@@ -94,6 +96,7 @@ impl Action {
         Action::ReadMetrics,
         Action::IssueToken,
         Action::ManageKeys,
+        Action::ReadUsage,
     ];
 
     /// The name used in audit records.
@@ -111,13 +114,14 @@ impl Action {
             Action::ReadMetrics => "metrics.read",
             Action::IssueToken => "token.issue",
             Action::ManageKeys => "key.manage",
+            Action::ReadUsage => "usage.read",
         }
     }
 
     /// The innermost ring allowed to do this. This is the whole permission table.
     pub fn min_role(self) -> Role {
         match self {
-            Action::GetTask | Action::ListTasks | Action::WatchTasks => Role::Observer,
+            Action::GetTask | Action::ListTasks | Action::WatchTasks | Action::ReadUsage => Role::Observer,
             Action::SubmitTask | Action::CancelTask | Action::Delegate => Role::Operator,
             Action::Status | Action::Scale | Action::Reload | Action::ReadMetrics => Role::Supervisor,
             Action::IssueToken | Action::ManageKeys => Role::Commander,

@@ -26,6 +26,17 @@ pub enum WriteOp {
     AuditDraft(Box<crate::audit::AuditDraft>),
     /// A sealed audit record, appended to the chain.
     Audit(Box<crate::audit::AuditRecord>),
+    /// Tokens a task used on one model, with their cost at the configured prices.
+    Usage {
+        /// The task.
+        task_id: TaskId,
+        /// Model and tokens.
+        usage: cadre_agents::Usage,
+        /// USD.
+        cost_usd: f64,
+        /// When it was reported, Unix milliseconds.
+        at_ms: i64,
+    },
     /// A progress report of a running attempt (dropped if the attempt is no longer running).
     Progress {
         /// The task.
@@ -53,6 +64,17 @@ pub enum WriteOutcome {
     Existing(TaskId),
     /// The task is unknown, already terminal, or the progress is stale; nothing was written.
     Ignored,
+    /// Usage was recorded for this tenant on this UTC day.
+    Usage {
+        /// The task's tenant.
+        tenant: String,
+        /// UTC date.
+        day: String,
+        /// Tokens in + out.
+        tokens: u64,
+        /// USD.
+        cost_usd: f64,
+    },
 }
 
 /// Which tasks `List` returns.
@@ -119,6 +141,17 @@ pub struct ApiKeyRecord {
     pub revoked_at_ms: Option<i64>,
 }
 
+/// Which usage to sum.
+#[derive(Clone, Debug, Default)]
+pub struct UsageFilter {
+    /// One task (all days).
+    pub task_id: Option<TaskId>,
+    /// One tenant.
+    pub tenant: Option<String>,
+    /// One UTC day.
+    pub day: Option<String>,
+}
+
 /// A store failure: the store is unreachable or refused the operation.
 #[derive(Debug, thiserror::Error)]
 #[error("store: {0}")]
@@ -164,6 +197,8 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_tail(&self) -> StoreResult<(u64, String)>;
     /// Audit records in seq order: all, or those whose target is `target`.
     async fn audit_records(&self, target: Option<&str>) -> StoreResult<Vec<crate::audit::AuditRecord>>;
+    /// Usage per tenant and model on a UTC day (one tenant or all), or of one task (any day).
+    async fn usage(&self, filter: &UsageFilter) -> StoreResult<Vec<cadre_proto::v1::ModelUsage>>;
     /// Stores a new API key.
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
     /// Every API key, revoked ones included.

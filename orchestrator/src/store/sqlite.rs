@@ -20,7 +20,11 @@ use cadre_supervisors::Transition;
 
 use crate::audit::{AuditDraft, AuditRecord};
 
-use super::{ApiKeyRecord, EventFilter, Store, StoreError, StoreResult, TaskFilter, WriteOp, WriteOutcome};
+use cadre_proto::v1::ModelUsage;
+
+use super::{
+    ApiKeyRecord, EventFilter, Store, StoreError, StoreResult, TaskFilter, UsageFilter, WriteOp, WriteOutcome,
+};
 
 /// SQLite-backed [`Store`]. It assumes it is the only writer of its file (the data dir lock
 /// makes sure of that): the writer's view of unfinished tasks lives in memory.
@@ -294,6 +298,7 @@ impl TaskRow {
             seq: self.seq as u64,
             children,
             result_signature: self.result_signature,
+            usage: Vec::new(),
         })
     }
 }
@@ -614,6 +619,50 @@ impl Store for SqliteStore {
                     WriteOutcome::Ignored
                 }
                 WriteOp::AuditDraft(_) => WriteOutcome::Ignored, // the writer seals drafts first
+                WriteOp::Usage {
+                    task_id,
+                    usage,
+                    cost_usd,
+                    at_ms,
+                } => {
+                    let tenant = match plan.current(*task_id) {
+                        Some(l) => Some(l.tenant),
+                        // Usage may arrive after the task finished: it is never dropped.
+                        None => {
+                            sqlx::query_scalar("SELECT tenant FROM tasks WHERE id = ?")
+                                .bind(task_id.to_string())
+                                .fetch_optional(&mut *tx)
+                                .await?
+                        }
+                    };
+                    match tenant {
+                        Some(tenant) => {
+                            let day = crate::budget::utc_day(*at_ms);
+                            sqlx::query(
+                                "INSERT INTO usage (task_id, tenant, model, tokens_in, tokens_out, cost_usd, day, at_ms) \
+                                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            )
+                            .bind(task_id.to_string())
+                            .bind(&tenant)
+                            .bind(&usage.model)
+                            .bind(usage.tokens_in as i64)
+                            .bind(usage.tokens_out as i64)
+                            .bind(cost_usd)
+                            .bind(&day)
+                            .bind(at_ms)
+                            .execute(&mut *tx)
+                            .await?;
+                            let tokens = usage.tokens_in + usage.tokens_out;
+                            WriteOutcome::Usage {
+                                tenant,
+                                day,
+                                tokens,
+                                cost_usd: *cost_usd,
+                            }
+                        }
+                        None => WriteOutcome::Ignored,
+                    }
+                }
             };
             outcomes.push(outcome);
         }
@@ -645,7 +694,15 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let children = self.children(id, &row.tenant).await?;
-        row.into_record(children).map(Some)
+        let usage = self
+            .usage(&UsageFilter {
+                task_id: Some(id),
+                ..Default::default()
+            })
+            .await?;
+        let mut record = row.into_record(children)?;
+        record.usage = usage;
+        Ok(Some(record))
     }
 
     async fn find_idempotent(&self, tenant: &str, key: &str) -> StoreResult<Option<TaskRecord>> {
@@ -808,6 +865,33 @@ impl Store for SqliteStore {
             .collect())
     }
 
+    async fn usage(&self, f: &UsageFilter) -> StoreResult<Vec<ModelUsage>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT tenant, model, SUM(tokens_in), SUM(tokens_out), SUM(cost_usd) FROM usage WHERE 1 = 1",
+        );
+        if let Some(id) = f.task_id {
+            qb.push(" AND task_id = ").push_bind(id.to_string());
+        }
+        if let Some(t) = &f.tenant {
+            qb.push(" AND tenant = ").push_bind(t.clone());
+        }
+        if let Some(d) = &f.day {
+            qb.push(" AND day = ").push_bind(d.clone());
+        }
+        qb.push(" GROUP BY tenant, model ORDER BY tenant, model");
+        let rows: Vec<(String, String, i64, i64, f64)> = qb.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(tenant, model, tokens_in, tokens_out, cost_usd)| ModelUsage {
+                model,
+                tokens_in: tokens_in as u64,
+                tokens_out: tokens_out as u64,
+                cost_usd,
+                tenant,
+            })
+            .collect())
+    }
+
     async fn insert_api_key(&self, k: &ApiKeyRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO api_keys (id, name, tenant, role, salt, hash, created_at_ms, revoked_at_ms) \
@@ -891,6 +975,7 @@ mod tests {
             seq: 1,
             children: vec![],
             result_signature: None,
+            usage: Vec::new(),
         }
     }
 

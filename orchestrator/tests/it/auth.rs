@@ -270,6 +270,7 @@ async fn call(node: &TestNode, cred: &str, action: Action, own_task: &str) -> Co
             code(a.issue_token(req).await.map(drop))
         }
         Action::ManageKeys => code(a.list_api_keys(v1::ListApiKeysRequest {}).await.map(drop)),
+        Action::ReadUsage => code(a.usage(v1::UsageRequest::default()).await.map(drop)),
     }
 }
 
@@ -633,4 +634,90 @@ async fn rate_limits_and_caps_are_per_tenant_and_say_when_to_retry() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn budgets_record_usage_fall_back_near_the_cap_and_refuse_past_it() {
+    let cfg = "[budgets]\nfallback_at = 0.5\n\
+               [budgets.models.big]\ninput_per_1k = 10.0\noutput_per_1k = 20.0\nfallback = \"small\"\n\
+               [budgets.models.small]\ninput_per_1k = 0.1\noutput_per_1k = 0.1\n\
+               [budgets.tenants.acme]\ndaily_cost_usd = 1.0\n";
+    let node = TestNode::start(cfg).await;
+    let acme = issue(&node, "acme", "operator").await;
+    let mut c = node.tasks_as(Some(&acme)).await;
+    let call = |model: &str, tin: u64, tout: u64| {
+        let params = serde_json::json!({
+            "model": model, "allow_fallback": true,
+            "usage": {"model": model, "tokens_in": tin, "tokens_out": tout},
+        });
+        spec("system.debug.echo", &params.to_string())
+    };
+    // 20 + 10 tokens on "big": 0.2 + 0.2 = 0.40 USD; recorded on the task.
+    let t = run(&mut c, call("big", 20, 10)).await;
+    assert_eq!(t.usage.len(), 1, "{t:?}");
+    assert_eq!((t.usage[0].tokens_in, t.usage[0].tokens_out), (20, 10));
+    assert!((t.usage[0].cost_usd - 0.4).abs() < 1e-9, "{:?}", t.usage);
+    // Now at 40%: still the asked-for model.
+    let t = run(&mut c, call("big", 10, 5)).await; // +0.2 -> 0.6 USD, past fallback_at
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&t.spec.unwrap().params_json).unwrap()["model"],
+        "big"
+    );
+    // At 60%: a task that allows it runs on the cheaper model (its params say so).
+    let t = submit(&mut c, call("big", 1, 1)).await;
+    let params: serde_json::Value = serde_json::from_str(&t.spec.unwrap().params_json).unwrap();
+    assert_eq!(
+        (params["model"].as_str(), params["fallback_from"].as_str()),
+        (Some("small"), Some("big"))
+    );
+    // Push past the cap (usage is reported under the model the task asked for).
+    run(
+        &mut c,
+        spec(
+            "system.debug.echo",
+            &serde_json::json!({"usage": {"model": "big", "tokens_in": 50, "tokens_out": 0}}).to_string(),
+        ),
+    )
+    .await;
+    let err = c
+        .submit(v1::SubmitRequest {
+            spec: Some(spec("system.debug.echo", "{}")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(
+        err.message().contains("tenant acme") && err.message().contains("budget"),
+        "{}",
+        err.message()
+    );
+    // Other tenants are not held back; usage is reported per tenant and model.
+    let other = issue(&node, "other", "operator").await;
+    run(
+        &mut node.tasks_as(Some(&other)).await,
+        spec("system.debug.echo", "{}"),
+    )
+    .await;
+    let mine = node
+        .admin_as(Some(&acme))
+        .await
+        .usage(v1::UsageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        mine.usage.iter().all(|u| u.tenant == "acme"),
+        "tenant-scoped: {mine:?}"
+    );
+    let big = mine.usage.iter().find(|u| u.model == "big").unwrap();
+    assert_eq!(big.tokens_in, 20 + 10 + 1 + 50, "every reported call counts");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
+        .args(["--endpoint", &node.grpc, "--token", &node.credential(), "usage"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("acme") && text.contains("big"),
+        "{text}"
+    );
 }
