@@ -540,6 +540,23 @@ impl Config {
             }
         }
         errs.extend(self.budgets.problems());
+        let bad_tenant = |t: &str| {
+            t.is_empty()
+                || t.len() > 64
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.@-".contains(&b))
+        };
+        for t in self.quotas.tenants.keys().filter(|t| bad_tenant(t)) {
+            errs.push(format!(
+                "quotas.tenants.{t:?}: tenant names are 1-64 of A-Z a-z 0-9 _ . @ -"
+            ));
+        }
+        for t in self.budgets.tenants.keys().filter(|t| bad_tenant(t)) {
+            errs.push(format!(
+                "budgets.tenants.{t:?}: tenant names are 1-64 of A-Z a-z 0-9 _ . @ -"
+            ));
+        }
         if let Err(e) = self.retry.validate("retry") {
             errs.push(e.to_string());
         }

@@ -66,12 +66,6 @@ impl TaskService for TaskApi {
     async fn submit(&self, req: Request<v1::SubmitRequest>) -> Result<Response<v1::SubmitResponse>, Status> {
         let p = authorize(&self.0, &req, Action::SubmitTask).await?;
         let (task, created) = self.0.submit(&p, req.get_ref().spec.as_ref()).await?;
-        if created {
-            let id = task.id.to_string();
-            self.0
-                .audit(Some(&p), "task.submit", &id, "ok", &task.spec.task_type)
-                .await;
-        }
         Ok(Response::new(v1::SubmitResponse {
             task: Some(task.to_wire()),
             created,
@@ -85,15 +79,6 @@ impl TaskService for TaskApi {
         let p = authorize(&self.0, &req, Action::SubmitTask).await?;
         let r = req.get_ref();
         let task = self.0.submit_and_wait(&p, r.spec.as_ref(), r.wait_ms).await?;
-        self.0
-            .audit(
-                Some(&p),
-                "task.submit",
-                &task.id.to_string(),
-                "ok",
-                &task.spec.task_type,
-            )
-            .await;
         Ok(Response::new(task.to_wire()))
     }
 
@@ -251,15 +236,6 @@ impl SupervisorPeer for PeerApi {
         }
         spec.parent_id = r.parent_id.clone();
         let task = self.0.submit_and_wait(&p, Some(&spec), r.wait_ms).await?;
-        self.0
-            .audit(
-                Some(&p),
-                "task.delegate",
-                &task.id.to_string(),
-                "ok",
-                &r.parent_id,
-            )
-            .await;
         Ok(Response::new(task.to_wire()))
     }
 

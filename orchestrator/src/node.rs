@@ -145,6 +145,12 @@ impl Node {
                 // If the orchestrator is gone the node is shutting down; the task is stored and
                 // recovered at the next start.
                 let _ = self.orchestrator.cast(msg);
+                let detail = match record.spec.parent_id {
+                    Some(parent) => format!("{} (sub-task of {parent})", record.spec.task_type),
+                    None => record.spec.task_type.clone(),
+                };
+                self.audit(Some(p), "task.submit", &record.id.to_string(), "ok", &detail)
+                    .await;
                 Ok((record, true))
             }
             WriteOutcome::Existing(id) => Ok((self.get_record(id).await?, false)),
@@ -444,6 +450,8 @@ impl Node {
             ("log", old.log == new.log),
             ("auth", old.auth == new.auth),
             ("quotas", old.quotas == new.quotas),
+            ("tls", old.tls == new.tls),
+            ("budgets", old.budgets == new.budgets),
         ] {
             if !same {
                 changes.push(format!(
@@ -460,6 +468,8 @@ impl Node {
         keep.log = old.log;
         keep.auth = old.auth;
         keep.quotas = old.quotas;
+        keep.tls = old.tls;
+        keep.budgets = old.budgets;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = keep;
         tracing::info!(?changes, "config reloaded");
         Ok(changes)
