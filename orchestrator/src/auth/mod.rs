@@ -188,13 +188,7 @@ impl Authenticator {
     /// from the store.
     pub async fn open(cfg: &AuthConfig, data_dir: &Path, store: Arc<dyn Store>) -> Result<Self, Error> {
         let (algorithm, encoding, decoding) = key_material(cfg, data_dir)?;
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = cfg.leeway_secs;
-        validation.validate_nbf = true;
-        validation.validate_exp = true;
-        validation.set_issuer(&[&cfg.issuer]);
-        validation.set_audience(&[&cfg.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        let validation = token_validation(cfg, algorithm);
         let keys = store
             .api_keys()
             .await?
@@ -248,25 +242,10 @@ impl Authenticator {
                 "missing credential: send `authorization: Bearer <token or API key>`".into(),
             )
         })?;
-        let cred = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| {
-                Error::Unauthenticated("authorization must be `Bearer <token or API key>`".into())
-            })?;
-        if let Some(rest) = cred.strip_prefix(KEY_PREFIX) {
-            return self.check_key(rest);
+        match parse_bearer(header)? {
+            Credential::ApiKey(rest) => self.check_key(rest),
+            Credential::Jwt(token) => decode_token(token, &self.decoding, &self.validation),
         }
-        let data = jsonwebtoken::decode::<Claims>(cred, &self.decoding, &self.validation)
-            .map_err(|e| Error::Unauthenticated(format!("invalid token: {e}")))?;
-        let c = data.claims;
-        Ok(Principal {
-            subject: c.sub,
-            tenant: c.tenant,
-            role: c.role,
-        })
     }
 
     fn check_key(&self, rest: &str) -> Result<Principal, Error> {
@@ -396,6 +375,54 @@ impl Authenticator {
         key.revoked_at_ms = Some(at);
         Ok(key.clone())
     }
+}
+
+/// What an `authorization` header carries.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// A JWT.
+    Jwt(&'a str),
+    /// An API key, after its `cadre_` prefix (`<id>_<secret>`).
+    ApiKey(&'a str),
+}
+
+/// Parses `Bearer <credential>` (untrusted input; never panics).
+pub fn parse_bearer(header: &str) -> Result<Credential<'_>, Error> {
+    let cred = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Error::Unauthenticated("authorization must be `Bearer <token or API key>`".into()))?;
+    Ok(match cred.strip_prefix(KEY_PREFIX) {
+        Some(rest) => Credential::ApiKey(rest),
+        None => Credential::Jwt(cred),
+    })
+}
+
+/// The JWT checks cadre applies: the one pinned algorithm, `exp`, `nbf`, `iss`, `aud` and `sub`
+/// required, `auth.leeway_secs` of clock skew.
+pub fn token_validation(cfg: &AuthConfig, algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = cfg.leeway_secs;
+    validation.validate_nbf = true;
+    validation.validate_exp = true;
+    validation.set_issuer(&[&cfg.issuer]);
+    validation.set_audience(&[&cfg.audience]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+    validation
+}
+
+/// Verifies and decodes a JWT into a principal (untrusted input; never panics).
+pub fn decode_token(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Principal, Error> {
+    let data = jsonwebtoken::decode::<Claims>(token, key, validation)
+        .map_err(|e| Error::Unauthenticated(format!("invalid token: {e}")))?;
+    let c = data.claims;
+    Ok(Principal {
+        subject: c.sub,
+        tenant: c.tenant,
+        role: c.role,
+    })
 }
 
 /// Tenants, subjects and key names: 1-64 of `[A-Za-z0-9_.@-]`.
