@@ -29,7 +29,7 @@ pub trait Report: Send + Sync {
 }
 
 /// Shared handle to a [`Report`].
-pub type ProgressFn = Arc<dyn Report>;
+pub type SharedReport = Arc<dyn Report>;
 
 /// A report that forgets everything (tests, benchmarks).
 pub struct NoReport;
@@ -51,7 +51,7 @@ pub struct ExecContext {
     /// Fires when the task is cancelled; long executors should watch it and return
     /// [`ExecError::Cancelled`]. After the grace period the worker drops the future anyway.
     pub cancel: CancellationToken,
-    progress: ProgressFn,
+    progress: SharedReport,
 }
 
 impl ExecContext {
@@ -61,7 +61,7 @@ impl ExecContext {
         task_type: String,
         attempt: u32,
         cancel: CancellationToken,
-        progress: ProgressFn,
+        progress: SharedReport,
     ) -> Self {
         ExecContext {
             task_id,

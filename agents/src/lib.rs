@@ -14,5 +14,7 @@ pub mod executor;
 pub mod executors;
 pub mod worker;
 
-pub use executor::{ExecContext, ExecError, Executor, ExecutorRegistry, NoReport, ProgressFn, Report, Usage};
+pub use executor::{
+    ExecContext, ExecError, Executor, ExecutorRegistry, NoReport, Report, SharedReport, Usage,
+};
 pub use worker::{Assignment, DoneFn, Outcome, Worker, WorkerMsg};

@@ -8,7 +8,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{ExecContext, ExecError, Executor, ProgressFn};
+use crate::executor::{ExecContext, ExecError, Executor, SharedReport};
 
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +54,7 @@ pub struct Assignment {
     /// How long a cancelled executor may take to stop by itself.
     pub cancel_grace: Duration,
     /// Where progress reports go.
-    pub progress: ProgressFn,
+    pub progress: SharedReport,
 }
 
 /// Messages a worker accepts.

@@ -168,6 +168,10 @@ impl Budgets {
     /// Adds recorded usage to today's spend.
     pub fn record(&self, day: &str, tenant: &str, tokens: u64, cost_usd: f64) {
         let mut t = self.today.lock().unwrap_or_else(|e| e.into_inner());
+        // YYYY-MM-DD compares as text: a late record of yesterday must not reset today.
+        if day < t.0.as_str() {
+            return;
+        }
         if t.0 != day {
             *t = (day.to_string(), HashMap::new());
         }

@@ -199,6 +199,17 @@ impl Node {
 
     /// Usage per tenant and model on `day` (default today), within the principal's scope.
     pub async fn usage(&self, p: &Principal, tenant: &str, day: &str) -> Result<v1::UsageResponse> {
+        let well_formed = day.len() == 10
+            && day.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        if !day.is_empty() && !well_formed {
+            return Err(SpecError::invalid("day", format!("{day:?} is not a UTC date YYYY-MM-DD")).into());
+        }
         let day = if day.is_empty() {
             budget::utc_day(now_ms())
         } else {

@@ -76,6 +76,14 @@ fn describe() {
         "cadre_progress_dropped_total",
         "Progress reports dropped because the writer was full."
     );
+    metrics::describe_counter!(
+        "cadre_tokens_used_total",
+        "Model tokens (in + out) reported by executors."
+    );
+    metrics::describe_counter!(
+        "cadre_cost_usd_micros_total",
+        "Cost of reported tokens, in millionths of a USD."
+    );
 }
 
 /// The current metrics in Prometheus text format.

@@ -148,14 +148,22 @@ impl TaskSink for Writer {
         };
         // Keep the order with the task's transitions when there is room; otherwise wait for
         // room in a task of its own: usage is never dropped.
-        if let Err(mpsc::error::TrySendError::Full(req)) = self.tx.try_send(Request {
+        match self.tx.try_send(Request {
             op: Some(op),
             reply: None,
         }) {
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                let _ = tx.send(req).await;
-            });
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(req)) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    if tx.send(req).await.is_err() {
+                        tracing::warn!(%task_id, "writer stopped; usage report lost");
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::warn!(%task_id, "writer stopped; usage report lost")
+            }
         }
     }
 

@@ -705,6 +705,19 @@ async fn budgets_record_usage_fall_back_near_the_cap_and_refuse_past_it() {
         .await
         .unwrap()
         .into_inner();
+    let bad_day = v1::UsageRequest {
+        tenant: String::new(),
+        day: "yesterday".into(),
+    };
+    assert_eq!(
+        node.admin_as(Some(&acme))
+            .await
+            .usage(bad_day)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
     assert!(
         mine.usage.iter().all(|u| u.tenant == "acme"),
         "tenant-scoped: {mine:?}"
