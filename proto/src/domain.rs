@@ -764,6 +764,23 @@ mod tests {
         assert!(TaskSpec::from_wire(None, &limits).is_err());
     }
 
+    /// Found by the params_decoder fuzz target: without serde_json's `float_roundtrip`, a
+    /// long decimal re-parsed after storing came back as a different f64.
+    #[test]
+    fn params_numbers_survive_the_round_trip_exactly() {
+        let limits = SpecLimits::default();
+        for text in [
+            format!("1.{}e36", "6".repeat(60)),
+            "5e36".to_string(),
+            "0.1".to_string(),
+            "2.2250738585072014e-308".to_string(),
+        ] {
+            let spec = TaskSpec::from_wire(Some(&wire("system.debug.echo", &text)), &limits).unwrap();
+            let again = TaskSpec::from_wire(Some(&spec.to_wire()), &limits).unwrap();
+            assert_eq!(again.params, spec.params, "{text}");
+        }
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let p = RetryPolicy {
