@@ -18,7 +18,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::audit;
-use crate::auth::Bearer;
+use crate::auth::{Bearer, Principal, Role};
 use crate::config::{Config, ConfigSource, Overrides};
 use crate::server::{self, Endpoints};
 use crate::store::Store;
@@ -412,10 +412,20 @@ async fn wait_for_signals(running: &server::Running) {
     };
     loop {
         tokio::select! {
-            _ = hup.recv() => match running.node.reload().await {
-                Ok(changes) => tracing::info!(?changes, "SIGHUP: config reloaded"),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: config not reloaded"),
-            },
+            _ = hup.recv() => {
+                // Whoever may signal the process acts as the node's operator: audited as such.
+                let actor = Principal { subject: "SIGHUP".into(), tenant: String::new(), role: Role::Commander };
+                match running.node.reload().await {
+                    Ok(changes) => {
+                        tracing::info!(?changes, "SIGHUP: config reloaded");
+                        running.node.audit(Some(&actor), "admin.reload", "config", "ok", &changes.join("; ")).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: config not reloaded");
+                        running.node.audit(Some(&actor), "admin.reload", "config", "failed", &e.to_string()).await;
+                    }
+                }
+            }
             _ = term.recv() => return,
             _ = tokio::signal::ctrl_c() => return,
         }

@@ -102,6 +102,32 @@ async fn the_chain_records_acts_verifies_and_catches_every_kind_of_tampering() {
         .list(v1::ListRequest::default())
         .await;
     assert_eq!(anon.unwrap_err().code(), Code::Unauthenticated);
+    // A reload by SIGHUP is audited too: wait until its record is in the store.
+    node.signal("HUP");
+    let db_url = format!("sqlite:{}?mode=ro", tmp.path().join("data/cadre.db").display());
+    let probe = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&db_url)
+        .await
+        .unwrap();
+    eventually(
+        "SIGHUP reload audited",
+        std::time::Duration::from_secs(10),
+        || {
+            let probe = &probe;
+            async move {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM audit WHERE action = 'admin.reload' AND actor = 'SIGHUP'",
+                )
+                .fetch_one(probe)
+                .await
+                .unwrap();
+                (n == 1).then_some(())
+            }
+        },
+    )
+    .await;
+    probe.close().await;
     assert!(node.stop().await.success());
 
     let data = tmp.path().join("data");
