@@ -73,21 +73,7 @@ async fn the_chain_records_acts_verifies_and_catches_every_kind_of_tampering() {
         replicas: 3,
     };
     node.admin().await.scale(scale).await.unwrap();
-    let observer = {
-        let req = v1::IssueTokenRequest {
-            subject: "eve".into(),
-            tenant: "x".into(),
-            role: "observer".into(),
-            ttl_secs: 60,
-        };
-        node.admin()
-            .await
-            .issue_token(req)
-            .await
-            .unwrap()
-            .into_inner()
-            .token
-    };
+    let observer = issue(&node, "x", "observer").await;
     let denied = node
         .tasks_as(Some(&observer))
         .await

@@ -43,22 +43,6 @@ fn claims(overrides: serde_json::Value) -> serde_json::Value {
     c
 }
 
-async fn issue(node: &TestNode, tenant: &str, role: &str) -> String {
-    let req = v1::IssueTokenRequest {
-        subject: format!("{role}-{tenant}"),
-        tenant: tenant.into(),
-        role: role.into(),
-        ttl_secs: 600,
-    };
-    node.admin()
-        .await
-        .issue_token(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .token
-}
-
 async fn get_code(node: &TestNode, credential: Option<&str>) -> Code {
     let req = v1::GetRequest {
         id: "0190f0f0-0000-7000-8000-000000000000".into(),

@@ -385,3 +385,20 @@ impl TestNodeRef {
         &self.dir
     }
 }
+
+/// A JWT for `tenant` with `role`, issued by the node's commander.
+pub async fn issue(node: &TestNode, tenant: &str, role: &str) -> String {
+    let req = v1::IssueTokenRequest {
+        subject: format!("{role}-{tenant}"),
+        tenant: tenant.into(),
+        role: role.into(),
+        ttl_secs: 600,
+    };
+    node.admin()
+        .await
+        .issue_token(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+}
