@@ -718,3 +718,44 @@ async fn budgets_record_usage_fall_back_near_the_cap_and_refuse_past_it() {
         "{text}"
     );
 }
+
+/// Every RPC of the contract, found in the descriptor set the server reflects, refuses a caller
+/// without a credential: a new RPC that forgets to authorize fails this test.
+#[tokio::test]
+async fn every_rpc_in_the_contract_requires_a_credential() {
+    use prost::Message;
+    let fds = prost_types::FileDescriptorSet::decode(cadre_proto::v1::FILE_DESCRIPTOR_SET).unwrap();
+    let node = TestNode::start("").await;
+    let mut checked = 0;
+    for file in fds.file.iter().filter(|f| f.package() == "cadre.v1") {
+        for service in &file.service {
+            for method in &service.method {
+                let path: tonic::codegen::http::uri::PathAndQuery =
+                    format!("/cadre.v1.{}/{}", service.name(), method.name())
+                        .parse()
+                        .unwrap();
+                let mut grpc = tonic::client::Grpc::new(node.channel().await);
+                grpc.ready().await.unwrap();
+                let codec = tonic_prost::ProstCodec::<(), ()>::default();
+                // An empty body is a valid encoding of every proto3 request message.
+                let status = if method.server_streaming() {
+                    grpc.server_streaming(tonic::Request::new(()), path, codec)
+                        .await
+                        .map(drop)
+                } else {
+                    grpc.unary(tonic::Request::new(()), path, codec).await.map(drop)
+                };
+                let code = status.err().map(|s| s.code()).unwrap_or(Code::Ok);
+                assert_eq!(
+                    code,
+                    Code::Unauthenticated,
+                    "{}/{} without a credential",
+                    service.name(),
+                    method.name()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 16, "walked {checked} RPCs");
+}
