@@ -52,6 +52,7 @@ pub struct Running {
     writer_task: tokio::task::JoinHandle<()>,
     endpoints_file: PathBuf,
     _lock: File,
+    _store_lock: Option<File>,
 }
 
 /// What `endpoints.json` holds.
@@ -76,20 +77,41 @@ impl Endpoints {
 /// Takes the data directory's lock so two nodes never share one store.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
-    let path = dir.join("lock");
+    lock_file(&dir.join("lock"), &format!("data dir {}", dir.display()))
+}
+
+/// Takes an exclusive lock on `path` (created if missing) for the life of the process.
+fn lock_file(path: &Path, what: &str) -> anyhow::Result<File> {
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)?;
+        .open(path)?;
     file.try_lock().map_err(|_| {
         anyhow::anyhow!(
-            "data dir {} is in use by another cadre process (lock {})",
-            dir.display(),
+            "{what} is in use by another cadre process (lock {})",
             path.display()
         )
     })?;
     Ok(file)
+}
+
+/// A `store.url` outside the data dir gets a lock of its own beside the database file, so two
+/// nodes never write one SQLite file (the store keeps its view of unfinished tasks in memory).
+fn lock_store_url(url: &str) -> anyhow::Result<Option<File>> {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return Ok(None);
+    };
+    let path = rest
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(None);
+    }
+    let lock = PathBuf::from(format!("{path}.lock"));
+    lock_file(&lock, &format!("store {path}")).map(Some)
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
@@ -112,6 +134,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
     config.validate()?;
     telemetry::init_metrics();
     let lock = lock_data_dir(&config.node.data_dir)?;
+    let store_lock = lock_store_url(&config.store.url)?;
     let grpc_listener = TcpListener::bind(&config.server.grpc_addr)
         .await
         .with_context(|| format!("cannot listen on server.grpc_addr {}", config.server.grpc_addr))?;
@@ -232,6 +255,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         writer_task,
         endpoints_file,
         _lock: lock,
+        _store_lock: store_lock,
     })
 }
 

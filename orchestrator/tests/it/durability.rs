@@ -141,3 +141,45 @@ async fn a_graceful_stop_requeues_running_tasks_without_spending_an_attempt() {
         "{evs:?}"
     );
 }
+
+#[tokio::test]
+async fn two_nodes_never_share_a_store_file_outside_their_data_dirs() {
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!(
+        "[store]\nurl = \"sqlite:{}\"\n",
+        shared.path().join("shared.db").display()
+    );
+    let first = TestNode::start(&url).await;
+    let other = tempfile::tempdir().unwrap();
+    let cfg = other.path().join("cadre.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[node]\ndata_dir = {:?}\n{url}",
+            other.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use by another cadre process"),
+        "{out:?}"
+    );
+    let mut c = first.tasks().await;
+    assert_eq!(
+        state(&run(&mut c, spec("system.debug.echo", "{}")).await),
+        TaskState::Succeeded
+    );
+}
