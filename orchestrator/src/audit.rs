@@ -31,7 +31,7 @@ pub const HEAD_FILE: &str = "audit-head.json";
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What happened, before it is sealed into the chain.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct AuditDraft {
     /// Unix milliseconds.
     pub at_ms: i64,

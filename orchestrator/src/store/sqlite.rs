@@ -256,6 +256,28 @@ struct TaskRow {
 }
 
 #[derive(sqlx::FromRow)]
+struct AuditRow {
+    seq: i64,
+    #[sqlx(flatten)]
+    draft: AuditDraft,
+    prev_hash: String,
+    hash: String,
+    signature: String,
+}
+
+impl AuditRow {
+    fn into_record(self) -> AuditRecord {
+        AuditRecord {
+            seq: self.seq as u64,
+            draft: self.draft,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+            signature: self.signature,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
 struct EventRow {
     cursor: i64,
     task_id: String,
@@ -804,20 +826,6 @@ impl Store for SqliteStore {
     }
 
     async fn audit_records(&self, target: Option<&str>) -> StoreResult<Vec<AuditRecord>> {
-        type Row = (
-            i64,
-            i64,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-        );
         let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT seq, at_ms, actor, tenant, role, action, target, outcome, detail, prev_hash, hash, signature \
              FROM audit",
@@ -826,43 +834,8 @@ impl Store for SqliteStore {
             qb.push(" WHERE target = ").push_bind(t.to_string());
         }
         qb.push(" ORDER BY seq");
-        let rows: Vec<Row> = qb.build_query_as().fetch_all(&self.pool).await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    seq,
-                    at_ms,
-                    actor,
-                    tenant,
-                    role,
-                    action,
-                    target,
-                    outcome,
-                    detail,
-                    prev_hash,
-                    hash,
-                    signature,
-                )| {
-                    AuditRecord {
-                        seq: seq as u64,
-                        draft: AuditDraft {
-                            at_ms,
-                            actor,
-                            tenant,
-                            role,
-                            action,
-                            target,
-                            outcome,
-                            detail,
-                        },
-                        prev_hash,
-                        hash,
-                        signature,
-                    }
-                },
-            )
-            .collect())
+        let rows: Vec<AuditRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(AuditRow::into_record).collect())
     }
 
     async fn usage(&self, f: &UsageFilter) -> StoreResult<Vec<ModelUsage>> {

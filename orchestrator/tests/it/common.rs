@@ -42,6 +42,21 @@ struct Endpoints {
     pid: u32,
 }
 
+/// `cadre serve --config <config>` on free ports: how every test starts a node.
+pub fn serve_command(config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cadre"));
+    cmd.args([
+        "serve",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--config",
+    ])
+    .arg(config);
+    cmd
+}
+
 /// Clients with the node's commander credential attached.
 pub type Tasks = TaskServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
@@ -83,16 +98,7 @@ impl TestNode {
             .append(true)
             .open(dir.join("serve.log"))
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cadre"))
-            .args([
-                "serve",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--config",
-            ])
-            .arg(&config)
+        let mut child = serve_command(&config)
             .current_dir(dir)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())

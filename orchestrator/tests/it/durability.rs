@@ -101,11 +101,7 @@ async fn kill_9_mid_run_loses_no_accepted_task_and_finishes_none_twice() {
 #[tokio::test]
 async fn a_second_node_on_the_same_data_dir_is_refused() {
     let node = TestNode::start("").await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
-        .args(["serve", "--config"])
-        .arg(node.config_path())
-        .output()
-        .unwrap();
+    let out = serve_command(&node.config_path()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("in use by another cadre process"),
@@ -160,18 +156,7 @@ async fn two_nodes_never_share_a_store_file_outside_their_data_dirs() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = serve_command(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("in use by another cadre process"),
