@@ -39,6 +39,25 @@ impl Report for NoReport {
     fn usage(&self, _usage: Usage) {}
 }
 
+/// How an executor hands part of its work to another supervisor: the sub-task is stored with
+/// the running task as its parent (so Get shows it and cancelling the parent cancels it), runs
+/// wherever its type routes, and its result comes back here.
+#[async_trait]
+pub trait Delegate: Send + Sync {
+    /// Runs a sub-task of `parent` and waits for its result. Cancelling `cancel` cancels the
+    /// sub-task. A sub-task that fails or is cancelled comes back as an error.
+    async fn delegate(
+        &self,
+        parent: TaskId,
+        task_type: String,
+        params: Value,
+        cancel: CancellationToken,
+    ) -> Result<Value, ExecError>;
+}
+
+/// Shared handle to a [`Delegate`].
+pub type SharedDelegate = Arc<dyn Delegate>;
+
 /// What an executor knows about the attempt it runs.
 #[derive(Clone)]
 pub struct ExecContext {
@@ -52,6 +71,7 @@ pub struct ExecContext {
     /// [`ExecError::Cancelled`]. After the grace period the worker drops the future anyway.
     pub cancel: CancellationToken,
     progress: SharedReport,
+    delegate: Option<SharedDelegate>,
 }
 
 impl ExecContext {
@@ -69,7 +89,24 @@ impl ExecContext {
             attempt,
             cancel,
             progress,
+            delegate: None,
         }
+    }
+
+    /// The same context, able to delegate sub-tasks through `delegate`.
+    pub fn with_delegate(mut self, delegate: Option<SharedDelegate>) -> Self {
+        self.delegate = delegate;
+        self
+    }
+
+    /// Runs a sub-task of this task (any type, on whichever supervisor it routes to) and waits
+    /// for its result; cancelling this task cancels the sub-task.
+    pub async fn delegate(&self, task_type: &str, params: Value) -> Result<Value, ExecError> {
+        let Some(d) = &self.delegate else {
+            return Err(ExecError::Fatal("this worker cannot delegate sub-tasks".into()));
+        };
+        d.delegate(self.task_id, task_type.to_string(), params, self.cancel.clone())
+            .await
     }
 
     /// Reports progress; it becomes a progress event on the task.

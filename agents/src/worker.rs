@@ -51,6 +51,8 @@ pub struct Assignment {
     pub executor: Arc<dyn Executor>,
     /// Cancelled by the supervisor when the task is cancelled.
     pub cancel: CancellationToken,
+    /// How the executor may delegate sub-tasks (None: it cannot).
+    pub delegate: Option<crate::SharedDelegate>,
     /// How long a cancelled executor may take to stop by itself.
     pub cancel_grace: Duration,
     /// Where progress reports go.
@@ -104,7 +106,8 @@ impl Actor for Worker {
 /// Runs one attempt under its timeout and cancel grace. A panic in the executor propagates,
 /// failing the worker actor, which is what its supervisor's restart policy acts on.
 pub async fn run_attempt(a: Assignment) -> Outcome {
-    let ctx = ExecContext::new(a.task_id, a.task_type, a.attempt, a.cancel.clone(), a.progress);
+    let ctx = ExecContext::new(a.task_id, a.task_type, a.attempt, a.cancel.clone(), a.progress)
+        .with_delegate(a.delegate);
     let run = a.executor.execute(ctx, a.params);
     let cancel = a.cancel.clone();
     let grace = a.cancel_grace;
@@ -138,6 +141,7 @@ mod tests {
             timeout: Duration::from_millis(timeout_ms),
             executor: ExecutorRegistry::builtin().get(executor).unwrap(),
             cancel: CancellationToken::new(),
+            delegate: None,
             cancel_grace: Duration::from_millis(50),
             progress: Arc::new(crate::NoReport),
         }

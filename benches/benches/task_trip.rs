@@ -112,6 +112,7 @@ async fn spawn_tree() -> Tree {
         specs: BTreeMap::from([("system".to_string(), spec)]),
         cancel_grace: Duration::from_secs(5),
         recovery,
+        delegate: None,
     };
     let (orchestrator, _) = Actor::spawn(None, Orchestrator, args)
         .await

@@ -266,6 +266,23 @@ pub struct ServeArgs {
     /// Log JSON lines.
     #[arg(long)]
     pub log_json: bool,
+    /// What this process runs: all (one process), orchestrator (tier 0 only) or supervisor
+    /// (tiers 1 and 2 for --supervisor kinds); the last two need bus.nats_url.
+    #[arg(long, value_parser = parse_role)]
+    pub role: Option<crate::config::NodeRole>,
+    /// A supervisor this process runs (repeat for several); default: every configured one.
+    #[arg(long = "supervisor")]
+    pub supervisors: Vec<String>,
+}
+
+fn parse_role(s: &str) -> Result<crate::config::NodeRole, String> {
+    use crate::config::NodeRole;
+    match s {
+        "all" => Ok(NodeRole::All),
+        "orchestrator" => Ok(NodeRole::Orchestrator),
+        "supervisor" => Ok(NodeRole::Supervisor),
+        _ => Err(format!("{s:?} is not all, orchestrator or supervisor")),
+    }
 }
 
 /// `cadre submit` options.
@@ -389,6 +406,8 @@ async fn serve(args: ServeArgs, data_dir: Option<PathBuf>) -> Result<()> {
             http_addr: args.http_addr,
             data_dir,
             log_json: args.log_json,
+            role: args.role,
+            supervisors: args.supervisors,
         },
     };
     let cfg = source.load()?;

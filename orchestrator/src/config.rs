@@ -45,6 +45,75 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Model prices and daily token/cost caps.
     pub budgets: crate::budget::BudgetConfig,
+    /// How tasks and events travel between tiers: in process, or over NATS JetStream.
+    pub bus: BusConfig,
+}
+
+/// What one `cadre serve` process runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Tier 0 and every configured supervisor in one process (the embedded default).
+    #[default]
+    All,
+    /// Tier 0 only: intake, store, events; tasks go to supervisor nodes over NATS.
+    Orchestrator,
+    /// Tier 1 and 2 only, for the kinds in `node.supervisors`; takes tasks from NATS.
+    Supervisor,
+}
+
+impl NodeRole {
+    /// Whether this process takes in tasks and keeps the store (tier 0).
+    pub fn runs_orchestrator(self) -> bool {
+        self != NodeRole::Supervisor
+    }
+}
+
+/// The bus between tier 0 and the supervisors. With `nats_url` empty everything stays in
+/// one process; with it set, tasks go through a JetStream work queue per supervisor kind and
+/// events come back through a JetStream events stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    /// NATS server URL, e.g. `nats://127.0.0.1:4222`; empty = in-process bus.
+    pub nats_url: String,
+    /// Prefix of every stream, subject, consumer and KV bucket, so several clusters (and
+    /// tests) can share one NATS server. Letters, digits, `_` and `-`.
+    pub prefix: String,
+    /// How long JetStream waits for a task's ack before delivering it again; running tasks
+    /// are kept alive by in-progress heartbeats sent every third of it.
+    pub ack_wait_ms: u64,
+    /// Deliveries of one task message before it is dead-lettered (the task FAILED with reason
+    /// `dead-lettered`).
+    pub max_deliver: u32,
+    /// Task messages one supervisor replica holds at once (running and locally queued).
+    pub max_inflight: usize,
+    /// A supervisor node's entry in the peer registry expires this long after its last
+    /// heartbeat.
+    pub peer_ttl_ms: u64,
+    /// Longest wait between attempts to reach NATS (at start and after losing it).
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            nats_url: String::new(),
+            prefix: "cadre".into(),
+            ack_wait_ms: 30_000,
+            max_deliver: 5,
+            max_inflight: 256,
+            peer_ttl_ms: 10_000,
+            reconnect_max_ms: 5_000,
+        }
+    }
+}
+
+impl BusConfig {
+    /// Whether tasks travel over NATS.
+    pub fn is_nats(&self) -> bool {
+        !self.nats_url.is_empty()
+    }
 }
 
 /// TLS for the gRPC API: set `cert_file` and `key_file` to serve TLS; add `client_ca_file`
@@ -119,6 +188,14 @@ pub struct NodeConfig {
     pub id: String,
     /// Holds the SQLite database and `endpoints.json` (the addresses actually bound).
     pub data_dir: PathBuf,
+    /// What this process runs (`all`, `orchestrator` or `supervisor`).
+    pub role: NodeRole,
+    /// Supervisors this process runs, by name; empty = every configured one. Only for the
+    /// `all` and `supervisor` roles.
+    pub supervisors: Vec<String>,
+    /// The gRPC address other nodes use to reach this one (SupervisorPeer); empty = the bound
+    /// address.
+    pub advertise_addr: String,
 }
 
 /// Listen addresses and transport limits.
@@ -206,6 +283,9 @@ impl Default for NodeConfig {
         NodeConfig {
             id: "cadre-1".into(),
             data_dir: PathBuf::from("cadre-data"),
+            role: NodeRole::All,
+            supervisors: Vec::new(),
+            advertise_addr: String::new(),
         }
     }
 }
@@ -323,6 +403,7 @@ impl Default for Config {
             quotas: crate::quota::QuotaConfig::default(),
             tls: TlsConfig::default(),
             budgets: crate::budget::BudgetConfig::default(),
+            bus: BusConfig::default(),
         }
     }
 }
@@ -348,6 +429,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--log-json`.
     pub log_json: bool,
+    /// `--role`.
+    pub role: Option<NodeRole>,
+    /// `--supervisor` (repeatable).
+    pub supervisors: Vec<String>,
 }
 
 impl ConfigSource {
@@ -365,6 +450,12 @@ impl ConfigSource {
             cfg.node.data_dir = d.clone();
         }
         cfg.log.json |= o.log_json;
+        if let Some(r) = o.role {
+            cfg.node.role = r;
+        }
+        if !o.supervisors.is_empty() {
+            cfg.node.supervisors = o.supervisors.clone();
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -500,12 +591,17 @@ impl Config {
                 self.store.synchronous
             ));
         }
-        if !self.store.url.is_empty() && !self.store.url.starts_with("sqlite:") {
+        if !self.store.url.is_empty()
+            && !["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|p| self.store.url.starts_with(p))
+        {
             errs.push(format!(
-                "store.url: {:?} is not supported yet (only sqlite:PATH; PostgreSQL arrives with distributed mode)",
+                "store.url: {:?} is neither sqlite:PATH nor postgres://...",
                 self.store.url
             ));
         }
+        errs.extend(self.role_problems());
         if !["token", "none"].contains(&self.auth.mode.as_str()) {
             errs.push(format!(
                 "auth.mode: {:?} is not \"token\" or \"none\"",
@@ -614,6 +710,90 @@ impl Config {
         } else {
             Err(ConfigError::Invalid(errs))
         }
+    }
+
+    /// Supervisors this process runs: `node.supervisors`, or all of them (none for the
+    /// orchestrator role).
+    pub fn local_supervisors(&self) -> BTreeMap<String, SupervisorSpec> {
+        if self.node.role == NodeRole::Orchestrator {
+            return BTreeMap::new();
+        }
+        self.supervisors
+            .iter()
+            .filter(|(name, _)| self.node.supervisors.is_empty() || self.node.supervisors.contains(name))
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect()
+    }
+
+    fn role_problems(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        let b = &self.bus;
+        if b.prefix.is_empty()
+            || b.prefix.len() > 32
+            || !b.prefix.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+        {
+            errs.push(format!(
+                "bus.prefix: {:?} must be 1-32 of A-Z a-z 0-9 _ -",
+                b.prefix
+            ));
+        }
+        if !b.nats_url.is_empty() && !b.nats_url.starts_with("nats://") && !b.nats_url.starts_with("tls://") {
+            errs.push(format!("bus.nats_url: {:?} is not nats://HOST:PORT", b.nats_url));
+        }
+        if !(1_000..=3_600_000).contains(&b.ack_wait_ms) {
+            errs.push("bus.ack_wait_ms: must be 1000 to 3600000".into());
+        }
+        if !(1..=100).contains(&b.max_deliver) {
+            errs.push("bus.max_deliver: must be 1 to 100".into());
+        }
+        if !(1..=100_000).contains(&b.max_inflight) {
+            errs.push("bus.max_inflight: must be 1 to 100000".into());
+        }
+        if !(1_000..=600_000).contains(&b.peer_ttl_ms) {
+            errs.push("bus.peer_ttl_ms: must be 1000 to 600000".into());
+        }
+        if !(100..=600_000).contains(&b.reconnect_max_ms) {
+            errs.push("bus.reconnect_max_ms: must be 100 to 600000".into());
+        }
+        for s in &self.node.supervisors {
+            if !self.supervisors.contains_key(s) {
+                let known: Vec<&str> = self.supervisors.keys().map(String::as_str).collect();
+                errs.push(format!(
+                    "node.supervisors: {s:?} is not a configured supervisor (known: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+        match self.node.role {
+            NodeRole::All => {}
+            NodeRole::Orchestrator => {
+                if !b.is_nats() {
+                    errs.push("node.role = \"orchestrator\" needs bus.nats_url (its supervisors run elsewhere)".into());
+                }
+                if !self.node.supervisors.is_empty() {
+                    errs.push("node.supervisors: the orchestrator role runs no supervisors".into());
+                }
+            }
+            NodeRole::Supervisor => {
+                if !b.is_nats() {
+                    errs.push("node.role = \"supervisor\" needs bus.nats_url (it takes tasks from NATS)".into());
+                }
+                if self.node.supervisors.is_empty() {
+                    errs.push(
+                        "node.supervisors: the supervisor role needs at least one supervisor (--supervisor KIND)".into(),
+                    );
+                }
+            }
+        }
+        if !self.node.advertise_addr.is_empty() && self.node.advertise_addr.parse::<SocketAddr>().is_err()
+            && !self.node.advertise_addr.contains(':')
+        {
+            errs.push(format!(
+                "node.advertise_addr: {:?} is not HOST:PORT",
+                self.node.advertise_addr
+            ));
+        }
+        errs
     }
 
     /// The effective configuration as TOML, as `cadre config check` prints it.

@@ -169,6 +169,8 @@ pub struct OrchestratorArgs {
     pub cancel_grace: Duration,
     /// Reads unfinished tasks back from the store.
     pub recovery: Recovery,
+    /// How executors delegate sub-tasks.
+    pub delegate: Option<cadre_agents::SharedDelegate>,
 }
 
 /// The orchestrator actor.
@@ -181,6 +183,7 @@ pub struct OrchestratorState {
     by_actor: HashMap<ActorId, String>,
     cancel_grace: Duration,
     recovery: Recovery,
+    delegate: Option<cadre_agents::SharedDelegate>,
 }
 
 struct Entry {
@@ -205,6 +208,7 @@ impl Actor for Orchestrator {
             by_actor: HashMap::new(),
             cancel_grace: args.cancel_grace,
             recovery: args.recovery,
+            delegate: args.delegate,
         };
         for (name, spec) in args.specs {
             state.entries.insert(
@@ -325,6 +329,7 @@ impl OrchestratorState {
             spec: entry.spec.clone(),
             sink: self.recovery.sink.clone(),
             cancel_grace: self.cancel_grace,
+            delegate: self.delegate.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, Supervisor, args, me.get_cell()).await?;
         self.by_actor.insert(actor.get_id(), name.to_string());

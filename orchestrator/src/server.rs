@@ -186,6 +186,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         specs: config.supervisors.clone(),
         cancel_grace: Duration::from_millis(config.limits.cancel_grace_ms),
         recovery: recovery.clone(),
+        delegate: None,
     };
     let auth = Authenticator::open(&config.auth, &config.node.data_dir, store.clone()).await?;
     if auth.disabled() {

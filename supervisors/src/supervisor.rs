@@ -113,6 +113,8 @@ pub struct SupervisorArgs {
     pub sink: Arc<dyn TaskSink>,
     /// How long a cancelled executor may take to stop by itself.
     pub cancel_grace: Duration,
+    /// How its executors delegate sub-tasks to other supervisors (None: they cannot).
+    pub delegate: Option<cadre_agents::SharedDelegate>,
 }
 
 /// Forwards one attempt's progress and usage to the sink.
@@ -140,6 +142,7 @@ pub struct SupervisorState {
     name: String,
     sink: Arc<dyn TaskSink>,
     cancel_grace: Duration,
+    delegate: Option<cadre_agents::SharedDelegate>,
     restarts: RestartTracker,
     pools: BTreeMap<String, Pool>,
     tasks: HashMap<TaskId, Tracked>,
@@ -193,6 +196,7 @@ impl Actor for Supervisor {
             name: args.name,
             sink: args.sink,
             cancel_grace: args.cancel_grace,
+            delegate: args.delegate,
             restarts: RestartTracker::new(args.spec.restart),
             pools: BTreeMap::new(),
             tasks: HashMap::new(),
@@ -516,6 +520,7 @@ impl SupervisorState {
                 timeout: t.timeout,
                 executor: t.executor.clone(),
                 cancel,
+                delegate: self.delegate.clone(),
                 cancel_grace: self.cancel_grace,
                 progress: Arc::new(AttemptReport {
                     sink,
