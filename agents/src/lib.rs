@@ -15,7 +15,7 @@ pub mod executors;
 pub mod worker;
 
 pub use executor::{
-    Delegate, ExecContext, ExecError, Executor, ExecutorRegistry, NoReport, Report, SharedDelegate, SharedReport,
-    Usage,
+    Delegate, ExecContext, ExecError, Executor, ExecutorRegistry, NoReport, Report, SharedDelegate,
+    SharedReport, Usage,
 };
 pub use worker::{Assignment, DoneFn, Outcome, Worker, WorkerMsg};

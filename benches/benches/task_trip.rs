@@ -111,7 +111,8 @@ async fn spawn_tree() -> Tree {
     let args = OrchestratorArgs {
         specs: BTreeMap::from([("system".to_string(), spec)]),
         cancel_grace: Duration::from_secs(5),
-        recovery,
+        sink: recovery.sink.clone(),
+        recovery: std::sync::Arc::new(recovery),
         delegate: None,
     };
     let (orchestrator, _) = Actor::spawn(None, Orchestrator, args)

@@ -434,14 +434,18 @@ async fn wait_for_signals(running: &server::Running) {
             _ = hup.recv() => {
                 // Whoever may signal the process acts as the node's operator: audited as such.
                 let actor = Principal { subject: "SIGHUP".into(), tenant: String::new(), role: Role::Commander };
-                match running.node.reload().await {
+                let Some(node) = &running.node else {
+                    tracing::warn!("SIGHUP: a supervisor node reloads nothing; restart it to change its config");
+                    continue;
+                };
+                match node.reload().await {
                     Ok(changes) => {
                         tracing::info!(?changes, "SIGHUP: config reloaded");
-                        running.node.audit(Some(&actor), "admin.reload", "config", "ok", &changes.join("; ")).await;
+                        node.audit(Some(&actor), "admin.reload", "config", "ok", &changes.join("; ")).await;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "SIGHUP: config not reloaded");
-                        running.node.audit(Some(&actor), "admin.reload", "config", "failed", &e.to_string()).await;
+                        node.audit(Some(&actor), "admin.reload", "config", "failed", &e.to_string()).await;
                     }
                 }
             }

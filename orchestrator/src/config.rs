@@ -730,7 +730,10 @@ impl Config {
         let b = &self.bus;
         if b.prefix.is_empty()
             || b.prefix.len() > 32
-            || !b.prefix.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+            || !b
+                .prefix
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
         {
             errs.push(format!(
                 "bus.prefix: {:?} must be 1-32 of A-Z a-z 0-9 _ -",
@@ -768,7 +771,10 @@ impl Config {
             NodeRole::All => {}
             NodeRole::Orchestrator => {
                 if !b.is_nats() {
-                    errs.push("node.role = \"orchestrator\" needs bus.nats_url (its supervisors run elsewhere)".into());
+                    errs.push(
+                        "node.role = \"orchestrator\" needs bus.nats_url (its supervisors run elsewhere)"
+                            .into(),
+                    );
                 }
                 if !self.node.supervisors.is_empty() {
                     errs.push("node.supervisors: the orchestrator role runs no supervisors".into());
@@ -776,7 +782,9 @@ impl Config {
             }
             NodeRole::Supervisor => {
                 if !b.is_nats() {
-                    errs.push("node.role = \"supervisor\" needs bus.nats_url (it takes tasks from NATS)".into());
+                    errs.push(
+                        "node.role = \"supervisor\" needs bus.nats_url (it takes tasks from NATS)".into(),
+                    );
                 }
                 if self.node.supervisors.is_empty() {
                     errs.push(
@@ -785,7 +793,8 @@ impl Config {
                 }
             }
         }
-        if !self.node.advertise_addr.is_empty() && self.node.advertise_addr.parse::<SocketAddr>().is_err()
+        if !self.node.advertise_addr.is_empty()
+            && self.node.advertise_addr.parse::<SocketAddr>().is_err()
             && !self.node.advertise_addr.contains(':')
         {
             errs.push(format!(

@@ -47,6 +47,24 @@ pub enum Error {
 /// Result of node operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// A peer node's answer as this node's error, keeping its class (so a caller sees the
+    /// same status code the peer gave).
+    pub fn from_status(s: Status) -> Self {
+        let m = s.message().to_string();
+        match s.code() {
+            Code::InvalidArgument => Error::Spec(SpecError::invalid("peer", m)),
+            Code::NotFound => Error::NotFound(m),
+            Code::FailedPrecondition => Error::FailedPrecondition(m),
+            Code::ResourceExhausted => Error::Exhausted(m),
+            Code::Unauthenticated => Error::Unauthenticated(m),
+            Code::PermissionDenied => Error::PermissionDenied(m),
+            Code::DeadlineExceeded => Error::DeadlineExceeded(m),
+            _ => Error::Unavailable(m),
+        }
+    }
+}
+
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         Error::Unavailable(e.to_string())

@@ -235,8 +235,24 @@ impl SupervisorPeer for PeerApi {
             return Err(Status::invalid_argument("parent_id: is required"));
         }
         spec.parent_id = r.parent_id.clone();
+        // Node credentials (scoped to every tenant) delegate on behalf of the parent's tenant.
+        let p = match p.tenant_scope() {
+            None if !r.tenant.is_empty() => Principal {
+                tenant: r.tenant.clone(),
+                ..p
+            },
+            _ => p,
+        };
         let task = self.0.submit_and_wait(&p, Some(&spec), r.wait_ms).await?;
         Ok(Response::new(task.to_wire()))
+    }
+
+    async fn scale(&self, req: Request<v1::ScaleRequest>) -> Result<Response<v1::PoolStatus>, Status> {
+        let p = authorize(&self.0, &req, Action::Scale).await?;
+        let r = req.get_ref();
+        let pool = self.0.scale(&r.supervisor, &r.worker_kind, r.replicas).await?;
+        tracing::info!(by = %p.subject, supervisor = %r.supervisor, kind = %r.worker_kind, size = r.replicas, "pool scaled");
+        Ok(Response::new(pool))
     }
 
     async fn status(

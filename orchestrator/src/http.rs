@@ -9,13 +9,41 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::auth::Action;
+use crate::auth::{Action, Principal};
 use crate::error::Error;
 use crate::node::Node;
 use crate::telemetry;
 
+/// What the HTTP side needs from a process: a tier-0 [`Node`] or a supervisor node.
+#[async_trait::async_trait]
+pub trait HttpFace: Send + Sync + 'static {
+    /// Whether the process can take work.
+    async fn ready(&self) -> bool;
+    /// Whether /metrics is open to everyone.
+    fn metrics_public(&self) -> bool;
+    /// Checks an `authorization` header value for `action`.
+    async fn authorize(&self, header: Option<&str>, action: Action) -> Result<Principal, Error>;
+}
+
+#[async_trait::async_trait]
+impl HttpFace for Node {
+    async fn ready(&self) -> bool {
+        Node::ready(self).await
+    }
+
+    fn metrics_public(&self) -> bool {
+        self.config().auth.metrics_public
+    }
+
+    async fn authorize(&self, header: Option<&str>, action: Action) -> Result<Principal, Error> {
+        Node::authorize(self, header, action).await
+    }
+}
+
+type Face = Arc<dyn HttpFace>;
+
 /// Builds the HTTP router.
-pub fn router(node: Arc<Node>) -> Router {
+pub fn router(node: Face) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -27,7 +55,7 @@ async fn health() -> impl IntoResponse {
     (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ok" })))
 }
 
-async fn ready(State(node): State<Arc<Node>>) -> impl IntoResponse {
+async fn ready(State(node): State<Face>) -> impl IntoResponse {
     if node.ready().await {
         (
             StatusCode::OK,
@@ -36,14 +64,14 @@ async fn ready(State(node): State<Arc<Node>>) -> impl IntoResponse {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({ "status": "store unreachable" })),
+            axum::Json(serde_json::json!({ "status": "not ready: store or NATS unreachable" })),
         )
     }
 }
 
 /// Prometheus text; needs a supervisor credential unless `auth.metrics_public`.
-async fn metrics(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
-    if !node.config().auth.metrics_public {
+async fn metrics(State(node): State<Face>, headers: HeaderMap) -> Response {
+    if !node.metrics_public() {
         let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         if let Err(e) = node.authorize(bearer, Action::ReadMetrics).await {
             let status = match e {

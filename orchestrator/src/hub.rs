@@ -196,6 +196,37 @@ impl Hub {
     }
 }
 
+/// Feeds `hub` from the store in cursor order, starting after `after`: used when several
+/// tier-0 replicas share one store, so every replica's watchers see every replica's commits.
+/// Reads when woken (a local commit or another replica's announcement) and at least every
+/// 250 ms.
+pub async fn tail(store: Arc<dyn Store>, hub: Hub, wake: Arc<tokio::sync::Notify>, mut after: u64) {
+    loop {
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+        }
+        loop {
+            match store
+                .events_after(after, &EventFilter::default(), CATCH_UP_PAGE)
+                .await
+            {
+                Ok(page) if page.is_empty() => break,
+                Ok(page) => {
+                    for e in page {
+                        after = e.cursor;
+                        hub.publish(e);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "event tailer cannot read the store; retrying");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod auth;
 pub mod budget;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod error;

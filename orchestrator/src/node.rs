@@ -33,7 +33,7 @@ pub struct Node {
     pub(crate) source: ConfigSource,
     pub(crate) limits: SpecLimits,
     /// Checks credentials and permissions.
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     /// Per-tenant rate limits and caps.
     pub(crate) quotas: Quotas,
     /// Prices, daily caps and today's spend.
@@ -43,6 +43,8 @@ pub struct Node {
     pub(crate) hub: Hub,
     pub(crate) orchestrator: ActorRef<OrchestratorMsg>,
     pub(crate) recovery: Recovery,
+    /// How tasks reach supervisors: in process, or over NATS.
+    pub(crate) bus: Arc<dyn crate::bus::Bus>,
 }
 
 impl Node {
@@ -138,13 +140,7 @@ impl Node {
             .ok_or_else(|| Error::Unavailable(format!("executor {} is not available", route.executor)))?;
         match self.writer.insert(record.clone()).await? {
             WriteOutcome::Event { .. } => {
-                let msg = OrchestratorMsg::Dispatch {
-                    supervisor: route.supervisor.clone(),
-                    task: Box::new(queued),
-                };
-                // If the orchestrator is gone the node is shutting down; the task is stored and
-                // recovered at the next start.
-                let _ = self.orchestrator.cast(msg);
+                self.bus.dispatch(&record, queued);
                 let detail = match record.spec.parent_id {
                     Some(parent) => format!("{} (sub-task of {parent})", record.spec.task_type),
                     None => record.spec.task_type.clone(),
@@ -294,14 +290,18 @@ impl Node {
         } else {
             reason.to_string()
         };
-        let msg = OrchestratorMsg::Cancel {
-            supervisor: record.supervisor.clone(),
-            task_id: record.id,
-            reason,
-        };
-        self.orchestrator
-            .cast(msg)
-            .map_err(|_| Error::Unavailable("node is shutting down".into()))?;
+        self.bus
+            .cancel(&record.supervisor, record.id, record.attempt, reason.clone())
+            .await?;
+        // Sub-tasks go with their parent (a tree of delegations is cancelled leaf by leaf).
+        for child in &record.children {
+            match Box::pin(self.cancel(p, &child.to_string(), &format!("parent {} cancelled", record.id)))
+                .await
+            {
+                Ok(_) | Err(Error::FailedPrecondition(_)) | Err(Error::NotFound(_)) => {}
+                Err(e) => tracing::warn!(parent = %record.id, %child, error = %e, "cannot cancel sub-task"),
+            }
+        }
         let grace = Duration::from_millis(self.config().limits.cancel_grace_ms) + Duration::from_secs(2);
         match self.wait_terminal(record.id, grace).await {
             Ok(r) => Ok(r),
@@ -391,13 +391,10 @@ impl Node {
 
     /// The supervisor tree.
     pub async fn status(&self) -> Result<StatusResponse> {
-        let supervisors: Vec<SupervisorStatus> = self
-            .orchestrator
-            .call(OrchestratorMsg::Status, Some(CALL_TIMEOUT))
-            .await
-            .ok()
-            .and_then(|r| r.success_or(()).ok())
-            .ok_or_else(|| Error::Unavailable("orchestrator did not answer".into()))?;
+        let mut supervisors: Vec<SupervisorStatus> = self.bus.status().await?;
+        for s in supervisors.iter_mut().filter(|s| s.node_id.is_empty()) {
+            s.node_id = self.node_id.clone();
+        }
         Ok(StatusResponse {
             node_id: self.node_id.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -407,24 +404,14 @@ impl Node {
     }
 
     /// Resizes a pool live.
+    /// In distributed mode every replica of the supervisor is resized; the first one's pool
+    /// is returned.
     pub async fn scale(&self, supervisor: &str, kind: &str, replicas: u32) -> Result<PoolStatus> {
-        let (supervisor, kind, size) = (supervisor.to_string(), kind.to_string(), replicas as usize);
-        let res = self
-            .orchestrator
-            .call(
-                |reply| OrchestratorMsg::Scale {
-                    supervisor,
-                    kind,
-                    size,
-                    reply,
-                },
-                Some(CALL_TIMEOUT),
-            )
-            .await
-            .ok()
-            .and_then(|r| r.success_or(()).ok())
-            .ok_or_else(|| Error::Unavailable("orchestrator did not answer".into()))?;
-        Ok(res?)
+        let pools = self.bus.scale(supervisor, kind, replicas as usize).await?;
+        pools
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NotFound(format!("no replica of supervisor {supervisor}")))
     }
 
     /// Re-reads the config file (and environment) and applies what can change live: pool sizes,
@@ -436,7 +423,7 @@ impl Node {
             .load()
             .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
         let old = self.config();
-        let specs = new.supervisors.clone();
+        let specs = new.local_supervisors();
         let mut changes: Vec<String> = self
             .orchestrator
             .call(
@@ -518,8 +505,8 @@ impl Node {
         Ok(p)
     }
 
-    /// Whether the node can accept work (store reachable).
+    /// Whether the node can accept work (store reachable, bus connected).
     pub async fn ready(&self) -> bool {
-        self.store.ping().await.is_ok()
+        self.bus.ready() && self.store.ping().await.is_ok()
     }
 }

@@ -105,6 +105,21 @@ impl Recovery {
     }
 }
 
+/// Where a (re)started supervisor's unfinished tasks come from: the store in tier 0
+/// ([`Recovery`]), or the task messages a supervisor node holds ([`crate::bus::host::Host`]).
+#[async_trait::async_trait]
+pub trait TaskSource: Send + Sync + 'static {
+    /// Unfinished tasks of `supervisor` (or all), as (supervisor, task) pairs ready to enqueue.
+    async fn unfinished(&self, supervisor: Option<&str>) -> Result<Vec<(String, QueuedTask)>, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl TaskSource for Recovery {
+    async fn unfinished(&self, supervisor: Option<&str>) -> Result<Vec<(String, QueuedTask)>, StoreError> {
+        self.load(supervisor).await
+    }
+}
+
 /// Messages the orchestrator accepts.
 pub enum OrchestratorMsg {
     /// Hand a stored task to its supervisor.
@@ -167,8 +182,10 @@ pub struct OrchestratorArgs {
     pub specs: BTreeMap<String, SupervisorSpec>,
     /// How long a cancelled executor may take to stop.
     pub cancel_grace: Duration,
-    /// Reads unfinished tasks back from the store.
-    pub recovery: Recovery,
+    /// Where transitions go.
+    pub sink: Arc<dyn TaskSink>,
+    /// Reads unfinished tasks back (at start and when a supervisor restarts).
+    pub recovery: Arc<dyn TaskSource>,
     /// How executors delegate sub-tasks.
     pub delegate: Option<cadre_agents::SharedDelegate>,
 }
@@ -182,7 +199,8 @@ pub struct OrchestratorState {
     entries: BTreeMap<String, Entry>,
     by_actor: HashMap<ActorId, String>,
     cancel_grace: Duration,
-    recovery: Recovery,
+    sink: Arc<dyn TaskSink>,
+    recovery: Arc<dyn TaskSource>,
     delegate: Option<cadre_agents::SharedDelegate>,
 }
 
@@ -207,6 +225,7 @@ impl Actor for Orchestrator {
             entries: BTreeMap::new(),
             by_actor: HashMap::new(),
             cancel_grace: args.cancel_grace,
+            sink: args.sink,
             recovery: args.recovery,
             delegate: args.delegate,
         };
@@ -222,7 +241,7 @@ impl Actor for Orchestrator {
             state.spawn(&me, &name).await?;
         }
         // Start-up recovery: everything the store holds unfinished runs again.
-        let recovered = state.recovery.load(None).await?;
+        let recovered = state.recovery.unfinished(None).await?;
         if !recovered.is_empty() {
             tracing::info!(tasks = recovered.len(), "recovering unfinished tasks");
         }
@@ -252,7 +271,6 @@ impl Actor for Orchestrator {
                     // Restarting: record the cancel directly; recovery will not pick the task up.
                     None => {
                         state
-                            .recovery
                             .sink
                             .record(Transition::new(task_id, TaskState::Cancelled, 0, reason))
                             .await
@@ -327,7 +345,7 @@ impl OrchestratorState {
         let args = SupervisorArgs {
             name: name.to_string(),
             spec: entry.spec.clone(),
-            sink: self.recovery.sink.clone(),
+            sink: self.sink.clone(),
             cancel_grace: self.cancel_grace,
             delegate: self.delegate.clone(),
         };
@@ -352,7 +370,7 @@ impl OrchestratorState {
                 .map_err(|e| StoreError(format!("spawn failed: {e}"))),
         };
         let recovered = match spawned {
-            Ok(()) => self.recovery.load(Some(name)).await,
+            Ok(()) => self.recovery.unfinished(Some(name)).await,
             Err(e) => Err(e),
         };
         match recovered {

@@ -19,7 +19,7 @@ use cadre_proto::v1::{
     task_service_server::TaskServiceServer,
 };
 use cadre_supervisors::TaskSink;
-use ractor::Actor;
+use ractor::{Actor, ActorRef};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
@@ -27,16 +27,21 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use crate::audit::{self, Sealer};
 use crate::auth::Authenticator;
 use crate::budget::{self, Budgets};
-use crate::config::{Config, ConfigSource, ServerConfig, TlsConfig};
+use crate::bus::host::{Host, HostDelegate, HostSink};
+use crate::bus::nats::NatsBus;
+use crate::bus::peer_service::PeerService;
+use crate::bus::peers::{PeerEntry, Peers};
+use crate::bus::{Bus, LocalBus, NodeDelegate};
+use crate::config::{Config, ConfigSource, NodeRole, ServerConfig, TlsConfig};
 use crate::grpc::{AdminApi, PeerApi, TaskApi};
 use crate::hub::Hub;
 use crate::node::Node;
-use crate::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg, Recovery};
+use crate::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg, Recovery, SharedRoutes};
 use crate::quota::Quotas;
 use crate::store::Store;
 use crate::store::UsageFilter;
 use crate::store::sqlite::SqliteStore;
-use crate::writer::Writer;
+use crate::writer::{HubFeed, Writer};
 use crate::{http, telemetry};
 
 /// A started node.
@@ -45,11 +50,16 @@ pub struct Running {
     pub grpc_addr: SocketAddr,
     /// The bound HTTP address.
     pub http_addr: SocketAddr,
-    /// The node core.
-    pub node: Arc<Node>,
+    /// The node core (None on a supervisor node, which has no store or intake).
+    pub node: Option<Arc<Node>>,
+    /// The supervisor-node runtime (distributed mode), if this process pulls tasks from NATS.
+    pub host: Option<Arc<Host>>,
+    orchestrator: ActorRef<OrchestratorMsg>,
+    writer: Option<Writer>,
+    grace: Duration,
     shutdown: CancellationToken,
     servers: Vec<tokio::task::JoinHandle<()>>,
-    writer_task: tokio::task::JoinHandle<()>,
+    writer_task: Option<tokio::task::JoinHandle<()>>,
     endpoints_file: PathBuf,
     _lock: File,
     _store_lock: Option<File>,
@@ -116,25 +126,86 @@ fn lock_store_url(url: &str) -> anyhow::Result<Option<File>> {
 
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let full = config.store.synchronous == "full";
-    let store = if config.store.url.is_empty() {
+    if config.store.url.is_empty() {
         let path = config.node.data_dir.join("cadre.db");
-        SqliteStore::open(&path, full)
+        let store = SqliteStore::open(&path, full)
             .await
-            .with_context(|| format!("cannot open store {}", path.display()))?
-    } else {
-        SqliteStore::open_url(&config.store.url, full)
-            .await
-            .with_context(|| format!("cannot open store {}", config.store.url))?
-    };
-    Ok(Arc::new(store))
+            .with_context(|| format!("cannot open store {}", path.display()))?;
+        return Ok(Arc::new(store));
+    }
+    crate::store::open(&config.store.url, full)
+        .await
+        .with_context(|| format!("cannot open store {}", redact_url(&config.store.url)))
 }
 
-/// Starts a node with `config`; `source` is re-read by ReloadConfig and SIGHUP.
+/// A URL with its password replaced, for messages and logs.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The gRPC URL peers use to reach this process.
+fn advertised_url(config: &Config, bound: SocketAddr, scheme: &str) -> String {
+    if !config.node.advertise_addr.is_empty() {
+        return format!("{scheme}://{}", config.node.advertise_addr);
+    }
+    let host = if bound.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        bound.ip()
+    };
+    format!("{scheme}://{}", SocketAddr::new(host, bound.port()))
+}
+
+/// Registry key of this process: its node id plus a per-start instance tag, so replicas that
+/// share an id (or a restart before the old entry expired) never overwrite each other.
+fn peer_key(node_id: &str) -> String {
+    let clean: String = node_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{clean}-{:08x}", fastrand::u32(..))
+}
+
+/// Mints short-lived commander tokens for calls to peers (None when auth is off).
+fn minter(auth: &Arc<Authenticator>, node_id: &str) -> crate::bus::peers::Minter {
+    let auth = auth.clone();
+    let subject = format!("node-{}", peer_key(node_id));
+    Arc::new(move || {
+        if auth.disabled() {
+            return None;
+        }
+        auth.issue_token(
+            &subject,
+            "default",
+            crate::auth::Role::Commander,
+            Duration::from_secs(300),
+        )
+        .map_err(|e| tracing::warn!(error = %e, "cannot mint a node token"))
+        .ok()
+    })
+}
+
+/// Starts a node with `config`; `source` is re-read by ReloadConfig and SIGHUP. What runs
+/// depends on `node.role` and `bus.nats_url` (see [`crate::bus`]).
 pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Running> {
     config.validate()?;
     telemetry::init_metrics();
     let lock = lock_data_dir(&config.node.data_dir)?;
-    let store_lock = lock_store_url(&config.store.url)?;
     let grpc_listener = TcpListener::bind(&config.server.grpc_addr)
         .await
         .with_context(|| format!("cannot listen on server.grpc_addr {}", config.server.grpc_addr))?;
@@ -143,7 +214,103 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         .with_context(|| format!("cannot listen on server.http_addr {}", config.server.http_addr))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
+    let tls = server_tls(&config.tls)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = advertised_url(&config, grpc_addr, scheme);
+    let routes: SharedRoutes = Arc::new(RwLock::new(Arc::new(config.effective_routes())));
+    let registry = ExecutorRegistry::builtin();
+    let cancel_grace = Duration::from_millis(config.limits.cancel_grace_ms);
+    let shutdown = CancellationToken::new();
+    let nats = config.bus.is_nats();
 
+    // Supervisor node: no store, no intake; tasks come from NATS.
+    if config.node.role == NodeRole::Supervisor {
+        let auth = Arc::new(Authenticator::open(&config.auth, &config.node.data_dir, None).await?);
+        let peers = Peers::new(
+            routes.clone(),
+            minter(&auth, &config.node.id),
+            Duration::from_millis(config.bus.peer_ttl_ms),
+        );
+        let local = config.local_supervisors();
+        let host = Host::new(
+            config.bus.clone(),
+            registry,
+            routes,
+            local.keys().cloned().collect(),
+            peers.clone(),
+        );
+        let args = OrchestratorArgs {
+            specs: local.clone(),
+            cancel_grace,
+            sink: Arc::new(HostSink(host.clone())),
+            recovery: host.clone(),
+            delegate: Some(Arc::new(HostDelegate(Arc::downgrade(&host)))),
+        };
+        let (orchestrator, _) = Actor::spawn(None, Orchestrator, args)
+            .await
+            .context("cannot start the actor tree")?;
+        host.set_orchestrator(orchestrator.clone());
+        let conn = Arc::new(tokio::sync::OnceCell::new());
+        {
+            let (host, peers, conn, bus) = (host.clone(), peers.clone(), conn.clone(), config.bus.clone());
+            let entry = PeerEntry {
+                node_id: config.node.id.clone(),
+                url: url.clone(),
+                supervisors: local.keys().cloned().collect(),
+            };
+            let key = peer_key(&config.node.id);
+            tokio::spawn(async move {
+                let c = crate::bus::nats::connect(&bus, "supervisor node").await;
+                let _ = conn.set(c.clone());
+                peers.attach(c.clone()).await;
+                tokio::spawn(peers.clone().announce_owned(key, entry));
+                host.run(c).await;
+            });
+        }
+        let face = Arc::new(SupervisorFace {
+            host: host.clone(),
+            conn,
+            auth: auth.clone(),
+            metrics_public: config.auth.metrics_public,
+        });
+        let peer = PeerService {
+            host: host.clone(),
+            orchestrator: orchestrator.clone(),
+            auth,
+            limits: config.spec_limits(),
+            node_id: config.node.id.clone(),
+            url: url.clone(),
+        };
+        let servers = vec![
+            tokio::spawn(serve_grpc(
+                Services::Peer(peer),
+                grpc_listener,
+                config.server.clone(),
+                tls,
+                shutdown.clone(),
+            )),
+            tokio::spawn(serve_http(face, http_listener, shutdown.clone())),
+        ];
+        let endpoints_file = write_endpoints(&config, scheme, grpc_addr, http_addr)?;
+        tracing::info!(grpc = %grpc_addr, http = %http_addr, supervisors = ?local.keys().collect::<Vec<_>>(), "cadre supervisor node serving");
+        return Ok(Running {
+            grpc_addr,
+            http_addr,
+            node: None,
+            host: Some(host),
+            orchestrator,
+            writer: None,
+            grace: Duration::from_millis(config.server.shutdown_grace_ms),
+            shutdown,
+            servers,
+            writer_task: None,
+            endpoints_file,
+            _lock: lock,
+            _store_lock: None,
+        });
+    }
+
+    let store_lock = lock_store_url(&config.store.url)?;
     let store = open_store(&config).await?;
     let hub = Hub::new(config.limits.event_buffer);
     let pending = store.count_unfinished().await?;
@@ -166,6 +333,27 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         s.cost_usd += u.cost_usd;
     }
     let budgets = Arc::new(Budgets::new(config.budgets.clone(), today, spent));
+    // With NATS, several tier-0 replicas may share the store: the hub is fed by a tailer that
+    // reads every replica's commits back in cursor order.
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let announce: Arc<tokio::sync::OnceCell<Arc<NatsBus>>> = Arc::new(tokio::sync::OnceCell::new());
+    let feed = if nats {
+        let announce = announce.clone();
+        HubFeed::Tail {
+            wake: wake.clone(),
+            announce: Arc::new(move || {
+                if let Some(b) = announce.get() {
+                    b.announce_commit()
+                }
+            }),
+        }
+    } else {
+        HubFeed::Direct
+    };
+    if nats {
+        let start = store.max_cursor().await?;
+        tokio::spawn(crate::hub::tail(store.clone(), hub.clone(), wake.clone(), start));
+    }
     let (writer, writer_task) = Writer::spawn(
         store.clone(),
         hub.clone(),
@@ -174,44 +362,110 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         pending,
         Some(sealer),
         budgets.clone(),
+        feed,
     );
     let sink: Arc<dyn TaskSink> = Arc::new(writer.clone());
     let recovery = Recovery {
         store: store.clone(),
-        routes: Arc::new(RwLock::new(Arc::new(config.effective_routes()))),
-        registry: ExecutorRegistry::builtin(),
+        routes: routes.clone(),
+        registry: registry.clone(),
         sink,
     };
-    let args = OrchestratorArgs {
-        specs: config.supervisors.clone(),
-        cancel_grace: Duration::from_millis(config.limits.cancel_grace_ms),
-        recovery: recovery.clone(),
-        delegate: None,
-    };
-    let auth = Authenticator::open(&config.auth, &config.node.data_dir, store.clone()).await?;
+    let auth = Arc::new(Authenticator::open(&config.auth, &config.node.data_dir, Some(store.clone())).await?);
     if auth.disabled() {
         tracing::warn!("auth.mode = \"none\": every caller is an unauthenticated commander");
     } else {
         let path = auth.bootstrap(&config.node.data_dir).await?;
         tracing::info!(credentials = %path.display(), algorithm = %config.auth.algorithm, "authentication on; commander credential in the data dir");
     }
+    let node_delegate = Arc::new(NodeDelegate(std::sync::OnceLock::new()));
+    // In process, this actor runs every supervisor and recovers from the store. With NATS it
+    // runs only the supervisors of an `all` process, fed from NATS like any supervisor node.
+    let (host, peers) = if nats {
+        let peers = Peers::new(
+            routes.clone(),
+            minter(&auth, &config.node.id),
+            Duration::from_millis(config.bus.peer_ttl_ms),
+        );
+        let local = config.local_supervisors();
+        let host = (!local.is_empty()).then(|| {
+            Host::new(
+                config.bus.clone(),
+                registry.clone(),
+                routes.clone(),
+                local.keys().cloned().collect(),
+                peers.clone(),
+            )
+        });
+        (host, Some(peers))
+    } else {
+        (None, None)
+    };
+    let args = OrchestratorArgs {
+        specs: config.local_supervisors(),
+        cancel_grace,
+        sink: match &host {
+            Some(h) => Arc::new(HostSink(h.clone())),
+            None => recovery.sink.clone(),
+        },
+        recovery: match &host {
+            Some(h) => h.clone(),
+            None if nats => Arc::new(NoRecovery),
+            None => Arc::new(recovery.clone()),
+        },
+        delegate: Some(node_delegate.clone()),
+    };
     let (orchestrator, _) = Actor::spawn(None, Orchestrator, args)
         .await
         .context("cannot start the actor tree")?;
+    let bus: Arc<dyn Bus> = match &peers {
+        Some(peers) => {
+            let nb = NatsBus::start(
+                config.bus.clone(),
+                writer.clone(),
+                peers.clone(),
+                config.limits.max_pending_tasks.min(1 << 20) as usize + 1024,
+                wake.clone(),
+                recovery.clone(),
+            );
+            let _ = announce.set(nb.clone());
+            if let Some(h) = &host {
+                h.set_orchestrator(orchestrator.clone());
+                let (h, peers, bus) = (h.clone(), peers.clone(), config.bus.clone());
+                let entry = PeerEntry {
+                    node_id: config.node.id.clone(),
+                    url: url.clone(),
+                    supervisors: config.local_supervisors().keys().cloned().collect(),
+                };
+                let key = peer_key(&config.node.id);
+                tokio::spawn(async move {
+                    let c = crate::bus::nats::connect(&bus, "local supervisors").await;
+                    tokio::spawn(peers.clone().announce_owned(key, entry));
+                    h.run(c).await;
+                });
+            }
+            nb
+        }
+        None => Arc::new(LocalBus {
+            orchestrator: orchestrator.clone(),
+        }),
+    };
     let node = Arc::new(Node {
         node_id: config.node.id.clone(),
         limits: config.spec_limits(),
         config: RwLock::new(config.clone()),
         source,
         store,
-        writer,
+        writer: writer.clone(),
         hub,
-        orchestrator,
+        orchestrator: orchestrator.clone(),
         recovery,
         auth,
         quotas: Quotas::new(&config.quotas),
         budgets,
+        bus,
     });
+    let _ = node_delegate.0.set(Arc::downgrade(&node));
     // Forget idle tenants' rate buckets now and then; holds only a weak reference, so the
     // node can still be dropped at shutdown.
     let weak = Arc::downgrade(&node);
@@ -223,12 +477,9 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         }
     });
 
-    let tls = server_tls(&config.tls)?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let shutdown = CancellationToken::new();
     let servers = vec![
         tokio::spawn(serve_grpc(
-            node.clone(),
+            Services::Node(node.clone()),
             grpc_listener,
             config.server.clone(),
             tls,
@@ -236,28 +487,91 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         )),
         tokio::spawn(serve_http(node.clone(), http_listener, shutdown.clone())),
     ];
-    let endpoints = Endpoints {
-        grpc: format!("{scheme}://{grpc_addr}"),
-        http: format!("http://{http_addr}"),
-        pid: std::process::id(),
-    };
-    let endpoints_file = config.node.data_dir.join("endpoints.json");
-    // Write then rename, so a reader never sees half a file.
-    let tmp = endpoints_file.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&endpoints)?)?;
-    std::fs::rename(&tmp, &endpoints_file)?;
-    tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %config.node.data_dir.display(), "cadre serving");
+    let endpoints_file = write_endpoints(&config, scheme, grpc_addr, http_addr)?;
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %config.node.data_dir.display(), role = ?config.node.role, "cadre serving");
     Ok(Running {
         grpc_addr,
         http_addr,
-        node,
+        node: Some(node),
+        host,
+        orchestrator,
+        writer: Some(writer),
+        grace: Duration::from_millis(config.server.shutdown_grace_ms),
         shutdown,
         servers,
-        writer_task,
+        writer_task: Some(writer_task),
         endpoints_file,
         _lock: lock,
         _store_lock: store_lock,
     })
+}
+
+/// Writes `<data_dir>/endpoints.json` (write then rename, so a reader never sees half a file).
+fn write_endpoints(
+    config: &Config,
+    scheme: &str,
+    grpc: SocketAddr,
+    http: SocketAddr,
+) -> anyhow::Result<PathBuf> {
+    let endpoints = Endpoints {
+        grpc: format!("{scheme}://{grpc}"),
+        http: format!("http://{http}"),
+        pid: std::process::id(),
+    };
+    let endpoints_file = config.node.data_dir.join("endpoints.json");
+    let tmp = endpoints_file.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&endpoints)?)?;
+    std::fs::rename(&tmp, &endpoints_file)?;
+    Ok(endpoints_file)
+}
+
+/// A tier-0 process with NATS runs no local supervisors, so nothing to recover locally (the
+/// store's unfinished tasks are republished by the bus).
+struct NoRecovery;
+
+#[async_trait::async_trait]
+impl crate::orchestrator::TaskSource for NoRecovery {
+    async fn unfinished(
+        &self,
+        _supervisor: Option<&str>,
+    ) -> Result<Vec<(String, cadre_supervisors::QueuedTask)>, crate::store::StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// The HTTP face of a supervisor node.
+struct SupervisorFace {
+    host: Arc<Host>,
+    conn: Arc<tokio::sync::OnceCell<crate::bus::nats::Conn>>,
+    auth: Arc<Authenticator>,
+    metrics_public: bool,
+}
+
+#[async_trait::async_trait]
+impl http::HttpFace for SupervisorFace {
+    async fn ready(&self) -> bool {
+        self.host.ready(self.conn.get())
+    }
+
+    fn metrics_public(&self) -> bool {
+        self.metrics_public
+    }
+
+    async fn authorize(
+        &self,
+        header: Option<&str>,
+        action: crate::auth::Action,
+    ) -> Result<crate::auth::Principal, crate::error::Error> {
+        self.auth.authorize(header, action)
+    }
+}
+
+/// The gRPC services a process serves.
+enum Services {
+    /// Tier 0: TaskService, AdminService and SupervisorPeer.
+    Node(Arc<Node>),
+    /// A supervisor node: SupervisorPeer only.
+    Peer(PeerService),
 }
 
 /// Reads the TLS files into tonic's server config (None when TLS is off).
@@ -282,7 +596,7 @@ fn server_tls(cfg: &TlsConfig) -> anyhow::Result<Option<ServerTlsConfig>> {
 }
 
 async fn serve_grpc(
-    node: Arc<Node>,
+    services: Services,
     listener: TcpListener,
     cfg: ServerConfig,
     tls: Option<ServerTlsConfig>,
@@ -291,9 +605,14 @@ async fn serve_grpc(
     let max_message = cfg.max_message_bytes;
     let keepalive = Duration::from_secs(cfg.keepalive_secs.max(1));
     let (health, health_svc) = tonic_health::server::health_reporter();
-    health.set_serving::<TaskServiceServer<TaskApi>>().await;
-    health.set_serving::<AdminServiceServer<AdminApi>>().await;
-    health.set_serving::<SupervisorPeerServer<PeerApi>>().await;
+    match &services {
+        Services::Node(_) => {
+            health.set_serving::<TaskServiceServer<TaskApi>>().await;
+            health.set_serving::<AdminServiceServer<AdminApi>>().await;
+            health.set_serving::<SupervisorPeerServer<PeerApi>>().await;
+        }
+        Services::Peer(_) => health.set_serving::<SupervisorPeerServer<PeerService>>().await,
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(cadre_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -315,17 +634,26 @@ async fn serve_grpc(
             }
         };
     }
-    let res = builder
+    let router = builder
         .concurrency_limit_per_connection(cfg.max_calls_per_connection)
         .max_concurrent_streams(Some(cfg.max_streams_per_connection))
         .http2_keepalive_interval(Some(keepalive))
         .http2_keepalive_timeout(Some(keepalive))
         .tcp_keepalive(Some(keepalive))
         .add_service(health_svc)
-        .add_service(reflection)
-        .add_service(TaskServiceServer::new(TaskApi(node.clone())).max_decoding_message_size(max_message))
-        .add_service(AdminServiceServer::new(AdminApi(node.clone())).max_decoding_message_size(max_message))
-        .add_service(SupervisorPeerServer::new(PeerApi(node)).max_decoding_message_size(max_message))
+        .add_service(reflection);
+    let router = match services {
+        Services::Node(node) => router
+            .add_service(TaskServiceServer::new(TaskApi(node.clone())).max_decoding_message_size(max_message))
+            .add_service(
+                AdminServiceServer::new(AdminApi(node.clone())).max_decoding_message_size(max_message),
+            )
+            .add_service(SupervisorPeerServer::new(PeerApi(node)).max_decoding_message_size(max_message)),
+        Services::Peer(peer) => {
+            router.add_service(SupervisorPeerServer::new(peer).max_decoding_message_size(max_message))
+        }
+    };
+    let res = router
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await;
     if let Err(e) = res {
@@ -333,7 +661,7 @@ async fn serve_grpc(
     }
 }
 
-async fn serve_http(node: Arc<Node>, listener: TcpListener, shutdown: CancellationToken) {
+async fn serve_http(node: Arc<dyn http::HttpFace>, listener: TcpListener, shutdown: CancellationToken) {
     let res = axum::serve(listener, http::router(node))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
@@ -344,11 +672,12 @@ async fn serve_http(node: Arc<Node>, listener: TcpListener, shutdown: Cancellati
 
 impl Running {
     /// Stops intake, waits up to the grace period for open calls and streams, stops the actor
-    /// tree (running tasks are recovered at the next start) and flushes the writer.
+    /// tree (running tasks are recovered at the next start, or handed back to NATS for another
+    /// replica) and flushes the writer.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
         self.shutdown.cancel();
-        let grace = Duration::from_millis(self.node.config().server.shutdown_grace_ms);
+        let grace = self.grace;
         for s in self.servers {
             let abort = s.abort_handle();
             if tokio::time::timeout(grace, s).await.is_err() {
@@ -356,18 +685,27 @@ impl Running {
                 abort.abort();
             }
         }
-        let orchestrator = &self.node.orchestrator;
+        let orchestrator = &self.orchestrator;
         let _ = orchestrator
             .call(OrchestratorMsg::Shutdown, Some(grace + Duration::from_secs(5)))
             .await;
         let _ = orchestrator
             .stop_and_wait(Some("shutdown".into()), Some(grace))
             .await;
-        if let Err(e) = self.node.writer.flush().await {
+        if let Some(host) = &self.host {
+            host.drain(grace).await;
+            host.release().await;
+        }
+        if let Some(writer) = &self.writer
+            && let Err(e) = writer.flush().await
+        {
             tracing::warn!(error = %e, "final flush failed");
         }
+        drop(self.writer);
         drop(self.node);
-        let _ = tokio::time::timeout(grace, self.writer_task).await;
+        if let Some(t) = self.writer_task {
+            let _ = tokio::time::timeout(grace, t).await;
+        }
         let _ = std::fs::remove_file(&self.endpoints_file);
         tracing::info!("stopped");
     }

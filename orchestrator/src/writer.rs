@@ -62,6 +62,7 @@ impl Writer {
 
     /// Starts the writer task. `pending` starts at the store's count of unfinished tasks;
     /// `sealer` continues the audit chain (None: audit drafts are dropped).
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         store: Arc<dyn Store>,
         hub: Hub,
@@ -70,6 +71,7 @@ impl Writer {
         pending: HashMap<String, u64>,
         sealer: Option<Sealer>,
         budgets: Arc<Budgets>,
+        feed: HubFeed,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
         let pending = Arc::new(Mutex::new(Pending {
@@ -84,6 +86,7 @@ impl Writer {
             pending.clone(),
             sealer,
             budgets.clone(),
+            feed,
         ));
         (Writer { tx, pending, budgets }, handle)
     }
@@ -112,6 +115,34 @@ impl Writer {
     /// Applies a transition and waits until it is durable.
     pub async fn transition(&self, t: Transition) -> Result<WriteOutcome, StoreError> {
         self.submit(WriteOp::Transition(t)).await
+    }
+
+    /// Records usage and waits until it is durable (events persisted from NATS are acked
+    /// only then).
+    pub async fn usage_durable(&self, task_id: TaskId, usage: cadre_agents::Usage) -> Result<(), StoreError> {
+        let cost_usd = self.budgets.cost(&usage);
+        self.submit(WriteOp::Usage {
+            task_id,
+            usage,
+            cost_usd,
+            at_ms: now_ms(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Queues a write nobody waits for; dropped (and counted) when the queue is full.
+    pub fn write_lossy(&self, op: WriteOp) {
+        if self
+            .tx
+            .try_send(Request {
+                op: Some(op),
+                reply: None,
+            })
+            .is_err()
+        {
+            metrics::counter!("cadre_progress_dropped_total").increment(1);
+        }
     }
 
     /// Waits until every write sent before this call is durable (used at shutdown).
@@ -201,6 +232,23 @@ impl TaskSink for Writer {
     }
 }
 
+/// How committed events reach the hub.
+#[derive(Clone)]
+pub enum HubFeed {
+    /// Published by the writer right after each commit (one tier-0 process).
+    Direct,
+    /// Read back from the store by a tailer ([`crate::hub::tail`]), which sees every
+    /// replica's commits in cursor order; the writer only wakes it (and calls `announce`,
+    /// which tells the other replicas).
+    Tail {
+        /// The local tailer's wake-up.
+        wake: Arc<tokio::sync::Notify>,
+        /// Tells other replicas a commit happened.
+        announce: Arc<dyn Fn() + Send + Sync>,
+    },
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run(
     store: Arc<dyn Store>,
     hub: Hub,
@@ -209,6 +257,7 @@ async fn run(
     pending: Arc<Mutex<Pending>>,
     mut sealer: Option<Sealer>,
     budgets: Arc<Budgets>,
+    feed: HubFeed,
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut batch, batch_max).await > 0 {
@@ -262,12 +311,16 @@ async fn run(
                             metrics::counter!("cadre_cost_usd_micros_total")
                                 .increment((cost_usd * 1e6) as u64);
                         }
-                        if let WriteOutcome::Event { event, .. } = &outcome {
+                        if let (WriteOutcome::Event { event, .. }, HubFeed::Direct) = (&outcome, &feed) {
                             hub.publish(event.clone());
                         }
                         if let Some(reply) = req.reply {
                             let _ = reply.send(Ok(outcome));
                         }
+                    }
+                    if let HubFeed::Tail { wake, announce } = &feed {
+                        wake.notify_one();
+                        announce();
                     }
                     if audited && let Some(Err(e)) = sealer.as_ref().map(Sealer::write_head) {
                         tracing::error!(error = %e, "cannot write the signed audit head");

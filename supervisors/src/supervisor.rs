@@ -769,6 +769,7 @@ impl SupervisorState {
             pools: self.pools.keys().map(|k| self.pool_status(k)).collect(),
             recent_restarts: self.restarts.recent(Instant::now()),
             max_restarts: intensity.max_restarts,
+            ..Default::default()
         }
     }
 

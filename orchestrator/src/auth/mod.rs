@@ -63,7 +63,8 @@ pub struct Authenticator {
     audience: String,
     max_ttl: Duration,
     keys: RwLock<HashMap<String, ApiKeyRecord>>,
-    store: Arc<dyn Store>,
+    /// Where API keys live; None on supervisor nodes, which accept tokens only.
+    store: Option<Arc<dyn Store>>,
 }
 
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
@@ -185,16 +186,23 @@ fn key_material(cfg: &AuthConfig, data_dir: &Path) -> Result<(Algorithm, Encodin
 
 impl Authenticator {
     /// Sets up from config: key material under `<data_dir>/auth/` unless configured, API keys
-    /// from the store.
-    pub async fn open(cfg: &AuthConfig, data_dir: &Path, store: Arc<dyn Store>) -> Result<Self, Error> {
+    /// from the store (None: a supervisor node, which accepts tokens only).
+    pub async fn open(
+        cfg: &AuthConfig,
+        data_dir: &Path,
+        store: Option<Arc<dyn Store>>,
+    ) -> Result<Self, Error> {
         let (algorithm, encoding, decoding) = key_material(cfg, data_dir)?;
         let validation = token_validation(cfg, algorithm);
-        let keys = store
-            .api_keys()
-            .await?
-            .into_iter()
-            .map(|k| (k.id.clone(), k))
-            .collect();
+        let keys = match &store {
+            Some(store) => store
+                .api_keys()
+                .await?
+                .into_iter()
+                .map(|k| (k.id.clone(), k))
+                .collect(),
+            None => HashMap::new(),
+        };
         Ok(Authenticator {
             disabled: cfg.mode == "none",
             algorithm,
@@ -206,6 +214,14 @@ impl Authenticator {
             max_ttl: Duration::from_secs(cfg.max_token_ttl_secs),
             keys: RwLock::new(keys),
             store,
+        })
+    }
+
+    fn key_store(&self) -> Result<&Arc<dyn Store>, Error> {
+        self.store.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition(
+                "this node keeps no API keys (supervisor role); use the orchestrator".into(),
+            )
         })
     }
 
@@ -341,7 +357,7 @@ impl Authenticator {
             created_at_ms: now_ms(),
             revoked_at_ms: None,
         };
-        self.store.insert_api_key(&record).await?;
+        self.key_store()?.insert_api_key(&record).await?;
         self.keys
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -365,7 +381,7 @@ impl Authenticator {
     /// Revokes an API key; it stops working at once.
     pub async fn revoke_key(&self, id: &str) -> Result<ApiKeyRecord, Error> {
         let at = now_ms();
-        if !self.store.revoke_api_key(id, at).await? {
+        if !self.key_store()?.revoke_api_key(id, at).await? {
             return Err(Error::NotFound(format!("no active API key {id}")));
         }
         let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());

@@ -172,6 +172,18 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Opens the store a `store.url` names (`sqlite:PATH`).
+pub async fn open(url: &str, sqlite_full_sync: bool) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        return Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::open_url(url, sqlite_full_sync).await?,
+        ));
+    }
+    Err(StoreError(format!(
+        "store.url {url:?}: only sqlite: is built into this binary"
+    )))
+}
+
 /// Durable storage of tasks and events.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -193,6 +205,17 @@ pub trait Store: Send + Sync + 'static {
     async fn count_unfinished(&self) -> StoreResult<std::collections::HashMap<String, u64>>;
     /// Cheap reachability check for /ready.
     async fn ping(&self) -> StoreResult<()>;
+    /// The newest event's cursor (0 when there is none): where a tailer starts.
+    async fn max_cursor(&self) -> StoreResult<u64> {
+        let mut last = 0;
+        loop {
+            let page = self.events_after(last, &EventFilter::default(), 1000).await?;
+            match page.last() {
+                Some(e) => last = e.cursor,
+                None => return Ok(last),
+            }
+        }
+    }
     /// The last audit record's seq and hash (0 and GENESIS for an empty chain).
     async fn audit_tail(&self) -> StoreResult<(u64, String)>;
     /// Audit records in seq order: all, or those whose target is `target`.

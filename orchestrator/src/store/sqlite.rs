@@ -815,6 +815,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn max_cursor(&self) -> StoreResult<u64> {
+        let (max,): (Option<i64>,) = sqlx::query_as("SELECT MAX(cursor) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(max.unwrap_or(0).max(0) as u64)
+    }
+
     async fn audit_tail(&self) -> StoreResult<(u64, String)> {
         let row: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")

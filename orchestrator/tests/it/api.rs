@@ -400,6 +400,7 @@ async fn delegate_records_the_parent_and_get_shows_children() {
             parent_id: parent.id.clone(),
             spec: Some(spec("system.debug.echo", r#"{"sub":1}"#)),
             wait_ms: 0,
+            tenant: String::new(),
         })
         .await
         .unwrap()

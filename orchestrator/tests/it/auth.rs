@@ -217,6 +217,7 @@ async fn call(node: &TestNode, cred: &str, action: Action, own_task: &str) -> Co
                 parent_id: own_task.into(),
                 spec: Some(spec("system.debug.echo", "{}")),
                 wait_ms: 0,
+                tenant: String::new(),
             };
             code(p.delegate(req).await.map(drop))
         }

@@ -1,0 +1,324 @@
+//! What travels over NATS: stream, subject and bucket names, and the JSON messages.
+
+use std::time::Duration;
+
+use cadre_proto::{Priority, RetryPolicy, TaskId, TaskRecord, TaskState};
+use cadre_supervisors::{QueuedTask, Transition};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Priority bands, consumed high first: one subject and one durable consumer per supervisor
+/// and band.
+pub const BANDS: [&str; 3] = ["high", "normal", "low"];
+
+/// The band of a priority (7-9 high, 4-6 normal, 0-3 low).
+pub fn band(p: Priority) -> &'static str {
+    match p.get() {
+        7.. => "high",
+        4..=6 => "normal",
+        _ => "low",
+    }
+}
+
+/// Every NATS name of one cluster, derived from `bus.prefix`.
+#[derive(Clone, Debug)]
+pub struct Names {
+    prefix: String,
+}
+
+impl Names {
+    /// Names under `prefix` (letters, digits, `_`, `-`; checked by config validation).
+    pub fn new(prefix: &str) -> Self {
+        Names {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The work-queue stream holding dispatched tasks.
+    pub fn work_stream(&self) -> String {
+        format!("{}_WORK", self.prefix)
+    }
+
+    /// Subject of `supervisor`'s tasks in `band`.
+    pub fn work_subject(&self, supervisor: &str, band: &str) -> String {
+        format!("{}.work.{supervisor}.{band}", self.prefix)
+    }
+
+    /// Durable consumer shared by every replica of `supervisor` for `band`.
+    pub fn work_consumer(&self, supervisor: &str, band: &str) -> String {
+        format!("{}-{supervisor}-{band}", self.prefix)
+    }
+
+    /// Core-NATS doorbell rung after tasks for `supervisor` were published.
+    pub fn doorbell(&self, supervisor: &str) -> String {
+        format!("{}.ring.{supervisor}", self.prefix)
+    }
+
+    /// The events stream (transitions, progress, usage, delegated inserts).
+    pub fn events_stream(&self) -> String {
+        format!("{}_EVENTS", self.prefix)
+    }
+
+    /// Subject of events published by supervisor `supervisor`.
+    pub fn events_subject(&self, supervisor: &str) -> String {
+        format!("{}.events.{supervisor}", self.prefix)
+    }
+
+    /// Durable consumer through which tier-0 replicas persist events.
+    pub fn events_consumer(&self) -> String {
+        format!("{}-persist", self.prefix)
+    }
+
+    /// Dead-letter stream.
+    pub fn dead_stream(&self) -> String {
+        format!("{}_DEAD", self.prefix)
+    }
+
+    /// Dead-letter subject of `supervisor`.
+    pub fn dead_subject(&self, supervisor: &str) -> String {
+        format!("{}.dead.{supervisor}", self.prefix)
+    }
+
+    /// Core-NATS subject on which cancels for `supervisor` are broadcast to its replicas.
+    pub fn cancel_subject(&self, supervisor: &str) -> String {
+        format!("{}.cancel.{supervisor}", self.prefix)
+    }
+
+    /// Core-NATS subject on which tier-0 replicas announce commits (wakes the others' tailers).
+    pub fn committed_subject(&self) -> String {
+        format!("{}.committed", self.prefix)
+    }
+
+    /// KV bucket of live supervisor nodes.
+    pub fn peers_bucket(&self) -> String {
+        format!("{}-peers", self.prefix)
+    }
+
+    /// Every subject of the cluster (for stream subject lists).
+    pub fn all_work(&self) -> String {
+        format!("{}.work.>", self.prefix)
+    }
+
+    /// Every events subject.
+    pub fn all_events(&self) -> String {
+        format!("{}.events.>", self.prefix)
+    }
+
+    /// Every dead-letter subject.
+    pub fn all_dead(&self) -> String {
+        format!("{}.dead.>", self.prefix)
+    }
+}
+
+/// A dispatched task, as published on the work stream.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkMsg {
+    /// The task.
+    pub id: TaskId,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its type.
+    pub task_type: String,
+    /// The supervisor that runs it.
+    pub supervisor: String,
+    /// The worker kind in that supervisor.
+    pub worker_kind: String,
+    /// The executor, by registry name.
+    pub executor: String,
+    /// Params.
+    pub params: Value,
+    /// 0-9.
+    pub priority: Priority,
+    /// Per-attempt timeout.
+    pub timeout_ms: u64,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Attempts started before this dispatch.
+    pub attempt: u32,
+    /// Sign the result (verified tasks).
+    pub verified: bool,
+}
+
+impl WorkMsg {
+    /// The message for `task` (a runnable task built from `record`).
+    pub fn new(record: &TaskRecord, executor: &str, task: &QueuedTask) -> Self {
+        WorkMsg {
+            id: task.id,
+            tenant: task.tenant.clone(),
+            task_type: task.task_type.clone(),
+            supervisor: record.supervisor.clone(),
+            worker_kind: task.worker_kind.clone(),
+            executor: executor.to_string(),
+            params: task.params.clone(),
+            priority: task.priority,
+            timeout_ms: task.timeout.as_millis() as u64,
+            retry: task.retry.clone(),
+            attempt: task.attempts_started,
+            verified: task.verified,
+        }
+    }
+
+    /// Deduplication id: a republish of the same dispatch is dropped by JetStream.
+    pub fn msg_id(&self) -> String {
+        format!("{}.{}", self.id, self.attempt)
+    }
+
+    /// A runnable task, or None if this node has no such executor.
+    pub fn queued(
+        &self,
+        registry: &cadre_agents::ExecutorRegistry,
+        attempts_started: u32,
+    ) -> Option<QueuedTask> {
+        Some(QueuedTask {
+            id: self.id,
+            tenant: self.tenant.clone(),
+            task_type: self.task_type.clone(),
+            worker_kind: self.worker_kind.clone(),
+            executor: registry.get(&self.executor)?,
+            params: self.params.clone(),
+            priority: self.priority,
+            timeout: Duration::from_millis(self.timeout_ms),
+            retry: self.retry.clone(),
+            attempts_started,
+            verified: self.verified,
+        })
+    }
+}
+
+/// A transition as it travels (the node signs verified results when it stores them).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionMsg {
+    /// The task.
+    pub task_id: TaskId,
+    /// New state.
+    pub state: TaskState,
+    /// Attempt.
+    pub attempt: u32,
+    /// Detail.
+    pub message: String,
+    /// Result on SUCCEEDED.
+    pub result: Option<Value>,
+    /// Sign the result.
+    pub sign: bool,
+}
+
+impl From<&Transition> for TransitionMsg {
+    fn from(t: &Transition) -> Self {
+        TransitionMsg {
+            task_id: t.task_id,
+            state: t.state,
+            attempt: t.attempt,
+            message: t.message.clone(),
+            result: t.result.clone(),
+            sign: t.sign,
+        }
+    }
+}
+
+impl From<TransitionMsg> for Transition {
+    fn from(m: TransitionMsg) -> Self {
+        Transition {
+            task_id: m.task_id,
+            state: m.state,
+            attempt: m.attempt,
+            message: m.message,
+            result: m.result,
+            sign: m.sign,
+            signature: None,
+        }
+    }
+}
+
+/// One message on the events stream.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EventMsg {
+    /// A state change.
+    Transition(TransitionMsg),
+    /// Progress of a running attempt (lossy).
+    Progress {
+        /// The task.
+        task_id: TaskId,
+        /// The attempt.
+        attempt: u32,
+        /// In [0, 1].
+        fraction: f64,
+        /// Short text.
+        message: String,
+    },
+    /// Tokens used.
+    Usage {
+        /// The task.
+        task_id: TaskId,
+        /// Model and tokens.
+        usage: cadre_agents::Usage,
+    },
+    /// A sub-task created by a supervisor node (delegation); stored before it runs.
+    Insert {
+        /// The new task.
+        record: Box<TaskRecord>,
+    },
+}
+
+impl EventMsg {
+    /// Deduplication id. Transitions get a deterministic one (a re-run after redelivery that
+    /// reaches the same state in the same attempt is not stored twice); the rest get `unique`.
+    pub fn msg_id(&self, unique: &str) -> String {
+        match self {
+            EventMsg::Transition(t) => format!("{}.{}.{}", t.task_id, t.attempt, t.state.as_str()),
+            EventMsg::Insert { record } => format!("{}.insert", record.id),
+            _ => unique.to_string(),
+        }
+    }
+}
+
+/// A cancel broadcast to a supervisor's replicas.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelMsg {
+    /// The task.
+    pub task_id: TaskId,
+    /// Why.
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_split_priorities() {
+        let b = |n| band(Priority::new(n).unwrap());
+        assert_eq!(
+            [b(0), b(3), b(4), b(6), b(7), b(9)],
+            ["low", "low", "normal", "normal", "high", "high"]
+        );
+    }
+
+    #[test]
+    fn transition_ids_are_deterministic_and_others_unique() {
+        let id = TaskId::new();
+        let t = EventMsg::Transition(TransitionMsg {
+            task_id: id,
+            state: TaskState::Running,
+            attempt: 2,
+            message: String::new(),
+            result: None,
+            sign: false,
+        });
+        assert_eq!(t.msg_id("x"), format!("{id}.2.RUNNING"));
+        let p = EventMsg::Progress {
+            task_id: id,
+            attempt: 2,
+            fraction: 0.5,
+            message: String::new(),
+        };
+        assert_eq!(p.msg_id("u1"), "u1");
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(json.contains("\"kind\":\"transition\""), "{json}");
+        let back: EventMsg = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.msg_id("y"), t.msg_id("z"));
+    }
+}
