@@ -362,11 +362,12 @@ fn route(supervisor: &str, worker: &str, executor: &str) -> Route {
 }
 
 /// The diagnostic task types and where they run when `diagnostics.enabled`.
-pub const DIAGNOSTIC_TYPES: [(&str, &str); 4] = [
+pub const DIAGNOSTIC_TYPES: [(&str, &str); 5] = [
     ("system.debug.echo", "echo"),
     ("system.debug.sleep", "sleep"),
     ("system.debug.fail", "fail"),
     ("system.debug.panic", "panic"),
+    ("system.debug.delegate", "delegate"),
 ];
 
 impl Default for Config {

@@ -127,3 +127,25 @@ impl Executor for Panic {
         }
     }
 }
+
+/// Delegates a sub-task (`task_type`, `params`) and returns its result (diagnostics: exercises
+/// delegation across supervisors and processes).
+pub struct Delegating;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelegateParams {
+    task_type: String,
+    #[serde(default)]
+    params: Option<Value>,
+}
+
+#[async_trait]
+impl Executor for Delegating {
+    async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
+        let p: DelegateParams = decode_params(&params)?;
+        let sub = p.params.unwrap_or_else(|| Value::Object(Default::default()));
+        let result = ctx.delegate(&p.task_type, sub).await?;
+        Ok(serde_json::json!({ "task_type": p.task_type, "result": result }))
+    }
+}

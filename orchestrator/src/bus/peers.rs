@@ -69,18 +69,23 @@ impl Peers {
         let bucket = conn.names.peers_bucket();
         let mut delay = Duration::from_millis(100);
         loop {
-            let store = match conn.js.get_key_value(&bucket).await {
-                Ok(s) => Ok(s),
-                Err(_) => {
-                    conn.js
-                        .create_key_value(kv::Config {
-                            bucket: bucket.clone(),
-                            max_age: self.inner.ttl,
-                            history: 1,
-                            ..Default::default()
-                        })
-                        .await
-                }
+            // The bucket's stream is created by hand with the KV layout: `create_key_value`
+            // first queries account info, which async-nats cannot parse from NATS 2.9 (the
+            // version Debian ships).
+            let stream = async_nats::jetstream::stream::Config {
+                name: format!("KV_{bucket}"),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
+                max_age: self.inner.ttl,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: async_nats::jetstream::stream::DiscardPolicy::New,
+                ..Default::default()
+            };
+            let store = match conn.js.get_or_create_stream(stream).await {
+                Ok(_) => conn.js.get_key_value(&bucket).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
             };
             match store {
                 Ok(s) => {

@@ -82,6 +82,11 @@ impl TestNode {
 
     /// Starts a node in `dir` (reusing its data dir if one is there).
     pub async fn start_in(dir: &Path, extra_toml: &str) -> TestNode {
+        Self::start_with(dir, extra_toml, &[]).await
+    }
+
+    /// Like [`TestNode::start_in`] with extra `serve` arguments (e.g. `--role supervisor`).
+    pub async fn start_with(dir: &Path, extra_toml: &str, args: &[&str]) -> TestNode {
         let data = dir.join("data");
         let config = dir.join("cadre.toml");
         std::fs::write(
@@ -99,6 +104,7 @@ impl TestNode {
             .open(dir.join("serve.log"))
             .unwrap();
         let mut child = serve_command(&config)
+            .args(args)
             .current_dir(dir)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())

@@ -1,0 +1,456 @@
+//! Distributed mode with real processes and a real NATS JetStream: one tier-0 process and
+//! supervisor nodes (`--role supervisor`), each test under its own subject/stream prefix (and,
+//! where it restarts NATS, its own nats-server on a free port).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cadre_proto::v1;
+
+use crate::common::*;
+
+/// The NATS every developer and CI machine runs (scripts/services.sh starts it).
+const SHARED_NATS: &str = "nats://127.0.0.1:4222";
+
+/// Routes so every supervisor has diagnostic work.
+const ROUTES: &str = r#"
+[routes."multimodal.debug.echo"]
+supervisor = "multimodal"
+worker = "vision"
+executor = "echo"
+[routes."multimodal.debug.sleep"]
+supervisor = "multimodal"
+worker = "vision"
+executor = "sleep"
+[routes."intelligence.debug.echo"]
+supervisor = "intelligence"
+worker = "writer"
+executor = "echo"
+[routes."intelligence.debug.sleep"]
+supervisor = "intelligence"
+worker = "writer"
+executor = "sleep"
+"#;
+
+/// One cluster: a tier-0 process and supervisor nodes, sharing an HS256 key and a prefix.
+struct Cluster {
+    tmp: tempfile::TempDir,
+    prefix: String,
+    nats_url: String,
+    orchestrator: TestNode,
+    supervisors: Vec<(String, TestNode)>,
+}
+
+impl Cluster {
+    fn toml(tmp: &Path, prefix: &str, nats_url: &str, extra: &str) -> String {
+        format!(
+            "[auth]\nhs256_secret_file = {:?}\n[bus]\nnats_url = {nats_url:?}\nprefix = {prefix:?}\n\
+             ack_wait_ms = 3000\nmax_inflight = 32\npeer_ttl_ms = 3000\nreconnect_max_ms = 500\n{ROUTES}\n{extra}\n",
+            tmp.join("hs256.key").display().to_string()
+        )
+    }
+
+    async fn start(nats_url: &str, replicas: &[(&str, usize)], extra: &str) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("hs256.key"),
+            format!("{:032x}{:032x}", fastrand::u128(..), fastrand::u128(..)),
+        )
+        .unwrap();
+        let prefix = format!("t{:08x}", fastrand::u32(..));
+        let toml = Self::toml(tmp.path(), &prefix, nats_url, extra);
+        let dir = tmp.path().join("orchestrator");
+        std::fs::create_dir_all(&dir).unwrap();
+        let orchestrator = TestNode::start_with(&dir, &toml, &["--role", "orchestrator"]).await;
+        let mut cluster = Cluster {
+            tmp,
+            prefix,
+            nats_url: nats_url.to_string(),
+            orchestrator,
+            supervisors: Vec::new(),
+        };
+        for (kind, n) in replicas {
+            for _ in 0..*n {
+                cluster.add_supervisor(kind).await;
+            }
+        }
+        cluster
+    }
+
+    async fn add_supervisor(&mut self, kind: &str) {
+        let dir = self.tmp.path().join(format!("{kind}-{}", self.supervisors.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let toml = Self::toml(self.tmp.path(), &self.prefix, &self.nats_url, "");
+        let node = TestNode::start_with(&dir, &toml, &["--role", "supervisor", "--supervisor", kind]).await;
+        self.supervisors.push((kind.to_string(), node));
+    }
+
+    /// Waits until `cadre status` shows `n` supervisor replicas.
+    async fn wait_replicas(&self, n: usize) -> v1::StatusResponse {
+        eventually(
+            "every replica in the status tree",
+            Duration::from_secs(30),
+            || async {
+                // UNAVAILABLE until the orchestrator has reached NATS.
+                let st = self
+                    .orchestrator
+                    .admin()
+                    .await
+                    .status(v1::StatusRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                (st.supervisors.iter().filter(|s| s.state == "running").count() == n).then_some(st)
+            },
+        )
+        .await
+    }
+
+    /// Deletes the cluster's streams and bucket from the shared NATS.
+    async fn cleanup(self) {
+        let url = self.nats_url.clone();
+        let prefix = self.prefix.clone();
+        drop(self);
+        if let Ok(client) = async_nats::connect(&url).await {
+            let js = async_nats::jetstream::new(client);
+            for s in ["WORK", "EVENTS", "DEAD"] {
+                let _ = js.delete_stream(format!("{prefix}_{s}")).await;
+            }
+            let _ = js.delete_key_value(format!("{prefix}-peers")).await;
+        }
+    }
+}
+
+async fn wait_all_terminal(c: &mut Tasks, ids: &[String], patience: Duration) -> HashMap<String, v1::Task> {
+    let scale: f64 = std::env::var("CADRE_TEST_PATIENCE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let deadline = std::time::Instant::now() + patience.mul_f64(scale);
+    let mut done: HashMap<String, v1::Task> = HashMap::new();
+    loop {
+        for id in ids
+            .iter()
+            .filter(|i| !done.contains_key(*i))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            let t = get(c, &id).await;
+            if !matches!(
+                state(&t),
+                v1::TaskState::Queued | v1::TaskState::Running | v1::TaskState::Retrying
+            ) {
+                done.insert(id, t);
+            }
+        }
+        if done.len() == ids.len() {
+            return done;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: {} of {} tasks terminal",
+            done.len(),
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Counts the RUNNING events of a task (an execution each).
+async fn executions(c: &mut Tasks, id: &str) -> usize {
+    events(c, id, 0)
+        .await
+        .iter()
+        .filter(|e| ev_state(e) == v1::TaskState::Running && !e.is_progress)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tasks_run_on_supervisor_nodes_and_survive_a_killed_replica() {
+    let mut cluster = Cluster::start(
+        SHARED_NATS,
+        &[("system", 2), ("intelligence", 2), ("multimodal", 2)],
+        "",
+    )
+    .await;
+    let st = cluster.wait_replicas(6).await;
+    let nodes: std::collections::HashSet<_> = st.supervisors.iter().map(|s| s.address.clone()).collect();
+    assert_eq!(nodes.len(), 6, "each replica is its own node: {st:?}");
+
+    let mut c = cluster.orchestrator.tasks().await;
+    let types = [
+        "system.debug.sleep",
+        "intelligence.debug.sleep",
+        "multimodal.debug.sleep",
+        "system.debug.echo",
+        "intelligence.debug.echo",
+        "multimodal.debug.echo",
+    ];
+    let mut ids = Vec::new();
+    for i in 0..2000 {
+        let t = types[i % types.len()];
+        let params = if t.ends_with("sleep") {
+            r#"{"ms":20}"#
+        } else {
+            r#"{"n":1}"#
+        };
+        let s = fast_retry(spec(t, params), 5);
+        ids.push(submit(&mut c, s).await.id);
+        if i == 600 {
+            // Mid-run: one system replica dies without a word.
+            let (_, victim) = &mut cluster.supervisors[0];
+            victim.kill9();
+        }
+    }
+    let done = wait_all_terminal(&mut c, &ids, Duration::from_secs(120)).await;
+    let failed: Vec<_> = done
+        .values()
+        .filter(|t| state(t) != v1::TaskState::Succeeded)
+        .collect();
+    assert!(failed.is_empty(), "every task succeeds: {:?}", failed.first());
+    // Duplicated executions: only tasks the dead replica held can have run twice.
+    let mut twice = 0;
+    for id in &ids {
+        if executions(&mut c, id).await > 1 {
+            twice += 1;
+        }
+    }
+    // The victim held at most max_inflight (32) task messages per band pull round.
+    assert!(twice <= 32 + 2, "{twice} tasks ran more than once");
+    eprintln!("distributed: 2000 tasks, {twice} executed twice after the kill");
+    cluster.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delegation_crosses_processes_and_cancel_reaches_children() {
+    let cluster = Cluster::start(SHARED_NATS, &[("system", 1), ("multimodal", 1)], "").await;
+    cluster.wait_replicas(2).await;
+    let mut c = cluster.orchestrator.tasks().await;
+    // A system task delegates to the multimodal node over SupervisorPeer.
+    let parent = run(
+        &mut c,
+        spec(
+            "system.debug.delegate",
+            r#"{"task_type":"multimodal.debug.echo","params":{"hello":"peer"}}"#,
+        ),
+    )
+    .await;
+    assert_eq!(state(&parent), v1::TaskState::Succeeded, "{parent:?}");
+    let result: serde_json::Value = serde_json::from_str(&parent.result_json).unwrap();
+    assert_eq!(result["result"]["hello"], "peer");
+    assert_eq!(parent.children.len(), 1, "Get shows the child: {parent:?}");
+    let child = get(&mut c, &parent.children[0]).await;
+    assert_eq!(child.supervisor, "multimodal");
+    assert_eq!(child.spec.as_ref().unwrap().parent_id, parent.id);
+    assert_eq!(state(&child), v1::TaskState::Succeeded);
+
+    // Cancelling a parent cancels the child it waits for.
+    let parent = submit(
+        &mut c,
+        spec(
+            "system.debug.delegate",
+            r#"{"task_type":"multimodal.debug.sleep","params":{"ms":60000}}"#,
+        ),
+    )
+    .await;
+    let child_id = eventually("the child is stored", Duration::from_secs(20), || {
+        let mut c = c.clone();
+        let id = parent.id.clone();
+        async move { get(&mut c, &id).await.children.first().cloned() }
+    })
+    .await;
+    eventually("the child runs", Duration::from_secs(20), || {
+        let mut c = c.clone();
+        let id = child_id.clone();
+        async move { (state(&get(&mut c, &id).await) == v1::TaskState::Running).then_some(()) }
+    })
+    .await;
+    c.cancel(v1::CancelRequest {
+        id: parent.id.clone(),
+        reason: "test".into(),
+    })
+    .await
+    .unwrap();
+    let done = wait_all_terminal(
+        &mut c,
+        &[parent.id.clone(), child_id.clone()],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(state(&done[&parent.id]), v1::TaskState::Cancelled);
+    assert_eq!(state(&done[&child_id]), v1::TaskState::Cancelled);
+    cluster.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_redelivered_past_max_deliver_is_dead_lettered() {
+    // max_deliver = 1: the first redelivery is one too many. (Consumers keep the settings of
+    // the replica that created them, so only these replicas run here.)
+    let cluster = Cluster::start(SHARED_NATS, &[], "").await;
+    let toml = Cluster::toml(cluster.tmp.path(), &cluster.prefix, &cluster.nats_url, "")
+        .replace("ack_wait_ms = 3000", "ack_wait_ms = 3000\nmax_deliver = 1");
+    let dir = cluster.tmp.path().join("dl-0");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut first =
+        TestNode::start_with(&dir, &toml, &["--role", "supervisor", "--supervisor", "system"]).await;
+    cluster.wait_replicas(1).await;
+    let mut c = cluster.orchestrator.tasks().await;
+    let t = submit(&mut c, spec("system.debug.sleep", r#"{"ms":60000}"#)).await;
+    eventually("the task runs", Duration::from_secs(20), || {
+        let mut c = c.clone();
+        let id = t.id.clone();
+        async move { (state(&get(&mut c, &id).await) == v1::TaskState::Running).then_some(()) }
+    })
+    .await;
+    first.kill9();
+    let dir = cluster.tmp.path().join("dl-1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let _second =
+        TestNode::start_with(&dir, &toml, &["--role", "supervisor", "--supervisor", "system"]).await;
+    let done = wait_all_terminal(&mut c, std::slice::from_ref(&t.id), Duration::from_secs(30)).await;
+    let t = &done[&t.id];
+    assert_eq!(state(t), v1::TaskState::Failed);
+    assert!(t.error.contains("dead-lettered"), "{}", t.error);
+    // The message itself is kept on the dead-letter stream.
+    let js = async_nats::jetstream::new(async_nats::connect(SHARED_NATS).await.unwrap());
+    let mut dead = js.get_stream(format!("{}_DEAD", cluster.prefix)).await.unwrap();
+    assert_eq!(dead.info().await.unwrap().state.messages, 1);
+    cluster.cleanup().await;
+}
+
+/// A private nats-server with JetStream on a free port and its own store dir.
+struct PrivateNats {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl PrivateNats {
+    fn start(dir: &Path, port: u16) -> PrivateNats {
+        let mut n = PrivateNats {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+        };
+        n.up();
+        n
+    }
+
+    fn up(&mut self) {
+        let child = Command::new("/usr/sbin/nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (apt install nats-server)");
+        self.child = Some(child);
+    }
+
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nats_down_at_start_then_restarted_mid_run_loses_nothing() {
+    let nats_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // NATS is not there yet: the node starts, says so, and is not ready.
+    let cluster = Cluster::start(&format!("nats://127.0.0.1:{port}"), &[], "").await;
+    let (code, body) = cluster.orchestrator.http_get("/ready").await;
+    assert_eq!(code, 503, "not ready without NATS: {body}");
+    // Intake still takes tasks into the store.
+    let mut c = cluster.orchestrator.tasks().await;
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        ids.push(submit(&mut c, spec("system.debug.echo", "{}")).await.id);
+    }
+    let mut nats = PrivateNats::start(nats_dir.path(), port);
+    eventually("ready once NATS is up", Duration::from_secs(30), || async {
+        (cluster.orchestrator.http_get("/ready").await.0 == 200).then_some(())
+    })
+    .await;
+    let mut cluster = cluster;
+    cluster.add_supervisor("system").await;
+    for _ in 0..150 {
+        ids.push(
+            submit(&mut c, spec("system.debug.sleep", r#"{"ms":30}"#))
+                .await
+                .id,
+        );
+    }
+    // NATS goes away mid-run and comes back with its store.
+    nats.down();
+    for _ in 0..50 {
+        ids.push(submit(&mut c, spec("system.debug.echo", "{}")).await.id);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nats.up();
+    let done = wait_all_terminal(&mut c, &ids, Duration::from_secs(90)).await;
+    let bad: Vec<_> = done
+        .values()
+        .filter(|t| state(t) != v1::TaskState::Succeeded)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "all tasks finish after NATS returns: {:?}",
+        bad.first()
+    );
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scale_and_status_reach_every_replica() {
+    let cluster = Cluster::start(SHARED_NATS, &[("system", 2)], "").await;
+    cluster.wait_replicas(2).await;
+    let mut a = cluster.orchestrator.admin().await;
+    let pool = a
+        .scale(v1::ScaleRequest {
+            supervisor: "system".into(),
+            worker_kind: "monitor".into(),
+            replicas: 7,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pool
+        .unwrap();
+    assert_eq!(pool.target_size, 7);
+    let st = cluster.orchestrator.status().await;
+    for s in &st.supervisors {
+        let monitor = s.pools.iter().find(|p| p.worker_kind == "monitor").unwrap();
+        assert_eq!(monitor.target_size, 7, "replica on {} scaled", s.node_id);
+        assert!(!s.address.is_empty());
+    }
+    // An unknown supervisor is NOT_FOUND.
+    let err = a
+        .scale(v1::ScaleRequest {
+            supervisor: "nope".into(),
+            worker_kind: "x".into(),
+            replicas: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    cluster.cleanup().await;
+}
