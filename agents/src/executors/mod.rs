@@ -7,8 +7,12 @@
 //! | `fail`      | fails with a message, retryable or not (diagnostics)     |
 //! | `panic`     | panics, killing its worker (diagnostics)                 |
 //! | `summarize` | extractive summary of `text`, offline                    |
+//! | `image_analyze` | PNG/JPEG size, colours, brightness, perceptual hash, offline |
 
+pub mod base64;
+pub mod blocking;
 mod debug;
+pub mod image_analyze;
 mod summarize;
 
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use std::sync::Arc;
 use crate::ExecutorRegistry;
 
 pub use debug::{Echo, Fail, Panic, Sleep};
+pub use image_analyze::ImageAnalyze;
 pub use summarize::Summarize;
 
 /// Registers every built-in executor under its name.
@@ -25,4 +30,5 @@ pub fn register_builtin(r: &mut ExecutorRegistry) {
     r.register("fail", Arc::new(Fail));
     r.register("panic", Arc::new(Panic));
     r.register("summarize", Arc::new(Summarize));
+    r.register("image_analyze", Arc::new(ImageAnalyze::default()));
 }
