@@ -8,10 +8,12 @@
 //! | `panic`     | panics, killing its worker (diagnostics)                 |
 //! | `summarize` | extractive summary of `text`, offline                    |
 //! | `image_analyze` | PNG/JPEG size, colours, brightness, perceptual hash, offline |
+//! | `describe_image` | a sentence about an image, via a delegated `image_analyze` |
 
 pub mod base64;
 pub mod blocking;
 mod debug;
+mod describe_image;
 pub mod image_analyze;
 mod summarize;
 
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use crate::ExecutorRegistry;
 
 pub use debug::{Echo, Fail, Panic, Sleep};
+pub use describe_image::DescribeImage;
 pub use image_analyze::ImageAnalyze;
 pub use summarize::Summarize;
 
@@ -31,4 +34,5 @@ pub fn register_builtin(r: &mut ExecutorRegistry) {
     r.register("panic", Arc::new(Panic));
     r.register("summarize", Arc::new(Summarize));
     r.register("image_analyze", Arc::new(ImageAnalyze::default()));
+    r.register("describe_image", Arc::new(DescribeImage));
 }
