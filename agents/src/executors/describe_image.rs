@@ -193,7 +193,8 @@ mod tests {
     use image::ImageFormat;
     use tokio_util::sync::CancellationToken;
 
-    use super::super::image_analyze::tests::{ctx, encoded, solid, split};
+    use super::super::image_analyze::tests::{encoded, solid, split};
+    use super::super::test_support::ctx;
     use super::*;
     use crate::{Delegate, ExecutorRegistry};
     use cadre_proto::TaskId;

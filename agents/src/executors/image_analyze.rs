@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::base64;
 use super::blocking::{checkpoint, run_blocking};
+use super::{base64, round3};
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
 
 /// Largest image decoded by default: 40 megapixels. PNG compresses a flat image so well that a
@@ -297,30 +297,13 @@ pub fn hamming_distance(a: &str, b: &str) -> Option<u32> {
     Some((parse(a)? ^ parse(b)?).count_ones())
 }
 
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::sync::Arc;
-
-    use cadre_proto::TaskId;
     use image::{Rgb, RgbImage, Rgba, RgbaImage};
     use serde_json::json;
 
     use super::*;
-    use crate::NoReport;
-
-    pub(crate) fn ctx() -> ExecContext {
-        ExecContext::new(
-            TaskId::new(),
-            "multimodal.vision.analyze".into(),
-            1,
-            CancellationToken::new(),
-            Arc::new(NoReport),
-        )
-    }
+    use crate::executors::test_support::ctx;
 
     /// Encodes an image as PNG or JPEG and then as base64, as a client would send it.
     pub(crate) fn encoded(img: &DynamicImage, format: ImageFormat) -> String {

@@ -9,13 +9,19 @@
 //! | `summarize` | extractive summary of `text`, offline                    |
 //! | `image_analyze` | PNG/JPEG size, colours, brightness, perceptual hash, offline |
 //! | `describe_image` | a sentence about an image, via a delegated `image_analyze` |
+//! | `language`  | detects en/de/fr/es/it/pt/nl with a confidence, offline  |
 
 pub mod base64;
 pub mod blocking;
 mod debug;
 mod describe_image;
 pub mod image_analyze;
+mod language;
+pub mod languages;
 mod summarize;
+#[cfg(test)]
+mod test_support;
+pub mod text;
 
 use std::sync::Arc;
 
@@ -24,6 +30,7 @@ use crate::ExecutorRegistry;
 pub use debug::{Echo, Fail, Panic, Sleep};
 pub use describe_image::DescribeImage;
 pub use image_analyze::ImageAnalyze;
+pub use language::DetectLanguage;
 pub use summarize::Summarize;
 
 /// Registers every built-in executor under its name.
@@ -35,4 +42,10 @@ pub fn register_builtin(r: &mut ExecutorRegistry) {
     r.register("summarize", Arc::new(Summarize));
     r.register("image_analyze", Arc::new(ImageAnalyze::default()));
     r.register("describe_image", Arc::new(DescribeImage));
+    r.register("language", Arc::new(DetectLanguage));
+}
+
+/// Rounds to three decimals: scores and shares in results need no more, and stay readable.
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
