@@ -10,12 +10,14 @@
 //! | `image_analyze` | PNG/JPEG size, colours, brightness, perceptual hash, offline |
 //! | `describe_image` | a sentence about an image, via a delegated `image_analyze` |
 //! | `language`  | detects en/de/fr/es/it/pt/nl with a confidence, offline  |
+//! | `keywords`  | most frequent non-stop-words of `text`, offline          |
 
 pub mod base64;
 pub mod blocking;
 mod debug;
 mod describe_image;
 pub mod image_analyze;
+mod keywords;
 mod language;
 pub mod languages;
 mod summarize;
@@ -30,6 +32,7 @@ use crate::ExecutorRegistry;
 pub use debug::{Echo, Fail, Panic, Sleep};
 pub use describe_image::DescribeImage;
 pub use image_analyze::ImageAnalyze;
+pub use keywords::Keywords;
 pub use language::DetectLanguage;
 pub use summarize::Summarize;
 
@@ -43,6 +46,7 @@ pub fn register_builtin(r: &mut ExecutorRegistry) {
     r.register("image_analyze", Arc::new(ImageAnalyze::default()));
     r.register("describe_image", Arc::new(DescribeImage));
     r.register("language", Arc::new(DetectLanguage));
+    r.register("keywords", Arc::new(Keywords));
 }
 
 /// Rounds to three decimals: scores and shares in results need no more, and stay readable.
