@@ -11,6 +11,7 @@
 //! | `describe_image` | a sentence about an image, via a delegated `image_analyze` |
 //! | `language`  | detects en/de/fr/es/it/pt/nl with a confidence, offline  |
 //! | `keywords`  | most frequent non-stop-words of `text`, offline          |
+//! | `readability` | Flesch reading ease and Flesch–Kincaid grade, offline  |
 
 pub mod base64;
 pub mod blocking;
@@ -20,6 +21,7 @@ pub mod image_analyze;
 mod keywords;
 mod language;
 pub mod languages;
+mod readability;
 mod summarize;
 #[cfg(test)]
 mod test_support;
@@ -34,6 +36,7 @@ pub use describe_image::DescribeImage;
 pub use image_analyze::ImageAnalyze;
 pub use keywords::Keywords;
 pub use language::DetectLanguage;
+pub use readability::MeasureReadability;
 pub use summarize::Summarize;
 
 /// Registers every built-in executor under its name.
@@ -47,6 +50,7 @@ pub fn register_builtin(r: &mut ExecutorRegistry) {
     r.register("describe_image", Arc::new(DescribeImage));
     r.register("language", Arc::new(DetectLanguage));
     r.register("keywords", Arc::new(Keywords));
+    r.register("readability", Arc::new(MeasureReadability));
 }
 
 /// Rounds to three decimals: scores and shares in results need no more, and stay readable.
