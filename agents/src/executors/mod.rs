@@ -12,6 +12,7 @@
 //! | `language`  | detects en/de/fr/es/it/pt/nl with a confidence, offline  |
 //! | `keywords`  | most frequent non-stop-words of `text`, offline          |
 //! | `readability` | Flesch reading ease and Flesch–Kincaid grade, offline  |
+//! | `sentiment` | lexicon-based score -1..1 with negation, offline          |
 
 pub mod base64;
 pub mod blocking;
@@ -22,6 +23,7 @@ mod keywords;
 mod language;
 pub mod languages;
 mod readability;
+mod sentiment;
 mod summarize;
 #[cfg(test)]
 mod test_support;
@@ -37,6 +39,7 @@ pub use image_analyze::ImageAnalyze;
 pub use keywords::Keywords;
 pub use language::DetectLanguage;
 pub use readability::MeasureReadability;
+pub use sentiment::AnalyzeSentiment;
 pub use summarize::Summarize;
 
 /// Registers every built-in executor under its name.
@@ -51,6 +54,7 @@ pub fn register_builtin(r: &mut ExecutorRegistry) {
     r.register("language", Arc::new(DetectLanguage));
     r.register("keywords", Arc::new(Keywords));
     r.register("readability", Arc::new(MeasureReadability));
+    r.register("sentiment", Arc::new(AnalyzeSentiment));
 }
 
 /// Rounds to three decimals: scores and shares in results need no more, and stay readable.
