@@ -13,9 +13,11 @@
 //! | `keywords`  | most frequent non-stop-words of `text`, offline          |
 //! | `readability` | Flesch reading ease and Flesch–Kincaid grade, offline  |
 //! | `sentiment` | lexicon-based score -1..1 with negation, offline          |
+//! | `code_metrics` | lines, comments, language, cyclomatic complexity, offline |
 
 pub mod base64;
 pub mod blocking;
+mod code_metrics;
 mod debug;
 mod describe_image;
 pub mod image_analyze;
@@ -33,6 +35,7 @@ use std::sync::Arc;
 
 use crate::ExecutorRegistry;
 
+pub use code_metrics::MeasureCode;
 pub use debug::{Echo, Fail, Panic, Sleep};
 pub use describe_image::DescribeImage;
 pub use image_analyze::ImageAnalyze;
@@ -55,6 +58,7 @@ pub fn register_builtin(r: &mut ExecutorRegistry) {
     r.register("keywords", Arc::new(Keywords));
     r.register("readability", Arc::new(MeasureReadability));
     r.register("sentiment", Arc::new(AnalyzeSentiment));
+    r.register("code_metrics", Arc::new(MeasureCode));
 }
 
 /// Rounds to three decimals: scores and shares in results need no more, and stay readable.
