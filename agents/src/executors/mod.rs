@@ -14,7 +14,9 @@
 //! | `readability` | Flesch reading ease and Flesch–Kincaid grade, offline  |
 //! | `sentiment` | lexicon-based score -1..1 with negation, offline          |
 //! | `code_metrics` | lines, comments, language, cyclomatic complexity, offline |
+//! | `audio_analyze` | WAV duration, loudness (dBFS), silent stretches, offline |
 
+pub mod audio_analyze;
 pub mod base64;
 pub mod blocking;
 mod code_metrics;
@@ -35,6 +37,7 @@ use std::sync::Arc;
 
 use crate::ExecutorRegistry;
 
+pub use audio_analyze::AudioAnalyze;
 pub use code_metrics::MeasureCode;
 pub use debug::{Echo, Fail, Panic, Sleep};
 pub use describe_image::DescribeImage;
@@ -59,6 +62,7 @@ pub fn register_builtin(r: &mut ExecutorRegistry) {
     r.register("readability", Arc::new(MeasureReadability));
     r.register("sentiment", Arc::new(AnalyzeSentiment));
     r.register("code_metrics", Arc::new(MeasureCode));
+    r.register("audio_analyze", Arc::new(AudioAnalyze));
 }
 
 /// Rounds to three decimals: scores and shares in results need no more, and stay readable.
