@@ -154,8 +154,8 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<(ImageFormat, DynamicImag
     Ok((format, img))
 }
 
-/// `png` / `jpeg`.
-fn format_name(f: ImageFormat) -> &'static str {
+/// `png` / `jpeg`: how results name the formats.
+pub fn format_name(f: ImageFormat) -> &'static str {
     match f {
         ImageFormat::Png => "png",
         ImageFormat::Jpeg => "jpeg",

@@ -15,6 +15,7 @@
 //! | `sentiment` | lexicon-based score -1..1 with negation, offline          |
 //! | `code_metrics` | lines, comments, language, cyclomatic complexity, offline |
 //! | `audio_analyze` | WAV duration, loudness (dBFS), silent stretches, offline |
+//! | `thumbnail` | PNG/JPEG scaled to fit `max_side`, as base64 PNG, offline |
 
 pub mod audio_analyze;
 pub mod base64;
@@ -32,6 +33,7 @@ mod summarize;
 #[cfg(test)]
 mod test_support;
 pub mod text;
+mod thumbnail;
 
 use std::sync::Arc;
 
@@ -47,6 +49,7 @@ pub use language::DetectLanguage;
 pub use readability::MeasureReadability;
 pub use sentiment::AnalyzeSentiment;
 pub use summarize::Summarize;
+pub use thumbnail::Thumbnail;
 
 /// Registers every built-in executor under its name.
 pub fn register_builtin(r: &mut ExecutorRegistry) {
@@ -63,6 +66,7 @@ pub fn register_builtin(r: &mut ExecutorRegistry) {
     r.register("sentiment", Arc::new(AnalyzeSentiment));
     r.register("code_metrics", Arc::new(MeasureCode));
     r.register("audio_analyze", Arc::new(AudioAnalyze));
+    r.register("thumbnail", Arc::new(Thumbnail::default()));
 }
 
 /// Rounds to three decimals: scores and shares in results need no more, and stay readable.
