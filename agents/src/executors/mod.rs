@@ -1,39 +1,42 @@
-//! Built-in executors.
+//! Built-in executors, with the task type and worker kind each is meant to be routed to.
 //!
-//! | name        | what it does                                             |
-//! |-------------|----------------------------------------------------------|
-//! | `echo`      | returns its params (diagnostics)                         |
-//! | `sleep`     | sleeps `ms` with progress, honours cancel (diagnostics)  |
-//! | `fail`      | fails with a message, retryable or not (diagnostics)     |
-//! | `panic`     | panics, killing its worker (diagnostics)                 |
-//! | `summarize` | extractive summary of `text`, offline                    |
-//! | `image_analyze` | PNG/JPEG size, colours, brightness, perceptual hash, offline |
-//! | `describe_image` | a sentence about an image, via a delegated `image_analyze` |
-//! | `language`  | detects en/de/fr/es/it/pt/nl with a confidence, offline  |
-//! | `keywords`  | most frequent non-stop-words of `text`, offline          |
-//! | `readability` | Flesch reading ease and Flesch–Kincaid grade, offline  |
-//! | `sentiment` | lexicon-based score -1..1 with negation, offline          |
-//! | `code_metrics` | lines, comments, language, cyclomatic complexity, offline |
-//! | `audio_analyze` | WAV duration, loudness (dBFS), silent stretches, offline |
-//! | `thumbnail` | PNG/JPEG scaled to fit `max_side`, as base64 PNG, offline |
+//! | name             | suggested task type (worker kind)                  | what it does |
+//! |------------------|----------------------------------------------------|--------------|
+//! | `echo`           | `system.debug.echo` (monitor)                      | returns its params (diagnostics) |
+//! | `sleep`          | `system.debug.sleep` (monitor)                     | sleeps `ms` with progress, honours cancel (diagnostics) |
+//! | `fail`           | `system.debug.fail` (monitor)                      | fails with a message, retryable or not (diagnostics) |
+//! | `panic`          | `system.debug.panic` (monitor)                     | panics, killing its worker (diagnostics) |
+//! | `summarize`      | `intelligence.text.summarize` (writer)             | extractive summary of `text` |
+//! | `keywords`       | `intelligence.text.keywords` (analytics)           | most frequent words of `text` that are not stop words |
+//! | `language`       | `intelligence.text.language` (analytics)           | en/de/fr/es/it/pt/nl with a confidence |
+//! | `readability`    | `intelligence.text.readability` (analytics)        | Flesch reading ease and Flesch–Kincaid grade |
+//! | `sentiment`      | `intelligence.text.sentiment` (analytics)          | lexicon score -1..1 with negation |
+//! | `code_metrics`   | `intelligence.code.metrics` (coder)                | line classes, language, cyclomatic complexity |
+//! | `describe_image` | `intelligence.research.describe_image` (research)  | a sentence about an image, from a delegated `multimodal.vision.analyze` |
+//! | `image_analyze`  | `multimodal.vision.analyze` (vision)               | PNG/JPEG size, colours, brightness, perceptual hash |
+//! | `thumbnail`      | `multimodal.vision.thumbnail` (vision)             | PNG/JPEG scaled to fit `max_side`, as a base64 PNG |
+//! | `audio_analyze`  | `multimodal.audio.analyze` (audio)                 | WAV duration, loudness in dBFS, silent stretches |
+//!
+//! All of them work offline. The ones that decode or scan input run it on the blocking pool
+//! ([`blocking::run_blocking`]) and stop at the next checkpoint when the task is cancelled.
 
 pub mod audio_analyze;
 pub mod base64;
 pub mod blocking;
-mod code_metrics;
+pub mod code_metrics;
 mod debug;
-mod describe_image;
+pub mod describe_image;
 pub mod image_analyze;
-mod keywords;
-mod language;
+pub mod keywords;
+pub mod language;
 pub mod languages;
-mod readability;
-mod sentiment;
+pub mod readability;
+pub mod sentiment;
 mod summarize;
 #[cfg(test)]
 mod test_support;
 pub mod text;
-mod thumbnail;
+pub mod thumbnail;
 
 use std::sync::Arc;
 
@@ -72,4 +75,33 @@ pub fn register_builtin(r: &mut ExecutorRegistry) {
 /// Rounds to three decimals: scores and shares in results need no more, and stay readable.
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ExecutorRegistry;
+
+    #[test]
+    fn every_builtin_is_registered() {
+        let r = ExecutorRegistry::builtin();
+        assert_eq!(
+            r.names().collect::<Vec<_>>(),
+            vec![
+                "audio_analyze",
+                "code_metrics",
+                "describe_image",
+                "echo",
+                "fail",
+                "image_analyze",
+                "keywords",
+                "language",
+                "panic",
+                "readability",
+                "sentiment",
+                "sleep",
+                "summarize",
+                "thumbnail",
+            ]
+        );
+    }
 }
