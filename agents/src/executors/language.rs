@@ -15,6 +15,9 @@ use crate::executor::{ExecContext, ExecError, Executor, decode_params};
 /// Weight of the trigram similarity against the stop-word share in a language's score.
 const TRIGRAM_WEIGHT: f64 = 0.5;
 
+/// Best scores below this mean no known language fits (another script, code, noise): `und`.
+const MIN_SCORE: f64 = 0.05;
+
 /// Words below which the confidence is scaled down: a few words rarely settle a language.
 const CONFIDENT_WORDS: f64 = 12.0;
 
@@ -30,7 +33,8 @@ struct LanguageParams {
 /// What [`DetectLanguage`] returns.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
-    /// ISO 639-1 code of the best match, or `und` when the text has no words to go by.
+    /// ISO 639-1 code of the best match, or `und` when the text has no words to go by or no
+    /// known language scores at least 0.05 (e.g. another script).
     pub language: String,
     /// English name of the language (`Undetermined` for `und`).
     pub name: String,
@@ -67,14 +71,6 @@ pub fn detect(text: &str) -> Detection {
         .flat_map(|w| w.split('\'').map(str::to_string).collect::<Vec<_>>())
         .filter(|w| !w.is_empty() && !w.chars().all(|c| c.is_numeric()))
         .collect();
-    if tokens.is_empty() {
-        return Detection {
-            language: "und".into(),
-            name: "Undetermined".into(),
-            confidence: 0.0,
-            candidates: vec![],
-        };
-    }
     let profile = trigram_profile(text);
     let mut scored: Vec<(usize, f64)> = LANGUAGES
         .iter()
@@ -82,27 +78,44 @@ pub fn detect(text: &str) -> Detection {
         .enumerate()
         .map(|(i, (lang, lang_profile))| {
             let hits = tokens.iter().filter(|t| lang.is_stopword(t)).count();
-            let share = hits as f64 / tokens.len() as f64;
+            let share = hits as f64 / tokens.len().max(1) as f64;
             (i, share + TRIGRAM_WEIGHT * cosine(&profile, lang_profile))
         })
         .collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     let (best, top) = scored[0];
+    if top < MIN_SCORE {
+        return undetermined(&scored);
+    }
     let runner_up = scored.get(1).map_or(0.0, |s| s.1);
-    let margin = if top > 0.0 { (top - runner_up) / top } else { 0.0 };
+    let margin = (top - runner_up) / top;
     let length_factor = (tokens.len() as f64 / CONFIDENT_WORDS).min(1.0).sqrt();
     Detection {
         language: LANGUAGES[best].code.into(),
         name: LANGUAGES[best].name.into(),
         confidence: round3((margin * 2.0).min(1.0) * length_factor),
-        candidates: scored
-            .iter()
-            .map(|&(i, score)| Candidate {
-                language: LANGUAGES[i].code.into(),
-                score: round3(score),
-            })
-            .collect(),
+        candidates: candidates(&scored),
     }
+}
+
+/// The answer when no known language fits.
+fn undetermined(scored: &[(usize, f64)]) -> Detection {
+    Detection {
+        language: "und".into(),
+        name: "Undetermined".into(),
+        confidence: 0.0,
+        candidates: candidates(scored),
+    }
+}
+
+fn candidates(scored: &[(usize, f64)]) -> Vec<Candidate> {
+    scored
+        .iter()
+        .map(|&(i, score)| Candidate {
+            language: LANGUAGES[i].code.into(),
+            score: round3(score),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -183,8 +196,10 @@ mod tests {
             short.confidence,
             long.confidence
         );
-        let none = detect("12 345 !!");
-        assert_eq!((none.language.as_str(), none.confidence), ("und", 0.0));
+        for other in ["12 345 !!", "这是一个测试句子", "Это просто тест"] {
+            let d = detect(other);
+            assert_eq!((d.language.as_str(), d.confidence), ("und", 0.0), "{other}");
+        }
     }
 
     #[tokio::test]
