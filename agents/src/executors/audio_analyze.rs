@@ -626,6 +626,24 @@ pub(crate) mod tests {
         }
     }
 
+    #[test]
+    fn damaged_files_are_refused_or_read_never_panic() {
+        let good = wav(SampleFormat::Int, 24, 2, 8000, &tone(8000, 2, 0.05, 0.5));
+        let mut rng = crate::executors::test_support::Rng::new(11);
+        let settings = SilenceSettings {
+            threshold_db: -50.0,
+            min_ms: 10,
+        };
+        let cancel = CancellationToken::new();
+        for _ in 0..3000 {
+            let bad = rng.mutate(&good);
+            if let Ok(w) = parse_wav(&bad) {
+                let a = analyze(&w, settings, &cancel).unwrap();
+                assert!(a.duration_s >= 0.0 && a.rms_dbfs >= FLOOR_DBFS);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn honours_cancel() {
         let c = ctx();

@@ -121,6 +121,21 @@ mod tests {
     }
 
     #[test]
+    fn random_text_never_panics() {
+        let mut rng = crate::executors::test_support::Rng::new(7);
+        let alphabet: Vec<char> = "AZaz09+/-_= \n=\u{e9}*".chars().collect();
+        for _ in 0..2000 {
+            let s: String = (0..rng.below(20))
+                .map(|_| alphabet[rng.below(alphabet.len())])
+                .collect();
+            if let Ok(bytes) = decode(&s) {
+                // Whatever decodes re-encodes to the same bytes.
+                assert_eq!(decode(&encode(&bytes)).unwrap(), bytes);
+            }
+        }
+    }
+
+    #[test]
     fn errors_say_where() {
         assert_eq!(
             decode("Zm9v*").unwrap_err(),

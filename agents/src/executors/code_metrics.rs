@@ -719,6 +719,26 @@ impl Clone for Thing {
     }
 
     #[test]
+    fn random_source_never_panics_and_lines_add_up() {
+        let pieces = [
+            "//", "/*", "*/", "#", "\"", "'", "`", "\"\"\"", "'''", "\\", "\n", " ", "if", "é", "x", "&&",
+            "=>", "for", "in", "fn", "def", "\n\n", "'a'", "$#",
+        ];
+        let mut rng = crate::executors::test_support::Rng::new(3);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        for _ in 0..2000 {
+            let code: String = (0..rng.below(40))
+                .map(|_| pieces[rng.below(pieces.len())])
+                .collect();
+            for syntax in SYNTAXES.iter().chain([&UNKNOWN]) {
+                let m = measure(&code, syntax, "param", &cancel).unwrap();
+                // A non-blank line has code or a comment, so the classes cover every line.
+                assert_eq!(m.lines, m.blank + m.comment + m.code, "{code:?}");
+            }
+        }
+    }
+
+    #[test]
     fn char_literals_and_lifetimes() {
         assert_eq!(char_literal_len("'a' + 1"), 3);
         assert_eq!(char_literal_len("'\\n'"), 4);

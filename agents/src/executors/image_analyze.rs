@@ -541,6 +541,20 @@ pub(crate) mod tests {
         !crc
     }
 
+    #[test]
+    fn damaged_images_are_refused_never_panic() {
+        let mut rng = crate::executors::test_support::Rng::new(5);
+        let cancel = CancellationToken::new();
+        for format in [ImageFormat::Png, ImageFormat::Jpeg] {
+            let good = base64::decode(&encoded(&blocks(16, 16, 2), format)).unwrap();
+            for _ in 0..300 {
+                if let Ok((f, img)) = decode(&rng.mutate(&good), 10_000) {
+                    analyze(f, &img, &cancel).unwrap();
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn honours_cancel() {
         let c = ctx();
