@@ -1,6 +1,8 @@
-//! Offline audio analysis of WAV files: the RIFF/WAVE container and its PCM (8-, 16-, 24-,
-//! 32-bit integer) or IEEE float (32-, 64-bit) samples are read by hand, then duration,
-//! loudness (RMS and peak in dBFS) and silent stretches are measured on the blocking pool.
+//! Offline audio analysis. WAV: the RIFF/WAVE container and its PCM (8-, 16-, 24-, 32-bit
+//! integer) or IEEE float (32-, 64-bit) samples are read by hand, then duration, loudness (RMS
+//! and peak in dBFS) and silent stretches are measured. MP3 (and MP2/MP1): frame headers are
+//! walked by [`mp3`](super::mp3) for the exact duration, sample rate, channels and bitrate;
+//! loudness would need a decoder, so it is left out (`loudness: null`). All on the blocking pool.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -9,10 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::base64;
 use super::blocking::{checkpoint, run_blocking};
+use super::mp3::{Mp3Info, looks_like_mp3, parse_mp3};
 use super::round3;
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
 
-/// Largest WAV file accepted (decoded bytes). The node's 1 MiB param limit is far below it;
+/// Largest audio file accepted (decoded bytes). The node's 1 MiB param limit is far below it;
 /// this keeps the work bounded if that limit is raised.
 pub const MAX_AUDIO_BYTES: usize = 64 << 20;
 
@@ -23,7 +26,7 @@ pub const FLOOR_DBFS: f64 = -120.0;
 const WINDOW_MS: f64 = 10.0;
 
 /// `multimodal.audio.analyze` (worker kind audio):
-/// `{"audio_base64": "<WAV>", "silence_threshold_db": -50, "min_silence_ms": 300}` ->
+/// `{"audio_base64": "<WAV or MP3>", "silence_threshold_db": -50, "min_silence_ms": 300}` ->
 /// [`AudioAnalysis`].
 pub struct AudioAnalyze;
 
@@ -48,20 +51,35 @@ fn default_min_silence() -> u64 {
 /// What [`AudioAnalyze`] returns.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AudioAnalysis {
-    /// Always `wav`.
+    /// `wav` or `mp3` (also for MP2/MP1 streams; see `encoding`).
     pub format: String,
-    /// `int` (PCM; 8-bit is unsigned, wider is signed) or `float` (IEEE).
-    pub sample_format: String,
-    /// Bits per sample.
-    pub bits_per_sample: u16,
+    /// Sample encoding, named as ffmpeg names it: `pcm_u8`, `pcm_s16le`, `pcm_s24le`,
+    /// `pcm_s32le`, `pcm_f32le`, `pcm_f64le`, `mp3`, `mp2` or `mp1`.
+    pub encoding: String,
+    /// Bits per sample (WAV only).
+    pub bits_per_sample: Option<u16>,
     /// Frames per second.
     pub sample_rate: u32,
-    /// Interleaved channels.
+    /// Channels.
     pub channels: u16,
-    /// Frames (one sample per channel each).
+    /// Sample frames (one sample per channel each).
     pub frames: u64,
     /// Seconds.
     pub duration_s: f64,
+    /// Average bitrate in kbit/s.
+    pub bitrate_kbps: f64,
+    /// Set when the file ends inside its data (a cut or streamed file); what is present was
+    /// analysed.
+    pub truncated: bool,
+    /// Loudness and silences (WAV only: MP3 would need decoding).
+    pub loudness: Option<Loudness>,
+    /// MPEG stream details (MP3 only).
+    pub mpeg: Option<MpegDetails>,
+}
+
+/// Loudness of decoded samples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Loudness {
     /// Root mean square of all samples in dB relative to full scale (floored at -120).
     pub rms_dbfs: f64,
     /// Largest absolute sample, 1.0 = full scale (float files may exceed it).
@@ -72,9 +90,21 @@ pub struct AudioAnalysis {
     pub silences: Vec<Silence>,
     /// Their total length in seconds.
     pub silence_total_s: f64,
-    /// Set when the data chunk claims more bytes than the file has (a cut or streamed file);
-    /// the frames present were analysed.
-    pub truncated: bool,
+}
+
+/// What the MPEG frame walk found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MpegDetails {
+    /// MPEG version: `1`, `2` or `2.5`.
+    pub version: String,
+    /// Layer: 1, 2 or 3.
+    pub layer: u8,
+    /// Audio frames (a Xing/Info/VBRI header frame is not counted).
+    pub mpeg_frames: u64,
+    /// Frames do not all have the same bitrate.
+    pub vbr: bool,
+    /// Bytes between frames that were not frames (tags excluded).
+    pub skipped_bytes: u64,
 }
 
 /// One silent stretch.
@@ -110,12 +140,17 @@ impl Executor for AudioAnalyze {
                 bytes.len()
             )));
         }
-        ctx.progress(0.1, "reading WAV");
+        ctx.progress(0.1, "reading audio");
         let settings = SilenceSettings {
             threshold_db: p.silence_threshold_db,
             min_ms: p.min_silence_ms,
         };
         let a = run_blocking(&ctx, "audio analysis", move |cancel| {
+            if !bytes.starts_with(b"RIFF") && looks_like_mp3(&bytes) {
+                return parse_mp3(&bytes)
+                    .map(|m| from_mp3(&m))
+                    .map_err(|e| ExecError::InvalidParams(format!("audio_base64: {e}")));
+            }
             let wav = parse_wav(&bytes)?;
             analyze(&wav, settings, cancel)
         })
@@ -159,7 +194,9 @@ const FORMAT_EXTENSIBLE: u16 = 0xFFFE;
 pub fn parse_wav(bytes: &[u8]) -> Result<Wav<'_>, ExecError> {
     let bad = |m: String| ExecError::InvalidParams(format!("audio_base64: {m}"));
     if bytes.len() < 12 || &bytes[8..12] != b"WAVE" {
-        return Err(bad("not a WAV file (no RIFF/WAVE header)".into()));
+        return Err(bad(
+            "not a WAV or MP3 file (no RIFF/WAVE header, no MPEG audio frames)".into(),
+        ));
     }
     match &bytes[0..4] {
         b"RIFF" => {}
@@ -169,7 +206,11 @@ pub fn parse_wav(bytes: &[u8]) -> Result<Wav<'_>, ExecError> {
                 String::from_utf8_lossy(&bytes[0..4])
             )));
         }
-        _ => return Err(bad("not a WAV file (no RIFF/WAVE header)".into())),
+        _ => {
+            return Err(bad(
+                "not a WAV or MP3 file (no RIFF/WAVE header, no MPEG audio frames)".into(),
+            ));
+        }
     }
     let mut fmt: Option<&[u8]> = None;
     let mut pos = 12;
@@ -359,25 +400,54 @@ pub fn analyze(
         })
         .collect();
     let frames = wav.frames();
+    let bits = u32::from(wav.bits);
     Ok(AudioAnalysis {
         format: "wav".into(),
-        sample_format: match wav.sample_format {
-            SampleFormat::Int => "int",
-            SampleFormat::Float => "float",
-        }
-        .into(),
-        bits_per_sample: wav.bits,
+        encoding: match (wav.sample_format, bits) {
+            (SampleFormat::Int, 8) => "pcm_u8".into(),
+            (SampleFormat::Int, b) => format!("pcm_s{b}le"),
+            (SampleFormat::Float, b) => format!("pcm_f{b}le"),
+        },
+        bits_per_sample: Some(wav.bits),
         sample_rate: wav.sample_rate,
         channels: wav.channels,
         frames,
         duration_s: round3(frames as f64 / rate),
-        rms_dbfs: round3(dbfs((sum_sq / count.max(1) as f64).sqrt())),
-        peak: round3(peak),
-        peak_dbfs: round3(dbfs(peak)),
-        silence_total_s: round3(silences.iter().map(|s| s.duration_s).sum()),
-        silences,
+        bitrate_kbps: round3(rate * f64::from(wav.channels) * f64::from(bits) / 1000.0),
         truncated: wav.truncated,
+        loudness: Some(Loudness {
+            rms_dbfs: round3(dbfs((sum_sq / count.max(1) as f64).sqrt())),
+            peak: round3(peak),
+            peak_dbfs: round3(dbfs(peak)),
+            silence_total_s: round3(silences.iter().map(|s| s.duration_s).sum()),
+            silences,
+        }),
+        mpeg: None,
     })
+}
+
+/// The analysis of an MPEG stream: everything but loudness.
+fn from_mp3(m: &Mp3Info) -> AudioAnalysis {
+    let duration = m.samples as f64 / f64::from(m.sample_rate);
+    AudioAnalysis {
+        format: "mp3".into(),
+        encoding: format!("mp{}", m.layer),
+        bits_per_sample: None,
+        sample_rate: m.sample_rate,
+        channels: m.channels,
+        frames: m.samples,
+        duration_s: round3(duration),
+        bitrate_kbps: round3(m.audio_bytes as f64 * 8.0 / duration / 1000.0),
+        truncated: m.truncated,
+        loudness: None,
+        mpeg: Some(MpegDetails {
+            version: m.version.into(),
+            layer: m.layer,
+            mpeg_frames: m.frames,
+            vbr: m.vbr,
+            skipped_bytes: m.skipped_bytes,
+        }),
+    }
 }
 
 /// Opens or closes a silent span as windows go from loud to silent and back.
@@ -498,14 +568,16 @@ pub(crate) mod tests {
             let a = analyse(&wav(format, bits, 1, 8000, &samples)).await;
             assert_eq!(
                 (a.sample_rate, a.channels, a.frames, a.bits_per_sample),
-                (8000, 1, 4000, bits)
+                (8000, 1, 4000, Some(bits))
             );
+            assert_eq!(a.bitrate_kbps, 8.0 * f64::from(bits));
             assert_eq!(a.duration_s, 0.5);
+            assert!(!a.truncated);
+            let a = a.loudness.unwrap();
             // A sine's RMS is its amplitude / sqrt(2): -9.03 dBFS at 0.5; its peak -6.02 dBFS.
             assert!((a.rms_dbfs + 9.03).abs() < 0.1, "{bits}-bit: {}", a.rms_dbfs);
             assert!((a.peak_dbfs + 6.02).abs() < 0.1, "{bits}-bit: {}", a.peak_dbfs);
             assert!(a.silences.is_empty());
-            assert!(!a.truncated);
         }
     }
 
@@ -518,7 +590,11 @@ pub(crate) mod tests {
         s.extend(vec![0.0; 800 * 2]); // 0.1 s: too short
         s.extend(tone(rate, 2, 0.25, 0.8));
         let a = analyse(&wav(SampleFormat::Int, 16, 2, rate, &s)).await;
-        assert_eq!((a.channels, a.duration_s), (2, 2.35));
+        assert_eq!(
+            (a.channels, a.duration_s, a.encoding.as_str()),
+            (2, 2.35, "pcm_s16le")
+        );
+        let a = a.loudness.unwrap();
         assert_eq!(
             a.silences,
             vec![Silence {
@@ -532,15 +608,22 @@ pub(crate) mod tests {
         let b64 = base64::encode(&wav(SampleFormat::Int, 16, 2, rate, &s));
         let a = run(json!({ "audio_base64": b64, "min_silence_ms": 50 }))
             .await
+            .unwrap()
+            .loudness
             .unwrap();
         assert_eq!(a.silences.len(), 2);
         assert_eq!((a.silences[1].start_s, a.silences[1].end_s), (2.0, 2.1));
         let a = run(json!({ "audio_base64": b64, "silence_threshold_db": -120 }))
             .await
+            .unwrap()
+            .loudness
             .unwrap();
         assert!(a.silences.is_empty());
         // Digital silence throughout: one span, floored loudness.
-        let a = analyse(&wav(SampleFormat::Int, 16, 1, rate, &[0.0; 8000])).await;
+        let a = analyse(&wav(SampleFormat::Int, 16, 1, rate, &[0.0; 8000]))
+            .await
+            .loudness
+            .unwrap();
         assert_eq!(
             (a.rms_dbfs, a.peak_dbfs, a.silence_total_s),
             (FLOOR_DBFS, FLOOR_DBFS, 1.0)
@@ -565,11 +648,33 @@ pub(crate) mod tests {
         let file = riff(&[(b"LIST", vec![1, 2, 3]), (b"fmt ", fmt), (b"data", data)]);
         let a = analyse(&file).await;
         assert_eq!((a.sample_rate, a.frames, a.duration_s), (16_000, 16_000, 1.0));
-        assert!((a.rms_dbfs + 6.02).abs() < 0.01, "{}", a.rms_dbfs);
+        let rms = a.loudness.as_ref().unwrap().rms_dbfs;
+        assert!((rms + 6.02).abs() < 0.01, "{rms}");
         // Cut the file: the frames present are analysed and the cut is reported.
         let a = analyse(&file[..file.len() - 8_001]).await;
         assert!(a.truncated);
         assert_eq!(a.frames, 11_999);
+    }
+
+    #[tokio::test]
+    async fn mp3_duration_without_loudness() {
+        use crate::executors::mp3::tests::{frames, header};
+        // 100 frames of MPEG-1 layer III, 128 kbit/s, 44.1 kHz: 100 x 1152 samples.
+        let a = analyse(&frames(header(1, 3, 9, 0, false), 100)).await;
+        assert_eq!((a.format.as_str(), a.encoding.as_str()), ("mp3", "mp3"));
+        assert_eq!((a.sample_rate, a.channels, a.frames), (44_100, 2, 115_200));
+        assert_eq!(a.duration_s, 2.612);
+        assert!((a.bitrate_kbps - 127.7).abs() < 0.1, "{}", a.bitrate_kbps);
+        assert_eq!((a.bits_per_sample, a.loudness), (None, None));
+        let mpeg = a.mpeg.unwrap();
+        assert_eq!(
+            (mpeg.version.as_str(), mpeg.layer, mpeg.mpeg_frames, mpeg.vbr),
+            ("1", 3, 100, false)
+        );
+        // A stream that starts like MP3 but holds no frames is refused.
+        let m =
+            invalid(run(json!({ "audio_base64": base64::encode(b"ID3\x04\x00\x00\x00\x00\x00\x00") })).await);
+        assert!(m.contains("not a WAV or MP3 file"), "{m}");
     }
 
     #[tokio::test]
@@ -583,7 +688,7 @@ pub(crate) mod tests {
         for (params, want) in [
             (
                 json!({ "audio_base64": base64::encode(b"hello world, this is text") }),
-                "not a WAV file",
+                "not a WAV or MP3 file",
             ),
             (json!({ "audio_base64": "@@" }), "invalid base64 character '@'"),
             (
@@ -639,7 +744,7 @@ pub(crate) mod tests {
             let bad = rng.mutate(&good);
             if let Ok(w) = parse_wav(&bad) {
                 let a = analyze(&w, settings, &cancel).unwrap();
-                assert!(a.duration_s >= 0.0 && a.rms_dbfs >= FLOOR_DBFS);
+                assert!(a.duration_s >= 0.0 && a.loudness.unwrap().rms_dbfs >= FLOOR_DBFS);
             }
         }
     }

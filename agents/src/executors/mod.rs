@@ -15,7 +15,7 @@
 //! | `describe_image` | `intelligence.research.describe_image` (research)  | a sentence about an image, from a delegated `multimodal.vision.analyze` |
 //! | `image_analyze`  | `multimodal.vision.analyze` (vision)               | PNG/JPEG size, colours, brightness, perceptual hash |
 //! | `thumbnail`      | `multimodal.vision.thumbnail` (vision)             | PNG/JPEG scaled to fit `max_side`, as a base64 PNG |
-//! | `audio_analyze`  | `multimodal.audio.analyze` (audio)                 | WAV duration, loudness in dBFS, silent stretches |
+//! | `audio_analyze`  | `multimodal.audio.analyze` (audio)                 | WAV duration, loudness in dBFS, silent stretches; MP3 duration and bitrate |
 //!
 //! All of them work offline. The ones that decode or scan input run it on the blocking pool
 //! ([`blocking::run_blocking`]) and stop at the next checkpoint when the task is cancelled.
@@ -30,6 +30,7 @@ pub mod image_analyze;
 pub mod keywords;
 pub mod language;
 pub mod languages;
+pub mod mp3;
 pub mod readability;
 pub mod sentiment;
 mod summarize;
