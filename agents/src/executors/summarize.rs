@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::blocking::run_blocking;
 use super::languages::english;
 use super::text::{check_text, split_sentences, words};
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
@@ -29,20 +30,22 @@ fn default_sentences() -> usize {
 
 #[async_trait]
 impl Executor for Summarize {
-    async fn execute(&self, _ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
+    async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: SummarizeParams = decode_params(&params)?;
         check_text("text", &p.text)?;
         if !(1..=100).contains(&p.sentences) {
             return Err(ExecError::InvalidParams("sentences must be 1-100".into()));
         }
-        let picked = summarize(&p.text, p.sentences);
-        let source = split_sentences(&p.text);
-        Ok(json!({
-            "summary": picked.join(" "),
-            "sentences": picked,
-            "source_sentences": source.len(),
-            "source_words": words(&p.text).count(),
-        }))
+        run_blocking(&ctx, "summarising", move |_| {
+            let picked = summarize(&p.text, p.sentences);
+            Ok(json!({
+                "summary": picked.join(" "),
+                "sentences": picked,
+                "source_sentences": split_sentences(&p.text).len(),
+                "source_words": words(&p.text).count(),
+            }))
+        })
+        .await
     }
 }
 
@@ -83,6 +86,30 @@ mod tests {
         assert!(s.iter().all(|x| x.to_lowercase().contains("actors")), "{s:?}");
         let pos: Vec<usize> = s.iter().map(|x| text.find(x.as_str()).unwrap()).collect();
         assert!(pos[0] < pos[1]);
+    }
+
+    #[tokio::test]
+    async fn executor_checks_params_and_cancel() {
+        use crate::executors::test_support::ctx;
+        let v = Summarize
+            .execute(ctx(), json!({ "text": "One. Two two. Three.", "sentences": 1 }))
+            .await
+            .unwrap();
+        assert_eq!(
+            (v["source_sentences"].as_u64(), v["source_words"].as_u64()),
+            (Some(3), Some(4))
+        );
+        let err = Summarize
+            .execute(ctx(), json!({ "text": "x", "sentences": 0 }))
+            .await
+            .unwrap_err();
+        assert_eq!(err, ExecError::InvalidParams("sentences must be 1-100".into()));
+        let c = ctx();
+        c.cancel.cancel();
+        assert_eq!(
+            Summarize.execute(c, json!({ "text": "x" })).await,
+            Err(ExecError::Cancelled)
+        );
     }
 
     #[test]
