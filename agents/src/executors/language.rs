@@ -170,6 +170,32 @@ mod tests {
     ];
 
     #[test]
+    fn detects_short_sentences() {
+        let cases: &[(&str, &str)] = &[
+            ("en", "I think we should go home now."),
+            ("en", "Please send me the report by Friday."),
+            ("de", "Ich glaube, wir sollten jetzt nach Hause gehen."),
+            ("de", "Bitte schicken Sie mir den Bericht bis Freitag."),
+            ("fr", "Je pense que nous devrions rentrer maintenant."),
+            ("fr", "Merci de m'envoyer le rapport avant vendredi."),
+            ("es", "Creo que deberíamos irnos a casa ahora."),
+            ("es", "Por favor, envíame el informe antes del viernes."),
+            ("it", "Penso che dovremmo andare a casa adesso."),
+            ("it", "Per favore mandami il rapporto entro venerdì."),
+            ("pt", "Acho que devemos ir para casa agora."),
+            ("pt", "Por favor, envie-me o relatório até sexta-feira."),
+            ("nl", "Ik denk dat we nu naar huis moeten gaan."),
+            ("nl", "Stuur me alsjeblieft het rapport voor vrijdag."),
+            ("pt", "O gato está dormindo no sofá da sala."),
+            ("es", "El gato está durmiendo en el sofá de la sala."),
+            ("it", "Il gatto sta dormendo sul divano del soggiorno."),
+        ];
+        for (want, text) in cases {
+            let d = detect(text);
+            assert_eq!(d.language, *want, "{text}: {:?}", &d.candidates[..2]);
+        }
+    }
+    #[test]
     fn detects_each_language() {
         for (code, text) in TEXTS {
             let d = detect(text);

@@ -98,7 +98,8 @@ pub static LANGUAGES: &[Language] = &[
             "hasta", "hay", "la", "las", "le", "les", "lo", "los", "más", "me", "mi", "mis", "muy", "nada",
             "ni", "no", "nos", "nosotros", "o", "otra", "otro", "para", "pero", "poco", "por", "porque",
             "que", "quien", "se", "ser", "si", "sí", "sin", "sobre", "son", "su", "sus", "también", "tan",
-            "te", "tiene", "todo", "todos", "tu", "un", "una", "uno", "unos", "y", "ya", "yo",
+            "te", "tiene", "todo", "todos", "tu", "un", "una", "uno", "unos", "y", "ya", "yo", "ahora",
+            "todavía", "aquí", "entonces", "después", "así", "hacia",
         ],
         sample: "Todos los seres humanos nacen libres e iguales en dignidad y derechos y, dotados como \
                  están de razón y conciencia, deben comportarse fraternalmente los unos con los otros. \
@@ -133,7 +134,8 @@ pub static LANGUAGES: &[Language] = &[
             "este", "eu", "foi", "for", "há", "isso", "isto", "já", "lhe", "mais", "mas", "me", "mesmo",
             "meu", "minha", "muito", "na", "não", "nas", "nem", "no", "nos", "nós", "num", "numa", "o", "os",
             "ou", "para", "pela", "pelo", "por", "quando", "que", "quem", "se", "sem", "ser", "seu", "seus",
-            "só", "sua", "suas", "também", "te", "tem", "ter", "um", "uma", "umas", "uns", "você",
+            "só", "sua", "suas", "também", "te", "tem", "ter", "um", "uma", "umas", "uns", "você", "agora",
+            "ainda", "aqui", "então", "depois", "assim", "onde", "porque", "seja", "pelos", "pelas",
         ],
         sample: "Todos os seres humanos nascem livres e iguais em dignidade e em direitos. Dotados de \
                  razão e de consciência, devem agir uns para com os outros em espírito de fraternidade. \
