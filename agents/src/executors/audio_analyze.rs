@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::base64;
 use super::blocking::{checkpoint, run_blocking};
 use super::mp3::{Mp3Info, looks_like_mp3, parse_mp3};
+use super::params_schema as schema;
 use super::round3;
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
 
@@ -120,6 +121,23 @@ pub struct Silence {
 
 #[async_trait]
 impl Executor for AudioAnalyze {
+    fn params_schema(&self) -> Option<Value> {
+        Some(schema::object(
+            &["audio_base64"],
+            &[
+                ("audio_base64", schema::base64("a WAV or MP3 file")),
+                (
+                    "silence_threshold_db",
+                    schema::number(-120.0, 0.0, -50.0, "windows quieter than this (dBFS) are silent"),
+                ),
+                (
+                    "min_silence_ms",
+                    schema::integer(10, 3_600_000, 300, "shortest silence reported"),
+                ),
+            ],
+        ))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: AudioParams = decode_params(&params)?;
         if !(-120.0..=0.0).contains(&p.silence_threshold_db) {

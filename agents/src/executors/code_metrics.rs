@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::blocking::{checkpoint, run_blocking};
+use super::params_schema as schema;
 use super::text::check_text;
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
 
@@ -334,6 +335,21 @@ const MIN_GUESS_SCORE: usize = 2;
 
 #[async_trait]
 impl Executor for MeasureCode {
+    fn params_schema(&self) -> Option<Value> {
+        let names: Vec<&str> = SYNTAXES.iter().map(|s| s.name).collect();
+        Some(schema::object(
+            &["code"],
+            &[
+                ("code", schema::text("the source code")),
+                ("filename", schema::string("its file name, for the language")),
+                (
+                    "language",
+                    schema::one_of(&names, "its language (from filename or content when absent)"),
+                ),
+            ],
+        ))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: CodeParams = decode_params(&params)?;
         check_text("code", &p.code)?;

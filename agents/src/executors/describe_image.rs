@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::image_analyze::{DominantColor, ImageAnalysis};
+use super::params_schema as schema;
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
 
 /// The task type the analysis is delegated to.
@@ -38,6 +39,19 @@ enum Detail {
 
 #[async_trait]
 impl Executor for DescribeImage {
+    fn params_schema(&self) -> Option<Value> {
+        Some(schema::object(
+            &["image_base64"],
+            &[
+                ("image_base64", schema::base64("a PNG or JPEG image")),
+                (
+                    "detail",
+                    schema::one_of(&["brief", "full"], "how much the summary says (default brief)"),
+                ),
+            ],
+        ))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: DescribeParams = decode_params(&params)?;
         if p.image_base64.trim().is_empty() {

@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::blocking::{checkpoint, run_blocking};
+use super::params_schema as schema;
 use super::{base64, round3};
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
 
@@ -87,6 +88,13 @@ pub struct DominantColor {
 
 #[async_trait]
 impl Executor for ImageAnalyze {
+    fn params_schema(&self) -> Option<Value> {
+        Some(schema::object(
+            &["image_base64"],
+            &[("image_base64", schema::base64("a PNG or JPEG image"))],
+        ))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: AnalyzeParams = decode_params(&params)?;
         let bytes = base64::decode(&p.image_base64)

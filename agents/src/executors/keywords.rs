@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::blocking::{checkpoint, run_blocking};
 use super::language::detect;
 use super::languages::{self, Language};
+use super::params_schema as schema;
 use super::round3;
 use super::text::{check_text, strip_elision, words};
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
@@ -54,6 +55,21 @@ pub struct Keyword {
 
 #[async_trait]
 impl Executor for Keywords {
+    fn params_schema(&self) -> Option<Value> {
+        let codes: Vec<&str> = languages::LANGUAGES.iter().map(|l| l.code).collect();
+        Some(schema::object(
+            &["text"],
+            &[
+                ("text", schema::text("the text")),
+                ("top", schema::integer(1, MAX_TOP as i64, 10, "how many keywords")),
+                (
+                    "language",
+                    schema::one_of(&codes, "its language (detected when absent)"),
+                ),
+            ],
+        ))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: KeywordsParams = decode_params(&params)?;
         check_text("text", &p.text)?;

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::blocking::run_blocking;
 use super::languages::{LANGUAGES, cosine, profiles, trigram_profile};
+use super::params_schema as schema;
 use super::round3;
 use super::text::{check_text, words};
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
@@ -56,6 +57,10 @@ pub struct Candidate {
 
 #[async_trait]
 impl Executor for DetectLanguage {
+    fn params_schema(&self) -> Option<Value> {
+        Some(schema::object(&["text"], &[("text", schema::text("the text"))]))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: LanguageParams = decode_params(&params)?;
         check_text("text", &p.text)?;

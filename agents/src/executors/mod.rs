@@ -31,6 +31,7 @@ pub mod keywords;
 pub mod language;
 pub mod languages;
 pub mod mp3;
+pub mod params_schema;
 pub mod readability;
 pub mod sentiment;
 mod summarize;
@@ -80,7 +81,10 @@ fn round3(x: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use crate::ExecutorRegistry;
+    use crate::executors::test_support::ctx;
 
     #[test]
     fn every_builtin_is_registered() {
@@ -104,5 +108,78 @@ mod tests {
                 "thumbnail",
             ]
         );
+    }
+
+    /// A value of the type a property schema asks for.
+    fn sample(schema: &Value) -> Value {
+        if let Some(values) = schema["enum"].as_array() {
+            return values[0].clone();
+        }
+        match schema["type"].as_str() {
+            Some("integer") | Some("number") => schema["minimum"].clone(),
+            _ => json!("x"),
+        }
+    }
+
+    /// Each published schema names exactly the fields its executor accepts: an unnamed field is
+    /// refused, every named one is known, and the required ones are required.
+    #[tokio::test]
+    async fn schemas_agree_with_the_executors() {
+        let r = ExecutorRegistry::builtin();
+        let mut with_schema = Vec::new();
+        for name in r.names() {
+            let exec = r.get(name).unwrap();
+            let Some(schema) = exec.params_schema() else {
+                continue;
+            };
+            with_schema.push(name);
+            assert_eq!(schema["type"], "object", "{name}");
+            assert_eq!(schema["additionalProperties"], false, "{name}");
+            let props = schema["properties"].as_object().unwrap();
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            let all: serde_json::Map<String, Value> =
+                props.iter().map(|(k, v)| (k.clone(), sample(v))).collect();
+            let err = exec
+                .execute(ctx(), json!({ "not_a_param": 1 }))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("unknown field `not_a_param`"), "{name}: {err}");
+            for (field, _) in props {
+                let err = exec
+                    .execute(ctx(), json!({ field: all[field] }))
+                    .await
+                    .err()
+                    .map(|e| e.to_string());
+                let err = err.unwrap_or_default();
+                assert!(!err.contains("unknown field"), "{name}.{field}: {err}");
+                if !required.contains(&field.as_str()) {
+                    assert!(!err.contains(&format!("`{field}`")), "{name}.{field}: {err}");
+                }
+            }
+            for field in &required {
+                assert!(
+                    props.contains_key(*field),
+                    "{name}: required {field} has no schema"
+                );
+                let mut without = all.clone();
+                without.remove(*field);
+                let err = exec
+                    .execute(ctx(), Value::Object(without))
+                    .await
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    err.contains(&format!("missing field `{field}`")),
+                    "{name}.{field}: {err}"
+                );
+            }
+        }
+        assert_eq!(with_schema.len(), 10, "{with_schema:?}");
     }
 }

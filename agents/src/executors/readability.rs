@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::blocking::run_blocking;
+use super::params_schema as schema;
 use super::round3;
 use super::text::{check_text, split_sentences, words};
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
@@ -44,6 +45,13 @@ pub struct Readability {
 
 #[async_trait]
 impl Executor for MeasureReadability {
+    fn params_schema(&self) -> Option<Value> {
+        Some(schema::object(
+            &["text"],
+            &[("text", schema::text("the text (English)"))],
+        ))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: ReadabilityParams = decode_params(&params)?;
         check_text("text", &p.text)?;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::blocking::run_blocking;
+use super::params_schema as schema;
 use super::round3;
 use super::text::{check_text, words};
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
@@ -63,6 +64,13 @@ pub struct Match {
 
 #[async_trait]
 impl Executor for AnalyzeSentiment {
+    fn params_schema(&self) -> Option<Value> {
+        Some(schema::object(
+            &["text"],
+            &[("text", schema::text("the text (English)"))],
+        ))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: SentimentParams = decode_params(&params)?;
         check_text("text", &p.text)?;

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::blocking::run_blocking;
 use super::languages::english;
+use super::params_schema as schema;
 use super::text::{check_text, split_sentences, words};
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
 
@@ -30,6 +31,19 @@ fn default_sentences() -> usize {
 
 #[async_trait]
 impl Executor for Summarize {
+    fn params_schema(&self) -> Option<Value> {
+        Some(schema::object(
+            &["text"],
+            &[
+                ("text", schema::text("the text")),
+                (
+                    "sentences",
+                    schema::integer(1, 100, 3, "sentences in the summary"),
+                ),
+            ],
+        ))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: SummarizeParams = decode_params(&params)?;
         check_text("text", &p.text)?;

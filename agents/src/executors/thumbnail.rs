@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::base64;
 use super::blocking::{checkpoint, run_blocking};
 use super::image_analyze::{DEFAULT_MAX_PIXELS, decode, format_name};
+use super::params_schema as schema;
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
 
 /// Largest `max_side` accepted: bounds the size of the result (a 1024x1024 PNG).
@@ -74,6 +75,24 @@ pub struct ThumbnailResult {
 
 #[async_trait]
 impl Executor for Thumbnail {
+    fn params_schema(&self) -> Option<Value> {
+        Some(schema::object(
+            &["image_base64"],
+            &[
+                ("image_base64", schema::base64("a PNG or JPEG image")),
+                (
+                    "max_side",
+                    schema::integer(
+                        1,
+                        i64::from(MAX_SIDE),
+                        256,
+                        "longest side of the thumbnail in pixels",
+                    ),
+                ),
+            ],
+        ))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: ThumbnailParams = decode_params(&params)?;
         if !(1..=MAX_SIDE).contains(&p.max_side) {
