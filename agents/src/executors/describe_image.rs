@@ -30,10 +30,12 @@ struct DescribeParams {
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Debug)]
 #[serde(rename_all = "lowercase")]
 enum Detail {
-    /// One sentence: size, format, main colours, brightness.
+    /// One sentence: size, format, the main colour and up to two more (of at least 5%),
+    /// brightness.
     #[default]
     Brief,
-    /// Adds the colour type, mean colour, every dominant colour and the perceptual hash.
+    /// Every dominant colour of at least 5%, and a second sentence with the colour type, the
+    /// mean colour and the perceptual hash.
     Full,
 }
 
