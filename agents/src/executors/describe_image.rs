@@ -320,6 +320,41 @@ mod tests {
         );
     }
 
+    /// The whole path a research worker takes: an attempt run by the worker, the executor
+    /// delegating through the assignment's delegate, the sub-task's result coming back.
+    #[tokio::test]
+    async fn runs_as_a_worker_attempt_with_its_delegate() {
+        use std::time::Duration;
+
+        use crate::{Assignment, Outcome, worker::run_attempt};
+
+        let img = encoded(&solid(30, 20, [255, 255, 255]), ImageFormat::Jpeg);
+        let attempt = |delegate: Option<crate::SharedDelegate>| Assignment {
+            task_id: TaskId::new(),
+            task_type: "intelligence.research.describe_image".into(),
+            params: json!({ "image_base64": img }),
+            attempt: 1,
+            timeout: Duration::from_secs(30),
+            executor: ExecutorRegistry::builtin().get("describe_image").unwrap(),
+            cancel: CancellationToken::new(),
+            delegate,
+            cancel_grace: Duration::from_millis(50),
+            progress: Arc::new(crate::NoReport),
+        };
+        match run_attempt(attempt(Some(Arc::new(InProcess)))).await {
+            Outcome::Succeeded(v) => {
+                let s = v["summary"].as_str().unwrap();
+                assert!(s.starts_with("A 30x20 JPEG image, almost entirely white"), "{s}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let failed = run_attempt(attempt(None)).await;
+        assert!(
+            matches!(&failed, Outcome::Failed { retryable: false, message } if message.contains("multimodal.vision.analyze")),
+            "{failed:?}"
+        );
+    }
+
     #[tokio::test]
     async fn refuses_bad_params() {
         for (params, want) in [
