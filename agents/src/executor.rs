@@ -157,6 +157,13 @@ pub fn decode_params<T: DeserializeOwned>(params: &Value) -> Result<T, ExecError
 pub trait Executor: Send + Sync + 'static {
     /// Runs one attempt and returns the result as JSON.
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError>;
+
+    /// JSON Schema (draft 2020-12) of the params this executor accepts, for validating a task
+    /// at intake and describing it as a tool (MCP); `None` when it publishes none. It must
+    /// agree with what `execute` accepts (the built-ins test that it does).
+    fn params_schema(&self) -> Option<Value> {
+        None
+    }
 }
 
 /// Maps the executor names used in routes (`echo`, `summarize`, ...) to implementations.

@@ -7,7 +7,7 @@
 //! - [`worker`]: the [`Worker`] actor. One worker runs one task at a time, enforcing the task's
 //!   timeout and the cancel grace period, and reports the [`Outcome`] to its supervisor.
 //!   A panicking executor takes its worker down with it; the supervisor sees the failure.
-//! - [`executors`]: the built-in executors (diagnostics and offline text summarisation).
+//! - [`executors`]: the built-in executors (diagnostics, offline text and image work).
 #![forbid(unsafe_code)]
 
 pub mod executor;

@@ -386,10 +386,23 @@ impl Default for Config {
                 spec(&[("monitor", 4), ("audit", 1), ("config", 1), ("health", 2)]),
             ),
         ]);
-        let routes = RoutingTable(BTreeMap::from([(
-            "intelligence.text.summarize".to_string(),
-            route("intelligence", "writer", "summarize"),
-        )]));
+        let routes = RoutingTable(
+            [
+                ("intelligence.text.summarize", "intelligence", "writer", "summarize"),
+                ("intelligence.text.keywords", "intelligence", "analytics", "keywords"),
+                ("intelligence.text.language", "intelligence", "analytics", "language"),
+                ("intelligence.text.readability", "intelligence", "analytics", "readability"),
+                ("intelligence.text.sentiment", "intelligence", "analytics", "sentiment"),
+                ("intelligence.code.metrics", "intelligence", "coder", "code_metrics"),
+                ("intelligence.research.describe_image", "intelligence", "research", "describe_image"),
+                ("multimodal.vision.analyze", "multimodal", "vision", "image_analyze"),
+                ("multimodal.vision.thumbnail", "multimodal", "vision", "thumbnail"),
+                ("multimodal.audio.analyze", "multimodal", "audio", "audio_analyze"),
+            ]
+            .into_iter()
+            .map(|(t, s, w, e)| (t.to_string(), route(s, w, e)))
+            .collect(),
+        );
         Config {
             node: NodeConfig::default(),
             server: ServerConfig::default(),

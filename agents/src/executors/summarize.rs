@@ -7,6 +7,10 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::blocking::run_blocking;
+use super::languages::english;
+use super::params_schema as schema;
+use super::text::{check_text, split_sentences, words};
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
 
 /// `intelligence.text.summarize`: `{"text": "...", "sentences": 3}` ->
@@ -25,32 +29,37 @@ fn default_sentences() -> usize {
     3
 }
 
-const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "for", "from", "had", "has", "have",
-    "he", "her", "his", "i", "if", "in", "into", "is", "it", "its", "of", "on", "or", "our", "she", "so",
-    "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we",
-    "were", "what", "when", "which", "who", "will", "with", "would", "you", "your", "not", "can", "do",
-    "does",
-];
-
 #[async_trait]
 impl Executor for Summarize {
-    async fn execute(&self, _ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
+    fn params_schema(&self) -> Option<Value> {
+        Some(schema::object(
+            &["text"],
+            &[
+                ("text", schema::text("the text")),
+                (
+                    "sentences",
+                    schema::integer(1, 100, 3, "sentences in the summary"),
+                ),
+            ],
+        ))
+    }
+
+    async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: SummarizeParams = decode_params(&params)?;
-        if p.text.trim().is_empty() {
-            return Err(ExecError::InvalidParams("text must not be empty".into()));
-        }
+        check_text("text", &p.text)?;
         if !(1..=100).contains(&p.sentences) {
             return Err(ExecError::InvalidParams("sentences must be 1-100".into()));
         }
-        let picked = summarize(&p.text, p.sentences);
-        let source = split_sentences(&p.text);
-        Ok(json!({
-            "summary": picked.join(" "),
-            "sentences": picked,
-            "source_sentences": source.len(),
-            "source_words": words(&p.text).count(),
-        }))
+        run_blocking(&ctx, "summarising", move |_| {
+            let picked = summarize(&p.text, p.sentences);
+            Ok(json!({
+                "summary": picked.join(" "),
+                "sentences": picked,
+                "source_sentences": split_sentences(&p.text).len(),
+                "source_words": words(&p.text).count(),
+            }))
+        })
+        .await
     }
 }
 
@@ -58,7 +67,7 @@ impl Executor for Summarize {
 pub fn summarize(text: &str, n: usize) -> Vec<String> {
     let sentences = split_sentences(text);
     let mut freq: HashMap<String, f64> = HashMap::new();
-    for w in words(text).filter(|w| !STOP_WORDS.contains(&w.as_str())) {
+    for w in words(text).filter(|w| !english().is_stopword(w)) {
         *freq.entry(w).or_default() += 1.0;
     }
     let max = freq.values().cloned().fold(1.0, f64::max);
@@ -78,34 +87,6 @@ pub fn summarize(text: &str, n: usize) -> Vec<String> {
     keep.into_iter().map(|i| sentences[i].clone()).collect()
 }
 
-fn split_sentences(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        cur.push(c);
-        let boundary = matches!(c, '.' | '!' | '?') && chars.peek().is_none_or(|n| n.is_whitespace());
-        if boundary || c == '\n' && chars.peek() == Some(&'\n') {
-            let s = cur.split_whitespace().collect::<Vec<_>>().join(" ");
-            if !s.is_empty() {
-                out.push(s);
-            }
-            cur.clear();
-        }
-    }
-    let rest = cur.split_whitespace().collect::<Vec<_>>().join(" ");
-    if !rest.is_empty() {
-        out.push(rest);
-    }
-    out
-}
-
-fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric() && c != '\'')
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,12 +102,35 @@ mod tests {
         assert!(pos[0] < pos[1]);
     }
 
+    #[tokio::test]
+    async fn executor_checks_params_and_cancel() {
+        use crate::executors::test_support::ctx;
+        let v = Summarize
+            .execute(ctx(), json!({ "text": "One. Two two. Three.", "sentences": 1 }))
+            .await
+            .unwrap();
+        assert_eq!(
+            (v["source_sentences"].as_u64(), v["source_words"].as_u64()),
+            (Some(3), Some(4))
+        );
+        let err = Summarize
+            .execute(ctx(), json!({ "text": "x", "sentences": 0 }))
+            .await
+            .unwrap_err();
+        assert_eq!(err, ExecError::InvalidParams("sentences must be 1-100".into()));
+        let c = ctx();
+        c.cancel.cancel();
+        assert_eq!(
+            Summarize.execute(c, json!({ "text": "x" })).await,
+            Err(ExecError::Cancelled)
+        );
+    }
+
     #[test]
     fn short_text_is_returned_whole() {
         assert_eq!(
             summarize("Only one sentence here", 3),
             vec!["Only one sentence here".to_string()]
         );
-        assert_eq!(split_sentences("A. B! C? d"), vec!["A.", "B!", "C?", "d"]);
     }
 }
