@@ -1,0 +1,187 @@
+//! The read queries both SQL stores run, written once: [`Sql`] builds each with the right
+//! placeholders for its database (`?` for SQLite, `$n` for PostgreSQL); the store runs it.
+
+use std::marker::PhantomData;
+
+use cadre_proto::TaskId;
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+use super::rows::{API_KEY_COLUMNS, AUDIT_COLUMNS, EVENT_COLUMNS, TASK_COLUMNS, UNFINISHED};
+use super::{ApiKeyRecord, EventFilter, TaskFilter, UsageFilter};
+
+/// Query builders for database `DB` (only used as `Sql::<DB>::...`).
+pub(super) struct Sql<DB>(PhantomData<DB>);
+
+impl<DB> Sql<DB>
+where
+    DB: Database,
+    DB::Arguments: Default,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+    Option<i64>: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    /// One task row by id.
+    pub fn task(id: TaskId) -> QueryBuilder<DB> {
+        let mut qb = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = "));
+        qb.push_bind(id.to_string());
+        qb
+    }
+
+    /// The id of the task `tenant` submitted with idempotency key `key`.
+    pub fn idempotent(tenant: &str, key: &str) -> QueryBuilder<DB> {
+        let mut qb = QueryBuilder::new("SELECT id FROM tasks WHERE tenant = ");
+        qb.push_bind(tenant.to_string())
+            .push(" AND idempotency_key = ")
+            .push_bind(key.to_string());
+        qb
+    }
+
+    /// Ids of the sub-tasks of `id` in the parent's own tenant (a child another tenant made is
+    /// not listed), oldest first.
+    pub fn children(id: TaskId, tenant: &str) -> QueryBuilder<DB> {
+        let mut qb = QueryBuilder::new("SELECT id FROM tasks WHERE parent_id = ");
+        qb.push_bind(id.to_string())
+            .push(" AND tenant = ")
+            .push_bind(tenant.to_string())
+            .push(" ORDER BY id");
+        qb
+    }
+
+    /// A page of task rows, newest first.
+    pub fn list(f: &TaskFilter) -> QueryBuilder<DB> {
+        let mut qb = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1"));
+        if let Some(t) = &f.tenant {
+            qb.push(" AND tenant = ").push_bind(t.clone());
+        }
+        if !f.states.is_empty() {
+            qb.push(" AND state IN (");
+            let mut sep = qb.separated(", ");
+            for s in &f.states {
+                sep.push_bind(s.as_str().to_string());
+            }
+            qb.push(")");
+        }
+        if let Some(p) = &f.type_prefix {
+            Self::prefix(&mut qb, p);
+        }
+        if let Some(p) = f.parent_id {
+            qb.push(" AND parent_id = ").push_bind(p.to_string());
+        }
+        if let Some(b) = f.before {
+            qb.push(" AND id < ").push_bind(b.to_string());
+        }
+        qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit as i64);
+        qb
+    }
+
+    /// `AND task_type starts with p` (no LIKE, so `%` and `_` in `p` are plain characters).
+    fn prefix(qb: &mut QueryBuilder<DB>, p: &str) {
+        qb.push(" AND substr(task_type, 1, length(")
+            .push_bind(p.to_string())
+            .push(")) = ")
+            .push_bind(p.to_string());
+    }
+
+    /// Event rows after `after` matching the filter, oldest first.
+    pub fn events_after(after: u64, f: &EventFilter, limit: u32) -> QueryBuilder<DB> {
+        let mut qb = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE cursor > "));
+        qb.push_bind(after as i64);
+        if let Some(id) = f.task_id {
+            qb.push(" AND task_id = ").push_bind(id.to_string());
+        }
+        if let Some(p) = &f.type_prefix {
+            Self::prefix(&mut qb, p);
+        }
+        if let Some(t) = &f.tenant {
+            qb.push(" AND tenant = ").push_bind(t.clone());
+        }
+        qb.push(" ORDER BY cursor LIMIT ").push_bind(limit as i64);
+        qb
+    }
+
+    /// Unfinished task rows, of one supervisor or all, oldest first.
+    pub fn unfinished(supervisor: Option<&str>) -> QueryBuilder<DB> {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN {UNFINISHED}"
+        ));
+        if let Some(s) = supervisor {
+            qb.push(" AND supervisor = ").push_bind(s.to_string());
+        }
+        qb.push(" ORDER BY id");
+        qb
+    }
+
+    /// `(tenant, count)` of unfinished tasks.
+    pub fn count_unfinished() -> QueryBuilder<DB> {
+        QueryBuilder::new(format!(
+            "SELECT tenant, COUNT(*) FROM tasks WHERE state IN {UNFINISHED} GROUP BY tenant"
+        ))
+    }
+
+    /// `(seq, hash)` of the last audit record.
+    pub fn audit_tail() -> QueryBuilder<DB> {
+        QueryBuilder::new("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+    }
+
+    /// Audit rows in seq order: all, or those whose target is `target`.
+    pub fn audit_records(target: Option<&str>) -> QueryBuilder<DB> {
+        let mut qb = QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit"));
+        if let Some(t) = target {
+            qb.push(" WHERE target = ").push_bind(t.to_string());
+        }
+        qb.push(" ORDER BY seq");
+        qb
+    }
+
+    /// Usage rows summed per tenant and model.
+    pub fn usage(f: &UsageFilter) -> QueryBuilder<DB> {
+        let mut qb = QueryBuilder::new(
+            "SELECT tenant, model, CAST(SUM(tokens_in) AS BIGINT) AS tokens_in, \
+             CAST(SUM(tokens_out) AS BIGINT) AS tokens_out, SUM(cost_usd) AS cost_usd FROM usage WHERE 1 = 1",
+        );
+        if let Some(id) = f.task_id {
+            qb.push(" AND task_id = ").push_bind(id.to_string());
+        }
+        if let Some(t) = &f.tenant {
+            qb.push(" AND tenant = ").push_bind(t.clone());
+        }
+        if let Some(d) = &f.day {
+            qb.push(" AND day = ").push_bind(d.clone());
+        }
+        qb.push(" GROUP BY tenant, model ORDER BY tenant, model");
+        qb
+    }
+
+    /// Inserts an API key.
+    pub fn insert_api_key(k: &ApiKeyRecord) -> QueryBuilder<DB> {
+        let mut qb = QueryBuilder::new(format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) "));
+        qb.push_values([k], |mut b, k| {
+            b.push_bind(k.id.clone())
+                .push_bind(k.name.clone())
+                .push_bind(k.tenant.clone())
+                .push_bind(k.role.as_str().to_string())
+                .push_bind(k.salt.clone())
+                .push_bind(k.hash.clone())
+                .push_bind(k.created_at_ms)
+                .push_bind(k.revoked_at_ms);
+        });
+        qb
+    }
+
+    /// Every API key row, oldest first.
+    pub fn api_keys() -> QueryBuilder<DB> {
+        QueryBuilder::new(format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at_ms, id"
+        ))
+    }
+
+    /// Revokes key `id` unless it is revoked already.
+    pub fn revoke_api_key(id: &str, at_ms: i64) -> QueryBuilder<DB> {
+        let mut qb = QueryBuilder::new("UPDATE api_keys SET revoked_at_ms = ");
+        qb.push_bind(at_ms)
+            .push(" WHERE id = ")
+            .push_bind(id.to_string())
+            .push(" AND revoked_at_ms IS NULL");
+        qb
+    }
+}
