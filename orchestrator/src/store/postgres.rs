@@ -28,19 +28,15 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use cadre_proto::v1::ModelUsage;
 use cadre_proto::{TaskEvent, TaskId, TaskRecord};
+use sqlx::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{PgConnection, Postgres};
 
 use super::plan::{Live, Plan, RowUpdate};
-use super::query::Sql;
-use super::rows::{ApiKeyRow, AuditRow, EventRow, LIVE_COLUMNS, LiveRow, TaskRow, UsageRow, parse_id};
+use super::query::impl_sql_store;
+use super::rows::{LIVE_COLUMNS, LiveRow, parse_id};
 use super::sqlite::now_ms;
-use super::{
-    ApiKeyRecord, EventFilter, Store, StoreError, StoreResult, TaskFilter, UsageFilter, WriteOp, WriteOutcome,
-};
+use super::{StoreError, StoreResult, WriteOp, WriteOutcome};
 use crate::audit::AuditRecord;
 
 /// Pooled connections when the caller does not choose (see [`super::open`]).
@@ -75,18 +71,9 @@ pub struct PgStore {
     pool: PgPool,
 }
 
-/// Text as PostgreSQL can store it: NUL becomes U+FFFD.
-fn pg_text(s: &str) -> Cow<'_, str> {
-    if s.contains('\0') {
-        Cow::Owned(s.replace('\0', "\u{FFFD}"))
-    } else {
-        Cow::Borrowed(s)
-    }
-}
-
-/// [`pg_text`], owned.
+/// [`PgStore::stored_text`], owned.
 fn text(s: &str) -> String {
-    pg_text(s).into_owned()
+    PgStore::stored_text(s).into_owned()
 }
 
 /// One column of `rows`, for binding as an array to `UNNEST`.
@@ -136,6 +123,15 @@ impl PgStore {
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Text as PostgreSQL can store it: NUL becomes U+FFFD.
+    fn stored_text(s: &str) -> Cow<'_, str> {
+        if s.contains('\0') {
+            Cow::Owned(s.replace('\0', "\u{FFFD}"))
+        } else {
+            Cow::Borrowed(s)
+        }
     }
 
     /// Inserts new tasks in one statement, in batch order (so the first of two inserts with one
@@ -347,21 +343,9 @@ impl PgStore {
         Ok(())
     }
 
-    /// Sub-tasks of `id` in the parent's own tenant.
-    async fn children(&self, id: TaskId, tenant: &str) -> StoreResult<Vec<TaskId>> {
-        let ids: Vec<String> = Sql::<Postgres>::children(id, tenant)
-            .build_query_scalar()
-            .fetch_all(&self.pool)
-            .await?;
-        ids.iter().map(|s| parse_id(s)).collect()
-    }
-}
-
-#[async_trait]
-impl Store for PgStore {
     /// Applies the batch in one transaction as the module docs describe; on any error the
     /// transaction rolls back and nothing of the batch is written.
-    async fn apply(&self, ops: &[WriteOp]) -> StoreResult<Vec<WriteOutcome>> {
+    async fn apply_batch(&self, ops: &[WriteOp]) -> StoreResult<Vec<WriteOutcome>> {
         let mut tx = self.pool.begin().await?;
         // A statement of its own: the MAX(cursor) read below must take its snapshot after the
         // lock is granted, so that it sees the commit of the transaction it waited for.
@@ -474,122 +458,6 @@ impl Store for PgStore {
         tx.commit().await?;
         Ok(outcomes)
     }
-
-    async fn get(&self, id: TaskId) -> StoreResult<Option<TaskRecord>> {
-        let row: Option<TaskRow> = Sql::<Postgres>::task(id)
-            .build_query_as()
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let children = self.children(id, row.tenant()).await?;
-        let mut record = row.into_record(children)?;
-        record.usage = self.usage(&UsageFilter::task(id)).await?;
-        Ok(Some(record))
-    }
-
-    async fn find_idempotent(&self, tenant: &str, key: &str) -> StoreResult<Option<TaskRecord>> {
-        let id: Option<String> = Sql::<Postgres>::idempotent(&pg_text(tenant), &pg_text(key))
-            .build_query_scalar()
-            .fetch_optional(&self.pool)
-            .await?;
-        match id {
-            Some(id) => self.get(parse_id(&id)?).await,
-            None => Ok(None),
-        }
-    }
-
-    async fn list(&self, f: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
-        TaskRow::records(
-            Sql::<Postgres>::list(f)
-                .build_query_as()
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn events_after(&self, after: u64, f: &EventFilter, limit: u32) -> StoreResult<Vec<TaskEvent>> {
-        let rows: Vec<EventRow> = Sql::<Postgres>::events_after(after, f, limit)
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(EventRow::into_event).collect()
-    }
-
-    async fn unfinished(&self, supervisor: Option<&str>) -> StoreResult<Vec<TaskRecord>> {
-        TaskRow::records(
-            Sql::<Postgres>::unfinished(supervisor)
-                .build_query_as()
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn count_unfinished(&self) -> StoreResult<HashMap<String, u64>> {
-        let rows: Vec<(String, i64)> = Sql::<Postgres>::count_unfinished()
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(|(t, n)| (t, n as u64)).collect())
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn audit_tail(&self) -> StoreResult<(u64, String)> {
-        let row: Option<(i64, String)> = Sql::<Postgres>::audit_tail()
-            .build_query_as()
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(super::audit_tail_of(row))
-    }
-
-    async fn audit_records(&self, target: Option<&str>) -> StoreResult<Vec<AuditRecord>> {
-        let rows: Vec<AuditRow> = Sql::<Postgres>::audit_records(target)
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(AuditRow::into_record).collect())
-    }
-
-    async fn usage(&self, f: &UsageFilter) -> StoreResult<Vec<ModelUsage>> {
-        let rows: Vec<UsageRow> = Sql::<Postgres>::usage(f)
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(ModelUsage::from).collect())
-    }
-
-    async fn insert_api_key(&self, k: &ApiKeyRecord) -> StoreResult<()> {
-        let k = ApiKeyRecord {
-            name: text(&k.name),
-            tenant: text(&k.tenant),
-            ..k.clone()
-        };
-        Sql::<Postgres>::insert_api_key(&k)
-            .build()
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        let rows: Vec<ApiKeyRow> = Sql::<Postgres>::api_keys()
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(ApiKeyRow::into_record).collect()
-    }
-
-    async fn revoke_api_key(&self, id: &str, at_ms: i64) -> StoreResult<bool> {
-        let n = Sql::<Postgres>::revoke_api_key(&pg_text(id), at_ms)
-            .build()
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n == 1)
-    }
 }
+
+impl_sql_store!(PgStore, sqlx::Postgres);

@@ -1,5 +1,6 @@
-//! The read queries both SQL stores run, written once: [`Sql`] builds each with the right
-//! placeholders for its database (`?` for SQLite, `$n` for PostgreSQL); the store runs it.
+//! The read side both SQL stores share, written once: [`Sql`] builds each query with the right
+//! placeholders for its database (`?` for SQLite, `$n` for PostgreSQL), and `impl_sql_store!`
+//! implements the [`super::Store`] trait on them for either store (writes stay each store's own).
 
 use std::marker::PhantomData;
 
@@ -185,3 +186,186 @@ where
         qb
     }
 }
+
+/// Implements [`super::Store`] for a SQL store type the same way for both databases: writes go
+/// to the type's own `apply_batch`, reads run the [`Sql`] queries on its `pool` (of database
+/// `$db`). Text a caller looks up by (tenant, key, id, name) first goes through the type's
+/// `stored_text`, the form in which that store keeps text.
+macro_rules! impl_sql_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            async fn apply(
+                &self,
+                ops: &[$crate::store::WriteOp],
+            ) -> $crate::store::StoreResult<Vec<$crate::store::WriteOutcome>> {
+                self.apply_batch(ops).await
+            }
+
+            async fn get(
+                &self,
+                id: cadre_proto::TaskId,
+            ) -> $crate::store::StoreResult<Option<cadre_proto::TaskRecord>> {
+                use $crate::store::rows::{TaskRow, parse_id};
+                let row: Option<TaskRow> = $crate::store::query::Sql::<$db>::task(id)
+                    .build_query_as()
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let children: Vec<String> = $crate::store::query::Sql::<$db>::children(id, row.tenant())
+                    .build_query_scalar()
+                    .fetch_all(&self.pool)
+                    .await?;
+                let children = children
+                    .iter()
+                    .map(|s| parse_id(s))
+                    .collect::<Result<_, _>>()?;
+                let mut record = row.into_record(children)?;
+                record.usage = self.usage(&$crate::store::UsageFilter::task(id)).await?;
+                Ok(Some(record))
+            }
+
+            async fn find_idempotent(
+                &self,
+                tenant: &str,
+                key: &str,
+            ) -> $crate::store::StoreResult<Option<cadre_proto::TaskRecord>> {
+                let id: Option<String> = $crate::store::query::Sql::<$db>::idempotent(
+                    &Self::stored_text(tenant),
+                    &Self::stored_text(key),
+                )
+                .build_query_scalar()
+                .fetch_optional(&self.pool)
+                .await?;
+                match id {
+                    Some(id) => self.get($crate::store::rows::parse_id(&id)?).await,
+                    None => Ok(None),
+                }
+            }
+
+            async fn list(
+                &self,
+                f: &$crate::store::TaskFilter,
+            ) -> $crate::store::StoreResult<Vec<cadre_proto::TaskRecord>> {
+                $crate::store::rows::TaskRow::records(
+                    $crate::store::query::Sql::<$db>::list(f)
+                        .build_query_as()
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn events_after(
+                &self,
+                after: u64,
+                f: &$crate::store::EventFilter,
+                limit: u32,
+            ) -> $crate::store::StoreResult<Vec<cadre_proto::TaskEvent>> {
+                use $crate::store::rows::EventRow;
+                let rows: Vec<EventRow> = $crate::store::query::Sql::<$db>::events_after(after, f, limit)
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(EventRow::into_event).collect()
+            }
+
+            async fn unfinished(
+                &self,
+                supervisor: Option<&str>,
+            ) -> $crate::store::StoreResult<Vec<cadre_proto::TaskRecord>> {
+                $crate::store::rows::TaskRow::records(
+                    $crate::store::query::Sql::<$db>::unfinished(supervisor)
+                        .build_query_as()
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn count_unfinished(
+                &self,
+            ) -> $crate::store::StoreResult<std::collections::HashMap<String, u64>> {
+                let rows: Vec<(String, i64)> = $crate::store::query::Sql::<$db>::count_unfinished()
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(|(t, n)| (t, n as u64)).collect())
+            }
+
+            async fn ping(&self) -> $crate::store::StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn audit_tail(&self) -> $crate::store::StoreResult<(u64, String)> {
+                let row: Option<(i64, String)> = $crate::store::query::Sql::<$db>::audit_tail()
+                    .build_query_as()
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok($crate::store::audit_tail_of(row))
+            }
+
+            async fn audit_records(
+                &self,
+                target: Option<&str>,
+            ) -> $crate::store::StoreResult<Vec<$crate::audit::AuditRecord>> {
+                use $crate::store::rows::AuditRow;
+                let rows: Vec<AuditRow> = $crate::store::query::Sql::<$db>::audit_records(target)
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(AuditRow::into_record).collect())
+            }
+
+            async fn usage(
+                &self,
+                f: &$crate::store::UsageFilter,
+            ) -> $crate::store::StoreResult<Vec<cadre_proto::v1::ModelUsage>> {
+                let rows: Vec<$crate::store::rows::UsageRow> = $crate::store::query::Sql::<$db>::usage(f)
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(cadre_proto::v1::ModelUsage::from)
+                    .collect())
+            }
+
+            async fn insert_api_key(
+                &self,
+                k: &$crate::store::ApiKeyRecord,
+            ) -> $crate::store::StoreResult<()> {
+                let k = $crate::store::ApiKeyRecord {
+                    name: Self::stored_text(&k.name).into_owned(),
+                    tenant: Self::stored_text(&k.tenant).into_owned(),
+                    ..k.clone()
+                };
+                $crate::store::query::Sql::<$db>::insert_api_key(&k)
+                    .build()
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn api_keys(&self) -> $crate::store::StoreResult<Vec<$crate::store::ApiKeyRecord>> {
+                use $crate::store::rows::ApiKeyRow;
+                let rows: Vec<ApiKeyRow> = $crate::store::query::Sql::<$db>::api_keys()
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(ApiKeyRow::into_record).collect()
+            }
+
+            async fn revoke_api_key(&self, id: &str, at_ms: i64) -> $crate::store::StoreResult<bool> {
+                let n = $crate::store::query::Sql::<$db>::revoke_api_key(&Self::stored_text(id), at_ms)
+                    .build()
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+        }
+    };
+}
+pub(super) use impl_sql_store;

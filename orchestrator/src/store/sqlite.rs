@@ -9,8 +9,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use cadre_proto::v1::ModelUsage;
 use cadre_proto::{TaskEvent, TaskId, TaskRecord};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -20,13 +18,9 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use crate::audit::AuditRecord;
 
 use super::plan::{Live, Plan, RowUpdate};
-use super::query::Sql;
-use super::rows::{
-    ApiKeyRow, AuditRow, EventRow, LIVE_COLUMNS, LiveRow, TaskRow, UNFINISHED, UsageRow, parse_id,
-};
-use super::{
-    ApiKeyRecord, EventFilter, Store, StoreError, StoreResult, TaskFilter, UsageFilter, WriteOp, WriteOutcome,
-};
+use super::query::{Sql, impl_sql_store};
+use super::rows::{LIVE_COLUMNS, LiveRow, UNFINISHED, parse_id};
+use super::{StoreError, StoreResult, WriteOp, WriteOutcome};
 
 /// SQLite-backed [`Store`]. It assumes it is the only writer of its file (the data dir lock
 /// makes sure of that): the writer's view of unfinished tasks lives in memory.
@@ -108,6 +102,11 @@ impl SqliteStore {
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Text as SQLite keeps it: unchanged.
+    fn stored_text(s: &str) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(s)
     }
 
     /// Reads what the writer keeps in memory: unfinished tasks and the next cursor.
@@ -252,22 +251,10 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Sub-tasks of `id` in the parent's own tenant.
-    async fn children(&self, id: TaskId, tenant: &str) -> StoreResult<Vec<TaskId>> {
-        let ids: Vec<String> = Sql::<Sqlite>::children(id, tenant)
-            .build_query_scalar()
-            .fetch_all(&self.pool)
-            .await?;
-        ids.iter().map(|s| parse_id(s)).collect()
-    }
-}
-
-#[async_trait]
-impl Store for SqliteStore {
     /// Plans the whole batch in memory against the writer's view of unfinished tasks, then
     /// writes it with a few multi-row statements (new tasks, events, task rows) in one
     /// transaction. The view changes only after the commit succeeds.
-    async fn apply(&self, ops: &[WriteOp]) -> StoreResult<Vec<WriteOutcome>> {
+    async fn apply_batch(&self, ops: &[WriteOp]) -> StoreResult<Vec<WriteOutcome>> {
         let mut guard = self.cache.lock().await;
         if guard.is_none() {
             *guard = Some(self.load_cache().await?);
@@ -371,126 +358,17 @@ impl Store for SqliteStore {
         }
         Ok(outcomes)
     }
-
-    async fn get(&self, id: TaskId) -> StoreResult<Option<TaskRecord>> {
-        let row: Option<TaskRow> = Sql::<Sqlite>::task(id)
-            .build_query_as()
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let children = self.children(id, row.tenant()).await?;
-        let mut record = row.into_record(children)?;
-        record.usage = self.usage(&UsageFilter::task(id)).await?;
-        Ok(Some(record))
-    }
-
-    async fn find_idempotent(&self, tenant: &str, key: &str) -> StoreResult<Option<TaskRecord>> {
-        let id: Option<String> = Sql::<Sqlite>::idempotent(tenant, key)
-            .build_query_scalar()
-            .fetch_optional(&self.pool)
-            .await?;
-        match id {
-            Some(id) => self.get(parse_id(&id)?).await,
-            None => Ok(None),
-        }
-    }
-
-    async fn list(&self, f: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
-        TaskRow::records(
-            Sql::<Sqlite>::list(f)
-                .build_query_as()
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn events_after(&self, after: u64, f: &EventFilter, limit: u32) -> StoreResult<Vec<TaskEvent>> {
-        let rows: Vec<EventRow> = Sql::<Sqlite>::events_after(after, f, limit)
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(EventRow::into_event).collect()
-    }
-
-    async fn unfinished(&self, supervisor: Option<&str>) -> StoreResult<Vec<TaskRecord>> {
-        TaskRow::records(
-            Sql::<Sqlite>::unfinished(supervisor)
-                .build_query_as()
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn count_unfinished(&self) -> StoreResult<HashMap<String, u64>> {
-        let rows: Vec<(String, i64)> = Sql::<Sqlite>::count_unfinished()
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(|(t, n)| (t, n as u64)).collect())
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn audit_tail(&self) -> StoreResult<(u64, String)> {
-        let row: Option<(i64, String)> = Sql::<Sqlite>::audit_tail()
-            .build_query_as()
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(super::audit_tail_of(row))
-    }
-
-    async fn audit_records(&self, target: Option<&str>) -> StoreResult<Vec<AuditRecord>> {
-        let rows: Vec<AuditRow> = Sql::<Sqlite>::audit_records(target)
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(AuditRow::into_record).collect())
-    }
-
-    async fn usage(&self, f: &UsageFilter) -> StoreResult<Vec<ModelUsage>> {
-        let rows: Vec<UsageRow> = Sql::<Sqlite>::usage(f)
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(ModelUsage::from).collect())
-    }
-
-    async fn insert_api_key(&self, k: &ApiKeyRecord) -> StoreResult<()> {
-        Sql::<Sqlite>::insert_api_key(k)
-            .build()
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        let rows: Vec<ApiKeyRow> = Sql::<Sqlite>::api_keys()
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(ApiKeyRow::into_record).collect()
-    }
-
-    async fn revoke_api_key(&self, id: &str, at_ms: i64) -> StoreResult<bool> {
-        let n = Sql::<Sqlite>::revoke_api_key(id, at_ms)
-            .build()
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n == 1)
-    }
 }
+
+impl_sql_store!(SqliteStore, Sqlite);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use cadre_proto::{Priority, RetryPolicy, TaskSpec, TaskState};
     use cadre_supervisors::Transition;
+
+    use crate::store::{EventFilter, Store};
 
     fn record(key: Option<&str>) -> TaskRecord {
         TaskRecord {
