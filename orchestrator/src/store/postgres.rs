@@ -1,7 +1,7 @@
 //! The distributed-mode store: PostgreSQL, shared by several orchestrator replicas.
 //!
 //! Unlike [`super::sqlite::SqliteStore`], this store keeps no view of task state in memory:
-//! another replica may have changed any task since the last batch. Each [`Store::apply`] batch
+//! another replica may have changed any task since the last batch. Each [`super::Store::apply`] batch
 //! runs in one transaction that
 //!
 //! 1. takes the event-log lock (`pg_advisory_xact_lock`, see [`EVENT_LOG_LOCK`]), so
@@ -11,7 +11,7 @@
 //!    this replica or another) and looks up the winners of lost idempotency races in one query;
 //! 3. reads and row-locks (`FOR UPDATE`) every task the batch's transitions, progress reports
 //!    and usage touch, in one query;
-//! 4. plans the batch over those rows with the same planner as SQLite ([`super::plan`]):
+//! 4. plans the batch over those rows with the same planner as SQLite (`store/plan.rs`):
 //!    terminal tasks are left alone, stale progress is dropped, events get cursors `MAX + 1 ...`;
 //! 5. writes events, usage, audit records and task rows with one multi-row statement each; the
 //!    task update is conditional on the `seq` the batch read, and a mismatch fails the batch
@@ -65,7 +65,7 @@ const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
 /// keeps that at one lock hold per batch of up to 512 ops, not per task.
 pub const EVENT_LOG_LOCK: i64 = i64::from_be_bytes(*b"cadre-ev");
 
-/// PostgreSQL-backed [`Store`], safe for several orchestrator replicas on one database.
+/// PostgreSQL-backed [`super::Store`], safe for several orchestrator replicas on one database.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,

@@ -22,7 +22,7 @@ use super::query::{Sql, impl_sql_store};
 use super::rows::{LIVE_COLUMNS, LiveRow, UNFINISHED, parse_id};
 use super::{StoreError, StoreResult, WriteOp, WriteOutcome};
 
-/// SQLite-backed [`Store`]. It assumes it is the only writer of its file (the data dir lock
+/// SQLite-backed [`super::Store`]. It assumes it is the only writer of its file (the data dir lock
 /// makes sure of that): the writer's view of unfinished tasks lives in memory.
 #[derive(Clone)]
 pub struct SqliteStore {
