@@ -21,7 +21,8 @@
 //! So a batch costs about eight round trips whatever its size (up to the writer's 512 ops).
 //!
 //! Text columns cannot hold NUL in PostgreSQL; NUL characters in text written by a batch (or
-//! an API key) are stored as U+FFFD instead of failing the batch forever.
+//! an API key) are stored as U+FFFD instead of failing the batch for ever, and lookups and
+//! filters map NUL the same way, so what was written is found again.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};

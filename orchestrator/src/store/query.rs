@@ -189,10 +189,17 @@ where
 
 /// Implements [`super::Store`] for a SQL store type the same way for both databases: writes go
 /// to the type's own `apply_batch`, reads run the [`Sql`] queries on its `pool` (of database
-/// `$db`). Text a caller looks up by (tenant, key, id, name) first goes through the type's
+/// `$db`). Text a caller passes (keys, ids, names, filter values) first goes through the type's
 /// `stored_text`, the form in which that store keeps text.
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty) => {
+        impl $store {
+            /// [`Self::stored_text`] of an optional filter value.
+            fn stored_opt(s: &Option<String>) -> Option<String> {
+                s.as_deref().map(|s| Self::stored_text(s).into_owned())
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             async fn apply(
@@ -249,6 +256,11 @@ macro_rules! impl_sql_store {
                 &self,
                 f: &$crate::store::TaskFilter,
             ) -> $crate::store::StoreResult<Vec<cadre_proto::TaskRecord>> {
+                let f = &$crate::store::TaskFilter {
+                    tenant: Self::stored_opt(&f.tenant),
+                    type_prefix: Self::stored_opt(&f.type_prefix),
+                    ..f.clone()
+                };
                 $crate::store::rows::TaskRow::records(
                     $crate::store::query::Sql::<$db>::list(f)
                         .build_query_as()
@@ -264,6 +276,11 @@ macro_rules! impl_sql_store {
                 limit: u32,
             ) -> $crate::store::StoreResult<Vec<cadre_proto::TaskEvent>> {
                 use $crate::store::rows::EventRow;
+                let f = &$crate::store::EventFilter {
+                    tenant: Self::stored_opt(&f.tenant),
+                    type_prefix: Self::stored_opt(&f.type_prefix),
+                    ..f.clone()
+                };
                 let rows: Vec<EventRow> = $crate::store::query::Sql::<$db>::events_after(after, f, limit)
                     .build_query_as()
                     .fetch_all(&self.pool)
@@ -311,7 +328,8 @@ macro_rules! impl_sql_store {
                 target: Option<&str>,
             ) -> $crate::store::StoreResult<Vec<$crate::audit::AuditRecord>> {
                 use $crate::store::rows::AuditRow;
-                let rows: Vec<AuditRow> = $crate::store::query::Sql::<$db>::audit_records(target)
+                let target = target.map(Self::stored_text);
+                let rows: Vec<AuditRow> = $crate::store::query::Sql::<$db>::audit_records(target.as_deref())
                     .build_query_as()
                     .fetch_all(&self.pool)
                     .await?;
@@ -322,6 +340,11 @@ macro_rules! impl_sql_store {
                 &self,
                 f: &$crate::store::UsageFilter,
             ) -> $crate::store::StoreResult<Vec<cadre_proto::v1::ModelUsage>> {
+                let f = &$crate::store::UsageFilter {
+                    tenant: Self::stored_opt(&f.tenant),
+                    day: Self::stored_opt(&f.day),
+                    ..f.clone()
+                };
                 let rows: Vec<$crate::store::rows::UsageRow> = $crate::store::query::Sql::<$db>::usage(f)
                     .build_query_as()
                     .fetch_all(&self.pool)
@@ -337,6 +360,7 @@ macro_rules! impl_sql_store {
                 k: &$crate::store::ApiKeyRecord,
             ) -> $crate::store::StoreResult<()> {
                 let k = $crate::store::ApiKeyRecord {
+                    id: Self::stored_text(&k.id).into_owned(),
                     name: Self::stored_text(&k.name).into_owned(),
                     tenant: Self::stored_text(&k.tenant).into_owned(),
                     ..k.clone()
