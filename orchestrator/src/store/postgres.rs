@@ -48,6 +48,10 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// up as errors every few seconds, not as a hang.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a batch may take, lock wait included, before it is abandoned with a
+/// [`StoreError`] (see [`PgStore::with_apply_timeout`]).
+pub const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A transaction left idle this long (its client hung or vanished) is ended by the server, so
 /// it cannot hold the event-log lock and stall every replica.
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
@@ -70,6 +74,8 @@ pub const EVENT_LOG_LOCK: i64 = i64::from_be_bytes(*b"cadre-ev");
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// How long one batch may take (see [`PgStore::with_apply_timeout`]).
+    apply_timeout: Duration,
 }
 
 /// [`PgStore::stored_text`], owned.
@@ -118,7 +124,22 @@ impl PgStore {
             .await
             .map_err(|e| StoreError(format!("cannot connect to PostgreSQL: {e}")))?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            apply_timeout: DEFAULT_APPLY_TIMEOUT,
+        })
+    }
+
+    /// Sets how long one `apply` may take, waiting for the event-log lock included, before it
+    /// is abandoned with a [`StoreError`] (default [`DEFAULT_APPLY_TIMEOUT`]). Without it a
+    /// server that stops answering without closing the connection (a network partition) would
+    /// stall the writer for ever instead of surfacing as an error. An abandoned batch may still
+    /// commit on the server, like one whose commit reply is lost; the writer's retries and the
+    /// idempotency keys make that harmless. The server ends the abandoned transaction when the
+    /// connection is closed, or after `idle_in_transaction_session_timeout`.
+    pub fn with_apply_timeout(mut self, timeout: Duration) -> Self {
+        self.apply_timeout = timeout;
+        self
     }
 
     /// Closes the pool (waits for connections to be returned).
@@ -344,9 +365,22 @@ impl PgStore {
         Ok(())
     }
 
-    /// Applies the batch in one transaction as the module docs describe; on any error the
-    /// transaction rolls back and nothing of the batch is written.
+    /// Applies the batch in one transaction as the module docs describe; on an error the
+    /// transaction rolls back and nothing of the batch is written (except after the time limit
+    /// ran out, see [`Self::with_apply_timeout`]).
     async fn apply_batch(&self, ops: &[WriteOp]) -> StoreResult<Vec<WriteOutcome>> {
+        tokio::time::timeout(self.apply_timeout, self.apply_in_transaction(ops))
+            .await
+            .map_err(|_| {
+                StoreError(format!(
+                    "PostgreSQL did not finish the batch within {:?}; abandoned",
+                    self.apply_timeout
+                ))
+            })?
+    }
+
+    /// [`Self::apply_batch`] without the time limit.
+    async fn apply_in_transaction(&self, ops: &[WriteOp]) -> StoreResult<Vec<WriteOutcome>> {
         let mut tx = self.pool.begin().await?;
         // A statement of its own: the MAX(cursor) read below must take its snapshot after the
         // lock is granted, so that it sees the commit of the transaction it waited for.

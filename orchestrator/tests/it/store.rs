@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cadre_agents::Usage;
@@ -1142,7 +1143,7 @@ async fn postgres_replicas_share_one_database_safely() {
     let b: Arc<dyn Store> = Arc::new(PgStore::connect(db.url(), 4).await.unwrap());
     let watcher: Arc<dyn Store> = Arc::new(PgStore::connect(db.url(), 2).await.unwrap());
 
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let watch = tokio::spawn({
         let (watcher, stop) = (watcher.clone(), stop.clone());
         async move {
@@ -1150,7 +1151,7 @@ async fn postgres_replicas_share_one_database_safely() {
             let mut seen = Vec::new();
             loop {
                 // Read before polling: once the writers are done, one empty poll ends the watch.
-                let done = stop.load(std::sync::atomic::Ordering::SeqCst);
+                let done = stop.load(Ordering::SeqCst);
                 let events = watcher
                     .events_after(last, &EventFilter::default(), 500)
                     .await
@@ -1257,7 +1258,7 @@ async fn postgres_replicas_share_one_database_safely() {
     assert_eq!(finished.len(), TASKS);
     eprintln!("replicas: a finished {}, b finished {}", fa.len(), fb.len());
 
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
     let seen = watch.await.unwrap();
     let stored = all_events(&watcher, &EventFilter::default()).await;
     assert_eq!(seen, stored, "the watcher saw every event, in cursor order");
@@ -1360,6 +1361,81 @@ async fn postgres_outage_is_an_error_and_the_pool_recovers() {
     }
     let events = all_events(&s, &EventFilter::default()).await;
     assert_eq!(events.iter().map(|e| e.cursor).collect::<Vec<_>>(), vec![1, 2, 3]);
+}
+
+/// A TCP proxy to PostgreSQL that can stop forwarding without closing anything, as a network
+/// partition would; returns its address and the switch.
+async fn freezable_proxy(target: String) -> (String, Arc<AtomicBool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let switch = frozen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
+            let (client_r, client_w) = client.into_split();
+            let (server_r, server_w) = server.into_split();
+            tokio::spawn(forward(client_r, server_w, frozen.clone()));
+            tokio::spawn(forward(server_r, client_w, frozen.clone()));
+        }
+    });
+    (addr, switch)
+}
+
+/// Copies `from` to `to`, holding data back while `frozen`.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A server that stops answering (a partition: nothing is closed) makes `apply` fail after
+/// the apply timeout instead of hanging the writer; when it answers again, so does the store.
+#[tokio::test]
+async fn postgres_silence_is_an_error_not_a_hang() {
+    let db = TestDb::create().await;
+    let (_, authority_and_db) = db.url().split_once('@').expect("a URL with a user");
+    let (target, _) = authority_and_db.split_once('/').unwrap();
+    let (proxy, frozen) = freezable_proxy(target.to_string()).await;
+    let url = db.url().replacen(target, &proxy, 1);
+    let s: Arc<dyn Store> = Arc::new(
+        PgStore::connect(&url, 2)
+            .await
+            .unwrap()
+            .with_apply_timeout(Duration::from_secs(2)),
+    );
+    let before = task(None);
+    apply(&s, &[insert(&before)]).await;
+
+    frozen.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let err = s.apply(&[insert(&task(None))]).await.expect_err("no answer");
+    assert!(err.to_string().contains("did not finish the batch"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    frozen.store(false, Ordering::SeqCst);
+    let after = task(None);
+    apply_with_retries(&s, &[insert(&after)], 5).await;
+    for id in [before.id, after.id] {
+        assert_eq!(get(&s, id).await.state, TaskState::Queued);
+    }
 }
 
 /// `store::open` picks the backend from the URL and says what it cannot open.
