@@ -1,14 +1,22 @@
 //! The store seam: where tasks and their events are kept durably.
 //!
-//! One trait, [`Store`], with a SQLite implementation ([`sqlite::SqliteStore`]) for the
-//! embedded default; PostgreSQL implements the same trait in distributed mode. Writes arrive
-//! in batches from the group-commit writer ([`crate::writer`]): one transaction per batch, so
-//! durability costs one fsync per batch, not per task.
+//! One trait, [`Store`], with two implementations: [`sqlite::SqliteStore`] for the embedded
+//! default and [`postgres::PgStore`] for distributed mode, where several orchestrator replicas
+//! share one database. [`open`] picks one from the store URL. Writes arrive in batches from the
+//! group-commit writer ([`crate::writer`]): one transaction per batch, so durability costs one
+//! fsync per batch, not per task.
+//!
+//! Layout: `plan.rs` decides what a batch does (shared by both), `rows.rs` decodes stored rows,
+//! `query.rs` builds the read queries once for either database.
 //!
 //! Invariant kept by every implementation: a task in a terminal state never changes again.
 //! Transitions for it are answered with [`WriteOutcome::Ignored`]. That makes at-least-once
 //! execution safe: a task re-run after a crash can finish at most once.
 
+mod plan;
+pub mod postgres;
+mod query;
+mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -152,6 +160,32 @@ pub struct UsageFilter {
     pub day: Option<String>,
 }
 
+impl UsageFilter {
+    /// One task's usage, all days.
+    pub fn task(id: TaskId) -> Self {
+        UsageFilter {
+            task_id: Some(id),
+            ..Default::default()
+        }
+    }
+}
+
+/// The outcome of recording `usage` for `tenant` on `day`.
+fn usage_outcome(tenant: String, day: String, usage: &cadre_agents::Usage, cost_usd: f64) -> WriteOutcome {
+    WriteOutcome::Usage {
+        tenant,
+        day,
+        tokens: usage.tokens_in + usage.tokens_out,
+        cost_usd,
+    }
+}
+
+/// The chain's tail from the last audit row, if any.
+fn audit_tail_of(row: Option<(i64, String)>) -> (u64, String) {
+    row.map(|(s, h)| (s as u64, h))
+        .unwrap_or((0, crate::audit::GENESIS.to_string()))
+}
+
 /// A store failure: the store is unreachable or refused the operation.
 #[derive(Debug, thiserror::Error)]
 #[error("store: {0}")]
@@ -171,18 +205,6 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// Opens the store a `store.url` names (`sqlite:PATH`).
-pub async fn open(url: &str, sqlite_full_sync: bool) -> StoreResult<std::sync::Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        return Ok(std::sync::Arc::new(
-            sqlite::SqliteStore::open_url(url, sqlite_full_sync).await?,
-        ));
-    }
-    Err(StoreError(format!(
-        "store.url {url:?}: only sqlite: is built into this binary"
-    )))
-}
 
 /// Durable storage of tasks and events.
 #[async_trait]
@@ -206,16 +228,7 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap reachability check for /ready.
     async fn ping(&self) -> StoreResult<()>;
     /// The newest event's cursor (0 when there is none): where a tailer starts.
-    async fn max_cursor(&self) -> StoreResult<u64> {
-        let mut last = 0;
-        loop {
-            let page = self.events_after(last, &EventFilter::default(), 1000).await?;
-            match page.last() {
-                Some(e) => last = e.cursor,
-                None => return Ok(last),
-            }
-        }
-    }
+    async fn max_cursor(&self) -> StoreResult<u64>;
     /// The last audit record's seq and hash (0 and GENESIS for an empty chain).
     async fn audit_tail(&self) -> StoreResult<(u64, String)>;
     /// Audit records in seq order: all, or those whose target is `target`.
@@ -228,4 +241,25 @@ pub trait Store: Send + Sync + 'static {
     async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
     /// Marks a key revoked; false if there is no such unrevoked key.
     async fn revoke_api_key(&self, id: &str, at_ms: i64) -> StoreResult<bool>;
+}
+
+/// Opens the store a URL names: `sqlite:...` gives a [`sqlite::SqliteStore`] (with
+/// `synchronous=FULL` if `sqlite_full_sync`), `postgres://...` or `postgresql://...` a
+/// [`postgres::PgStore`] with [`postgres::DEFAULT_MAX_CONNECTIONS`] pooled connections. Both
+/// create their schema if it is missing.
+pub async fn open(url: &str, sqlite_full_sync: bool) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::open_url(url, sqlite_full_sync).await?,
+        ))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(
+            postgres::PgStore::connect(url, postgres::DEFAULT_MAX_CONNECTIONS).await?,
+        ))
+    } else {
+        let scheme = url.split_once(':').map_or(url, |(s, _)| s);
+        Err(StoreError(format!(
+            "unsupported store URL scheme {scheme:?}: expected sqlite:PATH, postgres://... or postgresql://..."
+        )))
+    }
 }

@@ -9,24 +9,20 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use cadre_proto::{TaskEvent, TaskId, TaskRecord, TaskSpec, TaskState};
+use cadre_proto::{TaskEvent, TaskId, TaskRecord};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use cadre_supervisors::Transition;
+use crate::audit::AuditRecord;
 
-use crate::audit::{AuditDraft, AuditRecord};
+use super::plan::{Live, Plan, RowUpdate};
+use super::query::{Sql, impl_sql_store};
+use super::rows::{LIVE_COLUMNS, LiveRow, UNFINISHED, parse_id};
+use super::{StoreError, StoreResult, WriteOp, WriteOutcome};
 
-use cadre_proto::v1::ModelUsage;
-
-use super::{
-    ApiKeyRecord, EventFilter, Store, StoreError, StoreResult, TaskFilter, UsageFilter, WriteOp, WriteOutcome,
-};
-
-/// SQLite-backed [`Store`]. It assumes it is the only writer of its file (the data dir lock
+/// SQLite-backed [`super::Store`]. It assumes it is the only writer of its file (the data dir lock
 /// makes sure of that): the writer's view of unfinished tasks lives in memory.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -37,311 +33,10 @@ pub struct SqliteStore {
 /// Rows per multi-row statement (13 columns each stays far below SQLite's variable limit).
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// What the writer knows about an unfinished task: enough to decide whether a transition
-/// applies and to build its event without reading the database.
-#[derive(Clone, Debug)]
-struct Live {
-    seq: u64,
-    state: TaskState,
-    attempt: u32,
-    task_type: String,
-    tenant: String,
-    created_at_ms: i64,
-}
-
-impl Live {
-    /// A plain state event for the task as it is now (the cursor comes from [`Plan::push`]).
-    fn event(&self, id: TaskId, at_ms: i64, message: String) -> TaskEvent {
-        TaskEvent {
-            cursor: 0,
-            task_id: id,
-            seq: self.seq,
-            state: self.state,
-            attempt: self.attempt,
-            message,
-            progress: 0.0,
-            result: None,
-            at_ms,
-            task_type: self.task_type.clone(),
-            tenant: self.tenant.clone(),
-            is_progress: false,
-        }
-    }
-}
-
 /// The writer's in-memory view: unfinished tasks and the next event cursor.
 struct WriterCache {
     live: HashMap<TaskId, Live>,
     next_cursor: u64,
-}
-
-/// How a batch changes one task row (the last change of the batch wins).
-#[derive(Clone, Debug)]
-struct RowUpdate {
-    state: TaskState,
-    attempt: u32,
-    seq: u64,
-    updated_at_ms: i64,
-    result: Option<String>,
-    /// 0 keep the error column, 1 set it to `error_text`, 2 clear it.
-    error: u8,
-    error_text: Option<String>,
-    /// Set with a verified task's result.
-    signature: Option<String>,
-}
-
-impl RowUpdate {
-    /// The row as `l` says, changing nothing else.
-    fn of(l: &Live, at_ms: i64) -> Self {
-        RowUpdate {
-            state: l.state,
-            attempt: l.attempt,
-            seq: l.seq,
-            updated_at_ms: at_ms,
-            result: None,
-            error: 0,
-            error_text: None,
-            signature: None,
-        }
-    }
-}
-
-/// One batch being planned: changes staged over the cache until the commit.
-struct Plan<'a> {
-    cache: &'a mut WriterCache,
-    /// Some = new state of an unfinished task, None = finished in this batch.
-    staged: HashMap<TaskId, Option<Live>>,
-    cursor: u64,
-    events: Vec<TaskEvent>,
-    rows: Vec<(TaskId, RowUpdate)>,
-}
-
-impl Plan<'_> {
-    fn current(&self, id: TaskId) -> Option<Live> {
-        match self.staged.get(&id) {
-            Some(staged) => staged.clone(),
-            None => self.cache.live.get(&id).cloned(),
-        }
-    }
-
-    /// Gives `event` the next cursor and adds it to the batch.
-    fn push(&mut self, mut event: TaskEvent, created_at_ms: i64) -> WriteOutcome {
-        event.cursor = self.cursor;
-        self.cursor += 1;
-        self.events.push(event.clone());
-        WriteOutcome::Event { event, created_at_ms }
-    }
-
-    /// Merges `update` into the batch's change of that task row (the last change wins; a
-    /// result, error or signature set earlier in the batch is kept unless replaced).
-    fn row(&mut self, id: TaskId, update: RowUpdate) {
-        match self.rows.iter_mut().find(|(rid, _)| *rid == id) {
-            Some((_, prev)) => {
-                let result = update.result.clone().or(prev.result.take());
-                let signature = update.signature.clone().or(prev.signature.take());
-                let (error, error_text) = if update.error == 0 {
-                    (prev.error, prev.error_text.take())
-                } else {
-                    (update.error, update.error_text.clone())
-                };
-                *prev = RowUpdate {
-                    result,
-                    error,
-                    error_text,
-                    signature,
-                    ..update
-                };
-            }
-            None => self.rows.push((id, update)),
-        }
-    }
-
-    fn insert(&mut self, rec: &TaskRecord) -> WriteOutcome {
-        let l = Live {
-            seq: 1,
-            state: TaskState::Queued,
-            attempt: 0,
-            task_type: rec.spec.task_type.clone(),
-            tenant: rec.tenant.clone(),
-            created_at_ms: rec.created_at_ms,
-        };
-        let outcome = self.push(
-            l.event(rec.id, rec.created_at_ms, String::new()),
-            rec.created_at_ms,
-        );
-        self.staged.insert(rec.id, Some(l));
-        outcome
-    }
-
-    fn transition(&mut self, t: &Transition, now: i64) -> WriteOutcome {
-        let Some(mut l) = self.current(t.task_id) else {
-            return WriteOutcome::Ignored;
-        };
-        l.seq += 1;
-        l.state = t.state;
-        // A QUEUED transition may give an interrupted attempt back; others never lower it.
-        l.attempt = if t.state == TaskState::Queued {
-            t.attempt
-        } else {
-            l.attempt.max(t.attempt)
-        };
-        let (error, error_text) = match t.state {
-            TaskState::Succeeded => (2, None),
-            TaskState::Failed | TaskState::Cancelled | TaskState::TimedOut | TaskState::Retrying => {
-                (1, Some(t.message.clone()))
-            }
-            _ => (0, None),
-        };
-        let progress = if t.state == TaskState::Succeeded { 1.0 } else { 0.0 };
-        let event = TaskEvent {
-            progress,
-            result: t.result.clone(),
-            ..l.event(t.task_id, now, t.message.clone())
-        };
-        let outcome = self.push(event, l.created_at_ms);
-        let update = RowUpdate {
-            result: t.result.as_ref().map(|v| v.to_string()),
-            error,
-            error_text,
-            signature: t.signature.clone(),
-            ..RowUpdate::of(&l, now)
-        };
-        self.row(t.task_id, update);
-        let terminal = l.state.is_terminal();
-        self.staged.insert(t.task_id, (!terminal).then_some(l));
-        outcome
-    }
-
-    fn progress(&mut self, id: TaskId, attempt: u32, fraction: f64, message: &str, now: i64) -> WriteOutcome {
-        let Some(mut l) = self.current(id) else {
-            return WriteOutcome::Ignored;
-        };
-        if l.state != TaskState::Running || l.attempt != attempt {
-            return WriteOutcome::Ignored;
-        }
-        l.seq += 1;
-        let event = TaskEvent {
-            progress: fraction,
-            is_progress: true,
-            ..l.event(id, now, message.to_string())
-        };
-        let outcome = self.push(event, l.created_at_ms);
-        self.row(id, RowUpdate::of(&l, now));
-        self.staged.insert(id, Some(l));
-        outcome
-    }
-}
-
-const TASK_COLUMNS: &str = "id, tenant, task_type, supervisor, worker_kind, spec, state, attempt, seq, result, \
-                            error, created_at_ms, updated_at_ms, result_signature";
-const EVENT_COLUMNS: &str =
-    "cursor, task_id, seq, state, attempt, message, progress, result, at_ms, task_type, tenant, is_progress";
-const UNFINISHED: &str = "('QUEUED', 'RUNNING', 'RETRYING')";
-
-#[derive(sqlx::FromRow)]
-struct TaskRow {
-    id: String,
-    tenant: String,
-    supervisor: String,
-    worker_kind: String,
-    spec: String,
-    state: String,
-    attempt: i64,
-    seq: i64,
-    result: Option<String>,
-    error: Option<String>,
-    created_at_ms: i64,
-    updated_at_ms: i64,
-    result_signature: Option<String>,
-}
-
-#[derive(sqlx::FromRow)]
-struct AuditRow {
-    seq: i64,
-    #[sqlx(flatten)]
-    draft: AuditDraft,
-    prev_hash: String,
-    hash: String,
-    signature: String,
-}
-
-impl AuditRow {
-    fn into_record(self) -> AuditRecord {
-        AuditRecord {
-            seq: self.seq as u64,
-            draft: self.draft,
-            prev_hash: self.prev_hash,
-            hash: self.hash,
-            signature: self.signature,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    cursor: i64,
-    task_id: String,
-    seq: i64,
-    state: String,
-    attempt: i64,
-    message: String,
-    progress: f64,
-    result: Option<String>,
-    at_ms: i64,
-    task_type: String,
-    tenant: String,
-    is_progress: bool,
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError(format!("corrupt {what} in store: {e}"))
-}
-
-fn parse_json(s: Option<String>) -> StoreResult<Option<serde_json::Value>> {
-    s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt("result", e)))
-        .transpose()
-}
-
-impl TaskRow {
-    fn into_record(self, children: Vec<TaskId>) -> StoreResult<TaskRecord> {
-        let spec: TaskSpec = serde_json::from_str(&self.spec).map_err(|e| corrupt("spec", e))?;
-        Ok(TaskRecord {
-            id: self.id.parse().map_err(|e| corrupt("task id", e))?,
-            tenant: self.tenant,
-            spec,
-            state: self.state.parse().map_err(|e| corrupt("state", e))?,
-            attempt: self.attempt as u32,
-            supervisor: self.supervisor,
-            worker_kind: self.worker_kind,
-            result: parse_json(self.result)?,
-            error: self.error,
-            created_at_ms: self.created_at_ms,
-            updated_at_ms: self.updated_at_ms,
-            seq: self.seq as u64,
-            children,
-            result_signature: self.result_signature,
-            usage: Vec::new(),
-        })
-    }
-}
-
-impl EventRow {
-    fn into_event(self) -> StoreResult<TaskEvent> {
-        Ok(TaskEvent {
-            cursor: self.cursor as u64,
-            task_id: self.task_id.parse().map_err(|e| corrupt("event task id", e))?,
-            seq: self.seq as u64,
-            state: self.state.parse().map_err(|e| corrupt("event state", e))?,
-            attempt: self.attempt as u32,
-            message: self.message,
-            progress: self.progress,
-            result: parse_json(self.result)?,
-            at_ms: self.at_ms,
-            task_type: self.task_type,
-            tenant: self.tenant,
-            is_progress: self.is_progress,
-        })
-    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -409,26 +104,23 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
+    /// Text as SQLite keeps it: unchanged.
+    fn stored_text(s: &str) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(s)
+    }
+
     /// Reads what the writer keeps in memory: unfinished tasks and the next cursor.
     async fn load_cache(&self) -> StoreResult<WriterCache> {
-        let rows: Vec<(String, i64, String, i64, String, String, i64)> = sqlx::query_as(
-            "SELECT id, seq, state, attempt, task_type, tenant, created_at_ms FROM tasks \
-             WHERE state IN ('QUEUED', 'RUNNING', 'RETRYING')",
-        )
+        let rows: Vec<LiveRow> = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {LIVE_COLUMNS} FROM tasks WHERE state IN {UNFINISHED}"
+        ))
+        .build_query_as()
         .fetch_all(&self.pool)
         .await?;
-        let mut live = HashMap::with_capacity(rows.len());
-        for (id, seq, state, attempt, task_type, tenant, created_at_ms) in rows {
-            let entry = Live {
-                seq: seq as u64,
-                state: state.parse().map_err(|e| corrupt("state", e))?,
-                attempt: attempt as u32,
-                task_type,
-                tenant,
-                created_at_ms,
-            };
-            live.insert(id.parse().map_err(|e| corrupt("task id", e))?, entry);
-        }
+        let live = rows
+            .into_iter()
+            .map(LiveRow::into_live)
+            .collect::<StoreResult<_>>()?;
         let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(cursor), 0) FROM events")
             .fetch_one(&self.pool)
             .await?;
@@ -559,30 +251,10 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Sub-tasks of `id` in the parent's own tenant (a child another tenant made is not listed).
-    async fn children(&self, id: TaskId, tenant: &str) -> StoreResult<Vec<TaskId>> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM tasks WHERE parent_id = ? AND tenant = ? ORDER BY id")
-                .bind(id.to_string())
-                .bind(tenant)
-                .fetch_all(&self.pool)
-                .await?;
-        ids.iter()
-            .map(|s| s.parse().map_err(|e| corrupt("child id", e)))
-            .collect()
-    }
-
-    fn records(rows: Vec<TaskRow>) -> StoreResult<Vec<TaskRecord>> {
-        rows.into_iter().map(|r| r.into_record(Vec::new())).collect()
-    }
-}
-
-#[async_trait]
-impl Store for SqliteStore {
     /// Plans the whole batch in memory against the writer's view of unfinished tasks, then
     /// writes it with a few multi-row statements (new tasks, events, task rows) in one
     /// transaction. The view changes only after the commit succeeds.
-    async fn apply(&self, ops: &[WriteOp]) -> StoreResult<Vec<WriteOutcome>> {
+    async fn apply_batch(&self, ops: &[WriteOp]) -> StoreResult<Vec<WriteOutcome>> {
         let mut guard = self.cache.lock().await;
         if guard.is_none() {
             *guard = Some(self.load_cache().await?);
@@ -603,14 +275,7 @@ impl Store for SqliteStore {
         };
 
         let now = now_ms();
-        let mut plan = Plan {
-            cache,
-            staged: HashMap::new(),
-            cursor: 0,
-            events: Vec::new(),
-            rows: Vec::new(),
-        };
-        plan.cursor = plan.cache.next_cursor;
+        let mut plan = Plan::new(&cache.live, cache.next_cursor);
         let mut outcomes = Vec::with_capacity(ops.len());
         let mut audit: Vec<&AuditRecord> = Vec::new();
         for op in ops {
@@ -618,14 +283,11 @@ impl Store for SqliteStore {
                 WriteOp::Insert(rec) if inserted.contains(&rec.id.to_string()) => plan.insert(rec),
                 WriteOp::Insert(rec) => match rec.spec.idempotency_key.as_deref() {
                     Some(key) => {
-                        let id: String = sqlx::query_scalar(
-                            "SELECT id FROM tasks WHERE tenant = ? AND idempotency_key = ?",
-                        )
-                        .bind(&rec.tenant)
-                        .bind(key)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        WriteOutcome::Existing(id.parse().map_err(|e| corrupt("task id", e))?)
+                        let id: String = Sql::<Sqlite>::idempotent(&rec.tenant, key)
+                            .build_query_scalar()
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        WriteOutcome::Existing(parse_id(&id)?)
                     }
                     None => WriteOutcome::Ignored,
                 },
@@ -674,13 +336,7 @@ impl Store for SqliteStore {
                             .bind(at_ms)
                             .execute(&mut *tx)
                             .await?;
-                            let tokens = usage.tokens_in + usage.tokens_out;
-                            WriteOutcome::Usage {
-                                tenant,
-                                day,
-                                tokens,
-                                cost_usd: *cost_usd,
-                            }
+                            super::usage_outcome(tenant, day, usage, *cost_usd)
                         }
                         None => WriteOutcome::Ignored,
                     }
@@ -690,15 +346,9 @@ impl Store for SqliteStore {
         }
         Self::insert_events(&mut tx, &plan.events).await?;
         Self::insert_audit(&mut tx, &audit).await?;
-        let rows: Vec<(TaskId, RowUpdate)> = plan.rows.drain(..).collect();
-        Self::update_tasks(&mut tx, &rows).await?;
+        Self::update_tasks(&mut tx, &plan.rows).await?;
         tx.commit().await?;
-        let Plan {
-            cache,
-            staged,
-            cursor,
-            ..
-        } = plan;
+        let Plan { staged, cursor, .. } = plan;
         cache.next_cursor = cursor;
         for (id, entry) in staged {
             match entry {
@@ -708,227 +358,17 @@ impl Store for SqliteStore {
         }
         Ok(outcomes)
     }
-
-    async fn get(&self, id: TaskId) -> StoreResult<Option<TaskRecord>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = "));
-        qb.push_bind(id.to_string());
-        let Some(row) = qb.build_query_as::<TaskRow>().fetch_optional(&self.pool).await? else {
-            return Ok(None);
-        };
-        let children = self.children(id, &row.tenant).await?;
-        let usage = self
-            .usage(&UsageFilter {
-                task_id: Some(id),
-                ..Default::default()
-            })
-            .await?;
-        let mut record = row.into_record(children)?;
-        record.usage = usage;
-        Ok(Some(record))
-    }
-
-    async fn find_idempotent(&self, tenant: &str, key: &str) -> StoreResult<Option<TaskRecord>> {
-        let id: Option<String> =
-            sqlx::query_scalar("SELECT id FROM tasks WHERE tenant = ? AND idempotency_key = ?")
-                .bind(tenant)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
-        match id {
-            Some(id) => self.get(id.parse().map_err(|e| corrupt("task id", e))?).await,
-            None => Ok(None),
-        }
-    }
-
-    async fn list(&self, f: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1"));
-        if let Some(t) = &f.tenant {
-            qb.push(" AND tenant = ").push_bind(t.clone());
-        }
-        if !f.states.is_empty() {
-            qb.push(" AND state IN (");
-            let mut sep = qb.separated(", ");
-            for s in &f.states {
-                sep.push_bind(s.as_str());
-            }
-            qb.push(")");
-        }
-        if let Some(p) = &f.type_prefix {
-            qb.push(" AND substr(task_type, 1, length(")
-                .push_bind(p.clone())
-                .push(")) = ")
-                .push_bind(p.clone());
-        }
-        if let Some(p) = f.parent_id {
-            qb.push(" AND parent_id = ").push_bind(p.to_string());
-        }
-        if let Some(b) = f.before {
-            qb.push(" AND id < ").push_bind(b.to_string());
-        }
-        qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit as i64);
-        Self::records(qb.build_query_as::<TaskRow>().fetch_all(&self.pool).await?)
-    }
-
-    async fn events_after(&self, after: u64, f: &EventFilter, limit: u32) -> StoreResult<Vec<TaskEvent>> {
-        let mut qb =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE cursor > "));
-        qb.push_bind(after as i64);
-        if let Some(id) = f.task_id {
-            qb.push(" AND task_id = ").push_bind(id.to_string());
-        }
-        if let Some(p) = &f.type_prefix {
-            qb.push(" AND substr(task_type, 1, length(")
-                .push_bind(p.clone())
-                .push(")) = ")
-                .push_bind(p.clone());
-        }
-        if let Some(t) = &f.tenant {
-            qb.push(" AND tenant = ").push_bind(t.clone());
-        }
-        qb.push(" ORDER BY cursor LIMIT ").push_bind(limit as i64);
-        let rows = qb.build_query_as::<EventRow>().fetch_all(&self.pool).await?;
-        rows.into_iter().map(EventRow::into_event).collect()
-    }
-
-    async fn unfinished(&self, supervisor: Option<&str>) -> StoreResult<Vec<TaskRecord>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN {UNFINISHED}"
-        ));
-        if let Some(s) = supervisor {
-            qb.push(" AND supervisor = ").push_bind(s.to_string());
-        }
-        qb.push(" ORDER BY id");
-        Self::records(qb.build_query_as::<TaskRow>().fetch_all(&self.pool).await?)
-    }
-
-    async fn count_unfinished(&self) -> StoreResult<HashMap<String, u64>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT tenant, COUNT(*) FROM tasks WHERE state IN ('QUEUED', 'RUNNING', 'RETRYING') GROUP BY tenant",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(t, n)| (t, n as u64)).collect())
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn max_cursor(&self) -> StoreResult<u64> {
-        let (max,): (Option<i64>,) = sqlx::query_as("SELECT MAX(cursor) FROM events")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(max.unwrap_or(0).max(0) as u64)
-    }
-
-    async fn audit_tail(&self) -> StoreResult<(u64, String)> {
-        let row: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row
-            .map(|(s, h)| (s as u64, h))
-            .unwrap_or((0, crate::audit::GENESIS.to_string())))
-    }
-
-    async fn audit_records(&self, target: Option<&str>) -> StoreResult<Vec<AuditRecord>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT seq, at_ms, actor, tenant, role, action, target, outcome, detail, prev_hash, hash, signature \
-             FROM audit",
-        );
-        if let Some(t) = target {
-            qb.push(" WHERE target = ").push_bind(t.to_string());
-        }
-        qb.push(" ORDER BY seq");
-        let rows: Vec<AuditRow> = qb.build_query_as().fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(AuditRow::into_record).collect())
-    }
-
-    async fn usage(&self, f: &UsageFilter) -> StoreResult<Vec<ModelUsage>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT tenant, model, SUM(tokens_in), SUM(tokens_out), SUM(cost_usd) FROM usage WHERE 1 = 1",
-        );
-        if let Some(id) = f.task_id {
-            qb.push(" AND task_id = ").push_bind(id.to_string());
-        }
-        if let Some(t) = &f.tenant {
-            qb.push(" AND tenant = ").push_bind(t.clone());
-        }
-        if let Some(d) = &f.day {
-            qb.push(" AND day = ").push_bind(d.clone());
-        }
-        qb.push(" GROUP BY tenant, model ORDER BY tenant, model");
-        let rows: Vec<(String, String, i64, i64, f64)> = qb.build_query_as().fetch_all(&self.pool).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(tenant, model, tokens_in, tokens_out, cost_usd)| ModelUsage {
-                model,
-                tokens_in: tokens_in as u64,
-                tokens_out: tokens_out as u64,
-                cost_usd,
-                tenant,
-            })
-            .collect())
-    }
-
-    async fn insert_api_key(&self, k: &ApiKeyRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, name, tenant, role, salt, hash, created_at_ms, revoked_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&k.id)
-        .bind(&k.name)
-        .bind(&k.tenant)
-        .bind(k.role.as_str())
-        .bind(&k.salt)
-        .bind(&k.hash)
-        .bind(k.created_at_ms)
-        .bind(k.revoked_at_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        let rows: Vec<(String, String, String, String, String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT id, name, tenant, role, salt, hash, created_at_ms, revoked_at_ms FROM api_keys ORDER BY created_at_ms",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(
-                |(id, name, tenant, role, salt, hash, created_at_ms, revoked_at_ms)| {
-                    Ok(ApiKeyRecord {
-                        role: role.parse().map_err(|e: String| corrupt("api key role", e))?,
-                        id,
-                        name,
-                        tenant,
-                        salt,
-                        hash,
-                        created_at_ms,
-                        revoked_at_ms,
-                    })
-                },
-            )
-            .collect()
-    }
-
-    async fn revoke_api_key(&self, id: &str, at_ms: i64) -> StoreResult<bool> {
-        let n = sqlx::query("UPDATE api_keys SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL")
-            .bind(at_ms)
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n == 1)
-    }
 }
+
+impl_sql_store!(SqliteStore, Sqlite);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cadre_proto::{Priority, RetryPolicy};
+    use cadre_proto::{Priority, RetryPolicy, TaskSpec, TaskState};
+    use cadre_supervisors::Transition;
+
+    use crate::store::{EventFilter, Store};
 
     fn record(key: Option<&str>) -> TaskRecord {
         TaskRecord {

@@ -1,4 +1,9 @@
-//! The test harness: a `cadre serve` child process and clients for it.
+//! The test harness: a `cadre serve` child process and clients for it, and a throwaway
+//! PostgreSQL database ([`pg::TestDb`]).
+
+pub mod pg;
+
+pub use pg::TestDb;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

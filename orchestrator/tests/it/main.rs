@@ -11,5 +11,6 @@ mod durability;
 mod hostile;
 mod lifecycle;
 mod scaling;
+mod store;
 mod supervision;
 mod tls;
