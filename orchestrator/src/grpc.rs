@@ -14,6 +14,7 @@ use futures::Stream;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::auth::{Action, Principal, Role};
 use crate::error::Error;
@@ -45,6 +46,18 @@ async fn authorize<T>(node: &Node, req: &Request<T>, action: Action) -> Result<P
     })
 }
 
+/// The span a submission runs in (only while spans are exported): the parent of every attempt
+/// of the task. `task_id` and `tenant` are recorded once known.
+fn submit_span(rpc: &str, spec: Option<&v1::TaskSpec>) -> tracing::Span {
+    crate::task_span!(
+        "task.submit",
+        rpc,
+        task_type = spec.map(|s| s.task_type.as_str()).unwrap_or_default(),
+        task_id = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+    )
+}
+
 fn parse_role(role: &str) -> Result<Role, Status> {
     role.parse()
         .map_err(|e: String| Status::from(Error::from(SpecError::invalid("role", e))))
@@ -64,22 +77,34 @@ fn key_to_wire(k: &ApiKeyRecord) -> v1::ApiKey {
 #[tonic::async_trait]
 impl TaskService for TaskApi {
     async fn submit(&self, req: Request<v1::SubmitRequest>) -> Result<Response<v1::SubmitResponse>, Status> {
-        let p = authorize(&self.0, &req, Action::SubmitTask).await?;
-        let (task, created) = self.0.submit(&p, req.get_ref().spec.as_ref()).await?;
-        Ok(Response::new(v1::SubmitResponse {
-            task: Some(task.to_wire()),
-            created,
-        }))
+        let span = submit_span("Submit", req.get_ref().spec.as_ref());
+        async {
+            let p = authorize(&self.0, &req, Action::SubmitTask).await?;
+            tracing::Span::current().record("tenant", p.tenant.as_str());
+            let (task, created) = self.0.submit(&p, req.get_ref().spec.as_ref()).await?;
+            Ok(Response::new(v1::SubmitResponse {
+                task: Some(task.to_wire()),
+                created,
+            }))
+        }
+        .instrument(span)
+        .await
     }
 
     async fn submit_and_wait(
         &self,
         req: Request<v1::SubmitAndWaitRequest>,
     ) -> Result<Response<v1::Task>, Status> {
-        let p = authorize(&self.0, &req, Action::SubmitTask).await?;
-        let r = req.get_ref();
-        let task = self.0.submit_and_wait(&p, r.spec.as_ref(), r.wait_ms).await?;
-        Ok(Response::new(task.to_wire()))
+        let span = submit_span("SubmitAndWait", req.get_ref().spec.as_ref());
+        async {
+            let p = authorize(&self.0, &req, Action::SubmitTask).await?;
+            tracing::Span::current().record("tenant", p.tenant.as_str());
+            let r = req.get_ref();
+            let task = self.0.submit_and_wait(&p, r.spec.as_ref(), r.wait_ms).await?;
+            Ok(Response::new(task.to_wire()))
+        }
+        .instrument(span)
+        .await
     }
 
     async fn get(&self, req: Request<v1::GetRequest>) -> Result<Response<v1::Task>, Status> {

@@ -1,4 +1,7 @@
-//! The test harness: a `cadre serve` child process and clients for it.
+//! The test harness: a `cadre serve` child process and clients for it; [`otlp`]: a test
+//! OTLP collector.
+
+pub mod otlp;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -80,8 +83,22 @@ impl TestNode {
         node
     }
 
+    /// Starts a node in a fresh temp dir with extra environment (`None` removes a variable).
+    #[allow(dead_code)]
+    pub async fn start_with_env(extra_toml: &str, env: &[(&str, Option<String>)]) -> TestNode {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut node = Self::start_in_env(tmp.path(), extra_toml, env).await;
+        node._tmp = Some(tmp);
+        node
+    }
+
     /// Starts a node in `dir` (reusing its data dir if one is there).
     pub async fn start_in(dir: &Path, extra_toml: &str) -> TestNode {
+        Self::start_in_env(dir, extra_toml, &[]).await
+    }
+
+    /// [`TestNode::start_in`] with extra environment (`None` removes a variable).
+    pub async fn start_in_env(dir: &Path, extra_toml: &str, env: &[(&str, Option<String>)]) -> TestNode {
         let data = dir.join("data");
         let config = dir.join("cadre.toml");
         std::fs::write(
@@ -98,13 +115,18 @@ impl TestNode {
             .append(true)
             .open(dir.join("serve.log"))
             .unwrap();
-        let mut child = serve_command(&config)
-            .current_dir(dir)
+        let mut cmd = serve_command(&config);
+        cmd.current_dir(dir)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn cadre serve");
+            .stderr(log);
+        for (k, v) in env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let mut child = cmd.spawn().expect("spawn cadre serve");
         let pid = child.id();
         let ep = eventually("endpoints.json", Duration::from_secs(30), || {
             let exited = child.try_wait().unwrap();
@@ -248,7 +270,8 @@ impl TestNode {
     }
 }
 
-fn read_log(dir: &Path) -> String {
+/// The node's stderr so far.
+pub fn read_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
 }
 

@@ -11,3 +11,4 @@ mod lifecycle;
 mod scaling;
 mod supervision;
 mod tls;
+mod traces;
