@@ -41,14 +41,22 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// and the exporter's own gRPC calls would otherwise trace themselves.
 const EXPORTED_CRATES: [&str; 3] = ["cadre_orchestrator", "cadre_supervisors", "cadre_agents"];
 
-/// Whether the environment asks for span export.
+/// Whether the environment asks for span export: an OTLP endpoint is set, and neither
+/// `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` turns it off.
 pub fn otlp_configured() -> bool {
-    [
+    let var = |name: &str| {
+        std::env::var(name)
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    };
+    let endpoint = [
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     ]
     .iter()
-    .any(|v| std::env::var(v).is_ok_and(|s| !s.trim().is_empty()))
+    .any(|v| !var(v).is_empty());
+    endpoint && var("OTEL_SDK_DISABLED") != "true" && var("OTEL_TRACES_EXPORTER") != "none"
 }
 
 /// Installs the global tracing subscriber (stderr). `RUST_LOG` overrides `log.level`.

@@ -115,6 +115,21 @@ pub fn extract_headers(h: &async_nats::HeaderMap) -> opentelemetry::Context {
     TraceContextPropagator::new().extract(&NatsExtractor(h))
 }
 
+/// Puts a carried `traceparent` (e.g. [`cadre_supervisors::QueuedTask::traceparent`]) into a
+/// NATS message's headers, for a publisher that is not inside the task's span; a malformed one
+/// is left out.
+pub fn inject_traceparent_headers(h: &mut async_nats::HeaderMap, tp: &str) {
+    inject(&context_from_traceparent(tp), &mut NatsInjector(h));
+}
+
+/// The `traceparent` a NATS message carries, normalised, ready for
+/// [`cadre_supervisors::QueuedTask::traceparent`] (None when absent or malformed).
+pub fn traceparent_from_headers(h: &async_nats::HeaderMap) -> Option<String> {
+    let mut carrier = std::collections::HashMap::new();
+    inject(&extract_headers(h), &mut carrier);
+    carrier.remove(TRACEPARENT)
+}
+
 /// The server span of one gRPC request, child of the caller's `traceparent` if it sent one.
 /// Installed with `Server::trace_fn`; [`tracing::Span::none`] while no exporter is installed.
 pub fn grpc_request_span(req: &http::Request<()>) -> tracing::Span {
@@ -232,6 +247,17 @@ mod tests {
         assert_eq!(h.get(TRACEPARENT).unwrap().as_str(), TP);
         let back = extract_headers(&h);
         assert_eq!(back.span().span_context().trace_id(), sc.trace_id());
+
+        let mut carried = async_nats::HeaderMap::new();
+        inject_traceparent_headers(&mut carried, TP);
+        assert_eq!(traceparent_from_headers(&carried).as_deref(), Some(TP));
+        inject_traceparent_headers(&mut carried, "00-bad");
+        assert_eq!(
+            traceparent_from_headers(&carried).as_deref(),
+            Some(TP),
+            "bad one ignored"
+        );
+        assert_eq!(traceparent_from_headers(&async_nats::HeaderMap::new()), None);
 
         let mut upper = async_nats::HeaderMap::new();
         upper.insert("Traceparent", TP);

@@ -37,7 +37,6 @@ pub(crate) fn attempt_span(supervisor: &str, task: &QueuedTask, attempt: u32) ->
     let span = tracing::info_span!(
         parent: None,
         "task.attempt",
-        otel.kind = "consumer",
         task_id = %task.id,
         task_type = %task.task_type,
         tenant = %task.tenant,
