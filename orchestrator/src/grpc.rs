@@ -10,7 +10,7 @@ use cadre_proto::v1::{
     self, admin_service_server::AdminService, supervisor_peer_server::SupervisorPeer,
     task_service_server::TaskService,
 };
-use futures::Stream;
+use futures::{Future, Stream};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -46,16 +46,32 @@ async fn authorize<T>(node: &Node, req: &Request<T>, action: Action) -> Result<P
     })
 }
 
-/// The span a submission runs in (only while spans are exported): the parent of every attempt
-/// of the task. `task_id` and `tenant` are recorded once known.
-fn submit_span(rpc: &str, spec: Option<&v1::TaskSpec>) -> tracing::Span {
-    crate::task_span!(
+/// Runs a submission (`rpc`) in a `task.submit` span, the parent of every attempt of the task
+/// (only while spans are exported). `task_id` and `tenant` are recorded once known; a failed
+/// call marks the span as an error.
+async fn in_submit_span<T>(
+    rpc: &str,
+    spec: Option<&v1::TaskSpec>,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let span = crate::task_span!(
         "task.submit",
         rpc,
         task_type = spec.map(|s| s.task_type.as_str()).unwrap_or_default(),
         task_id = tracing::field::Empty,
         tenant = tracing::field::Empty,
-    )
+        otel.status_description = tracing::field::Empty,
+    );
+    let res = call.instrument(span.clone()).await;
+    if let Err(s) = &res
+        && !span.is_disabled()
+    {
+        span.record(
+            "otel.status_description",
+            format!("{:?}: {}", s.code(), s.message()),
+        );
+    }
+    res
 }
 
 fn parse_role(role: &str) -> Result<Role, Status> {
@@ -77,8 +93,7 @@ fn key_to_wire(k: &ApiKeyRecord) -> v1::ApiKey {
 #[tonic::async_trait]
 impl TaskService for TaskApi {
     async fn submit(&self, req: Request<v1::SubmitRequest>) -> Result<Response<v1::SubmitResponse>, Status> {
-        let span = submit_span("Submit", req.get_ref().spec.as_ref());
-        async {
+        in_submit_span("Submit", req.get_ref().spec.as_ref(), async {
             let p = authorize(&self.0, &req, Action::SubmitTask).await?;
             tracing::Span::current().record("tenant", p.tenant.as_str());
             let (task, created) = self.0.submit(&p, req.get_ref().spec.as_ref()).await?;
@@ -86,8 +101,7 @@ impl TaskService for TaskApi {
                 task: Some(task.to_wire()),
                 created,
             }))
-        }
-        .instrument(span)
+        })
         .await
     }
 
@@ -95,15 +109,13 @@ impl TaskService for TaskApi {
         &self,
         req: Request<v1::SubmitAndWaitRequest>,
     ) -> Result<Response<v1::Task>, Status> {
-        let span = submit_span("SubmitAndWait", req.get_ref().spec.as_ref());
-        async {
+        in_submit_span("SubmitAndWait", req.get_ref().spec.as_ref(), async {
             let p = authorize(&self.0, &req, Action::SubmitTask).await?;
             tracing::Span::current().record("tenant", p.tenant.as_str());
             let r = req.get_ref();
             let task = self.0.submit_and_wait(&p, r.spec.as_ref(), r.wait_ms).await?;
             Ok(Response::new(task.to_wire()))
-        }
-        .instrument(span)
+        })
         .await
     }
 

@@ -106,11 +106,8 @@ pub fn init_logging(cfg: &LogConfig, node: &NodeConfig) {
 
 /// The OTLP/gRPC exporter behind a batch span processor, with cadre's resource attributes.
 fn build_provider(node: &NodeConfig) -> anyhow::Result<SdkTracerProvider> {
-    use opentelemetry_otlp::WithExportConfig as _;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_timeout(Duration::from_secs(5))
-        .build()?;
+    // Endpoint, timeout (10 s) and headers come from the OTEL_EXPORTER_OTLP_* variables.
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
     let mut resource = Resource::builder();
     if std::env::var("OTEL_SERVICE_NAME").is_err() {
         resource = resource.with_service_name("cadre");

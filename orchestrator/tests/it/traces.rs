@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use cadre_proto::v1::{TaskState, task_service_client::TaskServiceClient};
+use cadre_proto::v1::{self, TaskState, task_service_client::TaskServiceClient};
 
 use crate::common::otlp::{OtlpReceiver, ReceivedSpan};
 use crate::common::*;
@@ -87,6 +87,28 @@ async fn one_task_is_one_trace_that_continues_the_callers() {
         "the terminal write is the attempt's child"
     );
     assert_eq!(record.attr("state"), Some("SUCCEEDED"));
+
+    // A refused submission is an error span in the caller's trace.
+    let refused = c
+        .submit(v1::SubmitRequest {
+            spec: Some(spec("no.such.type", "{}")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let spans = receiver
+        .wait_for("the refused submission", Duration::from_secs(20), |s| {
+            s.iter()
+                .any(|s| s.name == "task.submit" && s.attr("task_type") == Some("no.such.type"))
+        })
+        .await;
+    let failed = spans
+        .iter()
+        .find(|s| s.name == "task.submit" && s.attr("task_type") == Some("no.such.type"))
+        .unwrap();
+    assert_eq!(failed.trace_id, TRACE_ID);
+    assert_eq!(failed.status.0, 2, "error status: {failed:#?}");
+    assert!(failed.status.1.contains("InvalidArgument"), "{failed:#?}");
     drop(c);
     assert!(node.stop().await.success());
 }
@@ -167,21 +189,25 @@ async fn the_cli_continues_the_trace_in_traceparent() {
 }
 
 #[tokio::test]
-async fn without_an_endpoint_nothing_is_exported_and_tasks_run() {
+async fn without_an_endpoint_or_when_disabled_nothing_is_exported_and_tasks_run() {
     let receiver = OtlpReceiver::start().await;
-    let env = [
+    let no_endpoint = vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", None),
         ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None),
     ];
-    let node = TestNode::start_with_env("", &env).await;
-    let bearer = TestNode::bearer(Some(&node.credential()))
-        .with_traceparent(Some(&traceparent(TRACE_ID, CALLER_SPAN)));
-    let mut c = TaskServiceClient::with_interceptor(node.channel().await, bearer);
-    let t = run(&mut c, spec("system.debug.echo", "{}")).await;
-    assert_eq!(state(&t), TaskState::Succeeded);
-    drop(c);
-    assert!(node.stop().await.success());
-    assert_eq!(receiver.exports(), 0, "nothing was sent anywhere");
+    let mut disabled = receiver.env();
+    disabled.push(("OTEL_SDK_DISABLED", Some("true".into())));
+    for env in [no_endpoint, disabled] {
+        let node = TestNode::start_with_env("", &env).await;
+        let bearer = TestNode::bearer(Some(&node.credential()))
+            .with_traceparent(Some(&traceparent(TRACE_ID, CALLER_SPAN)));
+        let mut c = TaskServiceClient::with_interceptor(node.channel().await, bearer);
+        let t = run(&mut c, spec("system.debug.echo", "{}")).await;
+        assert_eq!(state(&t), TaskState::Succeeded);
+        drop(c);
+        assert!(node.stop().await.success());
+        assert_eq!(receiver.exports(), 0, "nothing was sent with {env:?}");
+    }
 }
 
 #[tokio::test]

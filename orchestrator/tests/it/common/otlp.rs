@@ -33,6 +33,8 @@ pub struct ReceivedSpan {
     pub attributes: HashMap<String, String>,
     /// Attributes of the resource that exported it (`service.name`, ...).
     pub resource: HashMap<String, String>,
+    /// OTLP status code (0 unset, 1 ok, 2 error) and message.
+    pub status: (i32, String),
 }
 
 impl ReceivedSpan {
@@ -148,6 +150,7 @@ impl TraceService for Collector {
                     kind: span.kind,
                     attributes: attributes(&span.attributes),
                     resource: resource.clone(),
+                    status: span.status.map(|s| (s.code, s.message)).unwrap_or_default(),
                 });
             }
         }
