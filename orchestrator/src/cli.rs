@@ -418,7 +418,7 @@ async fn serve(args: ServeArgs, data_dir: Option<PathBuf>) -> Result<()> {
         },
     };
     let cfg = source.load()?;
-    telemetry::init_logging(&cfg.log, &cfg.node);
+    telemetry::init_node_logging(&cfg.log, &cfg.node);
     let running = server::start(cfg, source).await?;
     eprintln!(
         "cadre serving gRPC on {} and HTTP on {}",

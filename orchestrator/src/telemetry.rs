@@ -62,11 +62,18 @@ pub fn otlp_configured() -> bool {
 /// Installs the global tracing subscriber (stderr). `RUST_LOG` overrides `log.level`.
 /// Safe to call more than once: later calls keep the first subscriber.
 ///
-/// When [`otlp_configured`], also exports spans over OTLP/gRPC with resource attributes
-/// `service.name` (`cadre` unless `OTEL_SERVICE_NAME` is set), `service.instance.id` (the node
-/// id) and `cadre.node.role`. Must run inside the tokio runtime (the exporter's channel is
-/// built there). If the exporter cannot be built the node logs why and runs without it.
-pub fn init_logging(cfg: &LogConfig, node: &NodeConfig) {
+/// When [`otlp_configured`], also exports spans over OTLP/gRPC (see [`init_node_logging`];
+/// here with the default node's identity). Must run inside the tokio runtime then.
+pub fn init_logging(cfg: &LogConfig) {
+    init_node_logging(cfg, &NodeConfig::default());
+}
+
+/// [`init_logging`] for a node: when [`otlp_configured`], also exports spans over OTLP/gRPC
+/// with resource attributes `service.name` (`cadre` unless `OTEL_SERVICE_NAME` is set),
+/// `service.instance.id` (the node id) and `cadre.node.role`. Must run inside the tokio
+/// runtime (the exporter's channel is built there). If the exporter cannot be built the node
+/// logs why and runs without it.
+pub fn init_node_logging(cfg: &LogConfig, node: &NodeConfig) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if cfg.json { fmt.json().boxed() } else { fmt.boxed() };
