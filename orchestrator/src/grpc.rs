@@ -262,18 +262,22 @@ impl AdminService for AdminApi {
 #[tonic::async_trait]
 impl SupervisorPeer for PeerApi {
     async fn delegate(&self, req: Request<v1::DelegateRequest>) -> Result<Response<v1::Task>, Status> {
-        let p = authorize(&self.0, &req, Action::Delegate).await?;
-        let r = req.get_ref();
-        let mut spec = r
-            .spec
-            .clone()
-            .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
-        if r.parent_id.is_empty() {
-            return Err(Status::invalid_argument("parent_id: is required"));
-        }
-        spec.parent_id = r.parent_id.clone();
-        let task = self.0.submit_and_wait(&p, Some(&spec), r.wait_ms).await?;
-        Ok(Response::new(task.to_wire()))
+        in_submit_span("Delegate", req.get_ref().spec.as_ref(), async {
+            let p = authorize(&self.0, &req, Action::Delegate).await?;
+            tracing::Span::current().record("tenant", p.tenant.as_str());
+            let r = req.get_ref();
+            let mut spec = r
+                .spec
+                .clone()
+                .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
+            if r.parent_id.is_empty() {
+                return Err(Status::invalid_argument("parent_id: is required"));
+            }
+            spec.parent_id = r.parent_id.clone();
+            let task = self.0.submit_and_wait(&p, Some(&spec), r.wait_ms).await?;
+            Ok(Response::new(task.to_wire()))
+        })
+        .await
     }
 
     async fn status(

@@ -5,7 +5,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use cadre_proto::v1::{self, TaskState, task_service_client::TaskServiceClient};
+use cadre_proto::v1::{
+    self, TaskState, supervisor_peer_client::SupervisorPeerClient, task_service_client::TaskServiceClient,
+};
 
 use crate::common::otlp::{OtlpReceiver, ReceivedSpan};
 use crate::common::*;
@@ -114,7 +116,7 @@ async fn one_task_is_one_trace_that_continues_the_callers() {
 }
 
 #[tokio::test]
-async fn retries_are_sibling_attempts_and_submit_and_wait_is_traced() {
+async fn retries_are_sibling_attempts_and_submit_and_wait_and_delegate_are_traced() {
     let receiver = OtlpReceiver::start().await;
     let node = TestNode::start_with_env("", &receiver.env()).await;
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
@@ -161,6 +163,34 @@ async fn retries_are_sibling_attempts_and_submit_and_wait_is_traced() {
     let record = one(&spans, "task.record", &t.id);
     assert_eq!(record.attr("state"), Some("FAILED"));
     assert_eq!(record.parent_span_id, attempts[1].span_id);
+
+    // A delegated sub-task is traced like a submission.
+    let bearer = TestNode::bearer(Some(&node.credential()))
+        .with_traceparent(Some(&traceparent(trace_id, "c7ad6b7169203331")));
+    let mut peer = SupervisorPeerClient::with_interceptor(node.channel().await, bearer);
+    let sub = peer
+        .delegate(v1::DelegateRequest {
+            spec: Some(spec("system.debug.echo", "{}")),
+            parent_id: t.id.clone(),
+            wait_ms: 30_000,
+        })
+        .await
+        .expect("delegate")
+        .into_inner();
+    let spans = receiver
+        .wait_for("the delegated task", Duration::from_secs(20), |s| {
+            has(s, "task.submit", &sub.id) && has(s, "task.attempt", &sub.id)
+        })
+        .await;
+    let delegated = one(&spans, "task.submit", &sub.id);
+    assert_eq!(
+        (delegated.attr("rpc"), delegated.trace_id.as_str()),
+        (Some("Delegate"), trace_id)
+    );
+    assert_eq!(
+        one(&spans, "task.attempt", &sub.id).parent_span_id,
+        delegated.span_id
+    );
 }
 
 #[tokio::test]
