@@ -3,6 +3,10 @@
 //! Client commands find the node from `--endpoint` / `CADRE_ENDPOINT`, else from
 //! `<data-dir>/endpoints.json` written by `cadre serve`, else `http://127.0.0.1:50051`.
 //! Errors print one line (`error: <status>: <message>`) and exit non-zero.
+//!
+//! Tracing: client commands send the `TRACEPARENT` environment variable (a W3C trace context)
+//! as gRPC `traceparent` metadata when it is set, so the node's spans for the call join the
+//! caller's trace (see docs/TRACING.md).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -373,7 +377,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let credential = cli.token.or_else(|| {
                 Bearer::from_data_dir(cli.data_dir.as_deref().unwrap_or(Path::new("cadre-data")))
             });
-            let bearer = Bearer::new(credential.as_deref())?;
+            // A caller's trace continues through this command (W3C trace context, as set by
+            // e.g. `otel-cli` or a CI system).
+            let traceparent = std::env::var("TRACEPARENT").ok();
+            let bearer = Bearer::new(credential.as_deref())?.with_traceparent(traceparent.as_deref());
 
             let mut ep = Channel::from_shared(endpoint.clone())
                 .map_err(|e| anyhow!("invalid endpoint {endpoint:?}: {e}"))?
@@ -411,7 +418,7 @@ async fn serve(args: ServeArgs, data_dir: Option<PathBuf>) -> Result<()> {
         },
     };
     let cfg = source.load()?;
-    telemetry::init_logging(&cfg.log);
+    telemetry::init_node_logging(&cfg.log, &cfg.node);
     let running = server::start(cfg, source).await?;
     eprintln!(
         "cadre serving gRPC on {} and HTTP on {}",
@@ -419,6 +426,7 @@ async fn serve(args: ServeArgs, data_dir: Option<PathBuf>) -> Result<()> {
     );
     wait_for_signals(&running).await;
     running.shutdown().await;
+    telemetry::shutdown_tracing().await;
     Ok(())
 }
 

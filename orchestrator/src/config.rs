@@ -388,14 +388,54 @@ impl Default for Config {
         ]);
         let routes = RoutingTable(
             [
-                ("intelligence.text.summarize", "intelligence", "writer", "summarize"),
-                ("intelligence.text.keywords", "intelligence", "analytics", "keywords"),
-                ("intelligence.text.language", "intelligence", "analytics", "language"),
-                ("intelligence.text.readability", "intelligence", "analytics", "readability"),
-                ("intelligence.text.sentiment", "intelligence", "analytics", "sentiment"),
-                ("intelligence.code.metrics", "intelligence", "coder", "code_metrics"),
-                ("intelligence.research.describe_image", "intelligence", "research", "describe_image"),
-                ("multimodal.vision.analyze", "multimodal", "vision", "image_analyze"),
+                (
+                    "intelligence.text.summarize",
+                    "intelligence",
+                    "writer",
+                    "summarize",
+                ),
+                (
+                    "intelligence.text.keywords",
+                    "intelligence",
+                    "analytics",
+                    "keywords",
+                ),
+                (
+                    "intelligence.text.language",
+                    "intelligence",
+                    "analytics",
+                    "language",
+                ),
+                (
+                    "intelligence.text.readability",
+                    "intelligence",
+                    "analytics",
+                    "readability",
+                ),
+                (
+                    "intelligence.text.sentiment",
+                    "intelligence",
+                    "analytics",
+                    "sentiment",
+                ),
+                (
+                    "intelligence.code.metrics",
+                    "intelligence",
+                    "coder",
+                    "code_metrics",
+                ),
+                (
+                    "intelligence.research.describe_image",
+                    "intelligence",
+                    "research",
+                    "describe_image",
+                ),
+                (
+                    "multimodal.vision.analyze",
+                    "multimodal",
+                    "vision",
+                    "image_analyze",
+                ),
                 ("multimodal.vision.thumbnail", "multimodal", "vision", "thumbnail"),
                 ("multimodal.audio.analyze", "multimodal", "audio", "audio_analyze"),
             ]

@@ -10,10 +10,11 @@ use cadre_proto::v1::{
     self, admin_service_server::AdminService, supervisor_peer_server::SupervisorPeer,
     task_service_server::TaskService,
 };
-use futures::Stream;
+use futures::{Future, Stream};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::auth::{Action, Principal, Role};
 use crate::error::Error;
@@ -45,6 +46,34 @@ async fn authorize<T>(node: &Node, req: &Request<T>, action: Action) -> Result<P
     })
 }
 
+/// Runs a submission (`rpc`) in a `task.submit` span, the parent of every attempt of the task
+/// (only while spans are exported). `task_id` and `tenant` are recorded once known; a failed
+/// call marks the span as an error.
+async fn in_submit_span<T>(
+    rpc: &str,
+    spec: Option<&v1::TaskSpec>,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let span = crate::task_span!(
+        "task.submit",
+        rpc,
+        task_type = spec.map(|s| s.task_type.as_str()).unwrap_or_default(),
+        task_id = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    );
+    let res = call.instrument(span.clone()).await;
+    if let Err(s) = &res
+        && !span.is_disabled()
+    {
+        span.record(
+            "otel.status_description",
+            format!("{:?}: {}", s.code(), s.message()),
+        );
+    }
+    res
+}
+
 fn parse_role(role: &str) -> Result<Role, Status> {
     role.parse()
         .map_err(|e: String| Status::from(Error::from(SpecError::invalid("role", e))))
@@ -64,22 +93,30 @@ fn key_to_wire(k: &ApiKeyRecord) -> v1::ApiKey {
 #[tonic::async_trait]
 impl TaskService for TaskApi {
     async fn submit(&self, req: Request<v1::SubmitRequest>) -> Result<Response<v1::SubmitResponse>, Status> {
-        let p = authorize(&self.0, &req, Action::SubmitTask).await?;
-        let (task, created) = self.0.submit(&p, req.get_ref().spec.as_ref()).await?;
-        Ok(Response::new(v1::SubmitResponse {
-            task: Some(task.to_wire()),
-            created,
-        }))
+        in_submit_span("Submit", req.get_ref().spec.as_ref(), async {
+            let p = authorize(&self.0, &req, Action::SubmitTask).await?;
+            tracing::Span::current().record("tenant", p.tenant.as_str());
+            let (task, created) = self.0.submit(&p, req.get_ref().spec.as_ref()).await?;
+            Ok(Response::new(v1::SubmitResponse {
+                task: Some(task.to_wire()),
+                created,
+            }))
+        })
+        .await
     }
 
     async fn submit_and_wait(
         &self,
         req: Request<v1::SubmitAndWaitRequest>,
     ) -> Result<Response<v1::Task>, Status> {
-        let p = authorize(&self.0, &req, Action::SubmitTask).await?;
-        let r = req.get_ref();
-        let task = self.0.submit_and_wait(&p, r.spec.as_ref(), r.wait_ms).await?;
-        Ok(Response::new(task.to_wire()))
+        in_submit_span("SubmitAndWait", req.get_ref().spec.as_ref(), async {
+            let p = authorize(&self.0, &req, Action::SubmitTask).await?;
+            tracing::Span::current().record("tenant", p.tenant.as_str());
+            let r = req.get_ref();
+            let task = self.0.submit_and_wait(&p, r.spec.as_ref(), r.wait_ms).await?;
+            Ok(Response::new(task.to_wire()))
+        })
+        .await
     }
 
     async fn get(&self, req: Request<v1::GetRequest>) -> Result<Response<v1::Task>, Status> {
@@ -225,26 +262,30 @@ impl AdminService for AdminApi {
 #[tonic::async_trait]
 impl SupervisorPeer for PeerApi {
     async fn delegate(&self, req: Request<v1::DelegateRequest>) -> Result<Response<v1::Task>, Status> {
-        let p = authorize(&self.0, &req, Action::Delegate).await?;
-        let r = req.get_ref();
-        let mut spec = r
-            .spec
-            .clone()
-            .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
-        if r.parent_id.is_empty() {
-            return Err(Status::invalid_argument("parent_id: is required"));
-        }
-        spec.parent_id = r.parent_id.clone();
-        // Node credentials (scoped to every tenant) delegate on behalf of the parent's tenant.
-        let p = match p.tenant_scope() {
-            None if !r.tenant.is_empty() => Principal {
-                tenant: r.tenant.clone(),
-                ..p
-            },
-            _ => p,
-        };
-        let task = self.0.submit_and_wait(&p, Some(&spec), r.wait_ms).await?;
-        Ok(Response::new(task.to_wire()))
+        in_submit_span("Delegate", req.get_ref().spec.as_ref(), async {
+            let p = authorize(&self.0, &req, Action::Delegate).await?;
+            tracing::Span::current().record("tenant", p.tenant.as_str());
+            let r = req.get_ref();
+            let mut spec = r
+                .spec
+                .clone()
+                .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
+            if r.parent_id.is_empty() {
+                return Err(Status::invalid_argument("parent_id: is required"));
+            }
+            spec.parent_id = r.parent_id.clone();
+            // Node credentials (scoped to every tenant) delegate on behalf of the parent's tenant.
+            let p = match p.tenant_scope() {
+                None if !r.tenant.is_empty() => Principal {
+                    tenant: r.tenant.clone(),
+                    ..p
+                },
+                _ => p,
+            };
+            let task = self.0.submit_and_wait(&p, Some(&spec), r.wait_ms).await?;
+            Ok(Response::new(task.to_wire()))
+        })
+        .await
     }
 
     async fn scale(&self, req: Request<v1::ScaleRequest>) -> Result<Response<v1::PoolStatus>, Status> {

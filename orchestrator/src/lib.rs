@@ -12,7 +12,8 @@
 //! - [`grpc`], [`http`]: the network faces. [`server`]: start-up and shutdown.
 //! - [`audit`]: the signed, hash-linked audit chain and its verification.
 //! - [`auth`]: credentials (JWT, API keys), roles and the permission table.
-//! - [`telemetry`]: logs and metrics. [`cli`]: the `cadre` command line.
+//! - [`telemetry`]: logs, span export (OTLP) and metrics. [`trace`]: W3C trace context across
+//!   hops (gRPC metadata, NATS headers, task structs). [`cli`]: the `cadre` command line.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -31,4 +32,5 @@ pub mod quota;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod trace;
 pub mod writer;

@@ -134,10 +134,13 @@ impl Node {
             result_signature: None,
             usage: Vec::new(),
         };
-        let queued = self
+        let mut queued = self
             .recovery
             .queued(&record, route)
             .ok_or_else(|| Error::Unavailable(format!("executor {} is not available", route.executor)))?;
+        // One task, one trace: its attempts become children of the submit span.
+        tracing::Span::current().record("task_id", tracing::field::display(record.id));
+        queued.traceparent = crate::trace::current_traceparent();
         match self.writer.insert(record.clone()).await? {
             WriteOutcome::Event { .. } => {
                 self.bus.dispatch(&record, queued);

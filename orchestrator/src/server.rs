@@ -640,6 +640,7 @@ async fn serve_grpc(
         .http2_keepalive_interval(Some(keepalive))
         .http2_keepalive_timeout(Some(keepalive))
         .tcp_keepalive(Some(keepalive))
+        .trace_fn(crate::trace::grpc_request_span)
         .add_service(health_svc)
         .add_service(reflection);
     let router = match services {

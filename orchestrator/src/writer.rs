@@ -28,6 +28,19 @@ struct Request {
     /// None is a barrier: answered once everything sent before it is durable.
     op: Option<WriteOp>,
     reply: Option<oneshot::Sender<Result<WriteOutcome, StoreError>>>,
+    /// A terminal transition's `task.record` span (while spans are exported): open from the
+    /// supervisor's decision until the commit, in the trace of the attempt that decided it.
+    span: tracing::Span,
+}
+
+impl Request {
+    fn new(op: Option<WriteOp>, reply: Option<oneshot::Sender<Result<WriteOutcome, StoreError>>>) -> Self {
+        Request {
+            op,
+            reply,
+            span: tracing::Span::none(),
+        }
+    }
 }
 
 /// Handle to the writer; cheap to clone. Implements [`TaskSink`] for the supervisors.
@@ -51,10 +64,7 @@ impl Writer {
     /// Records an audit act; the writer seals it into the chain in commit order. Waits only
     /// for room in the queue.
     pub async fn audit(&self, draft: AuditDraft) {
-        let req = Request {
-            op: Some(WriteOp::AuditDraft(Box::new(draft))),
-            reply: None,
-        };
+        let req = Request::new(Some(WriteOp::AuditDraft(Box::new(draft))), None);
         if self.tx.send(req).await.is_err() {
             tracing::warn!("writer stopped; audit record dropped");
         }
@@ -138,6 +148,7 @@ impl Writer {
             .try_send(Request {
                 op: Some(op),
                 reply: None,
+                span: tracing::Span::none(),
             })
             .is_err()
         {
@@ -157,10 +168,7 @@ impl Writer {
     async fn send(&self, op: Option<WriteOp>) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request {
-                op,
-                reply: Some(reply),
-            })
+            .send(Request::new(op, Some(reply)))
             .await
             .map_err(|_| StoreError("writer stopped".into()))?;
         rx.await.map_err(|_| StoreError("writer stopped".into()))?
@@ -179,10 +187,7 @@ impl TaskSink for Writer {
         };
         // Keep the order with the task's transitions when there is room; otherwise wait for
         // room in a task of its own: usage is never dropped.
-        match self.tx.try_send(Request {
-            op: Some(op),
-            reply: None,
-        }) {
+        match self.tx.try_send(Request::new(Some(op), None)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(req)) => {
                 let tx = self.tx.clone();
@@ -199,15 +204,14 @@ impl TaskSink for Writer {
     }
 
     async fn record(&self, t: Transition) {
-        if self
-            .tx
-            .send(Request {
-                op: Some(WriteOp::Transition(t)),
-                reply: None,
-            })
-            .await
-            .is_err()
-        {
+        let span = if t.state.is_terminal() {
+            crate::task_span!("task.record", task_id = %t.task_id, state = t.state.as_str(), attempt = t.attempt)
+        } else {
+            tracing::Span::none()
+        };
+        let mut req = Request::new(Some(WriteOp::Transition(t)), None);
+        req.span = span;
+        if self.tx.send(req).await.is_err() {
             tracing::warn!("writer stopped; transition dropped (recovered from the store on restart)");
         }
     }
@@ -219,14 +223,7 @@ impl TaskSink for Writer {
             fraction,
             message,
         };
-        if self
-            .tx
-            .try_send(Request {
-                op: Some(op),
-                reply: None,
-            })
-            .is_err()
-        {
+        if self.tx.try_send(Request::new(Some(op), None)).is_err() {
             metrics::counter!("cadre_progress_dropped_total").increment(1);
         }
     }

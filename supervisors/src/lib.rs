@@ -1,6 +1,7 @@
 //! cadre tier 1: supervisor actors and the worker pools they own.
 //!
 //! Layout:
+//! - [`attempt_span`]: the span each attempt runs in, parented on its task's trace.
 //! - [`config`]: what a supervisor is made of (pools per worker kind, restart intensity) and the
 //!   routing table from task type to supervisor, worker kind and executor.
 //! - [`priority_queue`]: the per-pool queue: priorities 0-9, FIFO within a priority, and
@@ -12,6 +13,7 @@
 //!   one-for-one worker restarts and escalation.
 #![forbid(unsafe_code)]
 
+pub mod attempt_span;
 pub mod config;
 pub mod priority_queue;
 pub mod restart_policy;

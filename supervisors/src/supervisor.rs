@@ -62,6 +62,9 @@ pub struct QueuedTask {
     pub attempts_started: u32,
     /// Whether its result is signed (security level verified).
     pub verified: bool,
+    /// The W3C trace context of its submission; every attempt's span is its child. None when
+    /// spans are not exported, or for a task recovered from the store (a new trace).
+    pub traceparent: Option<String>,
 }
 
 /// Messages a supervisor accepts.
@@ -538,7 +541,9 @@ impl SupervisorState {
                     format!("on {kind}/{slot_id}"),
                 ))
                 .await;
-            if let Err(e) = slot.actor.cast(WorkerMsg::Run(Box::new(assignment))) {
+            // Entered for the cast only: ractor carries the span to the worker's handler.
+            let span = crate::attempt_span::attempt_span(&self.name, t, attempt);
+            if let Err(e) = span.in_scope(|| slot.actor.cast(WorkerMsg::Run(Box::new(assignment)))) {
                 // The worker died between its exit and our noticing: its supervision event will
                 // arrive and treat the task as crashed, which retries it.
                 tracing::warn!(supervisor = %self.name, kind, slot_id, error = %e, "worker unreachable");

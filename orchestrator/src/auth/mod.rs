@@ -457,9 +457,14 @@ fn validate_name(field: &str, value: &str) -> Result<(), Error> {
     }
 }
 
-/// Client side: adds `authorization: Bearer <credential>` to every call.
+/// Client side: adds `authorization: Bearer <credential>` to every call, and the caller's
+/// W3C `traceparent` so the node's spans join the caller's trace: the current span's context
+/// if there is one, else a fixed one set with [`Bearer::with_traceparent`].
 #[derive(Clone)]
-pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+pub struct Bearer(
+    Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+);
 
 impl Bearer {
     /// A bearer for `credential` (a JWT or an API key); None sends no header.
@@ -471,7 +476,16 @@ impl Bearer {
                 })
             })
             .transpose()?;
-        Ok(Bearer(value))
+        Ok(Bearer(value, None))
+    }
+
+    /// Sends `traceparent` (a W3C trace context, e.g. the `TRACEPARENT` environment variable
+    /// the CLI honours) on calls made outside any span; a malformed one is ignored.
+    pub fn with_traceparent(mut self, traceparent: Option<&str>) -> Self {
+        self.1 = traceparent
+            .filter(|tp| crate::trace::is_valid_traceparent(tp))
+            .and_then(|tp| tp.trim().parse().ok());
+        self
     }
 
     /// Reads the bootstrap credential a node wrote to `<data_dir>/credentials`.
@@ -486,6 +500,12 @@ impl tonic::service::Interceptor for Bearer {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(v) = &self.0 {
             req.metadata_mut().insert("authorization", v.clone());
+        }
+        crate::trace::inject_metadata(req.metadata_mut());
+        if let Some(tp) = &self.1
+            && !req.metadata().contains_key(crate::trace::TRACEPARENT)
+        {
+            req.metadata_mut().insert(crate::trace::TRACEPARENT, tp.clone());
         }
         Ok(req)
     }

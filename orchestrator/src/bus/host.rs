@@ -502,6 +502,7 @@ impl Host {
             retry: record.spec.retry.clone(),
             attempts_started: 0,
             verified: record.spec.security_level != cadre_proto::SecurityLevel::Standard,
+            traceparent: crate::trace::current_traceparent(),
         };
         let (tx, rx) = oneshot::channel();
         self.waiters

@@ -283,8 +283,13 @@ async fn publish_outbox(c: Conn, mut rx: mpsc::Receiver<WorkMsg>) {
                         continue;
                     }
                 };
+                let mut headers = async_nats::HeaderMap::new();
+                if let Some(tp) = &m.traceparent {
+                    crate::trace::inject_traceparent_headers(&mut headers, tp);
+                }
                 let publish = jetstream::message::PublishMessage::build()
                     .payload(body.into())
+                    .headers(headers)
                     .message_id(m.msg_id());
                 match c.js.send_publish(subject, publish).await {
                     Ok(ack) => acks.push((m, ack)),

@@ -138,6 +138,9 @@ pub struct WorkMsg {
     pub attempt: u32,
     /// Sign the result (verified tasks).
     pub verified: bool,
+    /// W3C trace context of the submit (also sent as the `traceparent` header).
+    #[serde(default)]
+    pub traceparent: Option<String>,
 }
 
 impl WorkMsg {
@@ -156,6 +159,7 @@ impl WorkMsg {
             retry: task.retry.clone(),
             attempt: task.attempts_started,
             verified: task.verified,
+            traceparent: task.traceparent.clone(),
         }
     }
 
@@ -182,6 +186,7 @@ impl WorkMsg {
             retry: self.retry.clone(),
             attempts_started,
             verified: self.verified,
+            traceparent: self.traceparent.clone(),
         })
     }
 }

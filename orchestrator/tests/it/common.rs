@@ -1,6 +1,7 @@
-//! The test harness: a `cadre serve` child process and clients for it, and a throwaway
-//! PostgreSQL database ([`pg::TestDb`]).
+//! The test harness: a `cadre serve` child process and clients for it, a throwaway
+//! PostgreSQL database ([`pg::TestDb`]) and a test OTLP collector ([`otlp`]).
 
+pub mod otlp;
 pub mod pg;
 
 pub use pg::TestDb;
@@ -85,13 +86,37 @@ impl TestNode {
         node
     }
 
+    /// Starts a node in a fresh temp dir with extra environment (`None` removes a variable).
+    #[allow(dead_code)]
+    pub async fn start_with_env(extra_toml: &str, env: &[(&str, Option<String>)]) -> TestNode {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut node = Self::start_in_env(tmp.path(), extra_toml, env).await;
+        node._tmp = Some(tmp);
+        node
+    }
+
     /// Starts a node in `dir` (reusing its data dir if one is there).
     pub async fn start_in(dir: &Path, extra_toml: &str) -> TestNode {
-        Self::start_with(dir, extra_toml, &[]).await
+        Self::start_full(dir, extra_toml, &[], &[]).await
     }
 
     /// Like [`TestNode::start_in`] with extra `serve` arguments (e.g. `--role supervisor`).
     pub async fn start_with(dir: &Path, extra_toml: &str, args: &[&str]) -> TestNode {
+        Self::start_full(dir, extra_toml, args, &[]).await
+    }
+
+    /// [`TestNode::start_in`] with extra environment (`None` removes a variable).
+    pub async fn start_in_env(dir: &Path, extra_toml: &str, env: &[(&str, Option<String>)]) -> TestNode {
+        Self::start_full(dir, extra_toml, &[], env).await
+    }
+
+    /// Starts a node in `dir` with extra `serve` arguments and environment.
+    pub async fn start_full(
+        dir: &Path,
+        extra_toml: &str,
+        args: &[&str],
+        env: &[(&str, Option<String>)],
+    ) -> TestNode {
         let data = dir.join("data");
         let config = dir.join("cadre.toml");
         std::fs::write(
@@ -108,14 +133,19 @@ impl TestNode {
             .append(true)
             .open(dir.join("serve.log"))
             .unwrap();
-        let mut child = serve_command(&config)
-            .args(args)
+        let mut cmd = serve_command(&config);
+        cmd.args(args)
             .current_dir(dir)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn cadre serve");
+            .stderr(log);
+        for (k, v) in env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let mut child = cmd.spawn().expect("spawn cadre serve");
         let pid = child.id();
         let ep = eventually("endpoints.json", Duration::from_secs(30), || {
             let exited = child.try_wait().unwrap();
@@ -259,7 +289,8 @@ impl TestNode {
     }
 }
 
-fn read_log(dir: &Path) -> String {
+/// The node's stderr so far.
+pub fn read_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
 }
 

@@ -14,3 +14,4 @@ mod scaling;
 mod store;
 mod supervision;
 mod tls;
+mod traces;
