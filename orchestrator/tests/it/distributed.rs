@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use cadre_proto::v1;
 
+use crate::common::otlp::OtlpReceiver;
 use crate::common::*;
 
 /// The NATS every developer and CI machine runs (scripts/services.sh starts it).
@@ -41,6 +42,7 @@ struct Cluster {
     nats_url: String,
     orchestrator: TestNode,
     supervisors: Vec<(String, TestNode)>,
+    env: Vec<(&'static str, Option<String>)>,
 }
 
 impl Cluster {
@@ -53,6 +55,16 @@ impl Cluster {
     }
 
     async fn start(nats_url: &str, replicas: &[(&str, usize)], extra: &str) -> Cluster {
+        Self::start_env(nats_url, replicas, extra, Vec::new()).await
+    }
+
+    /// Like [`Cluster::start`], every process with `env` (e.g. an OTLP endpoint).
+    async fn start_env(
+        nats_url: &str,
+        replicas: &[(&str, usize)],
+        extra: &str,
+        env: Vec<(&'static str, Option<String>)>,
+    ) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(
             tmp.path().join("hs256.key"),
@@ -63,13 +75,16 @@ impl Cluster {
         let toml = Self::toml(tmp.path(), &prefix, nats_url, extra);
         let dir = tmp.path().join("orchestrator");
         std::fs::create_dir_all(&dir).unwrap();
-        let orchestrator = TestNode::start_with(&dir, &toml, &["--role", "orchestrator"]).await;
+        let mut node_env = env.clone();
+        node_env.push(("CADRE_NODE__ID", Some("orchestrator".into())));
+        let orchestrator = TestNode::start_full(&dir, &toml, &["--role", "orchestrator"], &node_env).await;
         let mut cluster = Cluster {
             tmp,
             prefix,
             nats_url: nats_url.to_string(),
             orchestrator,
             supervisors: Vec::new(),
+            env,
         };
         for (kind, n) in replicas {
             for _ in 0..*n {
@@ -80,10 +95,14 @@ impl Cluster {
     }
 
     async fn add_supervisor(&mut self, kind: &str) {
-        let dir = self.tmp.path().join(format!("{kind}-{}", self.supervisors.len()));
+        let name = format!("{kind}-{}", self.supervisors.len());
+        let dir = self.tmp.path().join(&name);
         std::fs::create_dir_all(&dir).unwrap();
         let toml = Self::toml(self.tmp.path(), &self.prefix, &self.nats_url, "");
-        let node = TestNode::start_with(&dir, &toml, &["--role", "supervisor", "--supervisor", kind]).await;
+        let mut env = self.env.clone();
+        env.push(("CADRE_NODE__ID", Some(name)));
+        let node =
+            TestNode::start_full(&dir, &toml, &["--role", "supervisor", "--supervisor", kind], &env).await;
         self.supervisors.push((kind.to_string(), node));
     }
 
@@ -169,10 +188,12 @@ async fn executions(c: &mut Tasks, id: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tasks_run_on_supervisor_nodes_and_survive_a_killed_replica() {
+    // JetStream and PostgreSQL, as in production.
+    let db = TestDb::create().await;
     let mut cluster = Cluster::start(
         SHARED_NATS,
         &[("system", 2), ("intelligence", 2), ("multimodal", 2)],
-        "",
+        &format!("[store]\nurl = {:?}\n", db.url()),
     )
     .await;
     let st = cluster.wait_replicas(6).await;
@@ -452,5 +473,154 @@ async fn scale_and_status_reach_every_replica() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
+    cluster.cleanup().await;
+}
+
+/// A TCP proxy that can cut every connection and refuse new ones, then let them through
+/// again: PostgreSQL "lost" and "back" without touching the shared server.
+struct CutProxy {
+    addr: String,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CutProxy {
+    async fn start(target: String) -> CutProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (cut, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *rx.borrow() {
+                    continue; // dropped: connection refused in effect
+                }
+                let target = target.clone();
+                let mut rx = rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = rx.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        CutProxy { addr, cut, task }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        let _ = self.cut.send(cut);
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_lost_refuses_submits_with_unavailable_and_recovers() {
+    let db = TestDb::create().await;
+    let target = "127.0.0.1:5432".to_string();
+    let proxy = CutProxy::start(target.clone()).await;
+    let url = db.url().replacen(&target, &proxy.addr, 1);
+    assert_ne!(url, db.url(), "the test database URL names {target}");
+    let cluster = Cluster::start(
+        SHARED_NATS,
+        &[("system", 1)],
+        &format!("[store]\nurl = {url:?}\n"),
+    )
+    .await;
+    cluster.wait_replicas(1).await;
+    let mut c = cluster.orchestrator.tasks().await;
+    let before = run(&mut c, spec("system.debug.echo", "{}")).await;
+    assert_eq!(state(&before), v1::TaskState::Succeeded);
+
+    proxy.set_cut(true);
+    let err = eventually(
+        "a submit refused while PostgreSQL is gone",
+        Duration::from_secs(60),
+        || {
+            let mut c = c.clone();
+            async move {
+                c.submit(v1::SubmitRequest {
+                    spec: Some(spec("system.debug.echo", "{}")),
+                })
+                .await
+                .err()
+            }
+        },
+    )
+    .await;
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert_eq!(cluster.orchestrator.http_get("/ready").await.0, 503);
+
+    proxy.set_cut(false);
+    let after = eventually("submits accepted again", Duration::from_secs(60), || {
+        let mut c = c.clone();
+        async move {
+            c.submit(v1::SubmitRequest {
+                spec: Some(spec("system.debug.echo", "{}")),
+            })
+            .await
+            .ok()
+        }
+    })
+    .await
+    .into_inner()
+    .task
+    .unwrap();
+    let done = wait_all_terminal(&mut c, &[after.id.clone()], Duration::from_secs(30)).await;
+    assert_eq!(state(&done[&after.id]), v1::TaskState::Succeeded);
+    cluster.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_task_is_one_trace_across_processes() {
+    let receiver = OtlpReceiver::start().await;
+    let cluster = Cluster::start_env(SHARED_NATS, &[("system", 1)], "", receiver.env()).await;
+    cluster.wait_replicas(1).await;
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let bearer = TestNode::bearer(Some(&cluster.orchestrator.credential()))
+        .with_traceparent(Some(&format!("00-{TRACE}-00f067aa0ba902b7-01")));
+    let mut c = v1::task_service_client::TaskServiceClient::with_interceptor(
+        cluster.orchestrator.channel().await,
+        bearer,
+    );
+    let t = submit(&mut c, spec("system.debug.echo", "{}")).await;
+    let id = t.id.clone();
+    let spans = receiver
+        .wait_for(
+            "submit on tier 0 and the attempt on the supervisor node",
+            Duration::from_secs(30),
+            |s| {
+                s.iter()
+                    .any(|x| x.name == "task.submit" && x.attr("task_id") == Some(&id))
+                    && s.iter()
+                        .any(|x| x.name == "task.attempt" && x.attr("task_id") == Some(&id))
+            },
+        )
+        .await;
+    let submit_span = spans
+        .iter()
+        .find(|x| x.name == "task.submit" && x.attr("task_id") == Some(&id))
+        .unwrap();
+    let attempt = spans
+        .iter()
+        .find(|x| x.name == "task.attempt" && x.attr("task_id") == Some(&id))
+        .unwrap();
+    assert_eq!(submit_span.trace_id, TRACE);
+    assert_eq!(
+        attempt.trace_id, TRACE,
+        "the supervisor node continues the caller's trace"
+    );
+    assert_ne!(
+        submit_span.resource.get("service.instance.id"),
+        attempt.resource.get("service.instance.id"),
+        "the spans come from two processes"
+    );
     cluster.cleanup().await;
 }
