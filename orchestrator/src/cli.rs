@@ -983,8 +983,14 @@ fn print_status(s: &v1::StatusResponse) {
         } else {
             ("├──", "│   ")
         };
+        // Distributed mode: one line per replica, with the node it runs on.
+        let place = if sup.node_id.is_empty() || (sup.node_id == s.node_id && sup.address.is_empty()) {
+            String::new()
+        } else {
+            format!(" on {} {}", sup.node_id, sup.address)
+        };
         println!(
-            "{branch} supervisor {} [{}] restarts {} (worker restarts in window {}/{})",
+            "{branch} supervisor {}{place} [{}] restarts {} (worker restarts in window {}/{})",
             sup.name, sup.state, sup.restarts, sup.recent_restarts, sup.max_restarts
         );
         for (j, p) in sup.pools.iter().enumerate() {
