@@ -267,6 +267,29 @@ async fn delegation_crosses_processes_and_cancel_reaches_children() {
     assert_eq!(child.spec.as_ref().unwrap().parent_id, parent.id);
     assert_eq!(state(&child), v1::TaskState::Succeeded);
 
+    // The shipped delegating type: intelligence asks multimodal to analyse an image.
+    let png =
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+    let mut cluster = cluster;
+    cluster.add_supervisor("intelligence").await;
+    cluster.wait_replicas(3).await;
+    let described = run(
+        &mut c,
+        spec(
+            "intelligence.research.describe_image",
+            &format!(r#"{{"image_base64":"{png}"}}"#),
+        ),
+    )
+    .await;
+    assert_eq!(state(&described), v1::TaskState::Succeeded, "{described:?}");
+    let r: serde_json::Value = serde_json::from_str(&described.result_json).unwrap();
+    assert!(r["summary"].as_str().unwrap().contains("1x1 PNG"), "{r}");
+    let analysis = get(&mut c, &described.children[0]).await;
+    assert_eq!(
+        analysis.spec.as_ref().unwrap().task_type,
+        "multimodal.vision.analyze"
+    );
+
     // Cancelling a parent cancels the child it waits for.
     let parent = submit(
         &mut c,
@@ -621,6 +644,46 @@ async fn one_task_is_one_trace_across_processes() {
         submit_span.resource.get("service.instance.id"),
         attempt.resource.get("service.instance.id"),
         "the spans come from two processes"
+    );
+    cluster.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn high_priority_tasks_overtake_a_backlog() {
+    let cluster = Cluster::start(SHARED_NATS, &[], "").await;
+    let mut c = cluster.orchestrator.tasks().await;
+    // A backlog of low-priority tasks waits in the stream before any replica exists...
+    let mut low = Vec::new();
+    for _ in 0..40 {
+        low.push(
+            submit(&mut c, spec("system.debug.sleep", r#"{"ms":100}"#))
+                .await
+                .id,
+        );
+    }
+    let mut s = spec("system.debug.sleep", r#"{"ms":100}"#);
+    s.priority = 9;
+    let high = submit(&mut c, s).await.id;
+    // ...then one replica with a single worker drains it: the high band is read first.
+    let mut cluster = cluster;
+    cluster.add_supervisor("system").await;
+    cluster.wait_replicas(1).await;
+    let mut a = cluster.orchestrator.admin().await;
+    let _ = a
+        .scale(v1::ScaleRequest {
+            supervisor: "system".into(),
+            worker_kind: "monitor".into(),
+            replicas: 1,
+        })
+        .await;
+    let mut all = low.clone();
+    all.push(high.clone());
+    let done = wait_all_terminal(&mut c, &all, Duration::from_secs(60)).await;
+    let finished = |id: &String| done[id].updated_at_ms;
+    let before = low.iter().filter(|id| finished(id) < finished(&high)).count();
+    assert!(
+        before <= 8,
+        "{before} low-priority tasks finished before the high-priority one"
     );
     cluster.cleanup().await;
 }
