@@ -1,6 +1,8 @@
 //! The test harness: a `cadre serve` child process and clients for it, a throwaway
-//! PostgreSQL database ([`pg::TestDb`]) and a test OTLP collector ([`otlp`]).
+//! PostgreSQL database ([`pg::TestDb`]), a test OTLP collector ([`otlp`]) and the shared pieces
+//! of multi-process tests ([`cluster`]).
 
+pub mod cluster;
 pub mod otlp;
 pub mod pg;
 
