@@ -123,8 +123,9 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// An audit draft: sealed as the chain's next record with `sealer` (the draft as the store
-    /// keeps its text, so the stored record verifies); ignored without a sealer.
+    /// An audit draft: sealed as the chain's next record with `sealer`; ignored without a
+    /// sealer. The caller passes the draft with its text as the store will keep it, so the
+    /// hash matches the record read back.
     pub fn audit(&mut self, draft: AuditDraft, sealer: Option<&Sealer>) -> WriteOutcome {
         let Some(sealer) = sealer else {
             return WriteOutcome::Ignored;
