@@ -104,9 +104,10 @@ pub enum Command {
     VerifyResult {
         /// Task id.
         id: String,
-        /// The node's public key (default: <data-dir>/node-ed25519.pub.pem).
+        /// The node's public key (default: <data-dir>/node-ed25519.pub.pem); repeat it for
+        /// every tier-0 replica, since whichever replica committed the result signed it.
         #[arg(long)]
-        public_key: Option<PathBuf>,
+        public_key: Vec<PathBuf>,
     },
     /// Issue JWTs (commander only).
     Token {
@@ -700,10 +701,17 @@ async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &P
             Ok(0)
         }
         Command::VerifyResult { id, public_key } => {
-            let path = public_key.unwrap_or_else(|| data_dir.join(audit::NODE_PUBLIC_KEY_FILE));
-            let pem = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read the node public key {}", path.display()))?;
-            let key = audit::public_key(&pem)?;
+            let paths = if public_key.is_empty() {
+                vec![data_dir.join(audit::NODE_PUBLIC_KEY_FILE)]
+            } else {
+                public_key
+            };
+            let mut keys = Vec::new();
+            for path in &paths {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the node public key {}", path.display()))?;
+                keys.push((path, audit::public_key(&pem)?));
+            }
             let task = tasks
                 .get(v1::GetRequest { id })
                 .await
@@ -717,9 +725,11 @@ async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &P
                 );
             }
             let task_id: cadre_proto::TaskId = task.id.parse()?;
-            if !audit::verify_result(&key, task_id, &task.result_json, &task.result_signature) {
+            let Some((path, _)) = keys.iter().find(|(_, key)| {
+                audit::verify_result(key, task_id, &task.result_json, &task.result_signature)
+            }) else {
                 bail!("task {}: the result does NOT match the node's signature", task.id);
-            }
+            };
             println!(
                 "task {}: result signature valid (signed by {})",
                 task.id,
