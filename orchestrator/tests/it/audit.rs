@@ -9,16 +9,6 @@ use tonic::Code;
 
 use crate::common::*;
 
-fn cadre_audit(data: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
-        .arg("--data-dir")
-        .arg(data)
-        .arg("audit")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// Copies what `cadre audit` reads into a fresh dir and applies `sql` to the copy.
 async fn tampered(data: &Path, sql: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

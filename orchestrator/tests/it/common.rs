@@ -291,6 +291,17 @@ impl TestNode {
     }
 }
 
+/// Runs `cadre --data-dir <data> audit <args>` (reads the store directly; no node needed).
+pub fn cadre_audit(data: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("audit")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// The node's stderr so far.
 pub fn read_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()

@@ -4,7 +4,7 @@
 //! finishes, the unfinished-task caps see the other replica's tasks, and the replicas write
 //! one audit chain that `cadre audit verify` accepts with both node keys.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use cadre_proto::v1;
@@ -23,17 +23,6 @@ const SUBMITTERS: usize = 4;
 const CAPPED: &str = "capped";
 /// Its cap.
 const CAP: usize = 3;
-
-/// `cadre audit ...` on `data` with extra arguments.
-fn cadre_audit(data: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
-        .arg("--data-dir")
-        .arg(data)
-        .arg("audit")
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// Submits `n` echo tasks through `node` from [`SUBMITTERS`] concurrent clients.
 async fn submit_many(node: &TestNode, n: usize) -> Vec<String> {
