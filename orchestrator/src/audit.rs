@@ -3,14 +3,17 @@
 //! issue and revocation).
 //!
 //! Each record's `hash` is SHA-256 over the previous record's hash and the record's canonical
-//! JSON; each hash is signed with the node's Ed25519 key (`<data_dir>/node-ed25519.pem`). The
-//! writer seals records in commit order (so they ride the same group commit as the tasks) and,
-//! after each batch, writes the signed head (last seq and hash) to `<data_dir>/audit-head.json`.
-//! [`verify`] then detects an edited, deleted, inserted or reordered record (broken links or
-//! signatures) and a cut-off tail (the head names a record that is gone).
+//! JSON; each hash is signed with the Ed25519 key of the node that sealed it
+//! (`<data_dir>/node-ed25519.pem`), and the record names that key ([`AuditRecord::signer`]).
+//! The store seals drafts inside the batch's transaction, in commit order (so they ride the
+//! same group commit as the tasks, and several tier-0 replicas on one PostgreSQL database
+//! extend one chain); after each batch with records the writer writes its signed head (last
+//! seq and hash it sealed) to `<data_dir>/audit-head.json`. [`verify`] then detects an edited,
+//! deleted, inserted or reordered record (broken links or signatures), a record signed by a key
+//! that is not trusted, and a cut-off tail (a head names a record that is gone).
 //!
-//! Limit: whoever holds the node key can forge a consistent chain; keep the key apart from
-//! the people you audit, and copy the head elsewhere if you need more.
+//! Limit: whoever holds a trusted node key can forge a consistent chain; keep the keys apart
+//! from the people you audit, and copy the heads elsewhere if you need more.
 
 use std::path::{Path, PathBuf};
 
@@ -82,6 +85,11 @@ pub struct AuditRecord {
     pub hash: String,
     /// Ed25519 signature of `hash`, hex.
     pub signature: String,
+    /// [`key_id`] of the key that made `signature` (each replica signs with its own node key);
+    /// empty on records written before signers were recorded, which any trusted key may have
+    /// signed. Not covered by the hash: the signature already binds the record to this key.
+    #[serde(default)]
+    pub signer: String,
 }
 
 /// The signed end of the chain.
@@ -93,6 +101,10 @@ pub struct SignedHead {
     pub hash: String,
     /// Ed25519 signature of `head:<seq>:<hash>`, hex.
     pub signature: String,
+    /// [`key_id`] of the key that signed the head (empty in heads written before signers were
+    /// recorded).
+    #[serde(default)]
+    pub signer: String,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -170,39 +182,73 @@ pub fn public_key(pem: &str) -> Result<VerifyingKey, Error> {
     VerifyingKey::from_public_key_pem(pem).map_err(|e| Error::FailedPrecondition(format!("public key: {e}")))
 }
 
-/// Seals drafts into the chain, in order. Owned by the writer.
+/// The end of the chain: the last record's seq and hash (0 and [`GENESIS`] when empty).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainTail {
+    /// Seq of the last record.
+    pub seq: u64,
+    /// Hash of the last record.
+    pub hash: String,
+}
+
+impl Default for ChainTail {
+    fn default() -> Self {
+        ChainTail {
+            seq: 0,
+            hash: GENESIS.to_string(),
+        }
+    }
+}
+
+/// The hex id of a public key as audit records name their signer: the 32 key bytes, hex.
+pub fn key_id(key: &VerifyingKey) -> String {
+    hex(key.as_bytes())
+}
+
+/// One node's sealing key and where it keeps its signed head.
+///
+/// It holds no chain state: the store seals drafts inside the batch's transaction, after the
+/// chain's end is known in commit order (read under PostgreSQL's event-log lock, or from the
+/// single SQLite writer's memory), by calling [`Sealer::seal`]. So several tier-0 replicas
+/// sharing one database extend one chain, each record naming the key that signed it.
 pub struct Sealer {
+    /// The node key (`<data_dir>/node-ed25519.pem`).
     key: SigningKey,
-    seq: u64,
-    hash: String,
+    /// [`key_id`] of its public half, written on every record this node seals.
+    id: String,
+    /// `<data_dir>/audit-head.json`.
     head_path: PathBuf,
 }
 
 impl Sealer {
-    /// Continues the chain after (`seq`, `hash`), the last stored record.
-    pub fn new(key: SigningKey, data_dir: &Path, seq: u64, hash: String) -> Self {
+    /// A sealer signing with `key` that keeps its signed head in `data_dir`.
+    pub fn new(key: SigningKey, data_dir: &Path) -> Self {
         Sealer {
+            id: key_id(&key.verifying_key()),
             key,
-            seq,
-            hash,
             head_path: data_dir.join(HEAD_FILE),
         }
     }
 
-    /// The next record of the chain.
-    pub fn seal(&mut self, draft: AuditDraft) -> AuditRecord {
-        let seq = self.seq + 1;
-        let hash = record_hash(seq, &draft, &self.hash);
+    /// The [`key_id`] this sealer writes on its records.
+    pub fn key_id(&self) -> &str {
+        &self.id
+    }
+
+    /// The record after `tail`, which then moves to it.
+    pub fn seal(&self, tail: &mut ChainTail, draft: AuditDraft) -> AuditRecord {
+        let seq = tail.seq + 1;
+        let hash = record_hash(seq, &draft, &tail.hash);
         let signature = hex(&self.key.sign(hash.as_bytes()).to_bytes());
-        let record = AuditRecord {
+        tail.seq = seq;
+        AuditRecord {
             seq,
             draft,
-            prev_hash: std::mem::replace(&mut self.hash, hash.clone()),
+            prev_hash: std::mem::replace(&mut tail.hash, hash.clone()),
             hash,
             signature,
-        };
-        self.seq = seq;
-        record
+            signer: self.id.clone(),
+        }
     }
 
     /// Signs a verified task's result (see [`cadre_proto::result_signing_message`]).
@@ -211,19 +257,60 @@ impl Sealer {
         hex(&self.key.sign(msg.as_bytes()).to_bytes())
     }
 
-    /// Writes the signed head (after the records up to it are committed).
-    pub fn write_head(&self) -> std::io::Result<()> {
-        let head = SignedHead {
-            seq: self.seq,
-            hash: self.hash.clone(),
+    /// The signed head naming `tail`.
+    pub fn head(&self, tail: &ChainTail) -> SignedHead {
+        SignedHead {
+            seq: tail.seq,
+            hash: tail.hash.clone(),
             signature: hex(&self
                 .key
-                .sign(head_message(self.seq, &self.hash).as_bytes())
+                .sign(head_message(tail.seq, &tail.hash).as_bytes())
                 .to_bytes()),
-        };
+            signer: self.id.clone(),
+        }
+    }
+
+    /// Writes the signed head naming `tail` (after the records up to it are committed). With
+    /// several replicas each keeps its own head: the last record it sealed itself, a prefix of
+    /// the shared chain.
+    pub fn write_head(&self, tail: &ChainTail) -> std::io::Result<()> {
         let tmp = self.head_path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&head).unwrap_or_default())?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(&self.head(tail)).unwrap_or_default(),
+        )?;
         std::fs::rename(tmp, &self.head_path)
+    }
+}
+
+/// The keys a chain may be signed with: every tier-0 replica's node public key.
+pub struct TrustedKeys {
+    /// By [`key_id`].
+    keys: Vec<(String, VerifyingKey)>,
+}
+
+impl TrustedKeys {
+    /// Trusts exactly `keys`.
+    pub fn new(keys: impl IntoIterator<Item = VerifyingKey>) -> Self {
+        TrustedKeys {
+            keys: keys.into_iter().map(|k| (key_id(&k), k)).collect(),
+        }
+    }
+
+    /// Whether `signature` (hex) over `msg` was made by the key named `signer`, or by any
+    /// trusted key when `signer` is empty. None: `signer` is not trusted.
+    fn check(&self, signer: &str, msg: &[u8], signature: &str) -> Option<bool> {
+        let Some(sig) = unhex(signature)
+            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+            .map(|b| Signature::from_bytes(&b))
+        else {
+            return Some(false);
+        };
+        if signer.is_empty() {
+            return Some(self.keys.iter().any(|(_, k)| k.verify(msg, &sig).is_ok()));
+        }
+        let (_, key) = self.keys.iter().find(|(id, _)| id == signer)?;
+        Some(key.verify(msg, &sig).is_ok())
     }
 }
 
@@ -246,37 +333,39 @@ pub enum Tampering {
     /// A record's content does not match its hash (edited).
     #[error("record {0} was edited: its content does not match its hash")]
     Edited(u64),
-    /// A record's signature is not the node's.
-    #[error("record {0} has a signature the node key did not make")]
+    /// A record's signature was not made by the key it names (or by any trusted key).
+    #[error("record {0} has a signature no trusted node key made")]
     Signature(u64),
-    /// The head file's signature is not the node's.
-    #[error("the signed head is not signed by the node key")]
-    HeadSignature,
-    /// The head names records that are no longer there.
-    #[error("the chain ends at record {last} but the signed head says {head}: records were cut off the tail")]
+    /// A record names a signer that is not among the trusted keys.
+    #[error("record {seq} is signed by key {signer}, which is not trusted (pass its public key)")]
+    UntrustedSigner {
+        /// The record.
+        seq: u64,
+        /// The key id it names.
+        signer: String,
+    },
+    /// A head file's signature is not a trusted node's.
+    #[error("the signed head at {0} is not signed by a trusted node key")]
+    HeadSignature(u64),
+    /// A head names records that are no longer there.
+    #[error("the chain ends at record {last} but a signed head says {head}: records were cut off the tail")]
     Truncated {
         /// Last record present.
         last: u64,
         /// Seq in the signed head.
         head: u64,
     },
-    /// The record the head names has another hash.
+    /// The record a head names has another hash.
     #[error("record {0} does not match the signed head")]
     HeadMismatch(u64),
 }
 
-/// Checks a whole chain (records in seq order, starting at 1) against the node's public key
-/// and its signed head. Returns the number of records verified.
-pub fn verify(
-    records: &[AuditRecord],
-    head: Option<&SignedHead>,
-    key: &VerifyingKey,
-) -> Result<u64, Tampering> {
-    let signed = |msg: &[u8], sig: &str| {
-        unhex(sig)
-            .and_then(|b| <[u8; 64]>::try_from(b).ok())
-            .is_some_and(|b| key.verify(msg, &Signature::from_bytes(&b)).is_ok())
-    };
+/// Checks a whole chain (records in seq order, starting at 1) against the trusted node keys and
+/// signed heads. Each record must be signed by the key it names (any trusted key for records
+/// without a signer); each head must be signed by a trusted key and name a record of the chain
+/// with its hash. A head may be a prefix: records after it are fine (other replicas extend the
+/// chain, and a node may die before writing its head). Returns the number of records verified.
+pub fn verify(records: &[AuditRecord], heads: &[SignedHead], keys: &TrustedKeys) -> Result<u64, Tampering> {
     let mut prev = GENESIS.to_string();
     for (i, r) in records.iter().enumerate() {
         let expected = i as u64 + 1;
@@ -292,18 +381,23 @@ pub fn verify(
         if record_hash(r.seq, &r.draft, &r.prev_hash) != r.hash {
             return Err(Tampering::Edited(r.seq));
         }
-        if !signed(r.hash.as_bytes(), &r.signature) {
-            return Err(Tampering::Signature(r.seq));
+        match keys.check(&r.signer, r.hash.as_bytes(), &r.signature) {
+            None => {
+                return Err(Tampering::UntrustedSigner {
+                    seq: r.seq,
+                    signer: r.signer.clone(),
+                });
+            }
+            Some(false) => return Err(Tampering::Signature(r.seq)),
+            Some(true) => {}
         }
         prev = r.hash.clone();
     }
     let last = records.len() as u64;
-    if let Some(h) = head {
-        if !signed(head_message(h.seq, &h.hash).as_bytes(), &h.signature) {
-            return Err(Tampering::HeadSignature);
+    for h in heads {
+        if keys.check(&h.signer, head_message(h.seq, &h.hash).as_bytes(), &h.signature) != Some(true) {
+            return Err(Tampering::HeadSignature(h.seq));
         }
-        // Records after the head are fine (the node may have died before writing it): each is
-        // signed. A head beyond the last record means the tail was cut off.
         if h.seq > last {
             return Err(Tampering::Truncated { last, head: h.seq });
         }
@@ -318,33 +412,42 @@ pub fn verify(
 mod tests {
     use super::*;
 
-    fn chain(n: usize) -> (Vec<AuditRecord>, SignedHead, VerifyingKey, tempfile::TempDir) {
+    fn chain(n: usize) -> (Vec<AuditRecord>, SignedHead, TrustedKeys, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let key = node_key(dir.path()).unwrap();
         let public = key.verifying_key();
-        let mut sealer = Sealer::new(key, dir.path(), 0, GENESIS.into());
+        let sealer = Sealer::new(key, dir.path());
+        let mut tail = ChainTail::default();
         let records = (0..n)
-            .map(|i| sealer.seal(AuditDraft::new(None, "submit", &format!("task-{i}"), "ok", "")))
+            .map(|i| {
+                sealer.seal(
+                    &mut tail,
+                    AuditDraft::new(None, "submit", &format!("task-{i}"), "ok", ""),
+                )
+            })
             .collect();
-        sealer.write_head().unwrap();
+        sealer.write_head(&tail).unwrap();
         let head: SignedHead =
             serde_json::from_slice(&std::fs::read(dir.path().join(HEAD_FILE)).unwrap()).unwrap();
-        (records, head, public, dir)
+        (records, head, TrustedKeys::new([public]), dir)
     }
 
     #[test]
     fn an_untouched_chain_verifies_and_every_kind_of_tampering_is_caught() {
         let (records, head, key, _dir) = chain(5);
-        assert_eq!(verify(&records, Some(&head), &key), Ok(5));
+        assert_eq!(verify(&records, std::slice::from_ref(&head), &key), Ok(5));
 
         let mut edited = records.clone();
         edited[2].draft.outcome = "denied".into();
-        assert_eq!(verify(&edited, Some(&head), &key), Err(Tampering::Edited(3)));
+        assert_eq!(
+            verify(&edited, std::slice::from_ref(&head), &key),
+            Err(Tampering::Edited(3))
+        );
 
         let mut deleted = records.clone();
         deleted.remove(1);
         assert!(matches!(
-            verify(&deleted, Some(&head), &key),
+            verify(&deleted, std::slice::from_ref(&head), &key),
             Err(Tampering::Sequence {
                 expected: 2,
                 found: 3
@@ -354,7 +457,7 @@ mod tests {
         let mut reordered = records.clone();
         reordered.swap(1, 2);
         assert!(matches!(
-            verify(&reordered, Some(&head), &key),
+            verify(&reordered, std::slice::from_ref(&head), &key),
             Err(Tampering::Sequence { .. })
         ));
 
@@ -366,22 +469,84 @@ mod tests {
         for (i, r) in inserted.iter_mut().enumerate() {
             r.seq = i as u64 + 1;
         }
-        assert!(verify(&inserted, Some(&head), &key).is_err());
+        assert!(verify(&inserted, std::slice::from_ref(&head), &key).is_err());
 
         let truncated = &records[..3];
         assert_eq!(
-            verify(truncated, Some(&head), &key),
+            verify(truncated, std::slice::from_ref(&head), &key),
             Err(Tampering::Truncated { last: 3, head: 5 })
         );
 
         let mut resigned = records.clone();
         resigned[4].signature = "00".repeat(64);
-        assert_eq!(verify(&resigned, Some(&head), &key), Err(Tampering::Signature(5)));
+        assert_eq!(
+            verify(&resigned, std::slice::from_ref(&head), &key),
+            Err(Tampering::Signature(5))
+        );
 
         let (_, _, other_key, _d) = chain(1);
+        assert!(matches!(
+            verify(&records, std::slice::from_ref(&head), &other_key),
+            Err(Tampering::UntrustedSigner { seq: 1, .. })
+        ));
+
+        // A record re-signed with another key that claims the original signer.
+        let (other, _, _, _d2) = chain(1);
+        let mut swapped = records.clone();
+        swapped[0].signature = other[0].signature.clone();
         assert_eq!(
-            verify(&records, Some(&head), &other_key),
+            verify(&swapped, std::slice::from_ref(&head), &key),
             Err(Tampering::Signature(1))
+        );
+
+        // Records from before signers were recorded verify with any trusted key.
+        let mut legacy = records.clone();
+        legacy.iter_mut().for_each(|r| r.signer.clear());
+        assert_eq!(verify(&legacy, &[], &key), Ok(5));
+    }
+
+    #[test]
+    fn a_chain_sealed_by_two_replicas_verifies_with_both_keys_and_both_heads() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = Sealer::new(node_key(a_dir.path()).unwrap(), a_dir.path());
+        let b = Sealer::new(node_key(b_dir.path()).unwrap(), b_dir.path());
+        let mut tail = ChainTail::default();
+        let mut records = Vec::new();
+        let (mut a_head, mut b_head) = (None, None);
+        for i in 0..6 {
+            let (sealer, head) = if i % 3 == 0 {
+                (&b, &mut b_head)
+            } else {
+                (&a, &mut a_head)
+            };
+            records.push(sealer.seal(
+                &mut tail,
+                AuditDraft::new(None, "submit", &format!("t{i}"), "ok", ""),
+            ));
+            *head = Some(sealer.head(&tail));
+        }
+        let heads = [a_head.unwrap(), b_head.unwrap()];
+        assert!(heads[0].seq != heads[1].seq, "each head is a prefix of the chain");
+        let both = TrustedKeys::new([a.key.verifying_key(), b.key.verifying_key()]);
+        assert_eq!(verify(&records, &heads, &both), Ok(6));
+        let only_a = TrustedKeys::new([a.key.verifying_key()]);
+        assert_eq!(
+            verify(&records, &[], &only_a),
+            Err(Tampering::UntrustedSigner {
+                seq: 1,
+                signer: b.key_id().to_string()
+            })
+        );
+        // A's head checked against B's key alone is not trusted.
+        let only_b = TrustedKeys::new([b.key.verifying_key()]);
+        assert_eq!(
+            verify(&records[..1], &heads[1..], &only_b),
+            Err(Tampering::Truncated { last: 1, head: 4 }),
+            "B's head is checked with B's key, and the chain is cut"
+        );
+        assert_eq!(
+            verify(&records[..1], &heads[..1], &only_b),
+            Err(Tampering::HeadSignature(heads[0].seq))
         );
     }
 }

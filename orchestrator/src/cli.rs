@@ -10,6 +10,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -25,7 +26,6 @@ use crate::audit;
 use crate::auth::{Bearer, Principal, Role};
 use crate::config::{Config, ConfigSource, Overrides};
 use crate::server::{self, Endpoints};
-use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::telemetry;
 
@@ -104,9 +104,10 @@ pub enum Command {
     VerifyResult {
         /// Task id.
         id: String,
-        /// The node's public key (default: <data-dir>/node-ed25519.pub.pem).
+        /// The node's public key (default: <data-dir>/node-ed25519.pub.pem); repeat it for
+        /// every tier-0 replica, since whichever replica committed the result signed it.
         #[arg(long)]
-        public_key: Option<PathBuf>,
+        public_key: Vec<PathBuf>,
     },
     /// Issue JWTs (commander only).
     Token {
@@ -122,6 +123,17 @@ pub enum Command {
     },
     /// Check or export the audit chain of a node's data dir (reads the database directly).
     Audit {
+        /// Where the chain is, when not in `<data-dir>/cadre.db`: the PostgreSQL database that
+        /// tier-0 replicas share (`postgres://...`), or another `sqlite:PATH`.
+        #[arg(long, global = true)]
+        store_url: Option<String>,
+        /// Also trust this node public key (PEM), besides `<data-dir>/node-ed25519.pub.pem`;
+        /// repeat it for every replica that shares the chain.
+        #[arg(long = "trusted-key", global = true)]
+        trusted_keys: Vec<PathBuf>,
+        /// Also check this signed head (another replica's `audit-head.json`); repeatable.
+        #[arg(long = "head", global = true)]
+        heads: Vec<PathBuf>,
         /// What to do.
         #[command(subcommand)]
         command: AuditCommand,
@@ -357,12 +369,19 @@ pub struct TasksArgs {
 pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Serve(args) => serve(args, cli.data_dir).await.map(|_| 0),
-        Command::Audit { command } => {
-            audit_command(
-                command,
-                cli.data_dir.as_deref().unwrap_or(Path::new("cadre-data")),
-            )
-            .await
+        Command::Audit {
+            command,
+            store_url,
+            trusted_keys,
+            heads,
+        } => {
+            let source = AuditSource {
+                data_dir: cli.data_dir.unwrap_or_else(|| PathBuf::from("cadre-data")),
+                store_url,
+                trusted_keys,
+                heads,
+            };
+            audit_command(command, &source).await
         }
         Command::Config {
             command: ConfigCommand::Check { file },
@@ -682,10 +701,17 @@ async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &P
             Ok(0)
         }
         Command::VerifyResult { id, public_key } => {
-            let path = public_key.unwrap_or_else(|| data_dir.join(audit::NODE_PUBLIC_KEY_FILE));
-            let pem = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read the node public key {}", path.display()))?;
-            let key = audit::public_key(&pem)?;
+            let paths = if public_key.is_empty() {
+                vec![data_dir.join(audit::NODE_PUBLIC_KEY_FILE)]
+            } else {
+                public_key
+            };
+            let mut keys = Vec::new();
+            for path in &paths {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the node public key {}", path.display()))?;
+                keys.push((path, audit::public_key(&pem)?));
+            }
             let task = tasks
                 .get(v1::GetRequest { id })
                 .await
@@ -699,9 +725,11 @@ async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &P
                 );
             }
             let task_id: cadre_proto::TaskId = task.id.parse()?;
-            if !audit::verify_result(&key, task_id, &task.result_json, &task.result_signature) {
+            let Some((path, _)) = keys.iter().find(|(_, key)| {
+                audit::verify_result(key, task_id, &task.result_json, &task.result_signature)
+            }) else {
                 bail!("task {}: the result does NOT match the node's signature", task.id);
-            }
+            };
             println!(
                 "task {}: result signature valid (signed by {})",
                 task.id,
@@ -780,30 +808,104 @@ async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &P
 /// How to check an evidence package by hand; written into every package.
 const EVIDENCE_HOWTO: &str = "Each record's hash is SHA-256 over its prev_hash (hex text) followed by the \
 compact JSON array [seq, {at_ms, actor, tenant, role, action, target, outcome, detail}] (fields in that \
-order). Each signature is Ed25519 (hex) over the hash's hex text, by node_public_key_pem. The head's \
-signature covers the text head:<seq>:<hash>. `cadre audit verify --data-dir DIR` checks the whole chain.";
+order). Each signature is Ed25519 (hex) over the hash's hex text, by the key whose 32 bytes the record's \
+signer field holds in hex (empty: the node key); that key must be one of trusted_public_keys_pem. A \
+head's signature covers the text head:<seq>:<hash>. `cadre audit verify --data-dir DIR` checks the whole \
+chain (add --store-url, --trusted-key and --head for a chain shared by several tier-0 replicas).";
 
-async fn audit_command(command: AuditCommand, data_dir: &Path) -> Result<i32> {
-    let store = SqliteStore::open_read_only(&data_dir.join("cadre.db")).await?;
-    let public_pem = std::fs::read_to_string(data_dir.join(audit::NODE_PUBLIC_KEY_FILE))
-        .with_context(|| format!("cannot read the node public key in {}", data_dir.display()))?;
-    let key = audit::public_key(&public_pem)?;
-    let head: Option<audit::SignedHead> = std::fs::read(data_dir.join(audit::HEAD_FILE))
-        .ok()
-        .map(|b| serde_json::from_slice(&b))
-        .transpose()
-        .context("the signed head file is not valid JSON")?;
+/// Where `cadre audit` finds the chain, the keys it trusts and the heads it checks.
+struct AuditSource {
+    /// The node's data dir: its database (unless `store_url`), public key and head.
+    data_dir: PathBuf,
+    /// The store holding the chain, when not `<data_dir>/cadre.db`.
+    store_url: Option<String>,
+    /// Other replicas' public keys (PEM files).
+    trusted_keys: Vec<PathBuf>,
+    /// Other replicas' signed heads.
+    heads: Vec<PathBuf>,
+}
+
+impl AuditSource {
+    /// The store, read-only for SQLite (a node may be running on it).
+    async fn store(&self) -> Result<Arc<dyn crate::store::Store>> {
+        Ok(match self.store_url.as_deref() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Arc::new(crate::store::postgres::PgStore::connect(url, 2).await?)
+            }
+            Some(url) => {
+                let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+                Arc::new(SqliteStore::open_read_only(Path::new(path)).await?)
+            }
+            None => Arc::new(SqliteStore::open_read_only(&self.data_dir.join("cadre.db")).await?),
+        })
+    }
+
+    /// The trusted public keys as PEM: the data dir's (if there is one) and every
+    /// `--trusted-key`; at least one.
+    fn key_pems(&self) -> Result<Vec<String>> {
+        let own = self.data_dir.join(audit::NODE_PUBLIC_KEY_FILE);
+        let mut pems = Vec::new();
+        if own.is_file() || self.trusted_keys.is_empty() {
+            pems.push(std::fs::read_to_string(&own).with_context(|| {
+                format!("cannot read the node public key in {}", self.data_dir.display())
+            })?);
+        }
+        for path in &self.trusted_keys {
+            pems.push(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the public key {}", path.display()))?,
+            );
+        }
+        Ok(pems)
+    }
+
+    /// The signed heads: the data dir's (if any) and every `--head`.
+    fn heads(&self) -> Result<Vec<audit::SignedHead>> {
+        let own = self.data_dir.join(audit::HEAD_FILE);
+        let mut heads = Vec::new();
+        for path in std::iter::once(&own).chain(&self.heads) {
+            match std::fs::read(path) {
+                Ok(bytes) => heads.push(
+                    serde_json::from_slice(&bytes)
+                        .with_context(|| format!("the signed head {} is not valid JSON", path.display()))?,
+                ),
+                Err(_) if *path == own => {}
+                Err(e) => bail!("cannot read the signed head {}: {e}", path.display()),
+            }
+        }
+        Ok(heads)
+    }
+}
+
+async fn audit_command(command: AuditCommand, source: &AuditSource) -> Result<i32> {
+    let store = source.store().await?;
+    let pems = source.key_pems()?;
+    let keys = audit::TrustedKeys::new(
+        pems.iter()
+            .map(|p| audit::public_key(p))
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+    let heads = source.heads()?;
     match command {
         AuditCommand::Verify => {
             let records = store.audit_records(None).await?;
-            match audit::verify(&records, head.as_ref(), &key) {
+            match audit::verify(&records, &heads, &keys) {
                 Ok(n) => {
-                    let at = head
-                        .as_ref()
-                        .map(|h| h.seq.to_string())
-                        .unwrap_or_else(|| "none".into());
+                    let at = if heads.is_empty() {
+                        "none".to_string()
+                    } else {
+                        heads
+                            .iter()
+                            .map(|h| h.seq.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    let signers: std::collections::BTreeSet<&str> =
+                        records.iter().map(|r| r.signer.as_str()).collect();
                     println!(
-                        "audit chain OK: {n} records, every link and signature valid; signed head at {at}"
+                        "audit chain OK: {n} records by {} signing key(s), every link and signature valid; \
+                         signed head(s) at {at}",
+                        signers.len()
                     );
                     Ok(0)
                 }
@@ -816,8 +918,10 @@ async fn audit_command(command: AuditCommand, data_dir: &Path) -> Result<i32> {
             let package = serde_json::json!({
                 "task_id": id.to_string(),
                 "generated_at_ms": crate::store::sqlite::now_ms(),
-                "node_public_key_pem": public_pem,
-                "signed_head": head,
+                "node_public_key_pem": pems[0],
+                "trusted_public_keys_pem": pems,
+                "signed_heads": heads,
+                "signed_head": heads.first(),
                 "records": records,
                 "how_to_verify": EVIDENCE_HOWTO,
             });

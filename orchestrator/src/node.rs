@@ -153,7 +153,7 @@ impl Node {
                 Ok((record, true))
             }
             WriteOutcome::Existing(id) => Ok((self.get_record(id).await?, false)),
-            WriteOutcome::Ignored | WriteOutcome::Usage { .. } => {
+            WriteOutcome::Ignored | WriteOutcome::Usage { .. } | WriteOutcome::Audited { .. } => {
                 Err(Error::Unavailable("the store refused the task; retry".into()))
             }
         }

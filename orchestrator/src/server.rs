@@ -44,6 +44,10 @@ use crate::store::sqlite::SqliteStore;
 use crate::writer::{HubFeed, Writer};
 use crate::{http, telemetry};
 
+/// How often a tier-0 replica in distributed mode replaces its unfinished-task counters
+/// (`limits.max_pending_tasks`, per-tenant caps) with the shared store's count.
+pub const PENDING_REFRESH: Duration = Duration::from_secs(1);
+
 /// A started node.
 pub struct Running {
     /// The bound gRPC address.
@@ -314,13 +318,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
     let store = open_store(&config).await?;
     let hub = Hub::new(config.limits.event_buffer);
     let pending = store.count_unfinished().await?;
-    let (tail_seq, tail_hash) = store.audit_tail().await?;
-    let sealer = Sealer::new(
-        audit::node_key(&config.node.data_dir)?,
-        &config.node.data_dir,
-        tail_seq,
-        tail_hash,
-    );
+    let sealer = Sealer::new(audit::node_key(&config.node.data_dir)?, &config.node.data_dir);
     let today = budget::utc_day(crate::store::sqlite::now_ms());
     let filter = UsageFilter {
         day: Some(today.clone()),
@@ -364,6 +362,11 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         budgets.clone(),
         feed,
     );
+    if nats {
+        // Other tier-0 replicas may share the store: their intake and finishes move the
+        // unfinished-task counts too.
+        writer.refresh_pending(store.clone(), PENDING_REFRESH);
+    }
     let sink: Arc<dyn TaskSink> = Arc::new(writer.clone());
     let recovery = Recovery {
         store: store.clone(),

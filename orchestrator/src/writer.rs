@@ -19,7 +19,7 @@ use cadre_proto::{TaskId, TaskRecord};
 use cadre_supervisors::{TaskSink, Transition};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::audit::{AuditDraft, Sealer};
+use crate::audit::{AuditDraft, ChainTail, Sealer};
 use crate::budget::Budgets;
 use crate::hub::Hub;
 use crate::store::{Store, StoreError, WriteOp, WriteOutcome, sqlite::now_ms};
@@ -61,7 +61,7 @@ struct Pending {
 }
 
 impl Writer {
-    /// Records an audit act; the writer seals it into the chain in commit order. Waits only
+    /// Records an audit act; the store seals it into the chain in commit order. Waits only
     /// for room in the queue.
     pub async fn audit(&self, draft: AuditDraft) {
         let req = Request::new(Some(WriteOp::AuditDraft(Box::new(draft))), None);
@@ -71,7 +71,8 @@ impl Writer {
     }
 
     /// Starts the writer task. `pending` starts at the store's count of unfinished tasks;
-    /// `sealer` continues the audit chain (None: audit drafts are dropped).
+    /// `sealer` signs the audit records the store seals and verified results (None: audit
+    /// drafts are dropped and results are not signed).
     #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         store: Arc<dyn Store>,
@@ -99,6 +100,35 @@ impl Writer {
             feed,
         ));
         (Writer { tx, pending, budgets }, handle)
+    }
+
+    /// Keeps the unfinished-task counters close to the truth when several tier-0 replicas
+    /// share the store: every `every`, replaces them with the store's count
+    /// ([`Store::count_unfinished`]); in between they move with this replica's own commits
+    /// only. So another replica's inserts and finishes show up here within about `every`,
+    /// and a commit of this replica that lands between the count and its use is off by one
+    /// until the next refresh. The task ends when the writer stops.
+    pub fn refresh_pending(&self, store: Arc<dyn Store>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let (alive, pending) = (self.tx.downgrade(), self.pending.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if alive.upgrade().is_none() {
+                    return;
+                }
+                match store.count_unfinished().await {
+                    Ok(by_tenant) => {
+                        let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+                        p.total = by_tenant.values().sum();
+                        p.by_tenant = by_tenant;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot refresh the unfinished-task counters"),
+                }
+            }
+        })
     }
 
     /// Unfinished tasks right now.
@@ -252,29 +282,23 @@ async fn run(
     mut rx: mpsc::Receiver<Request>,
     batch_max: usize,
     pending: Arc<Mutex<Pending>>,
-    mut sealer: Option<Sealer>,
+    sealer: Option<Sealer>,
     budgets: Arc<Budgets>,
     feed: HubFeed,
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut batch, batch_max).await > 0 {
         let mut backoff = Duration::from_millis(50);
-        // Seal audit drafts once, in batch order: a retried batch keeps its records.
-        let mut audited = false;
+        // Verified results are signed by the node before they are stored. Audit drafts are
+        // sealed by the store, in commit order; a retried batch seals them again after
+        // whatever committed meanwhile.
         for req in &mut batch {
-            match &mut req.op {
-                Some(WriteOp::AuditDraft(d)) => {
-                    audited = true;
-                    req.op = sealer
-                        .as_mut()
-                        .map(|s| WriteOp::Audit(Box::new(s.seal((**d).clone()))));
-                }
-                // Verified results are signed by the node before they are stored.
-                Some(WriteOp::Transition(t)) if t.sign && t.signature.is_none() => {
-                    let json = t.result.as_ref().map(|v| v.to_string()).unwrap_or_default();
-                    t.signature = sealer.as_ref().map(|s| s.sign_result(t.task_id, &json));
-                }
-                _ => {}
+            if let Some(WriteOp::Transition(t)) = &mut req.op
+                && t.sign
+                && t.signature.is_none()
+            {
+                let json = t.result.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                t.signature = sealer.as_ref().map(|s| s.sign_result(t.task_id, &json));
             }
         }
         loop {
@@ -282,10 +306,18 @@ async fn run(
             let applied = if ops.is_empty() {
                 Ok(Vec::new())
             } else {
-                store.apply(&ops).await
+                store.apply(&ops, sealer.as_ref()).await
             };
             match applied {
                 Ok(outcomes) => {
+                    // The last record this node sealed: its signed head.
+                    let head = outcomes.iter().rev().find_map(|o| match o {
+                        WriteOutcome::Audited { seq, hash } => Some(ChainTail {
+                            seq: *seq,
+                            hash: hash.clone(),
+                        }),
+                        _ => None,
+                    });
                     let mut outcomes = outcomes.into_iter();
                     for req in batch.drain(..) {
                         let Some(op) = &req.op else {
@@ -319,7 +351,9 @@ async fn run(
                         wake.notify_one();
                         announce();
                     }
-                    if audited && let Some(Err(e)) = sealer.as_ref().map(Sealer::write_head) {
+                    if let (Some(head), Some(sealer)) = (head, &sealer)
+                        && let Err(e) = sealer.write_head(&head)
+                    {
                         tracing::error!(error = %e, "cannot write the signed audit head");
                     }
                     break;

@@ -23,6 +23,8 @@ use async_trait::async_trait;
 use cadre_proto::{TaskEvent, TaskId, TaskRecord, TaskState};
 use cadre_supervisors::Transition;
 
+use crate::audit::Sealer;
+
 /// A write, applied in order within its batch.
 #[derive(Clone, Debug)]
 pub enum WriteOp {
@@ -30,10 +32,10 @@ pub enum WriteOp {
     Insert(Box<TaskRecord>),
     /// A state change decided by a supervisor.
     Transition(Transition),
-    /// An audit act, sealed by the writer into an [`WriteOp::Audit`] record before it is stored.
+    /// An audit act: the store seals it into the chain inside the batch's transaction, in
+    /// commit order, with the [`Sealer`] passed to [`Store::apply`] (without one it is
+    /// [`WriteOutcome::Ignored`]).
     AuditDraft(Box<crate::audit::AuditDraft>),
-    /// A sealed audit record, appended to the chain.
-    Audit(Box<crate::audit::AuditRecord>),
     /// Tokens a task used on one model, with their cost at the configured prices.
     Usage {
         /// The task.
@@ -72,6 +74,13 @@ pub enum WriteOutcome {
     Existing(TaskId),
     /// The task is unknown, already terminal, or the progress is stale; nothing was written.
     Ignored,
+    /// An audit draft was sealed as this record of the chain (and signed by this node).
+    Audited {
+        /// Its seq.
+        seq: u64,
+        /// Its hash.
+        hash: String,
+    },
     /// Usage was recorded for this tenant on this UTC day.
     Usage {
         /// The task's tenant.
@@ -181,9 +190,12 @@ fn usage_outcome(tenant: String, day: String, usage: &cadre_agents::Usage, cost_
 }
 
 /// The chain's tail from the last audit row, if any.
-fn audit_tail_of(row: Option<(i64, String)>) -> (u64, String) {
-    row.map(|(s, h)| (s as u64, h))
-        .unwrap_or((0, crate::audit::GENESIS.to_string()))
+fn audit_tail_of(row: Option<(i64, String)>) -> crate::audit::ChainTail {
+    row.map(|(s, h)| crate::audit::ChainTail {
+        seq: s as u64,
+        hash: h,
+    })
+    .unwrap_or_default()
 }
 
 /// A store failure: the store is unreachable or refused the operation.
@@ -210,7 +222,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies `ops` in order in one transaction; one outcome per op. On error nothing is written.
-    async fn apply(&self, ops: &[WriteOp]) -> StoreResult<Vec<WriteOutcome>>;
+    /// Audit drafts are sealed with `sealer` after the chain's last record as committed (by
+    /// any replica), so records get gap-free seqs in commit order.
+    async fn apply(&self, ops: &[WriteOp], sealer: Option<&Sealer>) -> StoreResult<Vec<WriteOutcome>>;
     /// One task with its children's ids.
     async fn get(&self, id: TaskId) -> StoreResult<Option<TaskRecord>>;
     /// The task a tenant submitted with this idempotency key.
@@ -230,7 +244,7 @@ pub trait Store: Send + Sync + 'static {
     /// The newest event's cursor (0 when there is none): where a tailer starts.
     async fn max_cursor(&self) -> StoreResult<u64>;
     /// The last audit record's seq and hash (0 and GENESIS for an empty chain).
-    async fn audit_tail(&self) -> StoreResult<(u64, String)>;
+    async fn audit_tail(&self) -> StoreResult<crate::audit::ChainTail>;
     /// Audit records in seq order: all, or those whose target is `target`.
     async fn audit_records(&self, target: Option<&str>) -> StoreResult<Vec<crate::audit::AuditRecord>>;
     /// Usage per tenant and model on a UTC day (one tenant or all), or of one task (any day).

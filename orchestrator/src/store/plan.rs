@@ -1,5 +1,6 @@
 //! Planning one write batch: which transitions and progress reports apply, the events they
-//! produce (with their cursors) and how each task row changes.
+//! produce (with their cursors), how each task row changes, and the audit records the batch's
+//! drafts become (sealed after the chain's end, in op order).
 //!
 //! Both SQL stores plan the same way and differ only in where the starting view of unfinished
 //! tasks comes from: [`super::sqlite::SqliteStore`] keeps it in memory between batches (it is
@@ -12,6 +13,7 @@ use cadre_proto::{TaskEvent, TaskId, TaskRecord, TaskState};
 use cadre_supervisors::Transition;
 
 use super::WriteOutcome;
+use crate::audit::{AuditDraft, AuditRecord, ChainTail, Sealer};
 
 /// What the planner knows about an unfinished task: enough to decide whether a transition
 /// applies and to build its event without reading the database.
@@ -100,18 +102,41 @@ pub(super) struct Plan<'a> {
     pub events: Vec<TaskEvent>,
     /// Changed task rows, in the order they were first changed.
     pub rows: Vec<(TaskId, RowUpdate)>,
+    /// The audit chain's end after the records sealed so far.
+    pub chain: ChainTail,
+    /// Audit records sealed by the batch, in seq order.
+    pub audit: Vec<AuditRecord>,
 }
 
 impl<'a> Plan<'a> {
-    /// An empty plan over `base` whose first event gets cursor `next_cursor`.
-    pub fn new(base: &'a HashMap<TaskId, Live>, next_cursor: u64) -> Self {
+    /// An empty plan over `base` whose first event gets cursor `next_cursor` and whose first
+    /// audit record follows `chain` (the chain's last committed record).
+    pub fn new(base: &'a HashMap<TaskId, Live>, next_cursor: u64, chain: ChainTail) -> Self {
         Plan {
             base,
             staged: HashMap::new(),
             cursor: next_cursor,
             events: Vec::new(),
             rows: Vec::new(),
+            chain,
+            audit: Vec::new(),
         }
+    }
+
+    /// An audit draft: sealed as the chain's next record with `sealer`; ignored without a
+    /// sealer. The caller passes the draft with its text as the store will keep it, so the
+    /// hash matches the record read back.
+    pub fn audit(&mut self, draft: AuditDraft, sealer: Option<&Sealer>) -> WriteOutcome {
+        let Some(sealer) = sealer else {
+            return WriteOutcome::Ignored;
+        };
+        let record = sealer.seal(&mut self.chain, draft);
+        let outcome = WriteOutcome::Audited {
+            seq: record.seq,
+            hash: record.hash.clone(),
+        };
+        self.audit.push(record);
+        outcome
     }
 
     /// The task as the batch has left it so far (None: unknown or terminal).

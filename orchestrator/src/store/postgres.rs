@@ -12,7 +12,9 @@
 //! 3. reads and row-locks (`FOR UPDATE`) every task the batch's transitions, progress reports
 //!    and usage touch, in one query;
 //! 4. plans the batch over those rows with the same planner as SQLite (`store/plan.rs`):
-//!    terminal tasks are left alone, stale progress is dropped, events get cursors `MAX + 1 ...`;
+//!    terminal tasks are left alone, stale progress is dropped, events get cursors `MAX + 1 ...`,
+//!    and audit drafts are sealed after the chain's last record (read under the lock, only
+//!    when the batch has drafts) with this replica's key, so all replicas extend one chain;
 //! 5. writes events, usage, audit records and task rows with one multi-row statement each; the
 //!    task update is conditional on the `seq` the batch read, and a mismatch fails the batch
 //!    rather than let a task change twice;
@@ -34,11 +36,11 @@ use sqlx::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::plan::{Live, Plan, RowUpdate};
-use super::query::impl_sql_store;
+use super::query::{Sql, impl_sql_store};
 use super::rows::{LIVE_COLUMNS, LiveRow, parse_id};
 use super::sqlite::now_ms;
 use super::{StoreError, StoreResult, WriteOp, WriteOutcome};
-use crate::audit::AuditRecord;
+use crate::audit::{AuditDraft, AuditRecord, ChainTail, Sealer};
 
 /// Pooled connections when the caller does not choose (see [`super::open`]).
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
@@ -292,15 +294,40 @@ impl PgStore {
         Ok(())
     }
 
-    async fn insert_audit(conn: &mut PgConnection, records: &[&AuditRecord]) -> StoreResult<()> {
+    /// The audit chain's last record, read under the event-log lock (every replica appends
+    /// only under it), so the batch's drafts are sealed after what is committed.
+    async fn chain_tail(conn: &mut PgConnection) -> StoreResult<ChainTail> {
+        let row: Option<(i64, String)> = Sql::<sqlx::Postgres>::audit_tail()
+            .build_query_as()
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(super::audit_tail_of(row))
+    }
+
+    /// A draft with its text as PostgreSQL stores it, so the hash sealed over it matches the
+    /// record read back.
+    fn stored_draft(d: &AuditDraft) -> AuditDraft {
+        AuditDraft {
+            at_ms: d.at_ms,
+            actor: text(&d.actor),
+            tenant: text(&d.tenant),
+            role: text(&d.role),
+            action: text(&d.action),
+            target: text(&d.target),
+            outcome: text(&d.outcome),
+            detail: text(&d.detail),
+        }
+    }
+
+    async fn insert_audit(conn: &mut PgConnection, records: &[AuditRecord]) -> StoreResult<()> {
         if records.is_empty() {
             return Ok(());
         }
         sqlx::query(
             "INSERT INTO audit (seq, at_ms, actor, tenant, role, action, target, outcome, detail, prev_hash, \
-             hash, signature) \
+             hash, signature, signer) \
              SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
-             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])",
+             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])",
         )
         .bind(col(records, |r| r.seq as i64))
         .bind(col(records, |r| r.draft.at_ms))
@@ -314,6 +341,7 @@ impl PgStore {
         .bind(col(records, |r| r.prev_hash.clone()))
         .bind(col(records, |r| r.hash.clone()))
         .bind(col(records, |r| r.signature.clone()))
+        .bind(col(records, |r| r.signer.clone()))
         .execute(&mut *conn)
         .await?;
         Ok(())
@@ -368,8 +396,8 @@ impl PgStore {
     /// Applies the batch in one transaction as the module docs describe; on an error the
     /// transaction rolls back and nothing of the batch is written (except after the time limit
     /// ran out, see [`Self::with_apply_timeout`]).
-    async fn apply_batch(&self, ops: &[WriteOp]) -> StoreResult<Vec<WriteOutcome>> {
-        tokio::time::timeout(self.apply_timeout, self.apply_in_transaction(ops))
+    async fn apply_batch(&self, ops: &[WriteOp], sealer: Option<&Sealer>) -> StoreResult<Vec<WriteOutcome>> {
+        tokio::time::timeout(self.apply_timeout, self.apply_in_transaction(ops, sealer))
             .await
             .map_err(|_| {
                 StoreError(format!(
@@ -380,7 +408,11 @@ impl PgStore {
     }
 
     /// [`Self::apply_batch`] without the time limit.
-    async fn apply_in_transaction(&self, ops: &[WriteOp]) -> StoreResult<Vec<WriteOutcome>> {
+    async fn apply_in_transaction(
+        &self,
+        ops: &[WriteOp],
+        sealer: Option<&Sealer>,
+    ) -> StoreResult<Vec<WriteOutcome>> {
         let mut tx = self.pool.begin().await?;
         // A statement of its own: the MAX(cursor) read below must take its snapshot after the
         // lock is granted, so that it sees the commit of the transaction it waited for.
@@ -421,11 +453,16 @@ impl PgStore {
         let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(cursor), 0) + 1 FROM events")
             .fetch_one(&mut *tx)
             .await?;
+        let sealing = sealer.is_some() && ops.iter().any(|op| matches!(op, WriteOp::AuditDraft(_)));
+        let chain = if sealing {
+            Self::chain_tail(&mut tx).await?
+        } else {
+            ChainTail::default()
+        };
 
         let now = now_ms();
-        let mut plan = Plan::new(&touched.base, next as u64);
+        let mut plan = Plan::new(&touched.base, next as u64, chain);
         let mut outcomes = Vec::with_capacity(ops.len());
-        let mut audit: Vec<&AuditRecord> = Vec::new();
         let mut usage_rows = Vec::new();
         for op in ops {
             let outcome = match op {
@@ -449,11 +486,7 @@ impl PgStore {
                     fraction,
                     message,
                 } => plan.progress(*task_id, *attempt, *fraction, message, now),
-                WriteOp::Audit(r) => {
-                    audit.push(&**r);
-                    WriteOutcome::Ignored
-                }
-                WriteOp::AuditDraft(_) => WriteOutcome::Ignored, // the writer seals drafts first
+                WriteOp::AuditDraft(d) => plan.audit(Self::stored_draft(d), sealer),
                 WriteOp::Usage {
                     task_id,
                     usage,
@@ -488,7 +521,7 @@ impl PgStore {
         }
         Self::insert_events(&mut tx, &plan.events).await?;
         Self::insert_usage(&mut tx, &usage_rows).await?;
-        Self::insert_audit(&mut tx, &audit).await?;
+        Self::insert_audit(&mut tx, &plan.audit).await?;
         Self::update_tasks(&mut tx, &plan.rows, &touched.base).await?;
         tx.commit().await?;
         Ok(outcomes)

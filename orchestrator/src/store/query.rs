@@ -205,8 +205,9 @@ macro_rules! impl_sql_store {
             async fn apply(
                 &self,
                 ops: &[$crate::store::WriteOp],
+                sealer: Option<&$crate::audit::Sealer>,
             ) -> $crate::store::StoreResult<Vec<$crate::store::WriteOutcome>> {
-                self.apply_batch(ops).await
+                self.apply_batch(ops, sealer).await
             }
 
             async fn get(
@@ -322,7 +323,7 @@ macro_rules! impl_sql_store {
                 Ok(max.unwrap_or(0).max(0) as u64)
             }
 
-            async fn audit_tail(&self) -> $crate::store::StoreResult<(u64, String)> {
+            async fn audit_tail(&self) -> $crate::store::StoreResult<$crate::audit::ChainTail> {
                 let row: Option<(i64, String)> = $crate::store::query::Sql::<$db>::audit_tail()
                     .build_query_as()
                     .fetch_optional(&self.pool)

@@ -17,7 +17,7 @@ pub(super) const EVENT_COLUMNS: &str =
     "cursor, task_id, seq, state, attempt, message, progress, result, at_ms, task_type, tenant, is_progress";
 /// The columns [`AuditRow`] reads.
 pub(super) const AUDIT_COLUMNS: &str =
-    "seq, at_ms, actor, tenant, role, action, target, outcome, detail, prev_hash, hash, signature";
+    "seq, at_ms, actor, tenant, role, action, target, outcome, detail, prev_hash, hash, signature, signer";
 /// The columns [`ApiKeyRow`] reads.
 pub(super) const API_KEY_COLUMNS: &str = "id, name, tenant, role, salt, hash, created_at_ms, revoked_at_ms";
 /// The unfinished states, as an SQL list.
@@ -50,6 +50,7 @@ pub(super) struct AuditRow {
     prev_hash: String,
     hash: String,
     signature: String,
+    signer: String,
 }
 
 /// An `events` row.
@@ -171,6 +172,7 @@ impl AuditRow {
             prev_hash: self.prev_hash,
             hash: self.hash,
             signature: self.signature,
+            signer: self.signer,
         }
     }
 }

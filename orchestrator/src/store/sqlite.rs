@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, ChainTail, Sealer};
 
 use super::plan::{Live, Plan, RowUpdate};
 use super::query::{Sql, impl_sql_store};
@@ -33,10 +33,12 @@ pub struct SqliteStore {
 /// Rows per multi-row statement (13 columns each stays far below SQLite's variable limit).
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// The writer's in-memory view: unfinished tasks and the next event cursor.
+/// The writer's in-memory view: unfinished tasks, the next event cursor and the audit chain's
+/// end.
 struct WriterCache {
     live: HashMap<TaskId, Live>,
     next_cursor: u64,
+    chain: ChainTail,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -109,7 +111,8 @@ impl SqliteStore {
         std::borrow::Cow::Borrowed(s)
     }
 
-    /// Reads what the writer keeps in memory: unfinished tasks and the next cursor.
+    /// Reads what the writer keeps in memory: unfinished tasks, the next cursor and the end of
+    /// the audit chain.
     async fn load_cache(&self) -> StoreResult<WriterCache> {
         let rows: Vec<LiveRow> = QueryBuilder::<Sqlite>::new(format!(
             "SELECT {LIVE_COLUMNS} FROM tasks WHERE state IN {UNFINISHED}"
@@ -124,9 +127,14 @@ impl SqliteStore {
         let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(cursor), 0) FROM events")
             .fetch_one(&self.pool)
             .await?;
+        let chain: Option<(i64, String)> = Sql::<Sqlite>::audit_tail()
+            .build_query_as()
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(WriterCache {
             live,
             next_cursor: max as u64 + 1,
+            chain: super::audit_tail_of(chain),
         })
     }
 
@@ -197,11 +205,11 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn insert_audit(conn: &mut SqliteConnection, records: &[&AuditRecord]) -> StoreResult<()> {
+    async fn insert_audit(conn: &mut SqliteConnection, records: &[AuditRecord]) -> StoreResult<()> {
         for chunk in records.chunks(ROWS_PER_STATEMENT) {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO audit (seq, at_ms, actor, tenant, role, action, target, outcome, detail, prev_hash, \
-                 hash, signature) ",
+                 hash, signature, signer) ",
             );
             qb.push_values(chunk, |mut b, r| {
                 let d = &r.draft;
@@ -216,7 +224,8 @@ impl SqliteStore {
                     .push_bind(d.detail.clone())
                     .push_bind(r.prev_hash.clone())
                     .push_bind(r.hash.clone())
-                    .push_bind(r.signature.clone());
+                    .push_bind(r.signature.clone())
+                    .push_bind(r.signer.clone());
             });
             qb.build().execute(&mut *conn).await?;
         }
@@ -251,10 +260,11 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Plans the whole batch in memory against the writer's view of unfinished tasks, then
-    /// writes it with a few multi-row statements (new tasks, events, task rows) in one
-    /// transaction. The view changes only after the commit succeeds.
-    async fn apply_batch(&self, ops: &[WriteOp]) -> StoreResult<Vec<WriteOutcome>> {
+    /// Plans the whole batch in memory against the writer's view of unfinished tasks and the
+    /// audit chain's end (sealing drafts with `sealer`), then writes it with a few multi-row
+    /// statements (new tasks, events, audit records, task rows) in one transaction. The view
+    /// changes only after the commit succeeds.
+    async fn apply_batch(&self, ops: &[WriteOp], sealer: Option<&Sealer>) -> StoreResult<Vec<WriteOutcome>> {
         let mut guard = self.cache.lock().await;
         if guard.is_none() {
             *guard = Some(self.load_cache().await?);
@@ -275,9 +285,8 @@ impl SqliteStore {
         };
 
         let now = now_ms();
-        let mut plan = Plan::new(&cache.live, cache.next_cursor);
+        let mut plan = Plan::new(&cache.live, cache.next_cursor, cache.chain.clone());
         let mut outcomes = Vec::with_capacity(ops.len());
-        let mut audit: Vec<&AuditRecord> = Vec::new();
         for op in ops {
             let outcome = match op {
                 WriteOp::Insert(rec) if inserted.contains(&rec.id.to_string()) => plan.insert(rec),
@@ -298,11 +307,7 @@ impl SqliteStore {
                     fraction,
                     message,
                 } => plan.progress(*task_id, *attempt, *fraction, message, now),
-                WriteOp::Audit(r) => {
-                    audit.push(&**r);
-                    WriteOutcome::Ignored
-                }
-                WriteOp::AuditDraft(_) => WriteOutcome::Ignored, // the writer seals drafts first
+                WriteOp::AuditDraft(d) => plan.audit((**d).clone(), sealer),
                 WriteOp::Usage {
                     task_id,
                     usage,
@@ -345,11 +350,17 @@ impl SqliteStore {
             outcomes.push(outcome);
         }
         Self::insert_events(&mut tx, &plan.events).await?;
-        Self::insert_audit(&mut tx, &audit).await?;
+        Self::insert_audit(&mut tx, &plan.audit).await?;
         Self::update_tasks(&mut tx, &plan.rows).await?;
         tx.commit().await?;
-        let Plan { staged, cursor, .. } = plan;
+        let Plan {
+            staged,
+            cursor,
+            chain,
+            ..
+        } = plan;
         cache.next_cursor = cursor;
+        cache.chain = chain;
         for (id, entry) in staged {
             match entry {
                 Some(l) => cache.live.insert(id, l),
@@ -416,26 +427,29 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("s.db"), false).await.unwrap();
         let (a, b, c) = (record(Some("k")), record(Some("k")), record(None));
         let out = store
-            .apply(&[
-                WriteOp::Insert(Box::new(a.clone())),
-                WriteOp::Insert(Box::new(b.clone())),
-                WriteOp::Insert(Box::new(c.clone())),
-                tr(a.id, TaskState::Running, 1),
-                WriteOp::Progress {
-                    task_id: a.id,
-                    attempt: 1,
-                    fraction: 0.5,
-                    message: "half".into(),
-                },
-                WriteOp::Progress {
-                    task_id: a.id,
-                    attempt: 2,
-                    fraction: 0.5,
-                    message: "stale".into(),
-                },
-                tr(a.id, TaskState::Succeeded, 1),
-                tr(a.id, TaskState::Failed, 1),
-            ])
+            .apply(
+                &[
+                    WriteOp::Insert(Box::new(a.clone())),
+                    WriteOp::Insert(Box::new(b.clone())),
+                    WriteOp::Insert(Box::new(c.clone())),
+                    tr(a.id, TaskState::Running, 1),
+                    WriteOp::Progress {
+                        task_id: a.id,
+                        attempt: 1,
+                        fraction: 0.5,
+                        message: "half".into(),
+                    },
+                    WriteOp::Progress {
+                        task_id: a.id,
+                        attempt: 2,
+                        fraction: 0.5,
+                        message: "stale".into(),
+                    },
+                    tr(a.id, TaskState::Succeeded, 1),
+                    tr(a.id, TaskState::Failed, 1),
+                ],
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -466,7 +480,10 @@ mod tests {
 
         // Errors are kept while retrying, cleared on success; QUEUED may give an attempt back.
         store
-            .apply(&[tr(c.id, TaskState::Running, 1), tr(c.id, TaskState::Retrying, 1)])
+            .apply(
+                &[tr(c.id, TaskState::Running, 1), tr(c.id, TaskState::Retrying, 1)],
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -474,7 +491,10 @@ mod tests {
             Some("RETRYING")
         );
         store
-            .apply(&[tr(c.id, TaskState::Running, 2), tr(c.id, TaskState::Queued, 1)])
+            .apply(
+                &[tr(c.id, TaskState::Running, 2), tr(c.id, TaskState::Queued, 1)],
+                None,
+            )
             .await
             .unwrap();
         let got = store.get(c.id).await.unwrap().unwrap();
@@ -485,7 +505,10 @@ mod tests {
         // A reopened store continues the cursor sequence and still knows c is unfinished.
         let store = SqliteStore::open(&dir.path().join("s.db"), false).await.unwrap();
         let out = store
-            .apply(&[tr(c.id, TaskState::Running, 2), tr(a.id, TaskState::Running, 2)])
+            .apply(
+                &[tr(c.id, TaskState::Running, 2), tr(a.id, TaskState::Running, 2)],
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(cursor(&out[0]), 10);

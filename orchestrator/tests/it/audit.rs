@@ -9,16 +9,6 @@ use tonic::Code;
 
 use crate::common::*;
 
-fn cadre_audit(data: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
-        .arg("--data-dir")
-        .arg(data)
-        .arg("audit")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// Copies what `cadre audit` reads into a fresh dir and applies `sql` to the copy.
 async fn tampered(data: &Path, sql: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -163,7 +153,7 @@ async fn the_chain_records_acts_verifies_and_catches_every_kind_of_tampering() {
             vec![
                 "UPDATE audit SET seq = seq + 1000 WHERE seq >= 3".to_string(),
                 "UPDATE audit SET seq = seq - 999 WHERE seq >= 1003".to_string(),
-                "INSERT INTO audit SELECT 3, at_ms, actor, tenant, role, action, 'forged', outcome, detail, prev_hash, hash, signature FROM audit WHERE seq = 2".into(),
+                "INSERT INTO audit SELECT 3, at_ms, actor, tenant, role, action, 'forged', outcome, detail, prev_hash, hash, signature, signer FROM audit WHERE seq = 2".into(),
             ],
         ),
         (

@@ -1,6 +1,8 @@
 //! The test harness: a `cadre serve` child process and clients for it, a throwaway
-//! PostgreSQL database ([`pg::TestDb`]) and a test OTLP collector ([`otlp`]).
+//! PostgreSQL database ([`pg::TestDb`]), a test OTLP collector ([`otlp`]) and the shared pieces
+//! of multi-process tests ([`cluster`]).
 
+pub mod cluster;
 pub mod otlp;
 pub mod pg;
 
@@ -287,6 +289,17 @@ impl TestNode {
                 .and_then(|v| v.trim().parse().ok())
         })
     }
+}
+
+/// Runs `cadre --data-dir <data> audit <args>` (reads the store directly; no node needed).
+pub fn cadre_audit(data: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("audit")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// The node's stderr so far.

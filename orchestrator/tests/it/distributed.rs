@@ -2,18 +2,17 @@
 //! supervisor nodes (`--role supervisor`), each test under its own subject/stream prefix (and,
 //! where it restarts NATS, its own nats-server on a free port).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use cadre_proto::v1;
 
+use crate::common::cluster::{
+    SHARED_NATS, bus_toml, cleanup_nats, new_prefix, wait_all_terminal, write_shared_secret,
+};
 use crate::common::otlp::OtlpReceiver;
 use crate::common::*;
-
-/// The NATS every developer and CI machine runs (scripts/services.sh starts it).
-const SHARED_NATS: &str = "nats://127.0.0.1:4222";
 
 /// Routes so every supervisor has diagnostic work.
 const ROUTES: &str = r#"
@@ -47,11 +46,7 @@ struct Cluster {
 
 impl Cluster {
     fn toml(tmp: &Path, prefix: &str, nats_url: &str, extra: &str) -> String {
-        format!(
-            "[auth]\nhs256_secret_file = {:?}\n[bus]\nnats_url = {nats_url:?}\nprefix = {prefix:?}\n\
-             ack_wait_ms = 3000\nmax_inflight = 32\npeer_ttl_ms = 3000\nreconnect_max_ms = 500\n{ROUTES}\n{extra}\n",
-            tmp.join("hs256.key").display().to_string()
-        )
+        format!("{}{ROUTES}\n{extra}\n", bus_toml(tmp, prefix, nats_url))
     }
 
     async fn start(nats_url: &str, replicas: &[(&str, usize)], extra: &str) -> Cluster {
@@ -66,12 +61,8 @@ impl Cluster {
         env: Vec<(&'static str, Option<String>)>,
     ) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(
-            tmp.path().join("hs256.key"),
-            format!("{:032x}{:032x}", fastrand::u128(..), fastrand::u128(..)),
-        )
-        .unwrap();
-        let prefix = format!("t{:08x}", fastrand::u32(..));
+        write_shared_secret(tmp.path());
+        let prefix = new_prefix();
         let toml = Self::toml(tmp.path(), &prefix, nats_url, extra);
         let dir = tmp.path().join("orchestrator");
         std::fs::create_dir_all(&dir).unwrap();
@@ -132,48 +123,7 @@ impl Cluster {
         let url = self.nats_url.clone();
         let prefix = self.prefix.clone();
         drop(self);
-        if let Ok(client) = async_nats::connect(&url).await {
-            let js = async_nats::jetstream::new(client);
-            for s in ["WORK", "EVENTS", "DEAD"] {
-                let _ = js.delete_stream(format!("{prefix}_{s}")).await;
-            }
-            let _ = js.delete_key_value(format!("{prefix}-peers")).await;
-        }
-    }
-}
-
-async fn wait_all_terminal(c: &mut Tasks, ids: &[String], patience: Duration) -> HashMap<String, v1::Task> {
-    let scale: f64 = std::env::var("CADRE_TEST_PATIENCE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    let deadline = std::time::Instant::now() + patience.mul_f64(scale);
-    let mut done: HashMap<String, v1::Task> = HashMap::new();
-    loop {
-        for id in ids
-            .iter()
-            .filter(|i| !done.contains_key(*i))
-            .cloned()
-            .collect::<Vec<_>>()
-        {
-            let t = get(c, &id).await;
-            if !matches!(
-                state(&t),
-                v1::TaskState::Queued | v1::TaskState::Running | v1::TaskState::Retrying
-            ) {
-                done.insert(id, t);
-            }
-        }
-        if done.len() == ids.len() {
-            return done;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out: {} of {} tasks terminal",
-            done.len(),
-            ids.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        cleanup_nats(&url, &prefix).await;
     }
 }
 

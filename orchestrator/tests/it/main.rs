@@ -10,6 +10,7 @@ mod distributed;
 mod durability;
 mod hostile;
 mod lifecycle;
+mod replicas;
 mod scaling;
 mod store;
 mod supervision;

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cadre_agents::Usage;
-use cadre_orchestrator::audit::{AuditDraft, AuditRecord, GENESIS};
+use cadre_orchestrator::audit::{
+    self as audit, AuditDraft, ChainTail, GENESIS, Sealer, TrustedKeys, node_key,
+};
 use cadre_orchestrator::auth::Role;
 use cadre_orchestrator::store::postgres::PgStore;
 use cadre_orchestrator::store::{
@@ -198,7 +200,19 @@ fn cursors(outcomes: &[WriteOutcome]) -> Vec<u64> {
 }
 
 async fn apply(s: &Arc<dyn Store>, ops: &[WriteOp]) -> Vec<WriteOutcome> {
-    s.apply(ops).await.expect("apply")
+    s.apply(ops, None).await.expect("apply")
+}
+
+/// [`apply`] with audit drafts sealed by `sealer`.
+async fn apply_sealed(s: &Arc<dyn Store>, ops: &[WriteOp], sealer: &Sealer) -> Vec<WriteOutcome> {
+    s.apply(ops, Some(sealer)).await.expect("apply")
+}
+
+/// A sealer with a fresh node key (the temp dir holds the key and the head file).
+fn sealer() -> (Sealer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = node_key(dir.path()).unwrap();
+    (Sealer::new(key, dir.path()), dir)
 }
 
 async fn get(s: &Arc<dyn Store>, id: TaskId) -> TaskRecord {
@@ -797,48 +811,64 @@ async fn unfinished_and_counts(s: Arc<dyn Store>) {
     );
 }
 
-fn audit_record(seq: u64, target: &str, prev_hash: &str) -> AuditRecord {
-    AuditRecord {
-        seq,
-        draft: AuditDraft {
-            at_ms: 1_700_000_000_000 + seq as i64,
-            actor: "alice".into(),
-            tenant: "acme".into(),
-            role: "operator".into(),
-            action: "task.submit".into(),
-            target: target.into(),
-            outcome: "ok".into(),
-            detail: format!("record {seq}"),
-        },
-        prev_hash: prev_hash.into(),
-        hash: format!("hash-{seq}"),
-        signature: format!("sig-{seq}"),
-    }
+fn audit_draft(n: u64, target: &str) -> WriteOp {
+    WriteOp::AuditDraft(Box::new(AuditDraft {
+        at_ms: 1_700_000_000_000 + n as i64,
+        actor: "alice".into(),
+        tenant: "acme".into(),
+        role: "operator".into(),
+        action: "task.submit".into(),
+        target: target.into(),
+        outcome: "ok".into(),
+        detail: format!("record {n}"),
+    }))
 }
 
-/// Audit records are stored as sealed, read back in seq order, by target, and the tail.
+/// Audit drafts are sealed by the store after the chain's end, in op order, signed by the
+/// sealer's key; read back in seq order, by target, and the tail. Without a sealer a draft is
+/// ignored.
 async fn audit_records_and_tail(s: Arc<dyn Store>) {
-    assert_eq!(s.audit_tail().await.unwrap(), (0, GENESIS.to_string()));
+    let (sealer, _dir) = sealer();
+    assert_eq!(s.audit_tail().await.unwrap(), ChainTail::default());
     assert!(s.audit_records(None).await.unwrap().is_empty());
-    let r1 = audit_record(1, "task-1", GENESIS);
-    let r2 = audit_record(2, "task-2", "hash-1");
-    let r3 = audit_record(3, "task-1", "hash-2");
-    let out = apply(
+    assert_eq!(
+        apply(&s, &[audit_draft(0, "task-0")]).await,
+        vec![WriteOutcome::Ignored]
+    );
+    let t = task(None);
+    let out = apply_sealed(
         &s,
-        &[
-            WriteOp::Audit(Box::new(r1.clone())),
-            WriteOp::Audit(Box::new(r2.clone())),
-        ],
+        &[audit_draft(1, "task-1"), insert(&t), audit_draft(2, "task-2")],
+        &sealer,
     )
     .await;
-    assert_eq!(out, vec![WriteOutcome::Ignored, WriteOutcome::Ignored]);
-    apply(&s, &[WriteOp::Audit(Box::new(r3.clone()))]).await;
-    assert_eq!(s.audit_tail().await.unwrap(), (3, "hash-3".to_string()));
+    assert!(matches!(out[0], WriteOutcome::Audited { seq: 1, .. }), "{out:?}");
+    assert!(matches!(out[2], WriteOutcome::Audited { seq: 2, .. }), "{out:?}");
+    let out = apply_sealed(&s, &[audit_draft(3, "task-1")], &sealer).await;
+    let WriteOutcome::Audited { seq: 3, hash } = &out[0] else {
+        panic!("{out:?}")
+    };
     assert_eq!(
-        s.audit_records(None).await.unwrap(),
-        vec![r1.clone(), r2, r3.clone()]
+        s.audit_tail().await.unwrap(),
+        ChainTail {
+            seq: 3,
+            hash: hash.clone()
+        }
     );
-    assert_eq!(s.audit_records(Some("task-1")).await.unwrap(), vec![r1, r3]);
+    let records = s.audit_records(None).await.unwrap();
+    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(records[0].prev_hash, GENESIS);
+    assert!(records.iter().all(|r| r.signer == sealer.key_id()));
+    let keys = TrustedKeys::new([audit::public_key(
+        &std::fs::read_to_string(_dir.path().join(audit::NODE_PUBLIC_KEY_FILE)).unwrap(),
+    )
+    .unwrap()]);
+    assert_eq!(
+        audit::verify(&records, &[sealer.head(&s.audit_tail().await.unwrap())], &keys),
+        Ok(3)
+    );
+    let by_target = s.audit_records(Some("task-1")).await.unwrap();
+    assert_eq!(by_target, vec![records[0].clone(), records[2].clone()]);
     assert!(s.audit_records(Some("nothing")).await.unwrap().is_empty());
 }
 
@@ -1027,7 +1057,8 @@ async fn large_batches(s: Arc<dyn Store>) {
 /// stores it as U+FFFD): a batch with it must not fail for ever, nor a lookup with it.
 async fn text_with_nul_is_accepted(s: Arc<dyn Store>) {
     let t = task(Some("key\0with nul"));
-    let out = apply(
+    let (sealer, _dir) = sealer();
+    let out = apply_sealed(
         &s,
         &[
             insert(&t),
@@ -1035,8 +1066,9 @@ async fn text_with_nul_is_accepted(s: Arc<dyn Store>) {
             progress(t.id, 1, 0.5),
             WriteOp::Transition(Transition::new(t.id, TaskState::Failed, 1, "bad\0byte")),
             usage(t.id, "model\0x", 1, 1, 0.0, now_ms()),
-            WriteOp::Audit(Box::new(audit_record(1, "target\0x", GENESIS))),
+            audit_draft(1, "target\0x"),
         ],
+        &sealer,
     )
     .await;
     assert_eq!(cursors(&out).len(), 4);
@@ -1086,7 +1118,13 @@ async fn text_with_nul_is_accepted(s: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(usage.is_empty());
-    assert_eq!(s.audit_records(Some("target\0x")).await.unwrap().len(), 1);
+    let records = s.audit_records(Some("target\0x")).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        audit::record_hash(1, &records[0].draft, GENESIS),
+        records[0].hash,
+        "the record was sealed as stored"
+    );
     assert!(!s.revoke_api_key("id\0", 1).await.unwrap());
     let key = ApiKeyRecord {
         name: "name\0".into(),
@@ -1183,7 +1221,7 @@ async fn postgres_replicas_share_one_database_safely() {
             let mut outcomes = Vec::new();
             for chunk in tasks.chunks(CHUNK) {
                 let out = store
-                    .apply(&chunk.iter().map(insert).collect::<Vec<_>>())
+                    .apply(&chunk.iter().map(insert).collect::<Vec<_>>(), None)
                     .await
                     .unwrap();
                 outcomes.extend(
@@ -1236,7 +1274,7 @@ async fn postgres_replicas_share_one_database_safely() {
                         ..Transition::new(*id, TaskState::Succeeded, 1, name)
                     }));
                 }
-                let out = store.apply(&ops).await.unwrap();
+                let out = store.apply(&ops, None).await.unwrap();
                 for o in out {
                     if let WriteOutcome::Event { event, .. } = o
                         && event.state == TaskState::Succeeded
@@ -1282,6 +1320,76 @@ async fn postgres_replicas_share_one_database_safely() {
     }
 }
 
+/// Two replicas seal audit drafts into one chain at once, each with its own key, several
+/// batches in flight per replica: the stored chain has seqs 1..N without gaps or duplicates,
+/// every link holds, every record names the key that signed it, and each replica's signed
+/// head (its last sealed record) is a verified prefix of the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_seal_one_audit_chain() {
+    const BATCHES: usize = 40;
+    const DRAFTS: usize = 5;
+    const WRITERS: usize = 3;
+    let db = TestDb::create().await;
+    let seal = |name: &'static str| {
+        let (sealer, dir) = sealer();
+        (name, Arc::new(sealer), dir)
+    };
+    let replicas = [seal("a"), seal("b")];
+    let mut jobs = Vec::new();
+    for (name, sealer, _) in &replicas {
+        let store: Arc<dyn Store> = Arc::new(PgStore::connect(db.url(), 4).await.unwrap());
+        for w in 0..WRITERS {
+            let (store, sealer, name) = (store.clone(), sealer.clone(), *name);
+            jobs.push(tokio::spawn(async move {
+                let mut last = ChainTail::default();
+                for b in 0..BATCHES {
+                    let t = task(None);
+                    let mut ops = vec![insert(&t)];
+                    ops.extend((0..DRAFTS).map(|d| audit_draft(d as u64, &format!("{name}-{w}-{b}-{d}"))));
+                    for o in apply_sealed(&store, &ops, &sealer).await.into_iter().skip(1) {
+                        let WriteOutcome::Audited { seq, hash } = o else {
+                            panic!("{o:?}")
+                        };
+                        assert!(seq > last.seq, "a writer's records follow each other");
+                        last = ChainTail { seq, hash };
+                    }
+                }
+                (name, last)
+            }));
+        }
+    }
+    let mut heads = Vec::new();
+    for job in jobs {
+        let (name, last) = job.await.unwrap();
+        let (_, sealer, _) = replicas.iter().find(|(n, _, _)| *n == name).unwrap();
+        heads.push(sealer.head(&last));
+    }
+    let reader: Arc<dyn Store> = Arc::new(PgStore::connect(db.url(), 2).await.unwrap());
+    let records = reader.audit_records(None).await.unwrap();
+    let n = 2 * WRITERS * BATCHES * DRAFTS;
+    assert_eq!(
+        records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=n as u64).collect::<Vec<_>>(),
+        "seqs without gaps or duplicates"
+    );
+    let public = |dir: &tempfile::TempDir| {
+        audit::public_key(&std::fs::read_to_string(dir.path().join(audit::NODE_PUBLIC_KEY_FILE)).unwrap())
+            .unwrap()
+    };
+    let both = TrustedKeys::new(replicas.iter().map(|(_, _, dir)| public(dir)));
+    assert_eq!(audit::verify(&records, &heads, &both), Ok(n as u64));
+    for (_, sealer, _) in &replicas {
+        let mine = records.iter().filter(|r| r.signer == sealer.key_id()).count();
+        assert_eq!(mine, WRITERS * BATCHES * DRAFTS, "each record names its signer");
+    }
+    // A's records are not accepted on B's key alone.
+    let only_b = TrustedKeys::new([public(&replicas[1].2)]);
+    assert!(matches!(
+        audit::verify(&records, &[], &only_b),
+        Err(audit::Tampering::UntrustedSigner { .. })
+    ));
+}
+
 /// Kills the pool's server connections from outside (as a PostgreSQL restart would).
 async fn terminate_backends(db: &TestDb) {
     let mut admin = crate::common::pg::admin().await;
@@ -1298,7 +1406,7 @@ async fn terminate_backends(db: &TestDb) {
 /// Retries `apply` a few times, as the writer does; panics if it never succeeds.
 async fn apply_with_retries(s: &Arc<dyn Store>, ops: &[WriteOp], tries: u32) -> Vec<WriteOutcome> {
     for i in 1..=tries {
-        match s.apply(ops).await {
+        match s.apply(ops, None).await {
             Ok(out) => return out,
             Err(e) => eprintln!("apply failed (try {i}): {e}"),
         }
@@ -1335,7 +1443,7 @@ async fn postgres_outage_is_an_error_and_the_pool_recovers() {
     let during = task(None);
     let started = Instant::now();
     let err = s
-        .apply(&[insert(&during)])
+        .apply(&[insert(&during)], None)
         .await
         .expect_err("apply during the outage");
     assert!(err.to_string().starts_with("store: "), "{err}");
@@ -1426,7 +1534,10 @@ async fn postgres_silence_is_an_error_not_a_hang() {
 
     frozen.store(true, Ordering::SeqCst);
     let started = Instant::now();
-    let err = s.apply(&[insert(&task(None))]).await.expect_err("no answer");
+    let err = s
+        .apply(&[insert(&task(None))], None)
+        .await
+        .expect_err("no answer");
     assert!(err.to_string().contains("did not finish the batch"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
 
