@@ -546,7 +546,7 @@ async fn postgres_lost_refuses_submits_with_unavailable_and_recovers() {
     .into_inner()
     .task
     .unwrap();
-    let done = wait_all_terminal(&mut c, &[after.id.clone()], Duration::from_secs(30)).await;
+    let done = wait_all_terminal(&mut c, std::slice::from_ref(&after.id), Duration::from_secs(30)).await;
     assert_eq!(state(&done[&after.id]), v1::TaskState::Succeeded);
     cluster.cleanup().await;
 }
