@@ -157,6 +157,32 @@ impl Writer {
         self.submit(WriteOp::Transition(t)).await
     }
 
+    /// Like [`Writer::transition`] for a transition decided in another process: a terminal one
+    /// gets its `task.record` span as a child of `traceparent` (the task's trace), open until
+    /// the commit.
+    pub async fn transition_traced(
+        &self,
+        t: Transition,
+        traceparent: Option<&str>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let span = match traceparent {
+            Some(tp) if t.state.is_terminal() => {
+                let span = crate::task_span!("task.record", task_id = %t.task_id, state = t.state.as_str(), attempt = t.attempt);
+                crate::trace::set_parent_from_traceparent(&span, tp);
+                span
+            }
+            _ => tracing::Span::none(),
+        };
+        let (reply, rx) = oneshot::channel();
+        let mut req = Request::new(Some(WriteOp::Transition(t)), Some(reply));
+        req.span = span;
+        self.tx
+            .send(req)
+            .await
+            .map_err(|_| StoreError("writer stopped".into()))?;
+        rx.await.map_err(|_| StoreError("writer stopped".into()))?
+    }
+
     /// Records usage and waits until it is durable (events persisted from NATS are acked
     /// only then).
     pub async fn usage_durable(&self, task_id: TaskId, usage: cadre_agents::Usage) -> Result<(), StoreError> {

@@ -597,8 +597,15 @@ impl HostSink {
 #[async_trait]
 impl TaskSink for HostSink {
     async fn record(&self, t: Transition) {
-        let s = self.supervisor_of(t.task_id);
-        self.0.emit(&s, EventMsg::Transition((&t).into())).await;
+        let (s, traceparent) = self
+            .0
+            .lock()
+            .get(&t.task_id)
+            .map(|i| (i.supervisor.clone(), i.task.traceparent.clone()))
+            .unwrap_or_else(|| ("unknown".into(), None));
+        let mut msg: super::wire::TransitionMsg = (&t).into();
+        msg.traceparent = traceparent;
+        self.0.emit(&s, EventMsg::Transition(msg)).await;
     }
 
     fn progress(&self, task_id: TaskId, attempt: u32, fraction: f64, message: String) {

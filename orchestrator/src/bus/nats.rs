@@ -378,7 +378,13 @@ async fn consume_events(c: &Conn, writer: &Writer) -> anyhow::Result<()> {
         let writes = ops.iter().map(|(ev, _)| async {
             match ev.clone() {
                 None => Ok(()),
-                Some(EventMsg::Transition(t)) => writer.transition(t.into()).await.map(|_| ()),
+                Some(EventMsg::Transition(mut t)) => {
+                    let tp = t.traceparent.take();
+                    writer
+                        .transition_traced(t.into(), tp.as_deref())
+                        .await
+                        .map(|_| ())
+                }
                 Some(EventMsg::Insert { record }) => writer.insert(*record).await.map(|_| ()),
                 Some(EventMsg::Usage { task_id, usage }) => writer.usage_durable(task_id, usage).await,
                 Some(EventMsg::Progress {

@@ -207,6 +207,9 @@ pub struct TransitionMsg {
     pub result: Option<Value>,
     /// Sign the result.
     pub sign: bool,
+    /// The task's trace context, so tier 0 records the transition in the task's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl From<&Transition> for TransitionMsg {
@@ -218,6 +221,7 @@ impl From<&Transition> for TransitionMsg {
             message: t.message.clone(),
             result: t.result.clone(),
             sign: t.sign,
+            traceparent: None,
         }
     }
 }
@@ -312,6 +316,7 @@ mod tests {
             message: String::new(),
             result: None,
             sign: false,
+            traceparent: None,
         });
         assert_eq!(t.msg_id("x"), format!("{id}.2.RUNNING"));
         let p = EventMsg::Progress {

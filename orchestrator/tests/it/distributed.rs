@@ -574,9 +574,17 @@ async fn one_task_is_one_trace_across_processes() {
                     .any(|x| x.name == "task.submit" && x.attr("task_id") == Some(&id))
                     && s.iter()
                         .any(|x| x.name == "task.attempt" && x.attr("task_id") == Some(&id))
+                    && s.iter()
+                        .any(|x| x.name == "task.record" && x.attr("task_id") == Some(&id))
             },
         )
         .await;
+    // The terminal event, stored on tier 0, is recorded in the same trace.
+    let record = spans
+        .iter()
+        .find(|x| x.name == "task.record" && x.attr("task_id") == Some(&id))
+        .unwrap();
+    assert_eq!(record.trace_id, TRACE, "{record:#?}");
     let submit_span = spans
         .iter()
         .find(|x| x.name == "task.submit" && x.attr("task_id") == Some(&id))
