@@ -410,7 +410,7 @@ async fn sample_pg(
     }
     let rate = |x: i64, y: i64| ((y - x) as f64 / secs).round();
     let mut busy: Vec<(String, u64)> = seen.into_iter().collect();
-    busy.sort_by(|x, y| y.1.cmp(&x.1));
+    busy.sort_by_key(|x| std::cmp::Reverse(x.1));
     let busy: serde_json::Map<String, serde_json::Value> = busy
         .into_iter()
         .map(|(k, n)| {
@@ -463,7 +463,7 @@ struct Resources {
 }
 
 impl Resources {
-    /// Stops the nodes (SIGTERM, then SIGKILL after 5 s), drops the database and deletes the
+    /// Stops the nodes (SIGTERM, then SIGKILL after 10 s), drops the database and deletes the
     /// streams and buckets of every prefix used.
     async fn cleanup(&mut self) {
         stop_children(&mut self.children).await;
@@ -508,10 +508,11 @@ impl Resources {
                 ),
             }
         }
-        if let Some(dir) = self.dir.take() {
-            if self.keep_dir {
-                eprintln!("kept {}", dir.keep().display());
-            }
+        // Dropping the directory removes it, unless it is to be kept.
+        if let Some(dir) = self.dir.take()
+            && self.keep_dir
+        {
+            eprintln!("kept {}", dir.keep().display());
         }
     }
 }
@@ -525,10 +526,10 @@ async fn stop_children(children: &mut Vec<(String, Child)>) {
         }
     }
     for (name, mut child) in children.drain(..) {
-        match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+        match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
             Ok(_) => {}
             Err(_) => {
-                eprintln!("warning: {name} did not stop within 5 s; killing it");
+                eprintln!("warning: {name} did not stop within 10 s of SIGTERM; killing it");
                 let _ = child.kill().await;
             }
         }
@@ -800,6 +801,8 @@ async fn run_cadre(args: &Args, res: &mut Resources, params_json: &str) -> anyho
     let stats = drive_for(args.concurrency as usize, window, call).await;
     let cpu = cpu.await.unwrap_or_default();
     let pg = pg.await.ok().flatten();
+    // Close our connection first: the node waits up to its shutdown grace for open ones.
+    drop(admin);
     stop_children(&mut res.children).await;
     Ok(CadreOutcome { stats, cpu, pg })
 }
