@@ -401,12 +401,15 @@ async fn sample_pg(
         let d: Vec<f64> = (0..after.len())
             .map(|i| ((after[i] - before[i]) as f64 / secs).round())
             .collect();
-        if d.iter().any(|x| *x != 0.0) {
-            tables.insert(
-                name.clone(),
-                json!({"seq_scans": d[0], "seq_rows_read": d[1], "idx_scans": d[2], "idx_rows_fetched": d[3]}),
-            );
+        if d.iter().all(|x| *x == 0.0) {
+            continue;
         }
+        let v = if name.starts_with("index ") {
+            json!({"scans": d[2], "entries_read": d[3]})
+        } else {
+            json!({"seq_scans": d[0], "seq_rows_read": d[1], "idx_scans": d[2], "idx_rows_fetched": d[3]})
+        };
+        tables.insert(name.clone(), v);
     }
     let rate = |x: i64, y: i64| ((y - x) as f64 / secs).round();
     let mut busy: Vec<(String, u64)> = seen.into_iter().collect();
@@ -433,7 +436,8 @@ async fn sample_pg(
 }
 
 /// Per table of the store's database: sequential scans, rows they read, index scans, rows
-/// they fetched (`pg_stat_user_tables`).
+/// they fetched (`pg_stat_user_tables`); and per index (`index <name>`): scans and index
+/// entries read (`pg_stat_user_indexes`).
 async fn table_counters(conn: &mut PgConnection) -> anyhow::Result<HashMap<String, [i64; 4]>> {
     let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
         "SELECT relname::text, COALESCE(seq_scan, 0), COALESCE(seq_tup_read, 0), \
@@ -441,10 +445,19 @@ async fn table_counters(conn: &mut PgConnection) -> anyhow::Result<HashMap<Strin
     )
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows
+    let mut out: HashMap<String, [i64; 4]> = rows
         .into_iter()
         .map(|(n, a, b, c, d)| (n, [a, b, c, d]))
-        .collect())
+        .collect();
+    let indexes: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT indexrelname::text, COALESCE(idx_scan, 0), COALESCE(idx_tup_read, 0) FROM pg_stat_user_indexes",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for (name, scans, read) in indexes {
+        out.insert(format!("index {name}"), [0, 0, scans, read]);
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
