@@ -104,6 +104,10 @@ struct Args {
     /// Skip phase 2 (raw JetStream).
     #[arg(long)]
     skip_raw: bool,
+    /// Diagnostic: run `VACUUM (ANALYZE) tasks` on the store every this many seconds during
+    /// phase 1, as if autovacuum kept up with the table (0 = never, leave it to autovacuum).
+    #[arg(long, default_value_t = 0)]
+    vacuum_every_secs: u64,
     /// Keep the temporary directory (configs and the nodes' logs) and print its path.
     #[arg(long)]
     keep_dir: bool,
@@ -433,6 +437,21 @@ async fn sample_pg(
         "active_sessions_avg": busy,
         "per_table_per_sec": tables,
     }))
+}
+
+/// Runs `VACUUM (ANALYZE) tasks` on the store every `every` until the window ends.
+async fn vacuum_tasks(store_url: String, every: Duration, window: Window) {
+    let Ok(mut conn) = PgConnection::connect(&store_url).await else {
+        eprintln!("warning: cannot connect to vacuum the store");
+        return;
+    };
+    while Instant::now() < window.end {
+        tokio::time::sleep(every).await;
+        if let Err(e) = conn.execute("VACUUM (ANALYZE) tasks").await {
+            eprintln!("warning: VACUUM (ANALYZE) tasks: {e}");
+        }
+    }
+    let _ = conn.close().await;
 }
 
 /// Per table of the store's database: sequential scans, rows they read, index scans, rows
@@ -810,8 +829,18 @@ async fn run_cadre(args: &Args, res: &mut Resources, params_json: &str) -> anyho
         args.warmup_secs, args.duration_secs, args.concurrency
     );
     let cpu = tokio::spawn(sample_cpu(groups, window));
+    let vacuum = (args.vacuum_every_secs > 0).then(|| {
+        tokio::spawn(vacuum_tasks(
+            store_url.clone(),
+            Duration::from_secs(args.vacuum_every_secs),
+            window,
+        ))
+    });
     let pg = tokio::spawn(sample_pg(args.pg_url.clone(), db, store_url, window));
     let stats = drive_for(args.concurrency as usize, window, call).await;
+    if let Some(v) = vacuum {
+        v.abort();
+    }
     let cpu = cpu.await.unwrap_or_default();
     let pg = pg.await.ok().flatten();
     // Close our connection first: the node waits up to its shutdown grace for open ones.
@@ -1088,6 +1117,7 @@ async fn run(args: &Args, res: &mut Resources) -> anyhow::Result<bool> {
         "pool": args.pool.unwrap_or(args.concurrency as usize),
         "max_inflight": args.max_inflight,
         "batch_max": args.batch_max,
+        "vacuum_every_secs": args.vacuum_every_secs,
         "cores": cores,
         "cadre": cadre.as_ref().map(|_| summary_json(&c)),
         "cadre_cpu": cadre.as_ref().map(|o| o.cpu.json()),
