@@ -14,7 +14,7 @@
 //! During each measured window the tool samples the CPU time of every process involved
 //! (`/proc`) and PostgreSQL's commit count for the database. It prints a table, the ratio
 //! cadre/raw and one `RESULT {json}` line. It removes what it created (processes, database,
-//! streams, KV bucket) on success, on failure and on Ctrl-C.
+//! streams, KV bucket) on success, on failure, on Ctrl-C and on SIGTERM.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -1137,6 +1137,21 @@ async fn run(args: &Args, res: &mut Resources) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM, with the signal's name.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -1148,7 +1163,7 @@ async fn main() -> ExitCode {
     };
     let outcome = tokio::select! {
         r = run(&args, &mut res) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        s = interrupted() => Err(anyhow::anyhow!("interrupted by {s}")),
     };
     res.cleanup().await;
     match outcome {
