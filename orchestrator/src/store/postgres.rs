@@ -360,6 +360,8 @@ impl PgStore {
             return Ok(());
         }
         let n = sqlx::query(
+            // `state || ''` keeps the planner on the primary key: the partial index on unfinished
+            // tasks holds dead entries until vacuum and made this update scan them.
             "UPDATE tasks AS t SET state = v.state, attempt = v.attempt, seq = v.seq, \
              updated_at_ms = v.updated_at_ms, result = COALESCE(v.result, t.result), \
              error = CASE v.error_mode WHEN 0 THEN t.error WHEN 1 THEN v.error ELSE NULL END, \
@@ -367,7 +369,7 @@ impl PgStore {
              FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], \
              $7::int4[], $8::text[], $9::text[], $10::bigint[]) \
              AS v(id, state, attempt, seq, updated_at_ms, result, error_mode, error, signature, prev_seq) \
-             WHERE t.id = v.id AND t.seq = v.prev_seq AND t.state IN ('QUEUED', 'RUNNING', 'RETRYING')",
+             WHERE t.id = v.id AND t.seq = v.prev_seq AND (t.state || '') IN ('QUEUED', 'RUNNING', 'RETRYING')",
         )
         .bind(col(rows, |(id, _)| id.to_string()))
         .bind(col(rows, |(_, u)| u.state.as_str()))
