@@ -41,6 +41,8 @@ const EVENT_QUEUE: usize = 8192;
 const CANCELLED_MEMORY: usize = 10_000;
 /// Most task messages pulled in one request.
 const PULL_BATCH: usize = 64;
+/// Longest one pull request may take before it is given up and sent again.
+const FETCH_PATIENCE: Duration = Duration::from_secs(5);
 
 struct Inflight {
     supervisor: String,
@@ -182,19 +184,28 @@ impl Host {
                 if room == 0 {
                     break;
                 }
-                match c.fetch().max_messages(room).messages().await {
-                    Ok(mut batch) => {
-                        while let Some(m) = batch.next().await {
-                            match m {
-                                Ok(m) => got.push(m),
-                                Err(e) => tracing::debug!(error = %e, "pull: message error"),
+                // Bounded: a pull whose answer was lost with the connection must not hang the
+                // loop (what arrived before the cut is kept; the rest is redelivered).
+                let fetched = tokio::time::timeout(FETCH_PATIENCE, async {
+                    match c.fetch().max_messages(room).messages().await {
+                        Ok(mut batch) => {
+                            while let Some(m) = batch.next().await {
+                                match m {
+                                    Ok(m) => got.push(m),
+                                    Err(e) => tracing::debug!(error = %e, "pull: message error"),
+                                }
                             }
+                            true
+                        }
+                        Err(e) => {
+                            tracing::warn!(%supervisor, error = %e, "pull failed; NATS unreachable?");
+                            false
                         }
                     }
-                    Err(e) => {
-                        tracing::warn!(%supervisor, error = %e, "pull failed; NATS unreachable?");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+                })
+                .await;
+                if !matches!(fetched, Ok(true)) {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
             if got.is_empty() {

@@ -361,12 +361,37 @@ async fn consume_events(c: &Conn, writer: &Writer) -> anyhow::Result<()> {
             },
         )
         .await?;
-    let messages = consumer.stream().max_messages_per_batch(512).messages().await?;
-    let mut chunks = messages.ready_chunks(512);
-    while let Some(chunk) = chunks.next().await {
+    // Pull requests that expire and are sent again, rather than one endless stream: after a
+    // NATS restart a lost request cannot stall persistence for good.
+    loop {
+        let batch = consumer
+            .batch()
+            .max_messages(512)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await?;
+        let mut chunks = batch.ready_chunks(512);
+        while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(7), chunks.next()).await {
+            persist_chunk(writer, chunk).await?;
+        }
+    }
+}
+
+/// Stores one chunk of events and acks each once it is durable.
+async fn persist_chunk(
+    writer: &Writer,
+    chunk: Vec<Result<jetstream::Message, async_nats::Error>>,
+) -> anyhow::Result<()> {
+    {
         let mut ops = Vec::with_capacity(chunk.len());
         for m in chunk {
-            let m = m?;
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(error = %e, "event pull: message error");
+                    continue;
+                }
+            };
             match serde_json::from_slice::<EventMsg>(&m.payload) {
                 Ok(ev) => ops.push((Some(ev), m)),
                 Err(e) => {
