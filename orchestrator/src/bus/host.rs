@@ -288,21 +288,18 @@ impl Host {
                 .publish(conn.names.dead_subject(supervisor), payload)
                 .await;
             let why = format!("dead-lettered after {} deliveries", delivered - 1);
-            self.fail(supervisor, id, work.attempt + delivered - 1, why).await;
-            // Acked once the FAILED event is durable.
-            let Some(task) = work.queued(&self.registry, work.attempt) else {
-                let _ = acker.ack_with(AckKind::Term).await;
-                return;
-            };
-            self.lock().insert(
-                id,
-                Inflight {
-                    supervisor: supervisor.to_string(),
-                    task,
-                    acker: Some(acker),
-                    _permit: Some(permit),
-                },
-            );
+            let attempt = work.attempt + delivered - 1;
+            match work.queued(&self.registry, work.attempt) {
+                // Held first, so the publisher finds it and acks once the FAILED event is durable.
+                Some(task) => {
+                    self.hold(supervisor, task, acker, permit);
+                    self.fail(supervisor, id, attempt, why).await;
+                }
+                None => {
+                    self.fail(supervisor, id, attempt, why).await;
+                    let _ = acker.ack_with(AckKind::Term).await;
+                }
+            }
             return;
         }
         // Every earlier delivery may have started an attempt on a replica that is gone.
@@ -321,31 +318,35 @@ impl Host {
         if delivered > 1 {
             let lost = format!("worker lost during attempt {started}");
             if started >= task.retry.max_attempts {
+                // Held first, so the publisher finds it and acks once the FAILED event is durable.
+                self.hold(supervisor, task, acker, permit);
                 self.fail(supervisor, id, started, lost).await;
-                self.lock().insert(
-                    id,
-                    Inflight {
-                        supervisor: supervisor.to_string(),
-                        task,
-                        acker: Some(acker),
-                        _permit: Some(permit),
-                    },
-                );
                 return;
             }
             let t = Transition::new(id, TaskState::Retrying, started, format!("{lost}; redelivered"));
             self.emit(supervisor, EventMsg::Transition((&t).into())).await;
         }
+        self.hold(supervisor, task.clone(), acker, permit);
+        self.dispatch(supervisor, task);
+    }
+
+    /// Holds a delivered task message until its terminal event is published.
+    fn hold(
+        &self,
+        supervisor: &str,
+        task: QueuedTask,
+        acker: Arc<jetstream::message::Acker>,
+        permit: OwnedSemaphorePermit,
+    ) {
         self.lock().insert(
-            id,
+            task.id,
             Inflight {
                 supervisor: supervisor.to_string(),
-                task: task.clone(),
+                task,
                 acker: Some(acker),
                 _permit: Some(permit),
             },
         );
-        self.dispatch(supervisor, task);
     }
 
     fn was_cancelled(&self, id: TaskId) -> bool {
