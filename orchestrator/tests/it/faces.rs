@@ -346,6 +346,33 @@ async fn json_api_bad_input_gets_clear_errors_and_nothing_is_stored() {
     node.stop().await;
 }
 
+#[tokio::test]
+async fn every_json_route_needs_a_credential() {
+    let node = TestNode::start("").await;
+    let id = "01930000-0000-7000-8000-000000000000";
+    let routes = [
+        ("GET", "/v1/whoami".to_string()),
+        ("POST", "/v1/tasks".to_string()),
+        ("GET", "/v1/tasks".to_string()),
+        ("GET", format!("/v1/tasks/{id}")),
+        ("GET", format!("/v1/tasks/{id}/events")),
+        ("POST", format!("/v1/tasks/{id}/cancel")),
+        ("GET", "/v1/status".to_string()),
+        ("POST", "/v1/supervisors/system/pools/monitor/scale".to_string()),
+        ("GET", "/v1/usage".to_string()),
+        ("GET", "/v1/events/sse".to_string()),
+    ];
+    for (method, path) in routes {
+        let (code, headers, body) = http(&node, method, &path, None, Some("{}")).await;
+        assert_eq!(code, 401, "{method} {path} without a credential: {body}");
+        assert!(
+            headers.iter().any(|(k, _)| k == "www-authenticate"),
+            "{method} {path}"
+        );
+    }
+    node.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // WebSocket helpers
 
