@@ -546,4 +546,11 @@ impl Node {
     pub async fn ready(&self) -> bool {
         self.bus.ready() && self.store.ping().await.is_ok()
     }
+
+    /// Sets the `cadre_store_up` and `cadre_bus_up` gauges (1 reachable, 0 not).
+    pub async fn probe_dependencies(&self) {
+        let store = self.store.ping().await.is_ok();
+        metrics::gauge!("cadre_store_up").set(f64::from(u8::from(store)));
+        metrics::gauge!("cadre_bus_up").set(f64::from(u8::from(self.bus.ready())));
+    }
 }

@@ -479,6 +479,16 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
             node.quotas.forget_idle();
         }
     });
+    // cadre_store_up and cadre_bus_up for alerting, refreshed every 5 s.
+    let weak = Arc::downgrade(&node);
+    tokio::spawn(async move {
+        loop {
+            let Some(node) = weak.upgrade() else { return };
+            node.probe_dependencies().await;
+            drop(node);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
 
     let servers = vec![
         tokio::spawn(serve_grpc(
