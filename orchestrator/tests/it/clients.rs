@@ -10,7 +10,7 @@ use std::time::Duration;
 use cadre_proto::v1;
 use tokio::process::Command;
 
-use crate::common::{TestNode, issue};
+use crate::common::{TestNode, events, issue, spec, submit};
 
 /// How long one client script may take before the test fails.
 const SCRIPT_PATIENCE: Duration = Duration::from_secs(120);
@@ -123,4 +123,221 @@ async fn python_grpc_reflection_lists_services_and_drives_a_call() {
     for s in ["cadre.v1.TaskService", "cadre.v1.AdminService"] {
         assert!(services.contains(&s), "{services:?}");
     }
+}
+
+#[tokio::test]
+async fn python_websockets_resumes_after_a_disconnect_without_gaps_or_repeats() {
+    let node = TestNode::start("").await;
+    let token = issue(&node, "acme", "operator").await;
+    let out = python_script("ws_events.py", &["--http", &node.http], &token).await;
+    assert!(out.contains("disconnect") && out.contains("OK"), "{out}");
+}
+
+/// One Server-Sent Events message: its `id:`, `event:` and (joined) `data:` fields.
+#[derive(Debug, Default, Clone)]
+struct SseMessage {
+    id: Option<u64>,
+    event: Option<String>,
+    data: String,
+}
+
+impl SseMessage {
+    /// The `data:` JSON.
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("data is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Splits an event stream into messages line by line, as EventSource does: a blank line ends a
+/// message, `:` starts a comment, one space after the colon is dropped.
+#[derive(Default)]
+struct SseParser {
+    current: SseMessage,
+    fields: usize,
+}
+
+impl SseParser {
+    fn line(&mut self, line: &str) -> Option<SseMessage> {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            let done = std::mem::take(&mut self.current);
+            return (std::mem::take(&mut self.fields) > 0).then_some(done);
+        }
+        if line.starts_with(':') {
+            return None;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        self.fields += 1;
+        match field {
+            "id" => self.current.id = Some(value.parse().unwrap_or_else(|_| panic!("id: {value:?}"))),
+            "event" => self.current.event = Some(value.to_string()),
+            "data" => {
+                if !self.current.data.is_empty() {
+                    self.current.data.push('\n');
+                }
+                self.current.data.push_str(value);
+            }
+            other => panic!("unexpected SSE field {other:?} in {line:?}"),
+        }
+        None
+    }
+
+    fn parse(text: &str) -> Vec<SseMessage> {
+        let mut p = SseParser::default();
+        text.lines().filter_map(|l| p.line(l)).collect()
+    }
+}
+
+/// `curl -N` on the node's SSE stream with `query` and extra headers, to the end of the stream.
+async fn curl_sse(node: &TestNode, query: &str, headers: &[String]) -> Vec<SseMessage> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-N", "-sS", "--fail-with-body", "--max-time", "60"]);
+    for h in headers {
+        cmd.arg("-H").arg(h);
+    }
+    let url = format!("{}/v1/events/sse?{query}", node.http);
+    let out = cmd.arg(&url).stdin(Stdio::null()).kill_on_drop(true).output();
+    let out = tokio::time::timeout(SCRIPT_PATIENCE, out)
+        .await
+        .expect("curl in time")
+        .expect("spawn curl (scripts/deps-python.sh installs it)");
+    SseParser::parse(&stdout_if_success(&format!("curl {url}"), out))
+}
+
+/// Checks the task events of an SSE stream (`id:` = cursor, cursors increasing) and returns
+/// them as JSON.
+fn sse_events(msgs: &[SseMessage]) -> Vec<serde_json::Value> {
+    let mut out: Vec<serde_json::Value> = Vec::new();
+    for m in msgs.iter().filter(|m| m.event.is_none()) {
+        let ev = m.json();
+        assert_eq!(ev["type"], "event", "{m:?}");
+        assert_eq!(m.id, ev["cursor"].as_u64(), "id: is the cursor: {m:?}");
+        if let Some(prev) = out.last() {
+            assert!(
+                ev["cursor"].as_u64() > prev["cursor"].as_u64(),
+                "cursor order: {m:?}"
+            );
+        }
+        out.push(ev);
+    }
+    out
+}
+
+fn cursors(events: &[serde_json::Value]) -> Vec<u64> {
+    events.iter().map(|e| e["cursor"].as_u64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn curl_reads_the_sse_stream_and_resumes_with_last_event_id() {
+    let node = TestNode::start("").await;
+    let token = node.credential();
+    let auth = format!("Authorization: Bearer {token}");
+    let mut c = node.tasks().await;
+    let t = submit(&mut c, spec("system.debug.sleep", r#"{"ms": 300}"#)).await;
+    let stored = events(&mut c, &t.id, 0).await;
+    let stored_cursors: Vec<u64> = stored.iter().map(|e| e.cursor).collect();
+
+    // The whole one-task stream: every stored event, then `event: end`.
+    let msgs = curl_sse(
+        &node,
+        &format!("task_id={}&cursor=0", t.id),
+        std::slice::from_ref(&auth),
+    )
+    .await;
+    let all = sse_events(&msgs);
+    assert_eq!(cursors(&all), stored_cursors, "{msgs:?}");
+    assert!(all.iter().all(|e| e["task_id"] == t.id.as_str()), "{all:?}");
+    assert_eq!(all.last().unwrap()["state"], "SUCCEEDED");
+    assert_eq!(msgs.last().unwrap().event.as_deref(), Some("end"), "{msgs:?}");
+
+    // Resumed with Last-Event-ID (which wins over `cursor`): exactly the events after it.
+    let resume_after = stored_cursors[2];
+    let headers = [auth.clone(), format!("Last-Event-ID: {resume_after}")];
+    let rest = sse_events(&curl_sse(&node, &format!("task_id={}&cursor=0", t.id), &headers).await);
+    assert_eq!(
+        cursors(&rest),
+        stored_cursors[3..],
+        "resumed after {resume_after}"
+    );
+    assert_eq!(rest, all[3..]);
+}
+
+#[tokio::test]
+async fn curl_follows_a_live_sse_stream_with_a_query_token() {
+    use tokio::io::AsyncBufReadExt;
+
+    let node = TestNode::start("").await;
+    let token = node.credential();
+    let mut c = node.tasks().await;
+    // From the beginning of a fresh node: exactly the echo tasks submitted below.
+    let url = format!(
+        "{}/v1/events/sse?type_prefix=system.debug.echo&cursor=0&access_token={token}",
+        node.http
+    );
+    let mut curl = Command::new("curl")
+        .args(["-N", "-sS", "--fail-with-body", "--max-time", "60", &url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn curl (scripts/deps-python.sh installs it)");
+    let mut lines = tokio::io::BufReader::new(curl.stdout.take().unwrap()).lines();
+
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let params = format!(r#"{{"n": {i}}}"#);
+        ids.push(submit(&mut c, spec("system.debug.echo", &params)).await.id);
+    }
+    // Read until both tasks' SUCCEEDED events arrived, then hang up.
+    let mut parser = SseParser::default();
+    let mut msgs = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("read curl") {
+            if let Some(m) = parser.line(&line) {
+                msgs.push(m);
+                let done = sse_events(&msgs)
+                    .iter()
+                    .filter(|e| e["state"] == "SUCCEEDED")
+                    .count();
+                if done == ids.len() {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    let complete = tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .unwrap_or_else(|_| panic!("both echo tasks' events within 60 s"));
+    if !complete {
+        let out = curl.wait_with_output().await.unwrap();
+        panic!(
+            "curl's stream ended early ({}: {}): {msgs:?}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    curl.kill().await.unwrap();
+
+    let events = sse_events(&msgs);
+    for id in &ids {
+        let states: Vec<&str> = events
+            .iter()
+            .filter(|e| e["task_id"] == id.as_str() && e["is_progress"] == false)
+            .map(|e| e["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            states,
+            ["QUEUED", "RUNNING", "SUCCEEDED"],
+            "task {id}: {events:?}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .all(|e| ids.contains(&e["task_id"].as_str().unwrap().to_string())),
+        "only the filtered type: {events:?}"
+    );
 }
