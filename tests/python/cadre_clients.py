@@ -6,9 +6,11 @@ first one that did not, and 2 on bad usage.
 """
 
 import argparse
+import atexit
 import glob
 import importlib
 import os
+import shutil
 import sys
 import tempfile
 
@@ -60,11 +62,12 @@ def run(main):
 
 def generate_stubs(proto_root):
     """Runs grpcio-tools' protoc on `proto_root`/cadre/v1/*.proto into a fresh temp dir, puts it
-    on sys.path and returns the modules (task_pb2, task_pb2_grpc, admin_pb2, admin_pb2_grpc).
+    on sys.path (removed at exit) and returns the modules (task_pb2, task_pb2_grpc, admin_pb2, admin_pb2_grpc).
     """
     from grpc_tools import protoc
 
     out = tempfile.mkdtemp(prefix="cadre-pystubs-")
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     files = sorted(glob.glob(os.path.join(proto_root, "cadre", "v1", "*.proto")))
     check(files, f"no .proto files under {proto_root}/cadre/v1")
     rc = protoc.main(
