@@ -631,10 +631,16 @@ async fn serve_grpc(
         }
         Services::Peer(_) => health.set_serving::<SupervisorPeerServer<PeerService>>().await,
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(cadre_proto::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
+    // Both reflection versions: v1, and v1alpha for clients that only know it (grpcio-reflection's
+    // Python client, older grpcurl).
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(cadre_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder().build_v1().expect("embedded descriptors are valid");
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
         .expect("embedded descriptors are valid");
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     // Bounds per connection (calls in flight, streams) and dead-peer detection; each service
@@ -660,7 +666,8 @@ async fn serve_grpc(
         .tcp_keepalive(Some(keepalive))
         .trace_fn(crate::trace::grpc_request_span)
         .add_service(health_svc)
-        .add_service(reflection);
+        .add_service(reflection)
+        .add_service(reflection_v1alpha);
     let router = match services {
         Services::Node(node) => router
             .add_service(TaskServiceServer::new(TaskApi(node.clone())).max_decoding_message_size(max_message))

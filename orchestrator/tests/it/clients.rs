@@ -109,19 +109,22 @@ async fn python_grpc_client_submits_and_watches_tasks() {
 async fn python_grpc_reflection_lists_services_and_drives_a_call() {
     let node = TestNode::start("").await;
     let token = issue(&node, "acme", "operator").await;
-    let out = python_script(
-        "grpc_reflection_check.py",
-        &["--grpc", grpc_addr(&node), "--reflection", "v1"],
-        &token,
-    )
-    .await;
-    let services = out
-        .lines()
-        .find_map(|l| l.strip_prefix("services: "))
-        .unwrap_or_else(|| panic!("no services line in:\n{out}"));
-    let services: Vec<&str> = services.split(' ').collect();
-    for s in ["cadre.v1.TaskService", "cadre.v1.AdminService"] {
-        assert!(services.contains(&s), "{services:?}");
+    // v1alpha is what grpcio-reflection's stock client speaks; v1 is the current protocol.
+    for version in ["v1alpha", "v1"] {
+        let out = python_script(
+            "grpc_reflection_check.py",
+            &["--grpc", grpc_addr(&node), "--reflection", version],
+            &token,
+        )
+        .await;
+        let services = out
+            .lines()
+            .find_map(|l| l.strip_prefix("services: "))
+            .unwrap_or_else(|| panic!("{version}: no services line in:\n{out}"));
+        let services: Vec<&str> = services.split(' ').collect();
+        for s in ["cadre.v1.TaskService", "cadre.v1.AdminService"] {
+            assert!(services.contains(&s), "{version}: {services:?}");
+        }
     }
 }
 
