@@ -638,7 +638,9 @@ async fn serve_grpc(
             .register_encoded_file_descriptor_set(cadre_proto::v1::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection = reflection_builder().build_v1().expect("embedded descriptors are valid");
+    let reflection = reflection_builder()
+        .build_v1()
+        .expect("embedded descriptors are valid");
     let reflection_v1alpha = reflection_builder()
         .build_v1alpha()
         .expect("embedded descriptors are valid");
