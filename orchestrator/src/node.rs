@@ -47,6 +47,21 @@ pub struct Node {
     pub(crate) bus: Arc<dyn crate::bus::Bus>,
 }
 
+/// A task type as clients (ListTaskTypes, MCP tools) see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskTypeInfo {
+    /// `supervisor.domain.action`.
+    pub task_type: String,
+    /// The tier-1 supervisor that runs it.
+    pub supervisor: String,
+    /// The worker kind (pool) inside it.
+    pub worker_kind: String,
+    /// The executor the worker runs.
+    pub executor: String,
+    /// JSON Schema of its params.
+    pub params_schema: serde_json::Value,
+}
+
 impl Node {
     /// The configuration in force.
     pub fn config(&self) -> Config {
@@ -419,6 +434,27 @@ impl Node {
             ..Default::default()
         };
         Ok(self.store.events_after(after, &filter, limit).await?)
+    }
+
+    /// Every task type this node accepts, in name order, with where it runs and the JSON
+    /// Schema of its params (`{"type": "object"}` when its executor publishes none).
+    pub fn task_types(&self) -> Vec<TaskTypeInfo> {
+        let routes = self.recovery.routes();
+        routes
+            .iter()
+            .map(|(task_type, route)| TaskTypeInfo {
+                task_type: task_type.clone(),
+                supervisor: route.supervisor.clone(),
+                worker_kind: route.worker.clone(),
+                executor: route.executor.clone(),
+                params_schema: self
+                    .recovery
+                    .registry
+                    .get(&route.executor)
+                    .and_then(|e| e.params_schema())
+                    .unwrap_or_else(|| serde_json::json!({ "type": "object" })),
+            })
+            .collect()
     }
 
     /// The newest committed event's cursor: where a subscription "from now" starts.
