@@ -100,6 +100,14 @@ pub enum Command {
         #[arg(long, default_value = "")]
         day: String,
     },
+    /// Serve MCP over stdio for an agent that launches cadre as a local MCP server, relayed to
+    /// the running node's /mcp endpoint with this CLI's credential.
+    Mcp {
+        /// The node's HTTP address (default: `http` in <data-dir>/endpoints.json, else
+        /// http://127.0.0.1:8080).
+        #[arg(long, env = "CADRE_HTTP")]
+        http: Option<String>,
+    },
     /// Check a verified task's result signature against the node's public key.
     VerifyResult {
         /// Task id.
@@ -390,6 +398,17 @@ pub async fn run(cli: Cli) -> Result<i32> {
             println!("# effective configuration (defaults < file < CADRE_* env): valid");
             print!("{}", cfg.to_toml());
             Ok(0)
+        }
+        Command::Mcp { http } => {
+            let data_dir = cli
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("cadre-data"));
+            let http = http
+                .or_else(|| Endpoints::read(&data_dir).map(|e| e.http))
+                .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+            let credential = cli.token.or_else(|| Bearer::from_data_dir(&data_dir));
+            crate::mcp_stdio::run(&http, credential).await.map(|_| 0)
         }
         command => {
             let endpoint = resolve_endpoint(cli.endpoint, cli.data_dir.as_deref());
@@ -800,7 +819,7 @@ async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &P
             }
             Ok(0)
         }
-        Command::Serve(_) | Command::Config { .. } | Command::Audit { .. } => {
+        Command::Serve(_) | Command::Config { .. } | Command::Audit { .. } | Command::Mcp { .. } => {
             unreachable!("handled before connecting")
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod events;
+pub mod mcp;
 
 use std::sync::Arc;
 
@@ -56,7 +57,10 @@ pub fn router(face: Face, tasks: Option<Arc<Node>>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(face);
     match tasks {
-        Some(node) => base.merge(api::routes(node.clone())).merge(events::routes(node)),
+        Some(node) => base
+            .merge(api::routes(node.clone()))
+            .merge(mcp::routes(node.clone()))
+            .merge(events::routes(node)),
         None => base,
     }
 }

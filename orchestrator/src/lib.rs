@@ -9,7 +9,9 @@
 //! - [`budget`]: model prices, daily token and cost caps, model fallback.
 //! - [`quota`]: per-tenant rate limits and unfinished-task caps.
 //! - [`node`]: the operations every face calls (submit, get, cancel, list, watch, status, ...).
-//! - [`grpc`], [`http`]: the network faces. [`server`]: start-up and shutdown.
+//! - [`grpc`], [`http`]: the network faces (gRPC; HTTP JSON API, event sockets, MCP).
+//!   [`mcp_stdio`]: `cadre mcp`, MCP over stdio relayed to a node. [`server`]: start-up and
+//!   shutdown.
 //! - [`audit`]: the signed, hash-linked audit chain and its verification.
 //! - [`auth`]: credentials (JWT, API keys), roles and the permission table.
 //! - [`telemetry`]: logs, span export (OTLP) and metrics. [`trace`]: W3C trace context across
@@ -26,6 +28,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod hub;
+pub mod mcp_stdio;
 pub mod node;
 pub mod orchestrator;
 pub mod quota;

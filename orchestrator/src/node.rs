@@ -578,6 +578,17 @@ impl Node {
         Ok(p)
     }
 
+    /// Checks that an already authenticated principal may do `action` (a refusal is audited),
+    /// for faces that authenticate once and then act several ways (MCP).
+    pub async fn permit(&self, p: &Principal, action: Action) -> Result<()> {
+        if let Err(e) = Authenticator::check(p, action) {
+            self.audit(Some(p), action.name(), "", "denied", &e.to_string())
+                .await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Whether the node can accept work (store reachable, bus connected).
     pub async fn ready(&self) -> bool {
         self.bus.ready() && self.store.ping().await.is_ok()
