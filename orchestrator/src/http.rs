@@ -48,6 +48,7 @@ pub fn router(node: Face) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .merge(crate::dashboard::routes())
         .with_state(node)
 }
 

@@ -9,7 +9,7 @@
 //! - [`budget`]: model prices, daily token and cost caps, model fallback.
 //! - [`quota`]: per-tenant rate limits and unfinished-task caps.
 //! - [`node`]: the operations every face calls (submit, get, cancel, list, watch, status, ...).
-//! - [`grpc`], [`http`]: the network faces. [`server`]: start-up and shutdown.
+//! - [`grpc`], [`http`]: the network faces; [`dashboard`]: the web page `http` serves at `/`. [`server`]: start-up and shutdown.
 //! - [`audit`]: the signed, hash-linked audit chain and its verification.
 //! - [`auth`]: credentials (JWT, API keys), roles and the permission table.
 //! - [`telemetry`]: logs, span export (OTLP) and metrics. [`trace`]: W3C trace context across
@@ -22,6 +22,7 @@ pub mod budget;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod grpc;
 pub mod http;
