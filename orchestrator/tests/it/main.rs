@@ -5,6 +5,7 @@ mod api;
 mod audit;
 mod auth;
 mod common;
+mod dashboard;
 mod deploy;
 mod distributed;
 mod durability;
