@@ -174,7 +174,7 @@ async function run(page) {
   await shot(page, "laptop-task");
 
   step = "a running task's page follows it live";
-  const slow = (await api("POST", "/v1/tasks", { task_type: "system.debug.sleep", params: { ms: 1500 } })).task;
+  const slow = (await api("POST", "/v1/tasks", { task_type: "system.debug.sleep", params: { ms: 3000 } })).task;
   await go(page, `#/tasks/${slow.id}`, "#task-state");
   await page.locator('#task-state[data-state="SUCCEEDED"]').waitFor({ timeout: TASK_PATIENCE_MS });
   await page.locator('#timeline li[data-state="SUCCEEDED"]').waitFor();

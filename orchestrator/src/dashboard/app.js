@@ -856,16 +856,17 @@ function openTask(id) {
   };
 
   const follow = () => {
-    const last = page.events.length ? page.events[page.events.length - 1].cursor : undefined;
-    const filter = { task_id: id };
-    if (last !== undefined) filter.cursor = last;
-    page.stream = new EventStream(filter, {
+    // Resume right after the stored events (cursor 0 replays this task's events from the
+    // start), so nothing between the two reads is missed.
+    const cursor = page.events.length ? page.events[page.events.length - 1].cursor : 0;
+    page.stream = new EventStream({ task_id: id, cursor }, {
       event: (e) => {
         if (page.events.some((x) => x.cursor === e.cursor)) return;
         page.events.push(e);
         page.task = { ...page.task, state: e.state, attempt: e.attempt, seq: e.seq, updated_at_ms: e.at_ms, progress: e.progress };
         if (e.result !== undefined && e.result !== null) page.task.result = e.result;
-        renderTask(view, page);
+        // A progress event only moves the bar and adds a line; a state change redraws.
+        if (!(e.is_progress && appendProgress(view, page, e))) renderTask(view, page);
         if (TERMINAL.has(e.state)) refresh();
       },
       end: refresh,
@@ -962,30 +963,40 @@ function renderTask(view, page) {
   }
   sections.push(grid);
 
-  const start = page.events[0]?.at_ms ?? t.created_at_ms;
+  const start = timelineStart(page);
   sections.push(
     h(
       "section",
       { class: "card" },
       h("h2", {}, "Timeline"),
       page.events.length
-        ? h(
-            "ol",
-            { class: "timeline", id: "timeline" },
-            page.events.map((e) =>
-              h(
-                "li",
-                { class: e.is_progress ? "ev ev-progress" : "ev", dataset: { state: e.state, cursor: e.cursor } },
-                h("span", { class: "ev-time mono", title: new Date(e.at_ms).toISOString() }, `+${fmtDuration(e.at_ms - start)}`),
-                e.is_progress ? h("span", { class: "ev-pct" }, `${Math.round((e.progress ?? 0) * 100)}%`) : stateBadge(e.state),
-                h("span", { class: "ev-msg" }, e.message || (e.is_progress ? "progress" : `attempt ${e.attempt}`)),
-              ),
-            ),
-          )
+        ? h("ol", { class: "timeline", id: "timeline" }, page.events.map((e) => timelineItem(e, start)))
         : h("p", { class: "muted" }, "No events yet."),
     ),
   );
   view.replaceChildren(...sections.filter(Boolean));
+}
+
+const timelineStart = (page) => page.events[0]?.at_ms ?? page.task.created_at_ms;
+
+function timelineItem(e, start) {
+  return h(
+    "li",
+    { class: e.is_progress ? "ev ev-progress" : "ev", dataset: { state: e.state, cursor: e.cursor } },
+    h("span", { class: "ev-time mono", title: new Date(e.at_ms).toISOString() }, `+${fmtDuration(e.at_ms - start)}`),
+    e.is_progress ? h("span", { class: "ev-pct" }, `${Math.round((e.progress ?? 0) * 100)}%`) : stateBadge(e.state),
+    h("span", { class: "ev-msg" }, e.message || (e.is_progress ? "progress" : `attempt ${e.attempt}`)),
+  );
+}
+
+/** Shows a progress event without redrawing the page; false when a redraw is needed. */
+function appendProgress(view, page, e) {
+  const list = view.querySelector("#timeline");
+  const bar = view.querySelector(".task-progress");
+  if (!list || !bar) return false;
+  bar.value = e.progress ?? 0;
+  list.append(timelineItem(e, timelineStart(page)));
+  return true;
 }
 
 // ----- Usage
