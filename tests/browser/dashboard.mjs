@@ -1,12 +1,14 @@
 // End-to-end test of the cadre web dashboard in headless Chromium.
 //
-//   node tests/browser/dashboard.mjs <http-url> <commander-token> <screenshot-dir>
+//   node tests/browser/dashboard.mjs <http-url> <commander-token> <screenshot-dir> [<observer-token>]
 //
 // Drives Debian's /usr/bin/chromium with playwright-core (scripts/deps-browser.sh installs
 // both) against a running node, as a person would: signs in with the token, submits a task
 // from the page and watches it reach SUCCEEDED live, opens its page and timeline, scales a pool
 // and sees the tree change, looks at usage, and does it all again at phone width. Any console
-// error or page error fails the run. Screenshots of every view at both widths land in
+// error or page error fails the run. With an observer token of another tenant, it also signs
+// in as that observer in a second tab and checks that the page offers it no action it may not
+// take and shows it none of the commander's tasks. Screenshots of every view at both widths land in
 // <screenshot-dir>. Exits 0 when every check passed, 1 otherwise.
 
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
@@ -14,7 +16,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
 
-const [base, token, shots] = process.argv.slice(2);
+const [base, token, shots, observerToken] = process.argv.slice(2);
 if (!base || !token || !shots) {
   console.error("usage: node dashboard.mjs <http-url> <commander-token> <screenshot-dir>");
   process.exit(2);
@@ -53,6 +55,15 @@ async function api(method, p, body) {
   const json = await resp.json();
   check(resp.ok, `${method} ${p} answered ${resp.status}: ${JSON.stringify(json)}`);
   return json;
+}
+
+/** Fails the run on any console error or uncaught page error of `page`. */
+function watch(page) {
+  page.setDefaultTimeout(20_000);
+  page.on("console", (m) => {
+    if (m.type() === "error") problems.push(`console error during "${step}": ${m.text()} (${m.location().url}:${m.location().lineNumber})`);
+  });
+  page.on("pageerror", (e) => problems.push(`page error during "${step}": ${e.stack ?? e.message}`));
 }
 
 async function shot(page, name) {
@@ -217,6 +228,26 @@ async function run(page) {
   check(await page.evaluate(() => sessionStorage.getItem("cadre.token") === null), "signing out forgets the token");
 }
 
+/** A second tab signed in as an observer of another tenant. */
+async function runObserver(page) {
+  step = "observer: sign in";
+  await page.goto(`${url}/`);
+  await page.fill("#login-token", observerToken);
+  await page.click("#login-form button[type=submit]");
+  await page.locator("#session").waitFor({ state: "visible" });
+  check((await page.textContent("#who")).includes("observer"), "the header names the observer role");
+  step = "observer: tasks";
+  await page.locator('#task-table[data-loaded="true"]').waitFor({ state: "attached" });
+  check(page.url().endsWith("#/tasks"), `an observer lands on the task table (${page.url()})`);
+  check(!(await page.locator("#submit-panel").isVisible()), "an observer is offered no submit form");
+  check(!(await page.locator('#nav a[data-view="overview"]').isVisible()), "an observer is offered no supervisor tree");
+  check((await page.locator("#task-table tbody tr").count()) === 0, "an observer of another tenant sees none of the commander's tasks");
+  step = "observer: overview";
+  await go(page, "#/", "#tree .empty");
+  check((await page.locator(".scale-form").count()) === 0, "an observer is offered no scale control");
+  await shot(page, "laptop-observer");
+}
+
 async function main() {
   mkdirSync(shots, { recursive: true });
   const profile = mkdtempSync(path.join(tmpdir(), "cadre-chromium-"));
@@ -230,13 +261,14 @@ async function main() {
   let ok = false;
   try {
     const page = context.pages()[0] ?? (await context.newPage());
-    page.setDefaultTimeout(20_000);
-    page.on("console", (m) => {
-      if (m.type() === "error") problems.push(`console error during "${step}": ${m.text()} (${m.location().url}:${m.location().lineNumber})`);
-    });
-    page.on("pageerror", (e) => problems.push(`page error during "${step}": ${e.stack ?? e.message}`));
+    watch(page);
     try {
       await run(page);
+      if (observerToken) {
+        const second = await context.newPage();
+        watch(second);
+        await runObserver(second);
+      }
       ok = true;
     } catch (e) {
       problems.push(`failed at "${step}": ${e.stack ?? e.message}`);

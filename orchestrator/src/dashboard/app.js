@@ -536,9 +536,7 @@ function openOverview() {
   document.title = "Overview · cadre";
   if (!session.can("status")) {
     $("#stats").replaceChildren();
-    $("#tree").replaceChildren(
-      h("p", { class: "card empty" }, `The supervisor tree needs the supervisor role; you are ${session.who.role}. `, h("a", { href: "#/tasks" }, "See your tasks.")),
-    );
+    resetTree(h("p", { class: "card empty" }, `The supervisor tree needs the supervisor role; you are ${session.who.role}. `, h("a", { href: "#/tasks" }, "See your tasks.")));
     return null;
   }
   let timer = null;
@@ -552,7 +550,7 @@ function openOverview() {
     } catch (e) {
       if (stopped) return;
       if (e.status === 403) {
-        $("#tree").replaceChildren(h("p", { class: "card empty" }, e.message));
+        resetTree(h("p", { class: "card empty" }, e.message));
         return;
       }
       if (e.status !== 401) showBanner(`Could not read the supervisor tree: ${e.message}`);
@@ -572,6 +570,14 @@ function stat(label, value, hint) {
 
 /** Pool rows by "supervisor/kind", reused so an open scale editor survives polling. */
 const poolEls = new Map();
+
+/** Empties the tree so the next status draws it anew. */
+function resetTree(...content) {
+  const tree = $("#tree");
+  delete tree.dataset.key;
+  poolEls.clear();
+  tree.replaceChildren(...content);
+}
 
 function renderStatus(st) {
   const sups = st.supervisors ?? [];
@@ -1082,6 +1088,8 @@ function startSession() {
   $("#submit-panel").hidden = !session.can("submit");
   $('#nav a[data-view="overview"]').hidden = !session.can("status");
   document.body.dataset.role = w.role;
+  // The tree is drawn for a role (scale controls or not): start it afresh for this one.
+  resetTree();
   tasks.restart();
   if (!session.can("status") && (location.hash === "" || location.hash === "#/")) location.hash = "#/tasks";
   else route();

@@ -125,7 +125,8 @@ fn browser_deps_missing(browser_dir: &Path) -> Option<String> {
 }
 
 /// Runs tests/browser/dashboard.mjs against a real node: sign in, submit a task and watch it
-/// reach SUCCEEDED live, open its timeline, scale a pool, phone width, no console errors.
+/// reach SUCCEEDED live, open its timeline, scale a pool, phone width, no console errors; then
+/// as an observer of another tenant: no actions offered, none of the other tenant's tasks.
 #[tokio::test]
 async fn dashboard_works_in_headless_chromium() {
     let root = workspace();
@@ -135,6 +136,7 @@ async fn dashboard_works_in_headless_chromium() {
     }
     let node = TestNode::start("").await;
     let token = issue(&node, "default", "commander").await;
+    let observer = issue(&node, "acme", "observer").await;
     let shots = root.join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     for name in SCREENSHOTS {
@@ -148,6 +150,7 @@ async fn dashboard_works_in_headless_chromium() {
         .arg(&node.http)
         .arg(&token)
         .arg(&shots)
+        .arg(&observer)
         .current_dir(&browser_dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
