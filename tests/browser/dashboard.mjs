@@ -4,12 +4,13 @@
 //
 // Drives Debian's /usr/bin/chromium with playwright-core (scripts/deps-browser.sh installs
 // both) against a running node, as a person would: signs in with the token, submits a task
-// from the page and watches it reach SUCCEEDED live, opens its page and timeline, scales a pool
-// and sees the tree change, looks at usage, and does it all again at phone width. Any console
-// error or page error fails the run. With an observer token of another tenant, it also signs
-// in as that observer in a second tab and checks that the page offers it no action it may not
-// take and shows it none of the commander's tasks. Screenshots of every view at both widths land in
-// <screenshot-dir>. Exits 0 when every check passed, 1 otherwise.
+// from the page and watches it reach SUCCEEDED live, opens its page and timeline, cancels a
+// running task from its page, scales a pool and sees the tree change, looks at usage, and
+// shows every view again at phone width. Any console error or page error fails the run. With
+// an observer token of another tenant, it also signs in as that observer in a second tab and
+// checks that the page offers it no action it may not take and shows it none of the
+// commander's tasks. Screenshots of every view at both widths land in <screenshot-dir>.
+// Exits 0 when every check passed, 1 otherwise.
 
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -190,6 +191,14 @@ async function run(page) {
   await page.locator('#task-state[data-state="SUCCEEDED"]').waitFor({ timeout: TASK_PATIENCE_MS });
   await page.locator('#timeline li[data-state="SUCCEEDED"]').waitFor();
   await page.locator("#task-result").waitFor();
+
+  step = "cancel a task from its page";
+  const long = (await api("POST", "/v1/tasks", { task_type: "system.debug.sleep", params: { ms: 120000 } })).task;
+  await go(page, `#/tasks/${long.id}`, "#task-cancel");
+  await page.click("#task-cancel");
+  await page.locator('#task-state[data-state="CANCELLED"]').waitFor({ timeout: TASK_PATIENCE_MS });
+  await page.locator('#timeline li[data-state="CANCELLED"]').waitFor();
+  check((await api("GET", `/v1/tasks/${long.id}`)).task.state === "CANCELLED", "the node has the task CANCELLED");
 
   step = "scale a pool";
   await go(page, "#/", 'tr[data-pool="system/monitor"]');
