@@ -10,6 +10,7 @@ scripts/deps-browser.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
+scripts/deps-python.sh
 cargo test --workspace --all-targets --locked 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

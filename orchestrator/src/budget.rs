@@ -140,6 +140,16 @@ pub fn utc_day(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// The larger of `spent / cap` over tokens and USD; None when `cap` has no limit.
+fn used_ratio(cap: &Cap, spent: Spend) -> Option<f64> {
+    let tokens = (cap.daily_tokens > 0).then(|| spent.tokens as f64 / cap.daily_tokens as f64);
+    let usd = (cap.daily_cost_usd > 0.0).then(|| spent.cost_usd / cap.daily_cost_usd);
+    match (tokens, usd) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl Budgets {
     /// Budgets with today's spend so far (from the store).
     pub fn new(cfg: BudgetConfig, day: String, spent: HashMap<String, Spend>) -> Self {
@@ -178,6 +188,18 @@ impl Budgets {
         let s = t.1.entry(tenant.to_string()).or_default();
         s.tokens += tokens;
         s.cost_usd += cost_usd;
+        let mine = *s;
+        let all = t.1.values().fold(Spend::default(), |a, s| Spend {
+            tokens: a.tokens + s.tokens,
+            cost_usd: a.cost_usd + s.cost_usd,
+        });
+        drop(t);
+        if let Some(r) = used_ratio(self.tenant_cap(tenant), mine) {
+            metrics::gauge!("cadre_budget_used_ratio", "tenant" => tenant.to_string()).set(r);
+        }
+        if let Some(r) = used_ratio(&self.cfg.global, all) {
+            metrics::gauge!("cadre_budget_used_ratio", "tenant" => "*").set(r);
+        }
     }
 
     /// Today's spend of `tenant` and of the whole node.

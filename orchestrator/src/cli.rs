@@ -597,6 +597,7 @@ async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &P
                 task_type_prefix: w.type_prefix,
                 after_cursor: w.after,
                 states: vec![],
+                parent_id: String::new(),
             };
             follow(&mut tasks, req, true).await?;
             Ok(0)

@@ -248,11 +248,26 @@ fn describe() {
     );
     metrics::describe_counter!(
         "cadre_tokens_used_total",
-        "Model tokens (in + out) reported by executors."
+        "Model tokens (in + out) reported by executors, by tenant."
     );
     metrics::describe_counter!(
         "cadre_cost_usd_micros_total",
-        "Cost of reported tokens, in millionths of a USD."
+        "Cost of reported tokens, in millionths of a USD, by tenant."
+    );
+    metrics::describe_gauge!(
+        "cadre_budget_used_ratio",
+        "Today's spend over the daily cap (the larger of tokens and USD), by tenant; tenant=\"*\" is the node-wide cap. Only set where a cap is configured."
+    );
+    metrics::describe_gauge!("cadre_store_up", "1 when the store answers a ping, 0 when not (every 5 s).");
+    metrics::describe_gauge!("cadre_bus_up", "1 when the bus (NATS, or in process) is connected, 0 when not.");
+    metrics::describe_gauge!(
+        "cadre_dispatch_outbox",
+        "Task messages waiting to be published to NATS (distributed mode)."
+    );
+    metrics::describe_gauge!("cadre_event_subscribers", "Open WebSocket and SSE event streams, by transport.");
+    metrics::describe_counter!(
+        "cadre_event_subscribers_lagged_total",
+        "Event stream subscribers cut off for falling behind, by transport."
     );
 }
 

@@ -362,8 +362,9 @@ async fn run(
                         } = &outcome
                         {
                             budgets.record(day, tenant, *tokens, *cost_usd);
-                            metrics::counter!("cadre_tokens_used_total").increment(*tokens);
-                            metrics::counter!("cadre_cost_usd_micros_total")
+                            metrics::counter!("cadre_tokens_used_total", "tenant" => tenant.clone())
+                                .increment(*tokens);
+                            metrics::counter!("cadre_cost_usd_micros_total", "tenant" => tenant.clone())
                                 .increment((cost_usd * 1e6) as u64);
                         }
                         if let (WriteOutcome::Event { event, .. }, HubFeed::Direct) = (&outcome, &feed) {

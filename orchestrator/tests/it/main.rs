@@ -4,11 +4,13 @@
 mod api;
 mod audit;
 mod auth;
+mod clients;
 mod common;
 mod dashboard;
 mod deploy;
 mod distributed;
 mod durability;
+mod faces;
 mod hostile;
 mod lifecycle;
 mod replicas;
