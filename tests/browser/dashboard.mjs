@@ -68,6 +68,8 @@ function watch(page) {
 }
 
 async function shot(page, name) {
+  // From the top, so the sticky header is drawn where it belongs in a full-page picture.
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
 }
 

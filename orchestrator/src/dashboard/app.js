@@ -270,7 +270,10 @@ function showBanner(text) {
 }
 
 function toast(content, kind = "ok") {
-  const t = h("div", { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : "status" }, content);
+  const t = h("div", { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : "status", title: "Click to dismiss" }, content);
+  t.addEventListener("click", (ev) => {
+    if (!ev.target.closest("a")) t.remove();
+  });
   $("#toasts").append(t);
   setTimeout(() => t.remove(), kind === "error" ? 8000 : 5000);
 }
@@ -991,7 +994,7 @@ function timelineItem(e, start) {
     { class: e.is_progress ? "ev ev-progress" : "ev", dataset: { state: e.state, cursor: e.cursor } },
     h("span", { class: "ev-time mono", title: new Date(e.at_ms).toISOString() }, `+${fmtDuration(e.at_ms - start)}`),
     e.is_progress ? h("span", { class: "ev-pct" }, `${Math.round((e.progress ?? 0) * 100)}%`) : stateBadge(e.state),
-    h("span", { class: "ev-msg" }, e.message || (e.is_progress ? "progress" : `attempt ${e.attempt}`)),
+    h("span", { class: "ev-msg" }, e.message || (e.is_progress ? "progress" : e.attempt ? `attempt ${e.attempt}` : "")),
   );
 }
 

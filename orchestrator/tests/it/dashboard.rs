@@ -139,7 +139,7 @@ async fn dashboard_works_in_headless_chromium() {
     let observer = issue(&node, "acme", "observer").await;
     let shots = root.join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    for name in SCREENSHOTS {
+    for name in SCREENSHOTS.iter().chain(&["failure"]) {
         let _ = std::fs::remove_file(shots.join(format!("{name}.png")));
     }
     let log_path = shots.join("dashboard.log");
