@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustup first" >&2; exit 1; }
 scripts/services.sh
+scripts/deps-browser.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -49,7 +49,7 @@ impl HttpFace for Node {
 type Face = Arc<dyn HttpFace>;
 
 /// Builds the HTTP router: probes and metrics for every process, and with `tasks` (a tier-0
-/// node) the JSON API and event streams.
+/// node) the JSON API, event streams and the web dashboard.
 pub fn router(face: Face, tasks: Option<Arc<Node>>) -> Router {
     let base = Router::new()
         .route("/health", get(health))
@@ -60,7 +60,8 @@ pub fn router(face: Face, tasks: Option<Arc<Node>>) -> Router {
         Some(node) => base
             .merge(api::routes(node.clone()))
             .merge(mcp::routes(node.clone()))
-            .merge(events::routes(node)),
+            .merge(events::routes(node))
+            .merge(crate::dashboard::routes()),
         None => base,
     }
 }

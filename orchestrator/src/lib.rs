@@ -9,9 +9,9 @@
 //! - [`budget`]: model prices, daily token and cost caps, model fallback.
 //! - [`quota`]: per-tenant rate limits and unfinished-task caps.
 //! - [`node`]: the operations every face calls (submit, get, cancel, list, watch, status, ...).
-//! - [`grpc`], [`http`]: the network faces (gRPC; HTTP JSON API, event sockets, MCP).
-//!   [`mcp_stdio`]: `cadre mcp`, MCP over stdio relayed to a node. [`server`]: start-up and
-//!   shutdown.
+//! - [`grpc`], [`http`]: the network faces (gRPC; HTTP JSON API, event sockets, MCP);
+//!   [`dashboard`]: the web page `http` serves at `/`. [`mcp_stdio`]: `cadre mcp`, MCP over
+//!   stdio relayed to a node. [`server`]: start-up and shutdown.
 //! - [`audit`]: the signed, hash-linked audit chain and its verification.
 //! - [`auth`]: credentials (JWT, API keys), roles and the permission table.
 //! - [`telemetry`]: logs, span export (OTLP) and metrics. [`trace`]: W3C trace context across
@@ -24,6 +24,7 @@ pub mod budget;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod grpc;
 pub mod http;

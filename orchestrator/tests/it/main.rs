@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod clients;
 mod common;
+mod dashboard;
 mod deploy;
 mod distributed;
 mod durability;
