@@ -10,7 +10,8 @@ use std::time::Duration;
 use cadre_proto::v1;
 use tokio::process::Command;
 
-use crate::common::{TestNode, events, issue, spec, submit};
+use crate::common::{TestNode, events, issue, run, spec, submit};
+use serde_json::Value;
 
 /// How long one client script may take before the test fails.
 const SCRIPT_PATIENCE: Duration = Duration::from_secs(120);
@@ -343,4 +344,143 @@ async fn curl_follows_a_live_sse_stream_with_a_query_token() {
             .all(|e| ids.contains(&e["task_id"].as_str().unwrap().to_string())),
         "only the filtered type: {events:?}"
     );
+}
+
+#[tokio::test]
+async fn official_mcp_sdk_client_over_streamable_http() {
+    let node = TestNode::start("").await;
+    let token = node.credential();
+    let url = format!("{}/mcp", node.http);
+    let out = python_script(
+        "mcp_check.py",
+        &["--url", &url, "--token", &token, "--errors"],
+        &token,
+    )
+    .await;
+    assert!(out.contains("all MCP checks passed"), "{out}");
+    for check in [
+        "http: progress notifications received",
+        "http: cancelling the call cancelled its task",
+        "http: malformed JSON is -32700",
+        "http: an unknown method is -32601",
+        "http: bad tool argument is -32602",
+        "http: unauthenticated is 401",
+    ] {
+        assert!(
+            out.contains(&format!("ok: {check}")),
+            "missing {check:?} in:\n{out}"
+        );
+    }
+    // The cancelled call really cancelled a task on the node.
+    let mut t = node.tasks().await;
+    let req = v1::ListRequest {
+        states: vec![v1::TaskState::Cancelled as i32],
+        ..Default::default()
+    };
+    let cancelled = t.list(req).await.unwrap().into_inner().tasks;
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+}
+
+#[tokio::test]
+async fn official_mcp_sdk_client_over_stdio_through_cadre_mcp() {
+    let node = TestNode::start("").await;
+    let token = node.credential();
+    let data = node.dir.join("data");
+    let out = python_script(
+        "mcp_check.py",
+        &[
+            "--stdio",
+            env!("CARGO_BIN_EXE_cadre"),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--token",
+            &token,
+        ],
+        &token,
+    )
+    .await;
+    assert!(out.contains("all MCP checks passed"), "{out}");
+    assert!(
+        out.contains("ok: stdio: progress notifications received"),
+        "{out}"
+    );
+}
+
+/// One JSON-RPC POST to /mcp: (HTTP status, headers, body).
+async fn mcp_post(node: &TestNode, token: &str, session: Option<&str>, body: Value) -> (u16, String, Value) {
+    let addr = node.http.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.to_string();
+    let mut req = format!(
+        "POST /mcp HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(sid) = session {
+        req.push_str(&format!("Mcp-Session-Id: {sid}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut s, &mut buf)
+        .await
+        .unwrap();
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let sid = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("mcp-session-id:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (code, sid, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn mcp_keeps_roles_and_tenants() {
+    let node = TestNode::start("").await;
+    let mut t = node.tasks().await;
+    let theirs = run(
+        &mut t,
+        spec("system.debug.echo", r#"{"secret": "of tenant default"}"#),
+    )
+    .await;
+    let observer = issue(&node, "acme", "observer").await;
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let (code, sid, _) = mcp_post(&node, &observer, None, init).await;
+    assert_eq!(code, 200);
+    assert!(!sid.is_empty());
+    // An observer may not run tasks: the tool answers with an error the agent can read.
+    let call = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "system.debug.echo", "arguments": {"x": 1}}});
+    let (_, _, r) = mcp_post(&node, &observer, Some(&sid), call).await;
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    assert!(
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("may not"),
+        "{r}"
+    );
+    // Another tenant's task does not exist for it, as a resource or through get_task.
+    let read = serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "resources/read",
+        "params": {"uri": format!("cadre://tasks/{}", theirs.id)}});
+    let (_, _, r) = mcp_post(&node, &observer, Some(&sid), read).await;
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    let get = serde_json::json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": "get_task", "arguments": {"id": theirs.id}}});
+    let (_, _, r) = mcp_post(&node, &observer, Some(&sid), get).await;
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    assert!(!r.to_string().contains("of tenant default"), "no leak: {r}");
+    // A session belongs to its credential: another subject cannot use it.
+    let other = issue(&node, "acme", "operator").await;
+    let ping = serde_json::json!({"jsonrpc": "2.0", "id": 5, "method": "ping"});
+    let (code, _, _) = mcp_post(&node, &other, Some(&sid), ping).await;
+    assert_eq!(code, 404, "a session is bound to the subject that opened it");
+    node.stop().await;
 }
