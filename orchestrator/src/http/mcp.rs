@@ -106,7 +106,6 @@ async fn resource_metadata(headers: HeaderMap) -> Response {
         "resource_name": "cadre",
         "authorization_servers": [],
         "bearer_methods_supported": ["header"],
-        "resource_documentation": "https://github.com/cadre/cadre/blob/main/docs/MCP.md",
     }))
     .into_response()
 }
