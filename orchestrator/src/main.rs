@@ -2,5 +2,20 @@
 #![forbid(unsafe_code)]
 
 fn main() {
+    // `cadre tasks | head` closes stdout early; Rust's print macros then panic with "Broken
+    // pipe". Exit quietly the way a shell tool does (128 + SIGPIPE) instead of printing a panic.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     std::process::exit(cadre_orchestrator::cli::main_entry());
 }

@@ -598,3 +598,29 @@ async fn a_one_task_watch_ends_at_the_terminal_event_even_when_its_filter_hides_
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn cli_output_into_a_closed_pipe_exits_quietly() {
+    let node = TestNode::start("").await;
+    let mut t = node.tasks().await;
+    run(&mut t, spec("system.debug.echo", "{}")).await;
+    // The reader goes away before the CLI prints (like `cadre tasks | head -0`).
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cadre"))
+        .arg("--data-dir")
+        .arg(node.dir.join("data"))
+        .args(["tasks", "--limit", "10"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(141),
+        "exit like a shell tool on SIGPIPE: {stderr}"
+    );
+    node.stop().await;
+}
