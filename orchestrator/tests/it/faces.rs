@@ -954,3 +954,23 @@ async fn sse_streams_with_ids_resumes_from_last_event_id_and_ends_one_task_strea
     assert_eq!(names, vec![None, None, None, Some("end")], "{one:?}");
     node.stop().await;
 }
+
+#[tokio::test]
+async fn subscribers_beyond_the_limit_get_503_and_a_freed_slot_is_reused() {
+    let node = TestNode::start("[server]\nmax_subscribers = 1\n").await;
+    let cmd = node.credential();
+    let mut first = ws_connect(&node, Some(&cmd), None).await.unwrap();
+    send_json(&mut first, json!({"type": "subscribe"})).await;
+    assert_eq!(next_json(&mut first).await.unwrap()["type"], "subscribed");
+    assert_eq!(ws_connect(&node, Some(&cmd), None).await.err(), Some(503));
+    let (code, _, body) = http(&node, "GET", "/v1/events/sse", Some(&cmd), None).await;
+    assert_eq!(code, 503, "{body}");
+    drop(first);
+    let mut again = eventually("the slot to be freed", Duration::from_secs(10), || async {
+        ws_connect(&node, Some(&cmd), None).await.ok()
+    })
+    .await;
+    send_json(&mut again, json!({"type": "subscribe"})).await;
+    assert_eq!(next_json(&mut again).await.unwrap()["type"], "subscribed");
+    node.stop().await;
+}
