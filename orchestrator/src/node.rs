@@ -70,7 +70,23 @@ impl Node {
 
     /// Validates, stores durably and dispatches a task. Returns the task and whether it was
     /// created (false when its idempotency key matched an earlier task, which is returned).
+    /// A refusal is logged at debug with the tenant and task type (the caller is told why; a
+    /// client retrying against a full node must not flood the log).
     pub async fn submit(&self, p: &Principal, wire: Option<&v1::TaskSpec>) -> Result<(TaskRecord, bool)> {
+        let res = self.admit(p, wire).await;
+        if let Err(e) = &res {
+            tracing::debug!(
+                tenant = %p.tenant,
+                task_type = wire.map(|s| s.task_type.as_str()).unwrap_or_default(),
+                error = %e,
+                "submission refused"
+            );
+        }
+        res
+    }
+
+    /// [`Node::submit`] without its refusal log line.
+    async fn admit(&self, p: &Principal, wire: Option<&v1::TaskSpec>) -> Result<(TaskRecord, bool)> {
         let tenant = p.tenant.as_str();
         let spec = TaskSpec::from_wire(wire, &self.limits)?;
         if spec.security_level == SecurityLevel::Fortress {

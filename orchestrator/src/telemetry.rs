@@ -59,7 +59,10 @@ pub fn otlp_configured() -> bool {
     endpoint && var("OTEL_SDK_DISABLED") != "true" && var("OTEL_TRACES_EXPORTER") != "none"
 }
 
-/// Installs the global tracing subscriber (stderr). `RUST_LOG` overrides `log.level`.
+/// Installs the global tracing subscriber (stderr). `RUST_LOG` overrides `log.level`. With
+/// `log.json`, one JSON object per line with the event's fields at the top level (a task's
+/// lines carry `task_id`, `tenant`, `task_type` and, while spans are exported, `trace_id`)
+/// and the current span's fields under `span`.
 /// Safe to call more than once: later calls keep the first subscriber.
 ///
 /// When [`otlp_configured`], also exports spans over OTLP/gRPC (see [`init_node_logging`];
@@ -76,7 +79,17 @@ pub fn init_logging(cfg: &LogConfig) {
 pub fn init_node_logging(cfg: &LogConfig, node: &NodeConfig) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let fmt = if cfg.json { fmt.json().boxed() } else { fmt.boxed() };
+    // JSON lines: an event's fields at the top level beside `timestamp`, `level`, `target`
+    // and `message`; the innermost span's fields under `span` (README, "Logs").
+    let fmt = if cfg.json {
+        fmt.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed()
+    } else {
+        fmt.boxed()
+    };
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![fmt.with_filter(filter).boxed()];
     let mut provider = None;
     let mut build_error = None;

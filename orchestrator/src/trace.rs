@@ -93,6 +93,23 @@ pub fn context_from_traceparent(tp: &str) -> opentelemetry::Context {
     TraceContextPropagator::new().extract(&carrier)
 }
 
+/// The trace id (32 lower-case hex digits) of the current span, for the `trace_id` field of
+/// log lines; None while spans are not exported or outside any span.
+pub fn current_trace_id() -> Option<opentelemetry::trace::TraceId> {
+    if !exporting() {
+        return None;
+    }
+    let cx = tracing::Span::current().context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id())
+}
+
+/// The trace id a `traceparent` names (None if it is malformed).
+pub fn trace_id_of(tp: &str) -> Option<opentelemetry::trace::TraceId> {
+    let sc = context_from_traceparent(tp).span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id())
+}
+
 /// Whether `tp` is a well-formed `traceparent` naming a valid trace and span.
 pub fn is_valid_traceparent(tp: &str) -> bool {
     context_from_traceparent(tp).span().span_context().is_valid()
@@ -235,6 +252,10 @@ mod tests {
         let sc = cx.span().span_context().clone();
         assert!(sc.is_valid() && sc.is_remote() && sc.is_sampled());
         assert_eq!(sc.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            trace_id_of(TP).map(|t| t.to_string()).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
 
         let mut md = MetadataMap::new();
         inject(&cx, &mut MetadataInjector(&mut md));
@@ -280,6 +301,8 @@ mod tests {
         );
         // No exporter in unit tests: nothing to carry.
         assert_eq!(current_traceparent(), None);
+        assert_eq!(current_trace_id(), None);
+        assert_eq!(trace_id_of("garbage"), None);
         let mut md = MetadataMap::new();
         inject_metadata(&mut md);
         assert!(md.is_empty());

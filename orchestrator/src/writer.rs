@@ -15,8 +15,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cadre_proto::{TaskId, TaskRecord};
+use cadre_proto::{TaskEvent, TaskId, TaskRecord, TaskState};
 use cadre_supervisors::{TaskSink, Transition};
+use opentelemetry::trace::TraceId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::{AuditDraft, ChainTail, Sealer};
@@ -31,6 +32,8 @@ struct Request {
     /// A terminal transition's `task.record` span (while spans are exported): open from the
     /// supervisor's decision until the commit, in the trace of the attempt that decided it.
     span: tracing::Span,
+    /// The trace a transition was decided in (while spans are exported), for its log line.
+    trace_id: Option<TraceId>,
 }
 
 impl Request {
@@ -39,6 +42,7 @@ impl Request {
             op,
             reply,
             span: tracing::Span::none(),
+            trace_id: None,
         }
     }
 }
@@ -167,7 +171,7 @@ impl Writer {
     ) -> Result<WriteOutcome, StoreError> {
         let span = match traceparent {
             Some(tp) if t.state.is_terminal() => {
-                let span = crate::task_span!("task.record", task_id = %t.task_id, state = t.state.as_str(), attempt = t.attempt);
+                let span = record_span(&t);
                 crate::trace::set_parent_from_traceparent(&span, tp);
                 span
             }
@@ -176,6 +180,7 @@ impl Writer {
         let (reply, rx) = oneshot::channel();
         let mut req = Request::new(Some(WriteOp::Transition(t)), Some(reply));
         req.span = span;
+        req.trace_id = traceparent.and_then(crate::trace::trace_id_of);
         self.tx
             .send(req)
             .await
@@ -205,6 +210,7 @@ impl Writer {
                 op: Some(op),
                 reply: None,
                 span: tracing::Span::none(),
+                trace_id: None,
             })
             .is_err()
         {
@@ -261,12 +267,14 @@ impl TaskSink for Writer {
 
     async fn record(&self, t: Transition) {
         let span = if t.state.is_terminal() {
-            crate::task_span!("task.record", task_id = %t.task_id, state = t.state.as_str(), attempt = t.attempt)
+            record_span(&t)
         } else {
             tracing::Span::none()
         };
         let mut req = Request::new(Some(WriteOp::Transition(t)), None);
         req.span = span;
+        // The decider's span: the attempt's, so the task's trace, for an attempt's outcome.
+        req.trace_id = crate::trace::current_trace_id();
         if self.tx.send(req).await.is_err() {
             tracing::warn!("writer stopped; transition dropped (recovered from the store on restart)");
         }
@@ -354,6 +362,13 @@ async fn run(
                         };
                         let Some(outcome) = outcomes.next() else { break };
                         account(op, &outcome, &pending);
+                        if let (WriteOp::Transition(_), WriteOutcome::Event { event, .. }) = (op, &outcome) {
+                            if !req.span.is_none() {
+                                req.span.record("tenant", event.tenant.as_str());
+                                req.span.record("task_type", event.task_type.as_str());
+                            }
+                            log_transition(event, req.trace_id);
+                        }
                         if let WriteOutcome::Usage {
                             tenant,
                             day,
@@ -405,6 +420,46 @@ async fn run(
         }
     }
     tracing::debug!("writer drained and stopped");
+}
+
+/// A terminal transition's `task.record` span (none while spans are not exported); `tenant`
+/// and `task_type` are recorded at the commit, from the stored task.
+fn record_span(t: &Transition) -> tracing::Span {
+    crate::task_span!(
+        "task.record",
+        task_id = %t.task_id,
+        tenant = tracing::field::Empty,
+        task_type = tracing::field::Empty,
+        state = t.state.as_str(),
+        attempt = t.attempt,
+    )
+}
+
+/// Logs a committed transition with the task's identifiers: FAILED and TIMED_OUT at warn, a
+/// scheduled retry at info, SUCCEEDED and CANCELLED at debug (no info line per success: there
+/// may be thousands a second). Field values are only computed for enabled levels.
+fn log_transition(event: &TaskEvent, trace_id: Option<TraceId>) {
+    macro_rules! line {
+        ($level:ident, $what:literal) => {
+            tracing::$level!(
+                task_id = %event.task_id,
+                tenant = %event.tenant,
+                task_type = %event.task_type,
+                trace_id = trace_id.map(tracing::field::display),
+                attempt = event.attempt,
+                detail = %event.message,
+                $what
+            )
+        };
+    }
+    match event.state {
+        TaskState::Failed => line!(warn, "task failed"),
+        TaskState::TimedOut => line!(warn, "task timed out"),
+        TaskState::Retrying => line!(info, "task retry scheduled"),
+        TaskState::Cancelled => line!(debug, "task cancelled"),
+        TaskState::Succeeded => line!(debug, "task succeeded"),
+        _ => {}
+    }
 }
 
 /// Updates counters and metrics for one applied write.

@@ -27,6 +27,19 @@ pub fn install(set_parent: SetParentFn) {
     let _ = SET_PARENT.set(set_parent);
 }
 
+/// The trace id of a W3C `traceparent` (`00-<32 hex trace id>-<16 hex span id>-<flags>`), for
+/// the `trace_id` field of log lines; None when it is malformed or names the invalid all-zero
+/// trace.
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
+    let (_version, id) = (parts.next()?, parts.next()?);
+    let hex = id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (hex && id.bytes().any(|b| b != b'0')).then_some(id)
+}
+
 /// The span attempt `attempt` of `task` runs in, on `supervisor`'s pool of the task's worker
 /// kind; [`Span::none`] unless [`install`] was called. A task without a `traceparent` (one
 /// recovered after a restart) starts a new trace.
@@ -48,4 +61,24 @@ pub(crate) fn attempt_span(supervisor: &str, task: &QueuedTask, attempt: u32) ->
         set_parent(&span, tp);
     }
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trace_id;
+
+    #[test]
+    fn trace_id_is_the_second_field_of_a_well_formed_traceparent() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(trace_id(tp), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        for bad in [
+            "",
+            "garbage",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(trace_id(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -546,7 +546,7 @@ impl SupervisorState {
             if let Err(e) = span.in_scope(|| slot.actor.cast(WorkerMsg::Run(Box::new(assignment)))) {
                 // The worker died between its exit and our noticing: its supervision event will
                 // arrive and treat the task as crashed, which retries it.
-                tracing::warn!(supervisor = %self.name, kind, slot_id, error = %e, "worker unreachable");
+                tracing::warn!(supervisor = %self.name, kind, slot_id, %task_id, error = %e, "worker unreachable");
             }
             self.publish_queue_depth();
         }
@@ -731,6 +731,19 @@ impl SupervisorState {
         if let Some(task_id) = slot.running
             && let Some(tracked) = self.tasks.remove(&task_id)
         {
+            let t = &tracked.task;
+            tracing::warn!(
+                supervisor = %self.name,
+                kind,
+                slot_id,
+                task_id = %t.id,
+                tenant = %t.tenant,
+                task_type = %t.task_type,
+                trace_id = t.traceparent.as_deref().and_then(crate::attempt_span::trace_id),
+                attempt = t.attempts_started,
+                %why,
+                "worker crashed running a task; its attempt fails (retryable)"
+            );
             self.fail_attempt(me, tracked, why.clone(), true).await;
         }
         metrics::counter!("cadre_worker_restarts_total", "supervisor" => self.name.clone(), "kind" => kind.to_string())

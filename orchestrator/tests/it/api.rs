@@ -534,7 +534,7 @@ async fn serve_takes_env_config_and_logs_json_lines() {
         }
         let v: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        if v["fields"]["message"] == "cadre serving" {
+        if v["message"] == "cadre serving" {
             serving = Some(v);
         }
     }

@@ -13,6 +13,7 @@ mod durability;
 mod faces;
 mod hostile;
 mod lifecycle;
+mod logs;
 mod observability;
 mod replicas;
 mod scaling;

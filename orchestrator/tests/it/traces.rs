@@ -62,6 +62,12 @@ async fn one_task_is_one_trace_that_continues_the_callers() {
             s.name
         );
         assert_eq!(s.resource.get("service.name").map(String::as_str), Some("cadre"));
+        // Every span of the task names it.
+        assert_eq!(
+            (s.attr("task_id"), s.attr("tenant"), s.attr("task_type")),
+            (Some(id), Some("default"), Some("system.debug.echo")),
+            "{s:#?}"
+        );
     }
 
     // The gRPC server span is the caller's child; the submit handler runs inside it.
@@ -162,6 +168,13 @@ async fn retries_are_sibling_attempts_and_submit_and_wait_and_delegate_are_trace
     }
     let record = one(&spans, "task.record", &t.id);
     assert_eq!(record.attr("state"), Some("FAILED"));
+    for s in attempts.iter().copied().chain([submit, record]) {
+        assert_eq!(
+            (s.attr("tenant"), s.attr("task_type")),
+            (Some("default"), Some("system.debug.fail")),
+            "{s:#?}"
+        );
+    }
     assert_eq!(record.parent_span_id, attempts[1].span_id);
 
     // A delegated sub-task is traced like a submission.
