@@ -19,3 +19,4 @@ mod store;
 mod supervision;
 mod tls;
 mod traces;
+mod types;
