@@ -164,6 +164,13 @@ pub trait Executor: Send + Sync + 'static {
     fn params_schema(&self) -> Option<Value> {
         None
     }
+
+    /// JSON Schema (draft 2020-12) of the result `execute` returns on success; `None` when it
+    /// publishes none. Every built-in executor publishes one, and its tests check real results
+    /// against it.
+    fn result_schema(&self) -> Option<Value> {
+        None
+    }
 }
 
 /// Maps the executor names used in routes (`echo`, `summarize`, ...) to implementations.

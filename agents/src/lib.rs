@@ -8,10 +8,13 @@
 //!   timeout and the cancel grace period, and reports the [`Outcome`] to its supervisor.
 //!   A panicking executor takes its worker down with it; the supervisor sees the failure.
 //! - [`executors`]: the built-in executors (diagnostics, offline text and image work).
+//! - [`schema`]: the small JSON Schema validator that checks params (at intake) and results
+//!   against the schemas executors publish.
 #![forbid(unsafe_code)]
 
 pub mod executor;
 pub mod executors;
+pub mod schema;
 pub mod worker;
 
 pub use executor::{

@@ -78,6 +78,15 @@ pub enum Command {
     Watch(WatchArgs),
     /// List tasks, newest first.
     Tasks(TasksArgs),
+    /// List the task types the node accepts: where each runs and its params (with `--json`,
+    /// the full params and result JSON Schemas).
+    Types {
+        /// Only types starting with this prefix, e.g. `intelligence.text`.
+        prefix: Option<String>,
+        /// Print JSON (`{"types": [...]}`, as `GET /v1/types`) with the schemas.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the supervisor tree: pools, busy workers, queues, restarts.
     Status,
     /// Resize a worker pool live.
@@ -506,6 +515,72 @@ async fn wait_for_signals(_running: &server::Running) {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Prints task types as a table (type, where it runs, required and optional params) or, with
+/// `json`, as `{"types": [...]}` with the full schemas.
+fn print_types(types: &[v1::TaskType], json: bool) -> Result<()> {
+    let parse = |what: &str, s: &str| {
+        serde_json::from_str::<serde_json::Value>(s).with_context(|| format!("the node sent a bad {what}"))
+    };
+    if json {
+        let types = types
+            .iter()
+            .map(|t| {
+                Ok(serde_json::json!({
+                    "task_type": t.task_type,
+                    "supervisor": t.supervisor,
+                    "worker_kind": t.worker_kind,
+                    "executor": t.executor,
+                    "params_schema": parse("params schema", &t.params_schema_json)?,
+                    "result_schema": parse("result schema", &t.result_schema_json)?,
+                }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "types": types }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<38}  {:<24}  {:<24}  OPTIONAL",
+        "TYPE", "SUPERVISOR/WORKER", "REQUIRED"
+    );
+    for t in types {
+        let schema = parse("params schema", &t.params_schema_json)?;
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let mut optional: Vec<&str> = schema["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !required.contains(k))
+            .collect();
+        if schema["additionalProperties"] != false {
+            optional.push("...");
+        }
+        let list = |names: &[&str]| {
+            if names.is_empty() {
+                "-".to_string()
+            } else {
+                names.join(",")
+            }
+        };
+        println!(
+            "{:<38}  {:<24}  {:<24}  {}",
+            t.task_type,
+            format!("{}/{}", t.supervisor, t.worker_kind),
+            list(&required),
+            list(&optional)
+        );
+    }
+    Ok(())
+}
+
 /// The task client with credentials attached.
 type TasksClient = TaskServiceClient<InterceptedService<Channel, Bearer>>;
 
@@ -653,6 +728,14 @@ async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &P
             if !resp.next_page_token.is_empty() {
                 println!("more: --page-token {}", resp.next_page_token);
             }
+            Ok(0)
+        }
+        Command::Types { prefix, json } => {
+            let req = v1::ListTaskTypesRequest {
+                task_type_prefix: prefix.unwrap_or_default(),
+            };
+            let resp = tasks.list_task_types(req).await.map_err(status_err)?.into_inner();
+            print_types(&resp.types, json)?;
             Ok(0)
         }
         Command::Status => {

@@ -134,6 +134,27 @@ impl TaskService for TaskApi {
         Ok(Response::new(task.to_wire()))
     }
 
+    async fn list_task_types(
+        &self,
+        req: Request<v1::ListTaskTypesRequest>,
+    ) -> Result<Response<v1::ListTaskTypesResponse>, Status> {
+        authorize(&self.0, &req, Action::GetTask).await?;
+        let types = self
+            .0
+            .task_types_with_prefix(&req.get_ref().task_type_prefix)
+            .into_iter()
+            .map(|t| v1::TaskType {
+                task_type: t.task_type,
+                supervisor: t.supervisor,
+                worker_kind: t.worker_kind,
+                executor: t.executor,
+                params_schema_json: t.params_schema.to_string(),
+                result_schema_json: t.result_schema.to_string(),
+            })
+            .collect();
+        Ok(Response::new(v1::ListTaskTypesResponse { types }))
+    }
+
     async fn list(&self, req: Request<v1::ListRequest>) -> Result<Response<v1::ListResponse>, Status> {
         let p = authorize(&self.0, &req, Action::ListTasks).await?;
         let (tasks, next_page_token) = self.0.list(&p, req.get_ref()).await?;

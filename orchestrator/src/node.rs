@@ -60,6 +60,8 @@ pub struct TaskTypeInfo {
     pub executor: String,
     /// JSON Schema of its params.
     pub params_schema: serde_json::Value,
+    /// JSON Schema of its result.
+    pub result_schema: serde_json::Value,
 }
 
 impl Node {
@@ -109,6 +111,17 @@ impl Node {
             )
             .into());
         };
+        // Intake validation: params that do not fit the executor's schema are refused here,
+        // naming the failing path, before anything is stored.
+        if let Some(schema) = self
+            .recovery
+            .registry
+            .get(&route.executor)
+            .and_then(|e| e.params_schema())
+            && let Err(e) = cadre_agents::schema::validate(&schema, &spec.params)
+        {
+            return Err(SpecError::invalid("spec.params_json", e.to_string()).into());
+        }
         if let Some(key) = &spec.idempotency_key
             && let Some(existing) = self.store.find_idempotent(tenant, key).await?
         {
@@ -453,24 +466,35 @@ impl Node {
     }
 
     /// Every task type this node accepts, in name order, with where it runs and the JSON
-    /// Schema of its params (`{"type": "object"}` when its executor publishes none).
+    /// Schemas of its params and result (`{"type": "object"}` and `{}` when its executor
+    /// publishes none).
     pub fn task_types(&self) -> Vec<TaskTypeInfo> {
         let routes = self.recovery.routes();
         routes
             .iter()
-            .map(|(task_type, route)| TaskTypeInfo {
-                task_type: task_type.clone(),
-                supervisor: route.supervisor.clone(),
-                worker_kind: route.worker.clone(),
-                executor: route.executor.clone(),
-                params_schema: self
-                    .recovery
-                    .registry
-                    .get(&route.executor)
-                    .and_then(|e| e.params_schema())
-                    .unwrap_or_else(|| serde_json::json!({ "type": "object" })),
+            .map(|(task_type, route)| {
+                let executor = self.recovery.registry.get(&route.executor);
+                let schema = |f: fn(&dyn cadre_agents::Executor) -> Option<serde_json::Value>,
+                              none: serde_json::Value| {
+                    executor.as_deref().and_then(f).unwrap_or(none)
+                };
+                TaskTypeInfo {
+                    task_type: task_type.clone(),
+                    supervisor: route.supervisor.clone(),
+                    worker_kind: route.worker.clone(),
+                    executor: route.executor.clone(),
+                    params_schema: schema(|e| e.params_schema(), serde_json::json!({ "type": "object" })),
+                    result_schema: schema(|e| e.result_schema(), serde_json::json!({})),
+                }
             })
             .collect()
+    }
+
+    /// [`Node::task_types`] whose name starts with `prefix`.
+    pub fn task_types_with_prefix(&self, prefix: &str) -> Vec<TaskTypeInfo> {
+        let mut types = self.task_types();
+        types.retain(|t| t.task_type.starts_with(prefix));
+        types
     }
 
     /// The newest committed event's cursor: where a subscription "from now" starts.

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::base64;
@@ -136,6 +136,74 @@ impl Executor for AudioAnalyze {
                 ),
             ],
         ))
+    }
+
+    fn result_schema(&self) -> Option<Value> {
+        let seconds = |what| json!({ "type": "number", "minimum": 0, "description": what });
+        let silence = schema::record(&[
+            ("start_s", seconds("start")),
+            ("end_s", seconds("end")),
+            ("duration_s", seconds("length")),
+        ]);
+        let dbfs = |what| json!({ "type": "number", "minimum": FLOOR_DBFS, "description": what });
+        let loudness = schema::record(&[
+            ("rms_dbfs", dbfs("root mean square in dBFS")),
+            (
+                "peak",
+                json!({ "type": "number", "minimum": 0, "description": "largest absolute sample, 1 = full scale" }),
+            ),
+            ("peak_dbfs", dbfs("the peak in dBFS")),
+            (
+                "silences",
+                schema::array(silence, "stretches quieter than the threshold"),
+            ),
+            ("silence_total_s", seconds("their total length")),
+        ]);
+        let mpeg = schema::record(&[
+            ("version", schema::one_of(&["1", "2", "2.5"], "MPEG version")),
+            ("layer", schema::int_range(1, 3, "layer")),
+            ("mpeg_frames", schema::count("audio frames")),
+            ("vbr", schema::boolean("frames differ in bitrate")),
+            (
+                "skipped_bytes",
+                schema::count("bytes between frames that were not frames"),
+            ),
+        ]);
+        Some(schema::record(&[
+            ("format", schema::one_of(&["wav", "mp3"], "the container")),
+            (
+                "encoding",
+                schema::one_of(
+                    &[
+                        "pcm_u8",
+                        "pcm_s16le",
+                        "pcm_s24le",
+                        "pcm_s32le",
+                        "pcm_f32le",
+                        "pcm_f64le",
+                        "mp3",
+                        "mp2",
+                        "mp1",
+                    ],
+                    "the sample encoding, as ffmpeg names it",
+                ),
+            ),
+            (
+                "bits_per_sample",
+                schema::nullable(schema::count("bits per sample (WAV only)")),
+            ),
+            ("sample_rate", schema::count("frames per second")),
+            ("channels", schema::count("channels")),
+            ("frames", schema::count("sample frames")),
+            ("duration_s", seconds("duration")),
+            (
+                "bitrate_kbps",
+                json!({ "type": "number", "minimum": 0, "description": "average bitrate" }),
+            ),
+            ("truncated", schema::boolean("the file ends inside its data")),
+            ("loudness", schema::nullable(loudness)),
+            ("mpeg", schema::nullable(mpeg)),
+        ]))
     }
 
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {

@@ -350,6 +350,40 @@ impl Executor for MeasureCode {
         ))
     }
 
+    fn result_schema(&self) -> Option<Value> {
+        let mut names: Vec<&str> = SYNTAXES.iter().map(|s| s.name).collect();
+        names.push(UNKNOWN.name);
+        Some(schema::record(&[
+            ("language", schema::one_of(&names, "the language measured")),
+            (
+                "language_source",
+                schema::one_of(
+                    &["param", "filename", "content", "unknown"],
+                    "where the language came from",
+                ),
+            ),
+            ("lines", schema::count("all lines")),
+            ("blank", schema::count("lines with only whitespace")),
+            ("comment", schema::count("lines with a comment and no code")),
+            ("code", schema::count("lines with code")),
+            ("max_line_length", schema::count("longest line in characters")),
+            (
+                "functions",
+                schema::nullable(schema::count(
+                    "function definitions; null where a definition has no keyword",
+                )),
+            ),
+            (
+                "decision_points",
+                schema::count("branches and short-circuit operators"),
+            ),
+            (
+                "cyclomatic_complexity",
+                schema::int_range(1, i64::MAX, "McCabe's number for the file"),
+            ),
+        ]))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: CodeParams = decode_params(&params)?;
         check_text("code", &p.code)?;

@@ -7,15 +7,39 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::params_schema as schema;
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
 
-/// Returns its params unchanged. With `"usage": {"model", "tokens_in", "tokens_out"}` in its
-/// params it also reports that usage, as a model-calling executor would (diagnostics for
-/// budgets).
+/// Returns its params (any object) unchanged. With `"usage": {"model", "tokens_in",
+/// "tokens_out"}` in its params it also reports that usage, as a model-calling executor would
+/// (diagnostics for budgets).
 pub struct Echo;
 
 #[async_trait]
 impl Executor for Echo {
+    fn params_schema(&self) -> Option<Value> {
+        Some(json!({
+            "type": "object",
+            "description": "any object; it comes back as the result",
+            "properties": {
+                "usage": {
+                    "type": "object",
+                    "description": "tokens to report as used, as a model-calling executor would",
+                    "required": ["model", "tokens_in", "tokens_out"],
+                    "properties": {
+                        "model": schema::text("the model (a key of the node's price table)"),
+                        "tokens_in": schema::count("prompt tokens"),
+                        "tokens_out": schema::count("completion tokens"),
+                    },
+                },
+            },
+        }))
+    }
+
+    fn result_schema(&self) -> Option<Value> {
+        Some(json!({ "type": "object", "description": "the params, unchanged" }))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         if let Some(u) = params.get("usage") {
             let usage: crate::Usage = decode_params(u)?;
@@ -42,6 +66,29 @@ struct SleepParams {
 
 #[async_trait]
 impl Executor for Sleep {
+    fn params_schema(&self) -> Option<Value> {
+        Some(schema::object(
+            &["ms"],
+            &[
+                (
+                    "ms",
+                    schema::int_range(0, MAX_SLEEP_MS as i64, "how long to sleep"),
+                ),
+                (
+                    "ignore_cancel",
+                    schema::flag(false, "keep sleeping when cancelled (exercises forced cancel)"),
+                ),
+            ],
+        ))
+    }
+
+    fn result_schema(&self) -> Option<Value> {
+        Some(schema::record(&[(
+            "slept_ms",
+            schema::int_range(0, MAX_SLEEP_MS as i64, "how long it slept"),
+        )]))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: SleepParams = decode_params(&params)?;
         if p.ms > MAX_SLEEP_MS {
@@ -93,6 +140,27 @@ fn yes() -> bool {
 
 #[async_trait]
 impl Executor for Fail {
+    fn params_schema(&self) -> Option<Value> {
+        Some(schema::object(
+            &[],
+            &[
+                (
+                    "message",
+                    schema::string("the error (default: failed on purpose)"),
+                ),
+                (
+                    "retryable",
+                    schema::flag(true, "whether the retry policy applies"),
+                ),
+            ],
+        ))
+    }
+
+    /// `false`: it never succeeds, so no result is valid.
+    fn result_schema(&self) -> Option<Value> {
+        Some(Value::Bool(false))
+    }
+
     async fn execute(&self, _ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: FailParams = decode_params(&params)?;
         Err(if p.retryable {
@@ -116,6 +184,27 @@ struct PanicParams {
 
 #[async_trait]
 impl Executor for Panic {
+    fn params_schema(&self) -> Option<Value> {
+        Some(schema::object(
+            &[],
+            &[(
+                "until_attempt",
+                schema::int_range(
+                    0,
+                    i64::from(u32::MAX),
+                    "the first attempt that survives (default: none does)",
+                ),
+            )],
+        ))
+    }
+
+    fn result_schema(&self) -> Option<Value> {
+        Some(schema::record(&[(
+            "survived_attempt",
+            schema::int_range(1, i64::from(u32::MAX), "the attempt that survived"),
+        )]))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: PanicParams = decode_params(&params)?;
         match p.until_attempt {
@@ -142,6 +231,23 @@ struct DelegateParams {
 
 #[async_trait]
 impl Executor for Delegating {
+    fn params_schema(&self) -> Option<Value> {
+        Some(schema::object(
+            &["task_type"],
+            &[
+                ("task_type", schema::text("the sub-task's type")),
+                ("params", schema::any("the sub-task's params (default {})")),
+            ],
+        ))
+    }
+
+    fn result_schema(&self) -> Option<Value> {
+        Some(schema::record(&[
+            ("task_type", schema::text("the sub-task's type")),
+            ("result", schema::any("the sub-task's result")),
+        ]))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: DelegateParams = decode_params(&params)?;
         let sub = p.params.unwrap_or_else(|| Value::Object(Default::default()));

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::image_analyze::{DominantColor, ImageAnalysis};
+use super::image_analyze::{DominantColor, ImageAnalysis, analysis_schema};
 use super::params_schema as schema;
 use crate::executor::{ExecContext, ExecError, Executor, decode_params};
 
@@ -52,6 +52,13 @@ impl Executor for DescribeImage {
                 ),
             ],
         ))
+    }
+
+    fn result_schema(&self) -> Option<Value> {
+        Some(schema::record(&[
+            ("summary", schema::text("the description")),
+            ("analysis", analysis_schema()),
+        ]))
     }
 
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {

@@ -95,6 +95,10 @@ impl Executor for ImageAnalyze {
         ))
     }
 
+    fn result_schema(&self) -> Option<Value> {
+        Some(analysis_schema())
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: AnalyzeParams = decode_params(&params)?;
         let bytes = base64::decode(&p.image_base64)
@@ -113,6 +117,49 @@ impl Executor for ImageAnalyze {
         ctx.progress(1.0, "analysed");
         serde_json::to_value(analysis).map_err(|e| ExecError::Fatal(e.to_string()))
     }
+}
+
+/// JSON Schema of an [`ImageAnalysis`] (the result of [`ImageAnalyze`], and part of
+/// [`DescribeImage`](super::DescribeImage)'s).
+pub fn analysis_schema() -> Value {
+    let channel = schema::int_range(0, 255, "0-255");
+    let mut mean = schema::array(channel, "mean red, green and blue of the visible pixels");
+    mean["minItems"] = 3.into();
+    mean["maxItems"] = 3.into();
+    let mut hex = schema::string("#rrggbb");
+    hex["minLength"] = 7.into();
+    hex["maxLength"] = 7.into();
+    let colour = schema::record(&[
+        ("hex", hex),
+        (
+            "share",
+            schema::real_range(0.0, 1.0, "share of the visible pixels"),
+        ),
+    ]);
+    let mut dominant = schema::array(colour, "the most common colours, most common first");
+    dominant["maxItems"] = MAX_DOMINANT.into();
+    let mut hash = schema::string("64-bit difference hash as 16 hex digits");
+    hash["minLength"] = 16.into();
+    hash["maxLength"] = 16.into();
+    schema::record(&[
+        (
+            "format",
+            schema::one_of(&["png", "jpeg"], "the format, from the data"),
+        ),
+        ("width", schema::count("width in pixels")),
+        ("height", schema::count("height in pixels")),
+        (
+            "color_type",
+            schema::string("the decoded colour type (Rgb8, Rgba8, L8, ...)"),
+        ),
+        ("mean_rgb", mean),
+        (
+            "brightness",
+            schema::real_range(0.0, 1.0, "mean relative luminance, 0 = black"),
+        ),
+        ("dominant_colors", dominant),
+        ("perceptual_hash", hash),
+    ])
 }
 
 /// Decodes a PNG or JPEG, refusing other formats and images above `max_pixels`. The header is

@@ -70,6 +70,24 @@ impl Executor for Keywords {
         ))
     }
 
+    fn result_schema(&self) -> Option<Value> {
+        let codes: Vec<&str> = languages::LANGUAGES.iter().map(|l| l.code).collect();
+        let keyword = schema::record(&[
+            ("word", schema::text("the word, lower case")),
+            ("count", schema::count("how often it occurs")),
+            ("score", schema::real("its weight, higher is more important")),
+        ]);
+        Some(schema::record(&[
+            (
+                "language",
+                schema::one_of(&codes, "the language used for stop words"),
+            ),
+            ("keywords", schema::array(keyword, "best first")),
+            ("words", schema::count("words in the text")),
+            ("distinct", schema::count("distinct candidate words")),
+        ]))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: KeywordsParams = decode_params(&params)?;
         check_text("text", &p.text)?;

@@ -61,6 +61,31 @@ impl Executor for DetectLanguage {
         Some(schema::object(&["text"], &[("text", schema::text("the text"))]))
     }
 
+    fn result_schema(&self) -> Option<Value> {
+        let codes: Vec<&str> = LANGUAGES.iter().map(|l| l.code).collect();
+        let mut detected = codes.clone();
+        detected.push("und");
+        let candidate = schema::record(&[
+            ("language", schema::one_of(&codes, "a language code")),
+            ("score", schema::real("how well the text fits it")),
+        ]);
+        Some(schema::record(&[
+            (
+                "language",
+                schema::one_of(&detected, "the language code, `und` when undetermined"),
+            ),
+            ("name", schema::string("its English name")),
+            (
+                "confidence",
+                schema::real_range(0.0, 1.0, "0 = a guess, 1 = sure"),
+            ),
+            (
+                "candidates",
+                schema::array(candidate, "every language, best first"),
+            ),
+        ]))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: LanguageParams = decode_params(&params)?;
         check_text("text", &p.text)?;

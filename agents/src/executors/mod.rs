@@ -86,7 +86,8 @@ mod tests {
     use serde_json::{Value, json};
 
     use crate::ExecutorRegistry;
-    use crate::executors::test_support::ctx;
+    use crate::executors::test_support::{InProcess, ctx};
+    use crate::schema::{unsupported_keywords, validate};
 
     #[test]
     fn every_builtin_is_registered() {
@@ -120,7 +121,37 @@ mod tests {
         }
         match schema["type"].as_str() {
             Some("integer") | Some("number") => schema["minimum"].clone(),
+            Some("boolean") => json!(false),
+            Some("object") => {
+                let props = schema["properties"].as_object().cloned().unwrap_or_default();
+                let required = schema["required"].as_array().cloned().unwrap_or_default();
+                Value::Object(
+                    props
+                        .iter()
+                        .filter(|(k, _)| required.contains(&json!(k)))
+                        .map(|(k, v)| (k.clone(), sample(v)))
+                        .collect(),
+                )
+            }
             _ => json!("x"),
+        }
+    }
+
+    /// Every built-in schema, params and result, uses only keywords the validator checks or
+    /// ignores as annotations, so intake validation is as strict as the schema reads.
+    #[test]
+    fn schemas_use_only_supported_keywords() {
+        let r = ExecutorRegistry::builtin();
+        for name in r.names() {
+            let exec = r.get(name).unwrap();
+            for (what, schema) in [("params", exec.params_schema()), ("result", exec.result_schema())] {
+                let schema = schema.unwrap_or_else(|| panic!("{name} publishes no {what} schema"));
+                assert_eq!(
+                    unsupported_keywords(&schema),
+                    Vec::<String>::new(),
+                    "{name} {what}"
+                );
+            }
         }
     }
 
@@ -137,22 +168,31 @@ mod tests {
             };
             with_schema.push(name);
             assert_eq!(schema["type"], "object", "{name}");
-            assert_eq!(schema["additionalProperties"], false, "{name}");
             let props = schema["properties"].as_object().unwrap();
             let required: Vec<&str> = schema["required"]
                 .as_array()
-                .unwrap()
-                .iter()
+                .into_iter()
+                .flatten()
                 .map(|v| v.as_str().unwrap())
                 .collect();
             let all: serde_json::Map<String, Value> =
                 props.iter().map(|(k, v)| (k.clone(), sample(v))).collect();
-            let err = exec
-                .execute(ctx(), json!({ "not_a_param": 1 }))
-                .await
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("unknown field `not_a_param`"), "{name}: {err}");
+            // The samples fit the schema; an unnamed field does not, and the executor refuses
+            // it too (echo alone takes any object).
+            validate(&schema, &Value::Object(all.clone())).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let unknown = json!({ "not_a_param": 1 });
+            if schema["additionalProperties"] == false {
+                let mut extra = all.clone();
+                extra.insert("not_a_param".into(), json!(1));
+                let e = validate(&schema, &Value::Object(extra)).unwrap_err();
+                assert_eq!(e.path, "/not_a_param", "{name}");
+                let err = exec.execute(ctx(), unknown).await.unwrap_err().to_string();
+                assert!(err.contains("unknown field `not_a_param`"), "{name}: {err}");
+            } else {
+                assert_eq!(name, "echo");
+                validate(&schema, &unknown).unwrap();
+                assert_eq!(exec.execute(ctx(), unknown.clone()).await, Ok(unknown));
+            }
             for (field, _) in props {
                 let err = exec
                     .execute(ctx(), json!({ field: all[field] }))
@@ -173,7 +213,7 @@ mod tests {
                 let mut without = all.clone();
                 without.remove(*field);
                 let err = exec
-                    .execute(ctx(), Value::Object(without))
+                    .execute(ctx(), Value::Object(without.clone()))
                     .await
                     .unwrap_err()
                     .to_string();
@@ -181,8 +221,114 @@ mod tests {
                     err.contains(&format!("missing field `{field}`")),
                     "{name}.{field}: {err}"
                 );
+                let e = validate(&schema, &Value::Object(without)).unwrap_err();
+                assert_eq!(e.to_string(), format!("/{field}: is required"), "{name}");
             }
         }
-        assert_eq!(with_schema.len(), 10, "{with_schema:?}");
+        assert_eq!(with_schema.len(), 15, "{with_schema:?}");
+    }
+
+    /// Real params for each executor (several for some), each fitting its params schema.
+    fn good_params() -> Vec<(&'static str, Value)> {
+        use super::audio_analyze::{
+            SampleFormat,
+            tests::{tone, wav},
+        };
+        use super::base64::encode;
+        use super::image_analyze::tests::{encoded, split};
+        use super::mp3::tests::{frames, header};
+        use image::ImageFormat;
+
+        let text = "The committee met on Tuesday to discuss the budget. Most members were happy \
+                    with the excellent plan. Nobody liked the terrible weather, though.";
+        let png = encoded(
+            &split(40, 20, 0.7, [200, 30, 30], [20, 20, 220]),
+            ImageFormat::Png,
+        );
+        let jpeg = encoded(
+            &split(300, 120, 0.5, [250, 250, 250], [0, 0, 0]),
+            ImageFormat::Jpeg,
+        );
+        let mut quiet = tone(8000, 1, 0.5, 0.5);
+        quiet.extend(std::iter::repeat_n(0.0, 4000));
+        let wav = encode(&wav(SampleFormat::Int, 16, 1, 8000, &quiet));
+        let mp3 = encode(&frames(header(1, 3, 9, 0, false), 20));
+        vec![
+            (
+                "echo",
+                json!({ "anything": [1, "two"], "usage": { "model": "m", "tokens_in": 1, "tokens_out": 2 } }),
+            ),
+            ("sleep", json!({ "ms": 20 })),
+            ("panic", json!({ "until_attempt": 1 })),
+            (
+                "delegate",
+                json!({ "task_type": "system.debug.echo", "params": { "n": 1 } }),
+            ),
+            ("summarize", json!({ "text": text, "sentences": 2 })),
+            ("keywords", json!({ "text": text, "top": 3 })),
+            ("keywords", json!({ "text": text, "language": "de" })),
+            ("language", json!({ "text": text })),
+            ("language", json!({ "text": "1234" })),
+            ("readability", json!({ "text": text })),
+            ("sentiment", json!({ "text": text })),
+            (
+                "code_metrics",
+                json!({ "code": "fn main() {\n    if x && y { z() }\n}\n", "filename": "a.rs" }),
+            ),
+            (
+                "code_metrics",
+                json!({ "code": "int main() { return 0; }", "language": "c" }),
+            ),
+            ("code_metrics", json!({ "code": "???" })),
+            ("image_analyze", json!({ "image_base64": png })),
+            ("thumbnail", json!({ "image_base64": jpeg, "max_side": 64 })),
+            ("describe_image", json!({ "image_base64": png, "detail": "full" })),
+            (
+                "audio_analyze",
+                json!({ "audio_base64": wav, "min_silence_ms": 100 }),
+            ),
+            ("audio_analyze", json!({ "audio_base64": mp3 })),
+        ]
+    }
+
+    /// Every executor that can succeed, run on real params: the params fit its params schema
+    /// and the result fits its result schema.
+    #[tokio::test]
+    async fn results_fit_their_schemas() {
+        let r = ExecutorRegistry::builtin();
+        let mut covered = std::collections::BTreeSet::new();
+        for (name, params) in good_params() {
+            let exec = r.get(name).unwrap();
+            validate(&exec.params_schema().unwrap(), &params)
+                .unwrap_or_else(|e| panic!("{name} params: {e}"));
+            let c = ctx().with_delegate(Some(std::sync::Arc::new(InProcess)));
+            let result = exec
+                .execute(c, params.clone())
+                .await
+                .unwrap_or_else(|e| panic!("{name} {params}: {e}"));
+            let schema = exec.result_schema().unwrap();
+            validate(&schema, &result).unwrap_or_else(|e| panic!("{name} result {result}: {e}"));
+            // A result that lost a field or gained one would not fit.
+            if let Some(obj) = result.as_object()
+                && schema["additionalProperties"] == false
+            {
+                let mut more = obj.clone();
+                more.insert("extra".into(), json!(1));
+                assert!(validate(&schema, &Value::Object(more)).is_err(), "{name}");
+                let mut less = obj.clone();
+                let first = obj.keys().next().cloned().unwrap_or_default();
+                less.remove(&first);
+                assert!(validate(&schema, &Value::Object(less)).is_err(), "{name}");
+            }
+            covered.insert(name);
+        }
+        // fail never succeeds: its result schema admits nothing.
+        assert!(r.get("fail").unwrap().execute(ctx(), json!({})).await.is_err());
+        assert!(validate(&r.get("fail").unwrap().result_schema().unwrap(), &json!({})).is_err());
+        covered.insert("fail");
+        assert_eq!(
+            covered.iter().copied().collect::<Vec<_>>(),
+            r.names().collect::<Vec<_>>()
+        );
     }
 }

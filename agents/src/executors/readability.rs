@@ -52,6 +52,25 @@ impl Executor for MeasureReadability {
         ))
     }
 
+    fn result_schema(&self) -> Option<Value> {
+        Some(schema::record(&[
+            ("sentences", schema::count("sentences")),
+            ("words", schema::count("words")),
+            ("syllables", schema::count("syllables (estimated)")),
+            ("words_per_sentence", schema::real("average")),
+            ("syllables_per_word", schema::real("average")),
+            (
+                "flesch_reading_ease",
+                schema::real("higher is easier; 60-70 is plain English"),
+            ),
+            ("flesch_kincaid_grade", schema::real("US school grade")),
+            (
+                "difficulty",
+                schema::one_of(&DIFFICULTIES, "the reading ease in words"),
+            ),
+        ]))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: ReadabilityParams = decode_params(&params)?;
         check_text("text", &p.text)?;
@@ -125,16 +144,36 @@ fn is_vowel(c: char) -> bool {
 }
 
 fn difficulty(ease: f64) -> &'static str {
+    let [
+        very_easy,
+        easy,
+        fairly_easy,
+        standard,
+        fairly_difficult,
+        difficult,
+        very_difficult,
+    ] = DIFFICULTIES;
     match ease {
-        x if x >= 90.0 => "very easy",
-        x if x >= 80.0 => "easy",
-        x if x >= 70.0 => "fairly easy",
-        x if x >= 60.0 => "standard",
-        x if x >= 50.0 => "fairly difficult",
-        x if x >= 30.0 => "difficult",
-        _ => "very difficult",
+        x if x >= 90.0 => very_easy,
+        x if x >= 80.0 => easy,
+        x if x >= 70.0 => fairly_easy,
+        x if x >= 60.0 => standard,
+        x if x >= 50.0 => fairly_difficult,
+        x if x >= 30.0 => difficult,
+        _ => very_difficult,
     }
 }
+
+/// Every `difficulty` a result can have, easiest first.
+const DIFFICULTIES: [&str; 7] = [
+    "very easy",
+    "easy",
+    "fairly easy",
+    "standard",
+    "fairly difficult",
+    "difficult",
+    "very difficult",
+];
 
 #[cfg(test)]
 mod tests {

@@ -71,6 +71,32 @@ impl Executor for AnalyzeSentiment {
         ))
     }
 
+    fn result_schema(&self) -> Option<Value> {
+        let found = schema::record(&[
+            ("word", schema::string("the word")),
+            (
+                "weight",
+                schema::real("its contribution, negative for negative words"),
+            ),
+        ]);
+        let mut matches = schema::array(found, "lexicon words found, in text order");
+        matches["maxItems"] = MAX_MATCHES.into();
+        Some(schema::record(&[
+            (
+                "score",
+                schema::real_range(-1.0, 1.0, "-1 = negative, 1 = positive"),
+            ),
+            (
+                "label",
+                schema::one_of(&["positive", "negative", "neutral"], "the score in a word"),
+            ),
+            ("positive", schema::count("positive words")),
+            ("negative", schema::count("negative words")),
+            ("words", schema::count("words")),
+            ("matches", matches),
+        ]))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: SentimentParams = decode_params(&params)?;
         check_text("text", &p.text)?;

@@ -44,6 +44,18 @@ impl Executor for Summarize {
         ))
     }
 
+    fn result_schema(&self) -> Option<Value> {
+        Some(schema::record(&[
+            ("summary", schema::string("the picked sentences, joined")),
+            (
+                "sentences",
+                schema::array(schema::string("a sentence"), "the picked sentences, in order"),
+            ),
+            ("source_sentences", schema::count("sentences in the text")),
+            ("source_words", schema::count("words in the text")),
+        ]))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: SummarizeParams = decode_params(&params)?;
         check_text("text", &p.text)?;

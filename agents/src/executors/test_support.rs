@@ -2,10 +2,39 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use cadre_proto::TaskId;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ExecContext, NoReport};
+use crate::{Delegate, ExecContext, ExecError, ExecutorRegistry, NoReport};
+
+/// Runs sub-tasks in-process on the built-in executors, routed as the default configuration
+/// routes them (`multimodal.vision.analyze` to `image_analyze`, `system.debug.echo` to `echo`).
+pub(crate) struct InProcess;
+
+#[async_trait]
+impl Delegate for InProcess {
+    async fn delegate(
+        &self,
+        parent: TaskId,
+        task_type: String,
+        params: Value,
+        cancel: CancellationToken,
+    ) -> Result<Value, ExecError> {
+        let executor = match task_type.as_str() {
+            "multimodal.vision.analyze" => "image_analyze",
+            "system.debug.echo" => "echo",
+            other => return Err(ExecError::Fatal(format!("no route for {other}"))),
+        };
+        let sub = ExecContext::new(parent, task_type, 1, cancel, Arc::new(NoReport));
+        ExecutorRegistry::builtin()
+            .get(executor)
+            .unwrap()
+            .execute(sub, params)
+            .await
+    }
+}
 
 /// A context for one attempt of a test task, with its own cancel token and no delegate.
 pub(crate) fn ctx() -> ExecContext {

@@ -93,6 +93,20 @@ impl Executor for Thumbnail {
         ))
     }
 
+    fn result_schema(&self) -> Option<Value> {
+        let side = |what| schema::int_range(1, i64::from(MAX_SIDE), what);
+        Some(schema::record(&[
+            ("format", schema::one_of(&["png"], "always png")),
+            ("width", side("thumbnail width")),
+            ("height", side("thumbnail height")),
+            ("source_format", schema::one_of(&["png", "jpeg"], "what was sent")),
+            ("original_width", schema::count("width of the image sent")),
+            ("original_height", schema::count("height of the image sent")),
+            ("bytes", schema::count("size of the PNG")),
+            ("image_base64", schema::base64("the PNG")),
+        ]))
+    }
+
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: ThumbnailParams = decode_params(&params)?;
         if !(1..=MAX_SIDE).contains(&p.max_side) {

@@ -36,6 +36,7 @@ pub fn routes(node: Shared) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/supervisors/{name}/pools/{kind}/scale", post(scale))
         .route("/v1/usage", get(usage))
+        .route("/v1/types", get(task_types))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(node)
 }
@@ -449,6 +450,32 @@ async fn list(
         StatusCode::OK,
         json!({ "tasks": tasks.iter().map(task_json).collect::<Vec<_>>(), "next_page_token": next }),
     )
+}
+
+/// `GET /v1/types[?type_prefix=...]`: the task types with where they run and their schemas.
+async fn task_types(
+    State(node): State<Shared>,
+    headers: HeaderMap,
+    q: Result<Query<Pairs>, QueryRejection>,
+) -> ApiResult {
+    let q = query(q)?;
+    authorize(&node, &headers, Action::GetTask).await?;
+    let prefix = query_one(&q, "type_prefix").unwrap_or_default();
+    let types: Vec<Value> = node
+        .task_types_with_prefix(prefix)
+        .into_iter()
+        .map(|t| {
+            json!({
+                "task_type": t.task_type,
+                "supervisor": t.supervisor,
+                "worker_kind": t.worker_kind,
+                "executor": t.executor,
+                "params_schema": t.params_schema,
+                "result_schema": t.result_schema,
+            })
+        })
+        .collect();
+    ok(StatusCode::OK, json!({ "types": types }))
 }
 
 #[derive(Deserialize)]

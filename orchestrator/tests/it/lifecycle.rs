@@ -52,7 +52,24 @@ async fn retryable_failures_retry_then_fail_with_the_reason() {
     );
     assert_eq!(fatal.error, "bad input");
 
-    let bad_params = run(&mut c, spec("system.debug.sleep", r#"{"seconds": 1}"#)).await;
+    // Params that do not fit the schema are refused at intake (see types.rs)...
+    let refused = c
+        .submit(v1::SubmitRequest {
+            spec: Some(spec("system.debug.sleep", r#"{"seconds": 1}"#)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    // ...and params that fit it but that the executor still cannot use fail the task at once,
+    // without retries.
+    let bad_params = run(
+        &mut c,
+        fast_retry(
+            spec("multimodal.vision.thumbnail", r#"{"image_base64": "aGk="}"#),
+            3,
+        ),
+    )
+    .await;
     assert_eq!((state(&bad_params), bad_params.attempt), (Failed, 1));
     assert!(
         bad_params.error.contains("invalid params"),

@@ -21,3 +21,4 @@ mod store;
 mod supervision;
 mod tls;
 mod traces;
+mod types;
