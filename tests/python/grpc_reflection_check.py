@@ -76,7 +76,7 @@ def main():
         pool = descriptor_pool.DescriptorPool(db)
         tasks = pool.FindServiceByName("cadre.v1.TaskService")
         methods = {m.name: m for m in tasks.methods}
-        for m in ["Submit", "SubmitAndWait", "Get", "Cancel", "List", "Watch"]:
+        for m in ["Submit", "SubmitAndWait", "Get", "Cancel", "List", "Watch", "ListTaskTypes"]:
             check(m in methods, f"TaskService descriptor lacks {m}: {sorted(methods)}")
         watch = methods["Watch"]
         check(

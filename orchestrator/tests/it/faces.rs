@@ -777,7 +777,9 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::test]
 async fn websocket_pings_idle_subscribers_and_closes_silent_ones() {
-    let node = TestNode::start("[server]\nws_ping_ms = 200\n").await;
+    // Pings every second: a live client that reads answers them even on a loaded machine; a
+    // silent one is closed after two intervals.
+    let node = TestNode::start("[server]\nws_ping_ms = 1000\n").await;
     let cmd = node.credential();
 
     // A live client answers pings (tungstenite replies while reading) and stays connected.
@@ -785,14 +787,14 @@ async fn websocket_pings_idle_subscribers_and_closes_silent_ones() {
     send_json(&mut live, json!({"type": "subscribe"})).await;
     assert_eq!(next_json(&mut live).await.unwrap()["type"], "subscribed");
     let mut pings = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(3500);
     while let Ok(msg) = tokio::time::timeout_at(deadline, live.next()).await {
         match msg {
             Some(Ok(Message::Ping(_))) => pings += 1,
             other => panic!("idle live subscriber got {other:?}"),
         }
     }
-    assert!(pings >= 3, "pings every 200 ms, got {pings}");
+    assert!(pings >= 2, "pings every second, got {pings}");
 
     // A dead client: the handshake and subscribe, then silence (no pongs). Raw TCP so nothing
     // answers pings behind our back.
@@ -817,7 +819,7 @@ async fn websocket_pings_idle_subscribers_and_closes_silent_ones() {
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     wr.write_all(&frame).await.unwrap();
     // Read (without answering) until the server drops us: within a few ping intervals.
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
         let mut buf = [0u8; 4096];
         loop {
             match rd.read(&mut buf).await {
