@@ -351,6 +351,9 @@ pub struct WatchArgs {
     /// Resume after this cursor.
     #[arg(long, default_value_t = 0)]
     pub after: u64,
+    /// Only sub-tasks of this task.
+    #[arg(long, default_value = "")]
+    pub parent: String,
     /// One line per event even on a terminal (the output when stdout is not a terminal).
     #[arg(long)]
     pub plain: bool,
@@ -540,11 +543,14 @@ async fn watch_command(tasks: &mut TasksClient, w: WatchArgs) -> Result<i32> {
         (_, Face::Plain) => Box::new(Lines),
         (Some(id), Face::Live) => Box::new(TaskBar::new(id)?),
         (None, Face::Live) => {
-            let filter = if w.type_prefix.is_empty() {
+            let mut filter = if w.type_prefix.is_empty() {
                 "all tasks".to_string()
             } else {
                 format!("tasks of type {}*", w.type_prefix)
             };
+            if !w.parent.is_empty() {
+                filter.push_str(&format!(" under {}", w.parent));
+            }
             Box::new(Board::new(filter, usize::from(w.max_active))?)
         }
     };
@@ -553,6 +559,7 @@ async fn watch_command(tasks: &mut TasksClient, w: WatchArgs) -> Result<i32> {
         task_type_prefix: w.type_prefix,
         after_cursor: w.after,
         states: vec![],
+        parent_id: w.parent,
     };
     let ended = watch::follow(tasks, req, sink.as_mut()).await?;
     Ok(match (one, ended) {

@@ -204,7 +204,8 @@ pub struct NodeConfig {
 pub struct ServerConfig {
     /// gRPC API (TaskService, AdminService, SupervisorPeer, health, reflection). Port 0 picks one.
     pub grpc_addr: String,
-    /// HTTP side: /health, /ready, /metrics. Port 0 picks one.
+    /// HTTP side: /health, /ready, /metrics, the JSON API, event sockets and the dashboard.
+    /// Port 0 picks one.
     pub http_addr: String,
     /// Largest gRPC message accepted, in bytes.
     pub max_message_bytes: usize,
@@ -222,6 +223,15 @@ pub struct ServerConfig {
     /// Longest a unary call may run (SubmitAndWait included; use Submit and Watch for longer
     /// tasks); 0 = no limit. Streams are not cut. Clients' own grpc-timeout also applies.
     pub request_timeout_ms: u64,
+    /// Messages queued towards one WebSocket or SSE subscriber.
+    pub ws_buffer: usize,
+    /// How long a subscriber's queue may stay full before it is told it lagged and cut off.
+    pub lag_grace_ms: u64,
+    /// Ping (WebSocket) or keep-alive comment (SSE) interval; a WebSocket that sends nothing
+    /// for two intervals is closed.
+    pub ws_ping_ms: u64,
+    /// WebSocket and SSE subscribers the node serves at once (more get 503).
+    pub max_subscribers: usize,
 }
 
 /// Where tasks and events are kept.
@@ -302,6 +312,10 @@ impl Default for ServerConfig {
             keepalive_secs: 30,
             load_shed: true,
             request_timeout_ms: 1_200_000,
+            ws_buffer: 1024,
+            lag_grace_ms: 1_000,
+            ws_ping_ms: 15_000,
+            max_subscribers: 10_000,
         }
     }
 }
@@ -613,6 +627,18 @@ impl Config {
         }
         if !(1..=100_000).contains(&self.server.max_calls_per_connection) {
             errs.push("server.max_calls_per_connection: must be 1 to 100000".into());
+        }
+        if !(16..=1_000_000).contains(&self.server.ws_buffer) {
+            errs.push("server.ws_buffer: must be 16 to 1000000".into());
+        }
+        if !(10..=600_000).contains(&self.server.lag_grace_ms) {
+            errs.push("server.lag_grace_ms: must be 10 to 600000".into());
+        }
+        if !(100..=3_600_000).contains(&self.server.ws_ping_ms) {
+            errs.push("server.ws_ping_ms: must be 100 to 3600000".into());
+        }
+        if !(1..=1_000_000).contains(&self.server.max_subscribers) {
+            errs.push("server.max_subscribers: must be 1 to 1000000".into());
         }
         if !(1..=100_000).contains(&self.server.max_streams_per_connection) {
             errs.push("server.max_streams_per_connection: must be 1 to 100000".into());

@@ -1,5 +1,10 @@
 //! The HTTP side: `/health` (process up), `/ready` (store reachable) and `/metrics`
-//! (Prometheus text format; protected unless `auth.metrics_public`).
+//! (Prometheus text format; protected unless `auth.metrics_public`); on tier-0 nodes also the
+//! JSON API ([`api`]) and the WebSocket and SSE event streams ([`events`]), see
+//! docs/HTTP_API.md.
+
+pub mod api;
+pub mod events;
 
 use std::sync::Arc;
 
@@ -42,13 +47,18 @@ impl HttpFace for Node {
 
 type Face = Arc<dyn HttpFace>;
 
-/// Builds the HTTP router.
-pub fn router(node: Face) -> Router {
-    Router::new()
+/// Builds the HTTP router: probes and metrics for every process, and with `tasks` (a tier-0
+/// node) the JSON API and event streams.
+pub fn router(face: Face, tasks: Option<Arc<Node>>) -> Router {
+    let base = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .with_state(node)
+        .with_state(face);
+    match tasks {
+        Some(node) => base.merge(api::routes(node.clone())).merge(events::routes(node)),
+        None => base,
+    }
 }
 
 async fn health() -> impl IntoResponse {

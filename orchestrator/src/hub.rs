@@ -246,6 +246,7 @@ mod tests {
             task_type: "system.debug.echo".into(),
             tenant: "default".into(),
             is_progress: false,
+            parent_id: None,
         }
     }
 

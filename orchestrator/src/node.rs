@@ -381,15 +381,49 @@ impl Node {
                 Some(id)
             }
         };
+        let parent_id = match req.parent_id.as_str() {
+            "" => None,
+            id => Some(
+                id.parse::<TaskId>()
+                    .map_err(|_| SpecError::invalid("parent_id", "is not a task id"))?,
+            ),
+        };
         let filter = EventFilter {
             task_id,
             type_prefix: (!req.task_type_prefix.is_empty()).then(|| req.task_type_prefix.clone()),
             states,
             tenant: p.tenant_scope().map(str::to_string),
+            parent_id,
         };
         Ok(self
             .hub
             .watch(self.store.clone(), filter, req.after_cursor, task_id.is_some()))
+    }
+
+    /// Stored events of one visible task with a cursor after `after`, oldest first (at most
+    /// `limit`, 1-1000).
+    pub async fn task_events(
+        &self,
+        p: &Principal,
+        id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<cadre_proto::TaskEvent>> {
+        if !(1..=1000).contains(&limit) {
+            return Err(SpecError::invalid("limit", format!("{limit} is not within 1-1000")).into());
+        }
+        let id: TaskId = id.parse()?;
+        self.get_visible(p, id).await?;
+        let filter = EventFilter {
+            task_id: Some(id),
+            ..Default::default()
+        };
+        Ok(self.store.events_after(after, &filter, limit).await?)
+    }
+
+    /// The newest committed event's cursor: where a subscription "from now" starts.
+    pub async fn head_cursor(&self) -> Result<u64> {
+        Ok(self.store.max_cursor().await?)
     }
 
     /// The supervisor tree.

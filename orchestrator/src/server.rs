@@ -293,7 +293,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
                 tls,
                 shutdown.clone(),
             )),
-            tokio::spawn(serve_http(face, http_listener, shutdown.clone())),
+            tokio::spawn(serve_http(face, None, http_listener, shutdown.clone())),
         ];
         let endpoints_file = write_endpoints(&config, scheme, grpc_addr, http_addr)?;
         tracing::info!(grpc = %grpc_addr, http = %http_addr, supervisors = ?local.keys().collect::<Vec<_>>(), "cadre supervisor node serving");
@@ -488,7 +488,12 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
             tls,
             shutdown.clone(),
         )),
-        tokio::spawn(serve_http(node.clone(), http_listener, shutdown.clone())),
+        tokio::spawn(serve_http(
+            node.clone(),
+            Some(node.clone()),
+            http_listener,
+            shutdown.clone(),
+        )),
     ];
     let endpoints_file = write_endpoints(&config, scheme, grpc_addr, http_addr)?;
     tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %config.node.data_dir.display(), role = ?config.node.role, "cadre serving");
@@ -665,8 +670,13 @@ async fn serve_grpc(
     }
 }
 
-async fn serve_http(node: Arc<dyn http::HttpFace>, listener: TcpListener, shutdown: CancellationToken) {
-    let res = axum::serve(listener, http::router(node))
+async fn serve_http(
+    face: Arc<dyn http::HttpFace>,
+    tasks: Option<Arc<Node>>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) {
+    let res = axum::serve(listener, http::router(face, tasks))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
     if let Err(e) = res {

@@ -588,6 +588,10 @@ pub struct TaskEvent {
     pub tenant: String,
     /// True for progress reports that do not change the state.
     pub is_progress: bool,
+    /// The delegating task, for events of sub-tasks (so watchers can follow one parent's
+    /// children without a lookup).
+    #[serde(default)]
+    pub parent_id: Option<TaskId>,
 }
 
 impl TaskEvent {
@@ -606,6 +610,7 @@ impl TaskEvent {
             task_type: self.task_type.clone(),
             tenant: self.tenant.clone(),
             is_progress: self.is_progress,
+            parent_id: self.parent_id.map(|p| p.to_string()).unwrap_or_default(),
         }
     }
 }

@@ -122,6 +122,8 @@ pub struct EventFilter {
     pub states: Vec<TaskState>,
     /// Only this tenant's events (None = all).
     pub tenant: Option<String>,
+    /// Only events of sub-tasks of this task.
+    pub parent_id: Option<TaskId>,
 }
 
 impl EventFilter {
@@ -134,6 +136,7 @@ impl EventFilter {
                 .is_none_or(|p| e.task_type.starts_with(p))
             && (self.states.is_empty() || self.states.contains(&e.state))
             && self.tenant.as_deref().is_none_or(|t| t == e.tenant)
+            && self.parent_id.is_none_or(|p| e.parent_id == Some(p))
     }
 }
 

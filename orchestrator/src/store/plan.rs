@@ -31,6 +31,8 @@ pub(super) struct Live {
     pub tenant: String,
     /// For the duration metric.
     pub created_at_ms: i64,
+    /// The delegating task, copied into its events.
+    pub parent_id: Option<TaskId>,
 }
 
 impl Live {
@@ -49,6 +51,7 @@ impl Live {
             task_type: self.task_type.clone(),
             tenant: self.tenant.clone(),
             is_progress: false,
+            parent_id: self.parent_id,
         }
     }
 }
@@ -188,6 +191,7 @@ impl<'a> Plan<'a> {
             task_type: rec.spec.task_type.clone(),
             tenant: rec.tenant.clone(),
             created_at_ms: rec.created_at_ms,
+            parent_id: rec.spec.parent_id,
         };
         let outcome = self.push(
             l.event(rec.id, rec.created_at_ms, String::new()),

@@ -251,9 +251,9 @@ impl PgStore {
         }
         sqlx::query(
             "INSERT INTO events (cursor, task_id, seq, state, attempt, message, progress, result, at_ms, \
-             task_type, tenant, is_progress) \
+             task_type, tenant, is_progress, parent_id) \
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], \
-             $7::float8[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::bool[])",
+             $7::float8[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::bool[], $13::text[])",
         )
         .bind(col(events, |e| e.cursor as i64))
         .bind(col(events, |e| e.task_id.to_string()))
@@ -267,6 +267,7 @@ impl PgStore {
         .bind(col(events, |e| text(&e.task_type)))
         .bind(col(events, |e| text(&e.tenant)))
         .bind(col(events, |e| e.is_progress))
+        .bind(col(events, |e| e.parent_id.map(|p| p.to_string())))
         .execute(&mut *conn)
         .await?;
         Ok(())

@@ -96,6 +96,9 @@ where
         if let Some(t) = &f.tenant {
             qb.push(" AND tenant = ").push_bind(t.clone());
         }
+        if let Some(p) = f.parent_id {
+            qb.push(" AND parent_id = ").push_bind(p.to_string());
+        }
         qb.push(" ORDER BY cursor LIMIT ").push_bind(limit as i64);
         qb
     }

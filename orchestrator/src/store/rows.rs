@@ -13,8 +13,7 @@ use crate::audit::{AuditDraft, AuditRecord};
 pub(super) const TASK_COLUMNS: &str = "id, tenant, task_type, supervisor, worker_kind, spec, state, attempt, \
                                        seq, result, error, created_at_ms, updated_at_ms, result_signature";
 /// The columns [`EventRow`] reads.
-pub(super) const EVENT_COLUMNS: &str =
-    "cursor, task_id, seq, state, attempt, message, progress, result, at_ms, task_type, tenant, is_progress";
+pub(super) const EVENT_COLUMNS: &str = "cursor, task_id, seq, state, attempt, message, progress, result, at_ms, task_type, tenant, is_progress, parent_id";
 /// The columns [`AuditRow`] reads.
 pub(super) const AUDIT_COLUMNS: &str =
     "seq, at_ms, actor, tenant, role, action, target, outcome, detail, prev_hash, hash, signature, signer";
@@ -68,6 +67,7 @@ pub(super) struct EventRow {
     task_type: String,
     tenant: String,
     is_progress: bool,
+    parent_id: Option<String>,
 }
 
 /// An `api_keys` row.
@@ -159,6 +159,10 @@ impl EventRow {
             task_type: self.task_type,
             tenant: self.tenant,
             is_progress: self.is_progress,
+            parent_id: self
+                .parent_id
+                .map(|p| p.parse().map_err(|e| corrupt("event parent id", e)))
+                .transpose()?,
         })
     }
 }
@@ -209,7 +213,7 @@ impl From<UsageRow> for ModelUsage {
 }
 
 /// The columns [`LiveRow`] reads.
-pub(super) const LIVE_COLUMNS: &str = "id, seq, state, attempt, task_type, tenant, created_at_ms";
+pub(super) const LIVE_COLUMNS: &str = "id, seq, state, attempt, task_type, tenant, created_at_ms, parent_id";
 
 /// What the planner needs of a task row (see [`super::plan::Live`]).
 #[derive(sqlx::FromRow)]
@@ -221,6 +225,7 @@ pub(super) struct LiveRow {
     task_type: String,
     tenant: String,
     created_at_ms: i64,
+    parent_id: Option<String>,
 }
 
 impl LiveRow {
@@ -233,6 +238,7 @@ impl LiveRow {
             task_type: self.task_type,
             tenant: self.tenant,
             created_at_ms: self.created_at_ms,
+            parent_id: self.parent_id.as_deref().map(parse_id).transpose()?,
         };
         Ok((parse_id(&self.id)?, live))
     }

@@ -184,7 +184,7 @@ impl SqliteStore {
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO events (cursor, task_id, seq, state, attempt, message, progress, result, at_ms, \
-                 task_type, tenant, is_progress) ",
+                 task_type, tenant, is_progress, parent_id) ",
             );
             qb.push_values(chunk, |mut b, e| {
                 b.push_bind(e.cursor as i64)
@@ -198,7 +198,8 @@ impl SqliteStore {
                     .push_bind(e.at_ms)
                     .push_bind(e.task_type.clone())
                     .push_bind(e.tenant.clone())
-                    .push_bind(e.is_progress);
+                    .push_bind(e.is_progress)
+                    .push_bind(e.parent_id.map(|p| p.to_string()));
             });
             qb.build().execute(&mut *conn).await?;
         }

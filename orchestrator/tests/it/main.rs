@@ -9,6 +9,7 @@ mod common;
 mod deploy;
 mod distributed;
 mod durability;
+mod faces;
 mod hostile;
 mod lifecycle;
 mod replicas;
