@@ -70,6 +70,14 @@ async fn piped(node: &TestNode, args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
+/// The last line the terminal was sent (lines end in `\r` or `\n`) that contains `needle`.
+fn last_frame<'a>(screen: &'a str, needle: &str) -> &'a str {
+    screen
+        .rsplit(['\r', '\n'])
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{screen}"))
+}
+
 #[tokio::test]
 async fn watch_draws_a_bar_that_reaches_the_terminal_state_in_a_terminal() {
     let node = TestNode::start("").await;
@@ -85,10 +93,7 @@ async fn watch_draws_a_bar_that_reaches_the_terminal_state_in_a_terminal() {
         "progress messages on the bar:\n{screen}"
     );
     // The last frame: the full bar at 100% with the terminal state.
-    let last = screen
-        .rsplit('\r')
-        .find(|l| l.contains("SUCCEEDED"))
-        .expect("a SUCCEEDED frame");
+    let last = last_frame(&screen, "SUCCEEDED");
     assert!(last.contains("[==============================] 100%"), "{last:?}");
     assert!(
         last.contains("system.debug.sleep SUCCEEDED attempt 1"),
@@ -170,10 +175,7 @@ async fn watching_a_filter_in_a_terminal_shows_a_bounded_board_and_stops_on_ctrl
     .await;
     assert_eq!(code, Some(0), "Ctrl-C ends a filter watch normally:\n{screen}");
     // The last summary frame: counts by state and the tasks without a bar.
-    let summary = screen
-        .rsplit(['\r', '\n'])
-        .find(|l| l.contains("tasks of type system.debug.*:"))
-        .expect("a summary line");
+    let summary = last_frame(&screen, "tasks of type system.debug.*:");
     assert!(summary.contains("4 unfinished ("), "{summary:?}");
     assert!(
         summary.contains("3 finished (2 succeeded, 1 failed)"),
