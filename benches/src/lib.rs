@@ -5,10 +5,12 @@
 //! - [`echo`]: code generated from `benches/proto/echo.proto`, the raw tonic unary echo service
 //!   that `loadgen` measures next to cadre as the baseline of what gRPC alone costs.
 //! - [`stats`]: latency percentiles and throughput of one measured run.
+//! - [`node`]: a cadre node started in the benchmark's own process.
 //!
 //! The benchmarks themselves are `src/bin/loadgen.rs` (end to end, over gRPC),
 //! `src/bin/distbench.rs` (distributed mode end to end, on JetStream and PostgreSQL, against a
-//! raw JetStream loop) and `benches/task_trip.rs` (one task through the in-process actor
+//! raw JetStream loop), `src/bin/wsfanout.rs` (task events fanned out to WebSocket
+//! subscribers, against a bare broadcast channel) and `benches/task_trip.rs` (one task through the in-process actor
 //! tree); `README.md` says what each measures and how to run it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,4 +21,21 @@ pub mod echo {
     tonic::include_proto!("cadre.bench.echo");
 }
 
+pub mod node;
 pub mod stats;
+
+/// The exit status of a benchmark whose run returned `outcome`: success for `Ok(true)`;
+/// otherwise failure, after `error: <failed>` (for `Ok(false)`) or the error on stderr.
+pub fn exit_code(outcome: anyhow::Result<bool>, failed: &str) -> std::process::ExitCode {
+    match outcome {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("error: {failed}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

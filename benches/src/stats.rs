@@ -48,6 +48,11 @@ pub struct Summary {
     pub max_us: f64,
 }
 
+/// `new / base`, or 0 when the base is 0.
+pub fn ratio(new: f64, base: f64) -> f64 {
+    if base > 0.0 { new / base } else { 0.0 }
+}
+
 /// The nearest-rank `q` quantile (0 < q <= 1) of `sorted`, or 0 when it is empty.
 pub fn quantile(sorted: &[u64], q: f64) -> u64 {
     if sorted.is_empty() {

@@ -8,7 +8,7 @@
 //! as gRPC `traceparent` metadata when it is set, so the node's spans for the call join the
 //! caller's trace (see docs/TRACING.md).
 
-use std::io::{IsTerminal, Write};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,10 @@ use crate::config::{Config, ConfigSource, Overrides};
 use crate::server::{self, Endpoints};
 use crate::store::sqlite::SqliteStore;
 use crate::telemetry;
+
+mod watch;
+
+use watch::{Board, Ended, Face, Lines, Quiet, Sink, TaskBar};
 
 /// cadre: a hierarchical, actor-based task orchestrator for AI-agent work.
 #[derive(Parser, Debug)]
@@ -74,7 +78,8 @@ pub enum Command {
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// Follow a task's events (or all events matching a type prefix) live.
+    /// Follow a task's events (or all events matching a type prefix) live: a progress bar on a
+    /// terminal, one line per event otherwise.
     Watch(WatchArgs),
     /// List tasks, newest first.
     Tasks(TasksArgs),
@@ -88,7 +93,7 @@ pub enum Command {
         json: bool,
     },
     /// Show the supervisor tree: pools, busy workers, queues, restarts.
-    Status,
+    Status(StatusArgs),
     /// Resize a worker pool live.
     Scale {
         /// Supervisor name, e.g. intelligence.
@@ -363,6 +368,31 @@ pub struct WatchArgs {
     /// Resume after this cursor.
     #[arg(long, default_value_t = 0)]
     pub after: u64,
+    /// Only sub-tasks of this task.
+    #[arg(long, default_value = "")]
+    pub parent: String,
+    /// One line per event even on a terminal (the output when stdout is not a terminal).
+    #[arg(long)]
+    pub plain: bool,
+    /// Watching many tasks on a terminal: at most this many unfinished tasks get a bar; the
+    /// rest are counted as "+k more".
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_active: u16,
+}
+
+/// `cadre status` options.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Keep showing the tree, refreshed every --interval-ms, until Ctrl-C: redrawn in place on
+    /// a terminal, a fresh snapshot under a `--- status at` line otherwise.
+    #[arg(long)]
+    pub watch: bool,
+    /// Refresh interval for --watch, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub interval_ms: u64,
+    /// --watch: a fresh snapshot per interval even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
 }
 
 /// `cadre tasks` options.
@@ -584,8 +614,55 @@ fn print_types(types: &[v1::TaskType], json: bool) -> Result<()> {
 /// The task client with credentials attached.
 type TasksClient = TaskServiceClient<InterceptedService<Channel, Bearer>>;
 
+/// The admin client with credentials attached.
+type AdminClient = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+
 fn status_err(s: tonic::Status) -> anyhow::Error {
     anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+/// Exit code after Ctrl-C stopped a command that waits for one task (128 + SIGINT, as a shell
+/// reports it).
+const INTERRUPTED: i32 = 130;
+
+/// Exit code of `watch <id>` and `submit --wait` when the task finished without succeeding.
+const NOT_SUCCEEDED: i32 = 2;
+
+/// `cadre watch`: one task until its terminal event (exit 0 only if it SUCCEEDED), or every task
+/// the filter selects until Ctrl-C.
+async fn watch_command(tasks: &mut TasksClient, w: WatchArgs) -> Result<i32> {
+    let face = Face::detect(w.plain);
+    let one = w.id.clone().filter(|id| !id.is_empty());
+    let mut sink: Box<dyn Sink> = match (&one, face) {
+        (_, Face::Plain) => Box::new(Lines),
+        (Some(id), Face::Live) => Box::new(TaskBar::new(id)?),
+        (None, Face::Live) => {
+            let mut filter = if w.type_prefix.is_empty() {
+                "all tasks".to_string()
+            } else {
+                format!("tasks of type {}*", w.type_prefix)
+            };
+            if !w.parent.is_empty() {
+                filter.push_str(&format!(" under {}", w.parent));
+            }
+            Box::new(Board::new(filter, usize::from(w.max_active))?)
+        }
+    };
+    let req = v1::WatchRequest {
+        task_id: w.id.unwrap_or_default(),
+        task_type_prefix: w.type_prefix,
+        after_cursor: w.after,
+        states: vec![],
+        parent_id: w.parent,
+    };
+    let ended = watch::follow(tasks, req, sink.as_mut()).await?;
+    Ok(match (one, ended) {
+        (None, _) => 0,
+        (Some(_), Ended::Interrupted) => INTERRUPTED,
+        (Some(_), Ended::Closed(Some(TaskState::Succeeded))) => 0,
+        (Some(_), Ended::Closed(Some(s))) if s.is_terminal() => NOT_SUCCEEDED,
+        (Some(id), Ended::Closed(_)) => bail!("the event stream of task {id} ended before the task finished"),
+    })
 }
 
 async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &Path) -> Result<i32> {
@@ -638,15 +715,18 @@ async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &P
             if !a.json {
                 eprintln!("submitted {}", task.id);
             }
-            follow(
-                &mut tasks,
-                v1::WatchRequest {
-                    task_id: task.id.clone(),
-                    ..Default::default()
-                },
-                !a.json,
-            )
-            .await?;
+            let mut sink: Box<dyn Sink> = match (a.json, Face::detect(false)) {
+                (true, _) => Box::new(Quiet),
+                (false, Face::Live) => Box::new(TaskBar::new(&task.id)?),
+                (false, Face::Plain) => Box::new(Lines),
+            };
+            let req = v1::WatchRequest {
+                task_id: task.id.clone(),
+                ..Default::default()
+            };
+            if watch::follow(&mut tasks, req, sink.as_mut()).await? == Ended::Interrupted {
+                return Ok(INTERRUPTED);
+            }
             let task = tasks
                 .get(v1::GetRequest { id: task.id })
                 .await
@@ -660,7 +740,7 @@ async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &P
             Ok(if task.state == v1::TaskState::Succeeded as i32 {
                 0
             } else {
-                2
+                NOT_SUCCEEDED
             })
         }
         Command::Get { id, json } => {
@@ -685,17 +765,7 @@ async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &P
             println!("{} {}", task.id, state_name(task.state));
             Ok(0)
         }
-        Command::Watch(w) => {
-            let req = v1::WatchRequest {
-                task_id: w.id.unwrap_or_default(),
-                task_type_prefix: w.type_prefix,
-                after_cursor: w.after,
-                states: vec![],
-                parent_id: String::new(),
-            };
-            follow(&mut tasks, req, true).await?;
-            Ok(0)
-        }
+        Command::Watch(w) => watch_command(&mut tasks, w).await,
         Command::Tasks(t) => {
             let states = t
                 .state
@@ -738,13 +808,17 @@ async fn client(command: Command, channel: Channel, bearer: Bearer, data_dir: &P
             print_types(&resp.types, json)?;
             Ok(0)
         }
-        Command::Status => {
+        Command::Status(a) if a.watch => {
+            let interval = Duration::from_millis(a.interval_ms);
+            watch::status_loop(&mut admin, interval, Face::detect(a.plain), render_status).await
+        }
+        Command::Status(_) => {
             let s = admin
                 .status(v1::StatusRequest {})
                 .await
                 .map_err(status_err)?
                 .into_inner();
-            print_status(&s);
+            print!("{}", render_status(&s));
             Ok(0)
         }
         Command::Scale {
@@ -1059,56 +1133,6 @@ fn read_params(arg: &str) -> Result<String> {
     Ok(text)
 }
 
-/// Prints events until the stream ends; progress is one rewritten line on a terminal.
-async fn follow(tasks: &mut TasksClient, req: v1::WatchRequest, print: bool) -> Result<()> {
-    let mut stream = tasks.watch(req).await.map_err(status_err)?.into_inner();
-    let tty = std::io::stdout().is_terminal();
-    let mut progress_line = false;
-    while let Some(e) = stream.message().await.map_err(status_err)? {
-        if !print {
-            continue;
-        }
-        let mut out = std::io::stdout().lock();
-        if e.is_progress && tty {
-            let filled = (e.progress * 20.0).round() as usize;
-            let bar = format!("[{}{}]", "#".repeat(filled), ".".repeat(20 - filled.min(20)));
-            write!(
-                out,
-                "\r{} {bar} {:>3.0}% {}\x1b[K",
-                e.task_id,
-                e.progress * 100.0,
-                e.message
-            )?;
-            progress_line = true;
-        } else {
-            if progress_line {
-                writeln!(out)?;
-                progress_line = false;
-            }
-            let detail = if e.is_progress {
-                format!("{:.0}% {}", e.progress * 100.0, e.message)
-            } else {
-                e.message.clone()
-            };
-            writeln!(
-                out,
-                "{:>6} {} #{} {:<9} attempt {} {}",
-                e.cursor,
-                e.task_id,
-                e.seq,
-                state_name(e.state),
-                e.attempt,
-                detail
-            )?;
-        }
-        out.flush()?;
-    }
-    if progress_line {
-        println!();
-    }
-    Ok(())
-}
-
 fn state_name(s: i32) -> &'static str {
     TaskState::from_wire(s)
         .map(TaskState::as_str)
@@ -1178,8 +1202,11 @@ fn print_task(t: &v1::Task) {
     }
 }
 
-fn print_status(s: &v1::StatusResponse) {
-    println!(
+/// The supervisor tree as text, one line per supervisor and per pool.
+fn render_status(s: &v1::StatusResponse) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "orchestrator {} (cadre {}), {} unfinished tasks",
         s.node_id, s.version, s.pending_tasks
     );
@@ -1196,7 +1223,8 @@ fn print_status(s: &v1::StatusResponse) {
         } else {
             format!(" on {} {}", sup.node_id, sup.address)
         };
-        println!(
+        let _ = writeln!(
+            out,
             "{branch} supervisor {}{place} [{}] restarts {} (worker restarts in window {}/{})",
             sup.name, sup.state, sup.restarts, sup.recent_restarts, sup.max_restarts
         );
@@ -1206,12 +1234,14 @@ fn print_status(s: &v1::StatusResponse) {
             } else {
                 "├──"
             };
-            println!(
+            let _ = writeln!(
+                out,
                 "{indent}{b} {:<10} size {:>3} (live {:>3})  busy {:>3}  queued {:>5}  restarts {}",
                 p.worker_kind, p.target_size, p.live_workers, p.busy_workers, p.queue_depth, p.restarts
             );
         }
     }
+    out
 }
 
 /// Parses arguments, runs, and turns errors into one line on stderr and exit code 1.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use async_nats::jetstream::{self, consumer, stream};
-use cadre_benches::stats::{RunStats, Summary};
+use cadre_benches::stats::{RunStats, Summary, ratio};
 use cadre_orchestrator::auth::Bearer;
 use cadre_orchestrator::bus::wire::WorkMsg;
 use cadre_orchestrator::server::Endpoints;
@@ -978,11 +978,6 @@ fn work_message(params_json: &str) -> anyhow::Result<Vec<u8>> {
 
 // ---------------------------------------------------------------------------------------------
 // Report
-
-/// `new / base`, or 0 when the base is 0.
-fn ratio(new: f64, base: f64) -> f64 {
-    if base > 0.0 { new / base } else { 0.0 }
-}
 
 fn summary_json(s: &Summary) -> serde_json::Value {
     json!({

@@ -22,12 +22,11 @@ use anyhow::Context;
 use cadre_benches::echo::echo_client::EchoClient;
 use cadre_benches::echo::echo_server::{Echo, EchoServer};
 use cadre_benches::echo::{EchoReply, EchoRequest};
-use cadre_benches::stats::{RunStats, Summary};
+use cadre_benches::node::InProcess;
+use cadre_benches::stats::{RunStats, Summary, ratio};
 use cadre_orchestrator::auth::Bearer;
-use cadre_orchestrator::config::{Config, ConfigSource, LogConfig};
 use cadre_proto::v1::task_service_client::TaskServiceClient;
 use cadre_proto::v1::{SubmitAndWaitRequest, TaskSpec, TaskState};
-use cadre_supervisors::supervisor::MAX_POOL_SIZE;
 use clap::Parser;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -303,51 +302,6 @@ async fn run_echo(args: &Args, plan: Plan, body: &str) -> anyhow::Result<RunStat
     stats
 }
 
-/// A node in this process, with what must outlive it.
-struct InProcess {
-    running: cadre_orchestrator::server::Running,
-    data_dir: tempfile::TempDir,
-}
-
-/// Starts cadre in this process: temporary data dir, ports picked by the OS, and the
-/// `system/monitor` pool (where the diagnostic task types run) as large as the concurrency.
-/// The default [`ConfigSource`] (no file, no overrides) is only consulted by config reloads,
-/// which the load generator never asks for.
-async fn start_node(args: &Args) -> anyhow::Result<InProcess> {
-    cadre_orchestrator::telemetry::init_logging(&LogConfig {
-        json: false,
-        level: "warn".into(),
-    });
-    let data_dir = tempfile::tempdir().context("cannot create a temporary data dir")?;
-    let mut config = Config::default();
-    config.node.data_dir = data_dir.path().to_path_buf();
-    config.server.grpc_addr = "127.0.0.1:0".into();
-    config.server.http_addr = "127.0.0.1:0".into();
-    config.store.synchronous = args.synchronous.clone();
-    let pool = (args.concurrency as usize).min(MAX_POOL_SIZE);
-    if pool < args.concurrency as usize {
-        eprintln!(
-            "note: system/monitor pool capped at {MAX_POOL_SIZE} workers (concurrency {})",
-            args.concurrency
-        );
-    }
-    config
-        .supervisors
-        .get_mut("system")
-        .context("the default config has no `system` supervisor")?
-        .pools
-        .insert("monitor".into(), pool);
-    let running = cadre_orchestrator::server::start(config, ConfigSource::default())
-        .await
-        .context("cannot start cadre in-process")?;
-    Ok(InProcess { running, data_dir })
-}
-
-/// `new / base`, or 0 when the base is 0.
-fn ratio(new: f64, base: f64) -> f64 {
-    if base > 0.0 { new / base } else { 0.0 }
-}
-
 fn summary_json(s: &Summary) -> serde_json::Value {
     json!({
         "ok": s.ok,
@@ -458,9 +412,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let cadre = match &args.endpoint {
         Some(url) => run_cadre(&args, plan, url, args.token.as_deref(), &params_json).await?,
         None => {
-            let node = start_node(&args).await?;
+            let node = InProcess::start(args.concurrency as usize, &args.synchronous).await?;
             let url = format!("http://{}", node.running.grpc_addr);
-            let credential = Bearer::from_data_dir(node.data_dir.path());
+            let credential = node.credential();
             let stats = run_cadre(&args, plan, &url, credential.as_deref(), &params_json).await;
             node.running.shutdown().await;
             stats?
@@ -497,16 +451,5 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(args).await {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            eprintln!("error: some requests failed (see above)");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cadre_benches::exit_code(run(Args::parse()).await, "some requests failed (see above)")
 }

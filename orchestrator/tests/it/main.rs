@@ -4,6 +4,7 @@
 mod api;
 mod audit;
 mod auth;
+mod cli_watch;
 mod clients;
 mod common;
 mod dashboard;
