@@ -449,7 +449,7 @@ async fn post_mcp(
     let outcome = match method.as_str() {
         "ping" => Ok(json!({})),
         "tools/list" => Ok(json!({ "tools": tools(&mcp.node) })),
-        "tools/call" => return call_tool(mcp, p, session, id, params, &headers).await,
+        "tools/call" => return call_tool(mcp, p, session, id, params).await,
         "resources/list" => Ok(json!({ "resources": [{
             "uri": "cadre://supervisors",
             "name": "supervisors",
@@ -682,14 +682,7 @@ fn task_result(t: &TaskRecord) -> Value {
     }
 }
 
-async fn call_tool(
-    mcp: Mcp,
-    p: Principal,
-    session: String,
-    id: Value,
-    params: Value,
-    _headers: &HeaderMap,
-) -> Response {
+async fn call_tool(mcp: Mcp, p: Principal, session: String, id: Value, params: Value) -> Response {
     let done = |outcome: RpcOutcome| {
         let body = match outcome {
             Ok(r) => rpc_result(&id, r),
