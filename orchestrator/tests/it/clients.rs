@@ -10,7 +10,7 @@ use std::time::Duration;
 use cadre_proto::v1;
 use tokio::process::Command;
 
-use crate::common::{TestNode, events, issue, run, spec, submit};
+use crate::common::{TestNode, events, http_exchange, issue, run, spec, submit};
 use serde_json::Value;
 
 /// How long one client script may take before the test fails.
@@ -406,38 +406,22 @@ async fn official_mcp_sdk_client_over_stdio_through_cadre_mcp() {
     );
 }
 
-/// One JSON-RPC POST to /mcp: (HTTP status, headers, body).
+/// One JSON-RPC POST to /mcp: (HTTP status, the Mcp-Session-Id it returned, body).
 async fn mcp_post(node: &TestNode, token: &str, session: Option<&str>, body: Value) -> (u16, String, Value) {
-    let addr = node.http.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let body = body.to_string();
-    let mut req = format!(
-        "POST /mcp HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![
+        ("Authorization", auth.as_str()),
+        ("Accept", "application/json, text/event-stream"),
+    ];
     if let Some(sid) = session {
-        req.push_str(&format!("Mcp-Session-Id: {sid}\r\n"));
+        headers.push(("Mcp-Session-Id", sid));
     }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
-        .await
-        .unwrap();
-    let mut buf = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut s, &mut buf)
-        .await
-        .unwrap();
-    let (head, body) = buf.split_once("\r\n\r\n").unwrap();
-    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let sid = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("mcp-session-id:")
-                .map(|v| v.trim().to_string())
-        })
+    let (code, headers, body) = http_exchange(node, "POST", "/mcp", &headers, Some(&body.to_string())).await;
+    let sid = headers
+        .into_iter()
+        .find_map(|(k, v)| (k == "mcp-session-id").then_some(v))
         .unwrap_or_default();
-    (code, sid, serde_json::from_str(body).unwrap_or(Value::Null))
+    (code, sid, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 #[tokio::test]

@@ -259,24 +259,10 @@ impl TestNode {
         .await
     }
 
-    /// GET `path` on the HTTP side; returns (status code, body).
+    /// GET `path` on the HTTP side with the node's credential; returns (status code, body).
     pub async fn http_get(&self, path: &str) -> (u16, String) {
-        let addr = self.http.trim_start_matches("http://");
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let auth = self.credential();
-        let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {auth}\r\n\r\n");
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut buf = String::new();
-        s.read_to_string(&mut buf).await.unwrap();
-        let code = buf
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = buf
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
+        let auth = format!("Bearer {}", self.credential());
+        let (code, _, body) = http_exchange(self, "GET", path, &[("Authorization", &auth)], None).await;
         (code, body)
     }
 
@@ -289,6 +275,48 @@ impl TestNode {
                 .and_then(|v| v.trim().parse().ok())
         })
     }
+}
+
+/// One HTTP/1.0 exchange on a fresh connection (the body ends when the server closes, so
+/// there is no chunked encoding to undo): (status, headers with lower-case names, body).
+/// A body is sent as JSON.
+pub async fn http_exchange(
+    node: &TestNode,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, Vec<(String, String)>, String) {
+    let addr = node.http.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body.unwrap_or(""));
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let code = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (code, headers, body.to_string())
 }
 
 /// Runs `cadre --data-dir <data> audit <args>` (reads the store directly; no node needed).

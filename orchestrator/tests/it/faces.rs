@@ -15,7 +15,7 @@ use crate::common::*;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-/// One HTTP/1.1 exchange on a fresh connection: (status, headers lower-cased, body).
+/// One HTTP exchange with an optional bearer credential: (status, headers, body).
 async fn http(
     node: &TestNode,
     method: &str,
@@ -23,58 +23,11 @@ async fn http(
     credential: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Vec<(String, String)>, String) {
-    let addr = node.http.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(c) = credential {
-        req.push_str(&format!("Authorization: Bearer {c}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    if !body.is_empty() || method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let code = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect::<Vec<_>>();
-    let body = if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v == "chunked")
-    {
-        unchunk(body)
-    } else {
-        body.to_string()
-    };
-    (code, headers, body)
-}
-
-fn unchunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
+    let auth = credential.map(|c| format!("Bearer {c}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    // A POST always carries a body, so axum sees a JSON content type.
+    let body = body.or((method == "POST").then_some(""));
+    http_exchange(node, method, path, &headers, body).await
 }
 
 async fn json_call(

@@ -39,28 +39,10 @@ async fn list_types(c: &mut Tasks, prefix: &str) -> Vec<v1::TaskType> {
     .types
 }
 
-/// A raw HTTP/1.0 request with the node's credential; returns (status, body).
+/// An HTTP request with the node's credential; returns (status, body).
 async fn http(node: &TestNode, method: &str, path: &str, body: &str) -> (u16, String) {
-    let addr = node.http.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        node.credential(),
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    let code = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let auth = format!("Bearer {}", node.credential());
+    let (code, _, body) = http_exchange(node, method, path, &[("Authorization", &auth)], Some(body)).await;
     (code, body)
 }
 
