@@ -490,7 +490,12 @@ impl Node {
             .collect()
     }
 
-    /// [`Node::task_types`] whose name starts with `prefix`.
+    /// Whether `task_type` is routed (cheap: no schemas are built).
+    pub fn accepts(&self, task_type: &str) -> bool {
+        self.recovery.routes().resolve(task_type).is_some()
+    }
+
+    /// [`Node::task_types`] whose names start with `prefix`.
     pub fn task_types_with_prefix(&self, prefix: &str) -> Vec<TaskTypeInfo> {
         let mut types = self.task_types();
         types.retain(|t| t.task_type.starts_with(prefix));

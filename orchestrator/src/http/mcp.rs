@@ -706,7 +706,7 @@ async fn call_tool(mcp: Mcp, p: Principal, session: String, id: Value, params: V
     if let Some(outcome) = helper_tool(&mcp.node, &p, &name, &args).await {
         return done(outcome);
     }
-    if !mcp.node.task_types().iter().any(|t| t.task_type == name) {
+    if !mcp.node.accepts(&name) {
         return done(Err((
             INVALID_PARAMS,
             format!("Invalid params: unknown tool {name:?}"),
