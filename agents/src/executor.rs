@@ -192,6 +192,14 @@ impl ExecutorRegistry {
         r
     }
 
+    /// Every built-in executor, the configurable ones (llm, exec, http, mcp, health) set up
+    /// from `config`.
+    pub fn configured(config: &crate::executors::ExecutorsConfig) -> Self {
+        let mut r = Self::new();
+        crate::executors::register_configured(&mut r, config);
+        r
+    }
+
     /// Adds or replaces an executor under `name`.
     pub fn register(&mut self, name: impl Into<String>, executor: Arc<dyn Executor>) {
         self.executors.insert(name.into(), executor);

@@ -21,4 +21,5 @@ pub use executor::{
     Delegate, ExecContext, ExecError, Executor, ExecutorRegistry, NoReport, Report, SharedDelegate,
     SharedReport, Usage,
 };
+pub use executors::ExecutorsConfig;
 pub use worker::{Assignment, DoneFn, Outcome, Worker, WorkerMsg};

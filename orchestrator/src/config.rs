@@ -47,6 +47,9 @@ pub struct Config {
     pub budgets: crate::budget::BudgetConfig,
     /// How tasks and events travel between tiers: in process, or over NATS JetStream.
     pub bus: BusConfig,
+    /// Settings of the executors that call out: model providers, commands, webhooks, MCP
+    /// servers, probe targets. Read at start (a reload does not change them).
+    pub executors: cadre_agents::ExecutorsConfig,
 }
 
 /// What one `cadre serve` process runs.
@@ -472,6 +475,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             budgets: crate::budget::BudgetConfig::default(),
             bus: BusConfig::default(),
+            executors: Default::default(),
         }
     }
 }
@@ -760,7 +764,8 @@ impl Config {
                 errs.push(format!("supervisors.{name}.restart.within_secs: must be above 0"));
             }
         }
-        let registry = ExecutorRegistry::builtin();
+        errs.extend(self.executors.validate());
+        let registry = ExecutorRegistry::configured(&self.executors);
         for (task_type, r) in self.effective_routes().iter() {
             if let Err(e) = cadre_proto::validate_task_type(task_type) {
                 errs.push(format!("routes.{task_type:?}: {e}"));

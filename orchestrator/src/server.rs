@@ -222,7 +222,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = advertised_url(&config, grpc_addr, scheme);
     let routes: SharedRoutes = Arc::new(RwLock::new(Arc::new(config.effective_routes())));
-    let registry = ExecutorRegistry::builtin();
+    let registry = ExecutorRegistry::configured(&config.executors);
     let cancel_grace = Duration::from_millis(config.limits.cancel_grace_ms);
     let shutdown = CancellationToken::new();
     let nats = config.bus.is_nats();
