@@ -67,6 +67,8 @@ pub struct ExecContext {
     pub task_type: String,
     /// 1-based attempt number.
     pub attempt: u32,
+    /// The task's tenant ("" when the caller did not say, e.g. in tests).
+    pub tenant: String,
     /// Fires when the task is cancelled; long executors should watch it and return
     /// [`ExecError::Cancelled`]. After the grace period the worker drops the future anyway.
     pub cancel: CancellationToken,
@@ -87,10 +89,17 @@ impl ExecContext {
             task_id,
             task_type,
             attempt,
+            tenant: String::new(),
             cancel,
             progress,
             delegate: None,
         }
+    }
+
+    /// The same context, for a task of `tenant`.
+    pub fn with_tenant(mut self, tenant: String) -> Self {
+        self.tenant = tenant;
+        self
     }
 
     /// The same context, able to delegate sub-tasks through `delegate`.

@@ -41,6 +41,8 @@ pub struct Assignment {
     pub task_id: TaskId,
     /// Its type.
     pub task_type: String,
+    /// Its tenant.
+    pub tenant: String,
     /// Its params.
     pub params: Value,
     /// 1-based attempt number.
@@ -107,7 +109,8 @@ impl Actor for Worker {
 /// failing the worker actor, which is what its supervisor's restart policy acts on.
 pub async fn run_attempt(a: Assignment) -> Outcome {
     let ctx = ExecContext::new(a.task_id, a.task_type, a.attempt, a.cancel.clone(), a.progress)
-        .with_delegate(a.delegate);
+        .with_delegate(a.delegate)
+        .with_tenant(a.tenant);
     let run = a.executor.execute(ctx, a.params);
     let cancel = a.cancel.clone();
     let grace = a.cancel_grace;
@@ -136,6 +139,7 @@ mod tests {
         Assignment {
             task_id: TaskId::new(),
             task_type: "system.debug.x".into(),
+            tenant: "t".into(),
             params,
             attempt: 1,
             timeout: Duration::from_millis(timeout_ms),

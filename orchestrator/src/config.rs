@@ -455,6 +455,7 @@ impl Default for Config {
                 ),
                 ("multimodal.vision.thumbnail", "multimodal", "vision", "thumbnail"),
                 ("multimodal.audio.analyze", "multimodal", "audio", "audio_analyze"),
+                ("intelligence.llm.chat", "intelligence", "writer", "llm"),
             ]
             .into_iter()
             .map(|(t, s, w, e)| (t.to_string(), route(s, w, e)))

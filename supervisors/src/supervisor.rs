@@ -518,6 +518,7 @@ impl SupervisorState {
             let assignment = Assignment {
                 task_id,
                 task_type: t.task_type.clone(),
+                tenant: t.tenant.clone(),
                 params: t.params.clone(),
                 attempt,
                 timeout: t.timeout,

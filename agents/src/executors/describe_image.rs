@@ -339,6 +339,7 @@ mod tests {
         let attempt = |delegate: Option<crate::SharedDelegate>| Assignment {
             task_id: TaskId::new(),
             task_type: "intelligence.research.describe_image".into(),
+            tenant: "default".into(),
             params: json!({ "image_base64": img }),
             attempt: 1,
             timeout: Duration::from_secs(30),

@@ -17,6 +17,7 @@
 //! | `image_analyze`  | `multimodal.vision.analyze` (vision)               | PNG/JPEG size, colours, brightness, perceptual hash |
 //! | `thumbnail`      | `multimodal.vision.thumbnail` (vision)             | PNG/JPEG scaled to fit `max_side`, as a base64 PNG |
 //! | `audio_analyze`  | `multimodal.audio.analyze` (audio)                 | WAV duration, loudness in dBFS, silent stretches; MP3 duration and bitrate |
+//! | `llm`            | `intelligence.llm.chat` (writer)                   | a chat with an OpenAI-compatible model, with fallbacks, usage, cache, JSON replies |
 //!
 //! All of them work offline. The ones that decode or scan input run it on the blocking pool
 //! ([`blocking::run_blocking`]) and stop at the next checkpoint when the task is cancelled.
@@ -136,7 +137,7 @@ mod tests {
 
     #[test]
     fn every_builtin_is_registered() {
-        let r = ExecutorRegistry::builtin();
+        let r = ExecutorRegistry::configured(&Default::default());
         assert_eq!(
             r.names().collect::<Vec<_>>(),
             vec![
@@ -149,6 +150,7 @@ mod tests {
                 "image_analyze",
                 "keywords",
                 "language",
+                "llm",
                 "panic",
                 "readability",
                 "sentiment",
@@ -167,6 +169,7 @@ mod tests {
         match schema["type"].as_str() {
             Some("integer") | Some("number") => schema["minimum"].clone(),
             Some("boolean") => json!(false),
+            Some("array") => json!([sample(&schema["items"])]),
             Some("object") => {
                 let props = schema["properties"].as_object().cloned().unwrap_or_default();
                 let required = schema["required"].as_array().cloned().unwrap_or_default();
@@ -204,7 +207,7 @@ mod tests {
     /// refused, every named one is known, and the required ones are required.
     #[tokio::test]
     async fn schemas_agree_with_the_executors() {
-        let r = ExecutorRegistry::builtin();
+        let r = ExecutorRegistry::configured(&Default::default());
         let mut with_schema = Vec::new();
         for name in r.names() {
             let exec = r.get(name).unwrap();
@@ -270,7 +273,7 @@ mod tests {
                 assert_eq!(e.to_string(), format!("/{field}: is required"), "{name}");
             }
         }
-        assert_eq!(with_schema.len(), 15, "{with_schema:?}");
+        assert_eq!(with_schema.len(), 16, "{with_schema:?}");
     }
 
     /// Real params for each executor (several for some), each fitting its params schema.
@@ -337,7 +340,7 @@ mod tests {
     }
 
     /// Executors whose results need a server or a command (tested in their own modules).
-    const CALLS_OUT: [&str; 0] = [];
+    const CALLS_OUT: [&str; 1] = ["llm"];
 
     /// Every executor that can succeed, run on real params: the params fit its params schema
     /// and the result fits its result schema.

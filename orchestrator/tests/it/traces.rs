@@ -304,3 +304,140 @@ fn the_bearer_sends_only_a_well_formed_traceparent() {
     let req = bad.call(tonic::Request::new(())).unwrap();
     assert!(req.metadata().get("traceparent").is_none());
 }
+
+/// A local server answering chat completions in the OpenAI wire format (streamed), keeping the
+/// Authorization headers it saw.
+async fn openai_wire_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::{HeaderMap, header};
+    use axum::response::IntoResponse;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |headers: HeaderMap, body: axum::Json<serde_json::Value>| {
+            let log = log.clone();
+            async move {
+                let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                log.lock().unwrap().push(auth.unwrap_or_default().to_string());
+                assert_eq!(body["stream"], true);
+                let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+                    let v = serde_json::json!({
+                        "id": "chatcmpl-otel", "object": "chat.completion.chunk", "created": 1,
+                        "model": "tiny-1-0324", "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
+                    });
+                    format!("data: {v}\n\n")
+                };
+                let usage = serde_json::json!({
+                    "id": "chatcmpl-otel", "object": "chat.completion.chunk", "created": 1, "model": "tiny-1-0324",
+                    "choices": [], "usage": { "prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8 },
+                });
+                let body = [
+                    chunk(serde_json::json!({ "role": "assistant", "content": "" }), None),
+                    chunk(serde_json::json!({ "content": "Hello " }), None),
+                    chunk(serde_json::json!({ "content": "there." }), None),
+                    chunk(serde_json::json!({}), Some("stop")),
+                    format!("data: {usage}\n\n"),
+                    "data: [DONE]\n\n".to_string(),
+                ]
+                .concat();
+                ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), seen)
+}
+
+/// An `llm` task's provider call is a client span in the task's trace, a child of its attempt,
+/// carrying the OpenTelemetry GenAI attributes and the task's identifiers; the tokens it used
+/// are recorded on the task; the API key comes from the environment and reaches the provider.
+#[tokio::test]
+async fn llm_calls_are_genai_client_spans_in_the_tasks_trace() {
+    let receiver = OtlpReceiver::start().await;
+    let (base_url, seen) = openai_wire_server().await;
+    let toml = format!(
+        "[executors.llm]\ndefault_model = \"tiny\"\n\
+         [executors.llm.providers.local]\nbase_url = \"{base_url}\"\napi_key_env = \"CADRE_TEST_LLM_KEY\"\n\
+         [executors.llm.models.tiny]\nprovider = \"local\"\nmodel = \"tiny-1\"\n\
+         [budgets.models.tiny]\ninput_per_1k = 1.0\noutput_per_1k = 2.0\n"
+    );
+    let mut env = receiver.env();
+    env.push(("CADRE_TEST_LLM_KEY", Some("sk-test-otel".into())));
+    let node = TestNode::start_with_env(&toml, &env).await;
+    let bearer = TestNode::bearer(Some(&node.credential()))
+        .with_traceparent(Some(&traceparent(TRACE_ID, CALLER_SPAN)));
+    let mut c = TaskServiceClient::with_interceptor(node.channel().await, bearer);
+
+    let task = submit(
+        &mut c,
+        spec(
+            "intelligence.llm.chat",
+            r#"{"prompt":"Say hello","max_tokens":16}"#,
+        ),
+    )
+    .await;
+    let evs = events(&mut c, &task.id, 0).await;
+    assert_eq!(evs.last().map(ev_state), Some(TaskState::Succeeded), "{evs:#?}");
+    let got = c
+        .get(v1::GetRequest { id: task.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let result: serde_json::Value = serde_json::from_str(&got.result_json).unwrap();
+    assert_eq!(result["content"], "Hello there.");
+    assert_eq!(got.usage.len(), 1, "{got:#?}");
+    assert_eq!(
+        (
+            got.usage[0].model.as_str(),
+            got.usage[0].tokens_in,
+            got.usage[0].tokens_out
+        ),
+        ("tiny", 5, 3)
+    );
+    assert!((got.usage[0].cost_usd - 0.011).abs() < 1e-9, "{got:#?}");
+    assert_eq!(*seen.lock().unwrap(), vec!["Bearer sk-test-otel".to_string()]);
+
+    let id = task.id.as_str();
+    let spans = receiver
+        .wait_for("the chat span", Duration::from_secs(20), |s| {
+            has(s, "chat tiny-1", id) && has(s, "task.attempt", id)
+        })
+        .await;
+    let chat = one(&spans, "chat tiny-1", id);
+    let attempt = one(&spans, "task.attempt", id);
+    assert_eq!(chat.trace_id, TRACE_ID);
+    assert_eq!(
+        chat.parent_span_id, attempt.span_id,
+        "the call is the attempt's child"
+    );
+    assert_eq!(chat.kind, 3, "client span: {chat:#?}");
+    for (key, want) in [
+        ("gen_ai.operation.name", "chat"),
+        ("gen_ai.provider.name", "local"),
+        ("gen_ai.request.model", "tiny-1"),
+        ("gen_ai.request.max_tokens", "16"),
+        ("gen_ai.output.type", "text"),
+        ("gen_ai.response.model", "tiny-1-0324"),
+        ("gen_ai.response.id", "chatcmpl-otel"),
+        ("gen_ai.response.finish_reasons", "[\"stop\"]"),
+        ("gen_ai.usage.input_tokens", "5"),
+        ("gen_ai.usage.output_tokens", "3"),
+        ("server.address", "127.0.0.1"),
+        ("task_id", id),
+        ("task_type", "intelligence.llm.chat"),
+        ("tenant", "default"),
+    ] {
+        assert_eq!(chat.attr(key), Some(want), "{key} in {chat:#?}");
+    }
+    // The key is not on any span.
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.attributes.values().all(|v| !v.contains("sk-test-otel"))),
+        "the API key leaked into a span"
+    );
+    drop(c);
+    assert!(node.stop().await.success());
+}
