@@ -17,17 +17,22 @@
 //! | `image_analyze`  | `multimodal.vision.analyze` (vision)               | PNG/JPEG size, colours, brightness, perceptual hash |
 //! | `thumbnail`      | `multimodal.vision.thumbnail` (vision)             | PNG/JPEG scaled to fit `max_side`, as a base64 PNG |
 //! | `audio_analyze`  | `multimodal.audio.analyze` (audio)                 | WAV duration, loudness in dBFS, silent stretches; MP3 duration and bitrate |
+//! | `chart`          | `multimodal.artist.chart` (artist)                 | bar or line chart of a series, as a base64 PNG |
+//! | `fuse`           | `multimodal.fusion.combine` (fusion)               | runs up to 16 sub-tasks concurrently and combines their results |
+//! | `probe`          | `system.health.probe` (health)                     | HTTP/TCP/NATS health probe of an allow-listed target (configured: `[executors.health]`) |
 //!
-//! All of them work offline. The ones that decode or scan input run it on the blocking pool
+//! All of them but `probe` work offline. The ones that decode or scan input run it on the blocking pool
 //! ([`blocking::run_blocking`]) and stop at the next checkpoint when the task is cancelled.
 
 pub mod audio_analyze;
 pub mod base64;
 pub mod blocking;
+pub mod chart;
 pub mod code_metrics;
 mod debug;
 pub mod describe_image;
 pub mod exec;
+pub mod fusion;
 pub mod health;
 pub mod image_analyze;
 pub mod keywords;
@@ -51,9 +56,11 @@ use std::sync::Arc;
 use crate::ExecutorRegistry;
 
 pub use audio_analyze::AudioAnalyze;
+pub use chart::Chart;
 pub use code_metrics::MeasureCode;
 pub use debug::{Delegating, Echo, Fail, Panic, Sleep};
 pub use describe_image::DescribeImage;
+pub use fusion::Fuse;
 pub use image_analyze::ImageAnalyze;
 pub use keywords::Keywords;
 pub use language::DetectLanguage;
@@ -119,6 +126,8 @@ pub fn register_builtin(r: &mut ExecutorRegistry) {
     r.register("code_metrics", Arc::new(MeasureCode));
     r.register("audio_analyze", Arc::new(AudioAnalyze));
     r.register("thumbnail", Arc::new(Thumbnail::default()));
+    r.register("chart", Arc::new(Chart));
+    r.register("fuse", Arc::new(Fuse));
 }
 
 /// Rounds to three decimals: scores and shares in results need no more, and stay readable.
@@ -136,20 +145,23 @@ mod tests {
 
     #[test]
     fn every_builtin_is_registered() {
-        let r = ExecutorRegistry::builtin();
+        let r = ExecutorRegistry::configured(&Default::default());
         assert_eq!(
             r.names().collect::<Vec<_>>(),
             vec![
                 "audio_analyze",
+                "chart",
                 "code_metrics",
                 "delegate",
                 "describe_image",
                 "echo",
                 "fail",
+                "fuse",
                 "image_analyze",
                 "keywords",
                 "language",
                 "panic",
+                "probe",
                 "readability",
                 "sentiment",
                 "sleep",
@@ -165,7 +177,8 @@ mod tests {
             return values[0].clone();
         }
         match schema["type"].as_str() {
-            Some("integer") | Some("number") => schema["minimum"].clone(),
+            Some("integer") | Some("number") => schema.get("minimum").cloned().unwrap_or(json!(0)),
+            Some("array") => json!([sample(&schema["items"])]),
             Some("boolean") => json!(false),
             Some("object") => {
                 let props = schema["properties"].as_object().cloned().unwrap_or_default();
@@ -178,7 +191,7 @@ mod tests {
                         .collect(),
                 )
             }
-            _ => json!("x"),
+            _ => json!("x".repeat(schema["minLength"].as_u64().unwrap_or(1) as usize)),
         }
     }
 
@@ -186,7 +199,7 @@ mod tests {
     /// ignores as annotations, so intake validation is as strict as the schema reads.
     #[test]
     fn schemas_use_only_supported_keywords() {
-        let r = ExecutorRegistry::builtin();
+        let r = ExecutorRegistry::configured(&Default::default());
         for name in r.names() {
             let exec = r.get(name).unwrap();
             for (what, schema) in [("params", exec.params_schema()), ("result", exec.result_schema())] {
@@ -204,7 +217,7 @@ mod tests {
     /// refused, every named one is known, and the required ones are required.
     #[tokio::test]
     async fn schemas_agree_with_the_executors() {
-        let r = ExecutorRegistry::builtin();
+        let r = ExecutorRegistry::configured(&Default::default());
         let mut with_schema = Vec::new();
         for name in r.names() {
             let exec = r.get(name).unwrap();
@@ -270,7 +283,7 @@ mod tests {
                 assert_eq!(e.to_string(), format!("/{field}: is required"), "{name}");
             }
         }
-        assert_eq!(with_schema.len(), 15, "{with_schema:?}");
+        assert_eq!(with_schema.len(), 18, "{with_schema:?}");
     }
 
     /// Real params for each executor (several for some), each fitting its params schema.
@@ -333,11 +346,26 @@ mod tests {
                 json!({ "audio_base64": wav, "min_silence_ms": 100 }),
             ),
             ("audio_analyze", json!({ "audio_base64": mp3 })),
+            (
+                "chart",
+                json!({ "kind": "bar", "values": [3, -1, 4.5], "width": 64, "height": 32 }),
+            ),
+            (
+                "chart",
+                json!({ "kind": "line", "values": [1], "colour": "#102030" }),
+            ),
+            (
+                "fuse",
+                json!({ "tasks": [
+                    { "task_type": "system.debug.echo", "params": { "n": 1 }, "key": "e" },
+                    { "task_type": "system.debug.fail" },
+                ], "mode": "any_ok" }),
+            ),
         ]
     }
 
     /// Executors whose results need a server or a command (tested in their own modules).
-    const CALLS_OUT: [&str; 0] = [];
+    const CALLS_OUT: [&str; 1] = ["probe"];
 
     /// Every executor that can succeed, run on real params: the params fit its params schema
     /// and the result fits its result schema.
