@@ -18,17 +18,22 @@
 //! | `thumbnail`      | `multimodal.vision.thumbnail` (vision)             | PNG/JPEG scaled to fit `max_side`, as a base64 PNG |
 //! | `audio_analyze`  | `multimodal.audio.analyze` (audio)                 | WAV duration, loudness in dBFS, silent stretches; MP3 duration and bitrate |
 //! | `llm`            | `intelligence.llm.chat` (writer)                   | a chat with an OpenAI-compatible model, with fallbacks, usage, cache, JSON replies |
+//! | `chart`          | `multimodal.artist.chart` (artist)                 | bar or line chart of a series, as a base64 PNG |
+//! | `fuse`           | `multimodal.fusion.combine` (fusion)               | runs up to 16 sub-tasks concurrently and combines their results |
+//! | `probe`          | `system.health.probe` (health)                     | HTTP/TCP/NATS health probe of an allow-listed target (configured: `[executors.health]`) |
 //!
-//! All of them work offline. The ones that decode or scan input run it on the blocking pool
+//! All of them but `probe` work offline. The ones that decode or scan input run it on the blocking pool
 //! ([`blocking::run_blocking`]) and stop at the next checkpoint when the task is cancelled.
 
 pub mod audio_analyze;
 pub mod base64;
 pub mod blocking;
+pub mod chart;
 pub mod code_metrics;
 mod debug;
 pub mod describe_image;
 pub mod exec;
+pub mod fusion;
 pub mod health;
 pub mod image_analyze;
 pub mod keywords;
@@ -52,9 +57,11 @@ use std::sync::Arc;
 use crate::ExecutorRegistry;
 
 pub use audio_analyze::AudioAnalyze;
+pub use chart::Chart;
 pub use code_metrics::MeasureCode;
 pub use debug::{Delegating, Echo, Fail, Panic, Sleep};
 pub use describe_image::DescribeImage;
+pub use fusion::Fuse;
 pub use image_analyze::ImageAnalyze;
 pub use keywords::Keywords;
 pub use language::DetectLanguage;
@@ -120,6 +127,8 @@ pub fn register_builtin(r: &mut ExecutorRegistry) {
     r.register("code_metrics", Arc::new(MeasureCode));
     r.register("audio_analyze", Arc::new(AudioAnalyze));
     r.register("thumbnail", Arc::new(Thumbnail::default()));
+    r.register("chart", Arc::new(Chart));
+    r.register("fuse", Arc::new(Fuse));
 }
 
 /// Rounds to three decimals: scores and shares in results need no more, and stay readable.
@@ -142,16 +151,19 @@ mod tests {
             r.names().collect::<Vec<_>>(),
             vec![
                 "audio_analyze",
+                "chart",
                 "code_metrics",
                 "delegate",
                 "describe_image",
                 "echo",
                 "fail",
+                "fuse",
                 "image_analyze",
                 "keywords",
                 "language",
                 "llm",
                 "panic",
+                "probe",
                 "readability",
                 "sentiment",
                 "sleep",
@@ -167,9 +179,9 @@ mod tests {
             return values[0].clone();
         }
         match schema["type"].as_str() {
-            Some("integer") | Some("number") => schema["minimum"].clone(),
-            Some("boolean") => json!(false),
+            Some("integer") | Some("number") => schema.get("minimum").cloned().unwrap_or(json!(0)),
             Some("array") => json!([sample(&schema["items"])]),
+            Some("boolean") => json!(false),
             Some("object") => {
                 let props = schema["properties"].as_object().cloned().unwrap_or_default();
                 let required = schema["required"].as_array().cloned().unwrap_or_default();
@@ -181,7 +193,7 @@ mod tests {
                         .collect(),
                 )
             }
-            _ => json!("x"),
+            _ => json!("x".repeat(schema["minLength"].as_u64().unwrap_or(1) as usize)),
         }
     }
 
@@ -189,7 +201,7 @@ mod tests {
     /// ignores as annotations, so intake validation is as strict as the schema reads.
     #[test]
     fn schemas_use_only_supported_keywords() {
-        let r = ExecutorRegistry::builtin();
+        let r = ExecutorRegistry::configured(&Default::default());
         for name in r.names() {
             let exec = r.get(name).unwrap();
             for (what, schema) in [("params", exec.params_schema()), ("result", exec.result_schema())] {
@@ -273,7 +285,7 @@ mod tests {
                 assert_eq!(e.to_string(), format!("/{field}: is required"), "{name}");
             }
         }
-        assert_eq!(with_schema.len(), 16, "{with_schema:?}");
+        assert_eq!(with_schema.len(), 19, "{with_schema:?}");
     }
 
     /// Real params for each executor (several for some), each fitting its params schema.
@@ -336,11 +348,26 @@ mod tests {
                 json!({ "audio_base64": wav, "min_silence_ms": 100 }),
             ),
             ("audio_analyze", json!({ "audio_base64": mp3 })),
+            (
+                "chart",
+                json!({ "kind": "bar", "values": [3, -1, 4.5], "width": 64, "height": 32 }),
+            ),
+            (
+                "chart",
+                json!({ "kind": "line", "values": [1], "colour": "#102030" }),
+            ),
+            (
+                "fuse",
+                json!({ "tasks": [
+                    { "task_type": "system.debug.echo", "params": { "n": 1 }, "key": "e" },
+                    { "task_type": "system.debug.fail" },
+                ], "mode": "any_ok" }),
+            ),
         ]
     }
 
     /// Executors whose results need a server or a command (tested in their own modules).
-    const CALLS_OUT: [&str; 1] = ["llm"];
+    const CALLS_OUT: [&str; 2] = ["llm", "probe"];
 
     /// Every executor that can succeed, run on real params: the params fit its params schema
     /// and the result fits its result schema.

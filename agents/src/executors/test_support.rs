@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{Delegate, ExecContext, ExecError, ExecutorRegistry, NoReport};
 
 /// Runs sub-tasks in-process on the built-in executors, routed as the default configuration
-/// routes them (`multimodal.vision.analyze` to `image_analyze`, `system.debug.echo` to `echo`).
+/// routes them (`multimodal.vision.analyze` to `image_analyze`, `system.debug.echo` to `echo`,
+/// `system.debug.sleep` to `sleep`, `system.debug.fail` to `fail`).
 pub(crate) struct InProcess;
 
 #[async_trait]
@@ -25,6 +26,8 @@ impl Delegate for InProcess {
         let executor = match task_type.as_str() {
             "multimodal.vision.analyze" => "image_analyze",
             "system.debug.echo" => "echo",
+            "system.debug.sleep" => "sleep",
+            "system.debug.fail" => "fail",
             other => return Err(ExecError::Fatal(format!("no route for {other}"))),
         };
         let sub = ExecContext::new(parent, task_type, 1, cancel, Arc::new(NoReport));

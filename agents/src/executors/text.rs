@@ -21,6 +21,15 @@ pub fn check_text(field: &str, text: &str) -> Result<(), ExecError> {
     Ok(())
 }
 
+/// `s` cut to at most `max_chars` characters, with `...` appended when something was cut: for
+/// messages built from text a remote party or a sub-task supplied, so results stay small.
+pub fn clip(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        None => s.to_string(),
+        Some((end, _)) => format!("{}...", &s[..end]),
+    }
+}
+
 /// Splits text into sentences at `.`, `!` or `?` followed by whitespace (or the end) and at
 /// blank lines, collapsing whitespace inside each sentence.
 pub fn split_sentences(text: &str) -> Vec<String> {
@@ -98,5 +107,13 @@ mod tests {
         assert!(
             matches!(check_text("code", &big), Err(ExecError::InvalidParams(m)) if m.starts_with("code is"))
         );
+    }
+
+    #[test]
+    fn clip_cuts_at_characters() {
+        assert_eq!(clip("short", 5), "short");
+        assert_eq!(clip("longer", 4), "long...");
+        assert_eq!(clip("ääää", 2), "ää...");
+        assert_eq!(clip("", 0), "");
     }
 }
