@@ -17,8 +17,10 @@
 //! | `image_analyze`  | `multimodal.vision.analyze` (vision)               | PNG/JPEG size, colours, brightness, perceptual hash |
 //! | `thumbnail`      | `multimodal.vision.thumbnail` (vision)             | PNG/JPEG scaled to fit `max_side`, as a base64 PNG |
 //! | `audio_analyze`  | `multimodal.audio.analyze` (audio)                 | WAV duration, loudness in dBFS, silent stretches; MP3 duration and bitrate |
+//! | `exec`           | `system.exec.run` (exec: its own pool)             | an allow-listed command with time, memory, output and network limits ([`exec`]) |
+//! | `http`           | `system.http.call` (monitor)                       | a configured webhook with retries and a circuit breaker ([`webhook`]) |
 //!
-//! All of them work offline. The ones that decode or scan input run it on the blocking pool
+//! All of them but `exec` and `http` work offline. The ones that decode or scan input run it on the blocking pool
 //! ([`blocking::run_blocking`]) and stop at the next checkpoint when the task is cancelled.
 
 pub mod audio_analyze;
@@ -136,7 +138,7 @@ mod tests {
 
     #[test]
     fn every_builtin_is_registered() {
-        let r = ExecutorRegistry::builtin();
+        let r = ExecutorRegistry::configured(&Default::default());
         assert_eq!(
             r.names().collect::<Vec<_>>(),
             vec![
@@ -145,7 +147,9 @@ mod tests {
                 "delegate",
                 "describe_image",
                 "echo",
+                "exec",
                 "fail",
+                "http",
                 "image_analyze",
                 "keywords",
                 "language",
@@ -167,6 +171,7 @@ mod tests {
         match schema["type"].as_str() {
             Some("integer") | Some("number") => schema["minimum"].clone(),
             Some("boolean") => json!(false),
+            Some("array") => json!([]),
             Some("object") => {
                 let props = schema["properties"].as_object().cloned().unwrap_or_default();
                 let required = schema["required"].as_array().cloned().unwrap_or_default();
@@ -186,7 +191,7 @@ mod tests {
     /// ignores as annotations, so intake validation is as strict as the schema reads.
     #[test]
     fn schemas_use_only_supported_keywords() {
-        let r = ExecutorRegistry::builtin();
+        let r = ExecutorRegistry::configured(&Default::default());
         for name in r.names() {
             let exec = r.get(name).unwrap();
             for (what, schema) in [("params", exec.params_schema()), ("result", exec.result_schema())] {
@@ -204,7 +209,7 @@ mod tests {
     /// refused, every named one is known, and the required ones are required.
     #[tokio::test]
     async fn schemas_agree_with_the_executors() {
-        let r = ExecutorRegistry::builtin();
+        let r = ExecutorRegistry::configured(&Default::default());
         let mut with_schema = Vec::new();
         for name in r.names() {
             let exec = r.get(name).unwrap();
@@ -270,7 +275,7 @@ mod tests {
                 assert_eq!(e.to_string(), format!("/{field}: is required"), "{name}");
             }
         }
-        assert_eq!(with_schema.len(), 15, "{with_schema:?}");
+        assert_eq!(with_schema.len(), 17, "{with_schema:?}");
     }
 
     /// Real params for each executor (several for some), each fitting its params schema.
@@ -337,7 +342,7 @@ mod tests {
     }
 
     /// Executors whose results need a server or a command (tested in their own modules).
-    const CALLS_OUT: [&str; 0] = [];
+    const CALLS_OUT: [&str; 2] = ["exec", "http"];
 
     /// Every executor that can succeed, run on real params: the params fit its params schema
     /// and the result fits its result schema.
