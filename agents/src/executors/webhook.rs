@@ -373,7 +373,9 @@ impl Executor for Webhook {
         let c = &hook.config;
         let started = Instant::now();
         let attempts = c.retries + 1;
-        for attempt in 1..=attempts {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let permit = hook
                 .admit()
                 .map_err(|why| ExecError::Retryable(format!("hook {name}: circuit open ({why})")))?;
@@ -386,29 +388,14 @@ impl Executor for Webhook {
                 o = tokio::time::timeout(Duration::from_millis(c.timeout_ms), call) => o,
                 _ = ctx.cancel.cancelled() => return Err(ExecError::Cancelled),
             };
-            let failure = match outcome {
-                Err(_) => format!("no complete answer within {} ms", c.timeout_ms),
-                Ok(Err(e)) => redact(e),
+            let (failure, asked_wait) = match outcome {
+                Err(_) => (format!("no complete answer within {} ms", c.timeout_ms), None),
+                Ok(Err(e)) => (redact(e), None),
                 Ok(Ok(answer))
                     if answer.status.is_server_error() || answer.status == StatusCode::TOO_MANY_REQUESTS =>
                 {
-                    let failure = format!("answered {}: {}", answer.status, redact(snippet(&answer.body)));
-                    if let Some(wait) = answer.retry_after
-                        && attempt < attempts
-                    {
-                        if wait > Duration::from_millis(c.max_retry_after_ms) {
-                            permit.fail();
-                            return Err(ExecError::Retryable(format!(
-                                "hook {name} {failure} and asks to retry after {} s, more than max_retry_after_ms",
-                                wait.as_secs()
-                            )));
-                        }
-                        permit.fail();
-                        tracing::debug!(hook = %name, attempt, "webhook {failure}; retrying after {wait:?}");
-                        wait_or_cancel(&ctx, wait).await?;
-                        continue;
-                    }
-                    failure
+                    let body = redact(snippet(&answer.body));
+                    (format!("answered {}: {body}", answer.status), answer.retry_after)
                 }
                 Ok(Ok(answer)) => {
                     // The hook answered: it is alive, whatever it said.
@@ -423,11 +410,20 @@ impl Executor for Webhook {
                     if attempts == 1 { "" } else { "s" }
                 )));
             }
-            let wait = backoff(c, attempt);
+            let wait = match asked_wait {
+                Some(wait) if wait > Duration::from_millis(c.max_retry_after_ms) => {
+                    return Err(ExecError::Retryable(format!(
+                        "hook {name} {failure} and asks to retry after {} s, more than \
+                         max_retry_after_ms",
+                        wait.as_secs()
+                    )));
+                }
+                Some(wait) => wait,
+                None => backoff(c, attempt),
+            };
             tracing::debug!(hook = %name, attempt, "webhook {failure}; retrying after {wait:?}");
             wait_or_cancel(&ctx, wait).await?;
         }
-        unreachable!("the last attempt returns")
     }
 }
 
