@@ -21,8 +21,11 @@
 //! | `chart`          | `multimodal.artist.chart` (artist)                 | bar or line chart of a series, as a base64 PNG |
 //! | `fuse`           | `multimodal.fusion.combine` (fusion)               | runs up to 16 sub-tasks concurrently and combines their results |
 //! | `probe`          | `system.health.probe` (health)                     | HTTP/TCP/NATS health probe of an allow-listed target (configured: `[executors.health]`) |
+//! | `exec`           | `system.exec.run` (exec: its own pool)             | an allow-listed command with time, memory, output and network limits ([`exec`]) |
+//! | `http`           | `system.http.call` (monitor)                       | a configured webhook with retries and a circuit breaker ([`webhook`]) |
 //!
-//! All of them but `probe` work offline. The ones that decode or scan input run it on the blocking pool
+//! The ones marked "calls out" need a server, a command or config; the rest work offline.
+//! The ones that decode or scan input run it on the blocking pool
 //! ([`blocking::run_blocking`]) and stop at the next checkpoint when the task is cancelled.
 
 pub mod audio_analyze;
@@ -156,8 +159,10 @@ mod tests {
                 "delegate",
                 "describe_image",
                 "echo",
+                "exec",
                 "fail",
                 "fuse",
+                "http",
                 "image_analyze",
                 "keywords",
                 "language",
@@ -182,6 +187,7 @@ mod tests {
             Some("integer") | Some("number") => schema.get("minimum").cloned().unwrap_or(json!(0)),
             Some("array") => json!([sample(&schema["items"])]),
             Some("boolean") => json!(false),
+            Some("array") => json!([]),
             Some("object") => {
                 let props = schema["properties"].as_object().cloned().unwrap_or_default();
                 let required = schema["required"].as_array().cloned().unwrap_or_default();
@@ -285,7 +291,7 @@ mod tests {
                 assert_eq!(e.to_string(), format!("/{field}: is required"), "{name}");
             }
         }
-        assert_eq!(with_schema.len(), 19, "{with_schema:?}");
+        assert_eq!(with_schema.len(), 21, "{with_schema:?}");
     }
 
     /// Real params for each executor (several for some), each fitting its params schema.
@@ -367,7 +373,7 @@ mod tests {
     }
 
     /// Executors whose results need a server or a command (tested in their own modules).
-    const CALLS_OUT: [&str; 2] = ["llm", "probe"];
+    const CALLS_OUT: [&str; 4] = ["exec", "http", "llm", "probe"];
 
     /// Every executor that can succeed, run on real params: the params fit its params schema
     /// and the result fits its result schema.
