@@ -20,7 +20,22 @@ from mcp.shared.exceptions import MCPError
 
 INVALID_PARAMS = -32602
 
-server = MCPServer("cadre-test-server", log_level="WARNING")
+# Marker files of the running `slow` calls, by request id, for `note_cancel`.
+markers: dict[str, str] = {}
+
+
+async def note_cancel(ctx, call_next):
+    """Middleware: a `notifications/cancelled` for a running `slow` call is noted in its marker
+    (so a test can tell the client's notification from a dropped connection)."""
+    if ctx.method == "notifications/cancelled" and isinstance(ctx.params, dict):
+        marker = markers.get(str(ctx.params.get("requestId")))
+        if marker:
+            with open(marker, "a") as f:
+                f.write(f"notified: {ctx.params.get('reason')}\n")
+    return await call_next(ctx)
+
+
+server = MCPServer("cadre-test-server", log_level="WARNING", middleware=[note_cancel])
 
 
 class Sum(TypedDict):
@@ -55,9 +70,11 @@ def big(size: int) -> str:
 
 @server.tool()
 async def slow(seconds: float, marker: str, ctx: Context) -> str:
-    """Writes `started <pid>` to `marker`, reports progress, sleeps, and writes how it ended."""
+    """Writes `started <pid>` to `marker`, reports progress, sleeps, and writes how it ended
+    (`notified: <reason>` comes from `note_cancel`)."""
     with open(marker, "w") as f:
         f.write(f"started {os.getpid()}\n")
+    markers[str(ctx.request_id)] = marker
     try:
         await ctx.report_progress(1, 4, "started")
         await ctx.report_progress(2, 4, "sleeping")

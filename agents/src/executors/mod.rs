@@ -17,6 +17,7 @@
 //! | `image_analyze`  | `multimodal.vision.analyze` (vision)               | PNG/JPEG size, colours, brightness, perceptual hash |
 //! | `thumbnail`      | `multimodal.vision.thumbnail` (vision)             | PNG/JPEG scaled to fit `max_side`, as a base64 PNG |
 //! | `audio_analyze`  | `multimodal.audio.analyze` (audio)                 | WAV duration, loudness in dBFS, silent stretches; MP3 duration and bitrate |
+//! | `mcp`            | `system.mcp.call` (monitor)                        | calls a tool on a configured external MCP server (stdio or streamable HTTP) |
 //!
 //! All of them work offline. The ones that decode or scan input run it on the blocking pool
 //! ([`blocking::run_blocking`]) and stop at the next checkpoint when the task is cancelled.
@@ -136,7 +137,7 @@ mod tests {
 
     #[test]
     fn every_builtin_is_registered() {
-        let r = ExecutorRegistry::builtin();
+        let r = ExecutorRegistry::configured(&Default::default());
         assert_eq!(
             r.names().collect::<Vec<_>>(),
             vec![
@@ -149,6 +150,7 @@ mod tests {
                 "image_analyze",
                 "keywords",
                 "language",
+                "mcp",
                 "panic",
                 "readability",
                 "sentiment",
@@ -204,7 +206,7 @@ mod tests {
     /// refused, every named one is known, and the required ones are required.
     #[tokio::test]
     async fn schemas_agree_with_the_executors() {
-        let r = ExecutorRegistry::builtin();
+        let r = ExecutorRegistry::configured(&Default::default());
         let mut with_schema = Vec::new();
         for name in r.names() {
             let exec = r.get(name).unwrap();
@@ -270,7 +272,7 @@ mod tests {
                 assert_eq!(e.to_string(), format!("/{field}: is required"), "{name}");
             }
         }
-        assert_eq!(with_schema.len(), 15, "{with_schema:?}");
+        assert_eq!(with_schema.len(), 16, "{with_schema:?}");
     }
 
     /// Real params for each executor (several for some), each fitting its params schema.
@@ -337,7 +339,7 @@ mod tests {
     }
 
     /// Executors whose results need a server or a command (tested in their own modules).
-    const CALLS_OUT: [&str; 0] = [];
+    const CALLS_OUT: [&str; 1] = ["mcp"];
 
     /// Every executor that can succeed, run on real params: the params fit its params schema
     /// and the result fits its result schema.
