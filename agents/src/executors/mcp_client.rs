@@ -440,11 +440,11 @@ impl McpClient {
 /// Turns a `CallToolResult` into the task's result, or its error when the tool failed.
 fn tool_result(server: &str, tool: &str, result: Value, keep_errors: bool) -> Result<Value, ExecError> {
     let content = match result.get("content") {
-        Some(Value::Array(c)) => Value::Array(c.clone()),
+        Some(Value::Array(c)) if c.iter().all(|b| b["type"].is_string()) => Value::Array(c.clone()),
         None | Some(Value::Null) => json!([]),
         Some(_) => {
             return Err(ExecError::Fatal(format!(
-                "MCP server {server:?} answered tools/call with a content that is not an array"
+                "MCP server {server:?} answered tools/call with a content that is not an array of typed blocks"
             )));
         }
     };

@@ -459,3 +459,47 @@ fn config_problems_are_all_named() {
             .contains("unknown field `comand`")
     );
 }
+
+#[test]
+fn tool_results_are_checked_and_tool_errors_fail() {
+    let ok = tool_result(
+        "s",
+        "t",
+        json!({ "content": [{ "type": "text", "text": "a" }] }),
+        false,
+    );
+    assert_eq!(
+        ok,
+        Ok(
+            json!({ "content": [{ "type": "text", "text": "a" }], "structured_content": null, "is_error": false })
+        )
+    );
+    assert_eq!(
+        tool_result("s", "t", json!({}), false).unwrap()["content"],
+        json!([])
+    );
+    for bad in [
+        json!({ "content": "text" }),
+        json!({ "content": ["text"] }),
+        json!({ "content": [], "structuredContent": [1] }),
+    ] {
+        fatal_with(tool_result("s", "t", bad, false), &["MCP server \"s\""]);
+    }
+    let long = "x".repeat(QUOTE_CHARS + 10);
+    let failed = json!({ "isError": true, "content": [
+        { "type": "text", "text": "first" }, { "type": "image", "data": "", "mimeType": "image/png" },
+        { "type": "text", "text": long } ] });
+    let err = tool_result("s", "t", failed.clone(), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("tool \"t\" on MCP server \"s\" failed: first\nxxx"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("x…") && err.len() < QUOTE_CHARS + 60,
+        "{}",
+        err.len()
+    );
+    assert_eq!(tool_result("s", "t", failed, true).unwrap()["is_error"], true);
+}
