@@ -23,8 +23,10 @@
 //! | `probe`          | `system.health.probe` (health)                     | HTTP/TCP/NATS health probe of an allow-listed target (configured: `[executors.health]`) |
 //! | `exec`           | `system.exec.run` (exec: its own pool)             | an allow-listed command with time, memory, output and network limits ([`exec`]) |
 //! | `http`           | `system.http.call` (monitor)                       | a configured webhook with retries and a circuit breaker ([`webhook`]) |
+//! | `mcp`            | `system.mcp.call` (monitor)                        | calls a tool on a configured external MCP server (stdio or streamable HTTP) |
 //!
-//! The ones marked "calls out" need a server, a command or config; the rest work offline.
+//! `llm`, `probe`, `exec`, `http` and `mcp` call out (to a server or a command, set up under
+//! `[executors]`); the rest work offline.
 //! The ones that decode or scan input run it on the blocking pool
 //! ([`blocking::run_blocking`]) and stop at the next checkpoint when the task is cancelled.
 
@@ -167,6 +169,7 @@ mod tests {
                 "keywords",
                 "language",
                 "llm",
+                "mcp",
                 "panic",
                 "probe",
                 "readability",
@@ -291,7 +294,7 @@ mod tests {
                 assert_eq!(e.to_string(), format!("/{field}: is required"), "{name}");
             }
         }
-        assert_eq!(with_schema.len(), 21, "{with_schema:?}");
+        assert_eq!(with_schema.len(), 22, "{with_schema:?}");
     }
 
     /// Real params for each executor (several for some), each fitting its params schema.
@@ -373,7 +376,7 @@ mod tests {
     }
 
     /// Executors whose results need a server or a command (tested in their own modules).
-    const CALLS_OUT: [&str; 4] = ["exec", "http", "llm", "probe"];
+    const CALLS_OUT: [&str; 5] = ["exec", "http", "llm", "mcp", "probe"];
 
     /// Every executor that can succeed, run on real params: the params fit its params schema
     /// and the result fits its result schema.
