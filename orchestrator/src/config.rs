@@ -400,7 +400,13 @@ impl Default for Config {
             ),
             (
                 "system".to_string(),
-                spec(&[("monitor", 4), ("audit", 1), ("config", 1), ("health", 2)]),
+                spec(&[
+                    ("monitor", 4),
+                    ("audit", 1),
+                    ("config", 1),
+                    ("health", 2),
+                    ("exec", 2),
+                ]),
             ),
         ]);
         let routes = RoutingTable(
@@ -456,8 +462,19 @@ impl Default for Config {
                 ("multimodal.vision.thumbnail", "multimodal", "vision", "thumbnail"),
                 ("multimodal.audio.analyze", "multimodal", "audio", "audio_analyze"),
                 ("intelligence.llm.chat", "intelligence", "writer", "llm"),
+                ("multimodal.artist.chart", "multimodal", "artist", "chart"),
+                ("multimodal.fusion.combine", "multimodal", "fusion", "fuse"),
+                ("system.health.probe", "system", "health", "probe"),
+                ("system.exec.run", "system", "exec", "exec"),
+                ("system.http.call", "system", "monitor", "http"),
+                ("system.mcp.call", "system", "monitor", "mcp"),
             ]
             .into_iter()
+            .chain(
+                crate::system_tasks::ROUTES
+                    .iter()
+                    .map(|(t, w, e)| (*t, "system", *w, *e)),
+            )
             .map(|(t, s, w, e)| (t.to_string(), route(s, w, e)))
             .collect(),
         );
@@ -766,7 +783,8 @@ impl Config {
             }
         }
         errs.extend(self.executors.validate());
-        let registry = ExecutorRegistry::configured(&self.executors);
+        let mut registry = ExecutorRegistry::configured(&self.executors);
+        crate::system_tasks::register(&mut registry, &Default::default());
         for (task_type, r) in self.effective_routes().iter() {
             if let Err(e) = cadre_proto::validate_task_type(task_type) {
                 errs.push(format!("routes.{task_type:?}: {e}"));

@@ -3,6 +3,8 @@
 //! Layout:
 //! - [`config`]: figment configuration (defaults < file < `CADRE_*` env) and its validation.
 //! - [`store`]: the [`store::Store`] trait and its SQLite implementation.
+//! - [`system_tasks`]: the `system` supervisor tasks that need tier 0 (node health, metrics
+//!   snapshot, audit verification, config validation).
 //! - [`writer`]: group commit: the single path to the store; also the supervisors' task sink.
 //! - [`hub`]: live event fan-out and resumable watch streams.
 //! - [`orchestrator`]: the tier-0 actor that spawns, feeds and restarts the supervisors.
@@ -35,6 +37,7 @@ pub mod orchestrator;
 pub mod quota;
 pub mod server;
 pub mod store;
+pub mod system_tasks;
 pub mod telemetry;
 pub mod trace;
 pub mod writer;

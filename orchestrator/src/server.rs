@@ -222,7 +222,9 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = advertised_url(&config, grpc_addr, scheme);
     let routes: SharedRoutes = Arc::new(RwLock::new(Arc::new(config.effective_routes())));
-    let registry = ExecutorRegistry::configured(&config.executors);
+    let node_cell = crate::system_tasks::NodeCell::default();
+    let mut registry = ExecutorRegistry::configured(&config.executors);
+    crate::system_tasks::register(&mut registry, &node_cell);
     let cancel_grace = Duration::from_millis(config.limits.cancel_grace_ms);
     let shutdown = CancellationToken::new();
     let nats = config.bus.is_nats();
@@ -469,6 +471,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         bus,
     });
     let _ = node_delegate.0.set(Arc::downgrade(&node));
+    let _ = node_cell.set(Arc::downgrade(&node));
     // Forget idle tenants' rate buckets now and then; holds only a weak reference, so the
     // node can still be dropped at shutdown.
     let weak = Arc::downgrade(&node);

@@ -20,6 +20,7 @@ mod replicas;
 mod scaling;
 mod store;
 mod supervision;
+mod system_tasks;
 mod tls;
 mod traces;
 mod types;
