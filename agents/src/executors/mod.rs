@@ -188,9 +188,9 @@ mod tests {
         }
         match schema["type"].as_str() {
             Some("integer") | Some("number") => schema.get("minimum").cloned().unwrap_or(json!(0)),
+            Some("array") if schema["maxItems"] == 0 => json!([]),
             Some("array") => json!([sample(&schema["items"])]),
             Some("boolean") => json!(false),
-            Some("array") => json!([]),
             Some("object") => {
                 let props = schema["properties"].as_object().cloned().unwrap_or_default();
                 let required = schema["required"].as_array().cloned().unwrap_or_default();

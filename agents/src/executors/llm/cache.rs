@@ -69,6 +69,11 @@ impl ResponseCache {
         }
     }
 
+    /// Whether no reply is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Replies held now (expired ones included until evicted).
     pub fn len(&self) -> usize {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).entries.len()
