@@ -91,13 +91,6 @@ impl Node {
     async fn admit(&self, p: &Principal, wire: Option<&v1::TaskSpec>) -> Result<(TaskRecord, bool)> {
         let tenant = p.tenant.as_str();
         let spec = TaskSpec::from_wire(wire, &self.limits)?;
-        if spec.security_level == SecurityLevel::Fortress {
-            return Err(Error::FailedPrecondition(
-                "spec.security_level: fortress tasks need the sandboxed exec worker, which this node does not \
-                 have yet; use verified for a signed result"
-                    .into(),
-            ));
-        }
         let routes = self.recovery.routes();
         let Some(route) = routes.resolve(&spec.task_type) else {
             let known: Vec<&str> = routes.iter().map(|(t, _)| t.as_str()).collect();
@@ -111,6 +104,9 @@ impl Node {
             )
             .into());
         };
+        if spec.security_level == SecurityLevel::Fortress {
+            self.fortress_sandbox(&spec.task_type, &route.executor, &spec.params)?;
+        }
         // Intake validation: params that do not fit the executor's schema are refused here,
         // naming the failing path, before anything is stored.
         if let Some(schema) = self
@@ -630,6 +626,39 @@ impl Node {
             self.audit(Some(p), action.name(), "", "denied", &e.to_string())
                 .await;
             return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Refuses a `fortress` task unless it runs in the exec sandbox: the `exec` executor, on a
+    /// command configured with no network and a memory limit (the wall-time limit is always
+    /// on). Its result is signed like a `verified` one.
+    fn fortress_sandbox(&self, task_type: &str, executor: &str, params: &serde_json::Value) -> Result<()> {
+        use cadre_agents::executors::exec::Network;
+        let refuse = |why: String| {
+            Err(Error::FailedPrecondition(format!(
+                "spec.security_level: fortress {why}"
+            )))
+        };
+        if executor != "exec" {
+            return refuse(format!(
+                "tasks run only in the exec sandbox, and {task_type} runs on executor {executor:?}; use verified for a signed result"
+            ));
+        }
+        let Some(name) = params.get("command").and_then(|c| c.as_str()) else {
+            return refuse("tasks must name their command".into());
+        };
+        let config = self.config();
+        let Some(command) = config.executors.exec.commands.get(name) else {
+            return refuse(format!("command {name:?} is not configured"));
+        };
+        if command.network != Network::None {
+            return refuse(format!(
+                "needs no network, and command {name:?} has network = \"host\""
+            ));
+        }
+        if command.memory_limit_bytes == 0 {
+            return refuse(format!("needs a memory limit, and command {name:?} has none"));
         }
         Ok(())
     }

@@ -198,9 +198,13 @@ async fn the_chain_records_acts_verifies_and_catches_every_kind_of_tampering() {
 }
 
 #[tokio::test]
-async fn verified_results_are_signed_and_fortress_is_refused_until_the_exec_worker_exists() {
+async fn verified_and_fortress_results_are_signed_and_fortress_runs_only_in_the_exec_sandbox() {
     let tmp = tempfile::tempdir().unwrap();
-    let node = TestNode::start_in(tmp.path(), "").await;
+    let sandbox = "[executors.exec.commands.upper]\nprogram = \"/usr/bin/tr\"\nargs = [\"a-z\", \"A-Z\"]\n\
+                   memory_limit_bytes = 268435456\n\
+                   [executors.exec.commands.open]\nprogram = \"/usr/bin/tr\"\nargs = [\"a-z\", \"A-Z\"]\nnetwork = \"host\"\n\
+                   [executors.exec.commands.unbounded]\nprogram = \"/usr/bin/tr\"\nargs = [\"a-z\", \"A-Z\"]\nmemory_limit_bytes = 0\n";
+    let node = TestNode::start_in(tmp.path(), sandbox).await;
     let mut c = node.tasks().await;
     let verified = v1::TaskSpec {
         security_level: v1::SecurityLevel::Verified as i32,
@@ -218,16 +222,45 @@ async fn verified_results_are_signed_and_fortress_is_refused_until_the_exec_work
         "standard results are not signed"
     );
 
-    let fortress = v1::TaskSpec {
+    let fortress = |task_type: &str, params: &str| v1::TaskSpec {
         security_level: v1::SecurityLevel::Fortress as i32,
-        ..spec("system.debug.echo", "{}")
+        ..spec(task_type, params)
     };
-    let err = c
-        .submit(v1::SubmitRequest { spec: Some(fortress) })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().contains("exec worker"), "{}", err.message());
+    // Anything but the exec sandbox is refused: another executor, a command with network, a
+    // command without a memory limit.
+    for (task_type, params, why) in [
+        ("system.debug.echo", "{}", "run only in the exec sandbox"),
+        (
+            "system.exec.run",
+            r#"{"command":"open","stdin":"x"}"#,
+            "needs no network",
+        ),
+        (
+            "system.exec.run",
+            r#"{"command":"unbounded","stdin":"x"}"#,
+            "needs a memory limit",
+        ),
+    ] {
+        let err = c
+            .submit(v1::SubmitRequest {
+                spec: Some(fortress(task_type, params)),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{task_type} {params}");
+        assert!(err.message().contains(why), "{}", err.message());
+    }
+    // In the sandbox it runs, isolated, and its result is signed.
+    let sealed = run(
+        &mut c,
+        fortress("system.exec.run", r#"{"command":"upper","stdin":"fortress"}"#),
+    )
+    .await;
+    assert_eq!(state(&sealed), v1::TaskState::Succeeded, "{sealed:#?}");
+    let result: serde_json::Value = serde_json::from_str(&sealed.result_json).unwrap();
+    assert_eq!(result["stdout"], "FORTRESS");
+    assert_eq!(result["network_isolated"], true);
+    assert_eq!(sealed.result_signature.len(), 128);
 
     let data = tmp.path().join("data");
     let verify = |id: &str| {
@@ -239,6 +272,8 @@ async fn verified_results_are_signed_and_fortress_is_refused_until_the_exec_work
             .unwrap()
     };
     let out = verify(&t.id);
+    assert!(out.status.success(), "{out:?}");
+    let out = verify(&sealed.id);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("signature valid"));
     let out = verify(&plain.id);
