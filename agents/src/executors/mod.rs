@@ -17,6 +17,7 @@
 //! | `image_analyze`  | `multimodal.vision.analyze` (vision)               | PNG/JPEG size, colours, brightness, perceptual hash |
 //! | `thumbnail`      | `multimodal.vision.thumbnail` (vision)             | PNG/JPEG scaled to fit `max_side`, as a base64 PNG |
 //! | `audio_analyze`  | `multimodal.audio.analyze` (audio)                 | WAV duration, loudness in dBFS, silent stretches; MP3 duration and bitrate |
+//! | `remote`         | any type the operator routes to it                 | runs the task on an external worker connected over gRPC ([`remote`]) |
 //!
 //! All of them work offline. The ones that decode or scan input run it on the blocking pool
 //! ([`blocking::run_blocking`]) and stop at the next checkpoint when the task is cancelled.
@@ -38,6 +39,7 @@ pub mod mcp_client;
 pub mod mp3;
 pub mod params_schema;
 pub mod readability;
+pub mod remote;
 pub mod sentiment;
 mod summarize;
 #[cfg(test)]
@@ -78,6 +80,8 @@ pub struct ExecutorsConfig {
     pub mcp: mcp_client::McpClientConfig,
     /// Probe settings for `health`.
     pub health: health::HealthConfig,
+    /// Remote workers for `remote`.
+    pub remote: remote::RemoteConfig,
 }
 
 impl ExecutorsConfig {
@@ -88,6 +92,7 @@ impl ExecutorsConfig {
         errs.extend(self.http.validate());
         errs.extend(self.mcp.validate());
         errs.extend(self.health.validate());
+        errs.extend(self.remote.validate());
         errs.into_iter().map(|e| format!("executors.{e}")).collect()
     }
 }
@@ -100,6 +105,7 @@ pub fn register_configured(r: &mut ExecutorRegistry, config: &ExecutorsConfig) {
     webhook::register(r, &config.http);
     mcp_client::register(r, &config.mcp);
     health::register(r, &config.health);
+    remote::register(r, &config.remote);
 }
 
 /// Registers every built-in executor that needs no settings under its name.
@@ -136,7 +142,7 @@ mod tests {
 
     #[test]
     fn every_builtin_is_registered() {
-        let r = ExecutorRegistry::builtin();
+        let r = ExecutorRegistry::configured(&Default::default());
         assert_eq!(
             r.names().collect::<Vec<_>>(),
             vec![
@@ -151,6 +157,7 @@ mod tests {
                 "language",
                 "panic",
                 "readability",
+                "remote",
                 "sentiment",
                 "sleep",
                 "summarize",
@@ -186,7 +193,7 @@ mod tests {
     /// ignores as annotations, so intake validation is as strict as the schema reads.
     #[test]
     fn schemas_use_only_supported_keywords() {
-        let r = ExecutorRegistry::builtin();
+        let r = ExecutorRegistry::configured(&Default::default());
         for name in r.names() {
             let exec = r.get(name).unwrap();
             for (what, schema) in [("params", exec.params_schema()), ("result", exec.result_schema())] {
@@ -204,7 +211,7 @@ mod tests {
     /// refused, every named one is known, and the required ones are required.
     #[tokio::test]
     async fn schemas_agree_with_the_executors() {
-        let r = ExecutorRegistry::builtin();
+        let r = ExecutorRegistry::configured(&Default::default());
         let mut with_schema = Vec::new();
         for name in r.names() {
             let exec = r.get(name).unwrap();
@@ -223,7 +230,7 @@ mod tests {
             let all: serde_json::Map<String, Value> =
                 props.iter().map(|(k, v)| (k.clone(), sample(v))).collect();
             // The samples fit the schema; an unnamed field does not, and the executor refuses
-            // it too (echo alone takes any object).
+            // it too (echo and remote alone take any object).
             validate(&schema, &Value::Object(all.clone())).unwrap_or_else(|e| panic!("{name}: {e}"));
             let unknown = json!({ "not_a_param": 1 });
             if schema["additionalProperties"] == false {
@@ -233,6 +240,10 @@ mod tests {
                 assert_eq!(e.path, "/not_a_param", "{name}");
                 let err = exec.execute(ctx(), unknown).await.unwrap_err().to_string();
                 assert!(err.contains("unknown field `not_a_param`"), "{name}: {err}");
+            } else if name == "remote" {
+                // Its params go to a worker as they are (tested in remote.rs).
+                validate(&schema, &unknown).unwrap();
+                continue;
             } else {
                 assert_eq!(name, "echo");
                 validate(&schema, &unknown).unwrap();
@@ -270,7 +281,7 @@ mod tests {
                 assert_eq!(e.to_string(), format!("/{field}: is required"), "{name}");
             }
         }
-        assert_eq!(with_schema.len(), 15, "{with_schema:?}");
+        assert_eq!(with_schema.len(), 16, "{with_schema:?}");
     }
 
     /// Real params for each executor (several for some), each fitting its params schema.
@@ -337,7 +348,7 @@ mod tests {
     }
 
     /// Executors whose results need a server or a command (tested in their own modules).
-    const CALLS_OUT: [&str; 0] = [];
+    const CALLS_OUT: [&str; 1] = ["remote"];
 
     /// Every executor that can succeed, run on real params: the params fit its params schema
     /// and the result fits its result schema.
