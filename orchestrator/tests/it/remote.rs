@@ -16,13 +16,14 @@ use crate::common::*;
 
 const KIND: &str = "intelligence.remote.text";
 
-/// A node routing `KIND` to executor `remote`, with fast heartbeats and small bounds.
+/// A node routing `KIND` to executor `remote`, with fast heartbeats (test workers send one every
+/// 100 ms, a fifth of the interval, so a loaded machine does not drop them) and small bounds.
 fn config(wait_for_worker_ms: u64) -> String {
     format!(
         r#"
 [executors.remote]
 wait_for_worker_ms = {wait_for_worker_ms}
-heartbeat_interval_ms = 200
+heartbeat_interval_ms = 500
 max_result_bytes = 1024
 [routes."{KIND}"]
 supervisor = "intelligence"
@@ -51,7 +52,7 @@ impl TestWorker {
             .await?
             .into_inner();
         match next(&mut rx).await {
-            server_message::Body::Registered(r) => assert_eq!(r.heartbeat_interval_ms, 200),
+            server_message::Body::Registered(r) => assert_eq!(r.heartbeat_interval_ms, 500),
             other => panic!("expected registered, got {other:?}"),
         }
         let beat = tx.clone();
