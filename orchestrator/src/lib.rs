@@ -13,7 +13,8 @@
 //! - [`node`]: the operations every face calls (submit, get, cancel, list, watch, status, ...).
 //! - [`grpc`], [`http`]: the network faces (gRPC; HTTP JSON API, event sockets, MCP);
 //!   [`dashboard`]: the web page `http` serves at `/`. [`mcp_stdio`]: `cadre mcp`, MCP over
-//!   stdio relayed to a node. [`server`]: start-up and shutdown.
+//!   stdio relayed to a node. [`workers`]: WorkerService, where remote workers connect.
+//!   [`server`]: start-up and shutdown.
 //! - [`audit`]: the signed, hash-linked audit chain and its verification.
 //! - [`auth`]: credentials (JWT, API keys), roles and the permission table.
 //! - [`telemetry`]: logs, span export (OTLP) and metrics. [`trace`]: W3C trace context across
@@ -40,4 +41,5 @@ pub mod store;
 pub mod system_tasks;
 pub mod telemetry;
 pub mod trace;
+pub mod workers;
 pub mod writer;

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cadre_agents::ExecutorRegistry;
+use cadre_agents::executors::remote::{self, RemoteHub};
 use cadre_proto::v1::{
     admin_service_server::AdminServiceServer, supervisor_peer_server::SupervisorPeerServer,
-    task_service_server::TaskServiceServer,
+    task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer,
 };
 use cadre_supervisors::TaskSink;
 use ractor::{Actor, ActorRef};
@@ -41,6 +42,7 @@ use crate::quota::Quotas;
 use crate::store::Store;
 use crate::store::UsageFilter;
 use crate::store::sqlite::SqliteStore;
+use crate::workers::WorkerApi;
 use crate::writer::{HubFeed, Writer};
 use crate::{http, telemetry};
 
@@ -223,8 +225,13 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
     let url = advertised_url(&config, grpc_addr, scheme);
     let routes: SharedRoutes = Arc::new(RwLock::new(Arc::new(config.effective_routes())));
     let node_cell = crate::system_tasks::NodeCell::default();
+    // Remote workers connect to this process's WorkerService and run the tasks its `remote`
+    // executor dispatches: both share one hub.
+    let remote_hub = RemoteHub::new(config.executors.remote.clone());
     let mut registry = ExecutorRegistry::configured(&config.executors);
+    remote::register_with(&mut registry, remote_hub.clone());
     crate::system_tasks::register(&mut registry, &node_cell);
+    crate::workers::record_connected(&remote_hub);
     let cancel_grace = Duration::from_millis(config.limits.cancel_grace_ms);
     let shutdown = CancellationToken::new();
     let nats = config.bus.is_nats();
@@ -279,6 +286,12 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
             auth: auth.clone(),
             metrics_public: config.auth.metrics_public,
         });
+        let workers = WorkerApi {
+            hub: remote_hub,
+            auth: auth.clone(),
+            node: None,
+            shutdown: shutdown.clone(),
+        };
         let peer = PeerService {
             host: host.clone(),
             orchestrator: orchestrator.clone(),
@@ -290,6 +303,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         let servers = vec![
             tokio::spawn(serve_grpc(
                 Services::Peer(peer),
+                Some(workers),
                 grpc_listener,
                 config.server.clone(),
                 tls,
@@ -493,9 +507,17 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         }
     });
 
+    // Remote workers are served where supervisors run.
+    let workers = (!config.local_supervisors().is_empty()).then(|| WorkerApi {
+        hub: remote_hub,
+        auth: node.auth.clone(),
+        node: Some(node.clone()),
+        shutdown: shutdown.clone(),
+    });
     let servers = vec![
         tokio::spawn(serve_grpc(
             Services::Node(node.clone()),
+            workers,
             grpc_listener,
             config.server.clone(),
             tls,
@@ -591,7 +613,7 @@ impl http::HttpFace for SupervisorFace {
 enum Services {
     /// Tier 0: TaskService, AdminService and SupervisorPeer.
     Node(Arc<Node>),
-    /// A supervisor node: SupervisorPeer only.
+    /// A supervisor node: SupervisorPeer only. Either may also serve WorkerService.
     Peer(PeerService),
 }
 
@@ -618,6 +640,7 @@ fn server_tls(cfg: &TlsConfig) -> anyhow::Result<Option<ServerTlsConfig>> {
 
 async fn serve_grpc(
     services: Services,
+    workers: Option<WorkerApi>,
     listener: TcpListener,
     cfg: ServerConfig,
     tls: Option<ServerTlsConfig>,
@@ -633,6 +656,9 @@ async fn serve_grpc(
             health.set_serving::<SupervisorPeerServer<PeerApi>>().await;
         }
         Services::Peer(_) => health.set_serving::<SupervisorPeerServer<PeerService>>().await,
+    }
+    if workers.is_some() {
+        health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
     }
     // Both reflection versions: v1, and v1alpha for clients that only know it (grpcio-reflection's
     // Python client, older grpcurl).
@@ -684,6 +710,9 @@ async fn serve_grpc(
             router.add_service(SupervisorPeerServer::new(peer).max_decoding_message_size(max_message))
         }
     };
+    let router = router.add_optional_service(
+        workers.map(|w| WorkerServiceServer::new(w).max_decoding_message_size(max_message)),
+    );
     let res = router
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await;

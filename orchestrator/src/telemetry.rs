@@ -287,6 +287,10 @@ fn describe() {
         "cadre_event_subscribers",
         "Open WebSocket and SSE event streams, by transport."
     );
+    metrics::describe_gauge!(
+        "cadre_remote_workers",
+        "Remote workers connected over WorkerService to this process."
+    );
     metrics::describe_counter!(
         "cadre_event_subscribers_lagged_total",
         "Event stream subscribers cut off for falling behind, by transport."

@@ -24,8 +24,9 @@
 //! | `exec`           | `system.exec.run` (exec: its own pool)             | an allow-listed command with time, memory, output and network limits ([`exec`]) |
 //! | `http`           | `system.http.call` (monitor)                       | a configured webhook with retries and a circuit breaker ([`webhook`]) |
 //! | `mcp`            | `system.mcp.call` (monitor)                        | calls a tool on a configured external MCP server (stdio or streamable HTTP) |
+//! | `remote`         | any type the operator routes to it                 | runs the task on an external worker connected over gRPC ([`remote`]) |
 //!
-//! `llm`, `probe`, `exec`, `http` and `mcp` call out (to a server or a command, set up under
+//! `llm`, `probe`, `exec`, `http`, `mcp` and `remote` call out (to a server or a command, set up under
 //! `[executors]`); the rest work offline.
 //! The ones that decode or scan input run it on the blocking pool
 //! ([`blocking::run_blocking`]) and stop at the next checkpoint when the task is cancelled.
@@ -49,6 +50,7 @@ pub mod mcp_client;
 pub mod mp3;
 pub mod params_schema;
 pub mod readability;
+pub mod remote;
 pub mod sentiment;
 mod summarize;
 #[cfg(test)]
@@ -91,6 +93,8 @@ pub struct ExecutorsConfig {
     pub mcp: mcp_client::McpClientConfig,
     /// Probe settings for `health`.
     pub health: health::HealthConfig,
+    /// Remote workers for `remote`.
+    pub remote: remote::RemoteConfig,
 }
 
 impl ExecutorsConfig {
@@ -101,6 +105,7 @@ impl ExecutorsConfig {
         errs.extend(self.http.validate());
         errs.extend(self.mcp.validate());
         errs.extend(self.health.validate());
+        errs.extend(self.remote.validate());
         errs.into_iter().map(|e| format!("executors.{e}")).collect()
     }
 }
@@ -113,6 +118,7 @@ pub fn register_configured(r: &mut ExecutorRegistry, config: &ExecutorsConfig) {
     webhook::register(r, &config.http);
     mcp_client::register(r, &config.mcp);
     health::register(r, &config.health);
+    remote::register(r, &config.remote);
 }
 
 /// Registers every built-in executor that needs no settings under its name.
@@ -173,6 +179,7 @@ mod tests {
                 "panic",
                 "probe",
                 "readability",
+                "remote",
                 "sentiment",
                 "sleep",
                 "summarize",
@@ -247,7 +254,7 @@ mod tests {
             let all: serde_json::Map<String, Value> =
                 props.iter().map(|(k, v)| (k.clone(), sample(v))).collect();
             // The samples fit the schema; an unnamed field does not, and the executor refuses
-            // it too (echo alone takes any object).
+            // it too (echo and remote alone take any object).
             validate(&schema, &Value::Object(all.clone())).unwrap_or_else(|e| panic!("{name}: {e}"));
             let unknown = json!({ "not_a_param": 1 });
             if schema["additionalProperties"] == false {
@@ -257,6 +264,10 @@ mod tests {
                 assert_eq!(e.path, "/not_a_param", "{name}");
                 let err = exec.execute(ctx(), unknown).await.unwrap_err().to_string();
                 assert!(err.contains("unknown field `not_a_param`"), "{name}: {err}");
+            } else if name == "remote" {
+                // Its params go to a worker as they are (tested in remote.rs).
+                validate(&schema, &unknown).unwrap();
+                continue;
             } else {
                 assert_eq!(name, "echo");
                 validate(&schema, &unknown).unwrap();
@@ -294,7 +305,7 @@ mod tests {
                 assert_eq!(e.to_string(), format!("/{field}: is required"), "{name}");
             }
         }
-        assert_eq!(with_schema.len(), 22, "{with_schema:?}");
+        assert_eq!(with_schema.len(), 23, "{with_schema:?}");
     }
 
     /// Real params for each executor (several for some), each fitting its params schema.
@@ -376,7 +387,7 @@ mod tests {
     }
 
     /// Executors whose results need a server or a command (tested in their own modules).
-    const CALLS_OUT: [&str; 5] = ["exec", "http", "llm", "mcp", "probe"];
+    const CALLS_OUT: [&str; 6] = ["exec", "http", "llm", "mcp", "probe", "remote"];
 
     /// Every executor that can succeed, run on real params: the params fit its params schema
     /// and the result fits its result schema.

@@ -79,11 +79,14 @@ pub enum Action {
     ManageKeys,
     /// AdminService.Usage (own tenant; commanders any).
     ReadUsage,
+    /// WorkerService.Attach: run tasks as a remote worker (sees every tenant's params of
+    /// its task types).
+    ConnectWorker,
 }
 
 impl Action {
     /// Every action, for tests and docs.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::GetTask,
         Action::ListTasks,
         Action::WatchTasks,
@@ -97,6 +100,7 @@ impl Action {
         Action::IssueToken,
         Action::ManageKeys,
         Action::ReadUsage,
+        Action::ConnectWorker,
     ];
 
     /// The name used in audit records.
@@ -115,6 +119,7 @@ impl Action {
             Action::IssueToken => "token.issue",
             Action::ManageKeys => "key.manage",
             Action::ReadUsage => "usage.read",
+            Action::ConnectWorker => "worker.connect",
         }
     }
 
@@ -123,7 +128,9 @@ impl Action {
         match self {
             Action::GetTask | Action::ListTasks | Action::WatchTasks | Action::ReadUsage => Role::Observer,
             Action::SubmitTask | Action::CancelTask | Action::Delegate => Role::Operator,
-            Action::Status | Action::Scale | Action::Reload | Action::ReadMetrics => Role::Supervisor,
+            Action::Status | Action::Scale | Action::Reload | Action::ReadMetrics | Action::ConnectWorker => {
+                Role::Supervisor
+            }
             Action::IssueToken | Action::ManageKeys => Role::Commander,
         }
     }

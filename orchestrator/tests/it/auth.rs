@@ -256,6 +256,17 @@ async fn call(node: &TestNode, cred: &str, action: Action, own_task: &str) -> Co
         }
         Action::ManageKeys => code(a.list_api_keys(v1::ListApiKeysRequest {}).await.map(drop)),
         Action::ReadUsage => code(a.usage(v1::UsageRequest::default()).await.map(drop)),
+        Action::ConnectWorker => {
+            let mut w = node.workers_as(Some(cred)).await;
+            let register = v1::WorkerMessage {
+                body: Some(v1::worker_message::Body::Register(v1::WorkerRegister {
+                    worker_id: "auth-check".into(),
+                    kinds: vec!["system.remote.check".into()],
+                    max_concurrency: 1,
+                })),
+            };
+            code(w.attach(tokio_stream::iter(vec![register])).await.map(drop))
+        }
     }
 }
 

@@ -16,12 +16,12 @@ use serde_json::Value;
 /// How long one client script may take before the test fails.
 const SCRIPT_PATIENCE: Duration = Duration::from_secs(120);
 
-fn workspace() -> &'static Path {
+pub(crate) fn workspace() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
 /// The venv `scripts/deps-python.sh` makes: `$CARGO_TARGET_DIR/pyenv`, else `target/pyenv`.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(|d| workspace().join(d))
         .unwrap_or_else(|| workspace().join("target"));

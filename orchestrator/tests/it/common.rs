@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use cadre_orchestrator::auth::Bearer;
 use cadre_proto::v1::{
     self, admin_service_client::AdminServiceClient, supervisor_peer_client::SupervisorPeerClient,
-    task_service_client::TaskServiceClient,
+    task_service_client::TaskServiceClient, worker_service_client::WorkerServiceClient,
 };
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -69,6 +69,7 @@ pub fn serve_command(config: &Path) -> Command {
 pub type Tasks = TaskServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Peer = SupervisorPeerClient<InterceptedService<Channel, Bearer>>;
+pub type Workers = WorkerServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A running `cadre serve` child process.
 pub struct TestNode {
@@ -231,6 +232,11 @@ impl TestNode {
 
     pub async fn peer_as(&self, credential: Option<&str>) -> Peer {
         SupervisorPeerClient::with_interceptor(self.channel().await, Self::bearer(credential))
+    }
+
+    /// A WorkerService client (remote workers) with `credential`.
+    pub async fn workers_as(&self, credential: Option<&str>) -> Workers {
+        WorkerServiceClient::with_interceptor(self.channel().await, Self::bearer(credential))
     }
 
     /// SIGKILL: no shutdown code runs.

@@ -16,6 +16,7 @@ mod hostile;
 mod lifecycle;
 mod logs;
 mod observability;
+mod remote;
 mod replicas;
 mod scaling;
 mod store;
