@@ -346,7 +346,7 @@ pub struct SubmitArgs {
     /// Submitting again with the same key returns the first task.
     #[arg(long, default_value = "")]
     pub idempotency_key: String,
-    /// standard, verified (the node signs the result) or fortress (not available yet).
+    /// standard, verified (the node signs the result) or fortress (the exec sandbox, signed).
     #[arg(long, default_value = "standard")]
     pub security_level: String,
     /// Wait for the task to finish; exit 0 only if it SUCCEEDED.

@@ -11,22 +11,33 @@ use tonic::Code;
 use crate::common::*;
 
 /// Every route of the default configuration.
-const DEFAULT_TYPES: [&str; 15] = [
+const DEFAULT_TYPES: [&str; 26] = [
     "intelligence.code.metrics",
+    "intelligence.llm.chat",
     "intelligence.research.describe_image",
     "intelligence.text.keywords",
     "intelligence.text.language",
     "intelligence.text.readability",
     "intelligence.text.sentiment",
     "intelligence.text.summarize",
+    "multimodal.artist.chart",
     "multimodal.audio.analyze",
+    "multimodal.fusion.combine",
     "multimodal.vision.analyze",
     "multimodal.vision.thumbnail",
+    "system.audit.verify",
+    "system.config.validate",
     "system.debug.delegate",
     "system.debug.echo",
     "system.debug.fail",
     "system.debug.panic",
     "system.debug.sleep",
+    "system.exec.run",
+    "system.health.node",
+    "system.health.probe",
+    "system.http.call",
+    "system.mcp.call",
+    "system.monitor.metrics",
 ];
 
 async fn list_types(c: &mut Tasks, prefix: &str) -> Vec<v1::TaskType> {
