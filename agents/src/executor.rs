@@ -174,6 +174,13 @@ pub trait Executor: Send + Sync + 'static {
         None
     }
 
+    /// Whether running these params is sandboxed enough for a `fortress` task (no network, a
+    /// memory and a time limit); `Err` says why not. Only `exec` sandboxes, on commands
+    /// configured for it.
+    fn sandboxed(&self, _params: &Value) -> Result<(), String> {
+        Err("tasks run only in the exec sandbox; use verified for a signed result".into())
+    }
+
     /// JSON Schema (draft 2020-12) of the result `execute` returns on success; `None` when it
     /// publishes none. Every built-in executor publishes one, and its tests check real results
     /// against it.

@@ -43,6 +43,9 @@ pub struct Assignment {
     pub task_type: String,
     /// Its tenant.
     pub tenant: String,
+    /// A `fortress` task: it runs only if the executor sandboxes these params
+    /// ([`crate::Executor::sandboxed`]), checked again here whatever intake saw.
+    pub fortress: bool,
     /// Its params.
     pub params: Value,
     /// 1-based attempt number.
@@ -108,6 +111,14 @@ impl Actor for Worker {
 /// Runs one attempt under its timeout and cancel grace. A panic in the executor propagates,
 /// failing the worker actor, which is what its supervisor's restart policy acts on.
 pub async fn run_attempt(a: Assignment) -> Outcome {
+    if a.fortress
+        && let Err(why) = a.executor.sandboxed(&a.params)
+    {
+        return Outcome::Failed {
+            message: format!("fortress: {why}"),
+            retryable: false,
+        };
+    }
     let ctx = ExecContext::new(a.task_id, a.task_type, a.attempt, a.cancel.clone(), a.progress)
         .with_delegate(a.delegate)
         .with_tenant(a.tenant);
@@ -133,6 +144,25 @@ pub async fn run_attempt(a: Assignment) -> Outcome {
 mod tests {
     use super::*;
     use crate::ExecutorRegistry;
+
+    /// A fortress task runs only where the executor sandboxes its params, whatever intake saw.
+    #[tokio::test]
+    async fn fortress_attempts_run_only_in_a_sandbox() {
+        let mut a = assignment("echo", serde_json::json!({"x": 1}), 1_000);
+        a.fortress = true;
+        match run_attempt(a).await {
+            Outcome::Failed { message, retryable } => {
+                assert!(!retryable);
+                assert!(
+                    message.starts_with("fortress: tasks run only in the exec sandbox"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let ok = assignment("echo", serde_json::json!({"x": 1}), 1_000);
+        assert!(matches!(run_attempt(ok).await, Outcome::Succeeded(_)));
+    }
     use serde_json::json;
 
     fn assignment(executor: &str, params: Value, timeout_ms: u64) -> Assignment {
@@ -140,6 +170,7 @@ mod tests {
             task_id: TaskId::new(),
             task_type: "system.debug.x".into(),
             tenant: "t".into(),
+            fortress: false,
             params,
             attempt: 1,
             timeout: Duration::from_millis(timeout_ms),

@@ -143,6 +143,7 @@ impl Tree {
             retry: RetryPolicy::default(),
             attempts_started: 0,
             verified: false,
+            fortress: false,
             traceparent: None,
         };
         self.orchestrator

@@ -104,6 +104,15 @@ impl Node {
             )
             .into());
         };
+        if crate::system_tasks::SUPERVISOR_ONLY.contains(&route.executor.as_str())
+            && p.role < crate::auth::Role::Supervisor
+        {
+            return Err(Error::PermissionDenied(format!(
+                "{} reads node-wide state (every tenant's metrics, the audit chain or the node's \
+                 config) and needs the supervisor role",
+                spec.task_type
+            )));
+        }
         if spec.security_level == SecurityLevel::Fortress {
             self.fortress_sandbox(&spec.task_type, &route.executor, &spec.params)?;
         }
@@ -564,6 +573,7 @@ impl Node {
             ("quotas", old.quotas == new.quotas),
             ("tls", old.tls == new.tls),
             ("budgets", old.budgets == new.budgets),
+            ("executors", old.executors == new.executors),
         ] {
             if !same {
                 changes.push(format!(
@@ -582,6 +592,7 @@ impl Node {
         keep.quotas = old.quotas;
         keep.tls = old.tls;
         keep.budgets = old.budgets;
+        keep.executors = old.executors;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = keep;
         tracing::info!(?changes, "config reloaded");
         Ok(changes)
@@ -630,37 +641,21 @@ impl Node {
         Ok(())
     }
 
-    /// Refuses a `fortress` task unless it runs in the exec sandbox: the `exec` executor, on a
-    /// command configured with no network and a memory limit (the wall-time limit is always
-    /// on). Its result is signed like a `verified` one.
+    /// Refuses a `fortress` task unless its executor sandboxes its params (today: `exec`, on a
+    /// command with no network and a memory limit; the wall-time limit is always on), as the
+    /// executor itself was configured at start. The worker checks again before it runs, so a
+    /// route changed by a reload cannot take it out of the sandbox. Its result is signed like a
+    /// `verified` one.
     fn fortress_sandbox(&self, task_type: &str, executor: &str, params: &serde_json::Value) -> Result<()> {
-        use cadre_agents::executors::exec::Network;
-        let refuse = |why: String| {
-            Err(Error::FailedPrecondition(format!(
-                "spec.security_level: fortress {why}"
-            )))
+        let check = match self.recovery.registry.get(executor) {
+            Some(e) => e.sandboxed(params),
+            None => Err(format!("executor {executor:?} does not exist")),
         };
-        if executor != "exec" {
-            return refuse(format!(
-                "tasks run only in the exec sandbox, and {task_type} runs on executor {executor:?}; use verified for a signed result"
-            ));
-        }
-        let Some(name) = params.get("command").and_then(|c| c.as_str()) else {
-            return refuse("tasks must name their command".into());
-        };
-        let config = self.config();
-        let Some(command) = config.executors.exec.commands.get(name) else {
-            return refuse(format!("command {name:?} is not configured"));
-        };
-        if command.network != Network::None {
-            return refuse(format!(
-                "needs no network, and command {name:?} has network = \"host\""
-            ));
-        }
-        if command.memory_limit_bytes == 0 {
-            return refuse(format!("needs a memory limit, and command {name:?} has none"));
-        }
-        Ok(())
+        check.map_err(|why| {
+            Error::FailedPrecondition(format!(
+                "spec.security_level: fortress {why} (task type {task_type} runs on executor {executor:?})"
+            ))
+        })
     }
 
     /// Whether the node can accept work (store reachable, bus connected).

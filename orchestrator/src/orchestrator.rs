@@ -61,6 +61,7 @@ impl Recovery {
             retry: record.spec.retry.clone(),
             attempts_started: record.attempt,
             verified: record.spec.security_level != cadre_proto::SecurityLevel::Standard,
+            fortress: record.spec.security_level == cadre_proto::SecurityLevel::Fortress,
             // Intake fills this in from the submit span. The store does not keep it, so a task
             // recovered after a restart (or a supervisor restart) starts a new trace.
             traceparent: None,

@@ -8,7 +8,8 @@
 //! | `audit_verify`    | `system.audit.verify`      | checks every link and signature of the audit chain and the signed head |
 //! | `config_check`    | `system.config.validate`   | validates a TOML config (given, or the node's own file) |
 //!
-//! They reach the node through a cell filled once the node exists. On a supervisor-only node
+//! `metrics_snapshot`, `audit_verify` and `config_check` need the supervisor role to submit
+//! ([`SUPERVISOR_ONLY`]): they show node-wide state. They reach the node through a cell filled once the node exists. On a supervisor-only node
 //! (`--role supervisor`) there is no store, audit chain or intake, and they fail with a clear
 //! error: route these types to a supervisor that runs in a tier-0 process.
 
@@ -39,6 +40,10 @@ pub fn register(r: &mut ExecutorRegistry, cell: &NodeCell) {
     r.register("audit_verify", Arc::new(AuditVerify(cell.clone())));
     r.register("config_check", Arc::new(ConfigCheck(cell.clone())));
 }
+
+/// Executors whose tasks read node-wide state (every tenant's metrics, the audit chain, the
+/// node's config file): submitting them needs the supervisor role, like `/metrics`.
+pub const SUPERVISOR_ONLY: [&str; 3] = ["metrics_snapshot", "audit_verify", "config_check"];
 
 /// The node tasks' default routes: (task type, worker kind of `system`, executor).
 pub const ROUTES: [(&str, &str, &str); 4] = [

@@ -62,6 +62,9 @@ pub struct QueuedTask {
     pub attempts_started: u32,
     /// Whether its result is signed (security level verified).
     pub verified: bool,
+    /// A `fortress` task: its worker runs it only in a sandbox (see
+    /// `cadre_agents::Executor::sandboxed`).
+    pub fortress: bool,
     /// The W3C trace context of its submission; every attempt's span is its child. None when
     /// spans are not exported, or for a task recovered from the store (a new trace).
     pub traceparent: Option<String>,
@@ -519,6 +522,7 @@ impl SupervisorState {
                 task_id,
                 task_type: t.task_type.clone(),
                 tenant: t.tenant.clone(),
+                fortress: t.fortress,
                 params: t.params.clone(),
                 attempt,
                 timeout: t.timeout,

@@ -340,6 +340,7 @@ mod tests {
             task_id: TaskId::new(),
             task_type: "intelligence.research.describe_image".into(),
             tenant: "default".into(),
+            fortress: false,
             params: json!({ "image_base64": img }),
             attempt: 1,
             timeout: Duration::from_secs(30),

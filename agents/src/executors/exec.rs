@@ -209,7 +209,7 @@ pub struct Exec {
     /// Where allow-listed variables are read from.
     env: EnvLookup,
     /// Whether `unshare --net` works here, found out on first use and then kept.
-    isolation: OnceCell<Result<(), String>>,
+    isolation: OnceCell<()>,
 }
 
 impl Exec {
@@ -231,9 +231,11 @@ impl Exec {
 
     /// Checks once that `unshare --net` can create a namespace here.
     async fn network_isolation(&self) -> Result<(), ExecError> {
+        // Only success is kept: a probe that failed (or was slow on a loaded host) is tried
+        // again by the next task.
         let r = self
             .isolation
-            .get_or_init(|| async {
+            .get_or_try_init(|| async {
                 let Some(unshare) = &self.unshare else {
                     return Err(format!("unshare not found in {}", TOOL_DIRS.join(", ")));
                 };
@@ -259,7 +261,7 @@ impl Exec {
                 }
             })
             .await;
-        r.clone().map_err(|e| {
+        r.map(|_| ()).map_err(|e| {
             ExecError::Fatal(format!(
                 "network isolation is configured (network = \"none\") but unavailable: {e}"
             ))
@@ -311,6 +313,24 @@ pub struct ExecResult {
 
 #[async_trait]
 impl Executor for Exec {
+    fn sandboxed(&self, params: &Value) -> Result<(), String> {
+        let Some(name) = params.get("command").and_then(Value::as_str) else {
+            return Err("tasks must name their command".into());
+        };
+        let Some(cmd) = self.config.commands.get(name) else {
+            return Err(format!("command {name:?} is not configured"));
+        };
+        if cmd.network != Network::None {
+            return Err(format!(
+                "needs no network, and command {name:?} has network = \"host\""
+            ));
+        }
+        if cmd.memory_limit_bytes == 0 {
+            return Err(format!("needs a memory limit, and command {name:?} has none"));
+        }
+        Ok(())
+    }
+
     fn params_schema(&self) -> Option<Value> {
         let names: Vec<&str> = self.config.commands.keys().map(String::as_str).collect();
         let command = if names.is_empty() {
@@ -630,6 +650,37 @@ mod tests {
     fn config(commands: &[(&str, CommandConfig)]) -> ExecConfig {
         ExecConfig {
             commands: commands.iter().map(|(n, c)| (n.to_string(), c.clone())).collect(),
+        }
+    }
+
+    /// What a fortress task may run: only a configured command with no network and a
+    /// memory limit.
+    #[test]
+    fn sandboxed_means_no_network_and_a_memory_limit() {
+        let mut open = command("/usr/bin/tr", &[]);
+        open.network = Network::Host;
+        let mut unbounded = command("/usr/bin/tr", &[]);
+        unbounded.memory_limit_bytes = 0;
+        let exec = Exec::new(config(&[
+            ("sealed", command("/usr/bin/tr", &[])),
+            ("open", open),
+            ("unbounded", unbounded),
+        ]));
+        assert_eq!(
+            exec.sandboxed(&serde_json::json!({ "command": "sealed" })),
+            Ok(())
+        );
+        for (params, why) in [
+            (serde_json::json!({ "command": "open" }), "needs no network"),
+            (
+                serde_json::json!({ "command": "unbounded" }),
+                "needs a memory limit",
+            ),
+            (serde_json::json!({ "command": "nope" }), "is not configured"),
+            (serde_json::json!({}), "must name their command"),
+        ] {
+            let err = exec.sandboxed(&params).unwrap_err();
+            assert!(err.contains(why), "{params}: {err}");
         }
     }
 

@@ -118,6 +118,8 @@ impl Executor for Fuse {
     }
 
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
+        /// How long a failed fusion waits for its cancelled sub-tasks to stop.
+        const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
         let p: FuseParams = decode_params(&params)?;
         let tasks = check(&ctx, p.tasks)?;
         let total = tasks.len();
@@ -129,6 +131,10 @@ impl Executor for Fuse {
         let mut running = futures::stream::iter(tasks.into_iter().map(|(key, t)| {
             let sub = sub.clone();
             async move {
+                // Not started once the fusion gave up (a failure in mode all).
+                if sub.cancel.is_cancelled() {
+                    return (key, t.task_type, Err(ExecError::Cancelled));
+                }
                 let res = sub.delegate(&t.task_type, t.params).await;
                 (key, t.task_type, res)
             }
@@ -155,6 +161,12 @@ impl Executor for Fuse {
                 Err(e) => {
                     let e = blame(&key, &task_type, e);
                     if p.mode == Mode::All {
+                        // Cancel the sub-tasks still running and wait for their delegates to
+                        // see it, so they are cancelled where they run rather than dropped
+                        // here and left running.
+                        sub.cancel.cancel();
+                        let drain = async { while running.next().await.is_some() {} };
+                        let _ = tokio::time::timeout(DRAIN, drain).await;
                         return Err(e);
                     }
                     errors.insert(key.clone(), Value::String(clip(&e.to_string(), MAX_ERROR_CHARS)));

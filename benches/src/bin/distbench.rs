@@ -971,6 +971,7 @@ fn work_message(params_json: &str) -> anyhow::Result<Vec<u8>> {
         retry: RetryPolicy::default(),
         attempt: 0,
         verified: false,
+        fortress: false,
         traceparent: None,
     };
     Ok(serde_json::to_vec(&msg)?)

@@ -514,6 +514,7 @@ impl Host {
             retry: record.spec.retry.clone(),
             attempts_started: 0,
             verified: record.spec.security_level != cadre_proto::SecurityLevel::Standard,
+            fortress: record.spec.security_level == cadre_proto::SecurityLevel::Fortress,
             traceparent: crate::trace::current_traceparent(),
         };
         let (tx, rx) = oneshot::channel();

@@ -138,6 +138,9 @@ pub struct WorkMsg {
     pub attempt: u32,
     /// Sign the result (verified tasks).
     pub verified: bool,
+    /// Run only in a sandbox (fortress tasks; absent from older senders = false).
+    #[serde(default)]
+    pub fortress: bool,
     /// W3C trace context of the submit (also sent as the `traceparent` header).
     #[serde(default)]
     pub traceparent: Option<String>,
@@ -159,6 +162,7 @@ impl WorkMsg {
             retry: task.retry.clone(),
             attempt: task.attempts_started,
             verified: task.verified,
+            fortress: task.fortress,
             traceparent: task.traceparent.clone(),
         }
     }
@@ -186,6 +190,7 @@ impl WorkMsg {
             retry: self.retry.clone(),
             attempts_started,
             verified: self.verified,
+            fortress: self.fortress,
             traceparent: self.traceparent.clone(),
         })
     }

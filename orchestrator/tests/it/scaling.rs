@@ -153,4 +153,34 @@ async fn config_reload_by_rpc_and_sighup_resizes_pools_and_adds_routes() {
         err.message()
     );
     assert_eq!(pool(&node, "system", "health").await.target_size, 1);
+
+    // Executor settings are read at start: a change is reported, not applied (a fortress task
+    // must never be judged by settings its executor does not run with).
+    std::fs::write(
+        &path,
+        format!("{base}\n[executors.exec.commands.upper]\nprogram = \"/usr/bin/tr\"\n"),
+    )
+    .unwrap();
+    let changes = node
+        .admin()
+        .await
+        .reload_config(v1::ReloadConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .changes;
+    assert!(
+        changes
+            .iter()
+            .any(|c| c == "executors: changed in the file; takes effect after a restart"),
+        "{changes:?}"
+    );
+    let mut c = node.tasks().await;
+    let t = run(&mut c, spec("system.exec.run", r#"{"command":"upper"}"#)).await;
+    assert_eq!(
+        state(&t),
+        TaskState::Failed,
+        "the command is not there yet: {t:?}"
+    );
+    assert!(t.error.contains("upper"), "{}", t.error);
 }

@@ -97,6 +97,37 @@ async fn node_tasks_report_health_metrics_audit_and_config() {
     assert_eq!(audit["intact"], false, "{audit}");
     assert!(!audit["problem"].as_str().unwrap().is_empty());
 
+    // Node-wide state needs the supervisor role; node health does not.
+    let operator = issue(&node, "default", "operator").await;
+    let mut op = node.tasks_as(Some(&operator)).await;
+    for task_type in [
+        "system.monitor.metrics",
+        "system.audit.verify",
+        "system.config.validate",
+    ] {
+        let err = op
+            .submit(cadre_proto::v1::SubmitRequest {
+                spec: Some(spec(task_type, "{}")),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{task_type}");
+        assert!(
+            err.message().contains("needs the supervisor role"),
+            "{}",
+            err.message()
+        );
+    }
+    result(&mut op, "system.health.node", "{}").await;
+    let supervisor = issue(&node, "default", "supervisor").await;
+    let mut sup = node.tasks_as(Some(&supervisor)).await;
+    result(
+        &mut sup,
+        "system.monitor.metrics",
+        r#"{"prefix":"cadre_store_up"}"#,
+    )
+    .await;
+
     // Params are checked like any task's.
     let refused = c
         .submit(cadre_proto::v1::SubmitRequest {

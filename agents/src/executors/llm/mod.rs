@@ -433,7 +433,9 @@ impl Executor for Llm {
         let use_cache = p.cache;
         let fallback_from = p.fallback_from.clone();
         let (model, mut chat) = self.chat(p)?;
+        // Per tenant: a cached reply is free, and must not reveal another tenant's prompts.
         let cache_key = cache::key(&json!({
+            "tenant": ctx.tenant,
             "model": model,
             "messages": chat.messages,
             "max_tokens": chat.max_tokens,

@@ -437,6 +437,16 @@ async fn identical_requests_are_answered_from_the_cache() {
         .0
         .unwrap();
     assert_eq!(fake.count("echo"), 3);
+    // Another tenant does not get this tenant's cached reply.
+    let other = llm
+        .execute(
+            ctx_with(Arc::new(Seen::default()), CancellationToken::new()).with_tenant("other".into()),
+            params.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other["cached"], false);
+    assert_eq!(fake.count("echo"), 4);
     let mut off = config(&fake, &[]);
     off.cache_entries = 0;
     let off = Llm::new(off);

@@ -128,7 +128,8 @@ async fn bounded<T>(
         _ = ctx.cancel.cancelled() => Err(CallError::Cancelled),
         r = tokio::time::timeout(timeout, fut) => match r {
             Err(_) => Err(CallError::transient(format!("no {what} within {} ms", timeout.as_millis()))),
-            Ok(Err(e)) => Err(CallError::transient(format!("{what} failed: {}", error_chain(&e)))),
+            // Without the URL: a provider URL may carry a key in its query.
+            Ok(Err(e)) => Err(CallError::transient(format!("{what} failed: {}", error_chain(&e.without_url())))),
             Ok(Ok(v)) => Ok(v),
         },
     }
