@@ -70,6 +70,23 @@ enum Gap {
     Closed,
 }
 
+/// A live watch of one task taken before the task is stored (see [`Hub::watch_new`]): it
+/// sees every event of the task, so no store read is needed to catch up.
+pub struct TaskWatch(TaskSub);
+
+impl TaskWatch {
+    /// Waits for the task's terminal event. None if the watch fell behind (its buffer was
+    /// full and the hub dropped it) or the hub closed: then the store has the events.
+    pub async fn terminal(mut self) -> Option<Shared> {
+        while let Some(e) = self.0.rx.recv().await {
+            if e.state.is_terminal() {
+                return Some(e);
+            }
+        }
+        None
+    }
+}
+
 impl Live {
     async fn recv(&mut self) -> Result<Shared, Gap> {
         match self {
@@ -109,22 +126,30 @@ impl Hub {
         }
     }
 
+    /// Watches task `id` live from now on. Taken before a new task is inserted, it sees all
+    /// of that task's events without reading the store (SubmitAndWait).
+    pub fn watch_new(&self, id: TaskId) -> TaskWatch {
+        TaskWatch(self.task_sub(id))
+    }
+
+    fn task_sub(&self, id: TaskId) -> TaskSub {
+        let (tx, rx) = mpsc::channel(TASK_BUFFER);
+        self.by_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_default()
+            .push(tx);
+        TaskSub {
+            rx,
+            id,
+            by_task: self.by_task.clone(),
+        }
+    }
+
     fn subscribe(&self, task: Option<TaskId>) -> Live {
         match task {
-            Some(id) => {
-                let (tx, rx) = mpsc::channel(TASK_BUFFER);
-                self.by_task
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(id)
-                    .or_default()
-                    .push(tx);
-                Live::Task(TaskSub {
-                    rx,
-                    id,
-                    by_task: self.by_task.clone(),
-                })
-            }
+            Some(id) => Live::Task(self.task_sub(id)),
             None => Live::All(self.all.subscribe()),
         }
     }

@@ -14,7 +14,7 @@ use crate::auth::{Action, Authenticator, Principal};
 use crate::budget::{self, Budgets, Verdict};
 use crate::config::{Config, ConfigSource};
 use crate::error::{Error, Result};
-use crate::hub::Hub;
+use crate::hub::{Hub, TaskWatch};
 use crate::orchestrator::{OrchestratorMsg, Recovery};
 use crate::quota::Quotas;
 use crate::store::{EventFilter, Store, StoreError, TaskFilter, UsageFilter, WriteOutcome, sqlite::now_ms};
@@ -75,7 +75,20 @@ impl Node {
     /// A refusal is logged at debug with the tenant and task type (the caller is told why; a
     /// client retrying against a full node must not flood the log).
     pub async fn submit(&self, p: &Principal, wire: Option<&v1::TaskSpec>) -> Result<(TaskRecord, bool)> {
-        let res = self.admit(p, wire).await;
+        self.submit_watched(p, wire, false)
+            .await
+            .map(|(record, created, _)| (record, created))
+    }
+
+    /// [`Node::submit`]; with `watch`, a created task also comes with a live watch of its
+    /// events taken before it was stored.
+    async fn submit_watched(
+        &self,
+        p: &Principal,
+        wire: Option<&v1::TaskSpec>,
+        watch: bool,
+    ) -> Result<(TaskRecord, bool, Option<TaskWatch>)> {
+        let res = self.admit(p, wire, watch).await;
         if let Err(e) = &res {
             tracing::debug!(
                 tenant = %p.tenant,
@@ -88,7 +101,12 @@ impl Node {
     }
 
     /// [`Node::submit`] without its refusal log line.
-    async fn admit(&self, p: &Principal, wire: Option<&v1::TaskSpec>) -> Result<(TaskRecord, bool)> {
+    async fn admit(
+        &self,
+        p: &Principal,
+        wire: Option<&v1::TaskSpec>,
+        watch: bool,
+    ) -> Result<(TaskRecord, bool, Option<TaskWatch>)> {
         let tenant = p.tenant.as_str();
         let spec = TaskSpec::from_wire(wire, &self.limits)?;
         let routes = self.recovery.routes();
@@ -130,7 +148,7 @@ impl Node {
         if let Some(key) = &spec.idempotency_key
             && let Some(existing) = self.store.find_idempotent(tenant, key).await?
         {
-            return Ok((existing, false));
+            return Ok((existing, false, None));
         }
         if let Some(parent) = spec.parent_id
             && !self.store.get(parent).await?.is_some_and(|t| p.sees(&t.tenant))
@@ -190,6 +208,8 @@ impl Node {
         // One task, one trace: its attempts become children of the submit span.
         tracing::Span::current().record("task_id", tracing::field::display(record.id));
         queued.traceparent = crate::trace::current_traceparent();
+        // Before the insert: the watch then sees every event of the task.
+        let live = watch.then(|| self.hub.watch_new(record.id));
         match self.writer.insert(record.clone()).await? {
             WriteOutcome::Event { .. } => {
                 self.bus.dispatch(&record, queued);
@@ -199,9 +219,9 @@ impl Node {
                 };
                 self.audit(Some(p), "task.submit", &record.id.to_string(), "ok", &detail)
                     .await;
-                Ok((record, true))
+                Ok((record, true, live))
             }
-            WriteOutcome::Existing(id) => Ok((self.get_record(id).await?, false)),
+            WriteOutcome::Existing(id) => Ok((self.get_record(id).await?, false, None)),
             WriteOutcome::Ignored | WriteOutcome::Usage { .. } | WriteOutcome::Audited { .. } => {
                 Err(Error::Unavailable("the store refused the task; retry".into()))
             }
@@ -216,14 +236,27 @@ impl Node {
         wire: Option<&v1::TaskSpec>,
         wait_ms: u64,
     ) -> Result<TaskRecord> {
-        let (record, _) = self.submit(p, wire).await?;
+        let (record, _, live) = self.submit_watched(p, wire, true).await?;
         let wait = if wait_ms > 0 {
             Duration::from_millis(wait_ms)
         } else {
             let r = &record.spec.retry;
             record.spec.timeout * r.max_attempts + r.max_backoff * r.max_attempts + Duration::from_secs(5)
         };
-        self.wait_terminal(record.id, wait).await
+        let Some(live) = live else {
+            return self.wait_terminal(record.id, wait).await;
+        };
+        // The common case: the live watch sees the terminal event, no store read to catch up.
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout(wait, live.terminal()).await {
+            Ok(Some(_)) => self.get_record(record.id).await,
+            // The watch fell behind: the store has the events.
+            Ok(None) => {
+                self.wait_terminal(record.id, wait.saturating_sub(started.elapsed()))
+                    .await
+            }
+            Err(_) => Err(self.still_running(record.id, wait).await),
+        }
     }
 
     /// Near a budget cap: a task whose params name a `model` with a cheaper fallback and set
@@ -294,15 +327,22 @@ impl Node {
             Ok(false)
         })
         .await;
-        let record = self.get_record(id).await?;
         match done {
-            Ok(Ok(_)) => Ok(record),
+            Ok(Ok(_)) => self.get_record(id).await,
             Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(Error::DeadlineExceeded(format!(
+            Err(_) => Err(self.still_running(id, wait).await),
+        }
+    }
+
+    /// The error for a wait of `wait` that ended before task `id` finished.
+    async fn still_running(&self, id: TaskId, wait: Duration) -> Error {
+        match self.get_record(id).await {
+            Ok(record) => Error::DeadlineExceeded(format!(
                 "task {id} is still {} after {} ms; it goes on (watch or get it)",
                 record.state,
                 wait.as_millis()
-            ))),
+            )),
+            Err(e) => e,
         }
     }
 

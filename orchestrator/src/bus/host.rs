@@ -410,53 +410,52 @@ impl Host {
         }
     }
 
-    /// Publishes events pipelined; retries what NATS did not take. Once a terminal event is
+    /// Publishes events pipelined, packed into as few messages as keep their order (see
+    /// [`wire::pack_events`]: a fast task's RUNNING and SUCCEEDED usually travel together);
+    /// retries what NATS did not take, under the same message ids. Once a terminal event is
     /// durable, its task message is acked and local waiters are answered.
     async fn publish_events(self: Arc<Self>, conn: Conn, mut rx: mpsc::Receiver<Outgoing>) {
         let mut batch = Vec::with_capacity(256);
         while rx.recv_many(&mut batch, 256).await > 0 {
+            let mut packs = wire::pack_events(batch.drain(..).map(|o| (o.supervisor, o.event)));
             let mut delay = Duration::from_millis(50);
             loop {
-                let mut acks = Vec::with_capacity(batch.len());
+                let mut acks = Vec::with_capacity(packs.len());
                 let mut failed = Vec::new();
-                for o in batch.drain(..) {
-                    let body = match serde_json::to_vec(&o.event) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot encode event");
-                            continue;
-                        }
-                    };
-                    let id = o.event.msg_id(&uuid::Uuid::now_v7().to_string());
+                for p in packs.drain(..) {
                     let publish = jetstream::message::PublishMessage::build()
-                        .payload(body.into())
-                        .message_id(id);
+                        .payload(p.body.clone())
+                        .message_id(p.msg_id.clone());
                     match conn
                         .js
-                        .send_publish(conn.names.events_subject(&o.supervisor), publish)
+                        .send_publish(conn.names.events_subject(&p.supervisor), publish)
                         .await
                     {
-                        Ok(ack) => acks.push((o, ack)),
-                        Err(_) => failed.push(o),
+                        Ok(ack) => acks.push((p, ack)),
+                        Err(_) => failed.push(p),
                     }
                 }
-                for (o, ack) in acks {
+                for (p, ack) in acks {
                     match ack.await {
-                        Ok(_) => self.published(&o.event).await,
-                        Err(_) => failed.push(o),
+                        Ok(_) => {
+                            for e in &p.events {
+                                self.published(e).await;
+                            }
+                        }
+                        Err(_) => failed.push(p),
                     }
                 }
                 if failed.is_empty() {
                     break;
                 }
                 tracing::warn!(
-                    events = failed.len(),
+                    messages = failed.len(),
                     retry_in_ms = delay.as_millis() as u64,
                     "NATS did not take events; retrying"
                 );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
-                batch = failed;
+                packs = failed;
             }
         }
     }

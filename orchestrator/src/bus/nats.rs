@@ -377,47 +377,48 @@ async fn consume_events(c: &Conn, writer: &Writer) -> anyhow::Result<()> {
     }
 }
 
-/// Stores one chunk of events and acks each once it is durable.
+/// Stores one chunk of event messages and acks each message once all its events are durable
+/// (a message may hold several events: [`wire::decode_events`]).
 async fn persist_chunk(
     writer: &Writer,
     chunk: Vec<Result<jetstream::Message, async_nats::Error>>,
 ) -> anyhow::Result<()> {
-    {
-        let mut ops = Vec::with_capacity(chunk.len());
-        for m in chunk {
-            let m = match m {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::debug!(error = %e, "event pull: message error");
-                    continue;
-                }
-            };
-            match serde_json::from_slice::<EventMsg>(&m.payload) {
-                Ok(ev) => ops.push((Some(ev), m)),
-                Err(e) => {
-                    tracing::error!(error = %e, subject = %m.subject, "undecodable event dropped");
-                    ops.push((None, m));
-                }
+    let mut messages = Vec::with_capacity(chunk.len());
+    for m in chunk {
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, "event pull: message error");
+                continue;
             }
-        }
-        let writes = ops.iter().map(|(ev, _)| async {
-            match ev.clone() {
-                None => Ok(()),
-                Some(EventMsg::Transition(mut t)) => {
+        };
+        let events = wire::decode_events(&m.payload).unwrap_or_else(|e| {
+            tracing::error!(error = %e, subject = %m.subject, "undecodable event message dropped");
+            Vec::new()
+        });
+        messages.push((events.len(), m, events));
+    }
+    // In order, across messages: the writer takes them in the order they are polled.
+    let writes = messages
+        .iter_mut()
+        .flat_map(|(_, _, events)| events.drain(..))
+        .map(|ev| async move {
+            match ev {
+                EventMsg::Transition(mut t) => {
                     let tp = t.traceparent.take();
                     writer
                         .transition_traced(t.into(), tp.as_deref())
                         .await
                         .map(|_| ())
                 }
-                Some(EventMsg::Insert { record }) => writer.insert(*record).await.map(|_| ()),
-                Some(EventMsg::Usage { task_id, usage }) => writer.usage_durable(task_id, usage).await,
-                Some(EventMsg::Progress {
+                EventMsg::Insert { record } => writer.insert(*record).await.map(|_| ()),
+                EventMsg::Usage { task_id, usage } => writer.usage_durable(task_id, usage).await,
+                EventMsg::Progress {
                     task_id,
                     attempt,
                     fraction,
                     message,
-                }) => {
+                } => {
                     writer.write_lossy(WriteOp::Progress {
                         task_id,
                         attempt,
@@ -428,18 +429,17 @@ async fn persist_chunk(
                 }
             }
         });
-        let results = futures::future::join_all(writes).await;
-        for ((_, m), res) in ops.into_iter().zip(results) {
-            let kind = match res {
-                Ok(()) => jetstream::AckKind::Ack,
-                Err(e) => {
-                    tracing::warn!(error = %e, "event not stored; NATS redelivers it");
-                    jetstream::AckKind::Nak(Some(Duration::from_secs(1)))
-                }
-            };
-            if let Err(e) = m.ack_with(kind).await {
-                tracing::debug!(error = %e, "event ack failed (redelivered; stored once)");
+    let mut results = futures::future::join_all(writes).await.into_iter();
+    for (n, m, _) in messages {
+        let mut kind = jetstream::AckKind::Ack;
+        for res in results.by_ref().take(n) {
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "event not stored; NATS redelivers its message");
+                kind = jetstream::AckKind::Nak(Some(Duration::from_secs(1)));
             }
+        }
+        if let Err(e) = m.ack_with(kind).await {
+            tracing::debug!(error = %e, "event ack failed (redelivered; stored once)");
         }
     }
     Ok(())

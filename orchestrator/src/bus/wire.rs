@@ -288,6 +288,114 @@ impl EventMsg {
     }
 }
 
+/// Most bytes of events packed into one message of the events stream (well under NATS's
+/// default 1 MiB payload limit); a larger event travels alone.
+pub const PACK_BYTES: usize = 256 * 1024;
+
+impl EventMsg {
+    /// Whether this event may share a message with others: transitions and progress, whose
+    /// repeats the store ignores. A sub-task's insert and usage keep messages of their own
+    /// (and their own deduplication ids).
+    pub fn packable(&self) -> bool {
+        matches!(self, EventMsg::Transition(_) | EventMsg::Progress { .. })
+    }
+}
+
+/// One message of the events stream: a single event (a JSON object) or several events of one
+/// supervisor packed together (a JSON array, in the order they happened).
+#[derive(Debug)]
+pub struct EventPack {
+    /// The supervisor whose subject it is published on.
+    pub supervisor: String,
+    /// The events, in order.
+    pub events: Vec<EventMsg>,
+    /// The encoded body.
+    pub body: bytes::Bytes,
+    /// Its deduplication id, kept across publish retries.
+    pub msg_id: String,
+}
+
+/// Packs `(supervisor, event)` pairs into as few messages as keep their order: consecutive
+/// packable events of one supervisor share a message up to [`PACK_BYTES`]. An event that cannot
+/// be encoded is logged and left out.
+pub fn pack_events(events: impl IntoIterator<Item = (String, EventMsg)>) -> Vec<EventPack> {
+    struct Open {
+        supervisor: String,
+        events: Vec<EventMsg>,
+        bodies: Vec<Vec<u8>>,
+        bytes: usize,
+        packable: bool,
+    }
+    fn close(open: Open) -> EventPack {
+        let (body, msg_id) = if open.bodies.len() == 1 {
+            let id = open.events[0].msg_id(&uuid::Uuid::now_v7().to_string());
+            (open.bodies.into_iter().next().unwrap_or_default(), id)
+        } else {
+            let mut body = Vec::with_capacity(open.bytes + open.bodies.len() + 1);
+            body.push(b'[');
+            for (i, b) in open.bodies.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(b);
+            }
+            body.push(b']');
+            (body, format!("pack.{}", uuid::Uuid::now_v7()))
+        };
+        EventPack {
+            supervisor: open.supervisor,
+            events: open.events,
+            body: body.into(),
+            msg_id,
+        }
+    }
+    let mut out = Vec::new();
+    let mut open: Option<Open> = None;
+    for (supervisor, event) in events {
+        let body = match serde_json::to_vec(&event) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode event");
+                continue;
+            }
+        };
+        let packable = event.packable();
+        if let Some(o) = open.as_mut()
+            && o.packable
+            && packable
+            && o.supervisor == supervisor
+            && o.bytes + body.len() < PACK_BYTES
+        {
+            o.bytes += body.len() + 1;
+            o.events.push(event);
+            o.bodies.push(body);
+            continue;
+        }
+        if let Some(o) = open.take() {
+            out.push(close(o));
+        }
+        open = Some(Open {
+            supervisor,
+            bytes: body.len() + 2,
+            events: vec![event],
+            bodies: vec![body],
+            packable,
+        });
+    }
+    if let Some(o) = open {
+        out.push(close(o));
+    }
+    out
+}
+
+/// The events of one message of the events stream (see [`EventPack`]).
+pub fn decode_events(payload: &[u8]) -> serde_json::Result<Vec<EventMsg>> {
+    match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(payload),
+        _ => serde_json::from_slice(payload).map(|e| vec![e]),
+    }
+}
+
 /// A cancel broadcast to a supervisor's replicas.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

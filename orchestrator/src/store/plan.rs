@@ -206,6 +206,11 @@ impl<'a> Plan<'a> {
         let Some(mut l) = self.current(t.task_id) else {
             return WriteOutcome::Ignored;
         };
+        // A repeat (the same event delivered twice, e.g. a pack of events published again after
+        // a lost acknowledgement): the task is already there.
+        if l.state == t.state && l.attempt == t.attempt {
+            return WriteOutcome::Ignored;
+        }
         l.seq += 1;
         l.state = t.state;
         // A QUEUED transition may give an interrupted attempt back; others never lower it.

@@ -119,9 +119,14 @@ impl PgStore {
             .map_err(|e| StoreError(format!("bad PostgreSQL URL: {e}")))?
             .application_name("cadre")
             .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT)]);
+        // sqlx pings every connection given back to the pool, so a connection that broke is
+        // dropped then; a second ping before each use would add a round trip to every query.
+        // One that breaks while idle (PostgreSQL restarted) fails its next query, which the
+        // caller sees as UNAVAILABLE (and the writer retries), and is dropped on its return.
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
             .connect_with(opts)
             .await
             .map_err(|e| StoreError(format!("cannot connect to PostgreSQL: {e}")))?;
