@@ -1,6 +1,11 @@
 //! The `cadre` binary: see [`cadre_orchestrator::cli`].
 #![forbid(unsafe_code)]
 
+/// mimalloc rather than glibc's malloc: the node allocates many small, short-lived buffers per
+/// task (gRPC frames, JSON, SQL rows), and glibc's allocator was a large share of its CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // `cadre tasks | head` closes stdout early; Rust's print macros then panic with "Broken
     // pipe". Exit quietly the way a shell tool does (128 + SIGPIPE) instead of printing a panic.

@@ -15,12 +15,14 @@
 //!    terminal tasks are left alone, stale progress is dropped, events get cursors `MAX + 1 ...`,
 //!    and audit drafts are sealed after the chain's last record (read under the lock, only
 //!    when the batch has drafts) with this replica's key, so all replicas extend one chain;
-//! 5. writes events, usage, audit records and task rows with one multi-row statement each; the
-//!    task update is conditional on the `seq` the batch read, and a mismatch fails the batch
-//!    rather than let a task change twice;
+//! 5. writes events, usage, audit records and task rows in one statement (multi-row inserts in
+//!    `WITH` clauses, then one multi-row update); the task update is conditional on the `seq`
+//!    the batch read, and a mismatch fails the batch rather than let a task change twice;
 //! 6. commits. Nothing is remembered afterwards.
 //!
-//! So a batch costs about eight round trips whatever its size (up to the writer's 512 ops).
+//! So a batch costs about six round trips whatever its size (up to the writer's 512 ops):
+//! BEGIN with the lock, the inserts, the row locks, the cursor and chain heads, the writes,
+//! COMMIT.
 //!
 //! Text columns cannot hold NUL in PostgreSQL; NUL characters in text written by a batch (or
 //! an API key) are stored as U+FFFD instead of failing the batch for ever, and lookups and
@@ -31,16 +33,16 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
-use cadre_proto::{TaskEvent, TaskId, TaskRecord};
+use cadre_proto::{TaskId, TaskRecord};
 use sqlx::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::plan::{Live, Plan, RowUpdate};
-use super::query::{Sql, impl_sql_store};
-use super::rows::{LIVE_COLUMNS, LiveRow, parse_id};
+use super::plan::{Live, Plan};
+use super::query::impl_sql_store;
+use super::rows::{LIVE_COLUMNS, LiveRow, TASK_COLUMNS, parse_id};
 use super::sqlite::now_ms;
 use super::{StoreError, StoreResult, WriteOp, WriteOutcome};
-use crate::audit::{AuditDraft, AuditRecord, ChainTail, Sealer};
+use crate::audit::{AuditDraft, ChainTail, Sealer};
 
 /// Pooled connections when the caller does not choose (see [`super::open`]).
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
@@ -250,64 +252,18 @@ impl PgStore {
         Ok(touched)
     }
 
-    async fn insert_events(conn: &mut PgConnection, events: &[TaskEvent]) -> StoreResult<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        sqlx::query(
-            "INSERT INTO events (cursor, task_id, seq, state, attempt, message, progress, result, at_ms, \
-             task_type, tenant, is_progress, parent_id) \
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], \
-             $7::float8[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::bool[], $13::text[])",
+    /// The next event cursor (`MAX + 1`) and the audit chain's last record, in one query, read
+    /// under the event-log lock (every replica appends only under it), so the batch's events
+    /// follow and its drafts are sealed after what is committed.
+    async fn heads(conn: &mut PgConnection) -> StoreResult<(i64, ChainTail)> {
+        let (next, seq, hash): (i64, Option<i64>, Option<String>) = sqlx::query_as(
+            "SELECT (SELECT COALESCE(MAX(cursor), 0) + 1 FROM events), \
+             (SELECT seq FROM audit ORDER BY seq DESC LIMIT 1), \
+             (SELECT hash FROM audit ORDER BY seq DESC LIMIT 1)",
         )
-        .bind(col(events, |e| e.cursor as i64))
-        .bind(col(events, |e| e.task_id.to_string()))
-        .bind(col(events, |e| e.seq as i64))
-        .bind(col(events, |e| e.state.as_str()))
-        .bind(col(events, |e| e.attempt as i64))
-        .bind(col(events, |e| text(&e.message)))
-        .bind(col(events, |e| e.progress))
-        .bind(col(events, |e| e.result.as_ref().map(|v| v.to_string())))
-        .bind(col(events, |e| e.at_ms))
-        .bind(col(events, |e| text(&e.task_type)))
-        .bind(col(events, |e| text(&e.tenant)))
-        .bind(col(events, |e| e.is_progress))
-        .bind(col(events, |e| e.parent_id.map(|p| p.to_string())))
-        .execute(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
-        Ok(())
-    }
-
-    async fn insert_usage(conn: &mut PgConnection, rows: &[UsageInsert]) -> StoreResult<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        sqlx::query(
-            "INSERT INTO usage (task_id, tenant, model, tokens_in, tokens_out, cost_usd, day, at_ms) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], \
-             $6::float8[], $7::text[], $8::bigint[])",
-        )
-        .bind(col(rows, |u| u.task_id.clone()))
-        .bind(col(rows, |u| u.tenant.clone()))
-        .bind(col(rows, |u| u.model.clone()))
-        .bind(col(rows, |u| u.tokens_in))
-        .bind(col(rows, |u| u.tokens_out))
-        .bind(col(rows, |u| u.cost_usd))
-        .bind(col(rows, |u| u.day.clone()))
-        .bind(col(rows, |u| u.at_ms))
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
-
-    /// The audit chain's last record, read under the event-log lock (every replica appends
-    /// only under it), so the batch's drafts are sealed after what is committed.
-    async fn chain_tail(conn: &mut PgConnection) -> StoreResult<ChainTail> {
-        let row: Option<(i64, String)> = Sql::<sqlx::Postgres>::audit_tail()
-            .build_query_as()
-            .fetch_optional(&mut *conn)
-            .await?;
-        Ok(super::audit_tail_of(row))
+        Ok((next, super::audit_tail_of(seq.zip(hash))))
     }
 
     /// A draft with its text as PostgreSQL stores it, so the hash sealed over it matches the
@@ -325,58 +281,81 @@ impl PgStore {
         }
     }
 
-    async fn insert_audit(conn: &mut PgConnection, records: &[AuditRecord]) -> StoreResult<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        sqlx::query(
-            "INSERT INTO audit (seq, at_ms, actor, tenant, role, action, target, outcome, detail, prev_hash, \
-             hash, signature, signer) \
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
-             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])",
-        )
-        .bind(col(records, |r| r.seq as i64))
-        .bind(col(records, |r| r.draft.at_ms))
-        .bind(col(records, |r| text(&r.draft.actor)))
-        .bind(col(records, |r| text(&r.draft.tenant)))
-        .bind(col(records, |r| text(&r.draft.role)))
-        .bind(col(records, |r| text(&r.draft.action)))
-        .bind(col(records, |r| text(&r.draft.target)))
-        .bind(col(records, |r| text(&r.draft.outcome)))
-        .bind(col(records, |r| text(&r.draft.detail)))
-        .bind(col(records, |r| r.prev_hash.clone()))
-        .bind(col(records, |r| r.hash.clone()))
-        .bind(col(records, |r| r.signature.clone()))
-        .bind(col(records, |r| r.signer.clone()))
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
-
-    /// Writes the changed task rows in one statement. Each update applies only if the row still
-    /// has the `seq` the batch read and is unfinished; if any does not, the batch fails (and
-    /// rolls back) instead of changing a task that changed meanwhile. Under the event-log lock
-    /// that never happens; the check makes the invariant independent of the lock.
-    async fn update_tasks(
+    /// Writes a planned batch in one statement: its events, usage and audit records (inserts
+    /// in data-modifying `WITH` clauses) and its changed task rows. Each task update applies
+    /// only if the row still has the `seq` the batch read and is unfinished; if any does not,
+    /// the batch fails (and rolls back) instead of changing a task that changed meanwhile.
+    /// Under the event-log lock that never happens; the check makes the invariant independent
+    /// of the lock.
+    async fn write(
         conn: &mut PgConnection,
-        rows: &[(TaskId, RowUpdate)],
+        plan: &Plan<'_>,
+        usage: &[UsageInsert],
         base: &HashMap<TaskId, Live>,
     ) -> StoreResult<()> {
-        if rows.is_empty() {
+        let (events, audit, rows) = (&plan.events, &plan.audit, &plan.rows);
+        if events.is_empty() && usage.is_empty() && audit.is_empty() && rows.is_empty() {
             return Ok(());
         }
         let n = sqlx::query(
-            // `state || ''` keeps the planner on the primary key: the partial index on unfinished
-            // tasks holds dead entries until vacuum and made this update scan them.
-            "UPDATE tasks AS t SET state = v.state, attempt = v.attempt, seq = v.seq, \
+            "WITH e AS (INSERT INTO events (cursor, task_id, seq, state, attempt, message, progress, \
+             result, at_ms, task_type, tenant, is_progress, parent_id) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], \
+             $6::text[], $7::float8[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::bool[], \
+             $13::text[])), \
+             u AS (INSERT INTO usage (task_id, tenant, model, tokens_in, tokens_out, cost_usd, day, at_ms) \
+             SELECT * FROM UNNEST($14::text[], $15::text[], $16::text[], $17::bigint[], $18::bigint[], \
+             $19::float8[], $20::text[], $21::bigint[])), \
+             a AS (INSERT INTO audit (seq, at_ms, actor, tenant, role, action, target, outcome, detail, \
+             prev_hash, hash, signature, signer) \
+             SELECT * FROM UNNEST($22::bigint[], $23::bigint[], $24::text[], $25::text[], $26::text[], \
+             $27::text[], $28::text[], $29::text[], $30::text[], $31::text[], $32::text[], $33::text[], \
+             $34::text[])) \
+             UPDATE tasks AS t SET state = v.state, attempt = v.attempt, seq = v.seq, \
              updated_at_ms = v.updated_at_ms, result = COALESCE(v.result, t.result), \
              error = CASE v.error_mode WHEN 0 THEN t.error WHEN 1 THEN v.error ELSE NULL END, \
              result_signature = COALESCE(v.signature, t.result_signature) \
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], \
-             $7::int4[], $8::text[], $9::text[], $10::bigint[]) \
+             FROM UNNEST($35::text[], $36::text[], $37::bigint[], $38::bigint[], $39::bigint[], $40::text[], \
+             $41::int4[], $42::text[], $43::text[], $44::bigint[]) \
              AS v(id, state, attempt, seq, updated_at_ms, result, error_mode, error, signature, prev_seq) \
              WHERE t.id = v.id AND t.seq = v.prev_seq AND (t.state || '') IN ('QUEUED', 'RUNNING', 'RETRYING')",
+            // `state || ''` keeps the planner on the primary key: the partial index on unfinished
+            // tasks holds dead entries until vacuum and made this update scan them.
         )
+        .bind(col(events, |e| e.cursor as i64))
+        .bind(col(events, |e| e.task_id.to_string()))
+        .bind(col(events, |e| e.seq as i64))
+        .bind(col(events, |e| e.state.as_str()))
+        .bind(col(events, |e| e.attempt as i64))
+        .bind(col(events, |e| text(&e.message)))
+        .bind(col(events, |e| e.progress))
+        .bind(col(events, |e| e.result.as_ref().map(|v| v.to_string())))
+        .bind(col(events, |e| e.at_ms))
+        .bind(col(events, |e| text(&e.task_type)))
+        .bind(col(events, |e| text(&e.tenant)))
+        .bind(col(events, |e| e.is_progress))
+        .bind(col(events, |e| e.parent_id.map(|p| p.to_string())))
+        .bind(col(usage, |u| u.task_id.clone()))
+        .bind(col(usage, |u| u.tenant.clone()))
+        .bind(col(usage, |u| u.model.clone()))
+        .bind(col(usage, |u| u.tokens_in))
+        .bind(col(usage, |u| u.tokens_out))
+        .bind(col(usage, |u| u.cost_usd))
+        .bind(col(usage, |u| u.day.clone()))
+        .bind(col(usage, |u| u.at_ms))
+        .bind(col(audit, |r| r.seq as i64))
+        .bind(col(audit, |r| r.draft.at_ms))
+        .bind(col(audit, |r| text(&r.draft.actor)))
+        .bind(col(audit, |r| text(&r.draft.tenant)))
+        .bind(col(audit, |r| text(&r.draft.role)))
+        .bind(col(audit, |r| text(&r.draft.action)))
+        .bind(col(audit, |r| text(&r.draft.target)))
+        .bind(col(audit, |r| text(&r.draft.outcome)))
+        .bind(col(audit, |r| text(&r.draft.detail)))
+        .bind(col(audit, |r| r.prev_hash.clone()))
+        .bind(col(audit, |r| r.hash.clone()))
+        .bind(col(audit, |r| r.signature.clone()))
+        .bind(col(audit, |r| r.signer.clone()))
         .bind(col(rows, |(id, _)| id.to_string()))
         .bind(col(rows, |(_, u)| u.state.as_str()))
         .bind(col(rows, |(_, u)| u.attempt as i64))
@@ -421,12 +400,15 @@ impl PgStore {
         ops: &[WriteOp],
         sealer: Option<&Sealer>,
     ) -> StoreResult<Vec<WriteOutcome>> {
-        let mut tx = self.pool.begin().await?;
-        // A statement of its own: the MAX(cursor) read below must take its snapshot after the
-        // lock is granted, so that it sees the commit of the transaction it waited for.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(EVENT_LOG_LOCK)
-            .execute(&mut *tx)
+        // BEGIN and the lock in one round trip (a simple query of two statements). The lock is
+        // a statement of its own: the MAX(cursor) read below must take its snapshot after the
+        // lock is granted, so that it sees the commit of the transaction it waited for. Should
+        // the lock fail, the transaction is aborted and the next statement reports it.
+        let mut tx = self
+            .pool
+            .begin_with(sqlx::AssertSqlSafe(format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK})"
+            )))
             .await?;
 
         let records: Vec<&TaskRecord> = ops
@@ -458,15 +440,7 @@ impl PgStore {
         }
         let ids = ids.iter().map(TaskId::to_string).collect();
         let touched = Self::lock_tasks(&mut tx, ids, &inserted).await?;
-        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(cursor), 0) + 1 FROM events")
-            .fetch_one(&mut *tx)
-            .await?;
-        let sealing = sealer.is_some() && ops.iter().any(|op| matches!(op, WriteOp::AuditDraft(_)));
-        let chain = if sealing {
-            Self::chain_tail(&mut tx).await?
-        } else {
-            ChainTail::default()
-        };
+        let (next, chain) = Self::heads(&mut tx).await?;
 
         let now = now_ms();
         let mut plan = Plan::new(&touched.base, next as u64, chain);
@@ -527,12 +501,76 @@ impl PgStore {
             };
             outcomes.push(outcome);
         }
-        Self::insert_events(&mut tx, &plan.events).await?;
-        Self::insert_usage(&mut tx, &usage_rows).await?;
-        Self::insert_audit(&mut tx, &plan.audit).await?;
-        Self::update_tasks(&mut tx, &plan.rows, &touched.base).await?;
+        Self::write(&mut tx, &plan, &usage_rows, &touched.base).await?;
         tx.commit().await?;
         Ok(outcomes)
+    }
+}
+
+/// A task row with its children's ids and its usage per tenant and model (see
+/// [`PgStore::get_task`]).
+#[derive(sqlx::FromRow)]
+struct TaskWithExtras {
+    #[sqlx(flatten)]
+    task: super::rows::TaskRow,
+    children: Vec<String>,
+    u_tenant: Option<Vec<String>>,
+    u_model: Option<Vec<String>>,
+    u_tokens_in: Option<Vec<i64>>,
+    u_tokens_out: Option<Vec<i64>>,
+    u_cost_usd: Option<Vec<f64>>,
+}
+
+impl PgStore {
+    /// One task with its children and usage ([`super::Store::get`]) in one statement: every
+    /// SubmitAndWait reply reads this, so it is one round trip, not three.
+    async fn get_task(&self, id: TaskId) -> StoreResult<Option<TaskRecord>> {
+        let row: Option<TaskWithExtras> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS}, \
+             ARRAY(SELECT c.id FROM tasks c WHERE c.parent_id = t.id AND c.tenant = t.tenant \
+             ORDER BY c.id) AS children, \
+             u.u_tenant, u.u_model, u.u_tokens_in, u.u_tokens_out, u.u_cost_usd \
+             FROM tasks t LEFT JOIN LATERAL (SELECT array_agg(g.tenant ORDER BY g.tenant, g.model) AS u_tenant, \
+             array_agg(g.model ORDER BY g.tenant, g.model) AS u_model, \
+             array_agg(g.tokens_in ORDER BY g.tenant, g.model) AS u_tokens_in, \
+             array_agg(g.tokens_out ORDER BY g.tenant, g.model) AS u_tokens_out, \
+             array_agg(g.cost_usd ORDER BY g.tenant, g.model) AS u_cost_usd \
+             FROM (SELECT tenant, model, CAST(SUM(tokens_in) AS BIGINT) AS tokens_in, \
+             CAST(SUM(tokens_out) AS BIGINT) AS tokens_out, SUM(cost_usd) AS cost_usd \
+             FROM usage WHERE task_id = t.id GROUP BY tenant, model) g) u ON true \
+             WHERE t.id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let children = row
+            .children
+            .iter()
+            .map(|s| parse_id(s))
+            .collect::<Result<_, _>>()?;
+        let mut record = row.task.into_record(children)?;
+        let tenants = row.u_tenant.unwrap_or_default();
+        let models = row.u_model.unwrap_or_default();
+        let ins = row.u_tokens_in.unwrap_or_default();
+        let outs = row.u_tokens_out.unwrap_or_default();
+        let costs = row.u_cost_usd.unwrap_or_default();
+        let n = models.len();
+        if [tenants.len(), ins.len(), outs.len(), costs.len()].iter().any(|&l| l != n) {
+            return Err(StoreError(format!("task {id}: usage columns of unequal length")));
+        }
+        record.usage = (0..n)
+            .map(|i| cadre_proto::v1::ModelUsage {
+                tenant: tenants[i].clone(),
+                model: models[i].clone(),
+                tokens_in: ins[i].max(0) as u64,
+                tokens_out: outs[i].max(0) as u64,
+                cost_usd: costs[i],
+            })
+            .collect();
+        Ok(Some(record))
     }
 }
 

@@ -217,35 +217,7 @@ macro_rules! impl_sql_store {
                 &self,
                 id: cadre_proto::TaskId,
             ) -> $crate::store::StoreResult<Option<cadre_proto::TaskRecord>> {
-                use $crate::store::rows::{TaskRow, UsageRow, parse_id};
-                // Three reads on one pooled connection: one acquire and release, not three.
-                let mut conn = self.pool.acquire().await?;
-                let row: Option<TaskRow> = $crate::store::query::Sql::<$db>::task(id)
-                    .build_query_as()
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                let Some(row) = row else {
-                    return Ok(None);
-                };
-                let children: Vec<String> = $crate::store::query::Sql::<$db>::children(id, row.tenant())
-                    .build_query_scalar()
-                    .fetch_all(&mut *conn)
-                    .await?;
-                let children = children
-                    .iter()
-                    .map(|s| parse_id(s))
-                    .collect::<Result<_, _>>()?;
-                let mut record = row.into_record(children)?;
-                let usage: Vec<UsageRow> =
-                    $crate::store::query::Sql::<$db>::usage(&$crate::store::UsageFilter::task(id))
-                        .build_query_as()
-                        .fetch_all(&mut *conn)
-                        .await?;
-                record.usage = usage
-                    .into_iter()
-                    .map(cadre_proto::v1::ModelUsage::from)
-                    .collect();
-                Ok(Some(record))
+                self.get_task(id).await
             }
 
             async fn find_idempotent(

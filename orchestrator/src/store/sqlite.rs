@@ -375,6 +375,37 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// One task with its children and usage ([`super::Store::get`]): three reads on one
+    /// pooled connection.
+    async fn get_task(&self, id: TaskId) -> StoreResult<Option<TaskRecord>> {
+        use super::rows::{TaskRow, UsageRow};
+        let mut conn = self.pool.acquire().await?;
+        let row: Option<TaskRow> = Sql::<Sqlite>::task(id)
+            .build_query_as()
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let children: Vec<String> = Sql::<Sqlite>::children(id, row.tenant())
+            .build_query_scalar()
+            .fetch_all(&mut *conn)
+            .await?;
+        let children = children
+            .iter()
+            .map(|s| parse_id(s))
+            .collect::<Result<_, _>>()?;
+        let mut record = row.into_record(children)?;
+        let usage: Vec<UsageRow> = Sql::<Sqlite>::usage(&super::UsageFilter::task(id))
+            .build_query_as()
+            .fetch_all(&mut *conn)
+            .await?;
+        record.usage = usage.into_iter().map(cadre_proto::v1::ModelUsage::from).collect();
+        Ok(Some(record))
+    }
+}
+
 impl_sql_store!(SqliteStore, Sqlite);
 
 #[cfg(test)]
