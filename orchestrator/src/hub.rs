@@ -314,4 +314,28 @@ mod tests {
             "overflow means: re-read the store"
         );
     }
+
+    #[tokio::test]
+    async fn a_new_task_watch_returns_its_terminal_event_or_none_when_it_fell_behind() {
+        let hub = Hub::new(16);
+        let (a, b) = (TaskId::new(), TaskId::new());
+        let watch = hub.watch_new(a);
+        hub.publish(event(a, 1, TaskState::Queued));
+        hub.publish(event(b, 2, TaskState::Succeeded));
+        hub.publish(event(a, 3, TaskState::Running));
+        hub.publish(event(a, 4, TaskState::Failed));
+        let done = watch.terminal().await.expect("terminal event");
+        assert_eq!((done.cursor, done.state), (4, TaskState::Failed));
+        assert!(hub.by_task.lock().unwrap().is_empty());
+
+        let behind = hub.watch_new(b);
+        for c in 1..=(TASK_BUFFER as u64 + 1) {
+            hub.publish(event(b, c, TaskState::Running));
+        }
+        hub.publish(event(b, 100, TaskState::Succeeded));
+        assert!(
+            behind.terminal().await.is_none(),
+            "dropped: the caller reads the store"
+        );
+    }
 }

@@ -444,4 +444,124 @@ mod tests {
         let back: EventMsg = serde_json::from_str(&json).unwrap();
         assert_eq!(back.msg_id("y"), t.msg_id("z"));
     }
+
+    fn transition(id: TaskId, state: TaskState, result: Option<Value>) -> EventMsg {
+        EventMsg::Transition(TransitionMsg {
+            task_id: id,
+            state,
+            attempt: 1,
+            message: String::new(),
+            result,
+            sign: false,
+            traceparent: None,
+        })
+    }
+
+    fn states(events: &[EventMsg]) -> Vec<(TaskId, &'static str)> {
+        events
+            .iter()
+            .map(|e| match e {
+                EventMsg::Transition(t) => (t.task_id, t.state.as_str()),
+                EventMsg::Progress { task_id, .. } => (*task_id, "progress"),
+                EventMsg::Usage { task_id, .. } => (*task_id, "usage"),
+                EventMsg::Insert { record } => (record.id, "insert"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn consecutive_events_of_one_supervisor_share_a_message_in_order() {
+        let (a, b) = (TaskId::new(), TaskId::new());
+        let sys = || "system".to_string();
+        let usage = EventMsg::Usage {
+            task_id: a,
+            usage: cadre_agents::Usage {
+                model: "m".into(),
+                tokens_in: 1,
+                tokens_out: 2,
+            },
+        };
+        let packs = pack_events([
+            (sys(), transition(a, TaskState::Running, None)),
+            (sys(), transition(b, TaskState::Running, None)),
+            (
+                sys(),
+                transition(a, TaskState::Succeeded, Some(serde_json::json!({"x": 1}))),
+            ),
+            // Usage travels alone, and what follows starts a new message: order is kept.
+            (sys(), usage),
+            (sys(), transition(b, TaskState::Succeeded, None)),
+            // Another supervisor's subject.
+            ("multimodal".to_string(), transition(b, TaskState::Failed, None)),
+        ]);
+        let shapes: Vec<(&str, usize)> = packs
+            .iter()
+            .map(|p| (p.supervisor.as_str(), p.events.len()))
+            .collect();
+        assert_eq!(
+            shapes,
+            [("system", 3), ("system", 1), ("system", 1), ("multimodal", 1)]
+        );
+        // A pack is a JSON array that decodes to its events in order; a single event is the
+        // plain object older nodes send, with its own deduplication id.
+        assert_eq!(packs[0].body.first(), Some(&b'['));
+        assert!(packs[0].msg_id.starts_with("pack."), "{}", packs[0].msg_id);
+        let decoded = decode_events(&packs[0].body).unwrap();
+        assert_eq!(states(&decoded), states(&packs[0].events));
+        assert_eq!(
+            states(&decoded),
+            [(a, "RUNNING"), (b, "RUNNING"), (a, "SUCCEEDED")]
+        );
+        assert_eq!(packs[1].body.first(), Some(&b'{'));
+        assert_eq!(states(&decode_events(&packs[1].body).unwrap()), [(a, "usage")]);
+        assert_eq!(packs[2].msg_id, format!("{b}.1.SUCCEEDED"));
+        assert!(decode_events(b"not json").is_err());
+        assert!(decode_events(b"[{\"kind\":\"nope\"}]").is_err());
+    }
+
+    #[test]
+    fn packs_stay_under_the_byte_limit_and_a_large_event_travels_alone() {
+        let big = serde_json::json!({"blob": "x".repeat(PACK_BYTES / 3)});
+        let ids: Vec<TaskId> = (0..7).map(|_| TaskId::new()).collect();
+        let mut events: Vec<(String, EventMsg)> = ids
+            .iter()
+            .map(|id| {
+                (
+                    "system".to_string(),
+                    transition(*id, TaskState::Succeeded, Some(big.clone())),
+                )
+            })
+            .collect();
+        let huge = TaskId::new();
+        let huge_result = serde_json::json!({"blob": "y".repeat(PACK_BYTES + 10)});
+        events.insert(
+            3,
+            (
+                "system".into(),
+                transition(huge, TaskState::Succeeded, Some(huge_result)),
+            ),
+        );
+        let packs = pack_events(events);
+        for p in &packs {
+            assert!(
+                p.body.len() <= PACK_BYTES || p.events.len() == 1,
+                "{} bytes",
+                p.body.len()
+            );
+            assert_eq!(decode_events(&p.body).unwrap().len(), p.events.len());
+        }
+        let all: Vec<TaskId> = packs
+            .iter()
+            .flat_map(|p| states(&p.events))
+            .map(|(id, _)| id)
+            .collect();
+        let mut want = ids.clone();
+        want.insert(3, huge);
+        assert_eq!(all, want, "every event, once, in order");
+        assert!(
+            packs
+                .iter()
+                .any(|p| p.events.len() == 1 && states(&p.events)[0].0 == huge)
+        );
+    }
 }

@@ -507,38 +507,30 @@ impl PgStore {
     }
 }
 
-/// A task row with its children's ids and its usage per tenant and model (see
-/// [`PgStore::get_task`]).
+/// A task row with its children's ids and its usage rows (see [`PgStore::get_task`]).
 #[derive(sqlx::FromRow)]
 struct TaskWithExtras {
     #[sqlx(flatten)]
     task: super::rows::TaskRow,
     children: Vec<String>,
-    u_tenant: Option<Vec<String>>,
-    u_model: Option<Vec<String>>,
-    u_tokens_in: Option<Vec<i64>>,
-    u_tokens_out: Option<Vec<i64>>,
-    u_cost_usd: Option<Vec<f64>>,
+    /// `[[tenant, model, tokens_in, tokens_out, cost_usd], ...]` as JSON text, or NULL.
+    usage: Option<String>,
 }
 
 impl PgStore {
     /// One task with its children and usage ([`super::Store::get`]) in one statement: every
-    /// SubmitAndWait reply reads this, so it is one round trip, not three.
+    /// SubmitAndWait reply reads this, so it is one round trip, not three. The usage rows come
+    /// as one JSON array (one aggregate over the `usage_task` index, no join or sort) and are
+    /// summed per tenant and model here, in the order [`super::Store::usage`] gives.
     async fn get_task(&self, id: TaskId) -> StoreResult<Option<TaskRecord>> {
+        type UsageTuple = (String, String, i64, i64, f64);
         let row: Option<TaskWithExtras> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {TASK_COLUMNS}, \
              ARRAY(SELECT c.id FROM tasks c WHERE c.parent_id = t.id AND c.tenant = t.tenant \
              ORDER BY c.id) AS children, \
-             u.u_tenant, u.u_model, u.u_tokens_in, u.u_tokens_out, u.u_cost_usd \
-             FROM tasks t LEFT JOIN LATERAL (SELECT array_agg(g.tenant ORDER BY g.tenant, g.model) AS u_tenant, \
-             array_agg(g.model ORDER BY g.tenant, g.model) AS u_model, \
-             array_agg(g.tokens_in ORDER BY g.tenant, g.model) AS u_tokens_in, \
-             array_agg(g.tokens_out ORDER BY g.tenant, g.model) AS u_tokens_out, \
-             array_agg(g.cost_usd ORDER BY g.tenant, g.model) AS u_cost_usd \
-             FROM (SELECT tenant, model, CAST(SUM(tokens_in) AS BIGINT) AS tokens_in, \
-             CAST(SUM(tokens_out) AS BIGINT) AS tokens_out, SUM(cost_usd) AS cost_usd \
-             FROM usage WHERE task_id = t.id GROUP BY tenant, model) g) u ON true \
-             WHERE t.id = $1"
+             (SELECT json_agg(json_build_array(u.tenant, u.model, u.tokens_in, u.tokens_out, u.cost_usd)) \
+             FROM usage u WHERE u.task_id = t.id)::text AS usage \
+             FROM tasks t WHERE t.id = $1"
         )))
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -552,23 +544,29 @@ impl PgStore {
             .map(|s| parse_id(s))
             .collect::<Result<_, _>>()?;
         let mut record = row.task.into_record(children)?;
-        let tenants = row.u_tenant.unwrap_or_default();
-        let models = row.u_model.unwrap_or_default();
-        let ins = row.u_tokens_in.unwrap_or_default();
-        let outs = row.u_tokens_out.unwrap_or_default();
-        let costs = row.u_cost_usd.unwrap_or_default();
-        let n = models.len();
-        if [tenants.len(), ins.len(), outs.len(), costs.len()].iter().any(|&l| l != n) {
-            return Err(StoreError(format!("task {id}: usage columns of unequal length")));
+        let rows: Vec<UsageTuple> = match &row.usage {
+            Some(json) => serde_json::from_str(json)
+                .map_err(|e| StoreError(format!("task {id}: unreadable usage rows: {e}")))?,
+            None => Vec::new(),
+        };
+        let mut sums: std::collections::BTreeMap<(String, String), (u64, u64, f64)> = Default::default();
+        for (tenant, model, tokens_in, tokens_out, cost_usd) in rows {
+            let s = sums.entry((tenant, model)).or_default();
+            s.0 += tokens_in.max(0) as u64;
+            s.1 += tokens_out.max(0) as u64;
+            s.2 += cost_usd;
         }
-        record.usage = (0..n)
-            .map(|i| cadre_proto::v1::ModelUsage {
-                tenant: tenants[i].clone(),
-                model: models[i].clone(),
-                tokens_in: ins[i].max(0) as u64,
-                tokens_out: outs[i].max(0) as u64,
-                cost_usd: costs[i],
-            })
+        record.usage = sums
+            .into_iter()
+            .map(
+                |((tenant, model), (tokens_in, tokens_out, cost_usd))| cadre_proto::v1::ModelUsage {
+                    tenant,
+                    model,
+                    tokens_in,
+                    tokens_out,
+                    cost_usd,
+                },
+            )
             .collect();
         Ok(Some(record))
     }

@@ -392,10 +392,7 @@ impl SqliteStore {
             .build_query_scalar()
             .fetch_all(&mut *conn)
             .await?;
-        let children = children
-            .iter()
-            .map(|s| parse_id(s))
-            .collect::<Result<_, _>>()?;
+        let children = children.iter().map(|s| parse_id(s)).collect::<Result<_, _>>()?;
         let mut record = row.into_record(children)?;
         let usage: Vec<UsageRow> = Sql::<Sqlite>::usage(&super::UsageFilter::task(id))
             .build_query_as()

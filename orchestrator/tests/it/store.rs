@@ -90,6 +90,7 @@ on_both_backends!(
     one: [
         a_batch_applies_in_order,
         terminal_tasks_never_change,
+        a_repeated_transition_is_ignored,
         idempotency_keys_name_one_task_per_tenant,
         results_errors_signatures_and_attempts,
         stale_progress_is_dropped,
@@ -371,6 +372,51 @@ async fn terminal_tasks_never_change(s: Arc<dyn Store>) {
         events_before,
         "no event written"
     );
+}
+
+/// The same transition twice (an event delivered again, e.g. a pack of events NATS took but
+/// whose acknowledgement was lost) changes nothing the second time, in one batch or the next;
+/// the same state in another attempt still applies.
+async fn a_repeated_transition_is_ignored(s: Arc<dyn Store>) {
+    let t = task(None);
+    let first = apply(
+        &s,
+        &[
+            insert(&t),
+            tr(t.id, TaskState::Running, 1),
+            tr(t.id, TaskState::Running, 1),
+        ],
+    )
+    .await;
+    assert_eq!(first[2], WriteOutcome::Ignored, "{first:?}");
+    let again = apply(&s, &[tr(t.id, TaskState::Running, 1)]).await;
+    assert_eq!(again, vec![WriteOutcome::Ignored]);
+    let retry = apply(
+        &s,
+        &[
+            tr(t.id, TaskState::Retrying, 1),
+            tr(t.id, TaskState::Retrying, 1),
+            tr(t.id, TaskState::Running, 2),
+        ],
+    )
+    .await;
+    assert_eq!(retry[1], WriteOutcome::Ignored, "{retry:?}");
+    assert_eq!(event(&retry[2]).attempt, 2, "the next attempt's RUNNING applies");
+    let states: Vec<(TaskState, u32)> = all_events(&s, &of_task(t.id))
+        .await
+        .iter()
+        .map(|e| (e.state, e.attempt))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (TaskState::Queued, 0),
+            (TaskState::Running, 1),
+            (TaskState::Retrying, 1),
+            (TaskState::Running, 2)
+        ]
+    );
+    assert_eq!(get(&s, t.id).await.seq, 4);
 }
 
 async fn get_all(s: &Arc<dyn Store>, tasks: &[TaskRecord]) -> Vec<TaskRecord> {
