@@ -39,6 +39,8 @@ pub struct Node {
     /// Prices, daily caps and today's spend.
     pub(crate) budgets: Arc<Budgets>,
     pub(crate) store: Arc<dyn Store>,
+    /// Task reads, coalesced into batches where the store prefers that.
+    pub(crate) reads: crate::store::reads::Reads,
     pub(crate) writer: Writer,
     pub(crate) hub: Hub,
     pub(crate) orchestrator: ActorRef<OrchestratorMsg>,
@@ -361,7 +363,7 @@ impl Node {
     }
 
     async fn get_record(&self, id: TaskId) -> Result<TaskRecord> {
-        self.store
+        self.reads
             .get(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no task {id}")))

@@ -474,6 +474,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         limits: config.spec_limits(),
         config: RwLock::new(config.clone()),
         source,
+        reads: crate::store::reads::Reads::spawn(store.clone()),
         store,
         writer: writer.clone(),
         hub,

@@ -16,6 +16,7 @@
 mod plan;
 pub mod postgres;
 mod query;
+pub mod reads;
 mod rows;
 pub mod sqlite;
 
@@ -230,6 +231,13 @@ pub trait Store: Send + Sync + 'static {
     async fn apply(&self, ops: &[WriteOp], sealer: Option<&Sealer>) -> StoreResult<Vec<WriteOutcome>>;
     /// One task with its children's ids.
     async fn get(&self, id: TaskId) -> StoreResult<Option<TaskRecord>>;
+    /// The tasks of `ids` that exist, each as [`Store::get`] returns it, in no particular
+    /// order ([`reads::Reads`] coalesces concurrent reads into this). PostgreSQL reads them
+    /// in one statement, SQLite one by one.
+    async fn get_many(&self, ids: &[TaskId]) -> StoreResult<Vec<TaskRecord>>;
+    /// Whether concurrent reads are cheaper as one [`Store::get_many`] (a database server,
+    /// where each statement costs a round trip) than one by one (a local file).
+    fn reads_in_batches(&self) -> bool;
     /// The task a tenant submitted with this idempotency key.
     async fn find_idempotent(&self, tenant: &str, key: &str) -> StoreResult<Option<TaskRecord>>;
     /// A page of tasks, newest first.

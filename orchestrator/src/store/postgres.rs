@@ -518,57 +518,70 @@ struct TaskWithExtras {
 }
 
 impl PgStore {
-    /// One task with its children and usage ([`super::Store::get`]) in one statement: every
-    /// SubmitAndWait reply reads this, so it is one round trip, not three. The usage rows come
-    /// as one JSON array (one aggregate over the `usage_task` index, no join or sort) and are
-    /// summed per tenant and model here, in the order [`super::Store::usage`] gives.
+    /// Concurrent reads go through [`super::reads::Reads`] batches: each statement is a round
+    /// trip to the server.
+    const READS_IN_BATCHES: bool = true;
+
+    /// One task with its children and usage ([`super::Store::get`]).
     async fn get_task(&self, id: TaskId) -> StoreResult<Option<TaskRecord>> {
+        Ok(self.get_tasks(&[id]).await?.pop())
+    }
+
+    /// Tasks with their children and usage ([`super::Store::get_many`]) in one statement. The
+    /// usage rows come as one JSON array per task (one aggregate over the `usage_task` index,
+    /// no join or sort) and are summed per tenant and model here, in the order
+    /// [`super::Store::usage`] gives.
+    async fn get_tasks(&self, ids: &[TaskId]) -> StoreResult<Vec<TaskRecord>> {
         type UsageTuple = (String, String, i64, i64, f64);
-        let row: Option<TaskWithExtras> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<TaskWithExtras> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {TASK_COLUMNS}, \
              ARRAY(SELECT c.id FROM tasks c WHERE c.parent_id = t.id AND c.tenant = t.tenant \
              ORDER BY c.id) AS children, \
              (SELECT json_agg(json_build_array(u.tenant, u.model, u.tokens_in, u.tokens_out, u.cost_usd)) \
              FROM usage u WHERE u.task_id = t.id)::text AS usage \
-             FROM tasks t WHERE t.id = $1"
+             FROM tasks t WHERE t.id = ANY($1::text[])"
         )))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .bind(ids.iter().map(TaskId::to_string).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let children = row
-            .children
-            .iter()
-            .map(|s| parse_id(s))
-            .collect::<Result<_, _>>()?;
-        let mut record = row.task.into_record(children)?;
-        let rows: Vec<UsageTuple> = match &row.usage {
-            Some(json) => serde_json::from_str(json)
-                .map_err(|e| StoreError(format!("task {id}: unreadable usage rows: {e}")))?,
-            None => Vec::new(),
-        };
-        let mut sums: std::collections::BTreeMap<(String, String), (u64, u64, f64)> = Default::default();
-        for (tenant, model, tokens_in, tokens_out, cost_usd) in rows {
-            let s = sums.entry((tenant, model)).or_default();
-            s.0 += tokens_in.max(0) as u64;
-            s.1 += tokens_out.max(0) as u64;
-            s.2 += cost_usd;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let children = row
+                .children
+                .iter()
+                .map(|s| parse_id(s))
+                .collect::<Result<_, _>>()?;
+            let mut record = row.task.into_record(children)?;
+            let usage: Vec<UsageTuple> = match &row.usage {
+                Some(json) => serde_json::from_str(json)
+                    .map_err(|e| StoreError(format!("task {}: unreadable usage rows: {e}", record.id)))?,
+                None => Vec::new(),
+            };
+            let mut sums: std::collections::BTreeMap<(String, String), (u64, u64, f64)> = Default::default();
+            for (tenant, model, tokens_in, tokens_out, cost_usd) in usage {
+                let s = sums.entry((tenant, model)).or_default();
+                s.0 += tokens_in.max(0) as u64;
+                s.1 += tokens_out.max(0) as u64;
+                s.2 += cost_usd;
+            }
+            record.usage = sums
+                .into_iter()
+                .map(
+                    |((tenant, model), (tokens_in, tokens_out, cost_usd))| cadre_proto::v1::ModelUsage {
+                        tenant,
+                        model,
+                        tokens_in,
+                        tokens_out,
+                        cost_usd,
+                    },
+                )
+                .collect();
+            out.push(record);
         }
-        record.usage = sums
-            .into_iter()
-            .map(
-                |((tenant, model), (tokens_in, tokens_out, cost_usd))| cadre_proto::v1::ModelUsage {
-                    tenant,
-                    model,
-                    tokens_in,
-                    tokens_out,
-                    cost_usd,
-                },
-            )
-            .collect();
-        Ok(Some(record))
+        Ok(out)
     }
 }
 

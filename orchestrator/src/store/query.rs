@@ -220,6 +220,17 @@ macro_rules! impl_sql_store {
                 self.get_task(id).await
             }
 
+            async fn get_many(
+                &self,
+                ids: &[cadre_proto::TaskId],
+            ) -> $crate::store::StoreResult<Vec<cadre_proto::TaskRecord>> {
+                self.get_tasks(ids).await
+            }
+
+            fn reads_in_batches(&self) -> bool {
+                Self::READS_IN_BATCHES
+            }
+
             async fn find_idempotent(
                 &self,
                 tenant: &str,

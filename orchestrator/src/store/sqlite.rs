@@ -376,6 +376,19 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Reads of a local file are cheap one by one; batching them would only serialise them.
+    const READS_IN_BATCHES: bool = false;
+
+    /// Tasks with their children and usage ([`super::Store::get_many`]): one
+    /// [`Self::get_task`] each (reads of a local file are cheap).
+    async fn get_tasks(&self, ids: &[TaskId]) -> StoreResult<Vec<TaskRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(self.get_task(*id).await?);
+        }
+        Ok(out)
+    }
+
     /// One task with its children and usage ([`super::Store::get`]): three reads on one
     /// pooled connection.
     async fn get_task(&self, id: TaskId) -> StoreResult<Option<TaskRecord>> {
