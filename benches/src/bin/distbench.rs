@@ -225,9 +225,30 @@ fn machine_cpu_secs() -> Option<(f64, f64)> {
 struct Tracked {
     name: String,
     pids: Vec<u32>,
+    /// Look the pids up by this command name when the window starts (PostgreSQL forks a
+    /// backend per connection, and the nodes' pools open connections as load grows).
+    comm: Option<&'static str>,
 }
 
 impl Tracked {
+    /// A group of fixed pids.
+    fn of(name: &str, pids: Vec<u32>) -> Self {
+        Tracked {
+            name: name.into(),
+            pids,
+            comm: None,
+        }
+    }
+
+    /// Every process named `comm`, looked up when the measured window starts.
+    fn named(comm: &'static str) -> Self {
+        Tracked {
+            name: comm.into(),
+            pids: Vec::new(),
+            comm: Some(comm),
+        }
+    }
+
     fn cpu(&self) -> f64 {
         self.pids.iter().filter_map(|p| proc_cpu_secs(*p)).sum()
     }
@@ -274,6 +295,12 @@ impl CpuReport {
 /// Samples the CPU time of `groups` at the start and at the end of `window`.
 async fn sample_cpu(groups: Vec<Tracked>, window: Window) -> CpuReport {
     tokio::time::sleep_until(window.measure_from.into()).await;
+    let mut groups = groups;
+    for g in &mut groups {
+        if let Some(comm) = g.comm {
+            g.pids = pids_named(comm);
+        }
+    }
     let before: Vec<f64> = groups.iter().map(Tracked::cpu).collect();
     let m0 = machine_cpu_secs();
     let t0 = Instant::now();
@@ -303,18 +330,9 @@ async fn sample_cpu(groups: Vec<Tracked>, window: Window) -> CpuReport {
 /// its processes, other databases' sessions included).
 fn common_groups() -> Vec<Tracked> {
     vec![
-        Tracked {
-            name: "distbench".into(),
-            pids: vec![std::process::id()],
-        },
-        Tracked {
-            name: "nats-server".into(),
-            pids: pids_named("nats-server"),
-        },
-        Tracked {
-            name: "postgres".into(),
-            pids: pids_named("postgres"),
-        },
+        Tracked::of("distbench", vec![std::process::id()]),
+        Tracked::named("nats-server"),
+        Tracked::named("postgres"),
     ]
 }
 
@@ -809,20 +827,8 @@ async fn run_cadre(args: &Args, res: &mut Resources, params_json: &str) -> anyho
     };
 
     let mut groups = common_groups();
-    groups.insert(
-        1,
-        Tracked {
-            name: "orchestrator".into(),
-            pids: vec![orch.pid],
-        },
-    );
-    groups.insert(
-        2,
-        Tracked {
-            name: "supervisor".into(),
-            pids: vec![sup.pid],
-        },
-    );
+    groups.insert(1, Tracked::of("orchestrator", vec![orch.pid]));
+    groups.insert(2, Tracked::of("supervisor", vec![sup.pid]));
     let window = Window::new(args);
     eprintln!(
         "cadre: {} s warm-up, {} s measured, {} loops",
