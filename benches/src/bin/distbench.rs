@@ -249,8 +249,12 @@ impl Tracked {
         }
     }
 
-    fn cpu(&self) -> f64 {
-        self.pids.iter().filter_map(|p| proc_cpu_secs(*p)).sum()
+    /// CPU seconds used so far, per pid that is still there.
+    fn cpu(&self) -> std::collections::HashMap<u32, f64> {
+        self.pids
+            .iter()
+            .filter_map(|p| Some((*p, proc_cpu_secs(*p)?)))
+            .collect()
     }
 }
 
@@ -301,12 +305,12 @@ async fn sample_cpu(groups: Vec<Tracked>, window: Window) -> CpuReport {
             g.pids = pids_named(comm);
         }
     }
-    let before: Vec<f64> = groups.iter().map(Tracked::cpu).collect();
+    let before: Vec<_> = groups.iter().map(Tracked::cpu).collect();
     let m0 = machine_cpu_secs();
     let t0 = Instant::now();
     tokio::time::sleep_until(window.end.into()).await;
     let secs = t0.elapsed().as_secs_f64();
-    let after: Vec<f64> = groups.iter().map(Tracked::cpu).collect();
+    let after: Vec<_> = groups.iter().map(Tracked::cpu).collect();
     let m1 = machine_cpu_secs();
     let (machine_busy_cores, machine_cores) = match (m0, m1) {
         (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
@@ -319,7 +323,12 @@ async fn sample_cpu(groups: Vec<Tracked>, window: Window) -> CpuReport {
         per_process: groups
             .iter()
             .zip(before.iter().zip(after))
-            .map(|(g, (b, a))| (g.name.clone(), (a - b) / secs))
+            // Only processes there at both ends: one that exited in the window would
+            // subtract its whole life's CPU (one forked in the window is not counted).
+            .map(|(g, (b, a))| {
+                let used: f64 = a.iter().filter_map(|(pid, a)| Some(a - b.get(pid)?)).sum();
+                (g.name.clone(), used / secs)
+            })
             .collect(),
         machine_busy_cores,
         machine_cores,

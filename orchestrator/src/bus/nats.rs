@@ -378,12 +378,16 @@ async fn consume_events(c: &Conn, writer: &Writer) -> anyhow::Result<()> {
 }
 
 /// Stores one chunk of event messages and acks each message once all its events are durable
-/// (a message may hold several events: [`wire::decode_events`]).
+/// (a message may hold several events: [`wire::decode_events`]). Events the store did not
+/// take are written again, in order, with backoff, until it does, while their messages are
+/// kept from redelivery: a message is never replayed whole, so the events of it that were
+/// stored are not applied a second time (after later ones).
 async fn persist_chunk(
     writer: &Writer,
     chunk: Vec<Result<jetstream::Message, async_nats::Error>>,
 ) -> anyhow::Result<()> {
     let mut messages = Vec::with_capacity(chunk.len());
+    let mut pending = Vec::new();
     for m in chunk {
         let m = match m {
             Ok(m) => m,
@@ -392,57 +396,73 @@ async fn persist_chunk(
                 continue;
             }
         };
-        let events = wire::decode_events(&m.payload).unwrap_or_else(|e| {
-            tracing::error!(error = %e, subject = %m.subject, "undecodable event message dropped");
-            Vec::new()
-        });
-        messages.push((events.len(), m, events));
-    }
-    // In order, across messages: the writer takes them in the order they are polled.
-    let writes = messages
-        .iter_mut()
-        .flat_map(|(_, _, events)| events.drain(..))
-        .map(|ev| async move {
+        for ev in wire::decode_events(&m.payload) {
             match ev {
-                EventMsg::Transition(mut t) => {
-                    let tp = t.traceparent.take();
-                    writer
-                        .transition_traced(t.into(), tp.as_deref())
-                        .await
-                        .map(|_| ())
-                }
-                EventMsg::Insert { record } => writer.insert(*record).await.map(|_| ()),
-                EventMsg::Usage { task_id, usage } => writer.usage_durable(task_id, usage).await,
-                EventMsg::Progress {
-                    task_id,
-                    attempt,
-                    fraction,
-                    message,
-                } => {
-                    writer.write_lossy(WriteOp::Progress {
-                        task_id,
-                        attempt,
-                        fraction,
-                        message,
-                    });
-                    Ok(())
-                }
-            }
-        });
-    let mut results = futures::future::join_all(writes).await.into_iter();
-    for (n, m, _) in messages {
-        let mut kind = jetstream::AckKind::Ack;
-        for res in results.by_ref().take(n) {
-            if let Err(e) = res {
-                tracing::warn!(error = %e, "event not stored; NATS redelivers its message");
-                kind = jetstream::AckKind::Nak(Some(Duration::from_secs(1)));
+                Ok(ev) => pending.push((messages.len(), ev)),
+                Err(e) => tracing::error!(error = %e, subject = %m.subject, "undecodable event dropped"),
             }
         }
-        if let Err(e) = m.ack_with(kind).await {
+        messages.push(m);
+    }
+    let mut delay = Duration::from_millis(100);
+    loop {
+        // In order, across messages: the writer takes them in the order they are polled.
+        let results =
+            futures::future::join_all(pending.iter().map(|(_, ev)| store_event(writer, ev.clone()))).await;
+        let mut failed = Vec::new();
+        let mut why = None;
+        for (p, res) in pending.into_iter().zip(results) {
+            if let Err(e) = res {
+                why = Some(e);
+                failed.push(p);
+            }
+        }
+        let Some(why) = why else { break };
+        tracing::warn!(events = failed.len(), error = %why, retry_in_ms = delay.as_millis() as u64,
+            "events not stored; writing them again");
+        let held: std::collections::BTreeSet<usize> = failed.iter().map(|(i, _)| *i).collect();
+        for i in held {
+            let _ = messages[i].ack_with(jetstream::AckKind::Progress).await;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+        pending = failed;
+    }
+    for m in messages {
+        if let Err(e) = m.ack().await {
             tracing::debug!(error = %e, "event ack failed (redelivered; stored once)");
         }
     }
     Ok(())
+}
+
+/// Writes one event through the writer; Ok once it is durable (or, for progress, queued).
+async fn store_event(writer: &Writer, ev: EventMsg) -> Result<(), crate::store::StoreError> {
+    match ev {
+        EventMsg::Transition(mut t) => {
+            let tp = t.traceparent.take();
+            writer
+                .transition_traced(t.into(), tp.as_deref())
+                .await
+                .map(|_| ())
+        }
+        EventMsg::Insert { record } => writer.insert(*record).await.map(|_| ()),
+        EventMsg::Usage { task_id, usage } => writer.usage_durable(task_id, usage).await,
+        EventMsg::Progress {
+            task_id,
+            attempt,
+            fraction,
+            message,
+        } => {
+            writer.write_lossy(WriteOp::Progress {
+                task_id,
+                attempt,
+                fraction,
+                message,
+            });
+            Ok(())
+        }
+    }
 }
 
 /// Wakes this replica's event tailer whenever any replica announces a commit.

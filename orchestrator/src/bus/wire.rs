@@ -293,9 +293,9 @@ impl EventMsg {
 pub const PACK_BYTES: usize = 256 * 1024;
 
 impl EventMsg {
-    /// Whether this event may share a message with others: transitions and progress, whose
-    /// repeats the store ignores. A sub-task's insert and usage keep messages of their own
-    /// (and their own deduplication ids).
+    /// Whether this event may share a message with others: transitions and progress. A
+    /// sub-task's insert and usage keep messages of their own, with their own deduplication
+    /// ids (an insert's is deterministic; usage must never be counted twice).
     pub fn packable(&self) -> bool {
         matches!(self, EventMsg::Transition(_) | EventMsg::Progress { .. })
     }
@@ -388,11 +388,20 @@ pub fn pack_events(events: impl IntoIterator<Item = (String, EventMsg)>) -> Vec<
     out
 }
 
-/// The events of one message of the events stream (see [`EventPack`]).
-pub fn decode_events(payload: &[u8]) -> serde_json::Result<Vec<EventMsg>> {
+/// The events of one message of the events stream (see [`EventPack`]), each decoded on its
+/// own: an element that cannot be read is an error in its place, and does not cost the others.
+/// A payload that is not JSON at all is one error.
+pub fn decode_events(payload: &[u8]) -> Vec<serde_json::Result<EventMsg>> {
     match payload.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => serde_json::from_slice(payload),
-        _ => serde_json::from_slice(payload).map(|e| vec![e]),
+        Some(b'[') => match serde_json::from_slice::<Vec<EventMsg>>(payload) {
+            Ok(events) => events.into_iter().map(Ok).collect(),
+            // Slow path: find which elements are bad.
+            Err(e) => match serde_json::from_slice::<Vec<Value>>(payload) {
+                Ok(values) => values.into_iter().map(serde_json::from_value).collect(),
+                Err(_) => vec![Err(e)],
+            },
+        },
+        _ => vec![serde_json::from_slice(payload)],
     }
 }
 
@@ -506,17 +515,36 @@ mod tests {
         // plain object older nodes send, with its own deduplication id.
         assert_eq!(packs[0].body.first(), Some(&b'['));
         assert!(packs[0].msg_id.starts_with("pack."), "{}", packs[0].msg_id);
-        let decoded = decode_events(&packs[0].body).unwrap();
+        let decoded = decoded_all(&packs[0].body);
         assert_eq!(states(&decoded), states(&packs[0].events));
         assert_eq!(
             states(&decoded),
             [(a, "RUNNING"), (b, "RUNNING"), (a, "SUCCEEDED")]
         );
         assert_eq!(packs[1].body.first(), Some(&b'{'));
-        assert_eq!(states(&decode_events(&packs[1].body).unwrap()), [(a, "usage")]);
+        assert_eq!(states(&decoded_all(&packs[1].body)), [(a, "usage")]);
         assert_eq!(packs[2].msg_id, format!("{b}.1.SUCCEEDED"));
-        assert!(decode_events(b"not json").is_err());
-        assert!(decode_events(b"[{\"kind\":\"nope\"}]").is_err());
+    }
+
+    /// Every event of a message, which must all be readable.
+    fn decoded_all(body: &[u8]) -> Vec<EventMsg> {
+        decode_events(body).into_iter().map(|e| e.unwrap()).collect()
+    }
+
+    #[test]
+    fn an_unreadable_event_in_a_pack_costs_only_itself() {
+        let (a, b) = (TaskId::new(), TaskId::new());
+        let good = |id| serde_json::to_string(&transition(id, TaskState::Succeeded, None)).unwrap();
+        let body = format!("[{}, {{\"kind\": \"nope\"}}, {}]", good(a), good(b));
+        let got = decode_events(body.as_bytes());
+        assert_eq!(got.len(), 3);
+        assert!(got[1].is_err());
+        let ok: Vec<EventMsg> = got.into_iter().filter_map(Result::ok).collect();
+        assert_eq!(states(&ok), [(a, "SUCCEEDED"), (b, "SUCCEEDED")]);
+        for junk in [&b"not json"[..], b"[1, 2", b""] {
+            let got = decode_events(junk);
+            assert!(got.len() == 1 && got[0].is_err(), "{junk:?}");
+        }
     }
 
     #[test]
@@ -548,7 +576,7 @@ mod tests {
                 "{} bytes",
                 p.body.len()
             );
-            assert_eq!(decode_events(&p.body).unwrap().len(), p.events.len());
+            assert_eq!(decoded_all(&p.body).len(), p.events.len());
         }
         let all: Vec<TaskId> = packs
             .iter()

@@ -13,16 +13,15 @@
 //!    and usage touch, in one query;
 //! 4. plans the batch over those rows with the same planner as SQLite (`store/plan.rs`):
 //!    terminal tasks are left alone, stale progress is dropped, events get cursors `MAX + 1 ...`,
-//!    and audit drafts are sealed after the chain's last record (read under the lock, only
-//!    when the batch has drafts) with this replica's key, so all replicas extend one chain;
+//!    and audit drafts are sealed after the chain's last record (read under the lock, with
+//!    the next cursor) with this replica's key, so all replicas extend one chain;
 //! 5. writes events, usage, audit records and task rows in one statement (multi-row inserts in
 //!    `WITH` clauses, then one multi-row update); the task update is conditional on the `seq`
 //!    the batch read, and a mismatch fails the batch rather than let a task change twice;
 //! 6. commits. Nothing is remembered afterwards.
 //!
-//! So a batch costs about six round trips whatever its size (up to the writer's 512 ops):
-//! BEGIN with the lock, the inserts, the row locks, the cursor and chain heads, the writes,
-//! COMMIT.
+//! So a batch costs about seven round trips whatever its size (up to the writer's 512 ops):
+//! BEGIN, the lock, the inserts, the row locks, the cursor and chain heads, the writes, COMMIT.
 //!
 //! Text columns cannot hold NUL in PostgreSQL; NUL characters in text written by a batch (or
 //! an API key) are stored as U+FFFD instead of failing the batch for ever, and lookups and
@@ -59,6 +58,9 @@ pub const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A transaction left idle this long (its client hung or vanished) is ended by the server, so
 /// it cannot hold the event-log lock and stall every replica.
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
+
+/// A pooled connection idle longer than this is pinged before it is used again.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
 
 /// Key of the advisory lock every `apply` transaction takes before it allocates event cursors
 /// (the bytes of "cadre-ev").
@@ -121,14 +123,22 @@ impl PgStore {
             .map_err(|e| StoreError(format!("bad PostgreSQL URL: {e}")))?
             .application_name("cadre")
             .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT)]);
-        // sqlx pings every connection given back to the pool, so a connection that broke is
-        // dropped then; a second ping before each use would add a round trip to every query.
-        // One that breaks while idle (PostgreSQL restarted) fails its next query, which the
-        // caller sees as UNAVAILABLE (and the writer retries), and is dropped on its return.
+        // sqlx pings every connection given back to the pool, so a connection that broke in
+        // use is dropped then; a second ping before each use would add a round trip to every
+        // query. Only a connection idle for a while (which a restarted server, an idle-session
+        // timeout or a load balancer may have closed meanwhile) is pinged before it is used.
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > PING_IF_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(opts)
             .await
             .map_err(|e| StoreError(format!("cannot connect to PostgreSQL: {e}")))?;
@@ -400,15 +410,14 @@ impl PgStore {
         ops: &[WriteOp],
         sealer: Option<&Sealer>,
     ) -> StoreResult<Vec<WriteOutcome>> {
-        // BEGIN and the lock in one round trip (a simple query of two statements). The lock is
-        // a statement of its own: the MAX(cursor) read below must take its snapshot after the
-        // lock is granted, so that it sees the commit of the transaction it waited for. Should
-        // the lock fail, the transaction is aborted and the next statement reports it.
-        let mut tx = self
-            .pool
-            .begin_with(sqlx::AssertSqlSafe(format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK})"
-            )))
+        let mut tx = self.pool.begin().await?;
+        // A statement of its own: the MAX(cursor) read below must take its snapshot after the
+        // lock is granted, so that it sees the commit of the transaction it waited for. (Not
+        // sent with the BEGIN as one simple query: sqlx would not see that statement fail, nor
+        // roll back a BEGIN it did not count, and could pool a connection left inside it.)
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(EVENT_LOG_LOCK)
+            .execute(&mut *tx)
             .await?;
 
         let records: Vec<&TaskRecord> = ops
@@ -529,8 +538,9 @@ impl PgStore {
 
     /// Tasks with their children and usage ([`super::Store::get_many`]) in one statement. The
     /// usage rows come as one JSON array per task (one aggregate over the `usage_task` index,
-    /// no join or sort) and are summed per tenant and model here, in the order
-    /// [`super::Store::usage`] gives.
+    /// no join or sort) and are summed here per tenant and model, ordered by their bytes (as
+    /// SQLite orders them; [`super::Store::usage`] on PostgreSQL uses the database's
+    /// collation, which may order mixed case differently).
     async fn get_tasks(&self, ids: &[TaskId]) -> StoreResult<Vec<TaskRecord>> {
         type UsageTuple = (String, String, i64, i64, f64);
         if ids.is_empty() {

@@ -2,8 +2,8 @@
 //!
 //! Every SubmitAndWait answer reads its task once it is terminal, and tasks finish in batches
 //! (one writer commit ends dozens of them), so under load those reads arrive together. Sent
-//! one by one, each costs PostgreSQL a statement (parse, plan, executor start) and a round trip
-//! plus the pool's ping; taken together, a batch of them costs one.
+//! one by one, each costs PostgreSQL a statement (executor start, a round trip, and the ping
+//! sqlx sends when a connection goes back to the pool); taken together, a batch costs one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -101,10 +101,14 @@ async fn answer(store: &dyn Store, batch: Vec<(TaskId, Reply)>) {
                 let _ = reply.send(Ok(record));
             }
         }
+        // A connection that broke, or one task that cannot be decoded, must not fail every
+        // read of the batch: each is read again on its own and gets its own answer.
         Err(e) => {
-            for (_, reply) in batch {
-                let _ = reply.send(Err(StoreError(e.0.clone())));
-            }
+            tracing::debug!(error = %e, tasks = batch.len(), "batched read failed; reading one by one");
+            let each = batch.into_iter().map(|(id, reply)| async move {
+                let _ = reply.send(store.get(id).await);
+            });
+            futures::future::join_all(each).await;
         }
     }
 }

@@ -551,6 +551,56 @@ async fn postgres_lost_refuses_submits_with_unavailable_and_recovers() {
     cluster.cleanup().await;
 }
 
+/// Tasks that finish while PostgreSQL is gone: their events wait (in NATS and in tier 0's
+/// retries) and, once it is back, every task is stored finished with each transition once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_of_tasks_finishing_while_postgres_is_lost_are_stored_once() {
+    let db = TestDb::create().await;
+    let target = "127.0.0.1:5432".to_string();
+    let proxy = CutProxy::start(target.clone()).await;
+    let url = db.url().replacen(&target, &proxy.addr, 1);
+    let cluster = Cluster::start(
+        SHARED_NATS,
+        &[("system", 1)],
+        &format!("[store]\nurl = {url:?}\n"),
+    )
+    .await;
+    cluster.wait_replicas(1).await;
+    let mut c = cluster.orchestrator.tasks().await;
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let t = submit(
+            &mut c,
+            spec("system.debug.sleep", &format!("{{\"ms\": {}}}", 200 + i * 100)),
+        )
+        .await;
+        ids.push(t.id);
+    }
+    proxy.set_cut(true);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    proxy.set_cut(false);
+    let done = wait_all_terminal(&mut c, &ids, Duration::from_secs(60)).await;
+    for id in &ids {
+        assert_eq!(state(&done[id]), v1::TaskState::Succeeded, "{id}");
+        let history: Vec<(v1::TaskState, u32)> = events(&mut c, id, 0)
+            .await
+            .iter()
+            .filter(|e| !e.is_progress)
+            .map(|e| (ev_state(e), e.attempt))
+            .collect();
+        assert_eq!(
+            history,
+            [
+                (v1::TaskState::Queued, 0),
+                (v1::TaskState::Running, 1),
+                (v1::TaskState::Succeeded, 1)
+            ],
+            "{id}: each transition stored once, in order"
+        );
+    }
+    cluster.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_task_is_one_trace_across_processes() {
     let receiver = OtlpReceiver::start().await;
