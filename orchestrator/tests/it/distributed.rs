@@ -494,8 +494,9 @@ impl Drop for CutProxy {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_lost_refuses_submits_with_unavailable_and_recovers() {
+/// A cluster (one orchestrator, one `system` replica) whose store is a fresh database reached
+/// through a [`CutProxy`], so a test can take PostgreSQL away and give it back.
+async fn cluster_behind_cut_proxy() -> (TestDb, CutProxy, Cluster) {
     let db = TestDb::create().await;
     let target = "127.0.0.1:5432".to_string();
     let proxy = CutProxy::start(target.clone()).await;
@@ -508,6 +509,12 @@ async fn postgres_lost_refuses_submits_with_unavailable_and_recovers() {
     )
     .await;
     cluster.wait_replicas(1).await;
+    (db, proxy, cluster)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_lost_refuses_submits_with_unavailable_and_recovers() {
+    let (_db, proxy, cluster) = cluster_behind_cut_proxy().await;
     let mut c = cluster.orchestrator.tasks().await;
     let before = run(&mut c, spec("system.debug.echo", "{}")).await;
     assert_eq!(state(&before), v1::TaskState::Succeeded);
@@ -555,17 +562,7 @@ async fn postgres_lost_refuses_submits_with_unavailable_and_recovers() {
 /// retries) and, once it is back, every task is stored finished with each transition once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn events_of_tasks_finishing_while_postgres_is_lost_are_stored_once() {
-    let db = TestDb::create().await;
-    let target = "127.0.0.1:5432".to_string();
-    let proxy = CutProxy::start(target.clone()).await;
-    let url = db.url().replacen(&target, &proxy.addr, 1);
-    let cluster = Cluster::start(
-        SHARED_NATS,
-        &[("system", 1)],
-        &format!("[store]\nurl = {url:?}\n"),
-    )
-    .await;
-    cluster.wait_replicas(1).await;
+    let (_db, proxy, cluster) = cluster_behind_cut_proxy().await;
     let mut c = cluster.orchestrator.tasks().await;
     let mut ids = Vec::new();
     for i in 0..24 {
