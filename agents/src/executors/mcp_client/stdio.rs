@@ -31,6 +31,8 @@ pub(super) struct Stdio {
     max_line: usize,
     /// The last [`STDERR_TAIL`] bytes the child wrote to stderr.
     stderr: Arc<Mutex<VecDeque<u8>>>,
+    /// The task filling `stderr`; done at the pipe's end of file.
+    drainer: tokio::task::JoinHandle<()>,
 }
 
 impl Stdio {
@@ -65,7 +67,7 @@ impl Stdio {
             )));
         };
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
-        tokio::spawn(drain(stderr, tail.clone()));
+        let drainer = tokio::spawn(drain(stderr, tail.clone()));
         Ok(Stdio {
             name: name.to_string(),
             child,
@@ -74,6 +76,7 @@ impl Stdio {
             line: Vec::new(),
             max_line: cfg.max_response_bytes,
             stderr: tail,
+            drainer,
         })
     }
 
@@ -151,7 +154,11 @@ impl Stdio {
     pub(super) async fn gone(&mut self) -> ExecError {
         let status = tokio::time::timeout(STDIO_EXIT_GRACE, self.child.wait()).await;
         let status = match status {
-            Ok(Ok(s)) => format!("exited ({s})"),
+            Ok(Ok(s)) => {
+                // It has exited: its last words may still be in the pipe, not yet in the tail.
+                let _ = tokio::time::timeout(STDIO_EXIT_GRACE, &mut self.drainer).await;
+                format!("exited ({s})")
+            }
             _ => "closed its stdout".to_string(),
         };
         let stderr = {
