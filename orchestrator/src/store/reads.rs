@@ -117,45 +117,15 @@ async fn answer(store: &dyn Store, batch: Vec<(TaskId, Reply)>) {
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
+    use crate::store::sqlite::tests::record;
     use crate::store::{WriteOp, WriteOutcome};
-    use cadre_proto::{Priority, RetryPolicy, TaskSpec, TaskState};
-
-    fn record() -> TaskRecord {
-        let spec = TaskSpec {
-            task_type: "system.debug.echo".into(),
-            params: serde_json::json!({"n": 1}),
-            priority: Priority::default(),
-            timeout: std::time::Duration::from_secs(5),
-            retry: RetryPolicy::default(),
-            idempotency_key: None,
-            parent_id: None,
-            security_level: Default::default(),
-        };
-        TaskRecord {
-            id: TaskId::new(),
-            tenant: "t".into(),
-            spec,
-            state: TaskState::Queued,
-            attempt: 0,
-            supervisor: "system".into(),
-            worker_kind: "monitor".into(),
-            result: None,
-            error: None,
-            created_at_ms: 1,
-            updated_at_ms: 1,
-            seq: 1,
-            children: Vec::new(),
-            result_signature: None,
-            usage: Vec::new(),
-        }
-    }
 
     #[tokio::test]
     async fn concurrent_reads_are_answered_like_get_each() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("t.db"), false).await.unwrap());
-        let tasks: Vec<TaskRecord> = (0..40).map(|_| record()).collect();
+        let tasks: Vec<TaskRecord> = (0..40).map(|_| record(None)).collect();
         let ops: Vec<WriteOp> = tasks
             .iter()
             .map(|t| WriteOp::Insert(Box::new(t.clone())))
