@@ -34,6 +34,9 @@ struct Request {
     span: tracing::Span,
     /// The trace a transition was decided in (while spans are exported), for its log line.
     trace_id: Option<TraceId>,
+    /// Writes that commit in the same transaction as this one, right after it
+    /// ([`Writer::write_together`]).
+    with: Vec<Request>,
 }
 
 impl Request {
@@ -43,6 +46,7 @@ impl Request {
             reply,
             span: tracing::Span::none(),
             trace_id: None,
+            with: Vec::new(),
         }
     }
 }
@@ -55,6 +59,8 @@ pub struct Writer {
     pending: Arc<Mutex<Pending>>,
     /// Prices usage and keeps today's spend.
     budgets: Arc<Budgets>,
+    /// Most writes committed in one transaction (`store.batch_max`).
+    batch_max: usize,
 }
 
 /// Unfinished tasks, in total and per tenant (bounds intake and per-tenant caps).
@@ -103,7 +109,15 @@ impl Writer {
             budgets.clone(),
             feed,
         ));
-        (Writer { tx, pending, budgets }, handle)
+        (
+            Writer {
+                tx,
+                pending,
+                budgets,
+                batch_max,
+            },
+            handle,
+        )
     }
 
     /// Keeps the unfinished-task counters close to the truth when several tier-0 replicas
@@ -133,6 +147,12 @@ impl Writer {
                 }
             }
         })
+    }
+
+    /// Most writes committed in one transaction: the largest group
+    /// [`Writer::write_together`] keeps within it.
+    pub fn batch_max(&self) -> usize {
+        self.batch_max
     }
 
     /// Unfinished tasks right now.
@@ -169,18 +189,7 @@ impl Writer {
         t: Transition,
         traceparent: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
-        let span = match traceparent {
-            Some(tp) if t.state.is_terminal() => {
-                let span = record_span(&t);
-                crate::trace::set_parent_from_traceparent(&span, tp);
-                span
-            }
-            _ => tracing::Span::none(),
-        };
-        let (reply, rx) = oneshot::channel();
-        let mut req = Request::new(Some(WriteOp::Transition(t)), Some(reply));
-        req.span = span;
-        req.trace_id = traceparent.and_then(crate::trace::trace_id_of);
+        let (req, rx) = traced_request(WriteOp::Transition(t), traceparent);
         self.tx
             .send(req)
             .await
@@ -188,32 +197,47 @@ impl Writer {
         rx.await.map_err(|_| StoreError("writer stopped".into()))?
     }
 
-    /// Records usage and waits until it is durable (events persisted from NATS are acked
-    /// only then).
-    pub async fn usage_durable(&self, task_id: TaskId, usage: cadre_agents::Usage) -> Result<(), StoreError> {
+    /// Writes `writes` in one transaction, in this order, and waits until they are durable:
+    /// either all of them are stored or none is (every one then gets the same error), so a
+    /// caller that writes them again cannot have a later event of a task stored before an
+    /// earlier one that failed. Each write may carry the traceparent of the task's trace (as
+    /// in [`Writer::transition_traced`]). A group is never split; one larger than
+    /// [`Writer::batch_max`] is committed alone, above that bound, so callers keep within it.
+    pub async fn write_together(&self, writes: Vec<(WriteOp, Option<String>)>) -> Result<(), StoreError> {
+        let mut replies = Vec::with_capacity(writes.len());
+        let mut requests = writes.into_iter().map(|(op, tp)| {
+            let (req, rx) = traced_request(op, tp.as_deref());
+            replies.push(rx);
+            req
+        });
+        let Some(mut first) = requests.next() else {
+            return Ok(());
+        };
+        first.with = requests.collect();
+        self.tx
+            .send(first)
+            .await
+            .map_err(|_| StoreError("writer stopped".into()))?;
+        for rx in replies {
+            rx.await.map_err(|_| StoreError("writer stopped".into()))??;
+        }
+        Ok(())
+    }
+
+    /// A usage write priced with today's prices (for [`Writer::write_together`]).
+    pub fn priced_usage(&self, task_id: TaskId, usage: cadre_agents::Usage) -> WriteOp {
         let cost_usd = self.budgets.cost(&usage);
-        self.submit(WriteOp::Usage {
+        WriteOp::Usage {
             task_id,
             usage,
             cost_usd,
             at_ms: now_ms(),
-        })
-        .await
-        .map(|_| ())
+        }
     }
 
     /// Queues a write nobody waits for; dropped (and counted) when the queue is full.
     pub fn write_lossy(&self, op: WriteOp) {
-        if self
-            .tx
-            .try_send(Request {
-                op: Some(op),
-                reply: None,
-                span: tracing::Span::none(),
-                trace_id: None,
-            })
-            .is_err()
-        {
+        if self.tx.try_send(Request::new(Some(op), None)).is_err() {
             metrics::counter!("cadre_progress_dropped_total").increment(1);
         }
     }
@@ -320,8 +344,28 @@ async fn run(
     budgets: Arc<Budgets>,
     feed: HubFeed,
 ) {
+    let mut received: Vec<Request> = Vec::with_capacity(batch_max);
+    let mut inbox: std::collections::VecDeque<Request> = std::collections::VecDeque::with_capacity(batch_max);
     let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
-    while rx.recv_many(&mut batch, batch_max).await > 0 {
+    loop {
+        if inbox.is_empty() {
+            if rx.recv_many(&mut received, batch_max).await == 0 {
+                break;
+            }
+            inbox.extend(received.drain(..));
+        }
+        // A group sent with `write_together` is one request here; its writes join the batch
+        // together, so they commit (or fail) together. A group that would take the batch past
+        // `batch_max` waits for the next one, and so does everything received after it.
+        while let Some(req) = inbox.front() {
+            if !batch.is_empty() && batch.len() + 1 + req.with.len() > batch_max {
+                break;
+            }
+            let Some(mut req) = inbox.pop_front() else { break };
+            let with = std::mem::take(&mut req.with);
+            batch.push(req);
+            batch.extend(with);
+        }
         let mut backoff = Duration::from_millis(50);
         // Verified results are signed by the node before they are stored. Audit drafts are
         // sealed by the store, in commit order; a retried batch seals them again after
@@ -422,6 +466,28 @@ async fn run(
     tracing::debug!("writer drained and stopped");
 }
 
+/// The request for one write a caller waits for. A terminal transition decided in another
+/// process gets its `task.record` span as a child of `traceparent` (the task's trace), open
+/// until the commit.
+fn traced_request(
+    op: WriteOp,
+    traceparent: Option<&str>,
+) -> (Request, oneshot::Receiver<Result<WriteOutcome, StoreError>>) {
+    let span = match (&op, traceparent) {
+        (WriteOp::Transition(t), Some(tp)) if t.state.is_terminal() => {
+            let span = record_span(t);
+            crate::trace::set_parent_from_traceparent(&span, tp);
+            span
+        }
+        _ => tracing::Span::none(),
+    };
+    let (reply, rx) = oneshot::channel();
+    let mut req = Request::new(Some(op), Some(reply));
+    req.span = span;
+    req.trace_id = traceparent.and_then(crate::trace::trace_id_of);
+    (req, rx)
+}
+
 /// A terminal transition's `task.record` span (none while spans are not exported); `tenant`
 /// and `task_type` are recorded at the commit, from the stored task.
 fn record_span(t: &Transition) -> tracing::Span {
@@ -489,5 +555,208 @@ fn account(op: &WriteOp, outcome: &WriteOutcome, pending: &Mutex<Pending>) {
             metrics::histogram!("cadre_task_duration_seconds", "state" => event.state.as_str()).record(secs);
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use cadre_proto::TaskState;
+
+    use super::*;
+    use crate::budget::BudgetConfig;
+    use crate::store::sqlite::{SqliteStore, tests::record};
+
+    /// A writer on a real SQLite store (`dir/s.db`) that drains one request per batch; the
+    /// counter counts its commits.
+    async fn writer_one_per_batch(dir: &std::path::Path) -> (Writer, Arc<dyn Store>, Arc<AtomicUsize>) {
+        writer_on(dir, 1).await
+    }
+
+    async fn writer_on(
+        dir: &std::path::Path,
+        batch_max: usize,
+    ) -> (Writer, Arc<dyn Store>, Arc<AtomicUsize>) {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("s.db"), false).await.unwrap());
+        let commits = Arc::new(AtomicUsize::new(0));
+        let counted = commits.clone();
+        let feed = HubFeed::Tail {
+            wake: Arc::new(tokio::sync::Notify::new()),
+            announce: Arc::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }),
+        };
+        let budgets = Arc::new(Budgets::new(BudgetConfig::default(), "d".into(), HashMap::new()));
+        let (writer, _task) = Writer::spawn(
+            store.clone(),
+            Hub::new(64),
+            batch_max,
+            64,
+            HashMap::new(),
+            None,
+            budgets,
+            feed,
+        );
+        (writer, store, commits)
+    }
+
+    fn tr(id: TaskId, state: TaskState, attempt: u32) -> (WriteOp, Option<String>) {
+        (
+            WriteOp::Transition(Transition::new(id, state, attempt, state.as_str())),
+            None,
+        )
+    }
+
+    #[tokio::test]
+    async fn writes_sent_together_commit_in_one_transaction_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, store, commits) = writer_one_per_batch(dir.path()).await;
+        let task = record(None);
+        writer.insert(task.clone()).await.unwrap();
+        assert_eq!(commits.load(Ordering::SeqCst), 1);
+        writer
+            .write_together(vec![
+                tr(task.id, TaskState::Running, 1),
+                (
+                    WriteOp::Progress {
+                        task_id: task.id,
+                        attempt: 1,
+                        fraction: 0.5,
+                        message: "half".into(),
+                    },
+                    None,
+                ),
+                tr(task.id, TaskState::Succeeded, 1),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            commits.load(Ordering::SeqCst),
+            2,
+            "three writes, one commit, although the writer drains one request per batch"
+        );
+        let events = store
+            .events_after(
+                0,
+                &crate::store::EventFilter {
+                    task_id: Some(task.id),
+                    ..Default::default()
+                },
+                10,
+            )
+            .await
+            .unwrap();
+        let got: Vec<(TaskState, bool)> = events.iter().map(|e| (e.state, e.is_progress)).collect();
+        assert_eq!(
+            got,
+            [
+                (TaskState::Queued, false),
+                (TaskState::Running, false),
+                (TaskState::Running, true),
+                (TaskState::Succeeded, false)
+            ]
+        );
+        writer.write_together(Vec::new()).await.unwrap();
+        assert_eq!(commits.load(Ordering::SeqCst), 2, "an empty group writes nothing");
+    }
+
+    /// States of a task's stored events, in order.
+    async fn history(store: &Arc<dyn Store>, id: TaskId) -> Vec<TaskState> {
+        let filter = crate::store::EventFilter {
+            task_id: Some(id),
+            ..Default::default()
+        };
+        let events = store.events_after(0, &filter, 10).await.unwrap();
+        events.iter().map(|e| e.state).collect()
+    }
+
+    #[tokio::test]
+    async fn a_group_that_cannot_be_stored_fails_whole_and_is_left_to_its_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, store, _) = writer_on(dir.path(), 64).await;
+        let t = record(None);
+        writer.insert(t.clone()).await.unwrap();
+        // The events table goes away under the writer: every commit fails until it is back.
+        let side = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
+            .await
+            .unwrap();
+        sqlx::query("ALTER TABLE events RENAME TO events_away")
+            .execute(&side)
+            .await
+            .unwrap();
+        let err = writer
+            .write_together(vec![
+                tr(t.id, TaskState::Running, 1),
+                tr(t.id, TaskState::Succeeded, 1),
+            ])
+            .await
+            .unwrap_err();
+        assert!(err.0.contains("events"), "{err}");
+        sqlx::query("ALTER TABLE events_away RENAME TO events")
+            .execute(&side)
+            .await
+            .unwrap();
+        writer.flush().await.unwrap();
+        assert_eq!(
+            history(&store, t.id).await,
+            [TaskState::Queued],
+            "nothing of the failed group is stored, nor written again by the writer"
+        );
+        // The caller writes the group again: all of it lands, in order.
+        writer
+            .write_together(vec![
+                tr(t.id, TaskState::Running, 1),
+                tr(t.id, TaskState::Succeeded, 1),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            history(&store, t.id).await,
+            [TaskState::Queued, TaskState::Running, TaskState::Succeeded]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_group_waits_for_the_next_batch_rather_than_pass_batch_max() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, store, commits) = writer_on(dir.path(), 3).await;
+        let (t, u) = (record(None), record(None));
+        writer.insert(t.clone()).await.unwrap();
+        writer.insert(u.clone()).await.unwrap();
+        let before = commits.load(Ordering::SeqCst);
+        // Two groups of two: 4 writes, more than batch_max 3, so two commits of two.
+        let (a, b) = tokio::join!(
+            writer.write_together(vec![
+                tr(t.id, TaskState::Running, 1),
+                tr(t.id, TaskState::Succeeded, 1)
+            ]),
+            writer.write_together(vec![
+                tr(u.id, TaskState::Running, 1),
+                tr(u.id, TaskState::Failed, 1)
+            ]),
+        );
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(commits.load(Ordering::SeqCst) - before, 2);
+        assert_eq!(
+            history(&store, u.id).await,
+            [TaskState::Queued, TaskState::Running, TaskState::Failed]
+        );
+        // A group larger than batch_max is committed whole, alone.
+        let v = record(None);
+        writer.insert(v.clone()).await.unwrap();
+        let before = commits.load(Ordering::SeqCst);
+        writer
+            .write_together(vec![
+                tr(v.id, TaskState::Running, 1),
+                tr(v.id, TaskState::Retrying, 1),
+                tr(v.id, TaskState::Running, 2),
+                tr(v.id, TaskState::Succeeded, 2),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(commits.load(Ordering::SeqCst) - before, 1);
+        assert_eq!(history(&store, v.id).await.len(), 5);
     }
 }

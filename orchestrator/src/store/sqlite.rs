@@ -419,15 +419,15 @@ impl SqliteStore {
 impl_sql_store!(SqliteStore, Sqlite);
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use cadre_proto::{Priority, RetryPolicy, TaskSpec, TaskState};
     use cadre_supervisors::Transition;
 
     use crate::store::{EventFilter, Store};
 
-    /// A new QUEUED echo task of tenant `t` (also used by the other store modules' tests).
-    pub(in crate::store) fn record(key: Option<&str>) -> TaskRecord {
+    /// A new QUEUED echo task of tenant `t` (also used by the other store modules' and the writer's tests).
+    pub(crate) fn record(key: Option<&str>) -> TaskRecord {
         TaskRecord {
             id: TaskId::new(),
             tenant: "t".into(),
