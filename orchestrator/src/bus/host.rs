@@ -413,16 +413,22 @@ impl Host {
     /// Publishes events pipelined, packed into as few messages as keep their order (see
     /// [`wire::pack_events`]: a fast task's RUNNING and SUCCEEDED usually travel together);
     /// retries what NATS did not take, under the same message ids. Once a terminal event is
-    /// durable, its task message is acked and local waiters are answered.
+    /// durable, its task message is acked and local waiters are answered. An event larger than
+    /// the server's `max_payload` is never retried: a terminal one is published as FAILED
+    /// without its result ([`EventMsg::shrunk_for_bus`]), others are dropped (logged).
     async fn publish_events(self: Arc<Self>, conn: Conn, mut rx: mpsc::Receiver<Outgoing>) {
         let mut batch = Vec::with_capacity(256);
         while rx.recv_many(&mut batch, 256).await > 0 {
-            let mut packs = wire::pack_events(batch.drain(..).map(|o| (o.supervisor, o.event)));
+            let limit = wire::pack_limit(conn.client.server_info().max_payload);
+            let mut packs = wire::pack_events(batch.drain(..).map(|o| (o.supervisor, o.event)), limit);
             let mut delay = Duration::from_millis(50);
             loop {
                 let mut acks = Vec::with_capacity(packs.len());
-                let mut failed = Vec::new();
-                for p in packs.drain(..) {
+                // Not sent: from the first pack NATS refused on, in order, so nothing is
+                // published ahead of an event that precedes it.
+                let mut unsent = Vec::new();
+                let mut packs_left = packs.drain(..);
+                for p in packs_left.by_ref() {
                     let publish = jetstream::message::PublishMessage::build()
                         .payload(p.body.clone())
                         .message_id(p.msg_id.clone());
@@ -432,9 +438,18 @@ impl Host {
                         .await
                     {
                         Ok(ack) => acks.push((p, ack)),
-                        Err(_) => failed.push(p),
+                        Err(e) if e.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded => {
+                            unsent.extend(wire::refit_for_bus(p, &e.to_string(), limit));
+                            break;
+                        }
+                        Err(_) => {
+                            unsent.push(p);
+                            break;
+                        }
                     }
                 }
+                unsent.extend(packs_left);
+                let mut failed = Vec::new();
                 for (p, ack) in acks {
                     match ack.await {
                         Ok(_) => {
@@ -445,6 +460,7 @@ impl Host {
                         Err(_) => failed.push(p),
                     }
                 }
+                failed.extend(unsent);
                 if failed.is_empty() {
                     break;
                 }

@@ -156,7 +156,7 @@ impl NatsBus {
             peers.attach(c.clone()).await;
             republish_queued(&recovery, &republish).await;
             ready.store(true, Ordering::Relaxed);
-            tokio::spawn(publish_outbox(c.clone(), rx));
+            tokio::spawn(publish_outbox(c.clone(), rx, writer.clone()));
             tokio::spawn(persist_events(c.clone(), writer));
             tokio::spawn(listen_commits(c, wake));
         });
@@ -267,7 +267,9 @@ async fn republish_queued(recovery: &crate::orchestrator::Recovery, outbox: &mps
 
 /// Publishes dispatched tasks, pipelined, waiting for JetStream's acks; failed ones are retried
 /// with backoff until NATS takes them. Rings each touched supervisor's doorbell afterwards.
-async fn publish_outbox(c: Conn, mut rx: mpsc::Receiver<WorkMsg>) {
+/// A task whose message is larger than the server's `max_payload` can never be taken: it is
+/// stored FAILED with the sizes and what to change, not retried.
+async fn publish_outbox(c: Conn, mut rx: mpsc::Receiver<WorkMsg>, writer: Writer) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let mut delay = Duration::from_millis(50);
@@ -293,6 +295,18 @@ async fn publish_outbox(c: Conn, mut rx: mpsc::Receiver<WorkMsg>) {
                     .message_id(m.msg_id());
                 match c.js.send_publish(subject, publish).await {
                     Ok(ack) => acks.push((m, ack)),
+                    Err(e) if e.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded => {
+                        let why = format!(
+                            "cannot dispatch: {e} (the NATS server's max_payload); raise max_payload \
+                             or lower limits.max_params_bytes"
+                        );
+                        tracing::error!(task_id = %m.id, error = %why, "task too large for NATS; it FAILS");
+                        let failed_now = Transition::new(m.id, TaskState::Failed, m.attempt, why);
+                        if let Err(e) = writer.transition(failed_now).await {
+                            tracing::warn!(task_id = %m.id, error = %e, "cannot store the FAILED state; retried");
+                            failed.push(m);
+                        }
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "publish failed");
                         failed.push(m)
@@ -330,12 +344,94 @@ async fn publish_outbox(c: Conn, mut rx: mpsc::Receiver<WorkMsg>) {
     }
 }
 
-/// Persists what supervisor nodes publish: each batch of events goes through the writer
-/// (group commit) and is acked only once durable, so nothing is lost if this replica dies.
+/// Event messages read ahead of the store: pulled from NATS but not yet durable and acked.
+/// The reader pulls only as many as there is room for, so it never waits on the persister
+/// with a pull request open.
+const READ_AHEAD: usize = 4096;
+
+/// Most messages per pull request (and per chunk stored at once).
+const PULL_MAX: usize = 512;
+
+/// Persists what supervisor nodes publish, in stream order: a reader task drains pull requests
+/// as fast as NATS answers them into a queue, and this task stores the queue in chunks through
+/// the writer (group commit), acking each message only once durable, so nothing is lost if this
+/// replica dies. The reader must never stall behind a slow store: async-nats ends a pull
+/// request whose messages are not read within its expiry plus 5 s and drops what it buffered,
+/// which NATS redelivers only after the ack wait, after later events (a RUNNING stored after
+/// its task's SUCCEEDED is ignored, so it would be missing from the history).
+///
+/// The order holds within one tier-0 replica. Replicas share the consumer, so with several of
+/// them two events of one task may be stored by different replicas in either order.
 async fn persist_events(c: Conn, writer: Writer) {
+    let room = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD));
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(read_events(c, room.clone(), tx));
+    let mut ahead = ReadAhead {
+        backlog: std::collections::VecDeque::new(),
+        rx,
+        kept_at: tokio::time::Instant::now(),
+    };
+    while let Some(chunk) = ahead.next_chunk().await {
+        let n = chunk.len();
+        persist_chunk(&writer, chunk, &mut ahead).await;
+        room.add_permits(n);
+    }
+}
+
+/// Event messages read but not yet taken into a chunk, in stream order.
+struct ReadAhead {
+    /// Moved out of `rx` (to keep them alive, or because a chunk was full).
+    backlog: std::collections::VecDeque<jetstream::Message>,
+    /// What the reader pulled since.
+    rx: mpsc::UnboundedReceiver<jetstream::Message>,
+    /// When they were last kept from redelivery.
+    kept_at: tokio::time::Instant,
+}
+
+impl ReadAhead {
+    /// The next messages to store, at most [`PULL_MAX`]; waits for one. None once the reader
+    /// is gone.
+    async fn next_chunk(&mut self) -> Option<Vec<jetstream::Message>> {
+        if self.backlog.is_empty() {
+            let m = self.rx.recv().await?;
+            self.backlog.push_back(m);
+        }
+        while let Ok(m) = self.rx.try_recv() {
+            self.backlog.push_back(m);
+        }
+        let n = self.backlog.len().min(PULL_MAX);
+        Some(self.backlog.drain(..n).collect())
+    }
+
+    /// Tells NATS that `current` and everything read behind it are still in work (progress
+    /// acks), so none is redelivered while the store is slow.
+    async fn keep_alive(&mut self, current: &[jetstream::Message]) {
+        while let Ok(m) = self.rx.try_recv() {
+            self.backlog.push_back(m);
+        }
+        for m in current.iter().chain(self.backlog.iter()) {
+            let _ = m.ack_with(jetstream::AckKind::Progress).await;
+        }
+        self.kept_at = tokio::time::Instant::now();
+    }
+
+    /// When the next keep-alive is due.
+    fn keep_alive_due(&self) -> tokio::time::Instant {
+        self.kept_at + KEEP_ALIVE
+    }
+}
+
+/// Pulls event messages into `tx` for [`persist_events`], at most [`READ_AHEAD`] unacked (each
+/// holds a permit of `room` until the persister returns it). Restarts with backoff when NATS
+/// fails it.
+async fn read_events(
+    c: Conn,
+    room: Arc<tokio::sync::Semaphore>,
+    tx: mpsc::UnboundedSender<jetstream::Message>,
+) {
     let mut delay = Duration::from_millis(100);
     loop {
-        match consume_events(&c, &writer).await {
+        match pull_events(&c, &room, &tx).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::error!(error = %e, "event consumer stopped; restarting it");
@@ -346,7 +442,11 @@ async fn persist_events(c: Conn, writer: Writer) {
     }
 }
 
-async fn consume_events(c: &Conn, writer: &Writer) -> anyhow::Result<()> {
+async fn pull_events(
+    c: &Conn,
+    room: &tokio::sync::Semaphore,
+    tx: &mpsc::UnboundedSender<jetstream::Message>,
+) -> anyhow::Result<()> {
     let stream = c.js.get_stream(c.names.events_stream()).await?;
     let name = c.names.events_consumer();
     let consumer: consumer::PullConsumer = stream
@@ -364,104 +464,120 @@ async fn consume_events(c: &Conn, writer: &Writer) -> anyhow::Result<()> {
     // Pull requests that expire and are sent again, rather than one endless stream: after a
     // NATS restart a lost request cannot stall persistence for good.
     loop {
-        let batch = consumer
-            .batch()
-            .max_messages(512)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await?;
-        let mut chunks = batch.ready_chunks(512);
-        while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(7), chunks.next()).await {
-            persist_chunk(writer, chunk).await?;
+        // Room for the whole request first: its messages are then read as they come.
+        room.acquire().await?.forget();
+        let mut want = 1;
+        while want < PULL_MAX
+            && let Ok(p) = room.try_acquire()
+        {
+            p.forget();
+            want += 1;
+        }
+        let mut got = 0;
+        let pulled = async {
+            let mut batch = consumer
+                .batch()
+                .max_messages(want)
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await?;
+            while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(7), batch.next()).await {
+                match m {
+                    Ok(m) => {
+                        got += 1;
+                        if tx.send(m).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "event pull: message error"),
+                }
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        room.add_permits(want - got);
+        pulled?;
+        if tx.is_closed() {
+            return Ok(());
         }
     }
 }
 
+/// How often messages waiting to be stored are kept from redelivery (well inside the events
+/// consumer's 30 s ack wait).
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// Most events written in one transaction by [`persist_chunk`] (also bounded by
+/// `store.batch_max`).
+const GROUP_MAX: usize = 1024;
+
 /// Stores one chunk of event messages and acks each message once all its events are durable
-/// (a message may hold several events: [`wire::decode_events`]). Events the store did not
-/// take are written again, in order, with backoff, until it does, while their messages are
-/// kept from redelivery: a message is never replayed whole, so the events of it that were
-/// stored are not applied a second time (after later ones).
-async fn persist_chunk(
-    writer: &Writer,
-    chunk: Vec<Result<jetstream::Message, async_nats::Error>>,
-) -> anyhow::Result<()> {
-    let mut messages = Vec::with_capacity(chunk.len());
+/// (a message may hold several events: [`wire::decode_events`]). The events are written in
+/// order, in groups that commit whole or not at all ([`Writer::write_together`]); a group the
+/// store did not take is written again, with backoff, before any later one. Every
+/// [`KEEP_ALIVE`] (checked before each group and while a write waits) and after a failed
+/// write, this chunk and everything read behind it are kept from redelivery. So no event is
+/// stored after a later event of its task, and a message is never replayed whole (its stored
+/// events would apply a second time).
+async fn persist_chunk(writer: &Writer, messages: Vec<jetstream::Message>, ahead: &mut ReadAhead) {
     let mut pending = Vec::new();
-    for m in chunk {
-        let m = match m {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!(error = %e, "event pull: message error");
-                continue;
-            }
-        };
+    for m in &messages {
         for ev in wire::decode_events(&m.payload) {
             match ev {
-                Ok(ev) => pending.push((messages.len(), ev)),
+                Ok(ev) => pending.push(write_of(writer, ev)),
                 Err(e) => tracing::error!(error = %e, subject = %m.subject, "undecodable event dropped"),
             }
         }
-        messages.push(m);
     }
-    let mut delay = Duration::from_millis(100);
-    loop {
-        // In order, across messages: the writer takes them in the order they are polled.
-        let results =
-            futures::future::join_all(pending.iter().map(|(_, ev)| store_event(writer, ev.clone()))).await;
-        let mut failed = Vec::new();
-        let mut why = None;
-        for (p, res) in pending.into_iter().zip(results) {
-            if let Err(e) = res {
-                why = Some(e);
-                failed.push(p);
-            }
+    for group in pending.chunks(GROUP_MAX.min(writer.batch_max())) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let write = writer.write_together(group.to_vec());
+            tokio::pin!(write);
+            let written = loop {
+                tokio::select! {
+                    r = &mut write => break r,
+                    _ = tokio::time::sleep_until(ahead.keep_alive_due()) => ahead.keep_alive(&messages).await,
+                }
+            };
+            let Err(e) = written else { break };
+            tracing::warn!(events = group.len(), error = %e, retry_in_ms = delay.as_millis() as u64,
+                "events not stored; writing them again");
+            ahead.keep_alive(&messages).await;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
         }
-        let Some(why) = why else { break };
-        tracing::warn!(events = failed.len(), error = %why, retry_in_ms = delay.as_millis() as u64,
-            "events not stored; writing them again");
-        let held: std::collections::BTreeSet<usize> = failed.iter().map(|(i, _)| *i).collect();
-        for i in held {
-            let _ = messages[i].ack_with(jetstream::AckKind::Progress).await;
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
-        pending = failed;
     }
     for m in messages {
         if let Err(e) = m.ack().await {
             tracing::debug!(error = %e, "event ack failed (redelivered; stored once)");
         }
     }
-    Ok(())
 }
 
-/// Writes one event through the writer; Ok once it is durable (or, for progress, queued).
-async fn store_event(writer: &Writer, ev: EventMsg) -> Result<(), crate::store::StoreError> {
+/// The store write of one event, with the traceparent of its task's trace.
+fn write_of(writer: &Writer, ev: EventMsg) -> (WriteOp, Option<String>) {
     match ev {
         EventMsg::Transition(mut t) => {
             let tp = t.traceparent.take();
-            writer
-                .transition_traced(t.into(), tp.as_deref())
-                .await
-                .map(|_| ())
+            (WriteOp::Transition(t.into()), tp)
         }
-        EventMsg::Insert { record } => writer.insert(*record).await.map(|_| ()),
-        EventMsg::Usage { task_id, usage } => writer.usage_durable(task_id, usage).await,
+        EventMsg::Insert { record } => (WriteOp::Insert(record), None),
+        EventMsg::Usage { task_id, usage } => (writer.priced_usage(task_id, usage), None),
         EventMsg::Progress {
             task_id,
             attempt,
             fraction,
             message,
-        } => {
-            writer.write_lossy(WriteOp::Progress {
+        } => (
+            WriteOp::Progress {
                 task_id,
                 attempt,
                 fraction,
                 message,
-            });
-            Ok(())
-        }
+            },
+            None,
+        ),
     }
 }
 

@@ -289,8 +289,45 @@ impl EventMsg {
 }
 
 /// Most bytes of events packed into one message of the events stream (well under NATS's
-/// default 1 MiB payload limit); a larger event travels alone.
+/// default 1 MiB payload limit; [`pack_limit`] lowers it for a server that allows less); a
+/// larger event travels alone.
 pub const PACK_BYTES: usize = 256 * 1024;
+
+/// Room left in a NATS message for its headers (message id, traceparent) and framing.
+const HEADER_ROOM: usize = 4 * 1024;
+
+/// The pack limit for a NATS server whose `max_payload` (payload plus headers) is `max_payload`.
+pub fn pack_limit(max_payload: usize) -> usize {
+    PACK_BYTES.min(max_payload.saturating_sub(HEADER_ROOM)).max(1)
+}
+
+impl EventMsg {
+    /// What to publish instead of this event when NATS refuses it as larger than its
+    /// `max_payload` (`why` quotes the sizes): a terminal transition becomes FAILED without its
+    /// result, so the task ends and is not run again; other events (a huge progress text, a
+    /// sub-task's insert) have no smaller form and are None (the caller drops them, logged).
+    pub fn shrunk_for_bus(&self, why: &str) -> Option<EventMsg> {
+        let EventMsg::Transition(t) = self else {
+            return None;
+        };
+        if !t.state.is_terminal() {
+            return None;
+        }
+        Some(EventMsg::Transition(TransitionMsg {
+            task_id: t.task_id,
+            state: TaskState::Failed,
+            attempt: t.attempt,
+            message: format!(
+                "the {} outcome could not be delivered: {why} (the NATS server's max_payload); \
+                 raise max_payload or make the task's result smaller",
+                t.state.as_str()
+            ),
+            result: None,
+            sign: false,
+            traceparent: t.traceparent.clone(),
+        }))
+    }
+}
 
 impl EventMsg {
     /// Whether this event may share a message with others: transitions and progress. A
@@ -316,9 +353,9 @@ pub struct EventPack {
 }
 
 /// Packs `(supervisor, event)` pairs into as few messages as keep their order: consecutive
-/// packable events of one supervisor share a message up to [`PACK_BYTES`]. An event that cannot
-/// be encoded is logged and left out.
-pub fn pack_events(events: impl IntoIterator<Item = (String, EventMsg)>) -> Vec<EventPack> {
+/// packable events of one supervisor share a message up to `limit` bytes ([`pack_limit`]). An
+/// event that cannot be encoded is logged and left out.
+pub fn pack_events(events: impl IntoIterator<Item = (String, EventMsg)>, limit: usize) -> Vec<EventPack> {
     struct Open {
         supervisor: String,
         events: Vec<EventMsg>,
@@ -364,7 +401,7 @@ pub fn pack_events(events: impl IntoIterator<Item = (String, EventMsg)>) -> Vec<
             && o.packable
             && packable
             && o.supervisor == supervisor
-            && o.bytes + body.len() < PACK_BYTES
+            && o.bytes + body.len() < limit
         {
             o.bytes += body.len() + 1;
             o.events.push(event);
@@ -386,6 +423,34 @@ pub fn pack_events(events: impl IntoIterator<Item = (String, EventMsg)>) -> Vec<
         out.push(close(o));
     }
     out
+}
+
+/// What to publish instead of a pack NATS refused as larger than its `max_payload` (`why`
+/// quotes the sizes): a pack of several events is split into one message per event (the
+/// server's limit shrank since it was packed); a lone event is replaced by its smaller form
+/// ([`EventMsg::shrunk_for_bus`]) or, without one, dropped. Both are logged.
+pub fn refit_for_bus(pack: EventPack, why: &str, limit: usize) -> Vec<EventPack> {
+    if pack.events.len() > 1 {
+        tracing::warn!(events = pack.events.len(), error = %why, "events pack too large for NATS; sent one by one");
+        return pack
+            .events
+            .into_iter()
+            .flat_map(|e| pack_events([(pack.supervisor.clone(), e)], limit))
+            .collect();
+    }
+    let Some(event) = pack.events.into_iter().next() else {
+        return Vec::new();
+    };
+    match event.shrunk_for_bus(why) {
+        Some(smaller) => {
+            tracing::error!(msg_id = %pack.msg_id, error = %why, "event too large for NATS; its task FAILS");
+            pack_events([(pack.supervisor, smaller)], limit)
+        }
+        None => {
+            tracing::error!(msg_id = %pack.msg_id, error = %why, "event too large for NATS; dropped");
+            Vec::new()
+        }
+    }
 }
 
 /// The events of one message of the events stream (see [`EventPack`]), each decoded on its
@@ -490,19 +555,22 @@ mod tests {
                 tokens_out: 2,
             },
         };
-        let packs = pack_events([
-            (sys(), transition(a, TaskState::Running, None)),
-            (sys(), transition(b, TaskState::Running, None)),
-            (
-                sys(),
-                transition(a, TaskState::Succeeded, Some(serde_json::json!({"x": 1}))),
-            ),
-            // Usage travels alone, and what follows starts a new message: order is kept.
-            (sys(), usage),
-            (sys(), transition(b, TaskState::Succeeded, None)),
-            // Another supervisor's subject.
-            ("multimodal".to_string(), transition(b, TaskState::Failed, None)),
-        ]);
+        let packs = pack_events(
+            [
+                (sys(), transition(a, TaskState::Running, None)),
+                (sys(), transition(b, TaskState::Running, None)),
+                (
+                    sys(),
+                    transition(a, TaskState::Succeeded, Some(serde_json::json!({"x": 1}))),
+                ),
+                // Usage travels alone, and what follows starts a new message: order is kept.
+                (sys(), usage),
+                (sys(), transition(b, TaskState::Succeeded, None)),
+                // Another supervisor's subject.
+                ("multimodal".to_string(), transition(b, TaskState::Failed, None)),
+            ],
+            PACK_BYTES,
+        );
         let shapes: Vec<(&str, usize)> = packs
             .iter()
             .map(|p| (p.supervisor.as_str(), p.events.len()))
@@ -569,7 +637,7 @@ mod tests {
                 transition(huge, TaskState::Succeeded, Some(huge_result)),
             ),
         );
-        let packs = pack_events(events);
+        let packs = pack_events(events, PACK_BYTES);
         for p in &packs {
             assert!(
                 p.body.len() <= PACK_BYTES || p.events.len() == 1,
@@ -591,5 +659,110 @@ mod tests {
                 .iter()
                 .any(|p| p.events.len() == 1 && states(&p.events)[0].0 == huge)
         );
+    }
+
+    #[test]
+    fn a_server_with_a_small_max_payload_gets_smaller_packs_and_oversized_outcomes_fail() {
+        assert_eq!(
+            pack_limit(1 << 20),
+            PACK_BYTES,
+            "NATS's default leaves the default"
+        );
+        assert_eq!(pack_limit(64 * 1024), 60 * 1024, "headers keep their room");
+        assert_eq!(pack_limit(100), 1);
+        let limit = pack_limit(64 * 1024);
+        let body = serde_json::json!({"blob": "x".repeat(limit / 4)});
+        let events: Vec<(String, EventMsg)> = (0..9)
+            .map(|_| {
+                let t = transition(TaskId::new(), TaskState::Succeeded, Some(body.clone()));
+                ("system".to_string(), t)
+            })
+            .collect();
+        let packs = pack_events(events, limit);
+        assert!(packs.len() >= 3, "{} packs", packs.len());
+        assert!(packs.iter().all(|p| p.body.len() <= limit), "every pack fits");
+
+        let id = TaskId::new();
+        let mut done = transition(id, TaskState::Succeeded, Some(body));
+        if let EventMsg::Transition(t) = &mut done {
+            t.attempt = 2;
+            t.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        }
+        let Some(EventMsg::Transition(failed)) = done.shrunk_for_bus("2000000 > 1048576 bytes") else {
+            panic!("a terminal transition has a smaller form");
+        };
+        assert_eq!(
+            (failed.task_id, failed.state, failed.attempt),
+            (id, TaskState::Failed, 2)
+        );
+        assert!(failed.result.is_none());
+        assert!(failed.traceparent.is_some(), "still in the task's trace");
+        assert!(
+            failed
+                .message
+                .contains("SUCCEEDED outcome could not be delivered: 2000000 > 1048576 bytes"),
+            "{}",
+            failed.message
+        );
+        assert!(
+            transition(id, TaskState::Running, None)
+                .shrunk_for_bus("x")
+                .is_none()
+        );
+        let progress = EventMsg::Progress {
+            task_id: id,
+            attempt: 1,
+            fraction: 0.5,
+            message: "m".into(),
+        };
+        assert!(progress.shrunk_for_bus("x").is_none());
+    }
+
+    #[test]
+    fn a_pack_refused_as_too_large_is_split_and_a_lone_outcome_fails() {
+        let sys = || "system".to_string();
+        let (a, b) = (TaskId::new(), TaskId::new());
+        let packs = pack_events(
+            [
+                (sys(), transition(a, TaskState::Running, None)),
+                (sys(), transition(b, TaskState::Running, None)),
+                (sys(), transition(a, TaskState::Succeeded, None)),
+            ],
+            PACK_BYTES,
+        );
+        assert_eq!(packs.len(), 1);
+        let split = refit_for_bus(packs.into_iter().next().unwrap(), "too big", PACK_BYTES);
+        let shapes: Vec<Vec<(TaskId, &str)>> = split.iter().map(|p| states(&p.events)).collect();
+        assert_eq!(
+            shapes,
+            [vec![(a, "RUNNING")], vec![(b, "RUNNING")], vec![(a, "SUCCEEDED")]],
+            "one message per event, in order"
+        );
+        assert_eq!(
+            split[2].msg_id,
+            format!("{a}.1.SUCCEEDED"),
+            "a lone transition's own id"
+        );
+
+        let lone = split.into_iter().last().unwrap();
+        let failed = refit_for_bus(
+            lone,
+            "Payload size limit of 10 exceeded by message size of 20",
+            PACK_BYTES,
+        );
+        assert_eq!(failed.len(), 1);
+        let Some(EventMsg::Transition(t)) = failed[0].events.first() else {
+            panic!("a transition");
+        };
+        assert_eq!((t.task_id, t.state), (a, TaskState::Failed));
+        assert!(
+            t.message.contains("exceeded by message size of 20"),
+            "{}",
+            t.message
+        );
+        assert_eq!(failed[0].msg_id, format!("{a}.1.FAILED"));
+
+        let running = pack_events([(sys(), transition(b, TaskState::Running, None))], PACK_BYTES);
+        assert!(refit_for_bus(running.into_iter().next().unwrap(), "too big", PACK_BYTES).is_empty());
     }
 }

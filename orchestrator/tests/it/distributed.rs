@@ -319,21 +319,38 @@ struct PrivateNats {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// A configuration file, if the server needs more than the command line gives.
+    conf: Option<PathBuf>,
 }
 
 impl PrivateNats {
     fn start(dir: &Path, port: u16) -> PrivateNats {
+        Self::start_conf(dir, port, None)
+    }
+
+    /// Starts with `conf` (nats-server configuration text) as its configuration file.
+    fn start_conf(dir: &Path, port: u16, conf: Option<&str>) -> PrivateNats {
+        let conf = conf.map(|text| {
+            let path = dir.join("nats.conf");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
         let mut n = PrivateNats {
             child: None,
             port,
             dir: dir.to_path_buf(),
+            conf,
         };
         n.up();
         n
     }
 
     fn up(&mut self) {
-        let child = Command::new("/usr/sbin/nats-server")
+        let mut cmd = Command::new("/usr/sbin/nats-server");
+        if let Some(conf) = &self.conf {
+            cmd.arg("-c").arg(conf);
+        }
+        let child = cmd
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -363,6 +380,55 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A NATS server that takes smaller messages than cadre's limits allow (64 KiB): a task too
+/// large to dispatch is FAILED at once, saying why, and is not retried; events are packed
+/// small enough for the server, so tasks with sizeable results still finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nats_server_with_a_small_max_payload_fails_only_what_cannot_fit() {
+    let nats_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _nats = PrivateNats::start_conf(nats_dir.path(), port, Some("max_payload: 65536\n"));
+    let cluster = Cluster::start(&format!("nats://127.0.0.1:{port}"), &[("system", 1)], "").await;
+    cluster.wait_replicas(1).await;
+    let mut c = cluster.orchestrator.tasks().await;
+
+    let big = format!("{{\"blob\": \"{}\"}}", "x".repeat(100_000));
+    let too_big = submit(&mut c, spec("system.debug.echo", &big)).await;
+    // 40 tasks, submitted at once, whose results (their params, echoed) are 6 KB each: events
+    // that finish together are packed, and must be packed (or split) to fit 64 KiB messages.
+    let medium = format!("{{\"blob\": \"{}\"}}", "y".repeat(6_000));
+    let submits = (0..40).map(|_| {
+        let mut c = c.clone();
+        let medium = medium.clone();
+        async move { submit(&mut c, spec("system.debug.echo", &medium)).await.id }
+    });
+    let mut ids = vec![too_big.id.clone()];
+    ids.extend(futures::future::join_all(submits).await);
+    let done = wait_all_terminal(&mut c, &ids, Duration::from_secs(60)).await;
+    let failed = &done[&too_big.id];
+    assert_eq!(state(failed), v1::TaskState::Failed);
+    assert!(
+        failed.error.contains("max_payload") && failed.error.contains("limits.max_params_bytes"),
+        "the reason names the limit and what to change: {}",
+        failed.error
+    );
+    for id in &ids[1..] {
+        assert_eq!(state(&done[id]), v1::TaskState::Succeeded, "{id}");
+        assert!(done[id].result_json.len() > 6_000);
+    }
+    let history: Vec<v1::TaskState> = events(&mut c, &too_big.id, 0)
+        .await
+        .iter()
+        .map(ev_state)
+        .collect();
+    assert_eq!(
+        history,
+        [v1::TaskState::Queued, v1::TaskState::Failed],
+        "never dispatched, failed once"
+    );
+    drop(cluster);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
