@@ -181,27 +181,11 @@ impl Writer {
         self.submit(WriteOp::Transition(t)).await
     }
 
-    /// Like [`Writer::transition`] for a transition decided in another process: a terminal one
-    /// gets its `task.record` span as a child of `traceparent` (the task's trace), open until
-    /// the commit.
-    pub async fn transition_traced(
-        &self,
-        t: Transition,
-        traceparent: Option<&str>,
-    ) -> Result<WriteOutcome, StoreError> {
-        let (req, rx) = traced_request(WriteOp::Transition(t), traceparent);
-        self.tx
-            .send(req)
-            .await
-            .map_err(|_| StoreError("writer stopped".into()))?;
-        rx.await.map_err(|_| StoreError("writer stopped".into()))?
-    }
-
     /// Writes `writes` in one transaction, in this order, and waits until they are durable:
     /// either all of them are stored or none is (every one then gets the same error), so a
     /// caller that writes them again cannot have a later event of a task stored before an
-    /// earlier one that failed. Each write may carry the traceparent of the task's trace (as
-    /// in [`Writer::transition_traced`]). A group is never split; one larger than
+    /// earlier one that failed. Each write may carry the traceparent of the task's trace: a
+    /// terminal transition decided in another process then gets its `task.record` span in it. A group is never split; one larger than
     /// [`Writer::batch_max`] is committed alone, above that bound, so callers keep within it.
     pub async fn write_together(&self, writes: Vec<(WriteOp, Option<String>)>) -> Result<(), StoreError> {
         let mut replies = Vec::with_capacity(writes.len());
@@ -235,13 +219,6 @@ impl Writer {
         }
     }
 
-    /// Queues a write nobody waits for; dropped (and counted) when the queue is full.
-    pub fn write_lossy(&self, op: WriteOp) {
-        if self.tx.try_send(Request::new(Some(op), None)).is_err() {
-            metrics::counter!("cadre_progress_dropped_total").increment(1);
-        }
-    }
-
     /// Waits until every write sent before this call is durable (used at shutdown).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.send(None).await.map(|_| ())
@@ -264,13 +241,7 @@ impl Writer {
 #[async_trait]
 impl TaskSink for Writer {
     fn usage(&self, task_id: TaskId, usage: cadre_agents::Usage) {
-        let cost_usd = self.budgets.cost(&usage);
-        let op = WriteOp::Usage {
-            task_id,
-            usage,
-            cost_usd,
-            at_ms: now_ms(),
-        };
+        let op = self.priced_usage(task_id, usage);
         // Keep the order with the task's transitions when there is room; otherwise wait for
         // room in a task of its own: usage is never dropped.
         match self.tx.try_send(Request::new(Some(op), None)) {
