@@ -59,7 +59,7 @@ impl AuditDraft {
     /// A draft for an act by `p` (or by an unknown caller).
     pub fn new(p: Option<&Principal>, action: &str, target: &str, outcome: &str, detail: &str) -> Self {
         AuditDraft {
-            at_ms: crate::store::sqlite::now_ms(),
+            at_ms: cadre_proto::clock::now_ms(),
             actor: p.map(|p| p.subject.clone()).unwrap_or_else(|| "unknown".into()),
             tenant: p.map(|p| p.tenant.clone()).unwrap_or_default(),
             role: p.map(|p| p.role.to_string()).unwrap_or_default(),

@@ -124,22 +124,6 @@ pub struct Budgets {
     today: Mutex<(String, HashMap<String, Spend>)>,
 }
 
-/// Today's UTC date, `YYYY-MM-DD`.
-pub fn utc_day(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 /// The larger of `spent / cap` over tokens and USD; None when `cap` has no limit.
 fn used_ratio(cap: &Cap, spent: Spend) -> Option<f64> {
     let tokens = (cap.daily_tokens > 0).then(|| spent.tokens as f64 / cap.daily_tokens as f64);
@@ -266,13 +250,6 @@ impl Budgets {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_days() {
-        assert_eq!(utc_day(0), "1970-01-01");
-        assert_eq!(utc_day(1_795_377_898_405), "2026-11-22");
-        assert_eq!(utc_day(951_782_400_000), "2000-02-29");
-    }
 
     #[test]
     fn the_most_restrictive_cap_decides() {

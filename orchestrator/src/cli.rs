@@ -1094,7 +1094,7 @@ async fn audit_command(command: AuditCommand, source: &AuditSource) -> Result<i3
             let records = store.audit_records(Some(&id.to_string())).await?;
             let package = serde_json::json!({
                 "task_id": id.to_string(),
-                "generated_at_ms": crate::store::sqlite::now_ms(),
+                "generated_at_ms": cadre_proto::clock::now_ms(),
                 "node_public_key_pem": pems[0],
                 "trusted_public_keys_pem": pems,
                 "signed_heads": heads,

@@ -225,7 +225,7 @@ impl AdminService for AdminApi {
         };
         let ttl = Duration::from_secs(r.ttl_secs);
         let token = self.0.auth.issue_token(&subject, &r.tenant, role, ttl)?;
-        let expires_at_ms = crate::store::sqlite::now_ms() + ttl.as_millis() as i64;
+        let expires_at_ms = cadre_proto::clock::now_ms() + ttl.as_millis() as i64;
         tracing::info!(by = %p.subject, %subject, tenant = %r.tenant, %role, "token issued");
         let detail = format!("tenant {} role {role} ttl {} s", r.tenant, r.ttl_secs);
         self.0

@@ -11,14 +11,15 @@ use tokio::sync::mpsc;
 
 use crate::audit::AuditDraft;
 use crate::auth::{Action, Authenticator, Principal};
-use crate::budget::{self, Budgets, Verdict};
+use crate::budget::{Budgets, Verdict};
 use crate::config::{Config, ConfigSource};
 use crate::error::{Error, Result};
 use crate::hub::{Hub, TaskWatch};
 use crate::orchestrator::{OrchestratorMsg, Recovery};
 use crate::quota::Quotas;
-use crate::store::{EventFilter, Store, StoreError, TaskFilter, UsageFilter, WriteOutcome, sqlite::now_ms};
+use crate::store::{EventFilter, Store, StoreError, TaskFilter, UsageFilter, WriteOutcome};
 use crate::writer::Writer;
+use cadre_proto::clock::now_ms;
 
 /// Largest page `List` returns.
 pub const MAX_PAGE_SIZE: u32 = 1000;
@@ -174,7 +175,7 @@ impl Node {
             )));
         }
         let mut spec = spec;
-        match self.budgets.check(&budget::utc_day(now_ms()), tenant) {
+        match self.budgets.check(&cadre_proto::clock::utc_day(now_ms()), tenant) {
             Verdict::Ok => {}
             Verdict::Exceeded(why) => return Err(Error::Exhausted(why)),
             Verdict::NearCap(why) => self.fall_back(&mut spec, &why),
@@ -185,24 +186,7 @@ impl Node {
                 "the node holds {max} unfinished tasks (limits.max_pending_tasks); retry later"
             )));
         }
-        let now = now_ms();
-        let record = TaskRecord {
-            id: TaskId::new(),
-            tenant: tenant.to_string(),
-            spec,
-            state: TaskState::Queued,
-            attempt: 0,
-            supervisor: route.supervisor.clone(),
-            worker_kind: route.worker.clone(),
-            result: None,
-            error: None,
-            created_at_ms: now,
-            updated_at_ms: now,
-            seq: 1,
-            children: Vec::new(),
-            result_signature: None,
-            usage: Vec::new(),
-        };
+        let record = TaskRecord::queued(tenant, spec, &route.supervisor, &route.worker);
         let mut queued = self
             .recovery
             .queued(&record, route)
@@ -242,8 +226,7 @@ impl Node {
         let wait = if wait_ms > 0 {
             Duration::from_millis(wait_ms)
         } else {
-            let r = &record.spec.retry;
-            record.spec.timeout * r.max_attempts + r.max_backoff * r.max_attempts + Duration::from_secs(5)
+            record.wait_budget()
         };
         let Some(live) = live else {
             return self.wait_terminal(record.id, wait).await;
@@ -294,7 +277,7 @@ impl Node {
             return Err(SpecError::invalid("day", format!("{day:?} is not a UTC date YYYY-MM-DD")).into());
         }
         let day = if day.is_empty() {
-            budget::utc_day(now_ms())
+            cadre_proto::clock::utc_day(now_ms())
         } else {
             day.to_string()
         };

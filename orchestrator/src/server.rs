@@ -335,7 +335,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
     let hub = Hub::new(config.limits.event_buffer);
     let pending = store.count_unfinished().await?;
     let sealer = Sealer::new(audit::node_key(&config.node.data_dir)?, &config.node.data_dir);
-    let today = budget::utc_day(crate::store::sqlite::now_ms());
+    let today = cadre_proto::clock::utc_day(cadre_proto::clock::now_ms());
     let filter = UsageFilter {
         day: Some(today.clone()),
         ..Default::default()

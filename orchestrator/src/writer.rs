@@ -23,7 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::{AuditDraft, ChainTail, Sealer};
 use crate::budget::Budgets;
 use crate::hub::Hub;
-use crate::store::{Store, StoreError, WriteOp, WriteOutcome, sqlite::now_ms};
+use crate::store::{Store, StoreError, WriteOp, WriteOutcome};
+use cadre_proto::clock::now_ms;
 
 struct Request {
     /// None is a barrier: answered once everything sent before it is durable.

@@ -210,6 +210,13 @@ impl RetryPolicy {
         Duration::from_secs_f64(capped * (0.5 + 0.5 * jitter.clamp(0.0, 1.0)))
     }
 
+    /// How long a caller waits by default for a task under this policy to finish, when it
+    /// asks for no wait of its own (SubmitAndWait, Delegate, sub-tasks): long enough for every
+    /// attempt to use its whole `timeout` and every backoff its maximum, plus 5 s of slack.
+    pub fn wait_budget(&self, timeout: Duration) -> Duration {
+        timeout * self.max_attempts + self.max_backoff * self.max_attempts + Duration::from_secs(5)
+    }
+
     /// Converts from the wire, filling zero fields from `defaults` and checking ranges.
     pub fn from_wire(wire: &v1::RetryPolicy, defaults: &RetryPolicy) -> Result<Self, SpecError> {
         let pick_ms = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_millis(v) };
@@ -653,6 +660,35 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// A new task as every intake path stores it: a fresh id, QUEUED at seq 1, no attempt yet,
+    /// routed to `supervisor`'s `worker_kind` pool, created now.
+    pub fn queued(tenant: impl Into<String>, spec: TaskSpec, supervisor: &str, worker_kind: &str) -> Self {
+        let now = crate::clock::now_ms();
+        TaskRecord {
+            id: TaskId::new(),
+            tenant: tenant.into(),
+            spec,
+            state: TaskState::Queued,
+            attempt: 0,
+            supervisor: supervisor.to_string(),
+            worker_kind: worker_kind.to_string(),
+            result: None,
+            error: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            seq: 1,
+            children: Vec::new(),
+            result_signature: None,
+            usage: Vec::new(),
+        }
+    }
+
+    /// How long a caller waits by default for this task to finish
+    /// ([`RetryPolicy::wait_budget`] of its spec).
+    pub fn wait_budget(&self) -> Duration {
+        self.spec.retry.wait_budget(self.spec.timeout)
+    }
+
     /// The wire form.
     pub fn to_wire(&self) -> v1::Task {
         v1::Task {
@@ -685,6 +721,37 @@ mod tests {
             params_json: params.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_queued_record_is_new_and_routed() {
+        let limits = SpecLimits::default();
+        let spec = TaskSpec::from_wire(Some(&wire("system.debug.echo", "{}")), &limits).unwrap();
+        let a = TaskRecord::queued("acme", spec.clone(), "system", "monitor");
+        let b = TaskRecord::queued("acme", spec, "system", "monitor");
+        assert_ne!(a.id, b.id);
+        assert_eq!((a.state, a.attempt, a.seq), (TaskState::Queued, 0, 1));
+        assert_eq!(
+            (a.tenant.as_str(), a.supervisor.as_str(), a.worker_kind.as_str()),
+            ("acme", "system", "monitor")
+        );
+        assert_eq!(a.created_at_ms, a.updated_at_ms);
+        assert!(a.result.is_none() && a.error.is_none() && a.children.is_empty());
+    }
+
+    #[test]
+    fn the_wait_budget_covers_every_attempt_and_backoff() {
+        let retry = RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            multiplier: 2.0,
+        };
+        // 3 attempts of 10 s, 3 maximal backoffs of 2 s, 5 s of slack.
+        assert_eq!(
+            retry.wait_budget(Duration::from_secs(10)),
+            Duration::from_secs(41)
+        );
     }
 
     #[test]

@@ -1,13 +1,23 @@
-//! The cadre contract.
+//! The cadre contract: the wire (`.proto` files and the code generated from them) and the
+//! domain types every tier speaks, with the clock they are stamped by.
+//!
+//! Layer: 0 (the bottom).
+//! May import: none of our crates.
 //!
 //! Layout:
 //! - [`v1`]: code generated from `proto/cadre/v1/*.proto` (messages, tonic clients and servers).
 //! - [`domain`]: the domain types every tier speaks ([`TaskId`], [`TaskSpec`], [`TaskState`],
 //!   [`TaskEvent`], [`Priority`], [`RetryPolicy`], [`TaskRecord`]) and their conversions to and
-//!   from the wire types, including validation of untrusted wire input.
+//!   from the wire types, including validation of untrusted wire input; [`TaskRecord::queued`]
+//!   builds the new QUEUED task every intake path stores, [`RetryPolicy::wait_budget`] the
+//!   default wait for a task to finish.
+//! - [`role`]: the rings a credential holds ([`Role`]).
+//! - [`clock`]: wall time in Unix milliseconds and the UTC day, used by every tier.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod domain;
+pub mod role;
 
 /// Generated wire types and services of package `cadre.v1`.
 #[allow(missing_docs, clippy::all)]
@@ -19,3 +29,4 @@ pub mod v1 {
 }
 
 pub use domain::*;
+pub use role::Role;

@@ -24,7 +24,8 @@ pub use roles::{Action, Principal, Role};
 
 use crate::config::AuthConfig;
 use crate::error::Error;
-use crate::store::{ApiKeyRecord, Store, sqlite::now_ms};
+use crate::store::{ApiKeyRecord, Store};
+use cadre_proto::clock::now_ms;
 
 /// File in the data dir holding the bootstrap commander credential.
 pub const CREDENTIALS_FILE: &str = "credentials";

@@ -184,10 +184,7 @@ impl cadre_agents::Delegate for NodeDelegate {
             .submit(&p, Some(&spec))
             .await
             .map_err(|e| ExecError::Fatal(format!("sub-task {task_type} refused: {e}")))?;
-        let r = &child.spec.retry;
-        let wait = child.spec.timeout * r.max_attempts
-            + r.max_backoff * r.max_attempts
-            + std::time::Duration::from_secs(5);
+        let wait = child.wait_budget();
         let done = tokio::select! {
             d = node.wait_terminal(child.id, wait) => d,
             _ = cancel.cancelled() => {

@@ -15,7 +15,6 @@ use super::host::Host;
 use crate::auth::{Action, Authenticator, Principal};
 use crate::error::Error;
 use crate::orchestrator::OrchestratorMsg;
-use crate::store::sqlite::now_ms;
 
 /// SupervisorPeer on a supervisor node.
 pub struct PeerService {
@@ -66,29 +65,11 @@ impl SupervisorPeer for PeerService {
         let route = routes.resolve(&spec.task_type).ok_or_else(|| {
             Status::invalid_argument(format!("spec.task_type: unknown task type {:?}", spec.task_type))
         })?;
-        let now = now_ms();
-        let record = TaskRecord {
-            id: TaskId::new(),
-            tenant,
-            spec,
-            state: TaskState::Queued,
-            attempt: 0,
-            supervisor: route.supervisor.clone(),
-            worker_kind: route.worker.clone(),
-            result: None,
-            error: None,
-            created_at_ms: now,
-            updated_at_ms: now,
-            seq: 1,
-            children: Vec::new(),
-            result_signature: None,
-            usage: Vec::new(),
-        };
+        let record = TaskRecord::queued(tenant, spec, &route.supervisor, &route.worker);
         let wait = if r.wait_ms > 0 {
             Duration::from_millis(r.wait_ms)
         } else {
-            let rp = &record.spec.retry;
-            record.spec.timeout * rp.max_attempts + rp.max_backoff * rp.max_attempts + Duration::from_secs(5)
+            record.wait_budget()
         };
         let mut task = record.to_wire();
         let executor = route.executor.clone();

@@ -409,7 +409,7 @@ pub(super) async fn status_loop(
         };
         let header = format!(
             "status at {} UTC, every {} ms",
-            clock(crate::store::sqlite::now_ms()),
+            clock(cadre_proto::clock::now_ms()),
             interval.as_millis()
         );
         match face {

@@ -39,9 +39,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use super::plan::{Live, Plan};
 use super::query::impl_sql_store;
 use super::rows::{LIVE_COLUMNS, LiveRow, TASK_COLUMNS, parse_id};
-use super::sqlite::now_ms;
 use super::{StoreError, StoreResult, WriteOp, WriteOutcome};
 use crate::audit::{AuditDraft, ChainTail, Sealer};
+use cadre_proto::clock::now_ms;
 
 /// Pooled connections when the caller does not choose (see [`super::open`]).
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
@@ -491,7 +491,7 @@ impl PgStore {
                     };
                     match tenant {
                         Some(tenant) => {
-                            let day = crate::budget::utc_day(*at_ms);
+                            let day = cadre_proto::clock::utc_day(*at_ms);
                             usage_rows.push(UsageInsert {
                                 task_id: task_id.to_string(),
                                 tenant: text(&tenant),

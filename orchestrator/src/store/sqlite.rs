@@ -41,13 +41,7 @@ struct WriterCache {
     chain: ChainTail,
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use cadre_proto::clock::now_ms;
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite:PATH`) or `path`, and migrates it.
@@ -330,7 +324,7 @@ impl SqliteStore {
                     };
                     match tenant {
                         Some(tenant) => {
-                            let day = crate::budget::utc_day(*at_ms);
+                            let day = cadre_proto::clock::utc_day(*at_ms);
                             sqlx::query(
                                 "INSERT INTO usage (task_id, tenant, model, tokens_in, tokens_out, cost_usd, day, at_ms) \
                                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -150,7 +150,7 @@ fn task(key: Option<&str>) -> TaskRecord {
 }
 
 fn now_ms() -> i64 {
-    store::sqlite::now_ms()
+    cadre_proto::clock::now_ms()
 }
 
 fn insert(r: &TaskRecord) -> WriteOp {
