@@ -14,17 +14,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use cadre_agents::{Executor, ExecutorRegistry};
-use cadre_orchestrator::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg, Recovery};
+use cadre_orchestrator::recovery::StoreRecovery;
 use cadre_orchestrator::store::Store;
 use cadre_orchestrator::store::sqlite::SqliteStore;
 use cadre_proto::{Priority, RetryPolicy, TaskId, TaskState};
 use cadre_supervisors::{
-    QueuedTask, RestartIntensity, Route, RoutingTable, SupervisorSpec, TaskSink, Transition,
+    Orchestrator, OrchestratorArgs, OrchestratorMsg, QueuedTask, RestartIntensity, Route, Router,
+    RoutingTable, SupervisorSpec, TaskSink, Transition,
 };
 use criterion::Criterion;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -98,10 +99,9 @@ async fn spawn_tree() -> Tree {
     let sink = Arc::new(WaiterSink::default());
     let registry = ExecutorRegistry::builtin();
     let echo = registry.get("echo").expect("the built-in echo executor");
-    let recovery = Recovery {
+    let recovery = StoreRecovery {
         store,
-        routes: Arc::new(RwLock::new(Arc::new(routes))),
-        registry,
+        router: Router::new(routes, registry),
         sink: sink.clone(),
     };
     let spec = SupervisorSpec {

@@ -3,8 +3,8 @@
 use cadre_proto::SpecError;
 use tonic::{Code, Status};
 
-use crate::orchestrator::ScaleError;
 use crate::store::StoreError;
+use cadre_supervisors::ScaleError;
 
 /// Why a request was refused or failed.
 #[derive(Debug, thiserror::Error)]

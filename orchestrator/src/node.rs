@@ -15,11 +15,11 @@ use crate::budget::{Budgets, Verdict};
 use crate::config::{Config, ConfigSource};
 use crate::error::{Error, Result};
 use crate::hub::{Hub, TaskWatch};
-use crate::orchestrator::{OrchestratorMsg, Recovery};
 use crate::quota::Quotas;
 use crate::store::{EventFilter, Store, StoreError, TaskFilter, UsageFilter, WriteOutcome};
 use crate::writer::Writer;
 use cadre_proto::clock::now_ms;
+use cadre_supervisors::{OrchestratorMsg, Router};
 
 /// Largest page `List` returns.
 pub const MAX_PAGE_SIZE: u32 = 1000;
@@ -45,7 +45,8 @@ pub struct Node {
     pub(crate) writer: Writer,
     pub(crate) hub: Hub,
     pub(crate) orchestrator: ActorRef<OrchestratorMsg>,
-    pub(crate) recovery: Recovery,
+    /// Routes and executors: intake resolves types and builds runnable tasks with it.
+    pub(crate) router: Router,
     /// How tasks reach supervisors: in process, or over NATS.
     pub(crate) bus: Arc<dyn crate::bus::Bus>,
 }
@@ -112,7 +113,7 @@ impl Node {
     ) -> Result<(TaskRecord, bool, Option<TaskWatch>)> {
         let tenant = p.tenant.as_str();
         let spec = TaskSpec::from_wire(wire, &self.limits)?;
-        let routes = self.recovery.routes();
+        let routes = self.router.routes();
         let Some(route) = routes.resolve(&spec.task_type) else {
             let known: Vec<&str> = routes.iter().map(|(t, _)| t.as_str()).collect();
             return Err(SpecError::invalid(
@@ -140,9 +141,8 @@ impl Node {
         // Intake validation: params that do not fit the executor's schema are refused here,
         // naming the failing path, before anything is stored.
         if let Some(schema) = self
-            .recovery
-            .registry
-            .get(&route.executor)
+            .router
+            .executor(&route.executor)
             .and_then(|e| e.params_schema())
             && let Err(e) = cadre_agents::schema::validate(&schema, &spec.params)
         {
@@ -188,7 +188,7 @@ impl Node {
         }
         let record = TaskRecord::queued(tenant, spec, &route.supervisor, &route.worker);
         let mut queued = self
-            .recovery
+            .router
             .queued(&record, route)
             .ok_or_else(|| Error::Unavailable(format!("executor {} is not available", route.executor)))?;
         // One task, one trace: its attempts become children of the submit span.
@@ -499,11 +499,11 @@ impl Node {
     /// Schemas of its params and result (`{"type": "object"}` and `{}` when its executor
     /// publishes none).
     pub fn task_types(&self) -> Vec<TaskTypeInfo> {
-        let routes = self.recovery.routes();
+        let routes = self.router.routes();
         routes
             .iter()
             .map(|(task_type, route)| {
-                let executor = self.recovery.registry.get(&route.executor);
+                let executor = self.router.executor(&route.executor);
                 let schema = |f: fn(&dyn cadre_agents::Executor) -> Option<serde_json::Value>,
                               none: serde_json::Value| {
                     executor.as_deref().and_then(f).unwrap_or(none)
@@ -522,7 +522,7 @@ impl Node {
 
     /// Whether `task_type` is routed (cheap: no schemas are built).
     pub fn accepts(&self, task_type: &str) -> bool {
-        self.recovery.routes().resolve(task_type).is_some()
+        self.router.routes().resolve(task_type).is_some()
     }
 
     /// [`Node::task_types`] whose names start with `prefix`.
@@ -583,9 +583,9 @@ impl Node {
             .and_then(|r| r.success_or(()).ok())
             .ok_or_else(|| Error::Unavailable("orchestrator did not answer".into()))?;
         let routes = new.effective_routes();
-        if routes != *self.recovery.routes() {
+        if routes != *self.router.routes() {
             changes.push(format!("routes: {} task types", routes.0.len()));
-            *self.recovery.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
+            self.router.replace(routes);
         }
         for (section, same) in [
             ("node", old.node == new.node),
@@ -672,7 +672,7 @@ impl Node {
     /// route changed by a reload cannot take it out of the sandbox. Its result is signed like a
     /// `verified` one.
     fn fortress_sandbox(&self, task_type: &str, executor: &str, params: &serde_json::Value) -> Result<()> {
-        let check = match self.recovery.registry.get(executor) {
+        let check = match self.router.executor(executor) {
             Some(e) => e.sandboxed(params),
             None => Err(format!("executor {executor:?} does not exist")),
         };

@@ -37,14 +37,15 @@ use crate::config::{Config, ConfigSource, NodeRole, ServerConfig, TlsConfig};
 use crate::grpc::{AdminApi, PeerApi, TaskApi};
 use crate::hub::Hub;
 use crate::node::Node;
-use crate::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg, Recovery, SharedRoutes};
 use crate::quota::Quotas;
+use crate::recovery::StoreRecovery;
 use crate::store::Store;
 use crate::store::UsageFilter;
 use crate::store::sqlite::SqliteStore;
 use crate::workers::WorkerApi;
 use crate::writer::{HubFeed, Writer};
 use crate::{http, telemetry};
+use cadre_supervisors::{Orchestrator, OrchestratorArgs, OrchestratorMsg, Router, SharedRoutes};
 
 /// How often a tier-0 replica in distributed mode replaces its unfinished-task counters
 /// (`limits.max_pending_tasks`, per-tenant caps) with the shared store's count.
@@ -231,6 +232,10 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
     let mut registry = ExecutorRegistry::configured(&config.executors);
     remote::register_with(&mut registry, remote_hub.clone());
     crate::system_tasks::register(&mut registry, &node_cell);
+    let router = Router {
+        routes: routes.clone(),
+        registry: registry.clone(),
+    };
     crate::workers::record_connected(&remote_hub);
     let cancel_grace = Duration::from_millis(config.limits.cancel_grace_ms);
     let shutdown = CancellationToken::new();
@@ -384,10 +389,9 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         writer.refresh_pending(store.clone(), PENDING_REFRESH);
     }
     let sink: Arc<dyn TaskSink> = Arc::new(writer.clone());
-    let recovery = Recovery {
+    let recovery = StoreRecovery {
         store: store.clone(),
-        routes: routes.clone(),
-        registry: registry.clone(),
+        router: router.clone(),
         sink,
     };
     let auth = Arc::new(Authenticator::open(&config.auth, &config.node.data_dir, Some(store.clone())).await?);
@@ -479,7 +483,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
         writer: writer.clone(),
         hub,
         orchestrator: orchestrator.clone(),
-        recovery,
+        router,
         auth,
         quotas: Quotas::new(&config.quotas),
         budgets,
@@ -574,11 +578,11 @@ fn write_endpoints(
 struct NoRecovery;
 
 #[async_trait::async_trait]
-impl crate::orchestrator::TaskSource for NoRecovery {
+impl cadre_supervisors::TaskSource for NoRecovery {
     async fn unfinished(
         &self,
         _supervisor: Option<&str>,
-    ) -> Result<Vec<(String, cadre_supervisors::QueuedTask)>, crate::store::StoreError> {
+    ) -> Result<Vec<(String, cadre_supervisors::QueuedTask)>, cadre_supervisors::SourceError> {
         Ok(Vec::new())
     }
 }

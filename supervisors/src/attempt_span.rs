@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use tracing::Span;
 
-use crate::supervisor::QueuedTask;
+use crate::task::QueuedTask;
 
 /// Makes a W3C `traceparent` the parent of a span that has not been entered yet.
 pub type SetParentFn = fn(&Span, &str);

@@ -1,4 +1,8 @@
-//! cadre tier 1: supervisor actors and the worker pools they own.
+//! cadre tier 1: supervisor actors and the worker pools they own, the root actor that
+//! restarts them, and the runtime of a supervisor-only node.
+//!
+//! Layer: 3.
+//! May import: cadre-agents, cadre-proto.
 //!
 //! Layout:
 //! - [`attempt_span`]: the span each attempt runs in, parented on its task's trace.
@@ -11,17 +15,27 @@
 //!   implements it on top of the durable store.
 //! - [`supervisor`]: the [`Supervisor`] actor: dispatch, retries with backoff, cancel, scaling,
 //!   one-for-one worker restarts and escalation.
+//! - [`task`]: [`QueuedTask`], a stored task made runnable on a worker kind.
+//! - [`router`]: the [`Router`]: routes in force, executors by name, stored task -> runnable.
+//! - [`tree`]: the root actor ([`Orchestrator`]) that spawns and restarts the supervisors of a
+//!   process and re-dispatches a restarted supervisor's tasks from a [`TaskSource`].
 #![forbid(unsafe_code)]
 
 pub mod attempt_span;
 pub mod config;
 pub mod priority_queue;
 pub mod restart_policy;
+pub mod router;
 pub mod sink;
 pub mod supervisor;
+pub mod task;
+pub mod tree;
 
 pub use config::{Route, RoutingTable, SupervisorSpec};
 pub use priority_queue::FairQueue;
 pub use restart_policy::{RestartIntensity, RestartTracker};
+pub use router::{Router, SharedRoutes, UnknownType};
 pub use sink::{TaskSink, Transition};
-pub use supervisor::{QueuedTask, Supervisor, SupervisorArgs, SupervisorMsg};
+pub use supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
+pub use task::QueuedTask;
+pub use tree::{Orchestrator, OrchestratorArgs, OrchestratorMsg, ScaleError, SourceError, TaskSource};

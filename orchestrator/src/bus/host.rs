@@ -32,8 +32,7 @@ use super::nats::Conn;
 use super::peers::Peers;
 use super::wire::{self, CancelMsg, EventMsg, WorkMsg};
 use crate::config::BusConfig;
-use crate::orchestrator::{OrchestratorMsg, SharedRoutes, TaskSource};
-use crate::store::StoreError;
+use cadre_supervisors::{OrchestratorMsg, SharedRoutes, SourceError, TaskSource};
 
 /// Events waiting for NATS before executors are made to wait.
 const EVENT_QUEUE: usize = 8192;
@@ -599,7 +598,7 @@ impl Host {
 #[async_trait]
 impl TaskSource for Host {
     /// A restarted supervisor gets back the tasks this node still holds for it.
-    async fn unfinished(&self, supervisor: Option<&str>) -> Result<Vec<(String, QueuedTask)>, StoreError> {
+    async fn unfinished(&self, supervisor: Option<&str>) -> Result<Vec<(String, QueuedTask)>, SourceError> {
         Ok(self
             .lock()
             .values()

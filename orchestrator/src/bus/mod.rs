@@ -24,7 +24,7 @@ use cadre_supervisors::QueuedTask;
 use ractor::ActorRef;
 
 use crate::error::{Error, Result};
-use crate::orchestrator::{OrchestratorMsg, ScaleError};
+use cadre_supervisors::{OrchestratorMsg, ScaleError};
 
 /// Where tier 0 sends tasks, cancels, status and scaling requests.
 #[async_trait]

@@ -136,7 +136,7 @@ impl NatsBus {
         peers: Peers,
         outbox_capacity: usize,
         wake: Arc<tokio::sync::Notify>,
-        recovery: crate::orchestrator::Recovery,
+        recovery: crate::recovery::StoreRecovery,
     ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(outbox_capacity.max(1));
         let conn = Arc::new(tokio::sync::OnceCell::new());
@@ -235,8 +235,8 @@ impl Bus for NatsBus {
 /// the publish); they are published again. JetStream drops the copies it already holds
 /// (same message id within its duplicate window); a copy older than that may run twice, which
 /// the store's finish-once rule makes harmless.
-async fn republish_queued(recovery: &crate::orchestrator::Recovery, outbox: &mpsc::Sender<WorkMsg>) {
-    let routes = recovery.routes();
+async fn republish_queued(recovery: &crate::recovery::StoreRecovery, outbox: &mpsc::Sender<WorkMsg>) {
+    let routes = recovery.router.routes();
     let stored = match recovery.store.unfinished(None).await {
         Ok(s) => s,
         Err(e) => {
@@ -249,7 +249,7 @@ async fn republish_queued(recovery: &crate::orchestrator::Recovery, outbox: &mps
         let Some(route) = routes.resolve(&rec.spec.task_type) else {
             continue;
         };
-        let Some(task) = recovery.queued(rec, route) else {
+        let Some(task) = recovery.router.queued(rec, route) else {
             continue;
         };
         if outbox

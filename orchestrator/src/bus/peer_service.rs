@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use super::host::Host;
 use crate::auth::{Action, Authenticator, Principal};
 use crate::error::Error;
-use crate::orchestrator::OrchestratorMsg;
+use cadre_supervisors::OrchestratorMsg;
 
 /// SupervisorPeer on a supervisor node.
 pub struct PeerService {

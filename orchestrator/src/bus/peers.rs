@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 use super::nats::Conn;
 use crate::auth::Bearer;
 use crate::error::{Error, Result};
-use crate::orchestrator::SharedRoutes;
+use cadre_supervisors::SharedRoutes;
 
 /// How long one peer call may take.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,127 +1,42 @@
-//! The tier-0 orchestrator actor: one per node. It spawns the tier-1 supervisors from config,
-//! routes dispatched tasks and cancels to them, forwards scaling and status calls, and restarts
-//! a supervisor that fails (restart intensity exceeded, or any crash), re-dispatching that
-//! supervisor's unfinished tasks from the store.
+//! The root of the actor tree in every process that runs supervisors: the design's tier-0
+//! `Orchestrator` actor. It spawns the tier-1 supervisors from their specs, routes dispatched
+//! tasks and cancels to them, forwards scaling and status calls, and restarts a supervisor that
+//! fails (restart intensity exceeded, or any crash), re-dispatching that supervisor's unfinished
+//! tasks from its [`TaskSource`].
+//!
+//! It lives in tier 1 because two kinds of process run it: a tier-0 node (its task source is
+//! the store, through the core's recovery) and a supervisor-only node (its task source is the
+//! task messages the node runtime holds, [`crate::node`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use cadre_agents::ExecutorRegistry;
 use cadre_proto::v1::{PoolStatus, SupervisorStatus};
-use cadre_proto::{TaskId, TaskRecord, TaskState};
-use cadre_supervisors::supervisor::MAX_POOL_SIZE;
-use cadre_supervisors::{
-    QueuedTask, Route, RoutingTable, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorSpec, TaskSink,
-    Transition,
-};
+use cadre_proto::{TaskId, TaskState};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use crate::store::{Store, StoreError};
+use crate::config::SupervisorSpec;
+use crate::sink::{TaskSink, Transition};
+use crate::supervisor::{MAX_POOL_SIZE, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::task::QueuedTask;
 
 /// How long status and scale calls to one supervisor may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Delay before retrying a supervisor whose restart failed.
 const RESPAWN_DELAY: Duration = Duration::from_secs(1);
 
-/// Routes shared by intake, recovery and reload; swapped whole on reload.
-pub type SharedRoutes = Arc<RwLock<Arc<RoutingTable>>>;
-
-/// Builds runnable tasks from stored ones: used at intake, at start-up and when a supervisor
-/// is restarted.
-#[derive(Clone)]
-pub struct Recovery {
-    /// Where unfinished tasks are read from.
-    pub store: Arc<dyn Store>,
-    /// The routes in force.
-    pub routes: SharedRoutes,
-    /// Executors by name.
-    pub registry: ExecutorRegistry,
-    /// Where tasks that cannot be recovered are failed.
-    pub sink: Arc<dyn TaskSink>,
-}
-
-impl Recovery {
-    /// The routes in force now.
-    pub fn routes(&self) -> Arc<RoutingTable> {
-        self.routes.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// A runnable task for `record` on `route`, or None if the route's executor is unknown.
-    pub fn queued(&self, record: &TaskRecord, route: &Route) -> Option<QueuedTask> {
-        Some(QueuedTask {
-            id: record.id,
-            tenant: record.tenant.clone(),
-            task_type: record.spec.task_type.clone(),
-            worker_kind: route.worker.clone(),
-            executor: self.registry.get(&route.executor)?,
-            params: record.spec.params.clone(),
-            priority: record.spec.priority,
-            timeout: record.spec.timeout,
-            retry: record.spec.retry.clone(),
-            attempts_started: record.attempt,
-            verified: record.spec.security_level != cadre_proto::SecurityLevel::Standard,
-            fortress: record.spec.security_level == cadre_proto::SecurityLevel::Fortress,
-            // Intake fills this in from the submit span. The store does not keep it, so a task
-            // recovered after a restart (or a supervisor restart) starts a new trace.
-            traceparent: None,
-        })
-    }
-
-    /// Unfinished tasks stored for `supervisor` (or all), as (supervisor, task) pairs ready to
-    /// enqueue. A task that was RUNNING on its last attempt is failed instead: it may be what
-    /// brought the node down. A task whose type has no route any more is failed too.
-    pub async fn load(&self, supervisor: Option<&str>) -> Result<Vec<(String, QueuedTask)>, StoreError> {
-        let routes = self.routes();
-        let mut out = Vec::new();
-        for rec in self.store.unfinished(supervisor).await? {
-            let fail = |why: String| Transition::new(rec.id, TaskState::Failed, rec.attempt, why);
-            let Some(route) = routes.resolve(&rec.spec.task_type) else {
-                self.sink
-                    .record(fail(format!("no route for {} after restart", rec.spec.task_type)))
-                    .await;
-                continue;
-            };
-            if rec.state == TaskState::Running && rec.attempt >= rec.spec.retry.max_attempts {
-                let why = format!(
-                    "worker lost during attempt {} of {}",
-                    rec.attempt, rec.spec.retry.max_attempts
-                );
-                self.sink.record(fail(why)).await;
-                continue;
-            }
-            if rec.state == TaskState::Running {
-                let msg = format!("worker lost during attempt {}; re-queued", rec.attempt);
-                self.sink
-                    .record(Transition::new(rec.id, TaskState::Retrying, rec.attempt, msg))
-                    .await;
-            }
-            match self.queued(&rec, route) {
-                Some(task) => out.push((route.supervisor.clone(), task)),
-                None => {
-                    self.sink
-                        .record(fail(format!("executor {} is not available", route.executor)))
-                        .await
-                }
-            }
-        }
-        Ok(out)
-    }
-}
+/// Why unfinished tasks could not be read back (the store or the node runtime said so).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(pub String);
 
 /// Where a (re)started supervisor's unfinished tasks come from: the store in tier 0
-/// ([`Recovery`]), or the task messages a supervisor node holds ([`crate::bus::host::Host`]).
+/// (the core's recovery), or the task messages a supervisor node holds ([`crate::node`]).
 #[async_trait::async_trait]
 pub trait TaskSource: Send + Sync + 'static {
     /// Unfinished tasks of `supervisor` (or all), as (supervisor, task) pairs ready to enqueue.
-    async fn unfinished(&self, supervisor: Option<&str>) -> Result<Vec<(String, QueuedTask)>, StoreError>;
-}
-
-#[async_trait::async_trait]
-impl TaskSource for Recovery {
-    async fn unfinished(&self, supervisor: Option<&str>) -> Result<Vec<(String, QueuedTask)>, StoreError> {
-        self.load(supervisor).await
-    }
+    async fn unfinished(&self, supervisor: Option<&str>) -> Result<Vec<(String, QueuedTask)>, SourceError>;
 }
 
 /// Messages the orchestrator accepts.
@@ -194,7 +109,7 @@ pub struct OrchestratorArgs {
     pub delegate: Option<cadre_agents::SharedDelegate>,
 }
 
-/// The orchestrator actor.
+/// The root actor (see the module docs).
 pub struct Orchestrator;
 
 /// The orchestrator's state.
@@ -371,7 +286,7 @@ impl OrchestratorState {
             None => self
                 .spawn(me, name)
                 .await
-                .map_err(|e| StoreError(format!("spawn failed: {e}"))),
+                .map_err(|e| SourceError(format!("spawn failed: {e}"))),
         };
         let recovered = match spawned {
             Ok(()) => self.recovery.unfinished(Some(name)).await,
