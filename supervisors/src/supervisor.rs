@@ -716,7 +716,19 @@ impl SupervisorState {
                 %why,
                 "worker crashed running a task; its attempt fails (retryable)"
             );
-            self.fail_attempt(me, tracked, why.clone(), true).await;
+            // A cancel asked for while the task ran still wins: the crash happened while it
+            // was stopping, and running it again would undo the cancel.
+            if let Phase::Running {
+                cancel_reason: Some(reason),
+                ..
+            } = &tracked.phase
+            {
+                let msg = format!("{reason} (worker crashed while stopping: {why})");
+                let t = Transition::new(task_id, TaskState::Cancelled, tracked.task.attempts_started, msg);
+                self.sink.record(t).await;
+            } else {
+                self.fail_attempt(me, tracked, why.clone(), true).await;
+            }
         }
         metrics::counter!("cadre_worker_restarts_total", "supervisor" => self.name.clone(), "kind" => kind.to_string())
             .increment(1);
