@@ -23,7 +23,7 @@
 # orchestrator/tests/it/deploy.rs finds helm and PyYAML in the same place, so running this first
 # makes `cargo test` render the chart too.
 #
-# Uses $CADRE_BIN if set, else builds `cargo build -p cadre-orchestrator --bin cadre`.
+# Uses $CADRE_BIN if set, else builds `cargo build -p cadre --bin cadre`.
 # Ends with "N passed, M failed"; exits non-zero if anything failed.
 set -euo pipefail
 
@@ -108,7 +108,7 @@ echo "helm: $(command -v helm) ($(helm version --short 2>&1))"
 if [ -n "${CADRE_BIN:-}" ]; then
   CADRE=$(realpath "$CADRE_BIN")
 else
-  cargo build -q -p cadre-orchestrator --bin cadre
+  cargo build -q -p cadre --bin cadre
   CADRE=${CARGO_TARGET_DIR:-$ROOT/target}/debug/cadre
 fi
 echo "cadre: $CADRE"

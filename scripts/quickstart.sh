@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustup first" >&2; exit 1; }
-cargo build --locked -p cadre-orchestrator --bin cadre
+cargo build --locked -p cadre --bin cadre
 cadre=target/debug/cadre
 data=${CADRE_QUICKSTART_DIR:-target/quickstart-data}
 mkdir -p "$data"

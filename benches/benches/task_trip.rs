@@ -19,10 +19,10 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use cadre_agents::{Executor, ExecutorRegistry};
-use cadre_orchestrator::recovery::StoreRecovery;
-use cadre_orchestrator::store::Store;
-use cadre_orchestrator::store::sqlite::SqliteStore;
+use cadre_core::recovery::StoreRecovery;
 use cadre_proto::{Priority, RetryPolicy, TaskId, TaskState};
+use cadre_store::Store;
+use cadre_store::sqlite::SqliteStore;
 use cadre_supervisors::{
     Orchestrator, OrchestratorArgs, OrchestratorMsg, QueuedTask, RestartIntensity, Route, Router,
     RoutingTable, SupervisorSpec, TaskSink, Transition,

@@ -1,9 +1,9 @@
 //! A cadre node in the benchmark's own process, as `loadgen` and `wsfanout` start it.
 
 use anyhow::Context;
-use cadre_orchestrator::auth::Bearer;
-use cadre_orchestrator::config::{Config, ConfigSource, LogConfig};
-use cadre_orchestrator::server::Running;
+use cadre::server::Running;
+use cadre_core::auth::Bearer;
+use cadre_core::config::{Config, ConfigSource, LogConfig};
 use cadre_supervisors::supervisor::MAX_POOL_SIZE;
 
 /// A node started by [`InProcess::start`], with what must outlive it.
@@ -21,7 +21,7 @@ impl InProcess {
     /// pool allowed. The default [`ConfigSource`] (no file, no overrides) is only consulted by
     /// config reloads, which the benches never ask for.
     pub async fn start(monitor_pool: usize, synchronous: &str) -> anyhow::Result<InProcess> {
-        cadre_orchestrator::telemetry::init_logging(&LogConfig {
+        cadre_core::telemetry::init_logging(&LogConfig {
             json: false,
             level: "warn".into(),
         });
@@ -43,7 +43,7 @@ impl InProcess {
             .context("the default config has no `system` supervisor")?
             .pools
             .insert("monitor".into(), pool);
-        let running = cadre_orchestrator::server::start(config, ConfigSource::default())
+        let running = cadre::server::start(config, ConfigSource::default())
             .await
             .context("cannot start cadre in-process")?;
         Ok(InProcess { running, data_dir })

@@ -3,8 +3,8 @@
 //! did not sign.
 #![no_main]
 
-use cadre_orchestrator::auth::{Credential, decode_token, parse_bearer, token_validation};
-use cadre_orchestrator::config::AuthConfig;
+use cadre_core::auth::{Credential, decode_token, parse_bearer, token_validation};
+use cadre_core::config::AuthConfig;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use libfuzzer_sys::fuzz_target;
 

@@ -15,6 +15,7 @@
 //!   implements it on top of the durable store.
 //! - [`supervisor`]: the [`Supervisor`] actor: dispatch, retries with backoff, cancel, scaling,
 //!   one-for-one worker restarts and escalation.
+//! - [`delegation`]: a finished sub-task's record as the delegating executor's answer.
 //! - [`task`]: [`QueuedTask`], a stored task made runnable on a worker kind.
 //! - [`router`]: the [`Router`]: routes in force, executors by name, stored task -> runnable.
 //! - [`tree`]: the root actor ([`Orchestrator`]) that spawns and restarts the supervisors of a
@@ -23,6 +24,7 @@
 
 pub mod attempt_span;
 pub mod config;
+pub mod delegation;
 pub mod priority_queue;
 pub mod restart_policy;
 pub mod router;

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use async_nats::jetstream::{self, consumer, stream};
+use cadre::server::Endpoints;
 use cadre_benches::stats::{RunStats, Summary, ratio};
-use cadre_orchestrator::auth::Bearer;
-use cadre_orchestrator::bus::wire::WorkMsg;
-use cadre_orchestrator::server::Endpoints;
+use cadre_bus::wire::WorkMsg;
+use cadre_core::auth::Bearer;
 use cadre_proto::v1::admin_service_client::AdminServiceClient;
 use cadre_proto::v1::task_service_client::TaskServiceClient;
 use cadre_proto::v1::{StatusRequest, SubmitAndWaitRequest, TaskSpec, TaskState};
@@ -613,7 +613,7 @@ fn cadre_bin(args: &Args) -> anyhow::Result<PathBuf> {
     };
     if !path.is_file() {
         bail!(
-            "no cadre binary at {}; build it with `cargo build --release -p cadre-orchestrator --bin cadre` \
+            "no cadre binary at {}; build it with `cargo build --release -p cadre --bin cadre` \
              or pass --cadre-bin",
             path.display()
         );

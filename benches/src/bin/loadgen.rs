@@ -24,7 +24,7 @@ use cadre_benches::echo::echo_server::{Echo, EchoServer};
 use cadre_benches::echo::{EchoReply, EchoRequest};
 use cadre_benches::node::InProcess;
 use cadre_benches::stats::{RunStats, Summary, ratio};
-use cadre_orchestrator::auth::Bearer;
+use cadre_core::auth::Bearer;
 use cadre_proto::v1::task_service_client::TaskServiceClient;
 use cadre_proto::v1::{SubmitAndWaitRequest, TaskSpec, TaskState};
 use clap::Parser;

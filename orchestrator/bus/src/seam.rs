@@ -1,0 +1,24 @@
+//! The [`Bus`] trait: how tier 0 hands tasks to supervisors, wherever they run.
+
+use async_trait::async_trait;
+use cadre_proto::v1::{PoolStatus, SupervisorStatus};
+use cadre_proto::{TaskId, TaskRecord};
+use cadre_supervisors::QueuedTask;
+
+use crate::error::BusResult;
+
+/// Where tier 0 sends tasks, cancels, status and scaling requests.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Hands a durably stored task to its supervisor. Never waits for the task to run; if the
+    /// transport is down the task waits (in the store and an outbox) until it is back.
+    fn dispatch(&self, record: &TaskRecord, task: QueuedTask);
+    /// Stops a task wherever it runs (or makes sure it never starts).
+    async fn cancel(&self, supervisor: &str, task_id: TaskId, attempt: u32, reason: String) -> BusResult<()>;
+    /// Every supervisor replica, wherever it runs.
+    async fn status(&self) -> BusResult<Vec<SupervisorStatus>>;
+    /// Resizes `kind` of `supervisor` on every replica; one pool status per replica.
+    async fn scale(&self, supervisor: &str, kind: &str, size: usize) -> BusResult<Vec<PoolStatus>>;
+    /// Whether tasks can travel now (part of /ready).
+    fn ready(&self) -> bool;
+}

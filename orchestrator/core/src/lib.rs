@@ -1,0 +1,37 @@
+//! cadre tier 0's core: everything a face calls, and the one place that decides (permissions,
+//! validation, quotas, budgets) and audits.
+//!
+//! Layer: 7.
+//! May import: cadre-bus, cadre-store, cadre-trace, cadre-supervisors, cadre-agents,
+//! cadre-proto.
+//!
+//! Layout:
+//! - [`node`]: the [`node::Node`]: the operations every face calls (submit, get, cancel, list,
+//!   watch, status, scale, reload, ...). [`recovery`]: the store's unfinished tasks made
+//!   runnable again; [`delegate`]: sub-tasks of executors in this process.
+//! - [`writer`]: group commit: the single path to the store; also the supervisors' task sink
+//!   and the NATS bus's journal. [`hub`]: live event fan-out and resumable watch streams.
+//! - [`auth`]: credentials (JWT, API keys), principals and the permission table.
+//!   [`audit`]: the node's sealing key and drafts of acts.
+//! - [`quota`]: per-tenant rate limits and unfinished-task caps. [`budget`]: model prices,
+//!   daily token and cost caps, model fallback.
+//! - [`config`]: figment configuration (defaults < file < `CADRE_*` env) and its validation.
+//! - [`system_tasks`]: the `system` supervisor tasks that need tier 0 (node health, metrics
+//!   snapshot, audit verification, config validation).
+//! - [`error`]: the core's error type and its mapping to gRPC status codes.
+//! - [`telemetry`]: logs, span export (OTLP) and metrics.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod auth;
+pub mod budget;
+pub mod config;
+pub mod delegate;
+pub mod error;
+pub mod hub;
+pub mod node;
+pub mod quota;
+pub mod recovery;
+pub mod system_tasks;
+pub mod telemetry;
+pub mod writer;

@@ -1,0 +1,124 @@
+//! The SupervisorPeer gRPC service of a supervisor node (role `supervisor`): other supervisors
+//! delegate sub-tasks here, tier 0 asks for status and scales pools. Callers authenticate
+//! with a token (supervisor nodes keep no API keys); node-to-node calls carry a short-lived
+//! token the calling node mints with the cluster's shared key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cadre_proto::v1::{self, supervisor_peer_server::SupervisorPeer};
+use cadre_proto::{SpecLimits, TaskId, TaskRecord, TaskSpec, TaskState};
+use ractor::ActorRef;
+use tonic::{Request, Response, Status};
+
+use cadre_bus::host::Host;
+use cadre_core::auth::{Action, Authenticator, Principal};
+use cadre_core::error::Error;
+use cadre_supervisors::OrchestratorMsg;
+
+/// SupervisorPeer on a supervisor node.
+pub struct PeerService {
+    /// This node's runtime.
+    pub host: Arc<Host>,
+    /// The local orchestrator actor (hosts this node's supervisors).
+    pub orchestrator: ActorRef<OrchestratorMsg>,
+    /// Token checks.
+    pub auth: Arc<Authenticator>,
+    /// Input bounds for delegated specs.
+    pub limits: SpecLimits,
+    /// This node.
+    pub node_id: String,
+    /// Where peers reach it.
+    pub url: String,
+}
+
+impl PeerService {
+    fn authorize<T>(&self, req: &Request<T>, action: Action) -> Result<Principal, Status> {
+        let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        self.auth.authorize(header, action).map_err(|e| {
+            tracing::warn!(action = action.name(), error = %e, "peer call refused");
+            Status::from(e)
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl SupervisorPeer for PeerService {
+    async fn delegate(&self, req: Request<v1::DelegateRequest>) -> Result<Response<v1::Task>, Status> {
+        let p = self.authorize(&req, Action::Delegate)?;
+        let r = req.into_inner();
+        let parent: TaskId = r
+            .parent_id
+            .parse()
+            .map_err(|_| Status::invalid_argument("parent_id: is not a task id"))?;
+        let mut wire = r
+            .spec
+            .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
+        wire.parent_id = parent.to_string();
+        let spec = TaskSpec::from_wire(Some(&wire), &self.limits).map_err(Error::from)?;
+        let tenant = match p.tenant_scope() {
+            None if !r.tenant.is_empty() => r.tenant,
+            None => p.tenant.clone(),
+            Some(own) => own.to_string(),
+        };
+        let routes = self.host.routes();
+        let route = routes.resolve(&spec.task_type).ok_or_else(|| {
+            Status::invalid_argument(format!("spec.task_type: unknown task type {:?}", spec.task_type))
+        })?;
+        let record = TaskRecord::queued(tenant, spec, &route.supervisor, &route.worker);
+        let wait = if r.wait_ms > 0 {
+            Duration::from_millis(r.wait_ms)
+        } else {
+            record.wait_budget()
+        };
+        let mut task = record.to_wire();
+        let executor = route.executor.clone();
+        let done = self
+            .host
+            .run_delegated(record, &executor, wait)
+            .await
+            .map_err(Error::from)?;
+        task.state = done.state.to_wire() as i32;
+        task.attempt = done.attempt;
+        match done.state {
+            TaskState::Succeeded => {
+                task.result_json = done.result.map(|v| v.to_string()).unwrap_or_default();
+                task.error.clear();
+            }
+            _ => task.error = done.message,
+        }
+        Ok(Response::new(task))
+    }
+
+    async fn status(
+        &self,
+        req: Request<v1::PeerStatusRequest>,
+    ) -> Result<Response<v1::SupervisorStatus>, Status> {
+        self.authorize(&req, Action::Status)?;
+        let name = &req.get_ref().supervisor;
+        let mut s = cadre_bus::local::local_status(&self.orchestrator)
+            .await
+            .map_err(Error::from)?
+            .into_iter()
+            .find(|s| &s.name == name)
+            .ok_or_else(|| Status::not_found(format!("no supervisor {name:?} on node {}", self.node_id)))?;
+        s.node_id = self.node_id.clone();
+        s.address = self.url.clone();
+        Ok(Response::new(s))
+    }
+
+    async fn scale(&self, req: Request<v1::ScaleRequest>) -> Result<Response<v1::PoolStatus>, Status> {
+        let p = self.authorize(&req, Action::Scale)?;
+        let r = req.into_inner();
+        let pool = cadre_bus::local::local_scale(
+            &self.orchestrator,
+            &r.supervisor,
+            &r.worker_kind,
+            r.replicas as usize,
+        )
+        .await
+        .map_err(Error::from)?;
+        tracing::info!(by = %p.subject, supervisor = %r.supervisor, kind = %r.worker_kind, size = r.replicas, "pool scaled");
+        Ok(Response::new(pool))
+    }
+}

@@ -1,0 +1,50 @@
+//! cadre tier 0's durable record: where tasks, their events, usage, API keys and the signed
+//! audit chain are kept.
+//!
+//! Layer: 4.
+//! May import: cadre-supervisors, cadre-agents, cadre-proto.
+//!
+//! One trait, [`Store`], with two implementations: [`sqlite::SqliteStore`] for the embedded
+//! default and [`postgres::PgStore`] for distributed mode, where several orchestrator replicas
+//! share one database. [`open`] picks one from the store URL. Writes arrive in batches from the
+//! group-commit writer (the core's writer): one transaction per batch, so durability costs one
+//! fsync per batch, not per task.
+//!
+//! Layout:
+//! - [`backend`]: the [`Store`] trait; [`open()`] picks an implementation from a URL.
+//! - [`ops`]: what a batch writes and what each write did; [`filters`]: what reads select;
+//!   [`keys`]: API keys as stored; [`error`]: [`StoreError`].
+//! - [`sqlite`], [`postgres`]: the two implementations; `plan.rs` decides what a batch does
+//!   (shared by both), `rows.rs` decodes stored rows, `query.rs` builds the read queries once
+//!   for either database.
+//! - [`reads`]: concurrent task reads coalesced into batches where the database prefers that.
+//! - [`chain`]: the signed, hash-linked audit chain the store seals drafts into.
+//!
+//! Invariant kept by every implementation: a task in a terminal state never changes again.
+//! Transitions for it are answered with [`WriteOutcome::Ignored`]. That makes at-least-once
+//! execution safe: a task re-run after a crash can finish at most once.
+
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod chain;
+pub mod error;
+pub mod filters;
+pub mod keys;
+pub mod open;
+pub mod ops;
+mod plan;
+pub mod postgres;
+mod query;
+pub mod reads;
+mod rows;
+pub mod sqlite;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+
+pub use backend::Store;
+pub use error::{StoreError, StoreResult};
+pub use filters::{EventFilter, TaskFilter, UsageFilter};
+pub use keys::ApiKeyRecord;
+pub use open::open;
+pub use ops::{WriteOp, WriteOutcome};

@@ -1,0 +1,28 @@
+//! Picking a store from its URL.
+
+use std::sync::Arc;
+
+use crate::backend::Store;
+use crate::error::{StoreError, StoreResult};
+use crate::{postgres, sqlite};
+
+/// Opens the store a URL names: `sqlite:...` gives a [`sqlite::SqliteStore`] (with
+/// `synchronous=FULL` if `sqlite_full_sync`), `postgres://...` or `postgresql://...` a
+/// [`postgres::PgStore`] with [`postgres::DEFAULT_MAX_CONNECTIONS`] pooled connections. Both
+/// create their schema if it is missing.
+pub async fn open(url: &str, sqlite_full_sync: bool) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(
+            sqlite::SqliteStore::open_url(url, sqlite_full_sync).await?,
+        ))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(
+            postgres::PgStore::connect(url, postgres::DEFAULT_MAX_CONNECTIONS).await?,
+        ))
+    } else {
+        let scheme = url.split_once(':').map_or(url, |(s, _)| s);
+        Err(StoreError(format!(
+            "unsupported store URL scheme {scheme:?}: expected sqlite:PATH, postgres://... or postgresql://..."
+        )))
+    }
+}
