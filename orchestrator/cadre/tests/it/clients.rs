@@ -3,7 +3,8 @@
 //! package (scripts in tests/python, run with the venv that `scripts/deps-python.sh` makes),
 //! and `curl -N` on the SSE stream.
 
-use std::path::{Path, PathBuf};
+use crate::common::repo_root;
+use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -16,15 +17,11 @@ use serde_json::Value;
 /// How long one client script may take before the test fails.
 const SCRIPT_PATIENCE: Duration = Duration::from_secs(120);
 
-pub(crate) fn workspace() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
-
 /// The venv `scripts/deps-python.sh` makes: `$CARGO_TARGET_DIR/pyenv`, else `target/pyenv`.
 pub(crate) fn python() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|d| workspace().join(d))
-        .unwrap_or_else(|| workspace().join("target"));
+        .map(|d| repo_root().join(d))
+        .unwrap_or_else(|| repo_root().join("target"));
     let python = target.join("pyenv").join("bin").join("python");
     assert!(
         python.exists(),
@@ -37,7 +34,7 @@ pub(crate) fn python() -> PathBuf {
 /// Runs `tests/python/<script>` with `args` and the credential in CADRE_TOKEN; panics with its
 /// output unless it exits 0. Returns its stdout.
 async fn python_script(script: &str, args: &[&str], token: &str) -> String {
-    let dir = workspace().join("tests").join("python");
+    let dir = repo_root().join("tests").join("python");
     let out = Command::new(python())
         .arg(dir.join(script))
         .args(args)
@@ -74,7 +71,7 @@ fn grpc_addr(node: &TestNode) -> &str {
 async fn python_grpc_client_submits_and_watches_tasks() {
     let node = TestNode::start("").await;
     let token = issue(&node, "acme", "operator").await;
-    let proto = workspace().join("proto");
+    let proto = repo_root().join("proto");
     let out = python_script(
         "grpc_tasks.py",
         &[

@@ -24,6 +24,11 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// Polls `f` until it returns Some, or panics after `patience` (scaled by CADRE_TEST_PATIENCE).
+/// The repository root (this crate is `orchestrator/cadre/`).
+pub fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
 pub async fn eventually<T, F, Fut>(what: &str, patience: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,

@@ -1,7 +1,8 @@
 //! The web dashboard: served from the binary with its security headers, and driven end to end
 //! in headless Chromium (tests/browser/dashboard.mjs) against a real node.
 
-use std::path::{Path, PathBuf};
+use crate::common::repo_root;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -21,14 +22,6 @@ const SCREENSHOTS: [&str; 6] = [
 
 /// Debian's Chromium, which scripts/deps-browser.sh installs.
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// The workspace root (the parent of this crate).
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// An HTTP answer: status, lower-case header lines, body.
 struct Answer {
@@ -129,7 +122,7 @@ fn browser_deps_missing(browser_dir: &Path) -> Option<String> {
 /// as an observer of another tenant: no actions offered, none of the other tenant's tasks.
 #[tokio::test]
 async fn dashboard_works_in_headless_chromium() {
-    let root = workspace();
+    let root = repo_root();
     let browser_dir = root.join("tests/browser");
     if let Some(why) = browser_deps_missing(&browser_dir) {
         panic!("{why}");

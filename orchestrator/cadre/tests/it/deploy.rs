@@ -13,6 +13,7 @@
 //!   checked. Without helm only the chart's static `files/cadre.toml` is checked, and a notice
 //!   says the chart was not rendered.
 
+use crate::common::repo_root;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,17 +22,10 @@ use std::process::Command;
 /// Helm Deployment.
 const KINDS: [&str; 3] = ["intelligence", "multimodal", "system"];
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("orchestrator/ has a parent")
-        .to_path_buf()
-}
-
 fn tools_dir() -> PathBuf {
     std::env::var_os("CADRE_DEPLOY_TOOLS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/deploy-tools"))
+        .unwrap_or_else(|| repo_root().join("target/deploy-tools"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,7 +415,7 @@ fn dockerfile_env(text: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn dockerfile_runs_cadre_serve_as_a_non_root_user_on_all_interfaces() {
-    let text = std::fs::read_to_string(repo().join("deploy/Dockerfile")).unwrap();
+    let text = std::fs::read_to_string(repo_root().join("deploy/Dockerfile")).unwrap();
     let env = dockerfile_env(&text);
     assert_eq!(env["CADRE_SERVER__GRPC_ADDR"], "0.0.0.0:50051");
     assert_eq!(env["CADRE_SERVER__HTTP_ADDR"], "0.0.0.0:8080");
@@ -434,7 +428,7 @@ fn dockerfile_runs_cadre_serve_as_a_non_root_user_on_all_interfaces() {
     assert!(text.contains("cargo build --release --locked -p cadre --bin cadre"));
     assert!(text.contains("FROM debian:${DEBIAN_RELEASE}-slim AS runtime"));
     assert!(text.contains("ARG DEBIAN_RELEASE=bookworm"));
-    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
+    let ignore = std::fs::read_to_string(repo_root().join(".dockerignore")).unwrap();
     assert!(
         ignore.lines().any(|l| l.trim() == "target/"),
         ".dockerignore excludes target/"
@@ -443,7 +437,7 @@ fn dockerfile_runs_cadre_serve_as_a_non_root_user_on_all_interfaces() {
 
 #[test]
 fn compose_wires_nats_postgres_an_orchestrator_and_one_supervisor_per_kind() {
-    let path = repo().join("deploy/docker-compose.yml");
+    let path = repo_root().join("deploy/docker-compose.yml");
     let text = std::fs::read_to_string(&path).unwrap();
     let (services, volumes) = read_compose(&text);
 
@@ -481,7 +475,7 @@ fn compose_wires_nats_postgres_an_orchestrator_and_one_supervisor_per_kind() {
         assert!(volumes.iter().any(|x| x == v), "volume {v}");
     }
 
-    let dockerfile = std::fs::read_to_string(repo().join("deploy/Dockerfile")).unwrap();
+    let dockerfile = std::fs::read_to_string(repo_root().join("deploy/Dockerfile")).unwrap();
     let image_env = dockerfile_env(&dockerfile);
     let mut cadre_services = Vec::new();
     for (name, s) in &services {
@@ -503,7 +497,7 @@ fn compose_wires_nats_postgres_an_orchestrator_and_one_supervisor_per_kind() {
             .find_map(|v| {
                 let mut parts = v.split(':');
                 let (src, dst) = (parts.next()?, parts.next()?);
-                (dst == config).then(|| repo().join("deploy").join(src))
+                (dst == config).then(|| repo_root().join("deploy").join(src))
             })
             .unwrap_or_else(|| panic!("{name}: {config} is not mounted from deploy/"));
         let mut env = image_env.clone();
@@ -790,7 +784,7 @@ fn render_and_check(
     py: Option<&Path>,
     set: &[&str],
 ) -> (BTreeMap<String, toml::Value>, Vec<RenderedDeployment>) {
-    let chart = repo().join("deploy/helm/cadre");
+    let chart = repo_root().join("deploy/helm/cadre");
     let mut cmd = Command::new(helm);
     cmd.args(["template", "cadre"]).arg(&chart);
     for s in set {
@@ -814,7 +808,7 @@ fn render_and_check(
     let dir = tempfile::tempdir().unwrap();
     let toml_path = dir.path().join("cadre.toml");
     std::fs::write(&toml_path, &rendered.cadre_toml).unwrap();
-    let dockerfile = std::fs::read_to_string(repo().join("deploy/Dockerfile")).unwrap();
+    let dockerfile = std::fs::read_to_string(repo_root().join("deploy/Dockerfile")).unwrap();
     let mut effective = BTreeMap::new();
     for d in &rendered.deployments {
         assert_eq!(d.args[0], "serve", "{}", d.name);
@@ -864,7 +858,7 @@ fn render_and_check(
 
 #[test]
 fn helm_chart_renders_a_valid_config_for_every_deployment() {
-    let chart = repo().join("deploy/helm/cadre");
+    let chart = repo_root().join("deploy/helm/cadre");
     // The chart's static part is a plain TOML file: valid on its own, with either role.
     let files_toml = chart.join("files/cadre.toml");
     let text = std::fs::read_to_string(&files_toml).unwrap();

@@ -6,16 +6,12 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
 use crate::common::*;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn promtool() -> Command {
     let found = std::env::var_os("PATH")
@@ -52,7 +48,7 @@ fn run_promtool(args: &[&str], dir: &Path, stdin: Option<&str>) -> (bool, String
 
 /// Metric names in the README's Metrics table.
 fn documented_metrics() -> BTreeSet<String> {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
     let section = readme
         .split("## Metrics")
         .nth(1)
@@ -88,7 +84,7 @@ fn metrics_in(expr: &str) -> BTreeSet<String> {
 
 #[test]
 fn alert_rules_pass_promtool_check_and_their_unit_tests() {
-    let dir = repo().join("deploy/prometheus");
+    let dir = repo_root().join("deploy/prometheus");
     let (ok, out) = run_promtool(&["check", "rules", "alerts.yml"], &dir, None);
     assert!(ok, "promtool check rules:\n{out}");
     let (ok, out) = run_promtool(&["test", "rules", "alerts_test.yml"], &dir, None);
@@ -123,7 +119,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
 
 #[test]
 fn grafana_dashboard_queries_parse_and_use_documented_metrics() {
-    let path = repo().join("deploy/grafana/cadre-dashboard.json");
+    let path = repo_root().join("deploy/grafana/cadre-dashboard.json");
     let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let panels = dash["panels"].as_array().expect("panels");
     let titles: Vec<String> = panels
@@ -227,7 +223,7 @@ async fn a_live_scrape_passes_promtool_and_every_metric_is_documented() {
         body.contains("cadre_budget_used_ratio{tenant=\"default\"} 0.0015"),
         "150 of 100,000 tokens:\n{body}"
     );
-    let (ok, out) = run_promtool(&["check", "metrics"], &repo(), Some(&body));
+    let (ok, out) = run_promtool(&["check", "metrics"], repo_root(), Some(&body));
     assert!(
         ok && out.trim().is_empty(),
         "promtool check metrics:\n{out}\n--- scrape:\n{body}"

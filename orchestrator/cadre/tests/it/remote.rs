@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Streaming};
 
-use crate::clients::{python, workspace};
+use crate::clients::python;
+use crate::common::repo_root;
 use crate::common::*;
 
 const KIND: &str = "intelligence.remote.text";
@@ -375,7 +376,7 @@ async fn the_python_example_worker_runs_tasks_end_to_end() {
     let node = TestNode::start(&config(30_000)).await;
     let sup = issue(&node, "acme", "supervisor").await;
     let mut c = node.tasks().await;
-    let script = workspace()
+    let script = repo_root()
         .join("examples")
         .join("python-worker")
         .join("worker.py");
