@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use cadre_agents::{Executor, ExecutorRegistry};
+use cadre_agents::Executor;
 use cadre_orchestrator::orchestrator::{Orchestrator, OrchestratorArgs, OrchestratorMsg, Recovery};
 use cadre_orchestrator::store::Store;
 use cadre_orchestrator::store::sqlite::SqliteStore;
@@ -96,7 +96,7 @@ async fn spawn_tree() -> Tree {
     };
     let routes = RoutingTable(BTreeMap::from([("system.debug.echo".to_string(), route)]));
     let sink = Arc::new(WaiterSink::default());
-    let registry = ExecutorRegistry::builtin();
+    let registry = cadre_executors::builtin();
     let echo = registry.get("echo").expect("the built-in echo executor");
     let recovery = Recovery {
         store,

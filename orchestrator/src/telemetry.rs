@@ -39,7 +39,12 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Crates whose spans are exported. Library spans (tonic, h2, hyper) stay out: they are noise,
 /// and the exporter's own gRPC calls would otherwise trace themselves.
-const EXPORTED_CRATES: [&str; 3] = ["cadre_orchestrator", "cadre_supervisors", "cadre_agents"];
+const EXPORTED_CRATES: [&str; 4] = [
+    "cadre_orchestrator",
+    "cadre_supervisors",
+    "cadre_agents",
+    "cadre_executors",
+];
 
 /// Whether the environment asks for span export: an OTLP endpoint is set, and neither
 /// `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` turns it off.
