@@ -12,11 +12,11 @@
 //!
 //! | name             | module                        | suggested task type (worker kind)                  | what it does |
 //! |------------------|-------------------------------|----------------------------------------------------|--------------|
-//! | `echo`           | `system::debug`               | `system.debug.echo` (monitor)                      | returns its params (diagnostics) |
-//! | `sleep`          | `system::debug`               | `system.debug.sleep` (monitor)                     | sleeps `ms` with progress, honours cancel (diagnostics) |
-//! | `fail`           | `system::debug`               | `system.debug.fail` (monitor)                      | fails with a message, retryable or not (diagnostics) |
-//! | `panic`          | `system::debug`               | `system.debug.panic` (monitor)                     | panics, killing its worker (diagnostics) |
-//! | `delegate`       | `system::debug`               | `system.debug.delegate` (monitor)                  | runs a sub-task and returns its result (diagnostics) |
+//! | `echo`           | `system::echo`                | `system.debug.echo` (monitor)                      | returns its params (diagnostics) |
+//! | `sleep`          | `system::sleep`               | `system.debug.sleep` (monitor)                     | sleeps `ms` with progress, honours cancel (diagnostics) |
+//! | `fail`           | `system::fail`                | `system.debug.fail` (monitor)                      | fails with a message, retryable or not (diagnostics) |
+//! | `panic`          | `system::panic`               | `system.debug.panic` (monitor)                     | panics, killing its worker (diagnostics) |
+//! | `delegate`       | `composition::delegate`       | `system.debug.delegate` (monitor)                  | runs a sub-task and returns its result (diagnostics) |
 //! | `summarize`      | `text::summarize`             | `intelligence.text.summarize` (writer)             | extractive summary of `text` |
 //! | `keywords`       | `text::keywords`              | `intelligence.text.keywords` (analytics)           | most frequent words of `text` that are not stop words |
 //! | `language`       | `text::language`              | `intelligence.text.language` (analytics)           | en/de/fr/es/it/pt/nl with a confidence |

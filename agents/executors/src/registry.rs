@@ -5,10 +5,10 @@ use std::sync::Arc;
 use cadre_agents::ExecutorRegistry;
 
 use crate::calls::{http, llm, mcp, probe, remote};
-use crate::composition::{DescribeImage, Fuse};
+use crate::composition::{Delegating, DescribeImage, Fuse};
 use crate::config::ExecutorsConfig;
 use crate::media::{AudioAnalyze, Chart, ImageAnalyze, Thumbnail};
-use crate::system::{Delegating, Echo, Fail, Panic, Sleep, exec};
+use crate::system::{Echo, Fail, Panic, Sleep, exec};
 use crate::text::{AnalyzeSentiment, DetectLanguage, Keywords, MeasureCode, MeasureReadability, Summarize};
 
 /// Every executor built into cadre that needs no settings, under its name.

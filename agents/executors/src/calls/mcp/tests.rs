@@ -221,7 +221,10 @@ async fn http_calls_reach_a_real_server() {
     authed.headers.insert("X-Cadre-Test".into(), "yes".into());
     let exec = client(vec![("web", authed), ("small", small(http_config(&server.url)))]);
     common_calls(&exec, "web").await;
-    for (name, want) in [("authorization", "Bearer cadre-executors"), ("x-cadre-test", "yes")] {
+    for (name, want) in [
+        ("authorization", "Bearer cadre-executors"),
+        ("x-cadre-test", "yes"),
+    ] {
         let r = call(
             &exec,
             json!({ "server": "web", "tool": "header", "arguments": { "name": name } }),
