@@ -15,6 +15,7 @@
 //! with the OpenTelemetry GenAI attributes (`gen_ai.*`).
 
 mod cache;
+mod chat;
 mod config;
 mod wire;
 
@@ -28,16 +29,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use cadre_agents::executor::decode_params;
+use cadre_agents::schema::{unsupported_keywords, validate};
+use cadre_agents::{ExecContext, ExecError, Executor, ExecutorRegistry, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
 pub use cache::ResponseCache;
+pub use chat::{Message, Role};
 pub use config::{LlmConfig, MAX_CHAIN, ModelConfig, ProviderConfig};
 
-use cadre_agents::executor::decode_params;
-use cadre_agents::schema::{unsupported_keywords, validate};
-use cadre_agents::{ExecContext, ExecError, Executor, ExecutorRegistry, Usage};
+use chat::Chat;
 use wire::{CallError, Reply};
 
 /// Most messages one chat may carry.
@@ -48,28 +51,6 @@ const MAX_ROUNDS: usize = 3;
 /// Registers `llm`, configured by `config`.
 pub(crate) fn register(r: &mut ExecutorRegistry, config: &LlmConfig) {
     r.register("llm", Arc::new(Llm::new(config.clone())));
-}
-
-/// Who wrote a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Instructions.
-    System,
-    /// The asker.
-    User,
-    /// The model.
-    Assistant,
-}
-
-/// One chat message.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Message {
-    /// Who wrote it.
-    pub role: Role,
-    /// What it says.
-    pub content: String,
 }
 
 fn yes() -> bool {
@@ -103,16 +84,6 @@ struct Params {
     allow_fallback: bool,
     #[serde(default)]
     fallback_from: Option<String>,
-}
-
-/// What one chat asks, after params are checked.
-#[derive(Clone, Debug, Serialize)]
-struct Chat {
-    messages: Vec<Message>,
-    max_tokens: Option<u32>,
-    temperature: Option<f64>,
-    stream: bool,
-    response_schema: Option<Value>,
 }
 
 /// The OpenAI-compatible chat-completions gateway.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use cadre_agents::ExecContext;
 use serde_json::{Value, json};
 
-use super::Chat;
+use super::chat::Chat;
 
 /// Longest `Retry-After` taken from a 5xx or 429 reply (longer ones are capped).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
