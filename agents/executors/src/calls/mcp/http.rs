@@ -11,8 +11,9 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 
+use super::config::McpServerConfig;
+use super::limits::{GOODBYE_PATIENCE, quote, too_large};
 use super::sse::SseDecoder;
-use super::{GOODBYE_PATIENCE, McpServerConfig, quote, too_large};
 
 /// The session header.
 const SESSION_ID: &str = "mcp-session-id";

@@ -11,7 +11,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use super::{McpServerConfig, STDIO_EXIT_GRACE, quote, too_large};
+use super::config::McpServerConfig;
+use super::limits::{STDIO_EXIT_GRACE, quote, too_large};
 
 /// Bytes of a child's stderr kept (the last ones).
 const STDERR_TAIL: usize = 4096;

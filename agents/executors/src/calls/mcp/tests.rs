@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+use super::limits::QUOTE_CHARS;
 use super::*;
 
 /// How long a Python server may take to start (the test machine may be busy).
