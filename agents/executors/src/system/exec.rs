@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -382,18 +382,7 @@ impl Executor for Exec {
 
     async fn execute(&self, ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
         let p: ExecParams = decode_params(&params)?;
-        let Some(cmd) = self.config.commands.get(&p.command) else {
-            let known: Vec<&str> = self.config.commands.keys().map(String::as_str).collect();
-            return Err(ExecError::InvalidParams(format!(
-                "unknown command {:?} (configured: {})",
-                p.command,
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            )));
-        };
+        let cmd = self.command(&p.command)?;
         check_args(cmd, &p)?;
         if !cmd.program.is_file() {
             return Err(ExecError::Fatal(format!(
@@ -402,110 +391,14 @@ impl Executor for Exec {
                 cmd.program.display()
             )));
         }
-
-        // The launcher chain: each tool applies its limit and executes the next in place.
-        let mut argv: Vec<OsString> = Vec::new();
-        if cmd.memory_limit_bytes > 0 {
-            let Some(prlimit) = &self.prlimit else {
-                return Err(ExecError::Fatal(format!(
-                    "command {}: a memory limit is configured but prlimit was not found in {}",
-                    p.command,
-                    TOOL_DIRS.join(", ")
-                )));
-            };
-            argv.push(prlimit.into());
-            argv.push(format!("--as={}", cmd.memory_limit_bytes).into());
-            argv.push("--".into());
-        }
         let isolated = cmd.network == Network::None;
-        if isolated {
-            self.network_isolation().await?;
-            if let Some(unshare) = &self.unshare {
-                argv.extend([unshare.into(), "--net".into(), "--".into()]);
-            }
-        }
-        argv.push(cmd.program.clone().into());
-        argv.extend(cmd.args.iter().map(OsString::from));
-        argv.extend(p.args.iter().map(OsString::from));
-
-        let mut command = Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .env_clear()
-            .stdin(if p.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        for var in &cmd.env {
-            if let Some(value) = (self.env)(var) {
-                command.env(var, value);
-            }
-        }
-        if let Some(dir) = &cmd.working_dir {
-            command.current_dir(dir);
-        }
+        let argv = self.argv(cmd, &p, isolated).await?;
+        let process = self.process(cmd, &argv, p.stdin.is_some());
 
         ctx.progress(0.0, format!("running {}", p.command));
         let started = Instant::now();
-        let mut child = command
-            .spawn()
-            .map_err(|e| ExecError::Fatal(format!("command {}: cannot start: {e}", p.command)))?;
-        let mut group = Group(child.id());
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let stdin = child.stdin.take();
-        let max = cmd.max_output_bytes;
-
-        let ended = {
-            let run = async {
-                let wait = async {
-                    let status = child.wait().await;
-                    // Whatever the command left running in its group goes with it (and lets
-                    // the pipes it held reach end of file).
-                    group.kill();
-                    status
-                };
-                let feed = async {
-                    if let (Some(mut w), Some(text)) = (stdin, &p.stdin) {
-                        // A command that exits without reading all of stdin is not an error.
-                        let _ = w.write_all(text.as_bytes()).await;
-                        let _ = w.shutdown().await;
-                    }
-                };
-                let (status, out, err, ()) =
-                    tokio::join!(wait, read_capped(stdout, max), read_capped(stderr, max), feed);
-                (status, out, err)
-            };
-            tokio::select! {
-                r = run => Ended::Done(r),
-                _ = tokio::time::sleep(Duration::from_millis(cmd.timeout_ms)) => Ended::TimedOut,
-                _ = ctx.cancel.cancelled() => Ended::Cancelled,
-            }
-        };
-        let (status, (stdout, stdout_truncated), (stderr, stderr_truncated)) = match ended {
-            Ended::Done(r) => r,
-            Ended::TimedOut | Ended::Cancelled => {
-                group.kill();
-                // SIGKILL the program itself too (in case it left its group) and reap it.
-                let _ = child.kill().await;
-                group.disarm();
-                return Err(match ended {
-                    Ended::Cancelled => ExecError::Cancelled,
-                    _ => ExecError::Fatal(format!(
-                        "command {} timed out after {} ms and was killed",
-                        p.command, cmd.timeout_ms
-                    )),
-                });
-            }
-        };
-        group.disarm();
-        let status = status
-            .map_err(|e| ExecError::Fatal(format!("command {}: waiting for it failed: {e}", p.command)))?;
+        let (status, (stdout, stdout_truncated), (stderr, stderr_truncated)) =
+            run(&ctx, process, cmd, &p).await?;
         let result = ExecResult {
             command: p.command.clone(),
             exit_code: status.code(),
@@ -519,19 +412,168 @@ impl Executor for Exec {
             network_isolated: isolated,
         };
         if cmd.fail_on_nonzero && !result.success {
-            let how = match (result.exit_code, result.signal) {
-                (Some(code), _) => format!("exited with code {code}"),
-                (None, Some(sig)) => format!("was killed by signal {sig}"),
-                (None, None) => "failed".into(),
-            };
-            return Err(ExecError::Fatal(format!(
-                "command {} {how}: {}",
-                p.command,
-                tail(&result.stderr, 500)
-            )));
+            return Err(nonzero(&result));
         }
         serde_json::to_value(result).map_err(|e| ExecError::Fatal(e.to_string()))
     }
+}
+
+impl Exec {
+    /// The configured command `name`, or the error that lists the configured ones.
+    fn command(&self, name: &str) -> Result<&CommandConfig, ExecError> {
+        self.config.commands.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.config.commands.keys().map(String::as_str).collect();
+            ExecError::InvalidParams(format!(
+                "unknown command {:?} (configured: {})",
+                name,
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+
+    /// The launcher chain, then the program with its fixed and its task's arguments: each tool
+    /// applies its limit and executes the next in place.
+    async fn argv(
+        &self,
+        cmd: &CommandConfig,
+        p: &ExecParams,
+        isolated: bool,
+    ) -> Result<Vec<OsString>, ExecError> {
+        let mut argv: Vec<OsString> = Vec::new();
+        if cmd.memory_limit_bytes > 0 {
+            let Some(prlimit) = &self.prlimit else {
+                return Err(ExecError::Fatal(format!(
+                    "command {}: a memory limit is configured but prlimit was not found in {}",
+                    p.command,
+                    TOOL_DIRS.join(", ")
+                )));
+            };
+            argv.push(prlimit.into());
+            argv.push(format!("--as={}", cmd.memory_limit_bytes).into());
+            argv.push("--".into());
+        }
+        if isolated {
+            self.network_isolation().await?;
+            if let Some(unshare) = &self.unshare {
+                argv.extend([unshare.into(), "--net".into(), "--".into()]);
+            }
+        }
+        argv.push(cmd.program.clone().into());
+        argv.extend(cmd.args.iter().map(OsString::from));
+        argv.extend(p.args.iter().map(OsString::from));
+        Ok(argv)
+    }
+
+    /// The process to start for `argv`: no shell, only the variables the command allows, stdin
+    /// piped when the task has some, output piped, in a process group of its own.
+    fn process(&self, cmd: &CommandConfig, argv: &[OsString], stdin: bool) -> Command {
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .env_clear()
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        for var in &cmd.env {
+            if let Some(value) = (self.env)(var) {
+                command.env(var, value);
+            }
+        }
+        if let Some(dir) = &cmd.working_dir {
+            command.current_dir(dir);
+        }
+        command
+    }
+}
+
+/// A command's exit status and its stdout and stderr, each with whether more came than kept.
+type Finished = (ExitStatus, (Vec<u8>, bool), (Vec<u8>, bool));
+
+/// Starts `process` and runs it to its end: writes the task's stdin, keeps at most
+/// `max_output_bytes` of each stream, and kills the whole group when the command exits, times
+/// out or the task is cancelled.
+async fn run(
+    ctx: &ExecContext,
+    mut process: Command,
+    cmd: &CommandConfig,
+    p: &ExecParams,
+) -> Result<Finished, ExecError> {
+    let mut child = process
+        .spawn()
+        .map_err(|e| ExecError::Fatal(format!("command {}: cannot start: {e}", p.command)))?;
+    let mut group = Group(child.id());
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let stdin = child.stdin.take();
+    let max = cmd.max_output_bytes;
+
+    let ended = {
+        let run = async {
+            let wait = async {
+                let status = child.wait().await;
+                // Whatever the command left running in its group goes with it (and lets
+                // the pipes it held reach end of file).
+                group.kill();
+                status
+            };
+            let feed = async {
+                if let (Some(mut w), Some(text)) = (stdin, &p.stdin) {
+                    // A command that exits without reading all of stdin is not an error.
+                    let _ = w.write_all(text.as_bytes()).await;
+                    let _ = w.shutdown().await;
+                }
+            };
+            let (status, out, err, ()) =
+                tokio::join!(wait, read_capped(stdout, max), read_capped(stderr, max), feed);
+            (status, out, err)
+        };
+        tokio::select! {
+            r = run => Ended::Done(r),
+            _ = tokio::time::sleep(Duration::from_millis(cmd.timeout_ms)) => Ended::TimedOut,
+            _ = ctx.cancel.cancelled() => Ended::Cancelled,
+        }
+    };
+    let (status, stdout, stderr) = match ended {
+        Ended::Done(r) => r,
+        Ended::TimedOut | Ended::Cancelled => {
+            group.kill();
+            // SIGKILL the program itself too (in case it left its group) and reap it.
+            let _ = child.kill().await;
+            group.disarm();
+            return Err(match ended {
+                Ended::Cancelled => ExecError::Cancelled,
+                _ => ExecError::Fatal(format!(
+                    "command {} timed out after {} ms and was killed",
+                    p.command, cmd.timeout_ms
+                )),
+            });
+        }
+    };
+    group.disarm();
+    let status =
+        status.map_err(|e| ExecError::Fatal(format!("command {}: waiting for it failed: {e}", p.command)))?;
+    Ok((status, stdout, stderr))
+}
+
+/// The error for a command with `fail_on_nonzero` that did not exit with 0: how it ended and
+/// the end of its stderr.
+fn nonzero(result: &ExecResult) -> ExecError {
+    let how = match (result.exit_code, result.signal) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        (None, None) => "failed".into(),
+    };
+    ExecError::Fatal(format!(
+        "command {} {how}: {}",
+        result.command,
+        tail(&result.stderr, 500)
+    ))
 }
 
 /// How a run ended.
