@@ -23,8 +23,8 @@
 //! | task cancelled                                         | `notifications/cancelled` is sent for the call, the session ends (the stdio child is killed and reaped), `Cancelled` |
 //!
 //! Layout: this file holds the executor and the protocol (JSON-RPC over any transport);
-//! [`config`] the config section; [`stdio`] and [`http`] move messages; [`sse`] decodes event
-//! streams; [`limits`] holds the fixed bounds and the errors that quote a server.
+//! `config` the config section; [`stdio`] and [`http`] move messages; [`sse`] decodes event
+//! streams; `limits` holds the fixed bounds and the errors that quote a server.
 
 mod config;
 mod http;
