@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use cadre_agents::{Executor, ExecutorRegistry};
+use cadre_agents::Executor;
 use cadre_core::recovery::StoreRecovery;
 use cadre_proto::{Priority, RetryPolicy, TaskId, TaskState};
 use cadre_store::Store;
@@ -97,7 +97,7 @@ async fn spawn_tree() -> Tree {
     };
     let routes = RoutingTable(BTreeMap::from([("system.debug.echo".to_string(), route)]));
     let sink = Arc::new(WaiterSink::default());
-    let registry = ExecutorRegistry::builtin();
+    let registry = cadre_executors::builtin();
     let echo = registry.get("echo").expect("the built-in echo executor");
     let recovery = StoreRecovery {
         store,

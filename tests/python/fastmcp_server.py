@@ -1,5 +1,5 @@
 """A small MCP server on the official Python SDK (`mcp`, its MCPServer, formerly FastMCP), for
-the tests of cadre's `mcp` executor (agents/src/executors/mcp_client/tests.rs).
+the tests of cadre's `mcp` executor (agents/executors/src/calls/mcp/tests.rs).
 
     python fastmcp_server.py stdio
     python fastmcp_server.py http PORT      # streamable HTTP on 127.0.0.1:PORT/mcp

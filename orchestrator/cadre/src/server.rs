@@ -13,8 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use cadre_agents::ExecutorRegistry;
-use cadre_agents::executors::remote::{self, RemoteHub};
+use cadre_executors::{RemoteHub, remote};
 use cadre_proto::v1::{
     admin_service_server::AdminServiceServer, supervisor_peer_server::SupervisorPeerServer,
     task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer,
@@ -231,7 +230,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
     // Remote workers connect to this process's WorkerService and run the tasks its `remote`
     // executor dispatches: both share one hub.
     let remote_hub = RemoteHub::new(config.executors.remote.clone());
-    let mut registry = ExecutorRegistry::configured(&config.executors);
+    let mut registry = cadre_executors::configured(&config.executors);
     remote::register_with(&mut registry, remote_hub.clone());
     cadre_core::system_tasks::register(&mut registry, &node_cell);
     let router = Router {

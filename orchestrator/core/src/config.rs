@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cadre_agents::ExecutorRegistry;
 use cadre_bus::BusConfig;
 use cadre_proto::{RetryPolicy, SpecLimits};
 use cadre_supervisors::supervisor::MAX_POOL_SIZE;
@@ -50,7 +49,7 @@ pub struct Config {
     pub bus: BusConfig,
     /// Settings of the executors that call out: model providers, commands, webhooks, MCP
     /// servers, probe targets. Read at start (a reload does not change them).
-    pub executors: cadre_agents::ExecutorsConfig,
+    pub executors: cadre_executors::ExecutorsConfig,
 }
 
 /// What one `cadre serve` process runs.
@@ -737,7 +736,7 @@ impl Config {
             }
         }
         errs.extend(self.executors.validate());
-        let mut registry = ExecutorRegistry::configured(&self.executors);
+        let mut registry = cadre_executors::configured(&self.executors);
         crate::system_tasks::register(&mut registry, &Default::default());
         for (task_type, r) in self.effective_routes().iter() {
             if let Err(e) = cadre_proto::validate_task_type(task_type) {

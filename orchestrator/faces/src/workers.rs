@@ -1,5 +1,5 @@
 //! The WorkerService gRPC face: external workers (any language) connect here and run the tasks
-//! routed to executor `remote` (see `cadre_agents::executors::remote` for the dispatch side and
+//! routed to executor `remote` (see `cadre_executors::remote` for the dispatch side and
 //! `proto/cadre/v1/worker.proto` for the protocol).
 //!
 //! One `Attach` stream per worker: it authenticates (role `supervisor` or above: a worker
@@ -11,7 +11,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use cadre_agents::executors::remote::{RegisterError, RemoteHub, WorkerSession};
+use cadre_executors::{RegisterError, RemoteHub, WorkerSession};
 use cadre_proto::v1::{self, worker_message, worker_service_server::WorkerService};
 use futures::Stream;
 use tokio_stream::StreamExt;

@@ -1,0 +1,324 @@
+//! The chat-completions wire format: one request, read as a JSON reply or as a server-sent
+//! event stream of chunks, bounded in size and in time between chunks.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use cadre_agents::ExecContext;
+use serde_json::{Value, json};
+
+use super::chat::Chat;
+
+/// Longest `Retry-After` taken from a 5xx or 429 reply (longer ones are capped).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
+/// Least time between two progress events of a streamed reply.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+/// Characters of an error body quoted in an error.
+const SNIPPET: usize = 300;
+
+/// One request to send.
+pub(super) struct Request<'a> {
+    pub client: &'a reqwest::Client,
+    pub url: &'a str,
+    pub api_key: Option<&'a str>,
+    pub model: &'a str,
+    pub chat: &'a Chat,
+    /// For the reply to start and between two chunks.
+    pub timeout: Duration,
+    pub max_bytes: usize,
+}
+
+/// What a model answered.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Reply {
+    pub content: String,
+    pub finish_reason: Option<String>,
+    pub id: String,
+    pub upstream_model: String,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    /// The provider reported no usage; the counts are characters / 4.
+    pub usage_estimated: bool,
+}
+
+/// Why one model did not answer.
+#[derive(Debug)]
+pub(super) enum CallError {
+    /// 429, 5xx, 408, a timeout or a broken connection: another model, or later, may answer.
+    Transient {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// 401, 403, 404, a missing key: this provider is set up wrong; the next may work.
+    Misconfigured(String),
+    /// 400, 413, 422: the request itself is wrong; no model will take it.
+    Refused(String),
+    /// The task was cancelled.
+    Cancelled,
+}
+
+impl CallError {
+    /// The `error.type` span attribute.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Transient { .. } => "transient",
+            CallError::Misconfigured(_) => "misconfigured",
+            CallError::Refused(_) => "refused",
+            CallError::Cancelled => "cancelled",
+        }
+    }
+
+    fn transient(reason: impl Into<String>) -> Self {
+        CallError::Transient {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Transient { reason, .. } => f.write_str(reason),
+            CallError::Misconfigured(m) | CallError::Refused(m) => f.write_str(m),
+            CallError::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+/// The request body (OpenAI chat-completions).
+pub(super) fn body(model: &str, chat: &Chat) -> Value {
+    let mut body = json!({ "model": model, "messages": chat.messages, "stream": chat.stream });
+    if let Some(n) = chat.max_tokens {
+        body["max_tokens"] = json!(n);
+    }
+    if let Some(t) = chat.temperature {
+        body["temperature"] = json!(t);
+    }
+    if chat.stream {
+        body["stream_options"] = json!({ "include_usage": true });
+    }
+    if let Some(schema) = &chat.response_schema {
+        body["response_format"] = json!({
+            "type": "json_schema",
+            "json_schema": { "name": "result", "schema": schema },
+        });
+    }
+    body
+}
+
+/// Seconds in a `Retry-After` header (the HTTP-date form is not read: it counts as 1 s).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let d = match v.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s.min(MAX_RETRY_AFTER.as_secs_f64())),
+        _ => Duration::from_secs(1),
+    };
+    Some(d)
+}
+
+/// Waits for `fut` unless the task is cancelled or `timeout` passes first.
+async fn bounded<T>(
+    ctx: &ExecContext,
+    timeout: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T, reqwest::Error>>,
+) -> Result<T, CallError> {
+    tokio::select! {
+        _ = ctx.cancel.cancelled() => Err(CallError::Cancelled),
+        r = tokio::time::timeout(timeout, fut) => match r {
+            Err(_) => Err(CallError::transient(format!("no {what} within {} ms", timeout.as_millis()))),
+            // Without the URL: a provider URL may carry a key in its query.
+            Ok(Err(e)) => Err(CallError::transient(format!("{what} failed: {}", error_chain(&e.without_url())))),
+            Ok(Ok(v)) => Ok(v),
+        },
+    }
+}
+
+/// An error with its causes (reqwest's own message omits them).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+/// Sends one request and reads the reply.
+pub(super) async fn send(ctx: &ExecContext, r: Request<'_>) -> Result<Reply, CallError> {
+    let mut req = r.client.post(r.url).json(&body(r.model, r.chat));
+    if let Some(key) = r.api_key {
+        req = req.bearer_auth(key);
+    }
+    let mut resp = bounded(ctx, r.timeout, "reply", req.send()).await?;
+    let status = resp.status();
+    if !status.is_success() {
+        let after = retry_after(resp.headers());
+        let text = read_body(ctx, &mut resp, r.timeout, 64 << 10)
+            .await
+            .unwrap_or_default();
+        let snippet: String = String::from_utf8_lossy(&text).chars().take(SNIPPET).collect();
+        let msg = format!("HTTP {}: {}", status.as_u16(), snippet.trim());
+        return Err(match status.as_u16() {
+            429 | 408 | 500..=599 => CallError::Transient {
+                reason: msg,
+                retry_after: if status.as_u16() == 429 {
+                    after.or(Some(Duration::from_secs(1)))
+                } else {
+                    after
+                },
+            },
+            400 | 413 | 422 => CallError::Refused(msg),
+            _ => CallError::Misconfigured(msg),
+        });
+    }
+    let streamed = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let mut reply = if streamed {
+        read_stream(ctx, &mut resp, &r).await?
+    } else {
+        let bytes = read_body(ctx, &mut resp, r.timeout, r.max_bytes).await?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| CallError::transient(format!("the reply is not JSON: {e}")))?;
+        parse_completion(&v)?
+    };
+    if reply.tokens_in == 0 && reply.tokens_out == 0 {
+        let chars_in: usize = r.chat.messages.iter().map(|m| m.content.chars().count()).sum();
+        reply.tokens_in = chars_in.div_ceil(4) as u64;
+        reply.tokens_out = reply.content.chars().count().div_ceil(4) as u64;
+        reply.usage_estimated = true;
+    }
+    if reply.upstream_model.is_empty() {
+        reply.upstream_model = r.model.to_string();
+    }
+    Ok(reply)
+}
+
+/// A whole body, at most `max` bytes, each chunk within `timeout`.
+async fn read_body(
+    ctx: &ExecContext,
+    resp: &mut reqwest::Response,
+    timeout: Duration,
+    max: usize,
+) -> Result<Vec<u8>, CallError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = bounded(ctx, timeout, "reply chunk", resp.chunk()).await? {
+        if out.len() + chunk.len() > max {
+            return Err(CallError::transient(format!("the reply exceeds {max} bytes")));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+fn usage_of(v: &Value, reply: &mut Reply) {
+    if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+        reply.tokens_in = u["prompt_tokens"].as_u64().unwrap_or(0);
+        reply.tokens_out = u["completion_tokens"].as_u64().unwrap_or(0);
+    }
+}
+
+/// A non-streamed `chat.completion`.
+fn parse_completion(v: &Value) -> Result<Reply, CallError> {
+    let choice = v["choices"]
+        .get(0)
+        .ok_or_else(|| CallError::transient("the reply has no choices"))?;
+    let mut reply = Reply {
+        content: choice["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        finish_reason: choice["finish_reason"].as_str().map(str::to_string),
+        id: v["id"].as_str().unwrap_or_default().to_string(),
+        upstream_model: v["model"].as_str().unwrap_or_default().to_string(),
+        ..Reply::default()
+    };
+    usage_of(v, &mut reply);
+    Ok(reply)
+}
+
+/// A streamed reply: `data: {chat.completion.chunk}` events up to `data: [DONE]`. New text
+/// becomes progress events, at most one per [`PROGRESS_EVERY`].
+async fn read_stream(
+    ctx: &ExecContext,
+    resp: &mut reqwest::Response,
+    r: &Request<'_>,
+) -> Result<Reply, CallError> {
+    let mut reply = Reply::default();
+    let mut total = 0usize;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut pending = String::new();
+    let mut last_progress = Instant::now();
+    let mut done = false;
+    while !done {
+        let Some(chunk) = bounded(ctx, r.timeout, "reply chunk", resp.chunk()).await? else {
+            break;
+        };
+        total += chunk.len();
+        if total > r.max_bytes {
+            return Err(CallError::transient(format!(
+                "the reply exceeds {} bytes",
+                r.max_bytes
+            )));
+        }
+        buf.extend_from_slice(&chunk);
+        while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let Some(data) = line.trim_end().strip_prefix("data:") else {
+                continue;
+            };
+            let data = data.trim_start();
+            if data == "[DONE]" {
+                done = true;
+                break;
+            }
+            let v: Value = serde_json::from_str(data)
+                .map_err(|e| CallError::transient(format!("a stream chunk is not JSON: {e}")))?;
+            if let Some(err) = v.get("error") {
+                return Err(CallError::transient(format!(
+                    "the stream reported an error: {err}"
+                )));
+            }
+            if reply.id.is_empty() {
+                reply.id = v["id"].as_str().unwrap_or_default().to_string();
+                reply.upstream_model = v["model"].as_str().unwrap_or_default().to_string();
+            }
+            usage_of(&v, &mut reply);
+            if let Some(choice) = v["choices"].get(0) {
+                if let Some(text) = choice["delta"]["content"].as_str() {
+                    reply.content.push_str(text);
+                    pending.push_str(text);
+                }
+                if let Some(f) = choice["finish_reason"].as_str() {
+                    reply.finish_reason = Some(f.to_string());
+                }
+            }
+            if !pending.is_empty() && last_progress.elapsed() >= PROGRESS_EVERY {
+                progress(ctx, r, &reply, std::mem::take(&mut pending));
+                last_progress = Instant::now();
+            }
+        }
+    }
+    if !done && reply.finish_reason.is_none() {
+        return Err(CallError::transient("the stream ended before the reply did"));
+    }
+    if !pending.is_empty() {
+        progress(ctx, r, &reply, pending);
+    }
+    Ok(reply)
+}
+
+fn progress(ctx: &ExecContext, r: &Request<'_>, reply: &Reply, text: String) {
+    let fraction = match r.chat.max_tokens {
+        Some(max) if max > 0 => (reply.content.chars().count().div_ceil(4) as f64 / f64::from(max)).min(0.99),
+        _ => 0.0,
+    };
+    ctx.progress(fraction, text);
+}

@@ -1,0 +1,4 @@
+//! Decoders several executors share.
+
+pub mod base64;
+pub mod mp3;
