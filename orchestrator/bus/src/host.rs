@@ -29,8 +29,8 @@ use ractor::ActorRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::config::BusConfig;
+use crate::conn::Conn;
 use crate::error::BusError;
-use crate::nats::Conn;
 use crate::peers::Peers;
 use crate::wire::{self, CancelMsg, EventMsg, WorkMsg};
 use cadre_supervisors::{OrchestratorMsg, SharedRoutes, SourceError, TaskSource};

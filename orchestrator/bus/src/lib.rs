@@ -17,11 +17,12 @@
 //! Layout: [`seam`] (the trait), [`local`], [`nats`] (tier 0's side: dispatch outbox, event
 //! persistence through a [`journal::Journal`], cancel broadcast), [`host`] (a supervisor node's
 //! side), [`peers`] (the registry and clients of supervisor nodes), [`wire`] (message formats
-//! and NATS names), [`config`] (`[bus]`), [`error`].
+//! and NATS names), [`conn`] (the NATS connection and streams), [`config`] (`[bus]`), [`error`].
 
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod host;
 pub mod journal;

@@ -16,8 +16,8 @@ use tonic::transport::Channel;
 use cadre_supervisors::SharedRoutes;
 use tonic::metadata::{Ascii, MetadataValue};
 
+use crate::conn::Conn;
 use crate::error::{BusError, BusResult};
-use crate::nats::Conn;
 
 /// How long one peer call may take.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -279,7 +279,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
             };
             let key = peer_key(&config.node.id);
             tokio::spawn(async move {
-                let c = cadre_bus::nats::connect(&bus, "supervisor node").await;
+                let c = cadre_bus::conn::connect(&bus, "supervisor node").await;
                 let _ = conn.set(c.clone());
                 peers.attach(c.clone()).await;
                 tokio::spawn(peers.clone().announce_owned(key, entry));
@@ -469,7 +469,7 @@ pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Runni
                 };
                 let key = peer_key(&config.node.id);
                 tokio::spawn(async move {
-                    let c = cadre_bus::nats::connect(&bus, "local supervisors").await;
+                    let c = cadre_bus::conn::connect(&bus, "local supervisors").await;
                     tokio::spawn(peers.clone().announce_owned(key, entry));
                     h.run(c).await;
                 });
@@ -573,7 +573,7 @@ impl cadre_supervisors::TaskSource for NoRecovery {
 /// The HTTP face of a supervisor node.
 struct SupervisorFace {
     host: Arc<Host>,
-    conn: Arc<tokio::sync::OnceCell<cadre_bus::nats::Conn>>,
+    conn: Arc<tokio::sync::OnceCell<cadre_bus::conn::Conn>>,
     auth: Arc<Authenticator>,
     metrics_public: bool,
 }
