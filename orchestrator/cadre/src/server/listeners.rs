@@ -1,0 +1,170 @@
+//! What a node binds and writes before it serves: the data-dir lock, the two listeners, TLS,
+//! the URL peers reach it at, and `endpoints.json`.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use cadre_core::config::{Config, TlsConfig};
+use tokio::net::TcpListener;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+/// A node's listeners, bound (port 0 picks free ports), with its data dir locked.
+pub(crate) struct Bound {
+    /// The gRPC listener.
+    pub grpc: TcpListener,
+    /// The HTTP listener.
+    pub http: TcpListener,
+    /// Where gRPC listens.
+    pub grpc_addr: SocketAddr,
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    /// gRPC TLS (None: plaintext).
+    pub tls: Option<ServerTlsConfig>,
+    /// `https` with TLS, else `http`.
+    pub scheme: &'static str,
+    /// The gRPC URL peers use to reach this process.
+    pub url: String,
+    /// The data dir's lock, held for the life of the process.
+    pub lock: File,
+}
+
+impl Bound {
+    /// Locks the data dir and binds both listeners.
+    pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
+        let lock = lock_data_dir(&config.node.data_dir)?;
+        let grpc = TcpListener::bind(&config.server.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on server.grpc_addr {}", config.server.grpc_addr))?;
+        let http = TcpListener::bind(&config.server.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on server.http_addr {}", config.server.http_addr))?;
+        let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
+        let tls = server_tls(&config.tls)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = advertised_url(config, grpc_addr, scheme);
+        Ok(Bound {
+            grpc,
+            http,
+            grpc_addr,
+            http_addr,
+            tls,
+            scheme,
+            url,
+            lock,
+        })
+    }
+}
+
+/// What `endpoints.json` holds.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+pub struct Endpoints {
+    /// gRPC endpoint URL, e.g. `http://127.0.0.1:50051`.
+    pub grpc: String,
+    /// HTTP base URL.
+    pub http: String,
+    /// The serving process.
+    pub pid: u32,
+}
+
+impl Endpoints {
+    /// Reads `<data_dir>/endpoints.json`, if a node wrote one.
+    pub fn read(data_dir: &Path) -> Option<Endpoints> {
+        let text = std::fs::read_to_string(data_dir.join("endpoints.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// Takes the data directory's lock so two nodes never share one store.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    lock_file(&dir.join("lock"), &format!("data dir {}", dir.display()))
+}
+
+/// Takes an exclusive lock on `path` (created if missing) for the life of the process.
+fn lock_file(path: &Path, what: &str) -> anyhow::Result<File> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    file.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "{what} is in use by another cadre process (lock {})",
+            path.display()
+        )
+    })?;
+    Ok(file)
+}
+
+/// A `store.url` outside the data dir gets a lock of its own beside the database file, so two
+/// nodes never write one SQLite file (the store keeps its view of unfinished tasks in memory).
+pub(crate) fn lock_store_url(url: &str) -> anyhow::Result<Option<File>> {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return Ok(None);
+    };
+    let path = rest
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(None);
+    }
+    let lock = PathBuf::from(format!("{path}.lock"));
+    lock_file(&lock, &format!("store {path}")).map(Some)
+}
+
+/// The gRPC URL peers use to reach this process.
+fn advertised_url(config: &Config, bound: SocketAddr, scheme: &str) -> String {
+    if !config.node.advertise_addr.is_empty() {
+        return format!("{scheme}://{}", config.node.advertise_addr);
+    }
+    let host = if bound.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        bound.ip()
+    };
+    format!("{scheme}://{}", SocketAddr::new(host, bound.port()))
+}
+
+/// Writes `<data_dir>/endpoints.json` (write then rename, so a reader never sees half a file).
+pub(crate) fn write_endpoints(
+    config: &Config,
+    scheme: &str,
+    grpc: SocketAddr,
+    http: SocketAddr,
+) -> anyhow::Result<PathBuf> {
+    let endpoints = Endpoints {
+        grpc: format!("{scheme}://{grpc}"),
+        http: format!("http://{http}"),
+        pid: std::process::id(),
+    };
+    let endpoints_file = config.node.data_dir.join("endpoints.json");
+    let tmp = endpoints_file.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&endpoints)?)?;
+    std::fs::rename(&tmp, &endpoints_file)?;
+    Ok(endpoints_file)
+}
+
+/// Reads the TLS files into tonic's server config (None when TLS is off).
+fn server_tls(cfg: &TlsConfig) -> anyhow::Result<Option<ServerTlsConfig>> {
+    if !cfg.enabled() {
+        return Ok(None);
+    }
+    let read =
+        |what: &str, path: &str| std::fs::read(path).with_context(|| format!("cannot read {what} {path}"));
+    let identity = Identity::from_pem(
+        read("tls.cert_file", &cfg.cert_file)?,
+        read("tls.key_file", &cfg.key_file)?,
+    );
+    let mut tls = ServerTlsConfig::new().identity(identity);
+    if !cfg.client_ca_file.is_empty() {
+        tls = tls.client_ca_root(Certificate::from_pem(read(
+            "tls.client_ca_file",
+            &cfg.client_ca_file,
+        )?));
+    }
+    Ok(Some(tls))
+}

@@ -1,0 +1,130 @@
+//! The two listeners' servers: gRPC (TaskService, AdminService and SupervisorPeer on tier 0;
+//! SupervisorPeer on a supervisor node; WorkerService where supervisors run; health and
+//! reflection everywhere) and HTTP (probes and metrics everywhere; the JSON API, sockets, MCP
+//! and dashboard on tier 0).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cadre_core::config::ServerConfig;
+use cadre_core::node::Node;
+use cadre_faces::grpc::{AdminApi, PeerApi, TaskApi};
+use cadre_faces::http;
+use cadre_faces::peer_service::PeerService;
+use cadre_faces::workers::WorkerApi;
+use cadre_proto::v1::{
+    admin_service_server::AdminServiceServer, supervisor_peer_server::SupervisorPeerServer,
+    task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::ServerTlsConfig;
+
+/// The gRPC services a process serves.
+pub(crate) enum Services {
+    /// Tier 0: TaskService, AdminService and SupervisorPeer.
+    Node(Arc<Node>),
+    /// A supervisor node: SupervisorPeer only. Either may also serve WorkerService.
+    Peer(PeerService),
+}
+
+/// Serves gRPC on `listener` until `shutdown`: `services`, WorkerService if `workers`, health
+/// and reflection (v1 and v1alpha), with the per-connection bounds of `cfg`.
+pub(crate) async fn serve_grpc(
+    services: Services,
+    workers: Option<WorkerApi>,
+    listener: TcpListener,
+    cfg: ServerConfig,
+    tls: Option<ServerTlsConfig>,
+    shutdown: CancellationToken,
+) {
+    let max_message = cfg.max_message_bytes;
+    let keepalive = Duration::from_secs(cfg.keepalive_secs.max(1));
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    match &services {
+        Services::Node(_) => {
+            health.set_serving::<TaskServiceServer<TaskApi>>().await;
+            health.set_serving::<AdminServiceServer<AdminApi>>().await;
+            health.set_serving::<SupervisorPeerServer<PeerApi>>().await;
+        }
+        Services::Peer(_) => health.set_serving::<SupervisorPeerServer<PeerService>>().await,
+    }
+    if workers.is_some() {
+        health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
+    }
+    // Both reflection versions: v1, and v1alpha for clients that only know it (grpcio-reflection's
+    // Python client, older grpcurl).
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(cadre_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
+        .build_v1()
+        .expect("embedded descriptors are valid");
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
+        .expect("embedded descriptors are valid");
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Bounds per connection (calls in flight, streams) and dead-peer detection; each service
+    // also bounds decoded message size.
+    let mut builder = tonic::transport::Server::builder().load_shed(cfg.load_shed);
+    if cfg.request_timeout_ms > 0 {
+        builder = builder.timeout(Duration::from_millis(cfg.request_timeout_ms));
+    }
+    if let Some(tls) = tls {
+        builder = match builder.tls_config(tls) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "TLS setup failed; not serving gRPC");
+                return;
+            }
+        };
+    }
+    let router = builder
+        .concurrency_limit_per_connection(cfg.max_calls_per_connection)
+        .max_concurrent_streams(Some(cfg.max_streams_per_connection))
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive))
+        .tcp_keepalive(Some(keepalive))
+        .trace_fn(cadre_trace::grpc_request_span)
+        .add_service(health_svc)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha);
+    let router = match services {
+        Services::Node(node) => router
+            .add_service(TaskServiceServer::new(TaskApi(node.clone())).max_decoding_message_size(max_message))
+            .add_service(
+                AdminServiceServer::new(AdminApi(node.clone())).max_decoding_message_size(max_message),
+            )
+            .add_service(SupervisorPeerServer::new(PeerApi(node)).max_decoding_message_size(max_message)),
+        Services::Peer(peer) => {
+            router.add_service(SupervisorPeerServer::new(peer).max_decoding_message_size(max_message))
+        }
+    };
+    let router = router.add_optional_service(
+        workers.map(|w| WorkerServiceServer::new(w).max_decoding_message_size(max_message)),
+    );
+    let res = router
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await;
+    if let Err(e) = res {
+        tracing::error!(error = %e, "gRPC server failed");
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown`: probes and metrics through `face`, and, with
+/// `tasks`, the JSON API, event sockets, MCP and the dashboard.
+pub(crate) async fn serve_http(
+    face: Arc<dyn http::HttpFace>,
+    tasks: Option<Arc<Node>>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) {
+    let res = axum::serve(listener, http::router(face, tasks))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    if let Err(e) = res {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}

@@ -1,0 +1,136 @@
+//! A supervisor-only node (`--role supervisor`): tiers 1 and 2 for its supervisors, fed from
+//! NATS by the node runtime; SupervisorPeer and WorkerService over gRPC; probes and metrics
+//! over HTTP. No store, no intake.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cadre_bus::host::{Host, HostDelegate, HostSink};
+use cadre_bus::peers::PeerEntry;
+use cadre_core::auth::Authenticator;
+use cadre_core::config::Config;
+use cadre_faces::http;
+use cadre_faces::peer_service::PeerService;
+use cadre_faces::workers::WorkerApi;
+use cadre_supervisors::{Orchestrator, OrchestratorArgs};
+use ractor::Actor;
+
+use crate::server::listeners::{Bound, write_endpoints};
+use crate::server::parts::{Parts, run_host};
+use crate::server::running::Running;
+use crate::server::serving::{Services, serve_grpc, serve_http};
+
+/// Starts a supervisor node on `bound` listeners.
+pub(crate) async fn start(config: Config, bound: Bound, parts: Parts) -> anyhow::Result<Running> {
+    let auth = Arc::new(Authenticator::open(&config.auth, &config.node.data_dir, None).await?);
+    let peers = parts.peers(&config, &auth);
+    let local = config.local_supervisors();
+    let host = Host::new(
+        config.bus.clone(),
+        parts.router.registry.clone(),
+        parts.router.routes.clone(),
+        local.keys().cloned().collect(),
+        peers.clone(),
+    );
+    let args = OrchestratorArgs {
+        specs: local.clone(),
+        cancel_grace: parts.cancel_grace,
+        sink: Arc::new(HostSink(host.clone())),
+        recovery: host.clone(),
+        delegate: Some(Arc::new(HostDelegate(Arc::downgrade(&host)))),
+    };
+    let (orchestrator, _) = Actor::spawn(None, Orchestrator, args)
+        .await
+        .context("cannot start the actor tree")?;
+    host.set_orchestrator(orchestrator.clone());
+    let conn = Arc::new(tokio::sync::OnceCell::new());
+    let entry = PeerEntry {
+        node_id: config.node.id.clone(),
+        url: bound.url.clone(),
+        supervisors: local.keys().cloned().collect(),
+    };
+    run_host(
+        host.clone(),
+        peers,
+        config.bus.clone(),
+        entry,
+        true,
+        Some(conn.clone()),
+    );
+    let face = Arc::new(SupervisorFace {
+        host: host.clone(),
+        conn,
+        auth: auth.clone(),
+        metrics_public: config.auth.metrics_public,
+    });
+    let workers = WorkerApi {
+        hub: parts.remote_hub,
+        auth: auth.clone(),
+        node: None,
+        shutdown: parts.shutdown.clone(),
+    };
+    let peer = PeerService {
+        host: host.clone(),
+        orchestrator: orchestrator.clone(),
+        auth,
+        limits: config.spec_limits(),
+        node_id: config.node.id.clone(),
+        url: bound.url.clone(),
+    };
+    let servers = vec![
+        tokio::spawn(serve_grpc(
+            Services::Peer(peer),
+            Some(workers),
+            bound.grpc,
+            config.server.clone(),
+            bound.tls,
+            parts.shutdown.clone(),
+        )),
+        tokio::spawn(serve_http(face, None, bound.http, parts.shutdown.clone())),
+    ];
+    let endpoints_file = write_endpoints(&config, bound.scheme, bound.grpc_addr, bound.http_addr)?;
+    tracing::info!(grpc = %bound.grpc_addr, http = %bound.http_addr, supervisors = ?local.keys().collect::<Vec<_>>(), "cadre supervisor node serving");
+    Ok(Running {
+        grpc_addr: bound.grpc_addr,
+        http_addr: bound.http_addr,
+        node: None,
+        host: Some(host),
+        orchestrator,
+        writer: None,
+        grace: Duration::from_millis(config.server.shutdown_grace_ms),
+        shutdown: parts.shutdown,
+        servers,
+        writer_task: None,
+        endpoints_file,
+        _lock: bound.lock,
+        _store_lock: None,
+    })
+}
+
+/// The HTTP face of a supervisor node.
+struct SupervisorFace {
+    host: Arc<Host>,
+    conn: Arc<tokio::sync::OnceCell<cadre_bus::conn::Conn>>,
+    auth: Arc<Authenticator>,
+    metrics_public: bool,
+}
+
+#[async_trait::async_trait]
+impl http::HttpFace for SupervisorFace {
+    async fn ready(&self) -> bool {
+        self.host.ready(self.conn.get())
+    }
+
+    fn metrics_public(&self) -> bool {
+        self.metrics_public
+    }
+
+    async fn authorize(
+        &self,
+        header: Option<&str>,
+        action: cadre_core::auth::Action,
+    ) -> Result<cadre_core::auth::Principal, cadre_core::error::Error> {
+        self.auth.authorize(header, action)
+    }
+}
