@@ -424,7 +424,7 @@ impl Default for Config {
             ]
             .into_iter()
             .chain(
-                crate::system_tasks::ROUTES
+                crate::system_tasks::routes::ROUTES
                     .iter()
                     .map(|(t, w, e)| (*t, "system", *w, *e)),
             )
@@ -736,8 +736,10 @@ impl Config {
             }
         }
         errs.extend(self.executors.validate());
-        let mut registry = cadre_executors::configured(&self.executors);
-        crate::system_tasks::register(&mut registry, &Default::default());
+        let registry = cadre_executors::configured(&self.executors);
+        let mut executors: Vec<&str> = registry.names().collect();
+        executors.extend(crate::system_tasks::routes::EXECUTORS);
+        executors.sort_unstable();
         for (task_type, r) in self.effective_routes().iter() {
             if let Err(e) = cadre_proto::validate_task_type(task_type) {
                 errs.push(format!("routes.{task_type:?}: {e}"));
@@ -753,12 +755,11 @@ impl Config {
                 )),
                 Some(_) => {}
             }
-            if registry.get(&r.executor).is_none() {
-                let known: Vec<&str> = registry.names().collect();
+            if !executors.contains(&r.executor.as_str()) {
                 errs.push(format!(
                     "routes.{task_type:?}: executor {:?} does not exist (known: {})",
                     r.executor,
-                    known.join(", ")
+                    executors.join(", ")
                 ));
             }
         }

@@ -206,7 +206,7 @@ impl Node {
             )
             .into());
         };
-        if crate::system_tasks::SUPERVISOR_ONLY.contains(&route.executor.as_str())
+        if crate::system_tasks::routes::SUPERVISOR_ONLY.contains(&route.executor.as_str())
             && p.role < crate::auth::Role::Supervisor
         {
             return Err(Error::PermissionDenied(format!(
@@ -773,5 +773,28 @@ impl Node {
         let store = self.store.ping().await.is_ok();
         metrics::gauge!("cadre_store_up").set(f64::from(u8::from(store)));
         metrics::gauge!("cadre_bus_up").set(f64::from(u8::from(self.bus.ready())));
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::system_tasks::NodeView for Node {
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    fn bus_ready(&self) -> bool {
+        self.bus.ready()
+    }
+
+    fn data_dir(&self) -> std::path::PathBuf {
+        self.config().node.data_dir
+    }
+
+    fn load_config(&self) -> Result<Config, crate::config::ConfigError> {
+        self.source.load()
     }
 }

@@ -74,7 +74,8 @@ pub(crate) async fn start(
         bus,
     });
     let _ = node_delegate.0.set(Arc::downgrade(&node));
-    let _ = parts.node_cell.set(Arc::downgrade(&node));
+    let view: Arc<dyn cadre_core::system_tasks::NodeView> = node.clone();
+    let _ = parts.node_cell.set(Arc::downgrade(&view));
     // Remote workers are served where supervisors run.
     let workers = (!config.local_supervisors().is_empty()).then(|| WorkerApi {
         hub: parts.remote_hub,

@@ -1,0 +1,62 @@
+//! `audit_verify` (`system.audit.verify`).
+
+use async_trait::async_trait;
+use cadre_agents::{ExecContext, ExecError, Executor};
+use serde_json::{Value, json};
+
+use cadre_store::chain as audit;
+
+use crate::system_tasks::view::{NodeCell, empty_params_schema, no_params, node};
+
+/// `audit_verify`: `cadre audit verify` as a task, trusting this node's signing key.
+pub struct AuditVerify(pub NodeCell);
+
+#[async_trait]
+impl Executor for AuditVerify {
+    async fn execute(&self, _ctx: ExecContext, params: Value) -> Result<Value, ExecError> {
+        no_params(&params)?;
+        let node = node(&self.0)?;
+        let data_dir = node.data_dir();
+        let pem = std::fs::read_to_string(data_dir.join(audit::NODE_PUBLIC_KEY_FILE))
+            .map_err(|e| ExecError::Fatal(format!("cannot read the node public key: {e}")))?;
+        let key = audit::public_key(&pem).map_err(|e| ExecError::Fatal(e.to_string()))?;
+        let keys = audit::TrustedKeys::new([key]);
+        let heads: Vec<audit::SignedHead> = match std::fs::read(data_dir.join(audit::HEAD_FILE)) {
+            Ok(bytes) => vec![
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| ExecError::Fatal(format!("the signed head is not valid JSON: {e}")))?,
+            ],
+            Err(_) => Vec::new(),
+        };
+        let records = node
+            .store()
+            .audit_records(None)
+            .await
+            .map_err(|e| ExecError::Retryable(format!("cannot read the audit chain: {e}")))?;
+        let head_seq = heads.first().map(|h| h.seq);
+        Ok(match audit::verify(&records, &heads, &keys) {
+            Ok(n) => json!({ "intact": true, "records": n, "signed_head_seq": head_seq, "problem": null }),
+            Err(t) => {
+                json!({ "intact": false, "records": records.len(), "signed_head_seq": head_seq, "problem": t.to_string() })
+            }
+        })
+    }
+
+    fn params_schema(&self) -> Option<Value> {
+        Some(empty_params_schema())
+    }
+
+    fn result_schema(&self) -> Option<Value> {
+        Some(json!({
+            "type": "object",
+            "properties": {
+                "intact": { "type": "boolean", "description": "Every link and signature is valid and the chain reaches the signed head" },
+                "records": { "type": "integer", "minimum": 0 },
+                "signed_head_seq": { "type": ["integer", "null"] },
+                "problem": { "type": ["string", "null"], "description": "What is wrong, when not intact" },
+            },
+            "required": ["intact", "records", "signed_head_seq", "problem"],
+            "additionalProperties": false,
+        }))
+    }
+}
