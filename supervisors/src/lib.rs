@@ -5,6 +5,8 @@
 //! May import: cadre-agents, cadre-proto.
 //!
 //! Layout:
+//! - [`admission`]: the intake checks that need only routes and executors (parse, route,
+//!   fortress sandbox, params schema), shared by tier 0 and supervisor nodes.
 //! - [`attempt_span`]: the span each attempt runs in, parented on its task's trace.
 //! - [`config`]: what a supervisor is made of (pools per worker kind, restart intensity) and the
 //!   routing table from task type to supervisor, worker kind and executor.
@@ -22,6 +24,7 @@
 //!   process and re-dispatches a restarted supervisor's tasks from a [`TaskSource`].
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod attempt_span;
 pub mod config;
 pub mod delegation;
