@@ -523,15 +523,9 @@ async fn wait_for_signals(running: &server::Running) {
                     tracing::warn!("SIGHUP: a supervisor node reloads nothing; restart it to change its config");
                     continue;
                 };
-                match node.reload().await {
-                    Ok(changes) => {
-                        tracing::info!(?changes, "SIGHUP: config reloaded");
-                        node.audit(Some(&actor), "admin.reload", "config", "ok", &changes.join("; ")).await;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "SIGHUP: config not reloaded");
-                        node.audit(Some(&actor), "admin.reload", "config", "failed", &e.to_string()).await;
-                    }
+                match node.reload(&actor).await {
+                    Ok(changes) => tracing::info!(?changes, "SIGHUP: config reloaded"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: config not reloaded"),
                 }
             }
             _ = term.recv() => return,

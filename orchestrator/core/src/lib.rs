@@ -6,8 +6,11 @@
 //! cadre-proto.
 //!
 //! Layout:
-//! - [`node`]: the [`node::Node`]: the operations every face calls (submit, get, cancel, list,
-//!   watch, status, scale, reload, ...). [`recovery`]: the store's unfinished tasks made
+//! - [`node`]: the [`node::Node`], the one value every face calls; its operations are grouped
+//!   by meaning: [`intake`] (the submit pipeline), [`tasks`] (get, list, events, watch,
+//!   cancel, task types), [`admin`] (status, scale, reload, usage, remote workers),
+//!   [`credentials`] (tokens and API keys), [`access`] (permissions and audit, checked and
+//!   recorded by every operation itself). [`recovery`]: the store's unfinished tasks made
 //!   runnable again; [`delegate`]: sub-tasks of executors in this process.
 //! - [`writer`]: group commit: the single path to the store; also the supervisors' task sink
 //!   and the NATS bus's journal. [`hub`]: live event fan-out and resumable watch streams.
@@ -22,16 +25,21 @@
 //! - [`telemetry`]: logs, span export (OTLP) and metrics.
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod budget;
 pub mod config;
+pub mod credentials;
 pub mod delegate;
 pub mod error;
 pub mod hub;
+pub mod intake;
 pub mod node;
 pub mod quota;
 pub mod recovery;
 pub mod system_tasks;
+pub mod tasks;
 pub mod telemetry;
 pub mod writer;

@@ -3,9 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use cadre_proto::SpecError;
 use cadre_proto::v1::{
     self, admin_service_server::AdminService, supervisor_peer_server::SupervisorPeer,
     task_service_server::TaskService,
@@ -16,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use cadre_core::auth::{Action, Principal, Role};
+use cadre_core::auth::{Action, Principal};
 use cadre_core::error::Error;
 use cadre_core::node::Node;
 use cadre_store::ApiKeyRecord;
@@ -36,14 +34,11 @@ pub struct PeerApi(pub Arc<Node>);
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::TaskEvent, Status>> + Send>>;
 
-/// Authenticates the request's `authorization` metadata and checks `action` (refusals are
-/// logged and audited).
+/// Authenticates the request's `authorization` metadata and checks `action` up front (the
+/// core logs and audits a refusal; every operation checks its action again).
 async fn authorize<T>(node: &Node, req: &Request<T>, action: Action) -> Result<Principal, Status> {
     let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
-    node.authorize(header, action).await.map_err(|e| {
-        tracing::warn!(action = action.name(), error = %e, "call refused");
-        Status::from(e)
-    })
+    node.authorize(header, action).await.map_err(Status::from)
 }
 
 /// Runs a submission (`rpc`) in a `task.submit` span, the parent of every attempt of the task
@@ -72,11 +67,6 @@ async fn in_submit_span<T>(
         );
     }
     res
-}
-
-fn parse_role(role: &str) -> Result<Role, Status> {
-    role.parse()
-        .map_err(|e: String| Status::from(Error::from(SpecError::invalid("role", e))))
 }
 
 fn key_to_wire(k: &ApiKeyRecord) -> v1::ApiKey {
@@ -128,9 +118,6 @@ impl TaskService for TaskApi {
         let p = authorize(&self.0, &req, Action::CancelTask).await?;
         let r = req.get_ref();
         let task = self.0.cancel(&p, &r.id, &r.reason).await?;
-        self.0
-            .audit(Some(&p), "task.cancel", &task.id.to_string(), "ok", &r.reason)
-            .await;
         Ok(Response::new(task.to_wire()))
     }
 
@@ -138,10 +125,11 @@ impl TaskService for TaskApi {
         &self,
         req: Request<v1::ListTaskTypesRequest>,
     ) -> Result<Response<v1::ListTaskTypesResponse>, Status> {
-        authorize(&self.0, &req, Action::GetTask).await?;
+        let p = authorize(&self.0, &req, Action::GetTask).await?;
         let types = self
             .0
-            .task_types_with_prefix(&req.get_ref().task_type_prefix)
+            .task_types_with_prefix(&p, &req.get_ref().task_type_prefix)
+            .await?
             .into_iter()
             .map(|t| v1::TaskType {
                 task_type: t.task_type,
@@ -178,24 +166,17 @@ impl TaskService for TaskApi {
 #[tonic::async_trait]
 impl AdminService for AdminApi {
     async fn status(&self, req: Request<v1::StatusRequest>) -> Result<Response<v1::StatusResponse>, Status> {
-        authorize(&self.0, &req, Action::Status).await?;
-        Ok(Response::new(self.0.status().await?))
+        let p = authorize(&self.0, &req, Action::Status).await?;
+        Ok(Response::new(self.0.status(&p).await?))
     }
 
     async fn scale(&self, req: Request<v1::ScaleRequest>) -> Result<Response<v1::ScaleResponse>, Status> {
         let p = authorize(&self.0, &req, Action::Scale).await?;
         let r = req.get_ref();
-        let pool = self.0.scale(&r.supervisor, &r.worker_kind, r.replicas).await?;
-        let target = format!("{}/{}", r.supervisor, r.worker_kind);
-        self.0
-            .audit(
-                Some(&p),
-                "admin.scale",
-                &target,
-                "ok",
-                &format!("replicas {}", r.replicas),
-            )
-            .await;
+        let pool = self
+            .0
+            .scale(&p, &r.supervisor, &r.worker_kind, r.replicas)
+            .await?;
         Ok(Response::new(v1::ScaleResponse { pool: Some(pool) }))
     }
 
@@ -204,10 +185,7 @@ impl AdminService for AdminApi {
         req: Request<v1::ReloadConfigRequest>,
     ) -> Result<Response<v1::ReloadConfigResponse>, Status> {
         let p = authorize(&self.0, &req, Action::Reload).await?;
-        let changes = self.0.reload().await?;
-        self.0
-            .audit(Some(&p), "admin.reload", "config", "ok", &changes.join("; "))
-            .await;
+        let changes = self.0.reload(&p).await?;
         Ok(Response::new(v1::ReloadConfigResponse { changes }))
     }
 
@@ -217,21 +195,14 @@ impl AdminService for AdminApi {
     ) -> Result<Response<v1::IssueTokenResponse>, Status> {
         let p = authorize(&self.0, &req, Action::IssueToken).await?;
         let r = req.get_ref();
-        let role = parse_role(&r.role)?;
-        let subject = if r.subject.is_empty() {
-            format!("issued-by-{}", p.subject)
-        } else {
-            r.subject.clone()
-        };
-        let ttl = Duration::from_secs(r.ttl_secs);
-        let token = self.0.auth.issue_token(&subject, &r.tenant, role, ttl)?;
-        let expires_at_ms = cadre_proto::clock::now_ms() + ttl.as_millis() as i64;
-        tracing::info!(by = %p.subject, %subject, tenant = %r.tenant, %role, "token issued");
-        let detail = format!("tenant {} role {role} ttl {} s", r.tenant, r.ttl_secs);
-        self.0
-            .audit(Some(&p), "token.issue", &subject, "ok", &detail)
-            .await;
-        Ok(Response::new(v1::IssueTokenResponse { token, expires_at_ms }))
+        let issued = self
+            .0
+            .issue_token(&p, &r.subject, &r.tenant, &r.role, r.ttl_secs)
+            .await?;
+        Ok(Response::new(v1::IssueTokenResponse {
+            token: issued.token,
+            expires_at_ms: issued.expires_at_ms,
+        }))
     }
 
     async fn create_api_key(
@@ -240,11 +211,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<v1::CreateApiKeyResponse>, Status> {
         let p = authorize(&self.0, &req, Action::ManageKeys).await?;
         let r = req.get_ref();
-        let role = parse_role(&r.role)?;
-        let (key, secret) = self.0.auth.create_key(&r.name, &r.tenant, role).await?;
-        tracing::info!(by = %p.subject, id = %key.id, name = %key.name, tenant = %key.tenant, %role, "API key created");
-        let detail = format!("name {} tenant {} role {role}", key.name, key.tenant);
-        self.0.audit(Some(&p), "key.create", &key.id, "ok", &detail).await;
+        let (key, secret) = self.0.create_key(&p, &r.name, &r.tenant, &r.role).await?;
         Ok(Response::new(v1::CreateApiKeyResponse {
             key: Some(key_to_wire(&key)),
             secret,
@@ -255,8 +222,8 @@ impl AdminService for AdminApi {
         &self,
         req: Request<v1::ListApiKeysRequest>,
     ) -> Result<Response<v1::ListApiKeysResponse>, Status> {
-        authorize(&self.0, &req, Action::ManageKeys).await?;
-        let keys = self.0.auth.list_keys().iter().map(key_to_wire).collect();
+        let p = authorize(&self.0, &req, Action::ManageKeys).await?;
+        let keys = self.0.list_keys(&p).await?.iter().map(key_to_wire).collect();
         Ok(Response::new(v1::ListApiKeysResponse { keys }))
     }
 
@@ -271,11 +238,7 @@ impl AdminService for AdminApi {
         req: Request<v1::RevokeApiKeyRequest>,
     ) -> Result<Response<v1::ApiKey>, Status> {
         let p = authorize(&self.0, &req, Action::ManageKeys).await?;
-        let key = self.0.auth.revoke_key(&req.get_ref().id).await?;
-        tracing::info!(by = %p.subject, id = %key.id, "API key revoked");
-        self.0
-            .audit(Some(&p), "key.revoke", &key.id, "ok", &key.name)
-            .await;
+        let key = self.0.revoke_key(&p, &req.get_ref().id).await?;
         Ok(Response::new(key_to_wire(&key)))
     }
 }
@@ -287,23 +250,10 @@ impl SupervisorPeer for PeerApi {
             let p = authorize(&self.0, &req, Action::Delegate).await?;
             tracing::Span::current().record("tenant", p.tenant.as_str());
             let r = req.get_ref();
-            let mut spec = r
-                .spec
-                .clone()
-                .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
-            if r.parent_id.is_empty() {
-                return Err(Status::invalid_argument("parent_id: is required"));
-            }
-            spec.parent_id = r.parent_id.clone();
-            // Node credentials (scoped to every tenant) delegate on behalf of the parent's tenant.
-            let p = match p.tenant_scope() {
-                None if !r.tenant.is_empty() => Principal {
-                    tenant: r.tenant.clone(),
-                    ..p
-                },
-                _ => p,
-            };
-            let task = self.0.submit_and_wait(&p, Some(&spec), r.wait_ms).await?;
+            let task = self
+                .0
+                .delegate(&p, &r.parent_id, &r.tenant, r.spec.as_ref(), r.wait_ms)
+                .await?;
             Ok(Response::new(task.to_wire()))
         })
         .await
@@ -312,7 +262,10 @@ impl SupervisorPeer for PeerApi {
     async fn scale(&self, req: Request<v1::ScaleRequest>) -> Result<Response<v1::PoolStatus>, Status> {
         let p = authorize(&self.0, &req, Action::Scale).await?;
         let r = req.get_ref();
-        let pool = self.0.scale(&r.supervisor, &r.worker_kind, r.replicas).await?;
+        let pool = self
+            .0
+            .scale(&p, &r.supervisor, &r.worker_kind, r.replicas)
+            .await?;
         tracing::info!(by = %p.subject, supervisor = %r.supervisor, kind = %r.worker_kind, size = r.replicas, "pool scaled");
         Ok(Response::new(pool))
     }
@@ -321,9 +274,9 @@ impl SupervisorPeer for PeerApi {
         &self,
         req: Request<v1::PeerStatusRequest>,
     ) -> Result<Response<v1::SupervisorStatus>, Status> {
-        authorize(&self.0, &req, Action::Status).await?;
+        let p = authorize(&self.0, &req, Action::Status).await?;
         let name = &req.get_ref().supervisor;
-        let status = self.0.status().await?;
+        let status = self.0.status(&p).await?;
         status
             .supervisors
             .into_iter()

@@ -86,15 +86,7 @@ impl WorkerService for WorkerApi {
         record_connected(&self.hub);
         tracing::info!(worker = session.worker_id(), session = session.id(), subject = %p.subject, kinds, "remote worker connected");
         if let Some(node) = &self.node {
-            let detail = format!("kinds {kinds}");
-            node.audit(
-                Some(&p),
-                Action::ConnectWorker.name(),
-                session.worker_id(),
-                "ok",
-                &detail,
-            )
-            .await;
+            node.worker_connected(&p, session.worker_id(), &kinds).await?;
         }
         let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Status>();
         let hub = self.hub.clone();

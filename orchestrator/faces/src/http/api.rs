@@ -134,10 +134,9 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Authenticates the request and checks `action` (refusals are logged and audited by the node).
 async fn authorize(node: &Node, headers: &HeaderMap, action: Action) -> Result<Principal, ApiError> {
-    node.authorize(bearer(headers), action).await.map_err(|e| {
-        tracing::warn!(action = action.name(), error = %e, "HTTP call refused");
-        ApiError::Node(e)
-    })
+    node.authorize(bearer(headers), action)
+        .await
+        .map_err(ApiError::Node)
 }
 
 /// A task as JSON.
@@ -459,10 +458,11 @@ async fn task_types(
     q: Result<Query<Pairs>, QueryRejection>,
 ) -> ApiResult {
     let q = query(q)?;
-    authorize(&node, &headers, Action::GetTask).await?;
+    let p = authorize(&node, &headers, Action::GetTask).await?;
     let prefix = query_one(&q, "type_prefix").unwrap_or_default();
     let types: Vec<Value> = node
-        .task_types_with_prefix(prefix)
+        .task_types_with_prefix(&p, prefix)
+        .await?
         .into_iter()
         .map(|t| {
             json!({
@@ -494,14 +494,12 @@ async fn cancel(
     let p = authorize(&node, &headers, Action::CancelTask).await?;
     let body: CancelBody = parse_body(&headers, &body_bytes(body)?, true)?;
     let task = node.cancel(&p, &id, &body.reason).await?;
-    node.audit(Some(&p), "task.cancel", &task.id.to_string(), "ok", &body.reason)
-        .await;
     ok(StatusCode::OK, json!({ "task": task_json(&task) }))
 }
 
 async fn status(State(node): State<Shared>, headers: HeaderMap) -> ApiResult {
-    authorize(&node, &headers, Action::Status).await?;
-    ok(StatusCode::OK, status_json(&node.status().await?))
+    let p = authorize(&node, &headers, Action::Status).await?;
+    ok(StatusCode::OK, status_json(&node.status(&p).await?))
 }
 
 #[derive(Deserialize)]
@@ -518,15 +516,7 @@ async fn scale(
 ) -> ApiResult {
     let p = authorize(&node, &headers, Action::Scale).await?;
     let body: ScaleBody = parse_body(&headers, &body_bytes(body)?, false)?;
-    let pool = node.scale(&name, &kind, body.replicas).await?;
-    node.audit(
-        Some(&p),
-        "admin.scale",
-        &format!("{name}/{kind}"),
-        "ok",
-        &format!("replicas {}", body.replicas),
-    )
-    .await;
+    let pool = node.scale(&p, &name, &kind, body.replicas).await?;
     ok(StatusCode::OK, json!({ "pool": pool_json(&pool) }))
 }
 

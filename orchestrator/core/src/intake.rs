@@ -1,0 +1,293 @@
+//! Intake: the one pipeline every submission takes, whatever face it came from (gRPC Submit
+//! and SubmitAndWait, the JSON API, MCP tools, SupervisorPeer.Delegate on a tier-0 node, and
+//! the sub-tasks executors delegate in process).
+//!
+//! The checks, in order, each refusing with a clear error before anything is stored:
+//!
+//! | step | what it refuses | error |
+//! |------|-----------------|-------|
+//! | permission | a principal below the operator role | PERMISSION_DENIED |
+//! | parse | malformed or out-of-range fields ([`cadre_supervisors::admission::parse`]) | INVALID_ARGUMENT / RESOURCE_EXHAUSTED |
+//! | route | an unknown task type, naming the known ones | INVALID_ARGUMENT |
+//! | node-wide types | node tasks that read every tenant's state, below the supervisor role | PERMISSION_DENIED |
+//! | sandbox | a `fortress` task whose executor does not sandbox it | FAILED_PRECONDITION |
+//! | schema | params that do not fit the executor's params schema | INVALID_ARGUMENT |
+//! | idempotency | nothing: a known key returns its task (`created = false`) | |
+//! | parent | a parent the caller cannot see | INVALID_ARGUMENT |
+//! | quota | the tenant's submit rate, then its unfinished-task cap | RESOURCE_EXHAUSTED |
+//! | budget | a tenant past a budget cap (near one, an opted-in task falls back to a cheaper model) | RESOURCE_EXHAUSTED |
+//! | capacity | the node's unfinished-task limit | RESOURCE_EXHAUSTED |
+//! | durable insert | nothing: the task is stored (group commit), dispatched, and its `task.submit` act audited | UNAVAILABLE if the store fails |
+//!
+//! The first five steps are shared with supervisor nodes ([`cadre_supervisors::admission`]).
+
+use std::time::Duration;
+
+use cadre_proto::clock::{now_ms, utc_day};
+use cadre_proto::{Role, TaskRecord, TaskSpec, v1};
+use cadre_store::WriteOutcome;
+use cadre_supervisors::Route;
+use cadre_supervisors::admission::{self, Admission, Refusal};
+
+use crate::auth::{Action, Principal};
+use crate::budget::Verdict;
+use crate::error::{Error, Result};
+use crate::hub::TaskWatch;
+use crate::node::Node;
+
+/// A submission admitted by intake: the task, whether it was created now (false: its
+/// idempotency key named an earlier task, which is returned), and the live watch asked for.
+type Admitted = (TaskRecord, bool, Option<TaskWatch>);
+
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Spec(e) => Error::Spec(e),
+            Refusal::Precondition(m) => Error::FailedPrecondition(m),
+        }
+    }
+}
+
+impl Node {
+    /// Validates, stores durably and dispatches a task. Returns the task and whether it was
+    /// created (false when its idempotency key matched an earlier task, which is returned).
+    /// A refusal is logged at debug with the tenant and task type (the caller is told why; a
+    /// client retrying against a full node must not flood the log).
+    pub async fn submit(&self, p: &Principal, wire: Option<&v1::TaskSpec>) -> Result<(TaskRecord, bool)> {
+        self.submit_watched(p, wire, false)
+            .await
+            .map(|(record, created, _)| (record, created))
+    }
+
+    /// Submits and waits for the terminal state (or `wait`, default: long enough for every
+    /// attempt and backoff).
+    pub async fn submit_and_wait(
+        &self,
+        p: &Principal,
+        wire: Option<&v1::TaskSpec>,
+        wait_ms: u64,
+    ) -> Result<TaskRecord> {
+        let (record, _, live) = self.submit_watched(p, wire, true).await?;
+        let wait = if wait_ms > 0 {
+            Duration::from_millis(wait_ms)
+        } else {
+            record.wait_budget()
+        };
+        let Some(live) = live else {
+            return self.wait_terminal(record.id, wait).await;
+        };
+        // The common case: the live watch sees the terminal event, no store read to catch up.
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout(wait, live.terminal()).await {
+            Ok(Some(_)) => self.get_record(record.id).await,
+            // The watch fell behind: the store has the events.
+            Ok(None) => {
+                self.wait_terminal(record.id, wait.saturating_sub(started.elapsed()))
+                    .await
+            }
+            Err(_) => Err(self.still_running(record.id, wait).await),
+        }
+    }
+
+    /// SupervisorPeer.Delegate on a tier-0 node: `wire` as a sub-task of `parent`, waited for
+    /// like SubmitAndWait. Node credentials (scoped to every tenant) delegate on behalf of the
+    /// parent's `tenant`.
+    pub async fn delegate(
+        &self,
+        p: &Principal,
+        parent: &str,
+        tenant: &str,
+        wire: Option<&v1::TaskSpec>,
+        wait_ms: u64,
+    ) -> Result<TaskRecord> {
+        self.permit(p, Action::Delegate).await?;
+        let mut spec = wire
+            .cloned()
+            .ok_or_else(|| cadre_proto::SpecError::invalid("spec", "is required"))?;
+        if parent.is_empty() {
+            return Err(cadre_proto::SpecError::invalid("parent_id", "is required").into());
+        }
+        spec.parent_id = parent.to_string();
+        let on_behalf = match p.tenant_scope() {
+            None if !tenant.is_empty() => Principal {
+                tenant: tenant.to_string(),
+                ..p.clone()
+            },
+            _ => p.clone(),
+        };
+        self.submit_and_wait(&on_behalf, Some(&spec), wait_ms).await
+    }
+
+    /// [`Node::submit`]; with `watch`, a created task also comes with a live watch of its
+    /// events taken before it was stored.
+    pub(crate) async fn submit_watched(
+        &self,
+        p: &Principal,
+        wire: Option<&v1::TaskSpec>,
+        watch: bool,
+    ) -> Result<(TaskRecord, bool, Option<TaskWatch>)> {
+        let res = self.admit(p, wire, watch).await;
+        if let Err(e) = &res {
+            tracing::debug!(
+                tenant = %p.tenant,
+                task_type = wire.map(|s| s.task_type.as_str()).unwrap_or_default(),
+                error = %e,
+                "submission refused"
+            );
+        }
+        res
+    }
+
+    /// The pipeline (see the module docs), without its refusal log line.
+    async fn admit(&self, p: &Principal, wire: Option<&v1::TaskSpec>, watch: bool) -> Result<Admitted> {
+        self.permit(p, Action::SubmitTask).await?;
+        let admission = Admission::route(admission::parse(wire, &self.limits)?, &self.router)?;
+        node_wide_types(p, &admission)?;
+        admission.sandboxed(&self.router)?;
+        admission.fits_schema(&self.router)?;
+        let Admission { spec, route } = admission;
+        if let Some(existing) = self.idempotent(p, &spec).await? {
+            return Ok((existing, false, None));
+        }
+        self.parent_visible(p, &spec).await?;
+        self.within_quota(&p.tenant)?;
+        let spec = self.within_budget(&p.tenant, spec)?;
+        self.within_capacity()?;
+        self.store_durably(p, spec, &route, watch).await
+    }
+
+    /// The task a tenant already submitted with this spec's idempotency key, if any.
+    async fn idempotent(&self, p: &Principal, spec: &TaskSpec) -> Result<Option<TaskRecord>> {
+        let Some(key) = &spec.idempotency_key else {
+            return Ok(None);
+        };
+        Ok(self.store.find_idempotent(&p.tenant, key).await?)
+    }
+
+    /// A parent must be a stored task the caller may see (another tenant's is "no task", like
+    /// a missing one).
+    async fn parent_visible(&self, p: &Principal, spec: &TaskSpec) -> Result<()> {
+        if let Some(parent) = spec.parent_id
+            && !self.store.get(parent).await?.is_some_and(|t| p.sees(&t.tenant))
+        {
+            return Err(
+                cadre_proto::SpecError::invalid("spec.parent_id", format!("no task {parent}")).into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The tenant's submit rate, then its cap of unfinished tasks.
+    fn within_quota(&self, tenant: &str) -> Result<()> {
+        if let Err(retry_after) = self.quotas.admit(tenant) {
+            return Err(Error::RateLimited {
+                message: format!(
+                    "tenant {tenant} exceeds its submit rate (quotas); retry in {} ms",
+                    retry_after.as_millis().max(1)
+                ),
+                retry_after,
+            });
+        }
+        if let Some(cap) = self.quotas.cap(tenant)
+            && self.writer.pending_for(tenant) >= cap
+        {
+            return Err(Error::Exhausted(format!(
+                "tenant {tenant} holds {cap} unfinished tasks, its cap (quotas); retry when some finish"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The tenant's budgets today: past a cap refused; near one, an opted-in task falls back to
+    /// a cheaper model (the returned spec says so).
+    fn within_budget(&self, tenant: &str, mut spec: TaskSpec) -> Result<TaskSpec> {
+        match self.budgets.check(&utc_day(now_ms()), tenant) {
+            Verdict::Ok => {}
+            Verdict::Exceeded(why) => return Err(Error::Exhausted(why)),
+            Verdict::NearCap(why) => self.fall_back(&mut spec, &why),
+        }
+        Ok(spec)
+    }
+
+    /// The node's limit on unfinished tasks.
+    fn within_capacity(&self) -> Result<()> {
+        let max = self.config().limits.max_pending_tasks;
+        if self.writer.pending() >= max {
+            return Err(Error::Exhausted(format!(
+                "the node holds {max} unfinished tasks (limits.max_pending_tasks); retry later"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stores the new task (QUEUED) through the group-commit writer and waits until it is
+    /// durable, then dispatches it and audits the act. A lost idempotency race returns the
+    /// winner. With `watch`, the live watch is taken before the insert, so it sees every event.
+    async fn store_durably(
+        &self,
+        p: &Principal,
+        spec: TaskSpec,
+        route: &Route,
+        watch: bool,
+    ) -> Result<Admitted> {
+        let record = TaskRecord::queued(&p.tenant, spec, &route.supervisor, &route.worker);
+        let mut queued = self
+            .router
+            .queued(&record, route)
+            .ok_or_else(|| Error::Unavailable(format!("executor {} is not available", route.executor)))?;
+        // One task, one trace: its attempts become children of the submit span.
+        tracing::Span::current().record("task_id", tracing::field::display(record.id));
+        queued.traceparent = cadre_trace::current_traceparent();
+        let live = watch.then(|| self.hub.watch_new(record.id));
+        match self.writer.insert(record.clone()).await? {
+            WriteOutcome::Event { .. } => {
+                self.bus.dispatch(&record, queued);
+                let detail = match record.spec.parent_id {
+                    Some(parent) => format!("{} (sub-task of {parent})", record.spec.task_type),
+                    None => record.spec.task_type.clone(),
+                };
+                self.audit(Some(p), "task.submit", &record.id.to_string(), "ok", &detail)
+                    .await;
+                Ok((record, true, live))
+            }
+            WriteOutcome::Existing(id) => Ok((self.get_record(id).await?, false, None)),
+            WriteOutcome::Ignored | WriteOutcome::Usage { .. } | WriteOutcome::Audited { .. } => {
+                Err(Error::Unavailable("the store refused the task; retry".into()))
+            }
+        }
+    }
+
+    /// Near a budget cap: a task whose params name a `model` with a cheaper fallback and set
+    /// `"allow_fallback": true` runs on the fallback; its params record the switch.
+    fn fall_back(&self, spec: &mut TaskSpec, why: &str) {
+        let Some(params) = spec.params.as_object_mut() else {
+            return;
+        };
+        if params.get("allow_fallback").and_then(|v| v.as_bool()) != Some(true) {
+            return;
+        }
+        let Some(model) = params.get("model").and_then(|m| m.as_str()).map(str::to_string) else {
+            return;
+        };
+        if let Some(cheaper) = self.budgets.fallback(&model) {
+            tracing::info!(from = %model, to = %cheaper, reason = %why, "budget fallback");
+            params.insert("model".into(), cheaper.into());
+            params.insert("fallback_from".into(), model.into());
+        }
+    }
+}
+
+/// Node tasks that read every tenant's state (metrics, the audit chain, the node's config)
+/// need the supervisor role to submit, like `/metrics`.
+fn node_wide_types(p: &Principal, admission: &Admission) -> Result<()> {
+    if crate::system_tasks::routes::SUPERVISOR_ONLY.contains(&admission.route.executor.as_str())
+        && p.role < Role::Supervisor
+    {
+        return Err(Error::PermissionDenied(format!(
+            "{} reads node-wide state (every tenant's metrics, the audit chain or the node's \
+             config) and needs the supervisor role",
+            admission.spec.task_type
+        )));
+    }
+    Ok(())
+}
