@@ -78,33 +78,21 @@ impl Node {
     /// forgotten every minute, the `cadre_store_up`/`cadre_bus_up` gauges refreshed every 5 s.
     /// Both hold only a weak reference, so the node can still be dropped at shutdown.
     pub fn start(parts: NodeParts) -> Arc<Node> {
-        let NodeParts {
-            config,
-            source,
-            store,
-            writer,
-            hub,
-            orchestrator,
-            router,
-            auth,
-            budgets,
-            bus,
-        } = parts;
         let node = Arc::new(Node {
-            node_id: config.node.id.clone(),
-            limits: config.spec_limits(),
-            quotas: Quotas::new(&config.quotas),
-            config: RwLock::new(config),
-            source,
-            reads: cadre_store::reads::Reads::spawn(store.clone()),
-            store,
-            writer,
-            hub,
-            orchestrator,
-            router,
-            auth,
-            budgets,
-            bus,
+            node_id: parts.config.node.id.clone(),
+            limits: parts.config.spec_limits(),
+            quotas: Quotas::new(&parts.config.quotas),
+            config: RwLock::new(parts.config),
+            source: parts.source,
+            reads: cadre_store::reads::Reads::spawn(parts.store.clone()),
+            store: parts.store,
+            writer: parts.writer,
+            hub: parts.hub,
+            orchestrator: parts.orchestrator,
+            router: parts.router,
+            auth: parts.auth,
+            budgets: parts.budgets,
+            bus: parts.bus,
         });
         let weak = Arc::downgrade(&node);
         tokio::spawn(async move {

@@ -152,7 +152,7 @@ async fn without_span_export_lines_have_no_trace_id_and_successes_log_at_debug()
         ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None),
         (
             "RUST_LOG",
-            Some("info,cadre_core::writer=debug,cadre_core::node=debug".into()),
+            Some("info,cadre_core::writer=debug,cadre_core::intake=debug".into()),
         ),
     ];
     let node = TestNode::start_full(tmp.path(), "", &["--log-json"], &env).await;
