@@ -1,5 +1,5 @@
-//! The live faces of the command line: `cadre watch`, `cadre submit --wait` and
-//! `cadre status --watch`.
+//! The live faces of the command line: the display of `cadre watch`, `cadre submit --wait` and
+//! `cadre status --watch` (the commands themselves are in `tasks.rs` and `admin.rs`).
 //!
 //! Each has two faces, chosen by [`Face::detect`]. On a terminal (stdout is a tty and
 //! `--plain` is not given) it draws: one indicatif bar for one task ([`TaskBar`]); a board
@@ -17,7 +17,8 @@ use cadre_proto::TaskState;
 use cadre_proto::v1;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{AdminClient, TasksClient, state_name, status_err};
+use super::connect::{AdminClient, TasksClient};
+use super::render::{Answer, event_line, state_name, status_err};
 
 /// How live output is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +70,7 @@ pub(super) async fn follow(
 }
 
 async fn pump(tasks: &mut TasksClient, req: v1::WatchRequest, sink: &mut dyn Sink) -> Result<Ended> {
-    let mut stream = tasks.watch(req).await.map_err(status_err)?.into_inner();
+    let mut stream = tasks.watch(req).await.answer()?;
     let interrupted = ctrl_c();
     tokio::pin!(interrupted);
     let mut last = None;
@@ -120,24 +121,6 @@ impl Sink for Quiet {
     }
 
     fn finish(&mut self) {}
-}
-
-/// The plain text of one event, as [`Lines`] prints it.
-fn event_line(e: &v1::TaskEvent) -> String {
-    let detail = if e.is_progress {
-        format!("{:.0}% {}", e.progress * 100.0, e.message)
-    } else {
-        e.message.clone()
-    };
-    format!(
-        "{:>6} {} #{} {:<9} attempt {} {}",
-        e.cursor,
-        e.task_id,
-        e.seq,
-        state_name(e.state),
-        e.attempt,
-        detail
-    )
 }
 
 /// Bar positions per whole task: progress fractions are shown to 0.1%.
@@ -394,11 +377,7 @@ pub(super) async fn status_loop(
     face: Face,
     render: fn(&v1::StatusResponse) -> String,
 ) -> Result<i32> {
-    let mut reply = Ok(admin
-        .status(v1::StatusRequest {})
-        .await
-        .map_err(status_err)?
-        .into_inner());
+    let mut reply = Ok(admin.status(v1::StatusRequest {}).await.answer()?);
     let interrupted = ctrl_c();
     tokio::pin!(interrupted);
     let mut out = std::io::stdout();
@@ -433,11 +412,7 @@ pub(super) async fn status_loop(
             () = tokio::time::sleep(interval) => {}
             () = &mut interrupted => return Ok(0),
         }
-        reply = admin
-            .status(v1::StatusRequest {})
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(status_err);
+        reply = admin.status(v1::StatusRequest {}).await.answer();
     }
 }
 

@@ -39,14 +39,54 @@ pub const DIAGNOSTIC_TYPES: [(&str, &str); 5] = [
 /// The built-in task types' routes: (task type, supervisor, worker kind, executor); the node
 /// tasks' routes ([`crate::system_tasks::routes::ROUTES`]) are added to them.
 pub const DEFAULT_ROUTES: [(&str, &str, &str, &str); 17] = [
-    ("intelligence.text.summarize", "intelligence", "writer", "summarize"),
-    ("intelligence.text.keywords", "intelligence", "analytics", "keywords"),
-    ("intelligence.text.language", "intelligence", "analytics", "language"),
-    ("intelligence.text.readability", "intelligence", "analytics", "readability"),
-    ("intelligence.text.sentiment", "intelligence", "analytics", "sentiment"),
-    ("intelligence.code.metrics", "intelligence", "coder", "code_metrics"),
-    ("intelligence.research.describe_image", "intelligence", "research", "describe_image"),
-    ("multimodal.vision.analyze", "multimodal", "vision", "image_analyze"),
+    (
+        "intelligence.text.summarize",
+        "intelligence",
+        "writer",
+        "summarize",
+    ),
+    (
+        "intelligence.text.keywords",
+        "intelligence",
+        "analytics",
+        "keywords",
+    ),
+    (
+        "intelligence.text.language",
+        "intelligence",
+        "analytics",
+        "language",
+    ),
+    (
+        "intelligence.text.readability",
+        "intelligence",
+        "analytics",
+        "readability",
+    ),
+    (
+        "intelligence.text.sentiment",
+        "intelligence",
+        "analytics",
+        "sentiment",
+    ),
+    (
+        "intelligence.code.metrics",
+        "intelligence",
+        "coder",
+        "code_metrics",
+    ),
+    (
+        "intelligence.research.describe_image",
+        "intelligence",
+        "research",
+        "describe_image",
+    ),
+    (
+        "multimodal.vision.analyze",
+        "multimodal",
+        "vision",
+        "image_analyze",
+    ),
     ("multimodal.vision.thumbnail", "multimodal", "vision", "thumbnail"),
     ("multimodal.audio.analyze", "multimodal", "audio", "audio_analyze"),
     ("intelligence.llm.chat", "intelligence", "writer", "llm"),
@@ -71,7 +111,13 @@ fn default_supervisors() -> BTreeMap<String, SupervisorSpec> {
         ),
         (
             "system".to_string(),
-            spec(&[("monitor", 4), ("audit", 1), ("config", 1), ("health", 2), ("exec", 2)]),
+            spec(&[
+                ("monitor", 4),
+                ("audit", 1),
+                ("config", 1),
+                ("health", 2),
+                ("exec", 2),
+            ]),
         ),
     ])
 }

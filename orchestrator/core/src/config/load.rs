@@ -73,7 +73,6 @@ pub enum ConfigError {
 }
 
 impl Config {
-impl Config {
     /// Loads defaults < `path` (or `cadre.toml` in the working directory if present) <
     /// `CADRE_*` environment, then validates. Only variables with a `__` (a section and a key,
     /// like `CADRE_SERVER__GRPC_ADDR`) are config; `CADRE_ENDPOINT` and friends belong to the CLI.

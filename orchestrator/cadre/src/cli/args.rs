@@ -1,0 +1,352 @@
+//! The command line's grammar: [`Cli`] with its global flags, every [`Command`] and the argument
+//! structs of each, as clap parses them (flags, env vars, defaults and help texts). Nothing here
+//! runs a command; `cli.rs` hands each parsed command to its group's module.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// cadre: a hierarchical, actor-based task orchestrator for AI-agent work.
+#[derive(Parser, Debug)]
+#[command(name = "cadre", version, about)]
+pub struct Cli {
+    /// gRPC endpoint of the node (client commands).
+    #[arg(long, global = true, env = "CADRE_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Data directory: where `serve` keeps its store, and where clients look for endpoints.json
+    /// and the commander credential.
+    #[arg(long, global = true, env = "CADRE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TLS for https endpoints.
+    #[command(flatten)]
+    pub tls: ClientTls,
+    /// Credential for client commands: a JWT or an API key (default: <data-dir>/credentials).
+    #[arg(long, global = true, env = "CADRE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node (embedded default: SQLite store, in-process bus).
+    Serve(ServeArgs),
+    /// Submit a task.
+    Submit(SubmitArgs),
+    /// Show one task.
+    Get {
+        /// Task id.
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a queued or running task.
+    Cancel {
+        /// Task id.
+        id: String,
+        /// Recorded on the CANCELLED event.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Follow a task's events (or all events matching a type prefix) live: a progress bar on a
+    /// terminal, one line per event otherwise.
+    Watch(WatchArgs),
+    /// List tasks, newest first.
+    Tasks(TasksArgs),
+    /// List the task types the node accepts: where each runs and its params (with `--json`,
+    /// the full params and result JSON Schemas).
+    Types {
+        /// Only types starting with this prefix, e.g. `intelligence.text`.
+        prefix: Option<String>,
+        /// Print JSON (`{"types": [...]}`, as `GET /v1/types`) with the schemas.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the supervisor tree: pools, busy workers, queues, restarts.
+    Status(StatusArgs),
+    /// Resize a worker pool live.
+    Scale {
+        /// Supervisor name, e.g. intelligence.
+        supervisor: String,
+        /// Worker kind, e.g. writer.
+        kind: String,
+        /// New pool size.
+        replicas: u32,
+    },
+    /// Ask the node to re-read its config file.
+    Reload,
+    /// Tokens and cost per tenant and model for a day (your tenant unless you are a commander).
+    Usage {
+        /// Only this tenant (commanders).
+        #[arg(long, default_value = "")]
+        tenant: String,
+        /// UTC date YYYY-MM-DD (default today).
+        #[arg(long, default_value = "")]
+        day: String,
+    },
+    /// Serve MCP over stdio for an agent that launches cadre as a local MCP server, relayed to
+    /// the running node's /mcp endpoint with this CLI's credential.
+    Mcp {
+        /// The node's HTTP address (default: `http` in <data-dir>/endpoints.json, else
+        /// http://127.0.0.1:8080).
+        #[arg(long, env = "CADRE_HTTP")]
+        http: Option<String>,
+    },
+    /// Check a verified task's result signature against the node's public key.
+    VerifyResult {
+        /// Task id.
+        id: String,
+        /// The node's public key (default: <data-dir>/node-ed25519.pub.pem); repeat it for
+        /// every tier-0 replica, since whichever replica committed the result signed it.
+        #[arg(long)]
+        public_key: Vec<PathBuf>,
+    },
+    /// Issue JWTs (commander only).
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Manage API keys (commander only).
+    Key {
+        /// What to do.
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Check or export the audit chain of a node's data dir (reads the database directly).
+    Audit {
+        /// Where the chain is, when not in `<data-dir>/cadre.db`: the PostgreSQL database that
+        /// tier-0 replicas share (`postgres://...`), or another `sqlite:PATH`.
+        #[arg(long, global = true)]
+        store_url: Option<String>,
+        /// Also trust this node public key (PEM), besides `<data-dir>/node-ed25519.pub.pem`;
+        /// repeat it for every replica that shares the chain.
+        #[arg(long = "trusted-key", global = true)]
+        trusted_keys: Vec<PathBuf>,
+        /// Also check this signed head (another replica's `audit-head.json`); repeatable.
+        #[arg(long = "head", global = true)]
+        heads: Vec<PathBuf>,
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Configuration tools.
+    Config {
+        /// What to do with the config.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+/// `cadre config ...`
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate a config file (with defaults and CADRE_* env applied) and print the effective config.
+    Check {
+        /// The file; default: ./cadre.toml if present, else the built-in defaults.
+        file: Option<PathBuf>,
+    },
+}
+
+/// How a client connects to an `https://` endpoint.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClientTls {
+    /// CA certificate (PEM) that signed the node's certificate.
+    #[arg(long, global = true, env = "CADRE_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM), for nodes that require mutual TLS.
+    #[arg(long, global = true, env = "CADRE_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[arg(long, global = true, env = "CADRE_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// Name to check in the node's certificate (default: the endpoint's host).
+    #[arg(long, global = true, env = "CADRE_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
+}
+/// `cadre audit ...`
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Verify every link and signature of the chain and its signed head; exit 1 on tampering.
+    Verify,
+    /// Write an evidence package for one task: its audit records, the node's public key and
+    /// the signed head, with instructions to verify them.
+    Export {
+        /// The task id.
+        #[arg(long)]
+        task: String,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `cadre token ...`
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Issue a JWT and print it.
+    Issue {
+        /// Tenant the token works on.
+        #[arg(long)]
+        tenant: String,
+        /// observer, operator, supervisor or commander.
+        #[arg(long)]
+        role: String,
+        /// Lifetime: 90s, 30m, 24h, 7d (default 24h).
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// Who it is for (default: issued-by-<you>).
+        #[arg(long, default_value = "")]
+        subject: String,
+    },
+}
+
+/// `cadre key ...`
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Create an API key; the key is printed once and never stored.
+    Create {
+        /// What the key is for.
+        #[arg(long)]
+        name: String,
+        /// Tenant the key works on.
+        #[arg(long)]
+        tenant: String,
+        /// observer, operator, supervisor or commander.
+        #[arg(long)]
+        role: String,
+    },
+    /// List API keys (without secrets).
+    List,
+    /// Revoke an API key by id; it stops working at once.
+    Revoke {
+        /// The key id (`cadre key list`).
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Config file (TOML).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address (port 0 picks a free port).
+    #[arg(long)]
+    pub grpc_addr: Option<String>,
+    /// HTTP listen address (port 0 picks a free port).
+    #[arg(long)]
+    pub http_addr: Option<String>,
+    /// Log JSON lines.
+    #[arg(long)]
+    pub log_json: bool,
+    /// What this process runs: all (one process), orchestrator (tier 0 only) or supervisor
+    /// (tiers 1 and 2 for --supervisor kinds); the last two need bus.nats_url.
+    #[arg(long, value_parser = parse_role)]
+    pub role: Option<cadre_core::config::NodeRole>,
+    /// A supervisor this process runs (repeat for several); default: every configured one.
+    #[arg(long = "supervisor")]
+    pub supervisors: Vec<String>,
+}
+
+/// `serve --role`: the three roles by name.
+fn parse_role(s: &str) -> Result<cadre_core::config::NodeRole, String> {
+    use cadre_core::config::NodeRole;
+    match s {
+        "all" => Ok(NodeRole::All),
+        "orchestrator" => Ok(NodeRole::Orchestrator),
+        "supervisor" => Ok(NodeRole::Supervisor),
+        _ => Err(format!("{s:?} is not all, orchestrator or supervisor")),
+    }
+}
+
+/// `cadre submit` options.
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// Task type, e.g. intelligence.text.summarize.
+    pub task_type: String,
+    /// Params as JSON, or @FILE to read them from a file, or @- for stdin.
+    #[arg(default_value = "{}")]
+    pub params: String,
+    /// Priority 0-9 (9 runs first).
+    #[arg(long, short, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Per-attempt timeout in milliseconds (0 = node default).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub timeout_ms: i64,
+    /// Total attempts (0 = node default).
+    #[arg(long, default_value_t = 0)]
+    pub max_attempts: u32,
+    /// Delay before the first retry in milliseconds (0 = node default).
+    #[arg(long, default_value_t = 0)]
+    pub backoff_ms: u64,
+    /// Submitting again with the same key returns the first task.
+    #[arg(long, default_value = "")]
+    pub idempotency_key: String,
+    /// standard, verified (the node signs the result) or fortress (the exec sandbox, signed).
+    #[arg(long, default_value = "standard")]
+    pub security_level: String,
+    /// Wait for the task to finish; exit 0 only if it SUCCEEDED.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cadre watch` options.
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Task id; without it, watch every task (narrowed by --type).
+    pub id: Option<String>,
+    /// Only task types starting with this.
+    #[arg(long = "type", default_value = "")]
+    pub type_prefix: String,
+    /// Resume after this cursor.
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    /// Only sub-tasks of this task.
+    #[arg(long, default_value = "")]
+    pub parent: String,
+    /// One line per event even on a terminal (the output when stdout is not a terminal).
+    #[arg(long)]
+    pub plain: bool,
+    /// Watching many tasks on a terminal: at most this many unfinished tasks get a bar; the
+    /// rest are counted as "+k more".
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_active: u16,
+}
+
+/// `cadre status` options.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Keep showing the tree, refreshed every --interval-ms, until Ctrl-C: redrawn in place on
+    /// a terminal, a fresh snapshot under a `--- status at` line otherwise.
+    #[arg(long)]
+    pub watch: bool,
+    /// Refresh interval for --watch, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub interval_ms: u64,
+    /// --watch: a fresh snapshot per interval even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
+}
+
+/// `cadre tasks` options.
+#[derive(Args, Debug)]
+pub struct TasksArgs {
+    /// Only these states (repeatable): queued, running, retrying, succeeded, failed, cancelled, timed_out.
+    #[arg(long)]
+    pub state: Vec<String>,
+    /// Only task types starting with this.
+    #[arg(long = "type", default_value = "")]
+    pub type_prefix: String,
+    /// Page size.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// Continue from a previous page.
+    #[arg(long, default_value = "")]
+    pub page_token: String,
+}
