@@ -3,8 +3,8 @@
 //! and the `[executors]` config section that sets up the ones that call out. The runtime they
 //! plug into (the `Executor` trait, the worker, the registry type) is `cadre-agents`.
 //!
-//! Layer: 2
-//! May import: cadre-agents, cadre-proto
+//! Layer: 2.
+//! May import: cadre-agents, cadre-proto.
 //!
 //! [`builtin`] and [`configured`] fill an `ExecutorRegistry` with them; [`ExecutorsConfig`] is
 //! the `[executors]` section. Each executor, with the task type and worker kind it is meant to

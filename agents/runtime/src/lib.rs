@@ -1,8 +1,8 @@
 //! cadre tier 2 runtime: the worker actor and the seam every kind of work plugs into. It holds
 //! no executor itself; the built-in ones live in `cadre-executors`.
 //!
-//! Layer: 1
-//! May import: cadre-proto
+//! Layer: 1.
+//! May import: cadre-proto.
 //!
 //! Layout:
 //! - [`executor`]: the [`Executor`] trait every kind of work implements (async, cancellable,

@@ -1,7 +1,7 @@
 //! cadre tier 0's bus: how tier 0 hands tasks to supervisors and how their events come back.
 //!
 //! Layer: 5.
-//! May import: cadre-store, cadre-supervisors, cadre-agents, cadre-proto.
+//! May import: cadre-store, cadre-trace, cadre-supervisors, cadre-agents, cadre-proto.
 //!
 //! Two implementations behind one trait, [`Bus`]:
 //! - [`LocalBus`] (the embedded default, `bus.nats_url` empty): tasks go to the in-process

@@ -2,7 +2,7 @@
 //! command line (one module per command group). `main.rs` only calls [`cli::main_entry`];
 //! the benches and the black-box tests start nodes through [`server::start`].
 //!
-//! Layer: 9 (the top).
+//! Layer: 8 (the top).
 //! May import: every crate of the workspace below it.
 //!
 //! Layout:

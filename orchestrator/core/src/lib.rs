@@ -1,9 +1,9 @@
 //! cadre tier 0's core: everything a face calls, and the one place that decides (permissions,
 //! validation, quotas, budgets) and audits.
 //!
-//! Layer: 7.
-//! May import: cadre-bus, cadre-store, cadre-trace, cadre-supervisors, cadre-agents,
-//! cadre-proto.
+//! Layer: 6.
+//! May import: cadre-bus, cadre-store, cadre-trace, cadre-supervisors, cadre-executors,
+//! cadre-agents, cadre-proto.
 //!
 //! Layout:
 //! - [`node`]: the [`node::Node`], the one value every face calls; its operations are grouped

@@ -1,9 +1,9 @@
 //! cadre's faces: each translates one protocol into calls of the core and back; none decides
 //! or audits on its own.
 //!
-//! Layer: 8.
+//! Layer: 7.
 //! May import: cadre-core, cadre-bus, cadre-store, cadre-trace, cadre-supervisors,
-//! cadre-agents, cadre-proto.
+//! cadre-executors, cadre-agents, cadre-proto.
 //!
 //! Layout:
 //! - [`grpc`]: TaskService, AdminService and SupervisorPeer of a tier-0 node.

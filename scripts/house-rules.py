@@ -9,9 +9,16 @@
    (`//! Layer: N`, 0 = proto, the binary highest) and a crate may depend (normal and build
    dependencies) only on crates of a strictly lower layer.
 3. Every crate's lib.rs opens with a doc comment that says what the crate is for and which of
-   our crates it may import (a line starting `//! May import:`).
+   our crates it may import (`//! May import: cadre-a, cadre-b.`, continued on the next `//! `
+   lines; or "none of our crates", or "every crate ... below it"), and its Cargo.toml depends on
+   no other crate of ours.
 
-Exits 1 naming every violation. Standard library only, so CI needs nothing installed.
+4. Sizes: no source file over 1,000 lines before its tests (the lines before the first
+   `#[cfg(test)]`), no function over 100 lines, outside test code (files under a `tests/`
+   folder, modules declared `#[cfg(test)]`, everything after a file's first `#[cfg(test)]`).
+
+Exits 1 naming every violation; `-v` also prints every module edge. Standard library only,
+so CI needs nothing installed.
 """
 import collections
 import os
@@ -208,6 +215,100 @@ def cycles(edges, nodes):
     return out
 
 
+MAX_FILE_LINES = 1000
+MAX_FN_LINES = 100
+FN_START = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?(?:async\s+)?(?:unsafe\s+)?fn\s+(\w+)")
+
+
+def code_of(line):
+    """A line without its string and char literals and its comment, for counting braces."""
+    line = re.sub(r'"(\\.|[^"\\])*"', '""', line)
+    line = re.sub(r"'(\\.|[^'\\])'", "''", line)
+    return re.sub(r"//.*", "", line)
+
+
+def long_functions(lines):
+    """(name, first line, length) of every function longer than MAX_FN_LINES."""
+    out, i = [], 0
+    while i < len(lines):
+        m = FN_START.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        depth, started, j = 0, False, i
+        while j < len(lines):
+            code = code_of(lines[j])
+            for ch in code:
+                if ch == "{":
+                    depth, started = depth + 1, True
+                elif ch == "}":
+                    depth -= 1
+            if started and depth == 0:
+                break
+            if not started and code.rstrip().endswith(";"):
+                break
+            j += 1
+        if j - i + 1 > MAX_FN_LINES:
+            out.append((m.group(1), i + 1, j - i + 1))
+        i = j + 1 if started else i + 1
+    return out
+
+
+def size_problems(crates):
+    """Files over MAX_FILE_LINES and functions over MAX_FN_LINES, outside test code."""
+    problems = []
+    for name, (d, _) in sorted(crates.items()):
+        src = os.path.join(d, "src")
+        if not os.path.isdir(src):
+            continue
+        test_only = set(crate_test_files(src))
+        roots = [src] + [os.path.join(d, x) for x in ("benches",) if os.path.isdir(os.path.join(d, x))]
+        for root in roots:
+            for dp, _, files in os.walk(root):
+                for f in sorted(files):
+                    path = os.path.join(dp, f)
+                    if not f.endswith(".rs") or path in test_only:
+                        continue
+                    lines = open(path, encoding="utf-8").read().split("\n")
+                    cut = next((k for k, l in enumerate(lines) if l.startswith("#[cfg(test)]")), len(lines))
+                    rel = os.path.relpath(path, ROOT)
+                    if cut > MAX_FILE_LINES:
+                        problems.append(f"{rel}: {cut} lines before its tests (at most {MAX_FILE_LINES})")
+                    for fn, at, n in long_functions(lines[:cut]):
+                        problems.append(f"{rel}:{at}: fn {fn} is {n} lines (at most {MAX_FN_LINES})")
+    return problems
+
+
+def crate_test_files(src_dir):
+    """Files of modules declared `#[cfg(test)] mod x;` (and everything below them)."""
+    all_mods = {}
+    for dp, _, files in os.walk(src_dir):
+        for f in files:
+            if f.endswith(".rs"):
+                p = os.path.join(dp, f)
+                parts = os.path.relpath(p, src_dir)[:-3].split(os.sep)
+                if parts[-1] in ("mod", "lib", "main"):
+                    parts = parts[:-1]
+                all_mods["::".join(parts)] = p
+    tests = set()
+    for m, p in all_mods.items():
+        src = open(p, encoding="utf-8").read()
+        for t in re.findall(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", src):
+            tests.add(f"{m}::{t}" if m else t)
+    return [p for m, p in all_mods.items() if any(m == t or m.startswith(t + "::") for t in tests)]
+
+
+def may_import(head):
+    """The crates a lib.rs says it may import; None for "every crate below it"."""
+    m = re.search(r"^//! May import:(.*(?:\n//! cadre-.*)*)", head, re.M)
+    if not m:
+        return set()
+    text = m.group(1)
+    if "every crate" in text:
+        return None
+    return set(re.findall(r"cadre(?:-[a-z]+)*", text))
+
+
 def workspace_crates():
     """name -> (dir, [our crates it depends on, normal and build deps only])."""
     crates = {}
@@ -226,14 +327,15 @@ def workspace_crates():
                     section = sm.group(1)
                     continue
                 if section in ("dependencies", "build-dependencies"):
-                    dm = re.match(r"^(cadre-[\w-]+)", line)
+                    dm = re.match(r"^(cadre(?:-[\w-]+)?)\s*[.=]", line)
                     if dm:
                         deps.append(dm.group(1))
             crates[nm.group(1)] = (dp, deps)
     return crates
 
 
-def main():
+def check():
+    """Every problem of the tree at ROOT, and the number of crates with a layer."""
     problems = []
     crates = workspace_crates()
     layers = {}
@@ -251,6 +353,10 @@ def main():
             layers[name] = int(m.group(1))
         else:
             problems.append(f"{os.path.relpath(lib, ROOT)}: no `//! Layer: N` line")
+        allowed = may_import(head)
+        for dep in crates[name][1]:
+            if allowed is not None and dep not in allowed:
+                problems.append(f"{name} depends on {dep}, which its lib.rs does not list under `May import:`")
     for name, (d, deps) in sorted(crates.items()):
         for dep in deps:
             if name in layers and dep in layers and layers[dep] >= layers[name]:
@@ -263,8 +369,65 @@ def main():
         for comp in cycles(crate.edges(), crate.mods):
             names = ", ".join(c or "(lib.rs)" for c in comp)
             problems.append(f"{name}: modules import each other in a circle: {names}")
+    problems.extend(size_problems(crates))
+    return problems, len(layers)
+
+
+SELF_TEST_TREE = {
+    "Cargo.toml": "[workspace]\n",
+    "low/Cargo.toml": '[package]\nname = "cadre-low"\n[dependencies]\ncadre-high.workspace = true\n',
+    "low/src/lib.rs": "//! Low.\n//!\n//! Layer: 0.\n//! May import: none of our crates.\npub mod a;\npub mod b;\n",
+    "low/src/a.rs": "use crate::b::B;\npub struct A;\n",
+    "low/src/b.rs": "use crate::a::A;\npub struct B;\nfn long() {\n" + "    let _x = 1;\n" * 101 + "}\n",
+    "high/Cargo.toml": '[package]\nname = "cadre-high"\n',
+    "high/src/lib.rs": "//! High.\n//!\n//! Layer: 1.\npub mod c;\n",
+    "bare/Cargo.toml": '[package]\nname = "cadre-bare"\n',
+    "bare/src/lib.rs": "pub fn bare() {}\n",
+    "high/src/c.rs": "pub fn c() {}\n" + "// filler\n" * 1001 + "#[cfg(test)]\nmod tests {}\n",
+}
+
+
+def self_test():
+    """Builds a small tree with one of each violation and checks every one is reported."""
+    import tempfile
+
+    global ROOT
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel, text in SELF_TEST_TREE.items():
+            os.makedirs(os.path.dirname(os.path.join(tmp, rel)) or tmp, exist_ok=True)
+            open(os.path.join(tmp, rel), "w", encoding="utf-8").write(text)
+        root, ROOT = ROOT, tmp
+        try:
+            problems, _ = check()
+        finally:
+            ROOT = root
+    expected = [
+        "cadre-low depends on cadre-high, which its lib.rs does not list",
+        "cadre-low (layer 0) depends on cadre-high (layer 1): crates may import only lower layers",
+        "cadre-low: modules import each other in a circle: a, b",
+        "low/src/b.rs:3: fn long is 103 lines",
+        "high/src/lib.rs: no `//! May import:` line",
+        "high/src/c.rs: 1002 lines before its tests",
+        "bare/src/lib.rs: does not open with a crate doc comment",
+        "bare/src/lib.rs: no `//! May import:` line",
+        "bare/src/lib.rs: no `//! Layer: N` line",
+    ]
+    missing = [e for e in expected if not any(e in p for p in problems)]
+    for e in missing:
+        print(f"house-rules self-test: not reported: {e}")
+    if len(problems) != len(expected):
+        print(f"house-rules self-test: {len(problems)} problems reported, {len(expected)} expected: {problems}")
+    ok = not missing and len(problems) == len(expected)
+    print(f"house-rules self-test: {'ok' if ok else 'FAILED'}")
+    return 0 if ok else 1
+
+
+def main():
+    if "--self-test" in sys.argv:
+        return self_test()
+    problems, n_layers = check()
     if "-v" in sys.argv:
-        for name, (d, _) in sorted(crates.items()):
+        for name, (d, _) in sorted(workspace_crates().items()):
             if os.path.isdir(os.path.join(d, "src")):
                 e = Crate(os.path.join(d, "src")).edges()
                 for m in sorted(e):
@@ -272,9 +435,9 @@ def main():
     for p in problems:
         print(p)
     if problems:
-        print(f"check-layers: {len(problems)} problem(s)")
+        print(f"house-rules: {len(problems)} problem(s)")
         return 1
-    print(f"check-layers: {len(layers)} crates, layers point down, no module circles")
+    print(f"house-rules: {n_layers} crates, layers point down, no module circles, sizes within bounds")
     return 0
 
 
