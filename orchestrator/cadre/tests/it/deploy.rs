@@ -433,6 +433,25 @@ fn dockerfile_runs_cadre_serve_as_a_non_root_user_on_all_interfaces() {
         ignore.lines().any(|l| l.trim() == "target/"),
         ".dockerignore excludes target/"
     );
+    // The dependency layer copies every workspace member's manifest (a member it misses
+    // breaks `cargo fetch` in the image build, which no machine here can run).
+    for member in workspace_members() {
+        let copy = format!("COPY {member}/Cargo.toml {member}/Cargo.toml");
+        assert!(lines.contains(&copy.as_str()), "deploy/Dockerfile lacks `{copy}`");
+        assert!(text.contains(&member), "the stand-in sources cover {member}");
+    }
+}
+
+/// The `members` of the root Cargo.toml.
+fn workspace_members() -> Vec<String> {
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
+    let root: toml::Value = toml::from_str(&manifest).unwrap();
+    root["workspace"]["members"]
+        .as_array()
+        .expect("workspace.members")
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
