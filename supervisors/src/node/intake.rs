@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cadre_proto::TaskState;
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -15,7 +16,6 @@ use crate::node::wire::{EventMsg, WorkMsg};
 use crate::sink::Transition;
 use crate::task::QueuedTask;
 use crate::tree::OrchestratorMsg;
-use cadre_proto::TaskState;
 
 /// Most task messages pulled at once.
 pub(super) const PULL_BATCH: usize = 64;
