@@ -14,10 +14,16 @@
 //!   round-robin across tenants within a priority so one tenant's flood cannot starve another.
 //! - [`restart_policy`]: OTP-style restart intensity (at most N restarts in T).
 //! - [`sink`]: the [`TaskSink`] seam through which supervisors report task transitions; tier 0
-//!   implements it on top of the durable store.
+//!   implements it on top of the durable store, a supervisor node with [`node::NodeSink`].
 //! - [`supervisor`]: the [`Supervisor`] actor: dispatch, retries with backoff, cancel, scaling,
 //!   one-for-one worker restarts and escalation.
 //! - [`delegation`]: a finished sub-task's record as the delegating executor's answer.
+//! - [`node`]: the runtime of a supervisor node in distributed mode ([`node::NodeRuntime`]):
+//!   takes task messages for its supervisors from a work queue (room-bounded, redeliveries
+//!   counted as lost attempts, dead-lettering, cancels, heartbeats), reports events back and
+//!   acks a message once its task's end is durable, runs and sends delegated sub-tasks. What
+//!   is specific to NATS or gRPC is behind its traits ([`node::transport`]), which tier 0's
+//!   bus implements; its messages ([`node::wire`]) are the contract with tier 0.
 //! - [`task`]: [`QueuedTask`], a stored task made runnable on a worker kind.
 //! - [`router`]: the [`Router`]: routes in force, executors by name, stored task -> runnable.
 //! - [`tree`]: the root actor ([`Orchestrator`]) that spawns and restarts the supervisors of a
@@ -28,6 +34,7 @@ pub mod admission;
 pub mod attempt_span;
 pub mod config;
 pub mod delegation;
+pub mod node;
 pub mod priority_queue;
 pub mod restart_policy;
 pub mod router;

@@ -1,5 +1,8 @@
 //! The `[bus]` config section.
 
+use std::time::Duration;
+
+use cadre_supervisors::node::NodeSettings;
 use serde::{Deserialize, Serialize};
 
 /// The bus between tier 0 and the supervisors. With `nats_url` empty everything stays in
@@ -46,5 +49,14 @@ impl BusConfig {
     /// Whether tasks travel over NATS.
     pub fn is_nats(&self) -> bool {
         !self.nats_url.is_empty()
+    }
+
+    /// What a supervisor node's runtime follows of this section.
+    pub fn node_settings(&self) -> NodeSettings {
+        NodeSettings {
+            max_inflight: self.max_inflight,
+            max_deliver: self.max_deliver,
+            ack_wait: Duration::from_millis(self.ack_wait_ms),
+        }
     }
 }

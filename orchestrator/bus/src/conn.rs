@@ -22,6 +22,16 @@ pub struct Conn {
     pub names: Names,
 }
 
+/// Longest pause between two tries of a publisher retrying what NATS did not take.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Waits `delay`, then doubles it (up to 5 s): the backoff of the publishers (dispatch outbox,
+/// a supervisor node's events) while NATS does not take what they send.
+pub(crate) async fn back_off(delay: &mut Duration) {
+    tokio::time::sleep(*delay).await;
+    *delay = (*delay * 2).min(RETRY_MAX);
+}
+
 /// Connects to NATS, retrying with backoff until it answers and the streams exist. Logs
 /// every failure clearly; `ready` turns true once done.
 pub async fn connect(cfg: &BusConfig, what: &str) -> Conn {

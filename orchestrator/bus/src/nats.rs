@@ -23,7 +23,7 @@ use cadre_store::{Store, WriteOp};
 use cadre_supervisors::Router;
 
 use crate::config::BusConfig;
-use crate::conn::{Conn, connect};
+use crate::conn::{Conn, back_off, connect};
 use crate::error::BusResult;
 use crate::journal::Journal;
 use crate::peers::Peers;
@@ -256,8 +256,7 @@ async fn publish_outbox(c: Conn, mut rx: mpsc::Receiver<WorkMsg>, writer: Arc<dy
                 retry_in_ms = delay.as_millis() as u64,
                 "NATS did not take dispatched tasks; they stay stored and are retried"
             );
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+            back_off(&mut delay).await;
             batch = failed;
         }
     }

@@ -1,7 +1,8 @@
 //! The peer registry: supervisor nodes announce themselves in a NATS KV bucket whose entries
 //! expire (`bus.peer_ttl_ms`) unless renewed, so nodes find each other without static
 //! addresses and a dead node drops out by itself. Status, Scale and Delegate calls go to the
-//! nodes found here over the SupervisorPeer gRPC service.
+//! nodes found here over the SupervisorPeer gRPC service ([`Peers`] is the node runtime's
+//! [`PeerDelegation`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use cadre_supervisors::SharedRoutes;
+use cadre_supervisors::node::{PeerDelegation, PeerError};
 use tonic::metadata::{Ascii, MetadataValue};
 
 use crate::conn::Conn;
@@ -254,5 +256,26 @@ impl Peers {
             out.push(pool);
         }
         Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerDelegation for Peers {
+    /// Asks one of the nodes running `supervisor` (in a random order, see [`Peers::running`]).
+    async fn delegate(&self, supervisor: &str, request: v1::DelegateRequest) -> Result<v1::Task, PeerError> {
+        let nodes = self
+            .running(supervisor)
+            .await
+            .map_err(|e| PeerError::Unreachable(e.to_string()))?;
+        let node = nodes.first().ok_or(PeerError::NoNode)?;
+        let mut client = self
+            .client(node)
+            .await
+            .map_err(|e| PeerError::Unreachable(e.to_string()))?;
+        let task = client
+            .delegate(request)
+            .await
+            .map_err(|s| PeerError::Refused(s.message().to_string()))?;
+        Ok(task.into_inner())
     }
 }

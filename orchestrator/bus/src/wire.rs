@@ -1,11 +1,13 @@
-//! What travels over NATS: stream, subject and bucket names, and the JSON messages.
+//! What travels over NATS: stream, subject and bucket names, how events are packed into
+//! messages, and the cancel broadcast. The task and event messages themselves are the
+//! contract between tier 0 and supervisor nodes, defined with the node runtime
+//! ([`cadre_supervisors::node::wire`]) and re-exported here.
 
-use std::time::Duration;
-
-use cadre_proto::{Priority, RetryPolicy, TaskId, TaskRecord, TaskState};
-use cadre_supervisors::{QueuedTask, Transition};
+use cadre_proto::{Priority, TaskId, TaskState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use cadre_supervisors::node::wire::{EventMsg, TransitionMsg, WorkMsg};
 
 /// Priority bands, consumed high first: one subject and one durable consumer per supervisor
 /// and band.
@@ -110,184 +112,6 @@ impl Names {
     }
 }
 
-/// A dispatched task, as published on the work stream.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkMsg {
-    /// The task.
-    pub id: TaskId,
-    /// Its tenant.
-    pub tenant: String,
-    /// Its type.
-    pub task_type: String,
-    /// The supervisor that runs it.
-    pub supervisor: String,
-    /// The worker kind in that supervisor.
-    pub worker_kind: String,
-    /// The executor, by registry name.
-    pub executor: String,
-    /// Params.
-    pub params: Value,
-    /// 0-9.
-    pub priority: Priority,
-    /// Per-attempt timeout.
-    pub timeout_ms: u64,
-    /// Retry policy.
-    pub retry: RetryPolicy,
-    /// Attempts started before this dispatch.
-    pub attempt: u32,
-    /// Sign the result (verified tasks).
-    pub verified: bool,
-    /// Run only in a sandbox (fortress tasks; absent from older senders = false).
-    #[serde(default)]
-    pub fortress: bool,
-    /// W3C trace context of the submit (also sent as the `traceparent` header).
-    #[serde(default)]
-    pub traceparent: Option<String>,
-}
-
-impl WorkMsg {
-    /// The message for `task` (a runnable task built from `record`).
-    pub fn new(record: &TaskRecord, executor: &str, task: &QueuedTask) -> Self {
-        WorkMsg {
-            id: task.id,
-            tenant: task.tenant.clone(),
-            task_type: task.task_type.clone(),
-            supervisor: record.supervisor.clone(),
-            worker_kind: task.worker_kind.clone(),
-            executor: executor.to_string(),
-            params: task.params.clone(),
-            priority: task.priority,
-            timeout_ms: task.timeout.as_millis() as u64,
-            retry: task.retry.clone(),
-            attempt: task.attempts_started,
-            verified: task.verified,
-            fortress: task.fortress,
-            traceparent: task.traceparent.clone(),
-        }
-    }
-
-    /// Deduplication id: a republish of the same dispatch is dropped by JetStream.
-    pub fn msg_id(&self) -> String {
-        format!("{}.{}", self.id, self.attempt)
-    }
-
-    /// A runnable task, or None if this node has no such executor.
-    pub fn queued(
-        &self,
-        registry: &cadre_agents::ExecutorRegistry,
-        attempts_started: u32,
-    ) -> Option<QueuedTask> {
-        Some(QueuedTask {
-            id: self.id,
-            tenant: self.tenant.clone(),
-            task_type: self.task_type.clone(),
-            worker_kind: self.worker_kind.clone(),
-            executor: registry.get(&self.executor)?,
-            params: self.params.clone(),
-            priority: self.priority,
-            timeout: Duration::from_millis(self.timeout_ms),
-            retry: self.retry.clone(),
-            attempts_started,
-            verified: self.verified,
-            fortress: self.fortress,
-            traceparent: self.traceparent.clone(),
-        })
-    }
-}
-
-/// A transition as it travels (the node signs verified results when it stores them).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransitionMsg {
-    /// The task.
-    pub task_id: TaskId,
-    /// New state.
-    pub state: TaskState,
-    /// Attempt.
-    pub attempt: u32,
-    /// Detail.
-    pub message: String,
-    /// Result on SUCCEEDED.
-    pub result: Option<Value>,
-    /// Sign the result.
-    pub sign: bool,
-    /// The task's trace context, so tier 0 records the transition in the task's trace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traceparent: Option<String>,
-}
-
-impl From<&Transition> for TransitionMsg {
-    fn from(t: &Transition) -> Self {
-        TransitionMsg {
-            task_id: t.task_id,
-            state: t.state,
-            attempt: t.attempt,
-            message: t.message.clone(),
-            result: t.result.clone(),
-            sign: t.sign,
-            traceparent: None,
-        }
-    }
-}
-
-impl From<TransitionMsg> for Transition {
-    fn from(m: TransitionMsg) -> Self {
-        Transition {
-            task_id: m.task_id,
-            state: m.state,
-            attempt: m.attempt,
-            message: m.message,
-            result: m.result,
-            sign: m.sign,
-            signature: None,
-        }
-    }
-}
-
-/// One message on the events stream.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum EventMsg {
-    /// A state change.
-    Transition(TransitionMsg),
-    /// Progress of a running attempt (lossy).
-    Progress {
-        /// The task.
-        task_id: TaskId,
-        /// The attempt.
-        attempt: u32,
-        /// In [0, 1].
-        fraction: f64,
-        /// Short text.
-        message: String,
-    },
-    /// Tokens used.
-    Usage {
-        /// The task.
-        task_id: TaskId,
-        /// Model and tokens.
-        usage: cadre_agents::Usage,
-    },
-    /// A sub-task created by a supervisor node (delegation); stored before it runs.
-    Insert {
-        /// The new task.
-        record: Box<TaskRecord>,
-    },
-}
-
-impl EventMsg {
-    /// Deduplication id. Transitions get a deterministic one (a re-run after redelivery that
-    /// reaches the same state in the same attempt is not stored twice); the rest get `unique`.
-    pub fn msg_id(&self, unique: &str) -> String {
-        match self {
-            EventMsg::Transition(t) => format!("{}.{}.{}", t.task_id, t.attempt, t.state.as_str()),
-            EventMsg::Insert { record } => format!("{}.insert", record.id),
-            _ => unique.to_string(),
-        }
-    }
-}
-
 /// Most bytes of events packed into one message of the events stream (well under NATS's
 /// default 1 MiB payload limit; [`pack_limit`] lowers it for a server that allows less); a
 /// larger event travels alone.
@@ -301,18 +125,28 @@ pub fn pack_limit(max_payload: usize) -> usize {
     PACK_BYTES.min(max_payload.saturating_sub(HEADER_ROOM)).max(1)
 }
 
-impl EventMsg {
+/// What the bus needs to know of an [`EventMsg`] beyond the contract: whether it may share a
+/// message, and what to send instead when NATS refuses it as too large.
+pub trait BusEvent {
+    /// Whether this event may share a message with others: transitions and progress. A
+    /// sub-task's insert and usage keep messages of their own, with their own deduplication
+    /// ids (an insert's is deterministic; usage must never be counted twice).
+    fn packable(&self) -> bool;
+
     /// What to publish instead of this event when NATS refuses it as larger than its
     /// `max_payload` (`why` quotes the sizes): a terminal transition becomes FAILED without its
     /// result, so the task ends and is not run again; other events (a huge progress text, a
     /// sub-task's insert) have no smaller form and are None (the caller drops them, logged).
-    pub fn shrunk_for_bus(&self, why: &str) -> Option<EventMsg> {
-        let EventMsg::Transition(t) = self else {
-            return None;
-        };
-        if !t.state.is_terminal() {
-            return None;
-        }
+    fn shrunk_for_bus(&self, why: &str) -> Option<EventMsg>;
+}
+
+impl BusEvent for EventMsg {
+    fn packable(&self) -> bool {
+        matches!(self, EventMsg::Transition(_) | EventMsg::Progress { .. })
+    }
+
+    fn shrunk_for_bus(&self, why: &str) -> Option<EventMsg> {
+        let t = self.terminal()?;
         Some(EventMsg::Transition(TransitionMsg {
             task_id: t.task_id,
             state: TaskState::Failed,
@@ -326,15 +160,6 @@ impl EventMsg {
             sign: false,
             traceparent: t.traceparent.clone(),
         }))
-    }
-}
-
-impl EventMsg {
-    /// Whether this event may share a message with others: transitions and progress. A
-    /// sub-task's insert and usage keep messages of their own, with their own deduplication
-    /// ids (an insert's is deterministic; usage must never be counted twice).
-    pub fn packable(&self) -> bool {
-        matches!(self, EventMsg::Transition(_) | EventMsg::Progress { .. })
     }
 }
 
@@ -428,7 +253,7 @@ pub fn pack_events(events: impl IntoIterator<Item = (String, EventMsg)>, limit: 
 /// What to publish instead of a pack NATS refused as larger than its `max_payload` (`why`
 /// quotes the sizes): a pack of several events is split into one message per event (the
 /// server's limit shrank since it was packed); a lone event is replaced by its smaller form
-/// ([`EventMsg::shrunk_for_bus`]) or, without one, dropped. Both are logged.
+/// ([`BusEvent::shrunk_for_bus`]) or, without one, dropped. Both are logged.
 pub fn refit_for_bus(pack: EventPack, why: &str, limit: usize) -> Vec<EventPack> {
     if pack.events.len() > 1 {
         tracing::warn!(events = pack.events.len(), error = %why, "events pack too large for NATS; sent one by one");
@@ -491,32 +316,6 @@ mod tests {
             [b(0), b(3), b(4), b(6), b(7), b(9)],
             ["low", "low", "normal", "normal", "high", "high"]
         );
-    }
-
-    #[test]
-    fn transition_ids_are_deterministic_and_others_unique() {
-        let id = TaskId::new();
-        let t = EventMsg::Transition(TransitionMsg {
-            task_id: id,
-            state: TaskState::Running,
-            attempt: 2,
-            message: String::new(),
-            result: None,
-            sign: false,
-            traceparent: None,
-        });
-        assert_eq!(t.msg_id("x"), format!("{id}.2.RUNNING"));
-        let p = EventMsg::Progress {
-            task_id: id,
-            attempt: 2,
-            fraction: 0.5,
-            message: String::new(),
-        };
-        assert_eq!(p.msg_id("u1"), "u1");
-        let json = serde_json::to_string(&t).unwrap();
-        assert!(json.contains("\"kind\":\"transition\""), "{json}");
-        let back: EventMsg = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.msg_id("y"), t.msg_id("z"));
     }
 
     fn transition(id: TaskId, state: TaskState, result: Option<Value>) -> EventMsg {

@@ -2,24 +2,29 @@
 //! delegate sub-tasks here, tier 0 asks for status and scales pools. Callers authenticate
 //! with a token (supervisor nodes keep no API keys); node-to-node calls carry a short-lived
 //! token the calling node mints with the cluster's shared key.
+//!
+//! A delegated sub-task is judged by the same intake checks as any submit
+//! ([`Admission::admit`]: parse, route, fortress sandbox, params schema), then stored and run
+//! by the node runtime ([`NodeRuntime::run_delegated`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cadre_proto::v1::{self, supervisor_peer_server::SupervisorPeer};
-use cadre_proto::{SpecLimits, TaskId, TaskRecord, TaskSpec, TaskState};
+use cadre_proto::{SpecLimits, TaskId, TaskRecord, TaskState};
 use ractor::ActorRef;
 use tonic::{Request, Response, Status};
 
-use cadre_bus::host::Host;
 use cadre_core::auth::{Action, Authenticator, Principal};
 use cadre_core::error::Error;
 use cadre_supervisors::OrchestratorMsg;
+use cadre_supervisors::admission::{Admission, Refusal};
+use cadre_supervisors::node::{DelegatedError, NodeRuntime};
 
 /// SupervisorPeer on a supervisor node.
 pub struct PeerService {
     /// This node's runtime.
-    pub host: Arc<Host>,
+    pub runtime: Arc<NodeRuntime>,
     /// The local orchestrator actor (hosts this node's supervisors).
     pub orchestrator: ActorRef<OrchestratorMsg>,
     /// Token checks.
@@ -55,29 +60,26 @@ impl SupervisorPeer for PeerService {
             .spec
             .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
         wire.parent_id = parent.to_string();
-        let spec = TaskSpec::from_wire(Some(&wire), &self.limits).map_err(Error::from)?;
+        let admitted = Admission::admit(Some(&wire), &self.limits, self.runtime.router()).map_err(refused)?;
         let tenant = match p.tenant_scope() {
             None if !r.tenant.is_empty() => r.tenant,
             None => p.tenant.clone(),
             Some(own) => own.to_string(),
         };
-        let routes = self.host.routes();
-        let route = routes.resolve(&spec.task_type).ok_or_else(|| {
-            Status::invalid_argument(format!("spec.task_type: unknown task type {:?}", spec.task_type))
-        })?;
-        let record = TaskRecord::queued(tenant, spec, &route.supervisor, &route.worker);
+        let route = admitted.route;
+        let record = TaskRecord::queued(tenant, admitted.spec, &route.supervisor, &route.worker);
         let wait = if r.wait_ms > 0 {
             Duration::from_millis(r.wait_ms)
         } else {
             record.wait_budget()
         };
         let mut task = record.to_wire();
-        let executor = route.executor.clone();
+        let traceparent = cadre_trace::current_traceparent();
         let done = self
-            .host
-            .run_delegated(record, &executor, wait)
+            .runtime
+            .run_delegated(record, &route, traceparent, wait)
             .await
-            .map_err(Error::from)?;
+            .map_err(not_run)?;
         task.state = done.state.to_wire() as i32;
         task.attempt = done.attempt;
         match done.state {
@@ -120,5 +122,63 @@ impl SupervisorPeer for PeerService {
         .map_err(Error::from)?;
         tracing::info!(by = %p.subject, supervisor = %r.supervisor, kind = %r.worker_kind, size = r.replicas, "pool scaled");
         Ok(Response::new(pool))
+    }
+}
+
+/// A refused delegated spec as the status a submit gets: malformed input or an unknown type
+/// is INVALID_ARGUMENT (RESOURCE_EXHAUSTED when too large), a task that cannot run as asked
+/// (fortress without a sandbox) FAILED_PRECONDITION.
+fn refused(r: Refusal) -> Status {
+    match r {
+        Refusal::Spec(e) => Error::from(e).into(),
+        Refusal::Precondition(m) => Error::FailedPrecondition(m).into(),
+    }
+}
+
+/// A delegated sub-task that did not come back finished: FAILED_PRECONDITION (not run on this
+/// node), UNAVAILABLE, or DEADLINE_EXCEEDED (it goes on).
+fn not_run(e: DelegatedError) -> Status {
+    match e {
+        DelegatedError::NotHere(m) => Error::FailedPrecondition(m),
+        DelegatedError::Unavailable(m) => Error::Unavailable(m),
+        DelegatedError::DeadlineExceeded(m) => Error::DeadlineExceeded(m),
+    }
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cadre_proto::SpecError;
+    use tonic::Code;
+
+    #[test]
+    fn refusals_and_unfinished_runs_keep_their_status_codes() {
+        let codes = [
+            refused(Refusal::Spec(SpecError::invalid("spec.params_json", "x"))).code(),
+            refused(Refusal::Precondition("spec.security_level: fortress".into())).code(),
+            not_run(DelegatedError::NotHere("elsewhere".into())).code(),
+            not_run(DelegatedError::Unavailable("stopping".into())).code(),
+            not_run(DelegatedError::DeadlineExceeded("goes on".into())).code(),
+        ];
+        assert_eq!(
+            codes,
+            [
+                Code::InvalidArgument,
+                Code::FailedPrecondition,
+                Code::FailedPrecondition,
+                Code::Unavailable,
+                Code::DeadlineExceeded
+            ]
+        );
+        let status = refused(Refusal::Spec(SpecError::invalid(
+            "spec.task_type",
+            "unknown task type",
+        )));
+        assert!(
+            status.message().contains("unknown task type"),
+            "{}",
+            status.message()
+        );
     }
 }

@@ -6,13 +6,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use cadre_bus::config::BusConfig;
-use cadre_bus::host::Host;
+use cadre_bus::node_transport::NatsTransport;
 use cadre_bus::peers::{PeerEntry, Peers};
 use cadre_core::auth::Authenticator;
 use cadre_core::config::Config;
 use cadre_core::system_tasks::NodeCell;
 use cadre_executors::{RemoteHub, remote};
 use cadre_proto::Role;
+use cadre_supervisors::node::NodeRuntime;
 use cadre_supervisors::{Router, SharedRoutes};
 use tokio_util::sync::CancellationToken;
 
@@ -62,17 +63,26 @@ impl Parts {
     }
 }
 
-/// Connects `host` to NATS in the background, then announces this node's supervisors in the
-/// peer registry (under a per-start key) and starts pulling work. `attach` also gives the
-/// registry its connection (a supervisor node; a tier-0 process attached it already), and
-/// `conn` keeps the connection for readiness checks.
-pub(crate) fn run_host(
-    host: Arc<Host>,
+/// A node runtime for this process's local supervisors (by `config.local_supervisors()`),
+/// delegating sub-tasks through `peers`; [`run_node`] starts it.
+pub(crate) fn node_runtime(config: &Config, parts: &Parts, peers: &Peers) -> Arc<NodeRuntime> {
+    NodeRuntime::new(
+        config.bus.node_settings(),
+        parts.router.clone(),
+        config.local_supervisors().keys().cloned().collect(),
+        Arc::new(peers.clone()),
+    )
+}
+
+/// Connects `runtime` to NATS in the background, then announces this node's supervisors in
+/// the peer registry (under a per-start key) and starts pulling work. `attach` also gives the
+/// registry its connection (a supervisor node; a tier-0 process attached it already).
+pub(crate) fn run_node(
+    runtime: Arc<NodeRuntime>,
     peers: Peers,
     bus: BusConfig,
     entry: PeerEntry,
     attach: bool,
-    conn: Option<Arc<tokio::sync::OnceCell<cadre_bus::conn::Conn>>>,
 ) {
     let key = peer_key(&entry.node_id);
     let what = if attach {
@@ -82,14 +92,11 @@ pub(crate) fn run_host(
     };
     tokio::spawn(async move {
         let c = cadre_bus::conn::connect(&bus, what).await;
-        if let Some(cell) = &conn {
-            let _ = cell.set(c.clone());
-        }
         if attach {
             peers.attach(c.clone()).await;
         }
         tokio::spawn(peers.clone().announce_owned(key, entry));
-        host.run(c).await;
+        runtime.run(NatsTransport::new(c, &bus)).await;
     });
 }
 

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cadre_bus::host::Host;
 use cadre_core::node::Node;
 use cadre_core::writer::Writer;
 use cadre_supervisors::OrchestratorMsg;
+use cadre_supervisors::node::NodeRuntime;
 use ractor::ActorRef;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +22,7 @@ pub struct Running {
     /// The node core (None on a supervisor node, which has no store or intake).
     pub node: Option<Arc<Node>>,
     /// The supervisor-node runtime (distributed mode), if this process pulls tasks from NATS.
-    pub host: Option<Arc<Host>>,
+    pub runtime: Option<Arc<NodeRuntime>>,
     /// The root actor of this process's supervisors.
     pub(crate) orchestrator: ActorRef<OrchestratorMsg>,
     /// The writer (tier 0), flushed last.
@@ -65,9 +65,9 @@ impl Running {
         let _ = orchestrator
             .stop_and_wait(Some("shutdown".into()), Some(grace))
             .await;
-        if let Some(host) = &self.host {
-            host.drain(grace).await;
-            host.release().await;
+        if let Some(runtime) = &self.runtime {
+            runtime.drain(grace).await;
+            runtime.release().await;
         }
         if let Some(writer) = &self.writer
             && let Err(e) = writer.flush().await

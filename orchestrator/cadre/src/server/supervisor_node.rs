@@ -6,18 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cadre_bus::host::{Host, HostDelegate, HostSink};
 use cadre_bus::peers::PeerEntry;
 use cadre_core::auth::Authenticator;
 use cadre_core::config::Config;
 use cadre_faces::http;
 use cadre_faces::peer_service::PeerService;
 use cadre_faces::workers::WorkerApi;
+use cadre_supervisors::node::{DelegateToPeers, NodeRuntime, NodeSink};
 use cadre_supervisors::{Orchestrator, OrchestratorArgs};
 use ractor::Actor;
 
 use crate::server::listeners::{Bound, write_endpoints};
-use crate::server::parts::{Parts, run_host};
+use crate::server::parts::{Parts, node_runtime, run_node};
 use crate::server::running::Running;
 use crate::server::serving::{Services, serve_grpc, serve_http};
 
@@ -26,41 +26,26 @@ pub(crate) async fn start(config: Config, bound: Bound, parts: Parts) -> anyhow:
     let auth = Arc::new(Authenticator::open(&config.auth, &config.node.data_dir, None).await?);
     let peers = parts.peers(&config, &auth);
     let local = config.local_supervisors();
-    let host = Host::new(
-        config.bus.clone(),
-        parts.router.registry.clone(),
-        parts.router.routes.clone(),
-        local.keys().cloned().collect(),
-        peers.clone(),
-    );
+    let runtime = node_runtime(&config, &parts, &peers);
     let args = OrchestratorArgs {
         specs: local.clone(),
         cancel_grace: parts.cancel_grace,
-        sink: Arc::new(HostSink(host.clone())),
-        recovery: host.clone(),
-        delegate: Some(Arc::new(HostDelegate(Arc::downgrade(&host)))),
+        sink: Arc::new(NodeSink(runtime.clone())),
+        recovery: runtime.clone(),
+        delegate: Some(Arc::new(DelegateToPeers(Arc::downgrade(&runtime)))),
     };
     let (orchestrator, _) = Actor::spawn(None, Orchestrator, args)
         .await
         .context("cannot start the actor tree")?;
-    host.set_orchestrator(orchestrator.clone());
-    let conn = Arc::new(tokio::sync::OnceCell::new());
+    runtime.set_orchestrator(orchestrator.clone());
     let entry = PeerEntry {
         node_id: config.node.id.clone(),
         url: bound.url.clone(),
         supervisors: local.keys().cloned().collect(),
     };
-    run_host(
-        host.clone(),
-        peers,
-        config.bus.clone(),
-        entry,
-        true,
-        Some(conn.clone()),
-    );
+    run_node(runtime.clone(), peers, config.bus.clone(), entry, true);
     let face = Arc::new(SupervisorFace {
-        host: host.clone(),
-        conn,
+        runtime: runtime.clone(),
         auth: auth.clone(),
         metrics_public: config.auth.metrics_public,
     });
@@ -71,7 +56,7 @@ pub(crate) async fn start(config: Config, bound: Bound, parts: Parts) -> anyhow:
         shutdown: parts.shutdown.clone(),
     };
     let peer = PeerService {
-        host: host.clone(),
+        runtime: runtime.clone(),
         orchestrator: orchestrator.clone(),
         auth,
         limits: config.spec_limits(),
@@ -95,7 +80,7 @@ pub(crate) async fn start(config: Config, bound: Bound, parts: Parts) -> anyhow:
         grpc_addr: bound.grpc_addr,
         http_addr: bound.http_addr,
         node: None,
-        host: Some(host),
+        runtime: Some(runtime),
         orchestrator,
         writer: None,
         grace: Duration::from_millis(config.server.shutdown_grace_ms),
@@ -110,8 +95,7 @@ pub(crate) async fn start(config: Config, bound: Bound, parts: Parts) -> anyhow:
 
 /// The HTTP face of a supervisor node.
 struct SupervisorFace {
-    host: Arc<Host>,
-    conn: Arc<tokio::sync::OnceCell<cadre_bus::conn::Conn>>,
+    runtime: Arc<NodeRuntime>,
     auth: Arc<Authenticator>,
     metrics_public: bool,
 }
@@ -119,7 +103,7 @@ struct SupervisorFace {
 #[async_trait::async_trait]
 impl http::HttpFace for SupervisorFace {
     async fn ready(&self) -> bool {
-        self.host.ready(self.conn.get())
+        self.runtime.ready()
     }
 
     fn metrics_public(&self) -> bool {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cadre_bus::host::{Host, HostSink};
 use cadre_bus::nats::NatsBus;
 use cadre_bus::peers::{PeerEntry, Peers};
 use cadre_bus::{Bus, LocalBus};
@@ -24,11 +23,12 @@ use cadre_faces::workers::WorkerApi;
 use cadre_store::chain::Sealer;
 use cadre_store::sqlite::SqliteStore;
 use cadre_store::{Store, UsageFilter};
+use cadre_supervisors::node::{NodeRuntime, NodeSink};
 use cadre_supervisors::{Orchestrator, OrchestratorArgs, OrchestratorMsg, TaskSink, TaskSource};
 use ractor::{Actor, ActorRef};
 
 use crate::server::listeners::{Bound, lock_store_url, write_endpoints};
-use crate::server::parts::{Parts, run_host};
+use crate::server::parts::{Parts, node_runtime, run_node};
 use crate::server::running::Running;
 use crate::server::serving::{Services, serve_grpc, serve_http};
 
@@ -53,10 +53,17 @@ pub(crate) async fn start(
     let auth = authenticator(&config, durable.store.clone()).await?;
     let node_delegate = Arc::new(NodeDelegate(std::sync::OnceLock::new()));
     let peers = nats.then(|| parts.peers(&config, &auth));
-    let host = local_host(&config, &parts, peers.as_ref());
-    let orchestrator = actor_tree(&config, &parts, &recovery, host.as_ref(), node_delegate.clone()).await?;
+    let runtime = local_runtime(&config, &parts, peers.as_ref());
+    let orchestrator = actor_tree(
+        &config,
+        &parts,
+        &recovery,
+        runtime.as_ref(),
+        node_delegate.clone(),
+    )
+    .await?;
     let bus: Arc<dyn Bus> = match peers {
-        Some(peers) => nats_bus(&config, &durable, &recovery, peers, host.clone(), &bound.url),
+        Some(peers) => nats_bus(&config, &durable, &recovery, peers, runtime.clone(), &bound.url),
         None => Arc::new(LocalBus {
             orchestrator: orchestrator.clone(),
         }),
@@ -105,7 +112,7 @@ pub(crate) async fn start(
         grpc_addr: bound.grpc_addr,
         http_addr: bound.http_addr,
         node: Some(node),
-        host,
+        runtime,
         orchestrator,
         writer: Some(durable.writer),
         grace: Duration::from_millis(config.server.shutdown_grace_ms),
@@ -255,31 +262,22 @@ async fn authenticator(config: &Config, store: Arc<dyn Store>) -> anyhow::Result
 
 /// With NATS, a process that runs supervisors (role `all`) feeds them from NATS like any
 /// supervisor node, through a node runtime of its own.
-fn local_host(config: &Config, parts: &Parts, peers: Option<&Peers>) -> Option<Arc<Host>> {
-    let local = config.local_supervisors();
+fn local_runtime(config: &Config, parts: &Parts, peers: Option<&Peers>) -> Option<Arc<NodeRuntime>> {
     let peers = peers?;
-    (!local.is_empty()).then(|| {
-        Host::new(
-            config.bus.clone(),
-            parts.router.registry.clone(),
-            parts.router.routes.clone(),
-            local.keys().cloned().collect(),
-            peers.clone(),
-        )
-    })
+    (!config.local_supervisors().is_empty()).then(|| node_runtime(config, parts, peers))
 }
 
 /// The root actor of this process's supervisors. In process it recovers from the store;
-/// with NATS it runs only the supervisors of an `all` process, fed by `host`.
+/// with NATS it runs only the supervisors of an `all` process, fed by `runtime`.
 async fn actor_tree(
     config: &Config,
     parts: &Parts,
     recovery: &StoreRecovery,
-    host: Option<&Arc<Host>>,
+    runtime: Option<&Arc<NodeRuntime>>,
     delegate: Arc<NodeDelegate>,
 ) -> anyhow::Result<ActorRef<OrchestratorMsg>> {
-    let (sink, source): (Arc<dyn TaskSink>, Arc<dyn TaskSource>) = match host {
-        Some(h) => (Arc::new(HostSink(h.clone())), h.clone()),
+    let (sink, source): (Arc<dyn TaskSink>, Arc<dyn TaskSource>) = match runtime {
+        Some(r) => (Arc::new(NodeSink(r.clone())), r.clone()),
         None if config.bus.is_nats() => (recovery.sink.clone(), Arc::new(NoRecovery)),
         None => (recovery.sink.clone(), Arc::new(recovery.clone())),
     };
@@ -293,8 +291,8 @@ async fn actor_tree(
     let (orchestrator, _) = Actor::spawn(None, Orchestrator, args)
         .await
         .context("cannot start the actor tree")?;
-    if let Some(h) = host {
-        h.set_orchestrator(orchestrator.clone());
+    if let Some(r) = runtime {
+        r.set_orchestrator(orchestrator.clone());
     }
     Ok(orchestrator)
 }
@@ -305,7 +303,7 @@ fn nats_bus(
     durable: &Durable,
     recovery: &StoreRecovery,
     peers: Peers,
-    host: Option<Arc<Host>>,
+    runtime: Option<Arc<NodeRuntime>>,
     url: &str,
 ) -> Arc<dyn Bus> {
     let bus = NatsBus::start(
@@ -318,13 +316,13 @@ fn nats_bus(
         recovery.router.clone(),
     );
     let _ = durable.announce.set(bus.clone());
-    if let Some(h) = host {
+    if let Some(r) = runtime {
         let entry = PeerEntry {
             node_id: config.node.id.clone(),
             url: url.to_string(),
             supervisors: config.local_supervisors().keys().cloned().collect(),
         };
-        run_host(h, peers, config.bus.clone(), entry, false, None);
+        run_node(r, peers, config.bus.clone(), entry, false);
     }
     bus
 }
