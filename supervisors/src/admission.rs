@@ -71,10 +71,8 @@ impl Admission {
     /// Params that do not fit the executor's params schema are refused here, naming the
     /// failing path, before anything is stored.
     pub fn fits_schema(&self, router: &Router) -> Result<(), Refusal> {
-        if let Some(schema) = router
-            .executor(&self.route.executor)
-            .and_then(|e| e.params_schema())
-            && let Err(e) = cadre_agents::schema::validate(&schema, &self.spec.params)
+        if let Some(schema) = router.registry.params_schema(&self.route.executor)
+            && let Err(e) = schema.validate(&self.spec.params)
         {
             return Err(SpecError::invalid("spec.params_json", e.to_string()).into());
         }

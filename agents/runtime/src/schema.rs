@@ -1,28 +1,20 @@
-//! A small JSON Schema validator for the subset of draft 2020-12 that cadre's executors publish
-//! ([`Executor::params_schema`](crate::Executor::params_schema) and
-//! [`Executor::result_schema`](crate::Executor::result_schema)).
+//! JSON Schema (draft 2020-12) for params, results and workflow inputs, through the
+//! `jsonschema` crate: every keyword of the draft (`$ref`, `oneOf`/`anyOf`/`allOf`, `pattern`,
+//! `format` as an assertion, `if`/`then`/`else`, ...), no remote `$ref` fetching.
 //!
-//! Supported keywords: `type` (one name or an array of names; `integer`, `number`, `string`,
-//! `boolean`, `object`, `array`, `null`), `enum`, `const`, `minimum`, `maximum`,
-//! `exclusiveMinimum`, `exclusiveMaximum`, `minLength`, `maxLength` (in characters), `items`,
-//! `minItems`, `maxItems`, `properties`, `required` and `additionalProperties` (a boolean or a
-//! schema), plus the boolean schemas `true` and `false`. Annotations (`description`,
-//! `default`, `title`, `examples`, `contentEncoding`, ...) are ignored; so is any other keyword,
-//! which is why [`unsupported_keywords`] exists: the built-in schemas are tested to use none.
-//!
-//! One deliberate difference from the specification: `integer` means a JSON number written
-//! without a fraction or exponent. `1.0` is not an integer here, because the executors decode
-//! params with serde, which refuses it for an integer field.
-//!
-//! Errors name the failing value by its JSON Pointer (RFC 6901), e.g.
-//! `/max_side: 5000 is above the maximum 1024` or `/image_base64: is required`.
+//! What this module adds to the crate: errors in cadre's words, naming the failing value by its
+//! JSON Pointer (RFC 6901), e.g. `/max_side: 5000 is above the maximum 1024` or
+//! `/image_base64: is required`; compiled schemas to reuse ([`Schema`]); and one deliberate
+//! difference from the specification, kept from cadre's first validator: `integer` means a JSON
+//! number written without a fraction or exponent. `1.0` is not an integer here, because the
+//! executors decode params with serde, which refuses it for an integer field.
 
-use std::cmp::Ordering;
 use std::fmt;
 
-use serde_json::{Map, Number, Value};
+use jsonschema::error::ValidationErrorKind;
+use serde_json::Value;
 
-/// Why a value does not fit a schema.
+/// Why a value does not fit a schema (or a schema is not one).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SchemaError {
     /// JSON Pointer to the failing value (`/a/0/b`); empty for the document itself.
@@ -43,126 +35,280 @@ impl fmt::Display for SchemaError {
 
 impl std::error::Error for SchemaError {}
 
-/// Keywords the validator checks.
-pub const ASSERTIONS: &[&str] = &[
-    "type",
-    "enum",
-    "const",
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
-    "minLength",
-    "maxLength",
-    "items",
-    "minItems",
-    "maxItems",
-    "properties",
-    "required",
-    "additionalProperties",
-];
-
-/// Keywords that only describe and are ignored.
-pub const ANNOTATIONS: &[&str] = &[
-    "$schema",
-    "$id",
-    "title",
-    "description",
-    "default",
-    "examples",
-    "contentEncoding",
-    "contentMediaType",
-];
-
-/// Checks `value` against `schema`; the error names the first failing value found.
-pub fn validate(schema: &Value, value: &Value) -> Result<(), SchemaError> {
-    check(schema, value, "")
+/// A compiled schema, to check many values against (intake compiles each executor's params
+/// schema once).
+pub struct Schema {
+    raw: Value,
+    validator: jsonschema::Validator,
 }
 
-/// Keywords of `schema` (and of its sub-schemas) that are neither checked ([`ASSERTIONS`]) nor
-/// annotations ([`ANNOTATIONS`]), each with the pointer of the schema it is in; empty when the
-/// validator understands all of it.
-pub fn unsupported_keywords(schema: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    walk_keywords(schema, "", &mut out);
-    out.sort();
-    out
+impl fmt::Debug for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Schema").field("raw", &self.raw).finish()
+    }
 }
 
-fn walk_keywords(schema: &Value, at: &str, out: &mut Vec<String>) {
-    let Value::Object(s) = schema else {
-        return;
-    };
-    for (k, v) in s {
-        if !ASSERTIONS.contains(&k.as_str()) && !ANNOTATIONS.contains(&k.as_str()) {
-            out.push(format!("{at}/{k}"));
+impl Schema {
+    /// Compiles `schema` (draft 2020-12, formats asserted); an invalid schema is an error
+    /// saying why.
+    pub fn compile(schema: &Value) -> Result<Schema, SchemaError> {
+        if !(schema.is_object() || schema.is_boolean()) {
+            return Err(SchemaError {
+                path: String::new(),
+                message: "the schema is neither an object nor a boolean".into(),
+            });
         }
-        match k.as_str() {
-            "properties" => {
-                for (name, sub) in v.as_object().into_iter().flatten() {
-                    walk_keywords(sub, &format!("{at}/properties/{}", escape(name)), out);
-                }
-            }
-            "items" | "additionalProperties" => walk_keywords(v, &format!("{at}/{k}"), out),
-            _ => {}
+        check_schema(schema)?;
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(schema)
+            .map_err(|e| SchemaError {
+                path: String::new(),
+                message: format!("not a valid schema: {e}"),
+            })?;
+        Ok(Schema {
+            raw: schema.clone(),
+            validator,
+        })
+    }
+
+    /// The schema as given.
+    pub fn raw(&self) -> &Value {
+        &self.raw
+    }
+
+    /// Checks `value`; the error names the first failing value found.
+    pub fn validate(&self, value: &Value) -> Result<(), SchemaError> {
+        if let Some(e) = self.validator.iter_errors(value).next() {
+            return Err(explain(&self.raw, value, &e));
+        }
+        strict_integers(&self.raw, value, "")
+    }
+}
+
+/// Checks `value` against `schema` (compiled for this one check).
+pub fn validate(schema: &Value, value: &Value) -> Result<(), SchemaError> {
+    Schema::compile(schema)?.validate(value)
+}
+
+/// Checks that `schema` is a valid draft 2020-12 schema (against the meta-schema).
+pub fn check_schema(schema: &Value) -> Result<(), SchemaError> {
+    jsonschema::draft202012::meta::validate(schema).map_err(|e| SchemaError {
+        path: String::new(),
+        message: format!(
+            "not a valid JSON Schema: {}{}",
+            location(e.instance_path().as_str()),
+            e
+        ),
+    })
+}
+
+fn location(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("at {path}: ")
+    }
+}
+
+/// One `jsonschema` error in cadre's words.
+fn explain(schema: &Value, root: &Value, e: &jsonschema::ValidationError<'_>) -> SchemaError {
+    let path = e.instance_path().as_str().to_string();
+    let value = e.instance();
+    let keyword = || schema.pointer(e.schema_path().as_str());
+    let at = |path: String, message: String| SchemaError { path, message };
+    match e.kind() {
+        ValidationErrorKind::Required { property } => {
+            let name = property
+                .as_str()
+                .map_or_else(|| property.to_string(), str::to_string);
+            at(format!("{path}/{}", escape(&name)), "is required".into())
+        }
+        ValidationErrorKind::FalseSchema if e.schema_path().as_str().ends_with("/additionalProperties") => {
+            // `additionalProperties: false` without `properties` reports the value, not where
+            // it is: find the first member of the object that no property names.
+            let parent = e.schema_path().as_str().trim_end_matches("/additionalProperties");
+            let known = schema
+                .pointer(parent)
+                .and_then(|s| s.get("properties"))
+                .and_then(Value::as_object);
+            let name = root
+                .pointer(&path)
+                .and_then(Value::as_object)
+                .and_then(|o| {
+                    o.keys()
+                        .find(|k| known.is_none_or(|p| !p.contains_key(*k)))
+                        .cloned()
+                })
+                .unwrap_or_default();
+            unexpected_property(schema, e, path, name)
+        }
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let name = unexpected.first().cloned().unwrap_or_default();
+            unexpected_property(schema, e, path, name)
+        }
+
+        ValidationErrorKind::Type { .. } => {
+            let expected = keyword().map(type_names).unwrap_or_else(|| "another type".into());
+            at(path, format!("expected {expected}, got {}", kind(value)))
+        }
+        ValidationErrorKind::Enum { options } => {
+            let list: Vec<String> = options.as_array().into_iter().flatten().map(show).collect();
+            at(path, format!("{} is not one of {}", show(value), list.join(", ")))
+        }
+        ValidationErrorKind::Constant { expected_value } => {
+            at(path, format!("{} is not {}", show(value), show(expected_value)))
+        }
+        ValidationErrorKind::Minimum { limit } => {
+            at(path, format!("{} is below the minimum {limit}", show(value)))
+        }
+        ValidationErrorKind::Maximum { limit } => {
+            at(path, format!("{} is above the maximum {limit}", show(value)))
+        }
+        ValidationErrorKind::ExclusiveMinimum { limit } => {
+            at(path, format!("{} is not above {limit}", show(value)))
+        }
+        ValidationErrorKind::ExclusiveMaximum { limit } => {
+            at(path, format!("{} is not below {limit}", show(value)))
+        }
+        ValidationErrorKind::MinLength { limit } => {
+            let n = value.as_str().map_or(0, |s| s.chars().count());
+            let message = if n == 0 {
+                format!("is empty; the minimum length is {limit}")
+            } else {
+                format!("is {n} characters long, shorter than the minimum {limit}")
+            };
+            at(path, message)
+        }
+        ValidationErrorKind::MaxLength { limit } => {
+            let n = value.as_str().map_or(0, |s| s.chars().count());
+            at(
+                path,
+                format!("is {n} characters long, longer than the maximum {limit}"),
+            )
+        }
+        ValidationErrorKind::MinItems { limit } => {
+            let n = value.as_array().map_or(0, Vec::len);
+            at(path, format!("has {n} items, fewer than the minimum {limit}"))
+        }
+        ValidationErrorKind::MaxItems { limit } => {
+            let n = value.as_array().map_or(0, Vec::len);
+            at(path, format!("has {n} items, more than the maximum {limit}"))
+        }
+        ValidationErrorKind::FalseSchema => at(path, "no value is allowed here".into()),
+        ValidationErrorKind::Pattern { pattern } => at(
+            path,
+            format!("{} does not match the pattern {pattern:?}", show(value)),
+        ),
+        ValidationErrorKind::Format { format } => {
+            at(path, format!("{} is not a valid {format}", show(value)))
+        }
+        ValidationErrorKind::AnyOf { .. } => {
+            at(path, format!("{} fits none of the schemas of anyOf", show(value)))
+        }
+        ValidationErrorKind::OneOfNotValid { .. } => {
+            at(path, format!("{} fits none of the schemas of oneOf", show(value)))
+        }
+        ValidationErrorKind::OneOfMultipleValid { .. } => at(
+            path,
+            format!("{} fits more than one of the schemas of oneOf", show(value)),
+        ),
+        _ => at(path, e.to_string()),
+    }
+}
+
+/// "is not allowed" for member `name` of the object at `path`, naming the known properties.
+fn unexpected_property(
+    schema: &Value,
+    e: &jsonschema::ValidationError<'_>,
+    path: String,
+    name: String,
+) -> SchemaError {
+    let known: Vec<String> = e
+        .schema_path()
+        .as_str()
+        .strip_suffix("/additionalProperties")
+        .and_then(|parent| schema.pointer(parent))
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    let message = if known.is_empty() {
+        "is not allowed (no properties are)".to_string()
+    } else {
+        format!("is not allowed (known: {})", known.join(", "))
+    };
+    SchemaError {
+        path: format!("{path}/{}", escape(&name)),
+        message,
+    }
+}
+
+/// The expected type(s) of a `type` keyword, in words: `an integer or null`.
+fn type_names(t: &Value) -> String {
+    match t {
+        Value::String(n) => with_article(n),
+        Value::Array(names) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .map(with_article)
+            .collect::<Vec<_>>()
+            .join(" or "),
+        _ => "another type".into(),
+    }
+}
+
+/// Refuses a number with a fraction or exponent (`1.0`) where the schema says `integer` and
+/// not `number` (see the module docs), following `properties`, `additionalProperties` and
+/// `items`.
+fn strict_integers(schema: &Value, value: &Value, path: &str) -> Result<(), SchemaError> {
+    let Some(s) = schema.as_object() else {
+        return Ok(());
+    };
+    if let Value::Number(n) = value
+        && !(n.is_i64() || n.is_u64())
+        && let Some(t) = s.get("type")
+    {
+        let names: Vec<&str> = match t {
+            Value::String(n) => vec![n.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if names.contains(&"integer") && !names.contains(&"number") {
+            return Err(SchemaError {
+                path: path.to_string(),
+                message: format!("expected {}, got a number", type_names(t)),
+            });
         }
     }
+    match value {
+        Value::Object(members) => {
+            let props = s.get("properties").and_then(Value::as_object);
+            for (k, v) in members {
+                let sub = props
+                    .and_then(|p| p.get(k))
+                    .or_else(|| s.get("additionalProperties"));
+                if let Some(sub) = sub {
+                    strict_integers(sub, v, &format!("{path}/{}", escape(k)))?;
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = s.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    strict_integers(sub, v, &format!("{path}/{i}"))?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// One path segment, escaped as RFC 6901 requires.
 fn escape(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
-}
-
-fn fail(path: &str, message: impl Into<String>) -> Result<(), SchemaError> {
-    Err(SchemaError {
-        path: path.to_string(),
-        message: message.into(),
-    })
-}
-
-fn check(schema: &Value, value: &Value, path: &str) -> Result<(), SchemaError> {
-    let s = match schema {
-        Value::Bool(true) => return Ok(()),
-        Value::Bool(false) => return fail(path, "no value is allowed here"),
-        Value::Object(s) => s,
-        _ => return fail(path, "the schema is neither an object nor a boolean"),
-    };
-    if let Some(t) = s.get("type") {
-        check_type(t, value, path)?;
-    }
-    if let Some(Value::Array(allowed)) = s.get("enum")
-        && !allowed.contains(value)
-    {
-        let list: Vec<String> = allowed.iter().map(show).collect();
-        return fail(path, format!("{} is not one of {}", show(value), list.join(", ")));
-    }
-    if let Some(c) = s.get("const")
-        && c != value
-    {
-        return fail(path, format!("{} is not {}", show(value), show(c)));
-    }
-    match value {
-        Value::Number(n) => check_number(s, n, path),
-        Value::String(text) => check_string(s, text, path),
-        Value::Array(items) => check_array(s, items, path),
-        Value::Object(members) => check_object(s, members, path),
-        Value::Null | Value::Bool(_) => Ok(()),
-    }
-}
-
-/// Whether `value` is of the JSON Schema type `name`.
-fn is_type(value: &Value, name: &str) -> bool {
-    match (name, value) {
-        ("null", Value::Null)
-        | ("boolean", Value::Bool(_))
-        | ("number", Value::Number(_))
-        | ("string", Value::String(_))
-        | ("array", Value::Array(_))
-        | ("object", Value::Object(_)) => true,
-        ("integer", Value::Number(n)) => n.is_i64() || n.is_u64(),
-        _ => false,
-    }
 }
 
 /// `an integer`, `a string`, `null`.
@@ -196,136 +342,6 @@ fn show(value: &Value) -> String {
     } else {
         format!("{}...", s.chars().take(MAX).collect::<String>())
     }
-}
-
-fn check_type(t: &Value, value: &Value, path: &str) -> Result<(), SchemaError> {
-    let names: Vec<&str> = match t {
-        Value::String(n) => vec![n.as_str()],
-        Value::Array(ns) => ns.iter().filter_map(Value::as_str).collect(),
-        _ => return fail(path, "the schema's type is neither a name nor an array of names"),
-    };
-    if names.iter().any(|n| is_type(value, n)) {
-        return Ok(());
-    }
-    let expected: Vec<String> = names.iter().map(|n| with_article(n)).collect();
-    fail(
-        path,
-        format!("expected {}, got {}", expected.join(" or "), kind(value)),
-    )
-}
-
-/// Compares two JSON numbers exactly when both are integers, else as floats.
-fn compare(a: &Number, b: &Number) -> Option<Ordering> {
-    let int = |n: &Number| n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
-    match (int(a), int(b)) {
-        (Some(x), Some(y)) => Some(x.cmp(&y)),
-        _ => a.as_f64()?.partial_cmp(&b.as_f64()?),
-    }
-}
-
-fn check_number(s: &Map<String, Value>, n: &Number, path: &str) -> Result<(), SchemaError> {
-    let bound = |k: &str| s.get(k).and_then(Value::as_number);
-    if let Some(min) = bound("minimum")
-        && compare(n, min) == Some(Ordering::Less)
-    {
-        return fail(path, format!("{n} is below the minimum {min}"));
-    }
-    if let Some(max) = bound("maximum")
-        && compare(n, max) == Some(Ordering::Greater)
-    {
-        return fail(path, format!("{n} is above the maximum {max}"));
-    }
-    if let Some(min) = bound("exclusiveMinimum")
-        && compare(n, min) != Some(Ordering::Greater)
-    {
-        return fail(path, format!("{n} is not above {min}"));
-    }
-    if let Some(max) = bound("exclusiveMaximum")
-        && compare(n, max) != Some(Ordering::Less)
-    {
-        return fail(path, format!("{n} is not below {max}"));
-    }
-    Ok(())
-}
-
-fn check_string(s: &Map<String, Value>, text: &str, path: &str) -> Result<(), SchemaError> {
-    let len = text.chars().count() as u64;
-    if let Some(min) = s.get("minLength").and_then(Value::as_u64)
-        && len < min
-    {
-        return fail(
-            path,
-            if len == 0 {
-                format!("is empty; the minimum length is {min}")
-            } else {
-                format!("is {len} characters long, shorter than the minimum {min}")
-            },
-        );
-    }
-    if let Some(max) = s.get("maxLength").and_then(Value::as_u64)
-        && len > max
-    {
-        return fail(
-            path,
-            format!("is {len} characters long, longer than the maximum {max}"),
-        );
-    }
-    Ok(())
-}
-
-fn check_array(s: &Map<String, Value>, items: &[Value], path: &str) -> Result<(), SchemaError> {
-    let len = items.len() as u64;
-    if let Some(min) = s.get("minItems").and_then(Value::as_u64)
-        && len < min
-    {
-        return fail(path, format!("has {len} items, fewer than the minimum {min}"));
-    }
-    if let Some(max) = s.get("maxItems").and_then(Value::as_u64)
-        && len > max
-    {
-        return fail(path, format!("has {len} items, more than the maximum {max}"));
-    }
-    if let Some(item) = s.get("items") {
-        for (i, v) in items.iter().enumerate() {
-            check(item, v, &format!("{path}/{i}"))?;
-        }
-    }
-    Ok(())
-}
-
-fn check_object(s: &Map<String, Value>, members: &Map<String, Value>, path: &str) -> Result<(), SchemaError> {
-    let empty = Map::new();
-    let properties = s.get("properties").and_then(Value::as_object).unwrap_or(&empty);
-    for name in s.get("required").and_then(Value::as_array).into_iter().flatten() {
-        if let Some(name) = name.as_str()
-            && !members.contains_key(name)
-        {
-            return fail(&format!("{path}/{}", escape(name)), "is required");
-        }
-    }
-    for (name, v) in members {
-        let at = format!("{path}/{}", escape(name));
-        if let Some(sub) = properties.get(name) {
-            check(sub, v, &at)?;
-            continue;
-        }
-        match s.get("additionalProperties") {
-            None | Some(Value::Bool(true)) => {}
-            Some(Value::Bool(false)) => {
-                let known: Vec<&str> = properties.keys().map(String::as_str).collect();
-                return fail(
-                    &at,
-                    if known.is_empty() {
-                        "is not allowed (no properties are)".to_string()
-                    } else {
-                        format!("is not allowed (known: {})", known.join(", "))
-                    },
-                );
-            }
-            Some(extra) => check(extra, v, &at)?,
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -531,18 +547,60 @@ mod tests {
             "contentEncoding": "base64",
         });
         assert_eq!(err(annotated.clone(), json!("not base64 at all!")), "");
-        assert!(unsupported_keywords(&annotated).is_empty());
-        assert_eq!(
-            unsupported_keywords(&json!({
-                "pattern": "^a",
-                "properties": { "x": { "format": "email" } },
-                "items": { "oneOf": [] },
-            })),
-            vec!["/items/oneOf", "/pattern", "/properties/x/format"]
-        );
         assert_eq!(
             err(json!(3), json!(1)),
             "the schema is neither an object nor a boolean"
+        );
+    }
+
+    #[test]
+    fn the_whole_draft_is_checked() {
+        let s = json!({
+            "$defs": { "id": { "type": "string", "pattern": "^T-[0-9]+$" } },
+            "type": "object",
+            "properties": {
+                "ticket": { "$ref": "#/$defs/id" },
+                "email": { "type": "string", "format": "email" },
+                "size": { "oneOf": [{ "type": "integer" }, { "enum": ["small", "large"] }] },
+                "at": { "anyOf": [{ "type": "null" }, { "type": "string", "format": "date-time" }] },
+            },
+        });
+        assert_eq!(
+            err(
+                s.clone(),
+                json!({ "ticket": "T-12", "email": "a@b.example", "size": "small", "at": null })
+            ),
+            ""
+        );
+        assert_eq!(
+            err(s.clone(), json!({ "ticket": "x-12" })),
+            "/ticket: \"x-12\" does not match the pattern \"^T-[0-9]+$\""
+        );
+        assert_eq!(
+            err(s.clone(), json!({ "email": "nope" })),
+            "/email: \"nope\" is not a valid email"
+        );
+        assert_eq!(
+            err(s.clone(), json!({ "size": "huge" })),
+            "/size: \"huge\" fits none of the schemas of oneOf"
+        );
+        assert_eq!(
+            err(s, json!({ "at": "yesterday" })),
+            "/at: \"yesterday\" fits none of the schemas of anyOf"
+        );
+    }
+
+    #[test]
+    fn invalid_schemas_are_refused_with_the_reason() {
+        let e = check_schema(&json!({ "type": "nope" })).unwrap_err();
+        assert!(e.message.starts_with("not a valid JSON Schema"), "{e}");
+        assert!(check_schema(&json!({ "type": ["string", "null"], "minLength": 1 })).is_ok());
+        assert!(validate(&json!({ "minimum": "one" }), &json!(1)).is_err());
+        let compiled = Schema::compile(&json!({ "type": "integer", "maximum": 3 })).unwrap();
+        assert!(compiled.validate(&json!(3)).is_ok());
+        assert_eq!(
+            compiled.validate(&json!(4)).unwrap_err().to_string(),
+            "4 is above the maximum 3"
         );
     }
 

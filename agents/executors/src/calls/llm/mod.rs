@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cadre_agents::executor::decode_params;
-use cadre_agents::schema::{unsupported_keywords, validate};
+use cadre_agents::schema::{check_schema, validate};
 use cadre_agents::{ExecContext, ExecError, Executor, ExecutorRegistry, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -176,14 +176,10 @@ impl Llm {
                 content: prompt,
             }),
         }
-        if let Some(schema) = &p.response_schema {
-            let unsupported = unsupported_keywords(schema);
-            if !unsupported.is_empty() {
-                return Err(ExecError::InvalidParams(format!(
-                    "`response_schema` uses keywords cadre cannot check: {}",
-                    unsupported.join(", ")
-                )));
-            }
+        if let Some(schema) = &p.response_schema
+            && let Err(e) = check_schema(schema)
+        {
+            return Err(ExecError::InvalidParams(format!("`response_schema`: {e}")));
         }
         if let Some(t) = p.temperature
             && !(0.0..=2.0).contains(&t)
