@@ -1,5 +1,5 @@
 //! [`Writer`], the handle every caller holds: its public API puts writes on the writer task's
-//! queue ([`super::run`]) and reads the unfinished-task counters it keeps.
+//! queue ([`super::run::WriterTask`]) and reads the unfinished-task counters it keeps.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,17 +13,18 @@ use tokio::sync::{mpsc, oneshot};
 use super::pending::Pending;
 use super::publish::HubFeed;
 use super::request::{Request, traced_request};
-use super::run::run;
+use super::run::WriterTask;
 use crate::budget::Budgets;
 use crate::hub::Hub;
 use cadre_proto::clock::now_ms;
 use cadre_store::chain::{AuditDraft, Sealer};
 use cadre_store::{Store, StoreError, WriteOp, WriteOutcome};
 
-/// Handle to the writer; cheap to clone. Implements [`cadre_supervisors::TaskSink`] for the supervisors
-/// (`sink.rs`).
+/// Handle to the writer; cheap to clone. Implements [`cadre_supervisors::TaskSink`] for the
+/// supervisors and [`cadre_bus::Journal`] for the NATS bus (`sink.rs`).
 #[derive(Clone)]
 pub struct Writer {
+    /// The writer task's queue.
     pub(super) tx: mpsc::Sender<Request>,
     /// Unfinished tasks known to this node (bounds intake).
     pending: Arc<Mutex<Pending>>,
@@ -58,20 +59,17 @@ impl Writer {
         feed: HubFeed,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let pending = Arc::new(Mutex::new(Pending {
-            total: pending.values().sum(),
-            by_tenant: pending,
-        }));
-        let handle = tokio::spawn(run(
+        let pending = Arc::new(Mutex::new(Pending::new(pending)));
+        let task = WriterTask {
             store,
-            hub,
-            rx,
-            batch_max,
-            pending.clone(),
             sealer,
-            budgets.clone(),
+            hub,
             feed,
-        ));
+            pending: pending.clone(),
+            budgets: budgets.clone(),
+            batch_max,
+        };
+        let handle = tokio::spawn(task.run(rx));
         (
             Writer {
                 tx,
@@ -102,9 +100,7 @@ impl Writer {
                 }
                 match store.count_unfinished().await {
                     Ok(by_tenant) => {
-                        let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
-                        p.total = by_tenant.values().sum();
-                        p.by_tenant = by_tenant;
+                        *pending.lock().unwrap_or_else(|e| e.into_inner()) = Pending::new(by_tenant);
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot refresh the unfinished-task counters"),
                 }
@@ -120,18 +116,12 @@ impl Writer {
 
     /// Unfinished tasks right now.
     pub fn pending(&self) -> u64 {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).total
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).total()
     }
 
     /// Unfinished tasks of one tenant right now.
     pub fn pending_for(&self, tenant: &str) -> u64 {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_tenant
-            .get(tenant)
-            .copied()
-            .unwrap_or(0)
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).of(tenant)
     }
 
     /// Stores a new task and waits until it is durable.

@@ -8,7 +8,19 @@
 //! If a commit fails, waiting inserts are answered with the error (the client sees UNAVAILABLE,
 //! never a false accept) and the remaining transitions are retried with backoff until the
 //! store takes them, so no decided transition is dropped.
+//!
+//! Files:
+//! - `handle.rs`: [`Writer`], the handle and its public API; `sink.rs`: the handle as the
+//!   supervisors' `TaskSink` and the NATS bus's `Journal`; `request.rs`: a write on the queue.
+//! - `run.rs`: the writer task, a loop of the steps below; `collect.rs`: the next batch from
+//!   the queue; `commit.rs`: verified results signed, the batch applied with retries;
+//!   `account.rs`: what each committed write changes (counters, budgets, metrics, span and log
+//!   line) and the signed audit head; `publish.rs`: [`HubFeed`], events to the hub.
+//! - `pending.rs`: the unfinished-task counters intake reads.
 
+mod account;
+mod collect;
+mod commit;
 mod handle;
 mod pending;
 mod publish;

@@ -203,3 +203,40 @@ async fn a_group_waits_for_the_next_batch_rather_than_pass_batch_max() {
     assert_eq!(commits.load(Ordering::SeqCst) - before, 1);
     assert_eq!(history(&store, v.id).await.len(), 5);
 }
+
+#[tokio::test]
+async fn a_transition_nobody_waits_for_is_retried_until_the_store_takes_it() {
+    use cadre_supervisors::TaskSink;
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, store, commits) = writer_on(dir.path(), 64).await;
+    let t = record(None);
+    writer.insert(t.clone()).await.unwrap();
+    let side = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE events RENAME TO events_away")
+        .execute(&side)
+        .await
+        .unwrap();
+    let before = commits.load(Ordering::SeqCst);
+    writer
+        .record(Transition::new(t.id, TaskState::Running, 1, "RUNNING"))
+        .await;
+    // Two tries at least fail (50 ms apart), then the table is back.
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    assert_eq!(
+        commits.load(Ordering::SeqCst),
+        before,
+        "nothing committed meanwhile"
+    );
+    sqlx::query("ALTER TABLE events_away RENAME TO events")
+        .execute(&side)
+        .await
+        .unwrap();
+    writer.flush().await.unwrap();
+    assert_eq!(
+        history(&store, t.id).await,
+        [TaskState::Queued, TaskState::Running]
+    );
+    assert_eq!(writer.pending(), 1);
+}
