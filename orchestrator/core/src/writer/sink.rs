@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use super::handle::Writer;
 use super::request::{Request, record_span};
 
+/// The supervisors' transitions, progress and usage go to the store through the writer.
 #[async_trait]
 impl TaskSink for Writer {
     fn usage(&self, task_id: TaskId, usage: cadre_agents::Usage) {
@@ -59,7 +60,8 @@ impl TaskSink for Writer {
     }
 }
 
-/// How committed events reach the hub.
+/// The durable side of the NATS bus: events from supervisor nodes are stored through the
+/// writer, and dispatches NATS can never take are failed through it.
 #[async_trait]
 impl cadre_bus::Journal for Writer {
     async fn transition(&self, t: Transition) -> Result<WriteOutcome, StoreError> {
