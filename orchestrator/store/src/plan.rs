@@ -411,6 +411,18 @@ mod tests {
         fail_existing: bool,
     }
 
+    impl Logged {
+        /// Knows `existing` as the holder of any lost key and `finished` as a finished task.
+        fn new(existing: TaskId, finished: TaskId) -> Self {
+            Logged {
+                calls: Vec::new(),
+                existing,
+                finished,
+                fail_existing: false,
+            }
+        }
+    }
+
     impl PlanIo for Logged {
         async fn existing(&mut self, rec: &TaskRecord, key: &str) -> StoreResult<TaskId> {
             self.calls.push(format!("existing {key}"));
@@ -475,12 +487,7 @@ mod tests {
         let inserted = HashSet::from([a.id.to_string()]);
         let base = HashMap::new();
         let mut plan = Plan::new(&base, 7, ChainTail::default());
-        let mut io = Logged {
-            calls: Vec::new(),
-            existing: a.id,
-            finished,
-            fail_existing: false,
-        };
+        let mut io = Logged::new(a.id, finished);
         let out = plan.walk(&ops, &inserted, 5, None, &mut io).await.unwrap();
         assert_eq!(
             io.calls,
@@ -519,12 +526,7 @@ mod tests {
         )))];
         let base = HashMap::new();
         let mut plan = Plan::new(&base, 1, ChainTail::default());
-        let mut io = Logged {
-            calls: Vec::new(),
-            existing: TaskId::new(),
-            finished: TaskId::new(),
-            fail_existing: false,
-        };
+        let mut io = Logged::new(TaskId::new(), TaskId::new());
         let out = plan
             .walk(&ops, &HashSet::new(), 0, Some(&sealer), &mut io)
             .await
@@ -543,10 +545,8 @@ mod tests {
         let base = HashMap::new();
         let mut plan = Plan::new(&base, 1, ChainTail::default());
         let mut io = Logged {
-            calls: Vec::new(),
-            existing: TaskId::new(),
-            finished: TaskId::new(),
             fail_existing: true,
+            ..Logged::new(TaskId::new(), TaskId::new())
         };
         let ops = [WriteOp::Insert(Box::new(b))];
         let err = plan

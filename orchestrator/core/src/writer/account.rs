@@ -134,27 +134,16 @@ mod tests {
 
     use super::*;
     use crate::budget::BudgetConfig;
+    use crate::writer::testing::committed;
 
     fn event(state: TaskState) -> WriteOutcome {
-        let event = TaskEvent {
-            cursor: 1,
-            task_id: TaskId::new(),
-            seq: 1,
-            state,
-            attempt: 1,
-            message: String::new(),
-            progress: 0.0,
-            result: None,
-            at_ms: 0,
-            task_type: "system.debug.echo".into(),
-            tenant: "t".into(),
-            is_progress: false,
-            parent_id: None,
-        };
-        WriteOutcome::Event {
-            event,
-            created_at_ms: 0,
-        }
+        committed(TaskId::new(), state, 1)
+    }
+
+    /// Empty counters and budgets on day 2025-01-01.
+    fn books() -> (Mutex<Pending>, Budgets) {
+        let budgets = Budgets::new(BudgetConfig::default(), "2025-01-01".into(), HashMap::new());
+        (Mutex::new(Pending::new(HashMap::new())), budgets)
     }
 
     fn transition(state: TaskState) -> WriteOp {
@@ -163,55 +152,31 @@ mod tests {
 
     #[test]
     fn a_stored_task_counts_until_its_terminal_transition() {
-        let pending = Mutex::new(Pending::new(HashMap::new()));
-        let budgets = Budgets::new(BudgetConfig::default(), "2025-01-01".into(), HashMap::new());
+        let (pending, budgets) = books();
         let none = tracing::Span::none();
-        let count = |p: &Mutex<Pending>| p.lock().unwrap().of("t");
-        account(
-            &WriteOp::Insert(Box::new(record(None))),
-            &event(TaskState::Queued),
-            &none,
-            None,
-            &pending,
-            &budgets,
-        );
-        assert_eq!(count(&pending), 1);
-        account(
-            &transition(TaskState::Running),
-            &event(TaskState::Running),
-            &none,
-            None,
-            &pending,
-            &budgets,
-        );
-        account(
-            &transition(TaskState::Succeeded),
-            &WriteOutcome::Ignored,
-            &none,
-            None,
-            &pending,
-            &budgets,
+        let apply = |op: WriteOp, outcome: WriteOutcome| {
+            account(&op, &outcome, &none, None, &pending, &budgets);
+            pending.lock().unwrap().of("t")
+        };
+        assert_eq!(
+            apply(WriteOp::Insert(Box::new(record(None))), event(TaskState::Queued)),
+            1
         );
         assert_eq!(
-            count(&pending),
+            apply(transition(TaskState::Running), event(TaskState::Running)),
+            1
+        );
+        assert_eq!(
+            apply(transition(TaskState::Succeeded), WriteOutcome::Ignored),
             1,
             "neither a running task nor an ignored write finishes it"
         );
-        account(
-            &transition(TaskState::Failed),
-            &event(TaskState::Failed),
-            &none,
-            None,
-            &pending,
-            &budgets,
-        );
-        assert_eq!(count(&pending), 0);
+        assert_eq!(apply(transition(TaskState::Failed), event(TaskState::Failed)), 0);
     }
 
     #[test]
     fn committed_usage_adds_to_todays_spend() {
-        let pending = Mutex::new(Pending::new(HashMap::new()));
-        let budgets = Budgets::new(BudgetConfig::default(), "2025-01-01".into(), HashMap::new());
+        let (pending, budgets) = books();
         let usage = WriteOutcome::Usage {
             tenant: "t".into(),
             day: "2025-01-01".into(),

@@ -28,6 +28,8 @@ mod request;
 mod run;
 mod sink;
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;
 
 pub use handle::Writer;

@@ -46,30 +46,13 @@ impl HubFeed {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use cadre_proto::{TaskEvent, TaskId, TaskState};
+    use cadre_proto::{TaskId, TaskState};
 
     use super::*;
+    use crate::writer::testing::committed;
 
     fn finished(task_id: TaskId, cursor: u64) -> WriteOutcome {
-        let event = TaskEvent {
-            cursor,
-            task_id,
-            seq: 2,
-            state: TaskState::Succeeded,
-            attempt: 1,
-            message: String::new(),
-            progress: 1.0,
-            result: None,
-            at_ms: 0,
-            task_type: "system.debug.echo".into(),
-            tenant: "t".into(),
-            is_progress: false,
-            parent_id: None,
-        };
-        WriteOutcome::Event {
-            event,
-            created_at_ms: 0,
-        }
+        committed(task_id, TaskState::Succeeded, cursor)
     }
 
     #[tokio::test]

@@ -115,20 +115,46 @@ async fn history(store: &Arc<dyn Store>, id: TaskId) -> Vec<TaskState> {
     events.iter().map(|e| e.state).collect()
 }
 
+/// A writer as [`writer_on`] with `batch_max` 64, and a task it has stored.
+async fn writer_with_a_task(
+    dir: &std::path::Path,
+) -> (Writer, Arc<dyn Store>, Arc<AtomicUsize>, cadre_proto::TaskRecord) {
+    let (writer, store, commits) = writer_on(dir, 64).await;
+    let t = record(None);
+    writer.insert(t.clone()).await.unwrap();
+    (writer, store, commits, t)
+}
+
+/// The events table of the store in `dir/s.db`, renamed away under the writer: every commit
+/// fails until it is restored.
+struct EventsAway(sqlx::SqlitePool);
+
+impl EventsAway {
+    async fn take(dir: &std::path::Path) -> Self {
+        let side = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("s.db").display()))
+            .await
+            .unwrap();
+        sqlx::query("ALTER TABLE events RENAME TO events_away")
+            .execute(&side)
+            .await
+            .unwrap();
+        EventsAway(side)
+    }
+
+    async fn restore(&self) {
+        sqlx::query("ALTER TABLE events_away RENAME TO events")
+            .execute(&self.0)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_group_that_cannot_be_stored_fails_whole_and_is_left_to_its_caller() {
     let dir = tempfile::tempdir().unwrap();
-    let (writer, store, _) = writer_on(dir.path(), 64).await;
-    let t = record(None);
-    writer.insert(t.clone()).await.unwrap();
+    let (writer, store, _, t) = writer_with_a_task(dir.path()).await;
     // The events table goes away under the writer: every commit fails until it is back.
-    let side = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
-        .await
-        .unwrap();
-    sqlx::query("ALTER TABLE events RENAME TO events_away")
-        .execute(&side)
-        .await
-        .unwrap();
+    let side = EventsAway::take(dir.path()).await;
     let err = writer
         .write_together(vec![
             tr(t.id, TaskState::Running, 1),
@@ -137,10 +163,7 @@ async fn a_group_that_cannot_be_stored_fails_whole_and_is_left_to_its_caller() {
         .await
         .unwrap_err();
     assert!(err.0.contains("events"), "{err}");
-    sqlx::query("ALTER TABLE events_away RENAME TO events")
-        .execute(&side)
-        .await
-        .unwrap();
+    side.restore().await;
     writer.flush().await.unwrap();
     assert_eq!(
         history(&store, t.id).await,
@@ -208,16 +231,8 @@ async fn a_group_waits_for_the_next_batch_rather_than_pass_batch_max() {
 async fn a_transition_nobody_waits_for_is_retried_until_the_store_takes_it() {
     use cadre_supervisors::TaskSink;
     let dir = tempfile::tempdir().unwrap();
-    let (writer, store, commits) = writer_on(dir.path(), 64).await;
-    let t = record(None);
-    writer.insert(t.clone()).await.unwrap();
-    let side = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
-        .await
-        .unwrap();
-    sqlx::query("ALTER TABLE events RENAME TO events_away")
-        .execute(&side)
-        .await
-        .unwrap();
+    let (writer, store, commits, t) = writer_with_a_task(dir.path()).await;
+    let side = EventsAway::take(dir.path()).await;
     let before = commits.load(Ordering::SeqCst);
     writer
         .record(Transition::new(t.id, TaskState::Running, 1, "RUNNING"))
@@ -229,10 +244,7 @@ async fn a_transition_nobody_waits_for_is_retried_until_the_store_takes_it() {
         before,
         "nothing committed meanwhile"
     );
-    sqlx::query("ALTER TABLE events_away RENAME TO events")
-        .execute(&side)
-        .await
-        .unwrap();
+    side.restore().await;
     writer.flush().await.unwrap();
     assert_eq!(
         history(&store, t.id).await,
