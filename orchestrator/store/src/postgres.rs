@@ -44,7 +44,7 @@ use crate::rows::{LIVE_COLUMNS, LiveRow, TASK_COLUMNS, parse_id};
 use crate::{StoreError, StoreResult, WriteOp, WriteOutcome};
 use cadre_proto::clock::now_ms;
 
-/// Pooled connections when the caller does not choose (see [`crate::open`]).
+/// Pooled connections when the caller does not choose (see [`crate::open()`]).
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 
 /// How long an operation waits for a pooled connection (or for PostgreSQL to accept a new one)
