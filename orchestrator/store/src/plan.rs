@@ -5,15 +5,17 @@
 //! Both SQL stores plan the same way and differ only in where the starting view of unfinished
 //! tasks comes from: [`crate::sqlite::SqliteStore`] keeps it in memory between batches (it is
 //! the only writer of its file), [`crate::postgres::PgStore`] reads and locks the rows a batch
-//! touches inside the batch's transaction (several replicas write one database).
+//! touches inside the batch's transaction (several replicas write one database). Both walk a
+//! batch's ops with [`Plan::walk`]; what that walk reads from or writes to the database on the
+//! way differs between them and sits behind [`PlanIo`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use cadre_proto::{TaskEvent, TaskId, TaskRecord, TaskState};
 use cadre_supervisors::Transition;
 
-use crate::WriteOutcome;
 use crate::chain::{AuditDraft, AuditRecord, ChainTail, Sealer};
+use crate::{StoreResult, WriteOp, WriteOutcome};
 
 /// What the planner knows about an unfinished task: enough to decide whether a transition
 /// applies and to build its event without reading the database.
@@ -271,5 +273,286 @@ impl<'a> Plan<'a> {
         self.row(id, RowUpdate::of(&l, now));
         self.staged.insert(id, Some(l));
         outcome
+    }
+}
+
+/// The tasks a batch inserts, in op order.
+pub(super) fn new_tasks(ops: &[WriteOp]) -> Vec<&TaskRecord> {
+    ops.iter()
+        .filter_map(|op| match op {
+            WriteOp::Insert(r) => Some(&**r),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A usage report to store: a [`WriteOp::Usage`] with its task's tenant and UTC day.
+pub(super) struct UsageRecord<'a> {
+    /// The task.
+    pub task_id: TaskId,
+    /// The task's tenant.
+    pub tenant: &'a str,
+    /// Model and tokens.
+    pub usage: &'a cadre_agents::Usage,
+    /// USD.
+    pub cost_usd: f64,
+    /// UTC date of `at_ms`.
+    pub day: &'a str,
+    /// When it was reported, Unix milliseconds.
+    pub at_ms: i64,
+}
+
+/// What [`Plan::walk`] needs from the database while it walks a batch, where the stores
+/// differ: SQLite runs these as statements in the batch's transaction, in op order;
+/// PostgreSQL answers them from the rows it read (and locked) before planning and writes usage
+/// with the rest of the batch.
+pub(super) trait PlanIo {
+    /// The task that holds idempotency key `key`, for `rec`, an insert of this batch that
+    /// inserted nothing.
+    async fn existing(&mut self, rec: &TaskRecord, key: &str) -> StoreResult<TaskId>;
+
+    /// The tenant of a task the plan does not know as unfinished (None: no such task).
+    async fn tenant_of(&mut self, task_id: TaskId) -> StoreResult<Option<String>>;
+
+    /// Stores (or stages) one usage report.
+    async fn usage(&mut self, record: UsageRecord<'_>) -> StoreResult<()>;
+
+    /// `draft` with its text as the store keeps it, so the hash sealed over it matches the
+    /// record read back.
+    fn stored_draft(&self, draft: &AuditDraft) -> AuditDraft;
+}
+
+impl Plan<'_> {
+    /// Plans `ops` in order and returns what each did. `inserted` holds the ids of the batch's
+    /// inserts the database took (the others lost an idempotency race, or are `Ignored`
+    /// without a key); `now` stamps the events; `sealer` seals audit drafts (without one they
+    /// are `Ignored`).
+    pub async fn walk(
+        &mut self,
+        ops: &[WriteOp],
+        inserted: &HashSet<String>,
+        now: i64,
+        sealer: Option<&Sealer>,
+        io: &mut impl PlanIo,
+    ) -> StoreResult<Vec<WriteOutcome>> {
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            let outcome = match op {
+                WriteOp::Insert(rec) if inserted.contains(&rec.id.to_string()) => self.insert(rec),
+                WriteOp::Insert(rec) => match rec.spec.idempotency_key.as_deref() {
+                    Some(key) => WriteOutcome::Existing(io.existing(rec, key).await?),
+                    None => WriteOutcome::Ignored,
+                },
+                WriteOp::Transition(t) => self.transition(t, now),
+                WriteOp::Progress {
+                    task_id,
+                    attempt,
+                    fraction,
+                    message,
+                } => self.progress(*task_id, *attempt, *fraction, message, now),
+                WriteOp::AuditDraft(d) => self.audit(io.stored_draft(d), sealer),
+                WriteOp::Usage {
+                    task_id,
+                    usage,
+                    cost_usd,
+                    at_ms,
+                } => self.usage(*task_id, usage, *cost_usd, *at_ms, io).await?,
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    /// A usage report: stored with the task's tenant, also when the task is no longer
+    /// unfinished (usage may arrive after the task finished: it is never dropped); `Ignored`
+    /// for an unknown task.
+    async fn usage(
+        &self,
+        task_id: TaskId,
+        usage: &cadre_agents::Usage,
+        cost_usd: f64,
+        at_ms: i64,
+        io: &mut impl PlanIo,
+    ) -> StoreResult<WriteOutcome> {
+        let tenant = match self.current(task_id) {
+            Some(l) => Some(l.tenant),
+            None => io.tenant_of(task_id).await?,
+        };
+        let Some(tenant) = tenant else {
+            return Ok(WriteOutcome::Ignored);
+        };
+        let day = cadre_proto::clock::utc_day(at_ms);
+        io.usage(UsageRecord {
+            task_id,
+            tenant: &tenant,
+            usage,
+            cost_usd,
+            day: &day,
+            at_ms,
+        })
+        .await?;
+        Ok(crate::ops::usage_outcome(tenant, day, usage, cost_usd))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cadre_proto::TaskId;
+
+    use super::*;
+    use crate::StoreError;
+    use crate::testing::record;
+
+    /// A [`PlanIo`] that logs each call; `finished` is the one task it knows beyond the plan.
+    struct Logged {
+        calls: Vec<String>,
+        existing: TaskId,
+        finished: TaskId,
+        fail_existing: bool,
+    }
+
+    impl Logged {
+        /// Knows `existing` as the holder of any lost key and `finished` as a finished task.
+        fn new(existing: TaskId, finished: TaskId) -> Self {
+            Logged {
+                calls: Vec::new(),
+                existing,
+                finished,
+                fail_existing: false,
+            }
+        }
+    }
+
+    impl PlanIo for Logged {
+        async fn existing(&mut self, rec: &TaskRecord, key: &str) -> StoreResult<TaskId> {
+            self.calls.push(format!("existing {key}"));
+            if self.fail_existing {
+                return Err(StoreError(format!("task {} conflicts", rec.id)));
+            }
+            Ok(self.existing)
+        }
+
+        async fn tenant_of(&mut self, task_id: TaskId) -> StoreResult<Option<String>> {
+            let known = task_id == self.finished;
+            self.calls.push(format!(
+                "tenant_of {}",
+                if known { "finished" } else { "unknown" }
+            ));
+            Ok(known.then(|| "u".to_string()))
+        }
+
+        async fn usage(&mut self, u: UsageRecord<'_>) -> StoreResult<()> {
+            self.calls.push(format!(
+                "usage {} {} {} {}",
+                u.tenant, u.usage.model, u.day, u.cost_usd
+            ));
+            Ok(())
+        }
+
+        fn stored_draft(&self, draft: &AuditDraft) -> AuditDraft {
+            AuditDraft {
+                detail: "stored".into(),
+                ..draft.clone()
+            }
+        }
+    }
+
+    fn usage(task_id: TaskId) -> WriteOp {
+        WriteOp::Usage {
+            task_id,
+            usage: cadre_agents::Usage {
+                model: "m".into(),
+                tokens_in: 2,
+                tokens_out: 3,
+            },
+            cost_usd: 0.25,
+            at_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_walk_plans_each_op_in_order_and_asks_the_store_only_what_it_must() {
+        let (a, b, c) = (record(None), record(Some("k")), record(None));
+        let (finished, unknown) = (TaskId::new(), TaskId::new());
+        let ops = [
+            WriteOp::Insert(Box::new(a.clone())),
+            WriteOp::Insert(Box::new(b.clone())),
+            WriteOp::Insert(Box::new(c.clone())),
+            usage(a.id),
+            usage(unknown),
+            usage(finished),
+            WriteOp::AuditDraft(Box::new(AuditDraft::new("act", "target", "ok", ""))),
+            WriteOp::Transition(Transition::new(a.id, TaskState::Running, 1, "")),
+        ];
+        let inserted = HashSet::from([a.id.to_string()]);
+        let base = HashMap::new();
+        let mut plan = Plan::new(&base, 7, ChainTail::default());
+        let mut io = Logged::new(a.id, finished);
+        let out = plan.walk(&ops, &inserted, 5, None, &mut io).await.unwrap();
+        assert_eq!(
+            io.calls,
+            [
+                "existing k",
+                "usage t m 1970-01-01 0.25",
+                "tenant_of unknown",
+                "tenant_of finished",
+                "usage u m 1970-01-01 0.25"
+            ],
+            "the store is asked for the winner of a lost key and the tenant of a task the plan \
+             does not know, in op order"
+        );
+        let usage = |tenant: &str| WriteOutcome::Usage {
+            tenant: tenant.into(),
+            day: "1970-01-01".into(),
+            tokens: 5,
+            cost_usd: 0.25,
+        };
+        assert!(matches!(&out[0], WriteOutcome::Event { event, .. } if event.cursor == 7));
+        assert_eq!(out[1], WriteOutcome::Existing(a.id), "lost its key to a");
+        assert_eq!(out[2], WriteOutcome::Ignored, "lost without a key");
+        assert_eq!(out[3..6], [usage("t"), WriteOutcome::Ignored, usage("u")]);
+        assert_eq!(out[6], WriteOutcome::Ignored, "no sealer");
+        assert!(matches!(&out[7], WriteOutcome::Event { event, .. }
+                if event.cursor == 8 && event.at_ms == 5 && event.state == TaskState::Running));
+        assert_eq!(out.len(), ops.len());
+    }
+
+    #[tokio::test]
+    async fn an_audit_draft_is_sealed_as_the_store_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Sealer::new(ed25519_dalek::SigningKey::from_bytes(&[9; 32]), dir.path());
+        let ops = [WriteOp::AuditDraft(Box::new(AuditDraft::new(
+            "act", "target", "ok", "raw",
+        )))];
+        let base = HashMap::new();
+        let mut plan = Plan::new(&base, 1, ChainTail::default());
+        let mut io = Logged::new(TaskId::new(), TaskId::new());
+        let out = plan
+            .walk(&ops, &HashSet::new(), 0, Some(&sealer), &mut io)
+            .await
+            .unwrap();
+        assert_eq!(plan.audit.len(), 1);
+        assert_eq!(plan.audit[0].draft.detail, "stored");
+        let WriteOutcome::Audited { seq, hash } = &out[0] else {
+            panic!("expected a sealed record, got {:?}", out[0]);
+        };
+        assert_eq!((*seq, hash), (1, &plan.audit[0].hash));
+    }
+
+    #[tokio::test]
+    async fn a_failed_lookup_fails_the_walk() {
+        let b = record(Some("k"));
+        let base = HashMap::new();
+        let mut plan = Plan::new(&base, 1, ChainTail::default());
+        let mut io = Logged {
+            fail_existing: true,
+            ..Logged::new(TaskId::new(), TaskId::new())
+        };
+        let ops = [WriteOp::Insert(Box::new(b))];
+        let err = plan
+            .walk(&ops, &HashSet::new(), 0, None, &mut io)
+            .await
+            .unwrap_err();
+        assert!(err.0.contains("conflicts"), "{err}");
     }
 }

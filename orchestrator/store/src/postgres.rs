@@ -11,7 +11,8 @@
 //!    this replica or another) and looks up the winners of lost idempotency races in one query;
 //! 3. reads and row-locks (`FOR UPDATE`) every task the batch's transitions, progress reports
 //!    and usage touch, in one query;
-//! 4. plans the batch over those rows with the same planner as SQLite (`store/plan.rs`):
+//! 4. plans the batch over those rows with the same planner as SQLite (`store/plan.rs`,
+//!    `Plan::walk`, with what it asks answered from the rows read in steps 2 and 3):
 //!    terminal tasks are left alone, stale progress is dropped, events get cursors `MAX + 1 ...`,
 //!    and audit drafts are sealed after the chain's last record (read under the lock, with
 //!    the next cursor) with this replica's key, so all replicas extend one chain;
@@ -37,13 +38,13 @@ use sqlx::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::chain::{AuditDraft, ChainTail, Sealer};
-use crate::plan::{Live, Plan};
+use crate::plan::{Live, Plan, PlanIo, UsageRecord, new_tasks};
 use crate::query::impl_sql_store;
 use crate::rows::{LIVE_COLUMNS, LiveRow, TASK_COLUMNS, parse_id};
 use crate::{StoreError, StoreResult, WriteOp, WriteOutcome};
 use cadre_proto::clock::now_ms;
 
-/// Pooled connections when the caller does not choose (see [`crate::open`]).
+/// Pooled connections when the caller does not choose (see [`crate::open()`]).
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 
 /// How long an operation waits for a pooled connection (or for PostgreSQL to accept a new one)
@@ -177,8 +178,12 @@ impl PgStore {
 
     /// Inserts new tasks in one statement, in batch order (so the first of two inserts with one
     /// idempotency key wins); returns the ids actually inserted. A conflict (idempotency key
-    /// or id, from this batch or any replica's committed one) inserts nothing.
+    /// or id, from this batch or any replica's committed one) inserts nothing. No task, no
+    /// statement.
     async fn insert_tasks(conn: &mut PgConnection, records: &[&TaskRecord]) -> StoreResult<HashSet<String>> {
+        if records.is_empty() {
+            return Ok(HashSet::new());
+        }
         let specs = records
             .iter()
             .map(|r| serde_json::to_string(&r.spec))
@@ -404,115 +409,113 @@ impl PgStore {
             })?
     }
 
-    /// [`Self::apply_batch`] without the time limit.
+    /// [`Self::apply_batch`] without the time limit: the steps of the module docs, in order.
     async fn apply_in_transaction(
         &self,
         ops: &[WriteOp],
         sealer: Option<&Sealer>,
     ) -> StoreResult<Vec<WriteOutcome>> {
         let mut tx = self.pool.begin().await?;
-        // A statement of its own: the MAX(cursor) read below must take its snapshot after the
-        // lock is granted, so that it sees the commit of the transaction it waited for. (Not
-        // sent with the BEGIN as one simple query: sqlx would not see that statement fail, nor
-        // roll back a BEGIN it did not count, and could pool a connection left inside it.)
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(EVENT_LOG_LOCK)
-            .execute(&mut *tx)
-            .await?;
-
-        let records: Vec<&TaskRecord> = ops
-            .iter()
-            .filter_map(|op| match op {
-                WriteOp::Insert(r) => Some(&**r),
-                _ => None,
-            })
-            .collect();
-        let inserted = if records.is_empty() {
-            HashSet::new()
-        } else {
-            Self::insert_tasks(&mut tx, &records).await?
-        };
-        let lost: Vec<(String, String)> = records
-            .iter()
-            .filter(|r| !inserted.contains(&r.id.to_string()))
-            .filter_map(|r| Some((text(&r.tenant), text(r.spec.idempotency_key.as_deref()?))))
-            .collect();
-        let existing = Self::existing_keys(&mut tx, &lost).await?;
-
-        let mut ids = HashSet::new();
-        for op in ops {
-            match op {
-                WriteOp::Transition(t) => ids.insert(t.task_id),
-                WriteOp::Progress { task_id, .. } | WriteOp::Usage { task_id, .. } => ids.insert(*task_id),
-                _ => false,
-            };
-        }
-        let ids = ids.iter().map(TaskId::to_string).collect();
-        let touched = Self::lock_tasks(&mut tx, ids, &inserted).await?;
+        Self::lock_event_log(&mut tx).await?;
+        let records = new_tasks(ops);
+        let inserted = Self::insert_tasks(&mut tx, &records).await?;
+        let existing = Self::existing_keys(&mut tx, &lost_keys(&records, &inserted)).await?;
+        let touched = Self::lock_tasks(&mut tx, touched_ids(ops), &inserted).await?;
         let (next, chain) = Self::heads(&mut tx).await?;
 
         let now = now_ms();
         let mut plan = Plan::new(&touched.base, next as u64, chain);
-        let mut outcomes = Vec::with_capacity(ops.len());
-        let mut usage_rows = Vec::new();
-        for op in ops {
-            let outcome = match op {
-                WriteOp::Insert(rec) if inserted.contains(&rec.id.to_string()) => plan.insert(rec),
-                WriteOp::Insert(rec) => match rec.spec.idempotency_key.as_deref() {
-                    Some(key) => match existing.get(&(text(&rec.tenant), text(key))) {
-                        Some(id) => WriteOutcome::Existing(*id),
-                        None => {
-                            return Err(StoreError(format!(
-                                "task {} conflicts with a stored task but not on its idempotency key",
-                                rec.id
-                            )));
-                        }
-                    },
-                    None => WriteOutcome::Ignored,
-                },
-                WriteOp::Transition(t) => plan.transition(t, now),
-                WriteOp::Progress {
-                    task_id,
-                    attempt,
-                    fraction,
-                    message,
-                } => plan.progress(*task_id, *attempt, *fraction, message, now),
-                WriteOp::AuditDraft(d) => plan.audit(Self::stored_draft(d), sealer),
-                WriteOp::Usage {
-                    task_id,
-                    usage,
-                    cost_usd,
-                    at_ms,
-                } => {
-                    // Usage may arrive after the task finished: it is never dropped.
-                    let tenant = match plan.current(*task_id) {
-                        Some(l) => Some(l.tenant),
-                        None => touched.tenants.get(task_id).cloned(),
-                    };
-                    match tenant {
-                        Some(tenant) => {
-                            let day = cadre_proto::clock::utc_day(*at_ms);
-                            usage_rows.push(UsageInsert {
-                                task_id: task_id.to_string(),
-                                tenant: text(&tenant),
-                                model: text(&usage.model),
-                                tokens_in: usage.tokens_in as i64,
-                                tokens_out: usage.tokens_out as i64,
-                                cost_usd: *cost_usd,
-                                day: day.clone(),
-                                at_ms: *at_ms,
-                            });
-                            crate::ops::usage_outcome(tenant, day, usage, *cost_usd)
-                        }
-                        None => WriteOutcome::Ignored,
-                    }
-                }
-            };
-            outcomes.push(outcome);
-        }
-        Self::write(&mut tx, &plan, &usage_rows, &touched.base).await?;
+        let mut read = ReadBefore {
+            existing: &existing,
+            tenants: &touched.tenants,
+            usage: Vec::new(),
+        };
+        let outcomes = plan.walk(ops, &inserted, now, sealer, &mut read).await?;
+        Self::write(&mut tx, &plan, &read.usage, &touched.base).await?;
         tx.commit().await?;
         Ok(outcomes)
+    }
+
+    /// Takes the event-log lock ([`EVENT_LOG_LOCK`]) for the rest of the transaction.
+    async fn lock_event_log(conn: &mut PgConnection) -> StoreResult<()> {
+        // A statement of its own: the MAX(cursor) read after it (`heads`) must take its snapshot
+        // after the lock is granted, so that it sees the commit of the transaction it waited
+        // for. (Not sent with the BEGIN as one simple query: sqlx would not see that statement
+        // fail, nor roll back a BEGIN it did not count, and could pool a connection left inside
+        // it.)
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(EVENT_LOG_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The (tenant, idempotency key) of every insert of `records` the database did not take, as
+/// stored; the inserts without a key lost nothing to look up.
+fn lost_keys(records: &[&TaskRecord], inserted: &HashSet<String>) -> Vec<(String, String)> {
+    records
+        .iter()
+        .filter(|r| !inserted.contains(&r.id.to_string()))
+        .filter_map(|r| Some((text(&r.tenant), text(r.spec.idempotency_key.as_deref()?))))
+        .collect()
+}
+
+/// The tasks the batch's transitions, progress reports and usage touch, once each.
+fn touched_ids(ops: &[WriteOp]) -> Vec<String> {
+    let mut ids = HashSet::new();
+    for op in ops {
+        match op {
+            WriteOp::Transition(t) => ids.insert(t.task_id),
+            WriteOp::Progress { task_id, .. } | WriteOp::Usage { task_id, .. } => ids.insert(*task_id),
+            _ => false,
+        };
+    }
+    ids.iter().map(TaskId::to_string).collect()
+}
+
+/// What a PostgreSQL batch needs while it is planned, all read before planning (under the
+/// lock): nothing is read then, and usage waits to be written with the rest of the batch.
+struct ReadBefore<'a> {
+    /// The tasks that hold the idempotency keys of lost inserts, by (tenant, key) as stored.
+    existing: &'a HashMap<(String, String), TaskId>,
+    /// The tenant of every touched task that exists.
+    tenants: &'a HashMap<TaskId, String>,
+    /// Usage records to insert, in op order.
+    usage: Vec<UsageInsert>,
+}
+
+impl PlanIo for ReadBefore<'_> {
+    async fn existing(&mut self, rec: &TaskRecord, key: &str) -> StoreResult<TaskId> {
+        match self.existing.get(&(text(&rec.tenant), text(key))) {
+            Some(id) => Ok(*id),
+            None => Err(StoreError(format!(
+                "task {} conflicts with a stored task but not on its idempotency key",
+                rec.id
+            ))),
+        }
+    }
+
+    async fn tenant_of(&mut self, task_id: TaskId) -> StoreResult<Option<String>> {
+        Ok(self.tenants.get(&task_id).cloned())
+    }
+
+    async fn usage(&mut self, u: UsageRecord<'_>) -> StoreResult<()> {
+        self.usage.push(UsageInsert {
+            task_id: u.task_id.to_string(),
+            tenant: text(u.tenant),
+            model: text(&u.usage.model),
+            tokens_in: u.usage.tokens_in as i64,
+            tokens_out: u.usage.tokens_out as i64,
+            cost_usd: u.cost_usd,
+            day: u.day.to_string(),
+            at_ms: u.at_ms,
+        });
+        Ok(())
+    }
+
+    fn stored_draft(&self, draft: &AuditDraft) -> AuditDraft {
+        PgStore::stored_draft(draft)
     }
 }
 

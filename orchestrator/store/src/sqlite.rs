@@ -15,9 +15,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use crate::chain::{AuditRecord, ChainTail, Sealer};
-
-use crate::plan::{Live, Plan, RowUpdate};
+use crate::chain::{AuditDraft, AuditRecord, ChainTail, Sealer};
+use crate::plan::{Live, Plan, PlanIo, RowUpdate, UsageRecord, new_tasks};
 use crate::query::{Sql, impl_sql_store};
 use crate::rows::{LIVE_COLUMNS, LiveRow, UNFINISHED, parse_id};
 use crate::{StoreError, StoreResult, WriteOp, WriteOutcome};
@@ -258,6 +257,13 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Writes a planned batch: its events, its audit records, then its changed task rows.
+    async fn write(conn: &mut SqliteConnection, plan: &Plan<'_>) -> StoreResult<()> {
+        Self::insert_events(conn, &plan.events).await?;
+        Self::insert_audit(conn, &plan.audit).await?;
+        Self::update_tasks(conn, &plan.rows).await
+    }
+
     /// Plans the whole batch in memory against the writer's view of unfinished tasks and the
     /// audit chain's end (sealing drafts with `sealer`), then writes it with a few multi-row
     /// statements (new tasks, events, audit records, task rows) in one transaction. The view
@@ -269,87 +275,14 @@ impl SqliteStore {
         }
         let cache = guard.as_mut().expect("cache loaded");
         let mut tx = self.pool.begin().await?;
-        let records: Vec<&TaskRecord> = ops
-            .iter()
-            .filter_map(|op| match op {
-                WriteOp::Insert(r) => Some(&**r),
-                _ => None,
-            })
-            .collect();
-        let inserted = if records.is_empty() {
-            HashSet::new()
-        } else {
-            Self::insert_tasks(&mut tx, &records).await?
-        };
-
+        // No new task: no statement.
+        let inserted = Self::insert_tasks(&mut tx, &new_tasks(ops)).await?;
         let now = now_ms();
         let mut plan = Plan::new(&cache.live, cache.next_cursor, cache.chain.clone());
-        let mut outcomes = Vec::with_capacity(ops.len());
-        for op in ops {
-            let outcome = match op {
-                WriteOp::Insert(rec) if inserted.contains(&rec.id.to_string()) => plan.insert(rec),
-                WriteOp::Insert(rec) => match rec.spec.idempotency_key.as_deref() {
-                    Some(key) => {
-                        let id: String = Sql::<Sqlite>::idempotent(&rec.tenant, key)
-                            .build_query_scalar()
-                            .fetch_one(&mut *tx)
-                            .await?;
-                        WriteOutcome::Existing(parse_id(&id)?)
-                    }
-                    None => WriteOutcome::Ignored,
-                },
-                WriteOp::Transition(t) => plan.transition(t, now),
-                WriteOp::Progress {
-                    task_id,
-                    attempt,
-                    fraction,
-                    message,
-                } => plan.progress(*task_id, *attempt, *fraction, message, now),
-                WriteOp::AuditDraft(d) => plan.audit((**d).clone(), sealer),
-                WriteOp::Usage {
-                    task_id,
-                    usage,
-                    cost_usd,
-                    at_ms,
-                } => {
-                    let tenant = match plan.current(*task_id) {
-                        Some(l) => Some(l.tenant),
-                        // Usage may arrive after the task finished: it is never dropped.
-                        None => {
-                            sqlx::query_scalar("SELECT tenant FROM tasks WHERE id = ?")
-                                .bind(task_id.to_string())
-                                .fetch_optional(&mut *tx)
-                                .await?
-                        }
-                    };
-                    match tenant {
-                        Some(tenant) => {
-                            let day = cadre_proto::clock::utc_day(*at_ms);
-                            sqlx::query(
-                                "INSERT INTO usage (task_id, tenant, model, tokens_in, tokens_out, cost_usd, day, at_ms) \
-                                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            )
-                            .bind(task_id.to_string())
-                            .bind(&tenant)
-                            .bind(&usage.model)
-                            .bind(usage.tokens_in as i64)
-                            .bind(usage.tokens_out as i64)
-                            .bind(cost_usd)
-                            .bind(&day)
-                            .bind(at_ms)
-                            .execute(&mut *tx)
-                            .await?;
-                            crate::ops::usage_outcome(tenant, day, usage, *cost_usd)
-                        }
-                        None => WriteOutcome::Ignored,
-                    }
-                }
-            };
-            outcomes.push(outcome);
-        }
-        Self::insert_events(&mut tx, &plan.events).await?;
-        Self::insert_audit(&mut tx, &plan.audit).await?;
-        Self::update_tasks(&mut tx, &plan.rows).await?;
+        let outcomes = plan
+            .walk(ops, &inserted, now, sealer, &mut InTransaction(&mut tx))
+            .await?;
+        Self::write(&mut tx, &plan).await?;
         tx.commit().await?;
         let Plan {
             staged,
@@ -357,15 +290,67 @@ impl SqliteStore {
             chain,
             ..
         } = plan;
-        cache.next_cursor = cursor;
-        cache.chain = chain;
+        cache.committed(staged, cursor, chain);
+        Ok(outcomes)
+    }
+}
+
+impl WriterCache {
+    /// Takes in what a committed batch changed: unfinished tasks (None: finished), the next
+    /// cursor and the audit chain's end.
+    fn committed(&mut self, staged: HashMap<TaskId, Option<Live>>, cursor: u64, chain: ChainTail) {
+        self.next_cursor = cursor;
+        self.chain = chain;
         for (id, entry) in staged {
             match entry {
-                Some(l) => cache.live.insert(id, l),
-                None => cache.live.remove(&id),
+                Some(l) => self.live.insert(id, l),
+                None => self.live.remove(&id),
             };
         }
-        Ok(outcomes)
+    }
+}
+
+/// What a SQLite batch reads and writes while it is planned: statements in its transaction,
+/// in op order.
+struct InTransaction<'c>(&'c mut SqliteConnection);
+
+impl PlanIo for InTransaction<'_> {
+    async fn existing(&mut self, rec: &TaskRecord, key: &str) -> StoreResult<TaskId> {
+        let id: String = Sql::<Sqlite>::idempotent(&rec.tenant, key)
+            .build_query_scalar()
+            .fetch_one(&mut *self.0)
+            .await?;
+        parse_id(&id)
+    }
+
+    async fn tenant_of(&mut self, task_id: TaskId) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT tenant FROM tasks WHERE id = ?")
+            .bind(task_id.to_string())
+            .fetch_optional(&mut *self.0)
+            .await?)
+    }
+
+    async fn usage(&mut self, u: UsageRecord<'_>) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO usage (task_id, tenant, model, tokens_in, tokens_out, cost_usd, day, at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(u.task_id.to_string())
+        .bind(u.tenant)
+        .bind(&u.usage.model)
+        .bind(u.usage.tokens_in as i64)
+        .bind(u.usage.tokens_out as i64)
+        .bind(u.cost_usd)
+        .bind(u.day)
+        .bind(u.at_ms)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    /// SQLite keeps text as it is.
+    fn stored_draft(&self, draft: &AuditDraft) -> AuditDraft {
+        draft.clone()
     }
 }
 
