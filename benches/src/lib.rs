@@ -1,6 +1,9 @@
 //! cadre benchmarks: shared pieces of the `loadgen` and `distbench` binaries and the criterion
 //! benches.
 //!
+//! Layer: 10
+//! May import: every crate of the workspace (benches measure all of them).
+//!
 //! Layout:
 //! - [`echo`]: code generated from `benches/proto/echo.proto`, the raw tonic unary echo service
 //!   that `loadgen` measures next to cadre as the baseline of what gRPC alone costs.
