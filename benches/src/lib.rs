@@ -11,7 +11,7 @@
 //! - [`node`]: a cadre node started in the benchmark's own process.
 //!
 //! The benchmarks themselves are `src/bin/loadgen.rs` (end to end, over gRPC),
-//! `src/bin/distbench.rs` (distributed mode end to end, on JetStream and PostgreSQL, against a
+//! `src/bin/distbench/` (distributed mode end to end, on JetStream and PostgreSQL, against a
 //! raw JetStream loop), `src/bin/wsfanout.rs` (task events fanned out to WebSocket
 //! subscribers, against a bare broadcast channel) and `benches/task_trip.rs` (one task through the in-process actor
 //! tree); `README.md` says what each measures and how to run it.
