@@ -9,6 +9,8 @@
 //!   that `loadgen` measures next to cadre as the baseline of what gRPC alone costs.
 //! - [`stats`]: latency percentiles and throughput of one measured run.
 //! - [`node`]: a cadre node started in the benchmark's own process.
+//! - [`grpc`]: the client side of `loadgen` and `distbench`: channels to a node and one
+//!   `SubmitAndWait` that must end SUCCEEDED.
 //!
 //! The benchmarks themselves are `src/bin/loadgen.rs` (end to end, over gRPC),
 //! `src/bin/distbench/` (distributed mode end to end, on JetStream and PostgreSQL, against a
@@ -24,6 +26,7 @@ pub mod echo {
     tonic::include_proto!("cadre.bench.echo");
 }
 
+pub mod grpc;
 pub mod node;
 pub mod stats;
 

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use cadre::server::Endpoints;
+use cadre_benches::grpc::{TaskClient, connect, submit_and_wait_succeeded};
 use cadre_benches::stats::RunStats;
 use cadre_core::auth::Bearer;
 use cadre_proto::v1::admin_service_client::AdminServiceClient;
 use cadre_proto::v1::task_service_client::TaskServiceClient;
-use cadre_proto::v1::{StatusRequest, SubmitAndWaitRequest, TaskSpec, TaskState};
+use cadre_proto::v1::{StatusRequest, SubmitAndWaitRequest, TaskSpec};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::args::Args;
 use crate::cluster::{Resources, cadre_bin, start_node, tail_log};
@@ -118,23 +119,6 @@ async fn start_cluster(
     Ok(Cluster { orch_dir, orch, sup })
 }
 
-/// Opens `n` channels to `url`.
-async fn connect(url: &str, n: u64) -> anyhow::Result<Vec<Channel>> {
-    let endpoint = Endpoint::from_shared(url.to_string())?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(5));
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(
-            endpoint
-                .connect()
-                .await
-                .with_context(|| format!("cannot connect to {url}"))?,
-        );
-    }
-    Ok(out)
-}
-
 /// Waits up to 60 s until the orchestrator reached NATS and sees the supervisor node as
 /// running. Returns the admin client it asked with.
 async fn wait_ready(
@@ -172,7 +156,7 @@ async fn wait_ready(
 #[derive(Clone)]
 struct Submitter {
     /// One task client per channel.
-    clients: Arc<Vec<TaskServiceClient<InterceptedService<Channel, Bearer>>>>,
+    clients: Arc<Vec<TaskClient>>,
     /// The task every request submits.
     spec: TaskSpec,
     /// The next request's channel, round-robin.
@@ -204,24 +188,12 @@ impl Submitter {
 
     /// One request on the next channel: it fails unless the task ends SUCCEEDED.
     fn call(&self) -> impl Future<Output = Result<(), String>> + Send + use<> {
-        let mut client = self.clients[self.turn.fetch_add(1, Ordering::Relaxed) % self.clients.len()].clone();
+        let client = self.clients[self.turn.fetch_add(1, Ordering::Relaxed) % self.clients.len()].clone();
         let req = SubmitAndWaitRequest {
             spec: Some(self.spec.clone()),
             wait_ms: 0,
         };
-        async move {
-            let task = client
-                .submit_and_wait(req)
-                .await
-                .map_err(|s| format!("SubmitAndWait: {:?}: {}", s.code(), s.message()))?
-                .into_inner();
-            if task.state == TaskState::Succeeded as i32 {
-                Ok(())
-            } else {
-                let state = TaskState::try_from(task.state).map_or("UNKNOWN", |s| s.as_str_name());
-                Err(format!("task ended {state}: {}", task.error))
-            }
-        }
+        submit_and_wait_succeeded(client, req)
     }
 }
 

@@ -67,13 +67,7 @@ where
             stats
         });
     }
-    let mut all = RunStats::default();
-    while let Some(res) = loops.join_next().await {
-        match res {
-            Ok(stats) => all.merge(stats),
-            Err(e) => all.fail(format!("request loop crashed: {e}")),
-        }
-    }
+    let mut all = RunStats::from_loops(loops).await;
     all.elapsed = window.end - window.measure_from;
     all
 }
