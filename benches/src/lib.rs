@@ -1,14 +1,19 @@
 //! cadre benchmarks: shared pieces of the `loadgen` and `distbench` binaries and the criterion
 //! benches.
 //!
+//! Layer: 10
+//! May import: every crate of the workspace (benches measure all of them).
+//!
 //! Layout:
 //! - [`echo`]: code generated from `benches/proto/echo.proto`, the raw tonic unary echo service
 //!   that `loadgen` measures next to cadre as the baseline of what gRPC alone costs.
 //! - [`stats`]: latency percentiles and throughput of one measured run.
 //! - [`node`]: a cadre node started in the benchmark's own process.
+//! - [`grpc`]: the client side of `loadgen` and `distbench`: channels to a node and one
+//!   `SubmitAndWait` that must end SUCCEEDED.
 //!
 //! The benchmarks themselves are `src/bin/loadgen.rs` (end to end, over gRPC),
-//! `src/bin/distbench.rs` (distributed mode end to end, on JetStream and PostgreSQL, against a
+//! `src/bin/distbench/` (distributed mode end to end, on JetStream and PostgreSQL, against a
 //! raw JetStream loop), `src/bin/wsfanout.rs` (task events fanned out to WebSocket
 //! subscribers, against a bare broadcast channel) and `benches/task_trip.rs` (one task through the in-process actor
 //! tree); `README.md` says what each measures and how to run it.
@@ -21,6 +26,7 @@ pub mod echo {
     tonic::include_proto!("cadre.bench.echo");
 }
 
+pub mod grpc;
 pub mod node;
 pub mod stats;
 

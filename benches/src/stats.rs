@@ -74,6 +74,19 @@ impl RunStats {
         }
     }
 
+    /// Waits for every request loop in `loops` and adds up their results; a loop that
+    /// panicked counts as one failure. The elapsed time is left for the caller to set.
+    pub async fn from_loops(mut loops: tokio::task::JoinSet<RunStats>) -> RunStats {
+        let mut all = RunStats::default();
+        while let Some(res) = loops.join_next().await {
+            match res {
+                Ok(stats) => all.merge(stats),
+                Err(e) => all.fail(format!("request loop crashed: {e}")),
+            }
+        }
+        all
+    }
+
     /// Counts a failed request and keeps its message if it is new and there is room.
     pub fn fail(&mut self, message: String) {
         self.failed += 1;

@@ -22,15 +22,15 @@ use anyhow::Context;
 use cadre_benches::echo::echo_client::EchoClient;
 use cadre_benches::echo::echo_server::{Echo, EchoServer};
 use cadre_benches::echo::{EchoReply, EchoRequest};
+use cadre_benches::grpc::{connect, submit_and_wait_succeeded};
 use cadre_benches::node::InProcess;
 use cadre_benches::stats::{RunStats, Summary, ratio};
 use cadre_core::auth::Bearer;
 use cadre_proto::v1::task_service_client::TaskServiceClient;
-use cadre_proto::v1::{SubmitAndWaitRequest, TaskSpec, TaskState};
+use cadre_proto::v1::{SubmitAndWaitRequest, TaskSpec};
 use clap::Parser;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 /// Bytes of `{"p":""}` around the padding of the params JSON.
@@ -130,34 +130,10 @@ where
             stats
         });
     }
-    let mut all = RunStats::default();
-    while let Some(res) = loops.join_next().await {
-        match res {
-            Ok(stats) => all.merge(stats),
-            Err(e) => all.fail(format!("request loop crashed: {e}")),
-        }
-    }
+    let mut all = RunStats::from_loops(loops).await;
     all.elapsed = start.elapsed();
     all.not_sent += total.saturating_sub(next.load(Ordering::Relaxed));
     all
-}
-
-/// Opens `n` separate channels (HTTP/2 connections) to `url`.
-async fn connect(url: &str, n: u64) -> anyhow::Result<Vec<Channel>> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .with_context(|| format!("{url:?} is not a valid endpoint URL"))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(5));
-    let mut channels = Vec::new();
-    for _ in 0..n {
-        channels.push(
-            endpoint
-                .connect()
-                .await
-                .with_context(|| format!("cannot connect to {url}"))?,
-        );
-    }
-    Ok(channels)
 }
 
 /// Warms up, then measures, `requests` calls built by `make_call` over `channels`.
@@ -217,26 +193,12 @@ async fn run_cadre(
         params_json: params_json.to_string(),
         ..Default::default()
     };
-    warm_then_measure("cadre", args, plan, clients, move |mut client| {
+    warm_then_measure("cadre", args, plan, clients, move |client| {
         let req = SubmitAndWaitRequest {
             spec: Some(spec.clone()),
             wait_ms: 0,
         };
-        async move {
-            let task = client
-                .submit_and_wait(req)
-                .await
-                .map_err(|s| format!("SubmitAndWait: {:?}: {}", s.code(), s.message()))?
-                .into_inner();
-            if task.state == TaskState::Succeeded as i32 {
-                Ok(())
-            } else {
-                let state = TaskState::try_from(task.state)
-                    .map(|s| s.as_str_name())
-                    .unwrap_or("UNKNOWN");
-                Err(format!("task ended {state}: {}", task.error))
-            }
-        }
+        submit_and_wait_succeeded(client, req)
     })
     .await
 }

@@ -356,6 +356,30 @@ async fn generate(
     };
     let window = Duration::from_secs(args.seconds);
     let start = Instant::now();
+    let mut running = submit_for(args, start, window, submit).await?;
+    while running.join_next().await.is_some() {}
+    let first_error = first_error.lock().ok().and_then(|e| e.clone());
+    Ok(Generated {
+        ok: ok.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+        first_error,
+    })
+}
+
+/// Makes `submit` calls from `start` until `window` has passed: `args.concurrency` loops as
+/// fast as they go when `args.rate` is 0, otherwise `args.rate` per second with at most
+/// `args.concurrency` in flight. Returns the calls still running.
+async fn submit_for<F, Fut>(
+    args: &Args,
+    start: Instant,
+    window: Duration,
+    submit: F,
+) -> anyhow::Result<tokio::task::JoinSet<()>>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let mut running = tokio::task::JoinSet::new();
     if args.rate == 0 {
         for _ in 0..args.concurrency {
@@ -386,14 +410,7 @@ async fn generate(
             while running.try_join_next().is_some() {}
         }
     }
-    while running.join_next().await.is_some() {}
-    let first_error = first_error.lock().ok().and_then(|e| e.clone());
-    Ok(Generated {
-        ok: ok.load(Ordering::Relaxed),
-        failed: failed.load(Ordering::Relaxed),
-        elapsed: start.elapsed(),
-        first_error,
-    })
+    Ok(running)
 }
 
 /// Phase 1: cadre's `/v1/events` with every subscriber on all tasks.
