@@ -365,10 +365,19 @@ def check():
                 )
         if not os.path.isdir(os.path.join(d, "src")):
             continue
-        crate = Crate(os.path.join(d, "src"))
-        for comp in cycles(crate.edges(), crate.mods):
-            names = ", ".join(c or "(lib.rs)" for c in comp)
-            problems.append(f"{name}: modules import each other in a circle: {names}")
+        roots = [(name, os.path.join(d, "src"))]
+        bins = os.path.join(d, "src", "bin")
+        if os.path.isdir(bins):
+            roots += [
+                (f"{name} (bin {b})", os.path.join(bins, b))
+                for b in sorted(os.listdir(bins))
+                if os.path.isfile(os.path.join(bins, b, "main.rs"))
+            ]
+        for label, root in roots:
+            crate = Crate(root)
+            for comp in cycles(crate.edges(), crate.mods):
+                names = ", ".join(c or "(crate root)" for c in comp)
+                problems.append(f"{label}: modules import each other in a circle: {names}")
     problems.extend(size_problems(crates))
     return problems, len(layers)
 

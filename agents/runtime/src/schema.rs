@@ -172,30 +172,10 @@ fn explain(schema: &Value, root: &Value, e: &jsonschema::ValidationError<'_>) ->
         ValidationErrorKind::ExclusiveMaximum { limit } => {
             at(path, format!("{} is not below {limit}", show(value)))
         }
-        ValidationErrorKind::MinLength { limit } => {
-            let n = value.as_str().map_or(0, |s| s.chars().count());
-            let message = if n == 0 {
-                format!("is empty; the minimum length is {limit}")
-            } else {
-                format!("is {n} characters long, shorter than the minimum {limit}")
-            };
-            at(path, message)
-        }
-        ValidationErrorKind::MaxLength { limit } => {
-            let n = value.as_str().map_or(0, |s| s.chars().count());
-            at(
-                path,
-                format!("is {n} characters long, longer than the maximum {limit}"),
-            )
-        }
-        ValidationErrorKind::MinItems { limit } => {
-            let n = value.as_array().map_or(0, Vec::len);
-            at(path, format!("has {n} items, fewer than the minimum {limit}"))
-        }
-        ValidationErrorKind::MaxItems { limit } => {
-            let n = value.as_array().map_or(0, Vec::len);
-            at(path, format!("has {n} items, more than the maximum {limit}"))
-        }
+        ValidationErrorKind::MinLength { .. }
+        | ValidationErrorKind::MaxLength { .. }
+        | ValidationErrorKind::MinItems { .. }
+        | ValidationErrorKind::MaxItems { .. } => at(path, size_message(e.kind(), value)),
         ValidationErrorKind::FalseSchema => at(path, "no value is allowed here".into()),
         ValidationErrorKind::Pattern { pattern } => at(
             path,
@@ -215,6 +195,30 @@ fn explain(schema: &Value, root: &Value, e: &jsonschema::ValidationError<'_>) ->
             format!("{} fits more than one of the schemas of oneOf", show(value)),
         ),
         _ => at(path, e.to_string()),
+    }
+}
+
+/// A length or item-count error in words.
+fn size_message(kind: &ValidationErrorKind, value: &Value) -> String {
+    let chars = value.as_str().map_or(0, |s| s.chars().count());
+    let items = value.as_array().map_or(0, Vec::len);
+    match kind {
+        ValidationErrorKind::MinLength { limit } if chars == 0 => {
+            format!("is empty; the minimum length is {limit}")
+        }
+        ValidationErrorKind::MinLength { limit } => {
+            format!("is {chars} characters long, shorter than the minimum {limit}")
+        }
+        ValidationErrorKind::MaxLength { limit } => {
+            format!("is {chars} characters long, longer than the maximum {limit}")
+        }
+        ValidationErrorKind::MinItems { limit } => {
+            format!("has {items} items, fewer than the minimum {limit}")
+        }
+        ValidationErrorKind::MaxItems { limit } => {
+            format!("has {items} items, more than the maximum {limit}")
+        }
+        other => format!("{other:?}"),
     }
 }
 
