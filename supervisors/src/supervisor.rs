@@ -238,8 +238,9 @@ impl Actor for Supervisor {
     }
 
     /// On a graceful stop (node shutdown) the running attempts are interrupted, not failed:
-    /// they go back to QUEUED so the next start runs them again without counting them against
-    /// their retry policy. (A crash leaves them RUNNING; recovery treats that as a lost worker.)
+    /// they go back to QUEUED with the attempt given back (the attempt before it), so the next
+    /// start runs the same attempt number again and the interruption does not count against
+    /// the retry policy. (A crash leaves them RUNNING; recovery treats that as a lost worker.)
     async fn post_stop(
         &self,
         _me: ActorRef<SupervisorMsg>,
@@ -253,7 +254,7 @@ impl Actor for Supervisor {
                     .record(Transition::new(
                         *id,
                         TaskState::Queued,
-                        t.task.attempts_started,
+                        t.task.attempts_started.saturating_sub(1),
                         msg,
                     ))
                     .await;

@@ -29,7 +29,7 @@
 //! | `audio_analyze`  | `media::audio_analyze`        | `multimodal.audio.analyze` (audio)                 | WAV duration, loudness in dBFS, silent stretches; MP3 duration and bitrate |
 //! | `llm`            | `calls::llm`                  | `intelligence.llm.chat` (writer)                   | a chat with an OpenAI-compatible model, with fallbacks, usage, cache, JSON replies |
 //! | `chart`          | `media::chart`                | `multimodal.artist.chart` (artist)                 | bar or line chart of a series, as a base64 PNG |
-//! | `fuse`           | `composition::fuse`           | `multimodal.fusion.combine` (fusion)               | runs up to 16 sub-tasks concurrently and combines their results |
+//! | `fuse`           | `composition::fuse`           | `multimodal.fusion.combine` (fusion)               | runs up to 16 sub-tasks, 4 at a time, and combines their results |
 //! | `probe`          | `calls::probe`                | `system.health.probe` (health)                     | HTTP/TCP/NATS health probe of an allow-listed target (configured: `[executors.health]`) |
 //! | `exec`           | `system::exec`                | `system.exec.run` (exec: its own pool)             | an allow-listed command with time, memory, output and network limits |
 //! | `http`           | `calls::http`                 | `system.http.call` (monitor)                       | a configured webhook with retries and a circuit breaker |

@@ -13,8 +13,8 @@
 //! - [`worker`]: the [`Worker`] actor. One worker runs one task at a time, enforcing the task's
 //!   timeout and the cancel grace period, and reports the [`Outcome`] to its supervisor.
 //!   A panicking executor takes its worker down with it; the supervisor sees the failure.
-//! - [`schema`]: the small JSON Schema validator that checks params (at intake) and results
-//!   against the schemas executors publish.
+//! - [`schema`]: JSON Schema (draft 2020-12, through the `jsonschema` crate) that checks
+//!   params (at intake) and results against the schemas executors publish.
 #![forbid(unsafe_code)]
 
 pub mod executor;

@@ -44,7 +44,8 @@ pub struct AuditDraft {
     /// The actor's role (empty when unknown).
     pub role: String,
     /// What was attempted: `task.submit`, `task.cancel`, `admin.scale`, `admin.reload`,
-    /// `token.issue`, `key.create`, `key.revoke`, or the refused call's action name.
+    /// `token.issue`, `key.create`, `key.revoke`, `worker.connect`, or the refused call's
+    /// action name.
     pub action: String,
     /// What it was done to: a task id, key id, pool, ...
     pub target: String,

@@ -132,8 +132,9 @@ async fn a_graceful_stop_requeues_running_tasks_without_spending_an_attempt() {
     let evs = events(&mut c, &t.id, 0).await;
     let last = evs.last().unwrap();
     assert_eq!(ev_state(last), TaskState::Succeeded, "{evs:?}");
+    assert_eq!(last.attempt, 1, "the interrupted attempt was given back: {evs:?}");
     assert!(
-        evs.iter().any(|e| e.message.contains("node shutting down")),
+        evs.iter().any(|e| e.message.contains("node shutting down") && e.attempt == 0),
         "{evs:?}"
     );
 }
