@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "cadre/v1/admin.proto",
         "cadre/v1/peer.proto",
         "cadre/v1/worker.proto",
+        "cadre/v1/workflow.proto",
     ];
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("cadre_descriptor.bin"))

@@ -622,6 +622,10 @@ impl TaskEvent {
     }
 }
 
+/// The supervisor name a workflow instance is stored under: no supervisor runs it; tier 0's
+/// workflow engine drives it (its worker kind is `v<version>`, the definition it runs).
+pub const WORKFLOW_SUPERVISOR: &str = "workflow";
+
 /// A task as the store keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
@@ -657,6 +661,10 @@ pub struct TaskRecord {
     /// Tokens and cost per model (read from the usage records, not stored with the task).
     #[serde(skip)]
     pub usage: Vec<v1::ModelUsage>,
+    /// A workflow instance's steps (computed by the workflow engine when the instance is
+    /// read, not stored with the task).
+    #[serde(skip)]
+    pub steps: Vec<v1::WorkflowStep>,
 }
 
 impl TaskRecord {
@@ -680,6 +688,7 @@ impl TaskRecord {
             children: Vec::new(),
             result_signature: None,
             usage: Vec::new(),
+            steps: Vec::new(),
         }
     }
 
@@ -707,6 +716,7 @@ impl TaskRecord {
             children: self.children.iter().map(ToString::to_string).collect(),
             result_signature: self.result_signature.clone().unwrap_or_default(),
             usage: self.usage.clone(),
+            steps: self.steps.clone(),
         }
     }
 }

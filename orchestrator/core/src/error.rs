@@ -21,6 +21,13 @@ pub enum Error {
     /// A node limit is reached (`RESOURCE_EXHAUSTED`).
     #[error("{0}")]
     Exhausted(String),
+    /// The tenant is past a budget cap (`RESOURCE_EXHAUSTED`); unlike [`Error::Exhausted`] it
+    /// does not pass by retrying soon (a workflow's agent loop stops on it).
+    #[error("{0}")]
+    OverBudget(String),
+    /// What the request would create exists already, differently (`ALREADY_EXISTS`).
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The tenant submits faster than its rate limit (`RESOURCE_EXHAUSTED` with a RetryInfo
     /// detail and a `retry-after-ms` header).
     #[error("{message}")]
@@ -57,6 +64,7 @@ impl Error {
             Code::NotFound => Error::NotFound(m),
             Code::FailedPrecondition => Error::FailedPrecondition(m),
             Code::ResourceExhausted => Error::Exhausted(m),
+            Code::AlreadyExists => Error::AlreadyExists(m),
             Code::Unauthenticated => Error::Unauthenticated(m),
             Code::PermissionDenied => Error::PermissionDenied(m),
             Code::DeadlineExceeded => Error::DeadlineExceeded(m),
@@ -108,9 +116,11 @@ impl From<Error> for Status {
         }
         let code = match &e {
             Error::Spec(SpecError::Invalid { .. }) => Code::InvalidArgument,
-            Error::Spec(SpecError::TooLarge { .. }) | Error::Exhausted(_) | Error::RateLimited { .. } => {
-                Code::ResourceExhausted
-            }
+            Error::Spec(SpecError::TooLarge { .. })
+            | Error::Exhausted(_)
+            | Error::OverBudget(_)
+            | Error::RateLimited { .. } => Code::ResourceExhausted,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::NotFound(_) => Code::NotFound,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,

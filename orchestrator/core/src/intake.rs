@@ -8,12 +8,12 @@
 //! |------|-----------------|-------|
 //! | permission | a principal below the operator role | PERMISSION_DENIED |
 //! | parse | malformed or out-of-range fields ([`cadre_supervisors::admission::parse`]) | INVALID_ARGUMENT / RESOURCE_EXHAUSTED |
-//! | route | an unknown task type, naming the known ones | INVALID_ARGUMENT |
+//! | route | an unknown task type, naming the known ones; for a workflow instance (`workflow.<name>.run`), an unregistered workflow or input that does not fit its input schema ([`crate::workflows::admission`]) | INVALID_ARGUMENT |
 //! | node-wide types | node tasks that read every tenant's state, below the supervisor role | PERMISSION_DENIED |
 //! | sandbox | a `fortress` task whose executor does not sandbox it | FAILED_PRECONDITION |
 //! | schema | params that do not fit the executor's params schema | INVALID_ARGUMENT |
 //! | idempotency | nothing: a known key returns its task (`created = false`) | |
-//! | parent | a parent the caller cannot see | INVALID_ARGUMENT |
+//! | parent | a parent the caller cannot see; a parent already finished | INVALID_ARGUMENT / FAILED_PRECONDITION |
 //! | quota | the tenant's submit rate, then its unfinished-task cap | RESOURCE_EXHAUSTED |
 //! | budget | a tenant past a budget cap (near one, an opted-in task falls back to a cheaper model) | RESOURCE_EXHAUSTED |
 //! | capacity | the node's unfinished-task limit | RESOURCE_EXHAUSTED |
@@ -38,6 +38,14 @@ use crate::node::Node;
 /// A submission admitted by intake: the task, whether it was created now (false: its
 /// idempotency key named an earlier task, which is returned), and the live watch asked for.
 type Admitted = (TaskRecord, bool, Option<TaskWatch>);
+
+/// Where an admitted task goes.
+enum Target {
+    /// To the supervisor and pool its route names.
+    Route(Route),
+    /// Nowhere: a workflow instance, driven by the workflow engine.
+    Instance(crate::workflows::admission::InstanceRoute),
+}
 
 impl From<Refusal> for Error {
     fn from(r: Refusal) -> Self {
@@ -68,6 +76,13 @@ impl Node {
         wait_ms: u64,
     ) -> Result<TaskRecord> {
         let (record, _, live) = self.submit_watched(p, wire, true).await?;
+        let done = self.wait_submitted(record, live, wait_ms).await?;
+        self.with_steps(done).await
+    }
+
+    /// The submitted task once it is finished, or DEADLINE_EXCEEDED after `wait_ms` (0: its
+    /// wait budget).
+    async fn wait_submitted(&self, record: TaskRecord, live: Option<TaskWatch>, wait_ms: u64) -> Result<TaskRecord> {
         let wait = if wait_ms > 0 {
             Duration::from_millis(wait_ms)
         } else {
@@ -141,11 +156,20 @@ impl Node {
     /// The pipeline (see the module docs), without its refusal log line.
     async fn admit(&self, p: &Principal, wire: Option<&v1::TaskSpec>, watch: bool) -> Result<Admitted> {
         self.permit(p, Action::SubmitTask).await?;
-        let admission = Admission::route(admission::parse(wire, &self.limits)?, &self.router)?;
-        node_wide_types(p, &admission)?;
-        admission.sandboxed(&self.router)?;
-        admission.fits_schema(&self.router)?;
-        let Admission { spec, route } = admission;
+        let spec = admission::parse(wire, &self.limits)?;
+        let (spec, target) = match cadre_workflow::workflow_of(&spec.task_type) {
+            Some(name) => {
+                let route = self.instance_route(&spec, name).await?;
+                (spec, Target::Instance(route))
+            }
+            None => {
+                let admission = Admission::route(spec, &self.router)?;
+                node_wide_types(p, &admission)?;
+                admission.sandboxed(&self.router)?;
+                admission.fits_schema(&self.router)?;
+                (admission.spec, Target::Route(admission.route))
+            }
+        };
         if let Some(existing) = self.idempotent(p, &spec).await? {
             return Ok((existing, false, None));
         }
@@ -153,7 +177,7 @@ impl Node {
         self.within_quota(&p.tenant)?;
         let spec = self.within_budget(&p.tenant, spec)?;
         self.within_capacity()?;
-        self.store_durably(p, spec, &route, watch).await
+        self.store_durably(p, spec, &target, watch).await
     }
 
     /// The task a tenant already submitted with this spec's idempotency key, if any.
@@ -165,16 +189,20 @@ impl Node {
     }
 
     /// A parent must be a stored task the caller may see (another tenant's is "no task", like
-    /// a missing one).
+    /// a missing one) that has not finished: a finished task takes no new sub-tasks (so a
+    /// workflow cancelled while a step is being submitted gets no step after it).
     async fn parent_visible(&self, p: &Principal, spec: &TaskSpec) -> Result<()> {
-        if let Some(parent) = spec.parent_id
-            && !self.store.get(parent).await?.is_some_and(|t| p.sees(&t.tenant))
-        {
-            return Err(
-                cadre_proto::SpecError::invalid("spec.parent_id", format!("no task {parent}")).into(),
-            );
+        let Some(parent) = spec.parent_id else {
+            return Ok(());
+        };
+        match self.store.get(parent).await? {
+            Some(t) if p.sees(&t.tenant) && t.state.is_terminal() => Err(Error::FailedPrecondition(format!(
+                "parent task {parent} is already {}; it takes no new sub-tasks",
+                t.state
+            ))),
+            Some(t) if p.sees(&t.tenant) => Ok(()),
+            _ => Err(cadre_proto::SpecError::invalid("spec.parent_id", format!("no task {parent}")).into()),
         }
-        Ok(())
     }
 
     /// The tenant's submit rate, then its cap of unfinished tasks.
@@ -203,7 +231,7 @@ impl Node {
     fn within_budget(&self, tenant: &str, mut spec: TaskSpec) -> Result<TaskSpec> {
         match self.budgets.check(&utc_day(now_ms()), tenant) {
             Verdict::Ok => {}
-            Verdict::Exceeded(why) => return Err(Error::Exhausted(why)),
+            Verdict::Exceeded(why) => return Err(Error::OverBudget(why)),
             Verdict::NearCap(why) => self.fall_back(&mut spec, &why),
         }
         Ok(spec)
@@ -221,27 +249,38 @@ impl Node {
     }
 
     /// Stores the new task (QUEUED) through the group-commit writer and waits until it is
-    /// durable, then dispatches it and audits the act. A lost idempotency race returns the
-    /// winner. With `watch`, the live watch is taken before the insert, so it sees every event.
+    /// durable, then dispatches it (an instance has no supervisor: the workflow engine sees
+    /// its QUEUED event) and audits the act. A lost idempotency race returns the winner. With
+    /// `watch`, the live watch is taken before the insert, so it sees every event.
     async fn store_durably(
         &self,
         p: &Principal,
         spec: TaskSpec,
-        route: &Route,
+        target: &Target,
         watch: bool,
     ) -> Result<Admitted> {
-        let record = TaskRecord::queued(&p.tenant, spec, &route.supervisor, &route.worker);
-        let mut queued = self
-            .router
-            .queued(&record, route)
-            .ok_or_else(|| Error::Unavailable(format!("executor {} is not available", route.executor)))?;
+        let record = match target {
+            Target::Route(route) => TaskRecord::queued(&p.tenant, spec, &route.supervisor, &route.worker),
+            Target::Instance(i) => TaskRecord::queued(&p.tenant, spec, i.supervisor(), &i.worker_kind()),
+        };
+        let queued = match target {
+            Target::Route(route) => {
+                let mut queued = self.router.queued(&record, route).ok_or_else(|| {
+                    Error::Unavailable(format!("executor {} is not available", route.executor))
+                })?;
+                queued.traceparent = cadre_trace::current_traceparent();
+                Some(queued)
+            }
+            Target::Instance(_) => None,
+        };
         // One task, one trace: its attempts become children of the submit span.
         tracing::Span::current().record("task_id", tracing::field::display(record.id));
-        queued.traceparent = cadre_trace::current_traceparent();
         let live = watch.then(|| self.hub.watch_new(record.id));
         match self.writer.insert(record.clone()).await? {
             WriteOutcome::Event { .. } => {
-                self.bus.dispatch(&record, queued);
+                if let Some(queued) = queued {
+                    self.bus.dispatch(&record, queued);
+                }
                 let detail = match record.spec.parent_id {
                     Some(parent) => format!("{} (sub-task of {parent})", record.spec.task_type),
                     None => record.spec.task_type.clone(),

@@ -2,8 +2,8 @@
 //! validation, quotas, budgets) and audits.
 //!
 //! Layer: 6.
-//! May import: cadre-bus, cadre-store, cadre-trace, cadre-supervisors, cadre-executors,
-//! cadre-agents, cadre-proto.
+//! May import: cadre-bus, cadre-store, cadre-trace, cadre-supervisors, cadre-workflow,
+//! cadre-executors, cadre-agents, cadre-proto.
 //!
 //! Layout:
 //! - [`node`]: the [`node::Node`], the one value every face calls; its operations are grouped
@@ -21,6 +21,8 @@
 //! - [`config`]: figment configuration (defaults < file < `CADRE_*` env) and its validation.
 //! - [`system_tasks`]: the `system` supervisor tasks that need tier 0 (node health, metrics
 //!   snapshot, audit verification, config validation).
+//! - [`workflows`]: workflow definitions, instances at intake, the engine that drives them
+//!   (a supervised actor; one replica leads), signals and approvals.
 //! - [`error`]: the core's error type and its mapping to gRPC status codes.
 //! - [`telemetry`]: logs, span export (OTLP) and metrics.
 #![forbid(unsafe_code)]
@@ -42,4 +44,5 @@ pub mod recovery;
 pub mod system_tasks;
 pub mod tasks;
 pub mod telemetry;
+pub mod workflows;
 pub mod writer;

@@ -42,6 +42,8 @@ pub struct Node {
     pub(crate) router: Router,
     /// How tasks reach supervisors: in process, or over NATS.
     pub(crate) bus: Arc<dyn cadre_bus::Bus>,
+    /// Workflow definitions, parsed and compiled.
+    pub(crate) workflows: crate::workflows::Workflows,
 }
 
 /// Everything a node is made of, assembled by the binary at start ([`Node::start`]).
@@ -93,6 +95,7 @@ impl Node {
             auth: parts.auth,
             budgets: parts.budgets,
             bus: parts.bus,
+            workflows: Default::default(),
         });
         let weak = Arc::downgrade(&node);
         tokio::spawn(async move {

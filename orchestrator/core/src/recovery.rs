@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cadre_proto::TaskState;
+use cadre_proto::{TaskState, WORKFLOW_SUPERVISOR};
 use cadre_supervisors::{QueuedTask, Router, SourceError, TaskSink, TaskSource, Transition};
 
 use cadre_store::{Store, StoreError};
@@ -23,11 +23,15 @@ pub struct StoreRecovery {
 impl StoreRecovery {
     /// Unfinished tasks stored for `supervisor` (or all), as (supervisor, task) pairs ready to
     /// enqueue. A task that was RUNNING on its last attempt is failed instead: it may be what
-    /// brought the node down. A task whose type has no route any more is failed too.
+    /// brought the node down. A task whose type has no route any more is failed too. Workflow
+    /// instances are left alone: no supervisor runs them (the workflow engine resumes them).
     pub async fn load(&self, supervisor: Option<&str>) -> Result<Vec<(String, QueuedTask)>, StoreError> {
         let routes = self.router.routes();
         let mut out = Vec::new();
         for rec in self.store.unfinished(supervisor).await? {
+            if rec.supervisor == WORKFLOW_SUPERVISOR {
+                continue;
+            }
             let fail = |why: String| Transition::new(rec.id, TaskState::Failed, rec.attempt, why);
             let Some(route) = routes.resolve(&rec.spec.task_type) else {
                 self.sink

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use cadre_proto::{SpecError, TaskId, TaskRecord, TaskState, v1};
+use cadre_proto::{SpecError, TaskId, TaskRecord, TaskState, WORKFLOW_SUPERVISOR, v1};
+use cadre_supervisors::Transition;
 use cadre_store::{EventFilter, StoreError, TaskFilter};
 use tokio::sync::mpsc;
 
@@ -29,6 +30,8 @@ pub struct TaskTypeInfo {
     pub params_schema: serde_json::Value,
     /// JSON Schema of its result.
     pub result_schema: serde_json::Value,
+    /// What it does, when known (a workflow's description).
+    pub description: String,
 }
 
 impl Node {
@@ -36,7 +39,16 @@ impl Node {
     pub async fn get(&self, p: &Principal, id: &str) -> Result<TaskRecord> {
         self.permit(p, Action::GetTask).await?;
         let id: TaskId = id.parse()?;
-        self.get_visible(p, id).await
+        let record = self.get_visible(p, id).await?;
+        self.with_steps(record).await
+    }
+
+    /// A workflow instance's record with its steps (other tasks as they are).
+    pub(crate) async fn with_steps(&self, mut record: TaskRecord) -> Result<TaskRecord> {
+        if record.supervisor == WORKFLOW_SUPERVISOR {
+            record.steps = self.instance_steps(&record).await?;
+        }
+        Ok(record)
     }
 
     pub(crate) async fn get_visible(&self, p: &Principal, id: TaskId) -> Result<TaskRecord> {
@@ -56,7 +68,9 @@ impl Node {
 
     /// Cancels a task and its sub-tasks: queued ones at once, running ones cooperatively then
     /// forcibly after the grace period. Waits up to the grace period (plus a margin) and
-    /// returns the task. Audited as `task.cancel`.
+    /// returns the task once it and its sub-tasks are finished; a workflow instance is
+    /// CANCELLED at once (no new step starts) and the wait is for its running steps. Audited
+    /// as `task.cancel`.
     pub async fn cancel(&self, p: &Principal, id: &str, reason: &str) -> Result<TaskRecord> {
         self.permit(p, Action::CancelTask).await?;
         let task = self.cancel_tree(p, id, reason).await?;
@@ -81,27 +95,62 @@ impl Node {
         } else {
             reason.to_string()
         };
-        self.bus
-            .cancel(&record.supervisor, record.id, record.attempt, reason.clone())
-            .await?;
+        self.stop_one(&record, &reason).await?;
         // Sub-tasks go with their parent (a tree of delegations is cancelled leaf by leaf).
         for child in &record.children {
-            match Box::pin(self.cancel_tree(
-                p,
-                &child.to_string(),
-                &format!("parent {} cancelled", record.id),
-            ))
-            .await
+            if let Ok(c) = self.get_record(*child).await
+                && !c.state.is_terminal()
             {
-                Ok(_) | Err(Error::FailedPrecondition(_)) | Err(Error::NotFound(_)) => {}
-                Err(e) => tracing::warn!(parent = %record.id, %child, error = %e, "cannot cancel sub-task"),
+                self.stop_tree(&c, &format!("parent {} cancelled", record.id)).await;
             }
         }
         let grace = Duration::from_millis(self.config().limits.cancel_grace_ms) + Duration::from_secs(2);
-        match self.wait_terminal(record.id, grace).await {
-            Ok(r) => Ok(r),
-            Err(Error::DeadlineExceeded(_)) => self.get_record(record.id).await,
-            Err(e) => Err(e),
+        let deadline = tokio::time::Instant::now() + grace;
+        let waited = |id| async move {
+            match self.wait_terminal(id, deadline.saturating_duration_since(tokio::time::Instant::now())).await {
+                Ok(r) => Ok(r),
+                Err(Error::DeadlineExceeded(_)) => self.get_record(id).await,
+                Err(e) => Err(e),
+            }
+        };
+        let task = waited(record.id).await?;
+        // Its sub-tasks too (a workflow instance is CANCELLED at once; its steps are what
+        // take time to stop), within the same grace.
+        for child in &record.children {
+            waited(*child).await?;
+        }
+        Ok(task)
+    }
+
+    /// Asks one task to stop: its supervisor cancels it (queued: at once; running:
+    /// cooperatively, then forcibly); a workflow instance, which no supervisor runs, is
+    /// CANCELLED here.
+    async fn stop_one(&self, record: &TaskRecord, reason: &str) -> Result<()> {
+        if record.supervisor == WORKFLOW_SUPERVISOR {
+            let t = Transition::new(record.id, TaskState::Cancelled, record.attempt, reason);
+            self.writer.transition(t).await?;
+            return Ok(());
+        }
+        Ok(self
+            .bus
+            .cancel(&record.supervisor, record.id, record.attempt, reason.to_string())
+            .await?)
+    }
+
+    /// Asks a task and, leaf by leaf, its unfinished sub-tasks to stop, without waiting
+    /// (failures are logged: what could not be asked goes on and is asked again by whoever
+    /// cancels next).
+    pub(crate) async fn stop_tree(&self, record: &TaskRecord, reason: &str) {
+        if let Err(e) = self.stop_one(record, reason).await {
+            tracing::warn!(task = %record.id, error = %e, "cannot cancel task");
+        }
+        let reason = format!("parent {} cancelled", record.id);
+        for child in &record.children {
+            if let Ok(c) = self.get_record(*child).await
+                && !c.state.is_terminal()
+            {
+                Box::pin(self.stop_tree(&c, &reason)).await;
+            }
         }
     }
 
@@ -271,20 +320,47 @@ impl Node {
                     executor: route.executor.clone(),
                     params_schema: schema(|e| e.params_schema(), serde_json::json!({ "type": "object" })),
                     result_schema: schema(|e| e.result_schema(), serde_json::json!({})),
+                    description: String::new(),
                 }
             })
             .collect()
     }
 
-    /// Whether `task_type` is routed (cheap: no schemas are built).
-    pub fn accepts(&self, task_type: &str) -> bool {
-        self.router.routes().resolve(task_type).is_some()
+    /// The newest version of every registered workflow, as the task type that starts it: its
+    /// params are the workflow's input.
+    async fn workflow_task_types(&self) -> Result<Vec<TaskTypeInfo>> {
+        let defs = self.store.definitions(None).await?;
+        Ok(defs
+            .into_iter()
+            .map(|d| {
+                let def = cadre_workflow::Definition::from_json(&d.body).ok();
+                TaskTypeInfo {
+                    task_type: cadre_workflow::instance_task_type(&d.name),
+                    supervisor: WORKFLOW_SUPERVISOR.to_string(),
+                    worker_kind: crate::workflows::version_kind(d.version),
+                    executor: WORKFLOW_SUPERVISOR.to_string(),
+                    params_schema: def
+                        .as_ref()
+                        .and_then(|d| d.input_schema.clone())
+                        .unwrap_or_else(|| serde_json::json!({ "type": "object" })),
+                    result_schema: serde_json::json!({}),
+                    description: def.map(|d| d.description).unwrap_or_default(),
+                }
+            })
+            .collect())
     }
 
-    /// [`Node::task_types`] whose names start with `prefix`.
+    /// Whether `task_type` is routed, or names a workflow (cheap: no schemas are built; intake
+    /// checks the workflow is registered).
+    pub fn accepts(&self, task_type: &str) -> bool {
+        self.router.routes().resolve(task_type).is_some() || cadre_workflow::workflow_of(task_type).is_some()
+    }
+
+    /// Every task type (routed ones, then workflows) whose name starts with `prefix`.
     pub async fn task_types_with_prefix(&self, p: &Principal, prefix: &str) -> Result<Vec<TaskTypeInfo>> {
         self.permit(p, Action::GetTask).await?;
         let mut types = self.task_types();
+        types.extend(self.workflow_task_types().await?);
         types.retain(|t| t.task_type.starts_with(prefix));
         Ok(types)
     }

@@ -36,7 +36,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<v1::TaskEvent, Status>> + Se
 
 /// Authenticates the request's `authorization` metadata and checks `action` up front (the
 /// core logs and audits a refusal; every operation checks its action again).
-async fn authorize<T>(node: &Node, req: &Request<T>, action: Action) -> Result<Principal, Status> {
+pub(crate) async fn authorize<T>(node: &Node, req: &Request<T>, action: Action) -> Result<Principal, Status> {
     let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
     node.authorize(header, action).await.map_err(Status::from)
 }

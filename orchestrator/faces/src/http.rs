@@ -6,6 +6,7 @@
 pub mod api;
 pub mod events;
 pub mod mcp;
+pub mod workflows_api;
 
 use std::sync::Arc;
 
@@ -59,6 +60,7 @@ pub fn router(face: Face, tasks: Option<Arc<Node>>) -> Router {
     match tasks {
         Some(node) => base
             .merge(api::routes(node.clone()))
+            .merge(workflows_api::routes(node.clone()))
             .merge(mcp::routes(node.clone()))
             .merge(events::routes(node))
             .merge(crate::dashboard::routes()),

@@ -2,7 +2,7 @@
 //! audit chain are kept.
 //!
 //! Layer: 4.
-//! May import: cadre-supervisors, cadre-agents, cadre-proto.
+//! May import: cadre-supervisors, cadre-workflow, cadre-agents, cadre-proto.
 //!
 //! One trait, [`Store`], with two implementations: [`sqlite::SqliteStore`] for the embedded
 //! default and [`postgres::PgStore`] for distributed mode, where several orchestrator replicas
@@ -19,6 +19,8 @@
 //!   for either database.
 //! - [`reads`]: concurrent task reads coalesced into batches where the database prefers that.
 //! - [`chain`]: the signed, hash-linked audit chain the store seals drafts into.
+//! - [`workflows`]: workflow definitions, instances' engine records and signals, and the
+//!   workflow engine's leadership.
 //!
 //! Invariant kept by every implementation: a task in a terminal state never changes again.
 //! Transitions for it are answered with [`WriteOutcome::Ignored`]. That makes at-least-once
@@ -41,10 +43,14 @@ mod rows;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+pub mod workflows;
+#[cfg(test)]
+mod workflow_tests;
 
 pub use backend::Store;
 pub use error::{StoreError, StoreResult};
 pub use filters::{EventFilter, TaskFilter, UsageFilter};
 pub use keys::ApiKeyRecord;
 pub use open::open;
+pub use workflows::{InstanceState, Lease, NewSignal, StoredDefinition, WorkflowStore};
 pub use ops::{WriteOp, WriteOutcome};

@@ -599,3 +599,25 @@ impl PgStore {
 }
 
 impl_sql_store!(PgStore, sqlx::Postgres);
+crate::workflows::impl_workflow_store!(PgStore, sqlx::Postgres);
+
+/// The advisory lock class of the workflow engine's leadership (`cadr` as a 32-bit number; the
+/// two-key lock space is apart from the event log's one-key lock).
+const LEAD_LOCK_CLASS: i32 = 0x6361_6472;
+/// The key of that lock within its class.
+const LEAD_LOCK_WORKFLOWS: i32 = 1;
+
+impl PgStore {
+    /// Tries the workflow engine's session advisory lock on a connection of its own (taken out
+    /// of the pool): held until the lease drops or the session ends, so a replica killed with
+    /// -9 gives it up as soon as PostgreSQL notices the connection is gone.
+    async fn take_lead(&self) -> StoreResult<Option<crate::workflows::Lease>> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let (won,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(LEAD_LOCK_CLASS)
+            .bind(LEAD_LOCK_WORKFLOWS)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(won.then(|| crate::workflows::Lease::session(conn)))
+    }
+}

@@ -129,6 +129,7 @@ impl TaskRow {
             children,
             result_signature: self.result_signature,
             usage: Vec::new(),
+            steps: Vec::new(),
         })
     }
 

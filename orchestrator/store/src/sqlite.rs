@@ -396,6 +396,14 @@ impl SqliteStore {
 }
 
 impl_sql_store!(SqliteStore, Sqlite);
+crate::workflows::impl_workflow_store!(SqliteStore, Sqlite);
+
+impl SqliteStore {
+    /// The only process on its file always leads the workflow engine.
+    async fn take_lead(&self) -> StoreResult<Option<crate::workflows::Lease>> {
+        Ok(Some(crate::workflows::Lease::sole()))
+    }
+}
 
 #[cfg(test)]
 mod tests {

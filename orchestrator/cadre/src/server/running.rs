@@ -25,6 +25,8 @@ pub struct Running {
     pub runtime: Option<Arc<NodeRuntime>>,
     /// The root actor of this process's supervisors.
     pub(crate) orchestrator: ActorRef<OrchestratorMsg>,
+    /// The workflow engine's supervisor (tier 0 only).
+    pub workflow_engine: Option<ActorRef<cadre_core::workflows::engine::SupervisorMsg>>,
     /// The writer (tier 0), flushed last.
     pub(crate) writer: Option<Writer>,
     /// How long open calls, the actor tree and the writer may take to stop.
@@ -57,6 +59,9 @@ impl Running {
                 tracing::warn!("open calls outlived the shutdown grace period; closing them");
                 abort.abort();
             }
+        }
+        if let Some(engine) = &self.workflow_engine {
+            let _ = engine.stop_and_wait(Some("shutdown".into()), Some(grace)).await;
         }
         let orchestrator = &self.orchestrator;
         let _ = orchestrator

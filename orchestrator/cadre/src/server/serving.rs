@@ -1,4 +1,5 @@
-//! The two listeners' servers: gRPC (TaskService, AdminService and SupervisorPeer on tier 0;
+//! The two listeners' servers: gRPC (TaskService, AdminService, WorkflowService and
+//! SupervisorPeer on tier 0;
 //! SupervisorPeer on a supervisor node; WorkerService where supervisors run; health and
 //! reflection everywhere) and HTTP (probes and metrics everywhere; the JSON API, sockets, MCP
 //! and dashboard on tier 0).
@@ -12,9 +13,11 @@ use cadre_faces::grpc::{AdminApi, PeerApi, TaskApi};
 use cadre_faces::http;
 use cadre_faces::peer_service::PeerService;
 use cadre_faces::workers::WorkerApi;
+use cadre_faces::workflow_service::WorkflowApi;
 use cadre_proto::v1::{
     admin_service_server::AdminServiceServer, supervisor_peer_server::SupervisorPeerServer,
     task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer,
+    workflow_service_server::WorkflowServiceServer,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +49,7 @@ pub(crate) async fn serve_grpc(
             health.set_serving::<TaskServiceServer<TaskApi>>().await;
             health.set_serving::<AdminServiceServer<AdminApi>>().await;
             health.set_serving::<SupervisorPeerServer<PeerApi>>().await;
+            health.set_serving::<WorkflowServiceServer<WorkflowApi>>().await;
         }
         Services::Peer(_) => health.set_serving::<SupervisorPeerServer<PeerService>>().await,
     }
@@ -96,6 +100,9 @@ pub(crate) async fn serve_grpc(
             .add_service(TaskServiceServer::new(TaskApi(node.clone())).max_decoding_message_size(max_message))
             .add_service(
                 AdminServiceServer::new(AdminApi(node.clone())).max_decoding_message_size(max_message),
+            )
+            .add_service(
+                WorkflowServiceServer::new(WorkflowApi(node.clone())).max_decoding_message_size(max_message),
             )
             .add_service(SupervisorPeerServer::new(PeerApi(node)).max_decoding_message_size(max_message)),
         Services::Peer(peer) => {

@@ -77,6 +77,7 @@ pub(crate) async fn start(config: Config, bound: Bound, parts: Parts) -> anyhow:
     let endpoints_file = write_endpoints(&config, bound.scheme, bound.grpc_addr, bound.http_addr)?;
     tracing::info!(grpc = %bound.grpc_addr, http = %bound.http_addr, supervisors = ?local.keys().collect::<Vec<_>>(), "cadre supervisor node serving");
     Ok(Running {
+        workflow_engine: None,
         grpc_addr: bound.grpc_addr,
         http_addr: bound.http_addr,
         node: None,

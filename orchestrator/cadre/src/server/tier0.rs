@@ -81,6 +81,12 @@ pub(crate) async fn start(
         bus,
     });
     let _ = node_delegate.0.set(Arc::downgrade(&node));
+    node.register_workflow_files(&config.workflows.files)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let workflow_engine = cadre_core::workflows::engine::spawn(node.clone())
+        .await
+        .context("cannot start the workflow engine")?;
     let view: Arc<dyn cadre_core::system_tasks::NodeView> = node.clone();
     let _ = parts.node_cell.set(Arc::downgrade(&view));
     // Remote workers are served where supervisors run.
@@ -109,6 +115,7 @@ pub(crate) async fn start(
     let endpoints_file = write_endpoints(&config, bound.scheme, bound.grpc_addr, bound.http_addr)?;
     tracing::info!(grpc = %bound.grpc_addr, http = %bound.http_addr, data_dir = %config.node.data_dir.display(), role = ?config.node.role, "cadre serving");
     Ok(Running {
+        workflow_engine: Some(workflow_engine),
         grpc_addr: bound.grpc_addr,
         http_addr: bound.http_addr,
         node: Some(node),

@@ -4,7 +4,7 @@
 
 pub mod cluster;
 pub mod otlp;
-pub mod pg;
+pub use cadre_store::testing::pg;
 
 pub use pg::TestDb;
 

@@ -25,3 +25,4 @@ mod system_tasks;
 mod tls;
 mod traces;
 mod types;
+mod workflows;

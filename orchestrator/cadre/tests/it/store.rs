@@ -141,6 +141,7 @@ fn task_of(tenant: &str, task_type: &str, key: Option<&str>, parent: Option<Task
         children: vec![],
         result_signature: None,
         usage: Vec::new(),
+        steps: Vec::new(),
     }
 }
 

@@ -34,11 +34,17 @@ pub enum Action {
     /// WorkerService.Attach: run tasks as a remote worker (sees every tenant's params of
     /// its task types).
     ConnectWorker,
+    /// WorkflowService.RegisterWorkflow: definitions are node-wide, like routes.
+    RegisterWorkflow,
+    /// WorkflowService.ListWorkflows and GetWorkflow.
+    ReadWorkflows,
+    /// WorkflowService.Signal (an approval may ask for a higher role).
+    Signal,
 }
 
 impl Action {
     /// Every action, for tests and docs.
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 17] = [
         Action::GetTask,
         Action::ListTasks,
         Action::WatchTasks,
@@ -53,6 +59,9 @@ impl Action {
         Action::ManageKeys,
         Action::ReadUsage,
         Action::ConnectWorker,
+        Action::RegisterWorkflow,
+        Action::ReadWorkflows,
+        Action::Signal,
     ];
 
     /// The name used in audit records.
@@ -72,17 +81,27 @@ impl Action {
             Action::ManageKeys => "key.manage",
             Action::ReadUsage => "usage.read",
             Action::ConnectWorker => "worker.connect",
+            Action::RegisterWorkflow => "workflow.register",
+            Action::ReadWorkflows => "workflow.read",
+            Action::Signal => "workflow.signal",
         }
     }
 
     /// The innermost ring allowed to do this. This is the whole permission table.
     pub fn min_role(self) -> Role {
         match self {
-            Action::GetTask | Action::ListTasks | Action::WatchTasks | Action::ReadUsage => Role::Observer,
-            Action::SubmitTask | Action::CancelTask | Action::Delegate => Role::Operator,
-            Action::Status | Action::Scale | Action::Reload | Action::ReadMetrics | Action::ConnectWorker => {
-                Role::Supervisor
-            }
+            Action::GetTask
+            | Action::ListTasks
+            | Action::WatchTasks
+            | Action::ReadUsage
+            | Action::ReadWorkflows => Role::Observer,
+            Action::SubmitTask | Action::CancelTask | Action::Delegate | Action::Signal => Role::Operator,
+            Action::Status
+            | Action::Scale
+            | Action::Reload
+            | Action::ReadMetrics
+            | Action::ConnectWorker
+            | Action::RegisterWorkflow => Role::Supervisor,
             Action::IssueToken | Action::ManageKeys => Role::Commander,
         }
     }

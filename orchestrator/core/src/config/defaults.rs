@@ -151,6 +151,7 @@ impl Default for Config {
             budgets: crate::budget::BudgetConfig::default(),
             bus: BusConfig::default(),
             executors: Default::default(),
+            workflows: Default::default(),
         }
     }
 }

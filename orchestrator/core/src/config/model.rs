@@ -45,6 +45,18 @@ pub struct Config {
     /// Settings of the executors that call out: model providers, commands, webhooks, MCP
     /// servers, probe targets. Read at start (a reload does not change them).
     pub executors: cadre_executors::ExecutorsConfig,
+    /// Workflow definitions registered at start.
+    pub workflows: WorkflowsConfig,
+}
+
+/// Workflow definitions registered at start (the API registers others at any time).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkflowsConfig {
+    /// JSON definition files, registered at start as `config` (relative paths are relative to
+    /// the working directory). A file whose name and version are registered with a different
+    /// definition stops the start: bump its version instead.
+    pub files: Vec<PathBuf>,
 }
 
 /// What one `cadre serve` process runs.

@@ -21,6 +21,7 @@ impl Config {
         errs.extend(self.retry_problems());
         errs.extend(self.supervisor_problems());
         errs.extend(self.route_problems());
+        errs.extend(self.workflow_problems());
         if errs.is_empty() {
             Ok(())
         } else {
@@ -191,6 +192,12 @@ impl Config {
         if self.supervisors.is_empty() {
             errs.push("supervisors: at least one supervisor is needed".into());
         }
+        if self.supervisors.contains_key(cadre_proto::WORKFLOW_SUPERVISOR) {
+            errs.push(format!(
+                "supervisors.{}: the name is reserved for workflow instances",
+                cadre_proto::WORKFLOW_SUPERVISOR
+            ));
+        }
         for (name, s) in &self.supervisors {
             if name.is_empty()
                 || !name
@@ -215,6 +222,23 @@ impl Config {
         errs
     }
 
+    /// `[workflows]`: every file readable and a definition in shape (the full checks against
+    /// task types run when the node registers them at start).
+    fn workflow_problems(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        for f in &self.workflows.files {
+            match std::fs::read_to_string(f) {
+                Err(e) => errs.push(format!("workflows.files: cannot read {}: {e}", f.display())),
+                Ok(body) => {
+                    if let Err(e) = cadre_workflow::Definition::from_json(&body) {
+                        errs.push(format!("workflows.files: {}: {e}", f.display()));
+                    }
+                }
+            }
+        }
+        errs
+    }
+
     /// `[executors]` and the routes in force: type shape, supervisor and worker kind, executor.
     fn route_problems(&self) -> Vec<String> {
         let mut errs = Vec::new();
@@ -226,6 +250,11 @@ impl Config {
         for (task_type, r) in self.effective_routes().iter() {
             if let Err(e) = cadre_proto::validate_task_type(task_type) {
                 errs.push(format!("routes.{task_type:?}: {e}"));
+            }
+            if task_type.starts_with("workflow.") {
+                errs.push(format!(
+                    "routes.{task_type:?}: task types workflow.* are workflow instances (register a workflow instead)"
+                ));
             }
             match self.supervisors.get(&r.supervisor) {
                 None => errs.push(format!(

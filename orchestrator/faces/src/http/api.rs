@@ -22,7 +22,7 @@ use cadre_core::node::Node;
 type Shared = Arc<Node>;
 
 /// Query parameters as a list of pairs, so repeated keys (`state=A&state=B`) survive.
-type Pairs = Vec<(String, String)>;
+pub(crate) type Pairs = Vec<(String, String)>;
 
 /// The JSON API routes.
 pub fn routes(node: Shared) -> Router {
@@ -62,7 +62,7 @@ impl From<SpecError> for ApiError {
 }
 
 /// A request body, or the error for one that could not be read (over the limit: 413).
-fn body_bytes(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     b.map_err(|e| {
         let status = e.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -79,9 +79,10 @@ pub fn status_of(e: &Error) -> (StatusCode, &'static str) {
     match e {
         Error::Spec(SpecError::Invalid { .. }) => (StatusCode::BAD_REQUEST, "invalid_argument"),
         Error::Spec(SpecError::TooLarge { .. }) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        Error::Exhausted(_) | Error::RateLimited { .. } => {
+        Error::Exhausted(_) | Error::OverBudget(_) | Error::RateLimited { .. } => {
             (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted")
         }
+        Error::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
         Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         Error::FailedPrecondition(_) => (StatusCode::CONFLICT, "failed_precondition"),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -120,10 +121,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
 /// A bad request body or query, as INVALID_ARGUMENT naming `what`.
-fn invalid(what: &str, why: impl std::fmt::Display) -> ApiError {
+pub(crate) fn invalid(what: &str, why: impl std::fmt::Display) -> ApiError {
     SpecError::invalid(what, why.to_string()).into()
 }
 
@@ -133,7 +134,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Authenticates the request and checks `action` (refusals are logged and audited by the node).
-async fn authorize(node: &Node, headers: &HeaderMap, action: Action) -> Result<Principal, ApiError> {
+pub(crate) async fn authorize(node: &Node, headers: &HeaderMap, action: Action) -> Result<Principal, ApiError> {
     node.authorize(bearer(headers), action)
         .await
         .map_err(ApiError::Node)
@@ -164,6 +165,33 @@ pub fn task_json(t: &TaskRecord) -> Value {
         "seq": t.seq,
         "result_signature": t.result_signature,
         "usage": t.usage.iter().map(usage_json).collect::<Vec<_>>(),
+        "steps": t.steps.iter().map(step_json).collect::<Vec<_>>(),
+    })
+}
+
+/// A workflow instance's step as JSON (`steps` of a task).
+pub fn step_json(s: &v1::WorkflowStep) -> Value {
+    let output: Value = if s.output_json.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&s.output_json).unwrap_or(Value::Null)
+    };
+    json!({
+        "id": s.id,
+        "kind": s.kind,
+        "state": s.state,
+        "output": output,
+        "error": (!s.error.is_empty()).then_some(&s.error),
+        "task_ids": s.task_ids,
+        "waiting": s.waiting.iter().map(|w| json!({
+            "signal": w.signal,
+            "kind": w.kind,
+            "role": (!w.role.is_empty()).then_some(&w.role),
+            "prompt": (!w.prompt.is_empty()).then_some(&w.prompt),
+            "due_at_ms": (w.due_at_ms > 0).then_some(w.due_at_ms),
+        })).collect::<Vec<_>>(),
+        "started_at_ms": (s.started_at_ms > 0).then_some(s.started_at_ms),
+        "ended_at_ms": (s.ended_at_ms > 0).then_some(s.ended_at_ms),
     })
 }
 
@@ -237,12 +265,12 @@ pub fn status_json(s: &v1::StatusResponse) -> Value {
     })
 }
 
-fn ok(status: StatusCode, body: Value) -> ApiResult {
+pub(crate) fn ok(status: StatusCode, body: Value) -> ApiResult {
     Ok((status, axum::Json(body)).into_response())
 }
 
 /// Parses a JSON body into `T`, as INVALID_ARGUMENT naming the body on failure.
-fn parse_body<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: &Bytes,
     empty_ok: bool,
@@ -262,12 +290,12 @@ fn parse_body<T: serde::de::DeserializeOwned>(
 }
 
 /// The last value of query key `key`.
-fn query_one<'a>(q: &'a Pairs, key: &str) -> Option<&'a str> {
+pub(crate) fn query_one<'a>(q: &'a Pairs, key: &str) -> Option<&'a str> {
     q.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 /// A numeric query value, or INVALID_ARGUMENT.
-fn query_num<T: std::str::FromStr>(q: &Pairs, key: &str) -> Result<Option<T>, ApiError> {
+pub(crate) fn query_num<T: std::str::FromStr>(q: &Pairs, key: &str) -> Result<Option<T>, ApiError> {
     query_one(q, key)
         .map(|v| {
             v.parse::<T>()
@@ -303,7 +331,7 @@ pub fn state_wire(name: &str) -> Result<i32, ApiError> {
         })
 }
 
-fn query(q: Result<Query<Pairs>, QueryRejection>) -> Result<Pairs, ApiError> {
+pub(crate) fn query(q: Result<Query<Pairs>, QueryRejection>) -> Result<Pairs, ApiError> {
     q.map(|Query(p)| p).map_err(|e| invalid("query", e.body_text()))
 }
 

@@ -1,6 +1,7 @@
 //! MCP tools: one per task type (calling it submits the task with the caller's credential
-//! and waits for the end, streaming progress when asked), and the helpers `get_task`,
-//! `cancel_task`, `list_tasks`, `supervisor_status`.
+//! and waits for the end, streaming progress when asked; a registered workflow is one too),
+//! and the helpers `get_task`, `cancel_task`, `list_tasks`, `signal_workflow`,
+//! `supervisor_status`.
 
 use std::convert::Infallible;
 
@@ -25,13 +26,23 @@ pub(crate) async fn tools(node: &Node, p: &Principal) -> Result<Vec<Value>, Erro
         .await?
         .into_iter()
         .map(|t| {
+            let description = if t.supervisor == cadre_proto::WORKFLOW_SUPERVISOR {
+                format!(
+                    "Runs workflow `{}` ({}): {} Returns the workflow's result (JSON); progress is reported step by step. A workflow waiting for a signal or an approval waits for `signal_workflow`.",
+                    t.task_type,
+                    t.worker_kind,
+                    if t.description.is_empty() { "no description." } else { t.description.as_str() }
+                )
+            } else {
+                format!(
+                    "Runs a `{}` task on the {} supervisor's {} workers and returns its result (JSON). Progress is reported while it runs.",
+                    t.task_type, t.supervisor, t.worker_kind
+                )
+            };
             json!({
                 "name": t.task_type,
                 "title": t.task_type,
-                "description": format!(
-                    "Runs a `{}` task on the {} supervisor's {} workers and returns its result (JSON). Progress is reported while it runs.",
-                    t.task_type, t.supervisor, t.worker_kind
-                ),
+                "description": description,
                 "inputSchema": t.params_schema,
             })
         })
@@ -60,6 +71,16 @@ pub(crate) async fn tools(node: &Node, p: &Principal) -> Result<Vec<Value>, Erro
                 "page_size": { "type": "integer", "minimum": 1, "maximum": 1000 },
                 "page_token": { "type": "string" },
             }, "additionalProperties": false },
+        }),
+        json!({
+            "name": "signal_workflow",
+            "title": "Signal a workflow",
+            "description": "Sends a signal to a running workflow instance: the signal a wait step waits for, or an approval (payload {\"decision\": \"approve\" or \"reject\", \"comment\": \"...\"}) named by the approval step's id or an agent tool call's approval id. get_task shows what an instance waits for (steps[].waiting).",
+            "inputSchema": { "type": "object", "properties": {
+                "id": { "type": "string", "description": "the workflow instance's task id" },
+                "name": { "type": "string", "description": "the signal name" },
+                "payload": { "description": "what the signal carries (any JSON)" },
+            }, "required": ["id", "name"], "additionalProperties": false },
         }),
         json!({
             "name": "supervisor_status",
@@ -98,7 +119,7 @@ fn arg_str<'a>(args: &'a Value, key: &str, required: bool) -> Result<Option<&'a 
 
 /// The helper tools (not task types); None when `name` is not one.
 pub(crate) async fn helper_tool(node: &Node, p: &Principal, name: &str, args: &Value) -> Option<RpcOutcome> {
-    let known = ["get_task", "cancel_task", "list_tasks", "supervisor_status"];
+    let known = ["get_task", "cancel_task", "list_tasks", "signal_workflow", "supervisor_status"];
     if !known.contains(&name) {
         return None;
     }
@@ -122,6 +143,17 @@ async fn helper_tool_inner(node: &Node, p: &Principal, name: &str, args: &Value)
             let id = arg_str(args, "id", true)?.unwrap_or_default();
             let reason = arg_str(args, "reason", false)?.unwrap_or("cancelled through MCP");
             let r = async { Ok(task_json(&node.cancel(p, id, reason).await?)) }.await;
+            as_tool(r)
+        }
+        "signal_workflow" => {
+            let id = arg_str(args, "id", true)?.unwrap_or_default();
+            let signal = arg_str(args, "name", true)?.unwrap_or_default();
+            let payload = args.get("payload").cloned().unwrap_or(Value::Null);
+            let r = async {
+                let sent = node.signal(p, id, signal, payload).await?;
+                Ok(json!({ "seq": sent.seq, "task": task_json(&sent.task) }))
+            }
+            .await;
             as_tool(r)
         }
         "list_tasks" => {

@@ -1,5 +1,7 @@
 //! Helpers for tests of this crate and of the crates above it (feature `test-util`).
 
+pub mod pg;
+
 use std::time::Duration;
 
 use cadre_proto::{Priority, RetryPolicy, TaskRecord, TaskSpec};

@@ -49,12 +49,9 @@ pub struct TestDb {
 impl TestDb {
     /// Creates a fresh, empty database.
     pub async fn create() -> TestDb {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).expect("random bytes");
-        let name = format!(
-            "cadre_t_{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
+        // A UUIDv7's last 16 hex digits are random.
+        let id = cadre_proto::TaskId::new().to_string().replace('-', "");
+        let name = format!("cadre_t_{}", &id[id.len() - 16..]);
         let mut conn = admin().await;
         conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .await

@@ -1,0 +1,1 @@
+//! Waits, timers and approvals.
