@@ -20,8 +20,6 @@ mod config;
 mod wire;
 
 #[cfg(test)]
-mod fake;
-#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,4 +1,5 @@
-//! The gateway against a local server speaking the OpenAI wire format ([`super::fake`]).
+//! The gateway against a local server speaking the OpenAI wire format (`cadre_fake_llm`), over
+//! real sockets.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,7 @@ use cadre_proto::TaskId;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::fake::Fake;
+use cadre_fake_llm::Fake;
 use super::*;
 
 #[derive(Default)]

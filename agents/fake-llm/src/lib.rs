@@ -1,9 +1,24 @@
-//! A local server speaking the OpenAI chat-completions wire format (JSON and server-sent
-//! event replies, 429 with Retry-After, 500, slow and stalled replies), for the gateway's tests:
-//! no real model is reachable here. What it does is chosen by the request's `model`.
+//! A local server speaking the OpenAI chat-completions wire format, for tests: no real model
+//! is reachable from CI, so the `llm` executor's tests (and integration tests of the crates
+//! above it) talk to this over real sockets instead. It answers `POST /v1/chat/completions`
+//! with JSON or server-sent-event replies, 429 with `Retry-After`, 500, slow and stalled
+//! replies, with or without usage; what it does is chosen by the request's `model`.
+//!
+//! Layer: 1.
+//! May import: none of our crates.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let fake = cadre_fake_llm::Fake::start().await;
+//! // point a provider's base_url at fake.base_url, run the code under test, then:
+//! assert!(fake.seen().iter().all(|s| s.body["model"] == "echo"));
+//! # }
+//! ```
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,9 +32,12 @@ use serde_json::{Value, json};
 
 /// One request the server saw.
 #[derive(Clone, Debug)]
-pub(super) struct Seen {
+pub struct Seen {
+    /// The request's `model`.
     pub model: String,
+    /// Its `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// Its JSON body, as received.
     pub body: Value,
 }
 
@@ -29,27 +47,51 @@ struct Shared {
     count: Arc<Mutex<HashMap<String, usize>>>,
 }
 
-/// A running fake provider.
-pub(super) struct Fake {
-    /// Its base URL (`http://127.0.0.1:<port>/v1`).
+/// A running fake provider. It serves until it is dropped (or its runtime shuts down).
+pub struct Fake {
+    /// Its base URL, `http://127.0.0.1:<port>/v1`: a provider's `base_url` (requests go to
+    /// `<base_url>/chat/completions`).
     pub base_url: String,
+    /// The address it listens on.
+    pub addr: SocketAddr,
     shared: Shared,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }
 
 impl Fake {
-    /// Starts one on a free port.
+    /// Starts one on a free port of 127.0.0.1, on the current tokio runtime.
+    ///
+    /// # Panics
+    /// When no port can be bound (a test cannot go on without it).
     pub async fn start() -> Fake {
+        Fake::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("the fake LLM server binds a port")
+    }
+
+    /// Starts one on `addr` (port 0 = a free one), on the current tokio runtime.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Fake> {
         let shared = Shared::default();
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Fake {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Fake {
             base_url: format!("http://{addr}/v1"),
+            addr,
             shared,
-        }
+            server,
+        })
     }
 
     /// Every request so far.
