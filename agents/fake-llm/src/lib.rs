@@ -1,11 +1,38 @@
 //! A local server speaking the OpenAI chat-completions wire format, for tests: no real model
-//! is reachable from CI, so the `llm` executor's tests (and integration tests of the crates
-//! above it) talk to this over real sockets instead. It answers `POST /v1/chat/completions`
-//! with JSON or server-sent-event replies, 429 with `Retry-After`, 500, slow and stalled
-//! replies, with or without usage; what it does is chosen by the request's `model`.
+//! is reachable from CI, so the `llm` executor's tests, integration tests of the crates above
+//! it (in-process, [`Fake::start`]) and tests in other languages (the `cadre-fake-llm` binary)
+//! talk to this over real sockets instead.
 //!
 //! Layer: 1.
 //! May import: none of our crates.
+//!
+//! It answers `POST /v1/chat/completions` (and `GET /fake/seen`: every request so far, as a
+//! JSON array of `{model, authorization, body}`, for tests that cannot call [`Fake::seen`]).
+//! Each request is first checked as OpenAI checks it, for the parts cadre uses ([`check`]):
+//! a refused one gets a 400 with OpenAI's error body (`{"error": {"message", "type":
+//! "invalid_request_error", "param", "code"}}`). Then the request's `model` chooses the reply:
+//!
+//! | model | reply |
+//! |---|---|
+//! | `echo` | `You said: <last user message>`; streamed word by word when `stream` is true |
+//! | `words` | always streamed: eight words 90 ms apart |
+//! | `stall` | streams `Hello ` and then nothing, never ending |
+//! | `rate` | 429 with `Retry-After: 30` |
+//! | `rate-once` | 429 with `Retry-After: 1` the first time, then `after the wait` |
+//! | `boom` | 500 |
+//! | `unauthorized` | 401 |
+//! | `bad` | 400 |
+//! | `slow` | answers after 30 s |
+//! | `no-usage` | JSON without `usage` |
+//! | `json-second` | prose the first time, then `{"answer": 42}` in a json fence |
+//! | `json-never` | `{"answer": "forty-two"}` |
+//! | `huge` | 3 MiB of text |
+//! | `script…` | follows the request's `FAKE_SCRIPT` ([`script`]); `script-slow…`: chunks 60 ms apart |
+//! | anything else | 404, the model does not exist |
+//!
+//! Usage is reported unless the model says otherwise: in the JSON reply, and in a last chunk
+//! of a stream when the request sets `stream_options.include_usage` (every other chunk then
+//! carries `"usage": null`, as OpenAI's do).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -16,19 +43,23 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod check;
+mod reply;
+pub mod script;
+
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
+
+use reply::{Tokens, error, stream, text_completion};
 
 /// One request the server saw.
 #[derive(Clone, Debug)]
@@ -80,6 +111,7 @@ impl Fake {
         let shared = Shared::default();
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
+            .route("/fake/seen", get(seen))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -94,7 +126,7 @@ impl Fake {
         })
     }
 
-    /// Every request so far.
+    /// Every request so far, refused ones included, in the order they came.
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
     }
@@ -109,82 +141,23 @@ const WORDS: [&str; 8] = [
     "The ", "quick ", "brown ", "fox ", "jumps ", "over ", "the ", "dog.",
 ];
 
-fn completion(model: &str, content: &str, usage: bool) -> Value {
-    let mut v = json!({
-        "id": "chatcmpl-fake1",
-        "object": "chat.completion",
-        "created": 1_700_000_000,
-        "model": format!("{model}-2026"),
-        "choices": [{
-            "index": 0,
-            "message": { "role": "assistant", "content": content },
-            "logprobs": null,
-            "finish_reason": "stop",
-        }],
-    });
-    if usage {
-        v["usage"] = json!({ "prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18 });
-    }
-    v
-}
+/// The fixed usage of the models that are not scripted.
+const JSON_TOKENS: Tokens = Tokens {
+    prompt: 11,
+    completion: 7,
+};
+const STREAM_TOKENS: Tokens = Tokens {
+    prompt: 11,
+    completion: 8,
+};
 
-fn chunk(model: &str, delta: Value, finish: Option<&str>) -> String {
-    let v = json!({
-        "id": "chatcmpl-fake2",
-        "object": "chat.completion.chunk",
-        "created": 1_700_000_000,
-        "model": format!("{model}-2026"),
-        "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
-    });
-    format!("data: {v}\n\n")
-}
-
-fn error(status: StatusCode, message: &str, retry_after: Option<&str>) -> Response {
-    let body = json!({ "error": { "message": message, "type": "fake_error", "code": null } });
-    let mut resp = (status, axum::Json(body)).into_response();
-    if let Some(s) = retry_after {
-        resp.headers_mut().insert(header::RETRY_AFTER, s.parse().unwrap());
-    }
-    resp
-}
-
-/// A streamed reply of `parts`, `gap` apart; `stall` stops sending after the first part and
-/// never ends.
-fn stream(model: &str, parts: Vec<String>, gap: Duration, usage: bool, stall: bool) -> Response {
-    let mut events = vec![chunk(model, json!({ "role": "assistant", "content": "" }), None)];
-    events.extend(parts.iter().map(|p| chunk(model, json!({ "content": p }), None)));
-    if !stall {
-        events.push(chunk(model, json!({}), Some("stop")));
-        if usage {
-            let v = json!({
-                "id": "chatcmpl-fake2", "object": "chat.completion.chunk", "created": 1_700_000_000,
-                "model": format!("{model}-2026"), "choices": [],
-                "usage": { "prompt_tokens": 11, "completion_tokens": 8, "total_tokens": 19 },
-            });
-            events.push(format!("data: {v}\n\n"));
-        }
-        events.push("data: [DONE]\n\n".into());
-    }
-    let s = futures::stream::unfold((events.into_iter(), true), move |(mut it, first)| async move {
-        match it.next() {
-            Some(e) => {
-                if !first {
-                    tokio::time::sleep(gap).await;
-                }
-                Some((Ok::<_, Infallible>(Bytes::from(e)), (it, false)))
-            }
-            None if stall => {
-                std::future::pending::<()>().await;
-                None
-            }
-            None => None,
-        }
-    });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(s))
-        .unwrap()
+async fn seen(State(s): State<Shared>) -> axum::Json<Value> {
+    let seen = s.seen.lock().unwrap();
+    let all: Vec<Value> = seen
+        .iter()
+        .map(|s| json!({ "model": s.model, "authorization": s.authorization, "body": s.body }))
+        .collect();
+    axum::Json(Value::Array(all))
 }
 
 async fn chat(State(s): State<Shared>, headers: HeaderMap, body: axum::Json<Value>) -> Response {
@@ -204,8 +177,14 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: axum::Json<Valu
         *n += 1;
         *n
     };
+    if let Err(r) = check::request(&body) {
+        return reply::invalid(&r.message, r.param.as_deref(), r.code);
+    }
+    if model.starts_with("script") {
+        return script::answer(&model, &body);
+    }
     let streamed = body["stream"] == true;
-    let usage = body["stream_options"]["include_usage"] == true;
+    let usage = (body["stream_options"]["include_usage"] == true).then_some(STREAM_TOKENS);
     let last_user = body["messages"]
         .as_array()
         .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
@@ -217,7 +196,7 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: axum::Json<Valu
             let words: Vec<String> = content.split_inclusive(' ').map(str::to_string).collect();
             stream(&model, words, Duration::from_millis(5), usage, false)
         } else {
-            axum::Json(completion(&model, content, true)).into_response()
+            axum::Json(text_completion(&model, content, Some(JSON_TOKENS))).into_response()
         }
     };
     match model.as_str() {
@@ -237,7 +216,7 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: axum::Json<Valu
             tokio::time::sleep(Duration::from_secs(30)).await;
             reply("too late")
         }
-        "no-usage" => axum::Json(completion(&model, "no usage here", false)).into_response(),
+        "no-usage" => axum::Json(text_completion(&model, "no usage here", None)).into_response(),
         "json-second" if n == 1 => reply("Sure! The answer is forty-two."),
         "json-second" => reply("```json\n{\"answer\": 42}\n```"),
         "json-never" => reply("{\"answer\": \"forty-two\"}"),
