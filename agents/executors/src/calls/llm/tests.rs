@@ -10,8 +10,10 @@ use cadre_proto::TaskId;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use cadre_fake_llm::Fake;
 use super::*;
+use cadre_fake_llm::Fake;
+
+mod tool_calls;
 
 #[derive(Default)]
 struct Seen {
@@ -72,6 +74,8 @@ fn config(fake: &Fake, chains: &[(&str, &[&str])]) -> LlmConfig {
         ("json-second", "p1"),
         ("json-never", "p1"),
         ("huge", "p1"),
+        ("script", "p1"),
+        ("script-slow", "p1"),
     ] {
         let fallback = chains
             .iter()
