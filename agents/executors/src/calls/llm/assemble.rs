@@ -13,8 +13,9 @@
 //! protocol: an `id` or `name` repeated in later entries is kept once (openai-python would
 //! concatenate it), an entry without `index` belongs to the call with its `id` (a new call for
 //! a new id, else the current call) instead of being an error, `arguments` sent as a JSON
-//! object rather than text is taken as its JSON text, and a call that never got an id is given
-//! `call_<k>` (its position) so a `tool` message can answer it.
+//! object rather than text is taken as its JSON text, and a call that never got an id, or got
+//! the id of an earlier call of the reply, is given `call_<k>` (its position) so a `tool`
+//! message can answer it, and it alone.
 
 use serde_json::Value;
 
@@ -148,21 +149,25 @@ impl ToolCalls {
         Some(call.1.function.name.clone())
     }
 
-    /// The calls, in the order they began; a call without a function name is an error.
+    /// The calls, in the order they began, each with an id of its own; a call without a
+    /// function name is an error.
     pub(super) fn into_calls(self) -> Result<Vec<ToolCall>, String> {
-        self.calls
-            .into_iter()
-            .enumerate()
-            .map(|(k, (_, mut call, _))| {
-                if call.function.name.is_empty() {
-                    return Err(format!("tool call {k} of the reply has no function name"));
+        let mut out: Vec<ToolCall> = Vec::with_capacity(self.calls.len());
+        for (k, (_, mut call, _)) in self.calls.into_iter().enumerate() {
+            if call.function.name.is_empty() {
+                return Err(format!("tool call {k} of the reply has no function name"));
+            }
+            let taken = |id: &str| out.iter().any(|c| c.id == id);
+            if call.id.is_empty() || taken(&call.id) {
+                let mut n = k;
+                while taken(&format!("call_{n}")) {
+                    n += MAX_TOOL_CALLS;
                 }
-                if call.id.is_empty() {
-                    call.id = format!("call_{k}");
-                }
-                Ok(call)
-            })
-            .collect()
+                call.id = format!("call_{n}");
+            }
+            out.push(call);
+        }
+        Ok(out)
     }
 }
 
@@ -227,9 +232,19 @@ mod tests {
             names(&t.into_calls().unwrap()),
             [("x", "f", "{\"a\":1}"), ("y", "g", "{\"b\":2}")]
         );
-        // A call without an id gets one; a call without a name is refused.
-        let calls = ToolCalls::whole(&json!([{"function": {"name": "f", "arguments": "{}"}}]), 100).unwrap();
-        assert_eq!(calls[0].id, "call_0");
+        // A call without an id, or with another call's, gets one of its own; a call without a
+        // name is refused.
+        let calls = ToolCalls::whole(
+            &json!([
+                {"function": {"name": "f", "arguments": "{}"}},
+                {"id": "call_0", "function": {"name": "g", "arguments": "{}"}},
+                {"id": "call_0", "function": {"name": "h", "arguments": "{}"}},
+            ]),
+            100,
+        )
+        .unwrap();
+        let ids: Vec<&str> = calls.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["call_0", "call_1", "call_2"]);
         let err = ToolCalls::whole(&json!([{"id": "a", "function": {"arguments": "{}"}}]), 100).unwrap_err();
         assert!(err.contains("no function name"), "{err}");
     }
