@@ -13,14 +13,21 @@
 //! `response_schema` the reply must be JSON fitting it, and a reply that does not is sent back
 //! once with the validation error before the task fails. Each provider call is a `chat` span
 //! with the OpenTelemetry GenAI attributes (`gen_ai.*`).
+//!
+//! Tool calling is OpenAI's: a task offers `tools` (and may set `tool_choice`), its messages may
+//! hold the assistant's `tool_calls` and the `tool` messages answering them, all forwarded as
+//! given; when the model asks for tools the result's `tool_calls` says which, with the
+//! arguments the model wrote (a streamed reply's calls are assembled from their deltas,
+//! `assemble`). Running the tools is the caller's part (the workflow agent loop).
 
+mod assemble;
 mod cache;
 mod chat;
 mod config;
+mod schemas;
+mod tools;
 mod wire;
 
-#[cfg(test)]
-mod fake;
 #[cfg(test)]
 mod tests;
 
@@ -37,14 +44,13 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 pub use cache::ResponseCache;
-pub use chat::{Message, Role};
+pub use chat::{FunctionCall, MAX_MESSAGES, MAX_TOOL_CALLS, Message, Role, ToolCall, ToolKind};
 pub use config::{LlmConfig, MAX_CHAIN, ModelConfig, ProviderConfig};
+pub use tools::{MAX_TOOLS, NAME_PATTERN};
 
 use chat::Chat;
 use wire::{CallError, Reply};
 
-/// Most messages one chat may carry.
-pub const MAX_MESSAGES: usize = 256;
 /// Rounds over a rate-limited chain (each waits for the first provider to come back).
 const MAX_ROUNDS: usize = 3;
 
@@ -62,8 +68,9 @@ fn yes() -> bool {
 struct Params {
     #[serde(default)]
     model: Option<String>,
+    // Each message is decoded on its own, so an error can say which one is wrong.
     #[serde(default)]
-    messages: Option<Vec<Message>>,
+    messages: Option<Vec<Value>>,
     #[serde(default)]
     prompt: Option<String>,
     #[serde(default)]
@@ -76,6 +83,10 @@ struct Params {
     stream: bool,
     #[serde(default)]
     response_schema: Option<Value>,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
     #[serde(default = "yes")]
     cache: bool,
     // Set by tier 0's budget fallback: the task may run on a cheaper model near a cap.
@@ -151,10 +162,7 @@ impl Llm {
         }
         let mut messages = Vec::new();
         if let Some(system) = p.system {
-            messages.push(Message {
-                role: Role::System,
-                content: system,
-            });
+            messages.push(Message::text(Role::System, system));
         }
         match (p.messages, p.prompt) {
             (Some(_), Some(_)) => {
@@ -170,11 +178,13 @@ impl Llm {
                     "`messages` must hold 1 to {MAX_MESSAGES} messages"
                 )));
             }
-            (Some(m), None) => messages.extend(m),
-            (None, Some(prompt)) => messages.push(Message {
-                role: Role::User,
-                content: prompt,
-            }),
+            (Some(m), None) => messages.extend(decode_messages(&m)?),
+            (None, Some(prompt)) => messages.push(Message::text(Role::User, prompt)),
+        }
+        let tools = p.tools.unwrap_or_default();
+        let names = tools::check_tools(&tools).map_err(ExecError::InvalidParams)?;
+        if let Some(choice) = &p.tool_choice {
+            tools::check_tool_choice(choice, &names).map_err(ExecError::InvalidParams)?;
         }
         if let Some(schema) = &p.response_schema
             && let Err(e) = check_schema(schema)
@@ -196,6 +206,8 @@ impl Llm {
                 temperature: p.temperature,
                 stream: p.stream,
                 response_schema: p.response_schema,
+                tools,
+                tool_choice: p.tool_choice,
             },
         ))
     }
@@ -248,6 +260,12 @@ impl Llm {
                     Err(CallError::Refused(msg)) => {
                         return Err(ExecError::Fatal(format!(
                             "model {name} ({}) refused the request: {msg}",
+                            m.provider
+                        )));
+                    }
+                    Err(CallError::Unusable(msg)) => {
+                        return Err(ExecError::Fatal(format!(
+                            "model {name} ({}) gave a reply that cannot be used: {msg}",
                             m.provider
                         )));
                     }
@@ -382,6 +400,19 @@ impl Llm {
     }
 }
 
+/// The task's `messages`, each decoded and all checked together (`chat::check_messages`).
+fn decode_messages(raw: &[Value]) -> Result<Vec<Message>, ExecError> {
+    let messages = raw
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            Message::deserialize(m).map_err(|e| ExecError::InvalidParams(format!("`messages[{i}]`: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    chat::check_messages(&messages).map_err(ExecError::InvalidParams)?;
+    Ok(messages)
+}
+
 /// The reply text as JSON: the whole text, or the inside of a ```json fence around it.
 fn reply_json(text: &str) -> Result<Value, String> {
     let t = text.trim();
@@ -408,6 +439,8 @@ impl Executor for Llm {
             "max_tokens": chat.max_tokens,
             "temperature": chat.temperature,
             "response_schema": chat.response_schema,
+            "tools": chat.tools,
+            "tool_choice": chat.tool_choice,
         }));
         if use_cache && let Some(mut hit) = self.cache.get(&cache_key) {
             hit["cached"] = json!(true);
@@ -415,58 +448,13 @@ impl Executor for Llm {
             return Ok(hit);
         }
         let mut attempts = Vec::new();
-        let (served, mut reply) = self.call_chain(&ctx, &model, &chat, &mut attempts).await?;
+        let (served, reply) = self.call_chain(&ctx, &model, &chat, &mut attempts).await?;
         self.record_usage(&ctx, &served, &reply);
-        let mut tokens = (reply.tokens_in, reply.tokens_out, reply.usage_estimated);
-        let mut structured = Value::Null;
-        if let Some(schema) = chat.response_schema.clone() {
-            let check = |text: &str| {
-                reply_json(text).and_then(|v| validate(&schema, &v).map(|()| v).map_err(|e| e.to_string()))
-            };
-            match check(&reply.content) {
-                Ok(v) => structured = v,
-                Err(why) => {
-                    // Once more, on the model that answered, with what was wrong.
-                    ctx.progress(
-                        0.5,
-                        format!("reply did not fit response_schema ({why}); asking again"),
-                    );
-                    chat.messages.push(Message {
-                        role: Role::Assistant,
-                        content: reply.content.clone(),
-                    });
-                    chat.messages.push(Message {
-                        role: Role::User,
-                        content: format!(
-                            "That reply does not fit the required JSON Schema ({why}). Reply with \
-                             only a JSON value that fits this schema: {schema}"
-                        ),
-                    });
-                    let m = &self.config.models[&served];
-                    reply = match self.call(&ctx, &served, m, &chat).await {
-                        Ok(r) => r,
-                        Err(CallError::Cancelled) => return Err(ExecError::Cancelled),
-                        Err(e) => {
-                            return Err(ExecError::Retryable(format!(
-                                "model {served} did not answer the schema retry: {e}"
-                            )));
-                        }
-                    };
-                    self.record_usage(&ctx, &served, &reply);
-                    tokens.0 += reply.tokens_in;
-                    tokens.1 += reply.tokens_out;
-                    tokens.2 |= reply.usage_estimated;
-                    structured = check(&reply.content).map_err(|why| {
-                        ExecError::Fatal(format!(
-                            "the reply does not fit response_schema after one retry: {why}"
-                        ))
-                    })?;
-                }
-            }
-        }
+        let (reply, structured, tokens) = self.structured(&ctx, &served, &mut chat, reply).await?;
         let m = &self.config.models[&served];
         let result = json!({
             "content": reply.content,
+            "tool_calls": reply.tool_calls,
             "json": structured,
             "model": served,
             "provider": m.provider,
@@ -487,93 +475,84 @@ impl Executor for Llm {
 
     fn params_schema(&self) -> Option<Value> {
         let models: Vec<&str> = self.config.models.keys().map(String::as_str).collect();
-        let mut model = json!({
-            "type": "string",
-            "description": "A model from [executors.llm.models]; default executors.llm.default_model",
-        });
-        if !models.is_empty() {
-            model["enum"] = json!(models);
-        }
-        Some(json!({
-            "type": "object",
-            "description": "A chat with an OpenAI-compatible model. Give `messages` or `prompt`.",
-            "properties": {
-                "model": model,
-                "messages": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": MAX_MESSAGES,
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "role": { "enum": ["system", "user", "assistant"] },
-                            "content": { "type": "string" },
-                        },
-                        "required": ["role", "content"],
-                        "additionalProperties": false,
-                    },
-                },
-                "prompt": { "type": "string", "description": "One user message (instead of `messages`)" },
-                "system": { "type": "string", "description": "A system message put first" },
-                "max_tokens": { "type": "integer", "minimum": 1, "maximum": 1_000_000 },
-                "temperature": { "type": "number", "minimum": 0, "maximum": 2 },
-                "stream": { "type": "boolean", "default": true, "description": "Stream tokens as progress events" },
-                "response_schema": {
-                    "type": "object",
-                    "description": "JSON Schema the reply must fit; the reply is parsed as JSON and retried once when it does not fit",
-                },
-                "cache": { "type": "boolean", "default": true, "description": "Use the response cache" },
-                "allow_fallback": { "type": "boolean", "description": "May run on a cheaper model near a budget cap" },
-                "fallback_from": { "type": "string", "description": "Set by cadre when the budget fallback changed the model" },
-            },
-            "additionalProperties": false,
-        }))
+        Some(schemas::params(&models))
     }
 
     fn result_schema(&self) -> Option<Value> {
-        Some(json!({
-            "type": "object",
-            "properties": {
-                "content": { "type": "string", "description": "The reply text" },
-                "json": { "description": "The reply parsed as JSON, when a response_schema was given (else null)" },
-                "model": { "type": "string", "description": "The configured model that answered" },
-                "provider": { "type": "string" },
-                "upstream_model": { "type": "string", "description": "The model id the provider reported" },
-                "finish_reason": { "type": ["string", "null"] },
-                "usage": {
-                    "type": "object",
-                    "properties": {
-                        "tokens_in": { "type": "integer", "minimum": 0 },
-                        "tokens_out": { "type": "integer", "minimum": 0 },
-                        "estimated": { "type": "boolean", "description": "The provider reported no usage; counted as characters / 4" },
-                    },
-                    "required": ["tokens_in", "tokens_out", "estimated"],
-                    "additionalProperties": false,
-                },
-                "cached": { "type": "boolean" },
-                "fallback_from": { "type": ["string", "null"] },
-                "failed_attempts": {
-                    "type": "array",
-                    "description": "Models tried before the one that answered, with why they did not",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "model": { "type": "string" },
-                            "provider": { "type": "string" },
-                            "error": { "type": "string" },
-                        },
-                        "required": ["model", "provider", "error"],
-                        "additionalProperties": false,
-                    },
-                },
-            },
-            "required": ["content", "json", "model", "provider", "upstream_model", "finish_reason", "usage", "cached", "fallback_from", "failed_attempts"],
-            "additionalProperties": false,
-        }))
+        Some(schemas::result())
     }
 }
 
 impl Llm {
+    /// Applies `response_schema` to a final text answer (never to a reply that asks for
+    /// tools): the reply parsed as JSON, asked once more of `served` when it does not fit.
+    /// Returns the reply kept, its JSON (null without a schema or for tool calls) and the
+    /// tokens of both calls (in, out, estimated).
+    async fn structured(
+        &self,
+        ctx: &ExecContext,
+        served: &str,
+        chat: &mut Chat,
+        mut reply: Reply,
+    ) -> Result<(Reply, Value, (u64, u64, bool)), ExecError> {
+        let mut tokens = (reply.tokens_in, reply.tokens_out, reply.usage_estimated);
+        let Some(schema) = chat.response_schema.clone() else {
+            return Ok((reply, Value::Null, tokens));
+        };
+        if !reply.tool_calls.is_empty() {
+            return Ok((reply, Value::Null, tokens));
+        }
+        let check = |text: &str| {
+            reply_json(text).and_then(|v| validate(&schema, &v).map(|()| v).map_err(|e| e.to_string()))
+        };
+        let why = match check(&reply.content) {
+            Ok(v) => return Ok((reply, v, tokens)),
+            Err(why) => why,
+        };
+        // Once more, on the model that answered, with what was wrong.
+        ctx.progress(
+            0.5,
+            format!("reply did not fit response_schema ({why}); asking again"),
+        );
+        chat.messages
+            .push(Message::text(Role::Assistant, reply.content.clone()));
+        chat.messages.push(Message::text(
+            Role::User,
+            format!(
+                "That reply does not fit the required JSON Schema ({why}). Reply with \
+                 only a JSON value that fits this schema: {schema}"
+            ),
+        ));
+        let m = &self.config.models[served];
+        reply = match self.call(ctx, served, m, chat).await {
+            Ok(r) => r,
+            Err(CallError::Cancelled) => return Err(ExecError::Cancelled),
+            Err(CallError::Unusable(msg)) => {
+                return Err(ExecError::Fatal(format!(
+                    "model {served} gave a schema retry reply that cannot be used: {msg}"
+                )));
+            }
+            Err(e) => {
+                return Err(ExecError::Retryable(format!(
+                    "model {served} did not answer the schema retry: {e}"
+                )));
+            }
+        };
+        self.record_usage(ctx, served, &reply);
+        tokens.0 += reply.tokens_in;
+        tokens.1 += reply.tokens_out;
+        tokens.2 |= reply.usage_estimated;
+        if !reply.tool_calls.is_empty() {
+            return Ok((reply, Value::Null, tokens));
+        }
+        let structured = check(&reply.content).map_err(|why| {
+            ExecError::Fatal(format!(
+                "the reply does not fit response_schema after one retry: {why}"
+            ))
+        })?;
+        Ok((reply, structured, tokens))
+    }
+
     fn record_usage(&self, ctx: &ExecContext, served: &str, reply: &Reply) {
         ctx.usage(Usage {
             model: served.to_string(),

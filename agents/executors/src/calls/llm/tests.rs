@@ -1,4 +1,5 @@
-//! The gateway against a local server speaking the OpenAI wire format ([`super::fake`]).
+//! The gateway against a local server speaking the OpenAI wire format (`cadre_fake_llm`), over
+//! real sockets.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -9,8 +10,10 @@ use cadre_proto::TaskId;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::fake::Fake;
 use super::*;
+use cadre_fake_llm::Fake;
+
+mod tool_calls;
 
 #[derive(Default)]
 struct Seen {
@@ -71,6 +74,8 @@ fn config(fake: &Fake, chains: &[(&str, &[&str])]) -> LlmConfig {
         ("json-second", "p1"),
         ("json-never", "p1"),
         ("huge", "p1"),
+        ("script", "p1"),
+        ("script-slow", "p1"),
     ] {
         let fallback = chains
             .iter()
@@ -309,8 +314,8 @@ async fn bad_params_are_refused_before_any_request() {
         ),
         (json!({ "prompt": "a", "temperature": 3.0 }), "between 0 and 2"),
         (
-            json!({ "prompt": "a", "response_schema": { "type": "string", "pattern": "^a" } }),
-            "pattern",
+            json!({ "prompt": "a", "response_schema": { "type": "strin" } }),
+            "`response_schema`: not a valid JSON Schema",
         ),
         (json!({ "prompt": "a", "messages_": [] }), "unknown field"),
         (

@@ -1,5 +1,6 @@
 //! The chat-completions wire format: one request, read as a JSON reply or as a server-sent
-//! event stream of chunks, bounded in size and in time between chunks.
+//! event stream of chunks, bounded in size and in time between chunks. A reply's tool calls are
+//! read (or assembled from a stream) by [`ToolCalls`].
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -7,7 +8,8 @@ use std::time::{Duration, Instant};
 use cadre_agents::ExecContext;
 use serde_json::{Value, json};
 
-use super::chat::Chat;
+use super::assemble::ToolCalls;
+use super::chat::{Chat, ToolCall};
 
 /// Longest `Retry-After` taken from a 5xx or 429 reply (longer ones are capped).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
@@ -32,6 +34,8 @@ pub(super) struct Request<'a> {
 #[derive(Clone, Debug, Default)]
 pub(super) struct Reply {
     pub content: String,
+    /// The tools the model asked to call (empty for a text answer).
+    pub tool_calls: Vec<ToolCall>,
     pub finish_reason: Option<String>,
     pub id: String,
     pub upstream_model: String,
@@ -53,6 +57,9 @@ pub(super) enum CallError {
     Misconfigured(String),
     /// 400, 413, 422: the request itself is wrong; no model will take it.
     Refused(String),
+    /// The reply breaks a bound (too many tool calls, too much in their arguments), or its tool
+    /// calls cannot be used: asking again would not help.
+    Unusable(String),
     /// The task was cancelled.
     Cancelled,
 }
@@ -64,6 +71,7 @@ impl CallError {
             CallError::Transient { .. } => "transient",
             CallError::Misconfigured(_) => "misconfigured",
             CallError::Refused(_) => "refused",
+            CallError::Unusable(_) => "unusable",
             CallError::Cancelled => "cancelled",
         }
     }
@@ -80,7 +88,7 @@ impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CallError::Transient { reason, .. } => f.write_str(reason),
-            CallError::Misconfigured(m) | CallError::Refused(m) => f.write_str(m),
+            CallError::Misconfigured(m) | CallError::Refused(m) | CallError::Unusable(m) => f.write_str(m),
             CallError::Cancelled => f.write_str("cancelled"),
         }
     }
@@ -97,6 +105,12 @@ pub(super) fn body(model: &str, chat: &Chat) -> Value {
     }
     if chat.stream {
         body["stream_options"] = json!({ "include_usage": true });
+    }
+    if !chat.tools.is_empty() {
+        body["tools"] = Value::Array(chat.tools.clone());
+    }
+    if let Some(choice) = &chat.tool_choice {
+        body["tool_choice"] = choice.clone();
     }
     if let Some(schema) = &chat.response_schema {
         body["response_format"] = json!({
@@ -186,12 +200,12 @@ pub(super) async fn send(ctx: &ExecContext, r: Request<'_>) -> Result<Reply, Cal
         let bytes = read_body(ctx, &mut resp, r.timeout, r.max_bytes).await?;
         let v: Value = serde_json::from_slice(&bytes)
             .map_err(|e| CallError::transient(format!("the reply is not JSON: {e}")))?;
-        parse_completion(&v)?
+        parse_completion(&v, r.max_bytes)?
     };
     if reply.tokens_in == 0 && reply.tokens_out == 0 {
-        let chars_in: usize = r.chat.messages.iter().map(|m| m.content.chars().count()).sum();
+        let chars_in: usize = r.chat.messages.iter().map(|m| m.chars()).sum();
         reply.tokens_in = chars_in.div_ceil(4) as u64;
-        reply.tokens_out = reply.content.chars().count().div_ceil(4) as u64;
+        reply.tokens_out = reply.chars_out().div_ceil(4) as u64;
         reply.usage_estimated = true;
     }
     if reply.upstream_model.is_empty() {
@@ -224,8 +238,20 @@ fn usage_of(v: &Value, reply: &mut Reply) {
     }
 }
 
-/// A non-streamed `chat.completion`.
-fn parse_completion(v: &Value) -> Result<Reply, CallError> {
+impl Reply {
+    /// Characters the model wrote: its text and its tool calls' arguments.
+    fn chars_out(&self) -> usize {
+        self.content.chars().count()
+            + self
+                .tool_calls
+                .iter()
+                .map(|c| c.function.arguments.chars().count())
+                .sum::<usize>()
+    }
+}
+
+/// A non-streamed `chat.completion`; its tool calls' arguments may total `max_bytes`.
+fn parse_completion(v: &Value, max_bytes: usize) -> Result<Reply, CallError> {
     let choice = v["choices"]
         .get(0)
         .ok_or_else(|| CallError::transient("the reply has no choices"))?;
@@ -234,6 +260,8 @@ fn parse_completion(v: &Value) -> Result<Reply, CallError> {
             .as_str()
             .unwrap_or_default()
             .to_string(),
+        tool_calls: ToolCalls::whole(&choice["message"]["tool_calls"], max_bytes)
+            .map_err(CallError::Unusable)?,
         finish_reason: choice["finish_reason"].as_str().map(str::to_string),
         id: v["id"].as_str().unwrap_or_default().to_string(),
         upstream_model: v["model"].as_str().unwrap_or_default().to_string(),
@@ -244,17 +272,23 @@ fn parse_completion(v: &Value) -> Result<Reply, CallError> {
 }
 
 /// A streamed reply: `data: {chat.completion.chunk}` events up to `data: [DONE]`. New text
-/// becomes progress events, at most one per [`PROGRESS_EVERY`].
+/// becomes progress events, and so does each tool call once it is complete (`tool call
+/// <name>`), together at most one text and one tool-call event per [`PROGRESS_EVERY`].
 async fn read_stream(
     ctx: &ExecContext,
     resp: &mut reqwest::Response,
     r: &Request<'_>,
 ) -> Result<Reply, CallError> {
-    let mut reply = Reply::default();
+    let mut s = Reading {
+        reply: Reply::default(),
+        calls: ToolCalls::new(r.max_bytes),
+        text: String::new(),
+        called: Vec::new(),
+        chars_out: 0,
+        last_progress: Instant::now(),
+    };
     let mut total = 0usize;
     let mut buf: Vec<u8> = Vec::new();
-    let mut pending = String::new();
-    let mut last_progress = Instant::now();
     let mut done = false;
     while !done {
         let Some(chunk) = bounded(ctx, r.timeout, "reply chunk", resp.chunk()).await? else {
@@ -262,6 +296,13 @@ async fn read_stream(
         };
         total += chunk.len();
         if total > r.max_bytes {
+            // Text may come shorter another time; tool calls this long are a model gone astray.
+            if s.calls.started() {
+                return Err(CallError::Unusable(format!(
+                    "the reply's tool calls exceed the reply-size limit of {} bytes",
+                    r.max_bytes
+                )));
+            }
             return Err(CallError::transient(format!(
                 "the reply exceeds {} bytes",
                 r.max_bytes
@@ -281,44 +322,88 @@ async fn read_stream(
             }
             let v: Value = serde_json::from_str(data)
                 .map_err(|e| CallError::transient(format!("a stream chunk is not JSON: {e}")))?;
-            if let Some(err) = v.get("error") {
-                return Err(CallError::transient(format!(
-                    "the stream reported an error: {err}"
-                )));
-            }
-            if reply.id.is_empty() {
-                reply.id = v["id"].as_str().unwrap_or_default().to_string();
-                reply.upstream_model = v["model"].as_str().unwrap_or_default().to_string();
-            }
-            usage_of(&v, &mut reply);
-            if let Some(choice) = v["choices"].get(0) {
-                if let Some(text) = choice["delta"]["content"].as_str() {
-                    reply.content.push_str(text);
-                    pending.push_str(text);
-                }
-                if let Some(f) = choice["finish_reason"].as_str() {
-                    reply.finish_reason = Some(f.to_string());
-                }
-            }
-            if !pending.is_empty() && last_progress.elapsed() >= PROGRESS_EVERY {
-                progress(ctx, r, &reply, std::mem::take(&mut pending));
-                last_progress = Instant::now();
+            s.take(&v)?;
+            if s.last_progress.elapsed() >= PROGRESS_EVERY {
+                s.progress(ctx, r);
             }
         }
     }
-    if !done && reply.finish_reason.is_none() {
+    if !done && s.reply.finish_reason.is_none() {
         return Err(CallError::transient("the stream ended before the reply did"));
     }
-    if !pending.is_empty() {
-        progress(ctx, r, &reply, pending);
-    }
-    Ok(reply)
+    s.called.extend(s.calls.finish());
+    s.progress(ctx, r);
+    s.reply.tool_calls = s.calls.into_calls().map_err(CallError::Unusable)?;
+    Ok(s.reply)
 }
 
-fn progress(ctx: &ExecContext, r: &Request<'_>, reply: &Reply, text: String) {
-    let fraction = match r.chat.max_tokens {
-        Some(max) if max > 0 => (reply.content.chars().count().div_ceil(4) as f64 / f64::from(max)).min(0.99),
-        _ => 0.0,
-    };
-    ctx.progress(fraction, text);
+/// A stream being read.
+struct Reading {
+    reply: Reply,
+    calls: ToolCalls,
+    /// Text not yet sent as progress.
+    text: String,
+    /// Names of complete tool calls not yet sent as progress.
+    called: Vec<String>,
+    /// Characters of text and arguments so far.
+    chars_out: usize,
+    last_progress: Instant,
+}
+
+impl Reading {
+    /// Takes one chunk.
+    fn take(&mut self, v: &Value) -> Result<(), CallError> {
+        if let Some(err) = v.get("error") {
+            return Err(CallError::transient(format!(
+                "the stream reported an error: {err}"
+            )));
+        }
+        let reply = &mut self.reply;
+        if reply.id.is_empty() {
+            reply.id = v["id"].as_str().unwrap_or_default().to_string();
+            reply.upstream_model = v["model"].as_str().unwrap_or_default().to_string();
+        }
+        usage_of(v, reply);
+        let Some(choice) = v["choices"].get(0) else {
+            return Ok(());
+        };
+        if let Some(text) = choice["delta"]["content"].as_str() {
+            reply.content.push_str(text);
+            self.text.push_str(text);
+            self.chars_out += text.chars().count();
+        }
+        for entry in choice["delta"]["tool_calls"].as_array().into_iter().flatten() {
+            self.chars_out += entry["function"]["arguments"]
+                .as_str()
+                .map_or(0, |a| a.chars().count());
+            let complete = self.calls.delta(entry).map_err(CallError::Unusable)?;
+            self.called.extend(complete);
+        }
+        if let Some(f) = choice["finish_reason"].as_str() {
+            reply.finish_reason = Some(f.to_string());
+            self.called.extend(self.calls.finish());
+        }
+        Ok(())
+    }
+
+    /// Sends what is pending as progress: the new text, then the tool calls completed.
+    fn progress(&mut self, ctx: &ExecContext, r: &Request<'_>) {
+        if self.text.is_empty() && self.called.is_empty() {
+            return;
+        }
+        let fraction = match r.chat.max_tokens {
+            Some(max) if max > 0 => (self.chars_out.div_ceil(4) as f64 / f64::from(max)).min(0.99),
+            _ => 0.0,
+        };
+        if !self.text.is_empty() {
+            ctx.progress(fraction, std::mem::take(&mut self.text));
+        }
+        match self.called.len() {
+            0 => {}
+            1 => ctx.progress(fraction, format!("tool call {}", self.called[0])),
+            _ => ctx.progress(fraction, format!("tool calls {}", self.called.join(", "))),
+        }
+        self.called.clear();
+        self.last_progress = Instant::now();
+    }
 }
