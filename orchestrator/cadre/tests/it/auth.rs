@@ -267,6 +267,27 @@ async fn call(node: &TestNode, cred: &str, action: Action, own_task: &str) -> Co
             };
             code(w.attach(tokio_stream::iter(vec![register])).await.map(drop))
         }
+        Action::RegisterWorkflow => {
+            let def = r#"{"name": "auth-check", "version": 1, "steps": [{"id": "a", "task": "system.debug.echo"}]}"#;
+            let req = v1::RegisterWorkflowRequest {
+                definition_json: def.into(),
+            };
+            let mut f = crate::workflows::flows_as(node, Some(cred)).await;
+            code(f.register_workflow(req).await.map(drop))
+        }
+        Action::ReadWorkflows => {
+            let mut f = crate::workflows::flows_as(node, Some(cred)).await;
+            code(f.list_workflows(v1::ListWorkflowsRequest::default()).await.map(drop))
+        }
+        Action::Signal => {
+            let req = v1::SignalRequest {
+                task_id: own_task.into(),
+                name: "go".into(),
+                payload_json: "{}".into(),
+            };
+            let mut f = crate::workflows::flows_as(node, Some(cred)).await;
+            code(f.signal(req).await.map(drop))
+        }
     }
 }
 

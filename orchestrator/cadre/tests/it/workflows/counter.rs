@@ -1,7 +1,8 @@
 //! A webhook that counts the calls it gets, by the `step` of their JSON body: how workflow
 //! tests count executions (a step that runs twice is called twice). It can hold a step's
 //! calls until released (to crash a node while a step runs) and fail a call on request
-//! (`"status": 400` in the body).
+//! (`"status": 400` in the body). It answers with the body it got and `n`, the step's count so
+//! far (a step's output is then `{"body": {...the body, "n"}, "status": 200, ...}`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -85,5 +86,7 @@ async fn call(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> impl Int
         let code = StatusCode::from_u16(code as u16).unwrap_or(StatusCode::BAD_REQUEST);
         return (code, Json(json!({ "error": "asked to fail" }))).into_response();
     }
-    Json(json!({ "step": step, "n": n, "body": body })).into_response()
+    let mut answer = body;
+    answer["n"] = json!(n);
+    Json(answer).into_response()
 }

@@ -77,7 +77,7 @@ async fn failure_policies_fail_continue_and_compensate() {
     let node = TestNode::start(&counter_config(&counter)).await;
     let mut c = node.tasks().await;
     let mut book = counted("book", json!({}));
-    book["compensate"] = json!({"task": "system.http.call", "params": {"hook": "count", "body": {"step": "unbook", "id": "${{ steps.book.output.n }}"}}});
+    book["compensate"] = json!({"task": "system.http.call", "params": {"hook": "count", "body": {"step": "unbook", "id": "${{ steps.book.output.body.n }}"}}});
     let mut optional = counted("optional", json!({"status": 400}));
     optional["on_failure"] = json!("continue");
     let mut pay = counted("pay", json!({"status": 400}));

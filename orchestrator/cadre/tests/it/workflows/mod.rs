@@ -38,8 +38,8 @@ pub fn counter_config(counter: &Counter) -> String {
     )
 }
 
-/// A step that calls the counting hook with `{"step": id, ...extra}` (its output is what the
-/// counter answers: `{"step", "n", "body"}`).
+/// A step that calls the counting hook with `{"step": id, ...extra}` (its output's `body` is
+/// what the counter answers: that body with `n`).
 pub fn counted(id: &str, extra: Value) -> Value {
     let mut body = json!({ "step": id });
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
