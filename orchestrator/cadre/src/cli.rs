@@ -14,6 +14,7 @@
 //! - `serve`: `serve`. `config`: `config check`. `mcp`: `mcp`.
 //! - `tasks`: `submit`, `get`, `cancel`, `tasks`, `types`, `watch`.
 //! - `admin`: `status`, `scale`, `reload`, `usage`.
+//! - `workflows`: `workflow register|list|show|run`, `signal`.
 //! - `credentials`: `token issue`, `key create|list|revoke`.
 //! - `audit`: `audit verify|export`, `verify-result`.
 //! - shared by the client commands: `connect` (endpoint, credential, TLS, channel), `render`
@@ -33,10 +34,11 @@ mod render;
 mod serve;
 mod tasks;
 mod watch;
+mod workflows;
 
 pub use args::{
-    AuditCommand, Cli, ClientTls, Command, ConfigCommand, KeyCommand, ServeArgs, StatusArgs, SubmitArgs,
-    TasksArgs, TokenCommand, WatchArgs,
+    AuditCommand, Cli, ClientTls, Command, ConfigCommand, KeyCommand, ServeArgs, SignalArgs, StatusArgs,
+    SubmitArgs, TasksArgs, TokenCommand, WatchArgs, WorkflowCommand,
 };
 pub use connect::client_tls;
 pub use credentials::parse_duration;
@@ -115,6 +117,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         } => admin::scale(node.admin().await?, supervisor, kind, replicas).await,
         Command::Reload => admin::reload(node.admin().await?).await,
         Command::Usage { tenant, day } => admin::usage(node.admin().await?, tenant, day).await,
+        Command::Workflow { command } => workflows::workflow(node, command).await,
+        Command::Signal(a) => workflows::signal(node, a).await,
         Command::Token { command } => credentials::token(node.admin().await?, command).await,
         Command::Key { command } => credentials::key(node.admin().await?, command).await,
     }

@@ -177,7 +177,8 @@ pub struct ApprovalSpec {
     /// What a timeout decides (default reject).
     #[serde(default)]
     pub on_timeout: Decision,
-    /// What the approver is asked (shown by the dashboard and the CLI).
+    /// What the approver is asked (shown by the dashboard and the CLI; references are filled
+    /// in).
     #[serde(default)]
     pub prompt: String,
 }

@@ -438,11 +438,20 @@ impl<'a> Reconciler<'a> {
             }
             .into(),
             role: w.approval.as_ref().map(|a| a.role.to_string()),
-            prompt: w.approval.as_ref().map(|a| a.prompt.clone()),
+            prompt: w.approval.as_ref().map(|a| self.prompt(&a.prompt)),
             due_at_ms: due,
         };
         self.report(&step.id).waiting.push(waiting);
         St::Waiting
+    }
+
+    /// An approval's prompt with its references filled in (as written if one cannot be).
+    fn prompt(&self, template: &str) -> String {
+        match self.scope().render(&Value::from(template)) {
+            Ok(Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(_) => template.to_string(),
+        }
     }
 
     /// Settles record `record` (a wait, a timer) with `done`, taking signal `consume`.

@@ -104,6 +104,14 @@ pub enum Command {
         #[arg(long)]
         public_key: Vec<PathBuf>,
     },
+    /// Register, list, show and run workflows.
+    Workflow {
+        /// What to do.
+        #[command(subcommand)]
+        command: WorkflowCommand,
+    },
+    /// Send a signal to a waiting workflow instance (an approval: `--approve` or `--reject`).
+    Signal(SignalArgs),
     /// Issue JWTs (commander only).
     Token {
         /// What to do.
@@ -349,4 +357,77 @@ pub struct TasksArgs {
     /// Continue from a previous page.
     #[arg(long, default_value = "")]
     pub page_token: String,
+}
+
+/// `cadre workflow ...`.
+#[derive(Subcommand, Debug)]
+pub enum WorkflowCommand {
+    /// Register a definition (JSON): from FILE, or `-` for stdin. The same definition again is
+    /// accepted unchanged; a changed one needs a new version.
+    Register {
+        /// The definition file, or `-`.
+        file: String,
+    },
+    /// The newest version of every workflow, or every version of NAME.
+    List {
+        /// Only this workflow (every version).
+        name: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One workflow's definition (the newest version unless `--version`).
+    Show {
+        /// The workflow's name.
+        name: String,
+        /// This version.
+        #[arg(long, default_value_t = 0)]
+        version: u32,
+        /// Print the stored record as JSON instead of the definition alone.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start an instance (a task of type workflow.NAME.run) with INPUT.
+    Run {
+        /// The workflow's name.
+        name: String,
+        /// The input as JSON, or @FILE, or @- for stdin.
+        #[arg(default_value = "{}")]
+        input: String,
+        /// Submitting again with the same key returns the first instance.
+        #[arg(long, default_value = "")]
+        idempotency_key: String,
+        /// Wait for the instance to finish; exit 0 only if it SUCCEEDED.
+        #[arg(long)]
+        wait: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `cadre signal`.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("decision").args(["approve", "reject"])))]
+pub struct SignalArgs {
+    /// The instance's task id.
+    pub task_id: String,
+    /// The signal name (a wait's signal, an approval step's id, or an agent tool call's
+    /// approval id; `cadre get` shows what an instance waits for).
+    pub name: String,
+    /// The payload as JSON, or @FILE, or @- for stdin (default null; not with --approve or
+    /// --reject).
+    pub payload: Option<String>,
+    /// An approval: approve.
+    #[arg(long, conflicts_with_all = ["reject", "payload"])]
+    pub approve: bool,
+    /// An approval: reject.
+    #[arg(long, conflicts_with = "payload")]
+    pub reject: bool,
+    /// The approval's comment.
+    #[arg(long, requires = "decision")]
+    pub comment: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use cadre_core::auth::Bearer;
-use cadre_proto::v1::{admin_service_client::AdminServiceClient, task_service_client::TaskServiceClient};
+use cadre_proto::v1::{
+    admin_service_client::AdminServiceClient, task_service_client::TaskServiceClient,
+    workflow_service_client::WorkflowServiceClient,
+};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -19,6 +22,9 @@ use crate::server::Endpoints;
 
 /// The task client with credentials attached.
 pub(super) type TasksClient = TaskServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// The workflow client with credentials attached.
+pub(super) type WorkflowsClient = WorkflowServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// The admin client with credentials attached.
 pub(super) type AdminClient = AdminServiceClient<InterceptedService<Channel, Bearer>>;
@@ -79,6 +85,12 @@ impl Target {
     pub(super) async fn tasks(self) -> Result<TasksClient> {
         let (channel, bearer) = self.connect().await?;
         Ok(TaskServiceClient::with_interceptor(channel, bearer))
+    }
+
+    /// A workflow client of the node.
+    pub(super) async fn workflows(self) -> Result<WorkflowsClient> {
+        let (channel, bearer) = self.connect().await?;
+        Ok(WorkflowServiceClient::with_interceptor(channel, bearer))
     }
 
     /// An admin client of the node.

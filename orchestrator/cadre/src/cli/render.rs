@@ -75,6 +75,15 @@ pub(super) fn task_json(t: &v1::Task) -> String {
         "usage": t.usage.iter().map(|u| serde_json::json!({
             "model": u.model, "tokens_in": u.tokens_in, "tokens_out": u.tokens_out, "cost_usd": u.cost_usd,
         })).collect::<Vec<_>>(),
+        "steps": t.steps.iter().map(|s| serde_json::json!({
+            "id": s.id, "kind": s.kind, "state": s.state,
+            "output": serde_json::from_str::<serde_json::Value>(&s.output_json).ok(),
+            "error": (!s.error.is_empty()).then_some(&s.error),
+            "task_ids": s.task_ids,
+            "waiting": s.waiting.iter().map(|w| serde_json::json!({
+                "signal": w.signal, "kind": w.kind, "role": w.role, "prompt": w.prompt, "due_at_ms": w.due_at_ms,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
     })
     .to_string()
 }
@@ -114,6 +123,42 @@ pub(super) fn print_task(t: &v1::Task) {
             "usage:      {} in {} out {} tokens, {:.6} USD",
             u.model, u.tokens_in, u.tokens_out, u.cost_usd
         );
+    }
+    print_steps(t);
+}
+
+/// A workflow instance's steps, one line each, with what a waiting step waits for (and how to
+/// answer it).
+fn print_steps(t: &v1::Task) {
+    if t.steps.is_empty() {
+        return;
+    }
+    println!("steps:");
+    for s in &t.steps {
+        let took = (s.ended_at_ms > 0 && s.started_at_ms > 0)
+            .then(|| format!(" {} ms", s.ended_at_ms - s.started_at_ms))
+            .unwrap_or_default();
+        let error = (!s.error.is_empty())
+            .then(|| format!(": {}", s.error))
+            .unwrap_or_default();
+        println!("  {:<24} {:<10} {}{took}{error}", s.id, s.state, s.kind);
+        for w in &s.waiting {
+            let role = (!w.role.is_empty())
+                .then(|| format!(" (role {})", w.role))
+                .unwrap_or_default();
+            let prompt = (!w.prompt.is_empty())
+                .then(|| format!(": {}", w.prompt))
+                .unwrap_or_default();
+            let answer = match w.kind.as_str() {
+                "approval" => format!("cadre signal {} {} --approve|--reject", t.id, w.signal),
+                "signal" => format!("cadre signal {} {} [PAYLOAD]", t.id, w.signal),
+                _ => String::new(),
+            };
+            println!("    waits for {} {}{role}{prompt}", w.kind, w.signal);
+            if !answer.is_empty() {
+                println!("    answer:   {answer}");
+            }
+        }
     }
 }
 
