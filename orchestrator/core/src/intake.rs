@@ -82,7 +82,12 @@ impl Node {
 
     /// The submitted task once it is finished, or DEADLINE_EXCEEDED after `wait_ms` (0: its
     /// wait budget).
-    async fn wait_submitted(&self, record: TaskRecord, live: Option<TaskWatch>, wait_ms: u64) -> Result<TaskRecord> {
+    async fn wait_submitted(
+        &self,
+        record: TaskRecord,
+        live: Option<TaskWatch>,
+        wait_ms: u64,
+    ) -> Result<TaskRecord> {
         let wait = if wait_ms > 0 {
             Duration::from_millis(wait_ms)
         } else {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use cadre_proto::{SpecError, TaskId, TaskRecord, TaskState, WORKFLOW_SUPERVISOR, v1};
-use cadre_supervisors::Transition;
 use cadre_store::{EventFilter, StoreError, TaskFilter};
+use cadre_supervisors::Transition;
 use tokio::sync::mpsc;
 
 use crate::auth::{Action, Principal};
@@ -101,13 +101,20 @@ impl Node {
             if let Ok(c) = self.get_record(*child).await
                 && !c.state.is_terminal()
             {
-                self.stop_tree(&c, &format!("parent {} cancelled", record.id)).await;
+                self.stop_tree(&c, &format!("parent {} cancelled", record.id))
+                    .await;
             }
         }
         let grace = Duration::from_millis(self.config().limits.cancel_grace_ms) + Duration::from_secs(2);
         let deadline = tokio::time::Instant::now() + grace;
         let waited = |id| async move {
-            match self.wait_terminal(id, deadline.saturating_duration_since(tokio::time::Instant::now())).await {
+            match self
+                .wait_terminal(
+                    id,
+                    deadline.saturating_duration_since(tokio::time::Instant::now()),
+                )
+                .await
+            {
                 Ok(r) => Ok(r),
                 Err(Error::DeadlineExceeded(_)) => self.get_record(id).await,
                 Err(e) => Err(e),

@@ -43,14 +43,14 @@ mod rows;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
-pub mod workflows;
 #[cfg(test)]
 mod workflow_tests;
+pub mod workflows;
 
 pub use backend::Store;
 pub use error::{StoreError, StoreResult};
 pub use filters::{EventFilter, TaskFilter, UsageFilter};
 pub use keys::ApiKeyRecord;
 pub use open::open;
-pub use workflows::{InstanceState, Lease, NewSignal, StoredDefinition, WorkflowStore};
 pub use ops::{WriteOp, WriteOutcome};
+pub use workflows::{InstanceState, Lease, NewSignal, StoredDefinition, WorkflowStore};

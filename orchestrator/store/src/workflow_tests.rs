@@ -47,8 +47,15 @@ async fn definitions_are_insert_only_and_versioned(s: &dyn Store) {
     assert!(s.insert_definition(&def("flow", 2, "{\"v\":2}")).await.unwrap());
     assert!(s.insert_definition(&def("other", 1, "{}")).await.unwrap());
     // The same name and version again writes nothing and changes nothing.
-    assert!(!s.insert_definition(&def("flow", 1, "{\"v\":\"changed\"}")).await.unwrap());
-    assert_eq!(s.definition("flow", Some(1)).await.unwrap().unwrap().body, "{\"v\":1}");
+    assert!(
+        !s.insert_definition(&def("flow", 1, "{\"v\":\"changed\"}"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.definition("flow", Some(1)).await.unwrap().unwrap().body,
+        "{\"v\":1}"
+    );
     assert_eq!(s.definition("flow", None).await.unwrap().unwrap().version, 2);
     assert_eq!(s.definition("flow", Some(3)).await.unwrap(), None);
     assert_eq!(s.definition("nope", None).await.unwrap(), None);
@@ -129,18 +136,40 @@ async fn records_and_signals_settle_once(s: &dyn Store) {
     assert_eq!(st.children[0].id, child.id);
     assert_eq!(st.children[0].spec.idempotency_key.as_deref(), Some("wf:x:a"));
     let wait = &st.records["wait"];
-    assert_eq!((wait.opened_at_ms, wait.due_at_ms, wait.done.clone()), (10, Some(500), None));
+    assert_eq!(
+        (wait.opened_at_ms, wait.due_at_ms, wait.done.clone()),
+        (10, Some(500), None)
+    );
     assert_eq!(st.signals.len(), 2);
     assert_eq!(st.signals[0].payload["decision"], "approve");
-    assert_eq!((st.signals[0].sender.as_str(), st.signals[0].consumed), ("bob", false));
+    assert_eq!(
+        (st.signals[0].sender.as_str(), st.signals[0].consumed),
+        ("bob", false)
+    );
 
     // Settling takes the signal; a second settle of the record, or another record taking the
     // same signal, writes nothing.
-    assert!(s.close_record(instance, "wait", &done(true, 50), Some(early)).await.unwrap());
-    assert!(!s.close_record(instance, "wait", &done(false, 60), Some(later)).await.unwrap());
-    assert!(!s.close_record(instance, "other", &done(true, 70), Some(early)).await.unwrap());
+    assert!(
+        s.close_record(instance, "wait", &done(true, 50), Some(early))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.close_record(instance, "wait", &done(false, 60), Some(later))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.close_record(instance, "other", &done(true, 70), Some(early))
+            .await
+            .unwrap()
+    );
     // A record never opened is created settled.
-    assert!(s.close_record(instance, "refused", &done(false, 80), None).await.unwrap());
+    assert!(
+        s.close_record(instance, "refused", &done(false, 80), None)
+            .await
+            .unwrap()
+    );
     let st = s.instance_state(instance, "t").await.unwrap();
     assert_eq!(st.records["wait"].done, Some(done(true, 50)));
     assert_eq!(st.records["refused"].done, Some(done(false, 80)));
@@ -182,5 +211,8 @@ async fn postgres_keeps_workflows_and_one_replica_leads() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(taken.is_some(), "leadership passes on once the leader's session ends");
+    assert!(
+        taken.is_some(),
+        "leadership passes on once the leader's session ends"
+    );
 }

@@ -216,7 +216,9 @@ where
 {
     /// Inserts a definition unless its name and version exist.
     pub fn insert_definition(d: &StoredDefinition) -> QueryBuilder<DB> {
-        let mut qb = QueryBuilder::new(format!("INSERT INTO workflow_definitions ({DEFINITION_COLUMNS}) "));
+        let mut qb = QueryBuilder::new(format!(
+            "INSERT INTO workflow_definitions ({DEFINITION_COLUMNS}) "
+        ));
         qb.push_values([d], |mut b, d| {
             b.push_bind(d.name.clone())
                 .push_bind(i64::from(d.version))
@@ -247,10 +249,14 @@ where
 
     /// The newest version of each definition, or every version of `name`.
     pub fn definitions(name: Option<&str>) -> QueryBuilder<DB> {
-        let mut qb = QueryBuilder::new(format!("SELECT {DEFINITION_COLUMNS} FROM workflow_definitions d WHERE "));
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {DEFINITION_COLUMNS} FROM workflow_definitions d WHERE "
+        ));
         match name {
             Some(n) => {
-                qb.push("name = ").push_bind(n.to_string()).push(" ORDER BY version");
+                qb.push("name = ")
+                    .push_bind(n.to_string())
+                    .push(" ORDER BY version");
             }
             None => {
                 qb.push(
@@ -294,7 +300,12 @@ where
     }
 
     /// Opens a record unless it exists.
-    pub fn open_record(instance: TaskId, record: &str, opened_at_ms: i64, due_at_ms: Option<i64>) -> QueryBuilder<DB> {
+    pub fn open_record(
+        instance: TaskId,
+        record: &str,
+        opened_at_ms: i64,
+        due_at_ms: Option<i64>,
+    ) -> QueryBuilder<DB> {
         let mut qb = QueryBuilder::new(
             "INSERT INTO workflow_records (instance, record, opened_at_ms, due_at_ms, done) VALUES (",
         );
@@ -467,11 +478,16 @@ macro_rules! impl_workflow_store {
                 let text = serde_json::to_string(done)
                     .map_err(|e| $crate::StoreError(format!("cannot encode a record: {e}")))?;
                 let mut tx = self.pool.begin().await?;
-                let settled = WfSql::<$db>::close_record(instance, &record, Self::stored_text(&text).into_owned(), done.at_ms)
-                    .build()
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                let settled = WfSql::<$db>::close_record(
+                    instance,
+                    &record,
+                    Self::stored_text(&text).into_owned(),
+                    done.at_ms,
+                )
+                .build()
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
                 if settled != 1 {
                     return Ok(false);
                 }

@@ -15,7 +15,7 @@
 //! A step has exactly one of `task`, `wait`, `sleep` or `agent`. See docs/WORKFLOWS.md for the
 //! whole format.
 
-use cadre_proto::{RetryPolicy, Role};
+use cadre_proto::{Role, v1};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -86,9 +86,9 @@ pub struct Step {
     /// Per-attempt timeout of the step's task, milliseconds (default: the node's).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
-    /// Retry policy of the step's task (default: the node's).
+    /// Retry policy of the step's task (fields left out: the node's).
     #[serde(default)]
-    pub retry: Option<RetryPolicy>,
+    pub retry: Option<Retry>,
     /// A task step: the cadre task type it runs as a sub-task of the instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
@@ -104,6 +104,36 @@ pub struct Step {
     /// An agent step: a model with cadre task types as tools, every call a durable sub-task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentSpec>,
+}
+
+/// A step's retry policy: any field left out takes the node's default (`[retry]`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Total attempts including the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Delay before the second attempt, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_backoff_ms: Option<u64>,
+    /// Upper bound for one delay, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backoff_ms: Option<u64>,
+    /// Growth factor between delays (1 or more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiplier: Option<f64>,
+}
+
+impl Retry {
+    /// The wire policy (zero fields take the node's defaults at intake, which checks the rest).
+    pub fn to_wire(&self) -> v1::RetryPolicy {
+        v1::RetryPolicy {
+            max_attempts: self.max_attempts.unwrap_or(0),
+            initial_backoff_ms: self.initial_backoff_ms.unwrap_or(0),
+            max_backoff_ms: self.max_backoff_ms.unwrap_or(0),
+            multiplier: self.multiplier.unwrap_or(0.0),
+        }
+    }
 }
 
 /// What a step does (a step has exactly one kind, checked at parse).

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use cadre_proto::{RetryPolicy, TaskState};
+use cadre_proto::TaskState;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -132,7 +132,7 @@ pub struct Submission {
     /// Per-attempt timeout, milliseconds.
     pub timeout_ms: Option<u64>,
     /// Retry policy.
-    pub retry: Option<RetryPolicy>,
+    pub retry: Option<crate::definition::Retry>,
 }
 
 /// Where one step stands, for people (Get, the dashboard) and for the reconciler itself.

@@ -205,6 +205,12 @@ fn check_step(s: &Step, upstream: &BTreeSet<String>, catalog: &dyn Catalog, p: &
         check_refs(cond, &format!("{at}.when"), upstream, fan_out, p);
     }
     check_fan_out(s, &at, upstream, p);
+    if let Some(r) = &s.retry
+        && let Err(e) =
+            cadre_proto::RetryPolicy::from_wire(&r.to_wire(), &cadre_proto::RetryPolicy::default())
+    {
+        p.push(format!("{at}.retry: {e}"));
+    }
     match s.kind() {
         StepKind::Task(task) => {
             check_task(task, &s.params, &format!("{at}.params"), catalog, p);

@@ -127,6 +127,15 @@ pub(super) fn print_task(t: &v1::Task) {
     print_steps(t);
 }
 
+/// `before value after`, or nothing when `value` is empty.
+fn affix(before: &str, value: &str, after: &str) -> String {
+    if value.is_empty() {
+        String::new()
+    } else {
+        format!("{before}{value}{after}")
+    }
+}
+
 /// A workflow instance's steps, one line each, with what a waiting step waits for (and how to
 /// answer it).
 fn print_steps(t: &v1::Task) {
@@ -135,20 +144,16 @@ fn print_steps(t: &v1::Task) {
     }
     println!("steps:");
     for s in &t.steps {
-        let took = (s.ended_at_ms > 0 && s.started_at_ms > 0)
-            .then(|| format!(" {} ms", s.ended_at_ms - s.started_at_ms))
-            .unwrap_or_default();
-        let error = (!s.error.is_empty())
-            .then(|| format!(": {}", s.error))
-            .unwrap_or_default();
+        let took = if s.ended_at_ms > 0 && s.started_at_ms > 0 {
+            format!(" {} ms", s.ended_at_ms - s.started_at_ms)
+        } else {
+            String::new()
+        };
+        let error = affix(": ", &s.error, "");
         println!("  {:<24} {:<10} {}{took}{error}", s.id, s.state, s.kind);
         for w in &s.waiting {
-            let role = (!w.role.is_empty())
-                .then(|| format!(" (role {})", w.role))
-                .unwrap_or_default();
-            let prompt = (!w.prompt.is_empty())
-                .then(|| format!(": {}", w.prompt))
-                .unwrap_or_default();
+            let role = affix(" (role ", &w.role, ")");
+            let prompt = affix(": ", &w.prompt, "");
             let answer = match w.kind.as_str() {
                 "approval" => format!("cadre signal {} {} --approve|--reject", t.id, w.signal),
                 "signal" => format!("cadre signal {} {} [PAYLOAD]", t.id, w.signal),

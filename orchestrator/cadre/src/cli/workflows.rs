@@ -15,7 +15,9 @@ pub(super) async fn workflow(node: Target, command: WorkflowCommand) -> Result<i
     match command {
         WorkflowCommand::Register { file } => register(node.workflows().await?, &file).await,
         WorkflowCommand::List { name, json } => list(node.workflows().await?, name, json).await,
-        WorkflowCommand::Show { name, version, json } => show(node.workflows().await?, name, version, json).await,
+        WorkflowCommand::Show { name, version, json } => {
+            show(node.workflows().await?, name, version, json).await
+        }
         WorkflowCommand::Run {
             name,
             input,
@@ -51,14 +53,22 @@ fn read_source(path: &str) -> Result<String> {
 async fn register(mut flows: WorkflowsClient, file: &str) -> Result<i32> {
     let body = read_source(file)?;
     let resp = flows
-        .register_workflow(v1::RegisterWorkflowRequest { definition_json: body })
+        .register_workflow(v1::RegisterWorkflowRequest {
+            definition_json: body,
+        })
         .await
         .answer()?;
     let w = resp.workflow.context("node returned no workflow")?;
     if resp.created {
-        println!("registered {} version {} (start it: cadre workflow run {})", w.name, w.version, w.name);
+        println!(
+            "registered {} version {} (start it: cadre workflow run {})",
+            w.name, w.version, w.name
+        );
     } else {
-        println!("{} version {} is registered already, unchanged", w.name, w.version);
+        println!(
+            "{} version {} is registered already, unchanged",
+            w.name, w.version
+        );
     }
     Ok(0)
 }
@@ -79,9 +89,15 @@ async fn list(mut flows: WorkflowsClient, name: Option<String>, json: bool) -> R
         println!("no workflows (register one: cadre workflow register FILE)");
         return Ok(0);
     }
-    println!("{:<32} {:>7}  {:<24} description", "name", "version", "registered by");
+    println!(
+        "{:<32} {:>7}  {:<24} description",
+        "name", "version", "registered by"
+    );
     for w in &resp.workflows {
-        println!("{:<32} {:>7}  {:<24} {}", w.name, w.version, w.created_by, w.description);
+        println!(
+            "{:<32} {:>7}  {:<24} {}",
+            w.name, w.version, w.created_by, w.description
+        );
     }
     Ok(0)
 }
@@ -142,7 +158,10 @@ pub(super) async fn signal(node: Target, a: SignalArgs) -> Result<i32> {
         .answer()?;
     let task = resp.task.context("node returned no task")?;
     if a.json {
-        println!("{}", json!({"seq": resp.seq, "task": serde_json::from_str::<Value>(&task_json(&task))?}));
+        println!(
+            "{}",
+            json!({"seq": resp.seq, "task": serde_json::from_str::<Value>(&task_json(&task))?})
+        );
     } else {
         println!("signal {} sent (#{})", a.name, resp.seq);
         print_task(&task);

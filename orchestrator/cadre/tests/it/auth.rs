@@ -277,7 +277,11 @@ async fn call(node: &TestNode, cred: &str, action: Action, own_task: &str) -> Co
         }
         Action::ReadWorkflows => {
             let mut f = crate::workflows::flows_as(node, Some(cred)).await;
-            code(f.list_workflows(v1::ListWorkflowsRequest::default()).await.map(drop))
+            code(
+                f.list_workflows(v1::ListWorkflowsRequest::default())
+                    .await
+                    .map(drop),
+            )
         }
         Action::Signal => {
             let req = v1::SignalRequest {

@@ -404,7 +404,12 @@ async fn official_mcp_sdk_client_over_stdio_through_cadre_mcp() {
 }
 
 /// One JSON-RPC POST to /mcp: (HTTP status, the Mcp-Session-Id it returned, body).
-pub(crate) async fn mcp_post(node: &TestNode, token: &str, session: Option<&str>, body: Value) -> (u16, String, Value) {
+pub(crate) async fn mcp_post(
+    node: &TestNode,
+    token: &str,
+    session: Option<&str>,
+    body: Value,
+) -> (u16, String, Value) {
     let auth = format!("Bearer {token}");
     let mut headers = vec![
         ("Authorization", auth.as_str()),

@@ -134,7 +134,8 @@ async fn a_graceful_stop_requeues_running_tasks_without_spending_an_attempt() {
     assert_eq!(ev_state(last), TaskState::Succeeded, "{evs:?}");
     assert_eq!(last.attempt, 1, "the interrupted attempt was given back: {evs:?}");
     assert!(
-        evs.iter().any(|e| e.message.contains("node shutting down") && e.attempt == 0),
+        evs.iter()
+            .any(|e| e.message.contains("node shutting down") && e.attempt == 0),
         "{evs:?}"
     );
 }

@@ -121,7 +121,12 @@ impl Node {
     }
 
     /// One version of a workflow, or its newest (`version` None).
-    pub async fn workflow(&self, p: &Principal, name: &str, version: Option<u32>) -> Result<StoredDefinition> {
+    pub async fn workflow(
+        &self,
+        p: &Principal,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<StoredDefinition> {
         self.permit(p, Action::ReadWorkflows).await?;
         self.store.definition(name, version).await?.ok_or_else(|| {
             Error::NotFound(match version {

@@ -61,7 +61,8 @@ impl Node {
             let loaded = match self.loaded(&name, kind_version(&rec.worker_kind)).await {
                 Ok(l) => l,
                 Err(Error::Spec(e)) => {
-                    self.finish(&rec, Err(format!("its definition is gone: {e}"))).await?;
+                    self.finish(&rec, Err(format!("its definition is gone: {e}")))
+                        .await?;
                     return Ok(Next::Finished);
                 }
                 Err(e) => return Err(e),
@@ -113,7 +114,11 @@ impl Node {
                     .open_record(rec.id, record, now_ms(), *due_at_ms)
                     .await?;
             }
-            Action::Close { record, done, consume } => {
+            Action::Close {
+                record,
+                done,
+                consume,
+            } => {
                 self.store.close_record(rec.id, record, done, *consume).await?;
             }
             Action::Cancel { task_id, reason } => {

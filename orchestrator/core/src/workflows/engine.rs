@@ -113,7 +113,11 @@ impl Actor for Engine {
     type State = EngineState;
     type Arguments = Arc<Node>;
 
-    async fn pre_start(&self, me: ActorRef<EngineMsg>, node: Arc<Node>) -> Result<EngineState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        me: ActorRef<EngineMsg>,
+        node: Arc<Node>,
+    ) -> Result<EngineState, ActorProcessingErr> {
         let _ = me.cast(EngineMsg::Lead);
         Ok(EngineState {
             node,
@@ -161,7 +165,11 @@ impl Actor for Engine {
         Ok(())
     }
 
-    async fn post_stop(&self, _me: ActorRef<EngineMsg>, state: &mut EngineState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _me: ActorRef<EngineMsg>,
+        state: &mut EngineState,
+    ) -> Result<(), ActorProcessingErr> {
         state.step_down();
         Ok(())
     }
@@ -251,7 +259,9 @@ impl EngineState {
                     return;
                 }
             };
-            let mut events = node.hub.watch(node.store.clone(), EventFilter::default(), after, false);
+            let mut events = node
+                .hub
+                .watch(node.store.clone(), EventFilter::default(), after, false);
             while let Some(e) = events.recv().await {
                 match e {
                     Ok(e) if may_concern(&e) => {
@@ -277,7 +287,10 @@ impl EngineState {
         match self.node.store.unfinished(Some(WORKFLOW_SUPERVISOR)).await {
             Ok(instances) => {
                 if !instances.is_empty() {
-                    tracing::info!(instances = instances.len(), "workflow engine drives unfinished instances");
+                    tracing::info!(
+                        instances = instances.len(),
+                        "workflow engine drives unfinished instances"
+                    );
                 }
                 for rec in instances {
                     self.touch(me, rec.id);
@@ -439,7 +452,11 @@ impl Actor for EngineSupervisor {
     type State = SupervisorState;
     type Arguments = Arc<Node>;
 
-    async fn pre_start(&self, me: ActorRef<SupervisorMsg>, node: Arc<Node>) -> Result<SupervisorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        me: ActorRef<SupervisorMsg>,
+        node: Arc<Node>,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
         let (engine, _) = Actor::spawn_linked(None, Engine, node.clone(), me.get_cell()).await?;
         Ok(SupervisorState {
             node,
@@ -494,7 +511,11 @@ impl Actor for EngineSupervisor {
         Ok(())
     }
 
-    async fn post_stop(&self, _me: ActorRef<SupervisorMsg>, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _me: ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(engine) = state.engine.take() {
             engine.stop(Some("shutdown".into()));
         }

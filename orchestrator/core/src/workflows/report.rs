@@ -182,10 +182,7 @@ pub(crate) fn changes(before: &[(String, String)], now: &[StepReport]) -> Option
     let changed: Vec<String> = now
         .iter()
         .filter(|s| {
-            s.state != "PENDING"
-                && !before
-                    .iter()
-                    .any(|(id, state)| id == &s.id && state == &s.state)
+            s.state != "PENDING" && !before.iter().any(|(id, state)| id == &s.id && state == &s.state)
         })
         .map(|s| match s.waiting.first() {
             Some(w) if s.state == "WAITING" => format!("{} WAITING for {} {}", s.id, w.kind, w.signal),

@@ -164,9 +164,11 @@ fn check_decision(payload: &Value) -> Result<()> {
     match payload.get("comment") {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(c)) if c.chars().count() <= MAX_COMMENT => Ok(()),
-        Some(Value::String(_)) => {
-            Err(SpecError::invalid("payload_json.comment", format!("at most {MAX_COMMENT} characters")).into())
-        }
+        Some(Value::String(_)) => Err(SpecError::invalid(
+            "payload_json.comment",
+            format!("at most {MAX_COMMENT} characters"),
+        )
+        .into()),
         Some(_) => Err(SpecError::invalid("payload_json.comment", "must be a string").into()),
     }
 }
@@ -185,7 +187,12 @@ fn expected(def: &Definition, name: &str) -> Option<Expected> {
             StepKind::Agent(a) if is_tool_approval(&step.id, name) => {
                 // Before the call's wait is open, its tool is not known yet: the highest role
                 // any of the step's approval tools asks for.
-                let role = a.tools.iter().filter(|t| t.approval).map(|t| t.approval_role).max()?;
+                let role = a
+                    .tools
+                    .iter()
+                    .filter(|t| t.approval)
+                    .map(|t| t.approval_role)
+                    .max()?;
                 return Some(Expected::Approval(role));
             }
             _ => {}
@@ -264,11 +271,25 @@ mod tests {
     fn names_map_to_waits_approvals_and_tool_approvals() {
         let d = def();
         assert_eq!(expected(&d, "ready"), Some(Expected::Signal));
-        assert_eq!(expected(&d, "go"), None, "a wait with a signal name is not called by its id");
+        assert_eq!(
+            expected(&d, "go"),
+            None,
+            "a wait with a signal name is not called by its id"
+        );
         assert_eq!(expected(&d, "ok"), Some(Expected::Approval(Role::Supervisor)));
         assert_eq!(expected(&d, "plain"), Some(Expected::Signal));
-        assert_eq!(expected(&d, "bot.t0.tool1"), Some(Expected::Approval(Role::Commander)));
-        for bad in ["bot.t.tool1", "bot.t0.tool", "bot.t0", "bott0.tool1", "x", "bot.tx.tool1"] {
+        assert_eq!(
+            expected(&d, "bot.t0.tool1"),
+            Some(Expected::Approval(Role::Commander))
+        );
+        for bad in [
+            "bot.t.tool1",
+            "bot.t0.tool",
+            "bot.t0",
+            "bott0.tool1",
+            "x",
+            "bot.tx.tool1",
+        ] {
             assert_eq!(expected(&d, bad), None, "{bad}");
         }
         let known = known_names(&d);

@@ -134,7 +134,11 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Authenticates the request and checks `action` (refusals are logged and audited by the node).
-pub(crate) async fn authorize(node: &Node, headers: &HeaderMap, action: Action) -> Result<Principal, ApiError> {
+pub(crate) async fn authorize(
+    node: &Node,
+    headers: &HeaderMap,
+    action: Action,
+) -> Result<Principal, ApiError> {
     node.authorize(bearer(headers), action)
         .await
         .map_err(ApiError::Node)

@@ -52,7 +52,10 @@ fn json_text(headers: &HeaderMap, body: &Bytes) -> Result<String, crate::http::a
     if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
         && !ct.starts_with("application/json")
     {
-        return Err(invalid("body", format!("content type {ct:?}: send application/json")));
+        return Err(invalid(
+            "body",
+            format!("content type {ct:?}: send application/json"),
+        ));
     }
     String::from_utf8(body.to_vec()).map_err(|_| invalid("body", "is not UTF-8"))
 }
@@ -68,8 +71,15 @@ async fn register(
     let body = body_bytes(body)?;
     let text = json_text(&headers, &body)?;
     let (stored, created) = node.register_workflow(&p, &text).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    ok(status, json!({ "workflow": definition_json(&stored), "created": created }))
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    ok(
+        status,
+        json!({ "workflow": definition_json(&stored), "created": created }),
+    )
 }
 
 /// `GET /v1/workflows[?name=]`: the newest version of each workflow, or every version of one.
@@ -113,5 +123,8 @@ async fn signal(
     let text = json_text(&headers, &body)?;
     let payload = crate::workflow_service::payload_of(&text)?;
     let sent = node.signal(&p, &id, &name, payload).await?;
-    ok(StatusCode::OK, json!({ "seq": sent.seq, "task": task_json(&sent.task) }))
+    ok(
+        StatusCode::OK,
+        json!({ "seq": sent.seq, "task": task_json(&sent.task) }),
+    )
 }

@@ -43,13 +43,23 @@ fn has(problems: &[String], needle: &str) -> bool {
 fn a_good_definition_passes() {
     let p = problems(
         json!({"name": "ok-1", "version": 2, "input_schema": {"type": "object", "required": ["text"]}, "steps": [
-        {"id": "sum", "task": "intelligence.text.summarize", "params": {"text": "${{ input.text }}", "sentences": 2}},
+        {"id": "sum", "task": "intelligence.text.summarize", "params": {"text": "${{ input.text }}", "sentences": 2}, "retry": {"max_attempts": 5}},
         {"id": "each", "needs": ["sum"], "for_each": "${{ steps.sum.output.sentences }}", "max_parallel": 4, "task": "system.debug.echo", "params": {"s": "${{ item }}"}},
         {"id": "ok", "needs": ["each"], "wait": {"approval": {"role": "supervisor"}, "timeout_ms": 1000}},
         {"id": "ai", "needs": ["ok"], "agent": {"model": "m", "prompt": "${{ steps.sum.output.summary }}", "tools": [{"task": "system.debug.echo"}]}},
     ], "output": {"s": "${{ steps.sum.output }}"}}),
     );
     assert!(p.is_empty(), "{p:#?}");
+}
+
+#[test]
+fn a_retry_policy_out_of_range_is_named() {
+    let p = problems(json!({"name": "r", "version": 1, "steps": [
+        {"id": "a", "task": "system.debug.echo", "retry": {"multiplier": 0.5}},
+        {"id": "b", "task": "system.debug.echo", "retry": {"max_attempts": 3, "initial_backoff_ms": 10}},
+    ]}));
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(has(&p, "steps.a.retry"), "{p:#?}");
 }
 
 #[test]

@@ -68,7 +68,11 @@ impl Counter {
 }
 
 async fn call(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> impl IntoResponse {
-    let step = body.get("step").and_then(Value::as_str).unwrap_or("?").to_string();
+    let step = body
+        .get("step")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
     let n = {
         let mut counts = s.counts.lock().unwrap();
         let n = counts.entry(step.clone()).or_default();

@@ -8,7 +8,9 @@ use cadre_proto::v1;
 use serde_json::{Value, json};
 use tonic::Code;
 
-use super::{Counter, counted, counter_config, finished, flows, register, result, start, step_output, step_state};
+use super::{
+    Counter, counted, counter_config, finished, flows, register, result, start, step_output, step_state,
+};
 use crate::common::{TestNode, get, state};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -18,7 +20,10 @@ async fn a_dag_runs_in_order_with_references_fan_out_fan_in_and_conditions() {
     let counter = Counter::start().await;
     let node = TestNode::start(&counter_config(&counter)).await;
     let mut c = node.tasks().await;
-    let mut fetch = counted("fetch", json!({ "items": [{"name": "x", "size": 1}, {"name": "y", "size": 5}, {"name": "z", "size": 9}] }));
+    let mut fetch = counted(
+        "fetch",
+        json!({ "items": [{"name": "x", "size": 1}, {"name": "y", "size": 5}, {"name": "z", "size": 9}] }),
+    );
     fetch["params"]["body"]["query"] = json!("${{ input.query }}");
     let def = json!({
         "name": "pipeline", "version": 1, "description": "fetch, score each, report",
@@ -39,7 +44,10 @@ async fn a_dag_runs_in_order_with_references_fan_out_fan_in_and_conditions() {
     assert_eq!(stored.description, "fetch, score each, report");
 
     let t = start(&mut c, "pipeline", json!({"query": "q1"})).await;
-    assert_eq!((t.supervisor.as_str(), t.worker_kind.as_str()), ("workflow", "v1"));
+    assert_eq!(
+        (t.supervisor.as_str(), t.worker_kind.as_str()),
+        ("workflow", "v1")
+    );
     let t = finished(&c, &t.id, PATIENCE).await;
     assert_eq!(state(&t), v1::TaskState::Succeeded, "{t:?}");
     let out = result(&t);
@@ -52,7 +60,11 @@ async fn a_dag_runs_in_order_with_references_fan_out_fan_in_and_conditions() {
         .iter()
         .map(|s| s["body"]["name"].clone())
         .collect();
-    assert_eq!(names, [json!("x"), json!("y"), json!("z")], "fan-in keeps item order");
+    assert_eq!(
+        names,
+        [json!("x"), json!("y"), json!("z")],
+        "fan-in keeps item order"
+    );
     assert_eq!(step_state(&t, "big"), "SKIPPED");
     assert_eq!(step_output(&t, "fetch")["body"]["query"], "q1");
     // Every step ran once: the fetch once, the fan-out once per item.
@@ -68,7 +80,13 @@ async fn a_dag_runs_in_order_with_references_fan_out_fan_in_and_conditions() {
     let mut child = get(&mut c, &t.children[0]).await;
     assert_eq!(child.spec.as_ref().unwrap().parent_id, t.id);
     child = get(&mut c, &child.id).await;
-    assert!(child.spec.unwrap().idempotency_key.starts_with(&format!("wf:{}:", t.id)));
+    assert!(
+        child
+            .spec
+            .unwrap()
+            .idempotency_key
+            .starts_with(&format!("wf:{}:", t.id))
+    );
 }
 
 #[tokio::test]
@@ -85,14 +103,26 @@ async fn failure_policies_fail_continue_and_compensate() {
     pay["on_failure"] = json!("compensate");
     let mut after = counted("after", json!({}));
     after["needs"] = json!(["pay"]);
-    register(&node, &json!({"name": "trip", "version": 1, "steps": [book, optional, pay, after]})).await;
+    register(
+        &node,
+        &json!({"name": "trip", "version": 1, "steps": [book, optional, pay, after]}),
+    )
+    .await;
 
     let t = start(&mut c, "trip", json!({})).await;
     let t = finished(&c, &t.id, PATIENCE).await;
     assert_eq!(state(&t), v1::TaskState::Failed, "{t:?}");
     assert!(t.error.contains("step pay failed"), "{}", t.error);
-    assert_eq!(step_state(&t, "optional"), "FAILED", "continue: failed, and the workflow went on");
-    assert_eq!(step_state(&t, "after"), "PENDING", "nothing starts after a failure");
+    assert_eq!(
+        step_state(&t, "optional"),
+        "FAILED",
+        "continue: failed, and the workflow went on"
+    );
+    assert_eq!(
+        step_state(&t, "after"),
+        "PENDING",
+        "nothing starts after a failure"
+    );
     assert_eq!(counter.count("unbook"), 1, "the booking was undone");
     assert_eq!(counter.count("after"), 0);
     assert_eq!(counter.count("book"), 1);
@@ -122,8 +152,14 @@ async fn registration_names_every_problem_and_versions_are_immutable() {
     }
     for (body, needle) in [
         ("not json", "not JSON"),
-        (r#"{"name": "x", "version": 1, "steps": [{"id": "a"}]}"#, "exactly one of"),
-        (r#"{"name": "Bad Name", "version": 1, "steps": [{"id": "a", "task": "system.debug.echo"}]}"#, "name"),
+        (
+            r#"{"name": "x", "version": 1, "steps": [{"id": "a"}]}"#,
+            "exactly one of",
+        ),
+        (
+            r#"{"name": "Bad Name", "version": 1, "steps": [{"id": "a", "task": "system.debug.echo"}]}"#,
+            "name",
+        ),
     ] {
         let e = f
             .register_workflow(v1::RegisterWorkflowRequest {
@@ -135,7 +171,11 @@ async fn registration_names_every_problem_and_versions_are_immutable() {
         assert!(e.message().contains(needle), "{needle}: {}", e.message());
     }
     // Nothing was stored.
-    let list = f.list_workflows(v1::ListWorkflowsRequest::default()).await.unwrap().into_inner();
+    let list = f
+        .list_workflows(v1::ListWorkflowsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(list.workflows.is_empty(), "{list:?}");
 
     let v1def = json!({"name": "flow", "version": 1, "steps": [{"id": "a", "task": "system.debug.echo"}]});
@@ -150,7 +190,9 @@ async fn registration_names_every_problem_and_versions_are_immutable() {
     // The same definition (other spacing and key order) again: accepted, nothing changes.
     let again = f
         .register_workflow(v1::RegisterWorkflowRequest {
-            definition_json: r#"{ "steps": [{"task": "system.debug.echo", "id": "a"}], "version": 1, "name": "flow" }"#.into(),
+            definition_json:
+                r#"{ "steps": [{"task": "system.debug.echo", "id": "a"}], "version": 1, "name": "flow" }"#
+                    .into(),
         })
         .await
         .unwrap()
@@ -188,7 +230,10 @@ async fn registration_names_every_problem_and_versions_are_immutable() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(all.workflows.iter().map(|w| w.version).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        all.workflows.iter().map(|w| w.version).collect::<Vec<_>>(),
+        [1, 2]
+    );
     let newest = f
         .get_workflow(v1::GetWorkflowRequest {
             name: "flow".into(),
@@ -216,4 +261,54 @@ async fn registration_names_every_problem_and_versions_are_immutable() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("no workflow nope"), "{}", e.message());
+}
+
+#[tokio::test]
+async fn cancel_stops_running_steps_and_waits_for_them() {
+    let node = TestNode::start("").await;
+    let mut c = node.tasks().await;
+    register(
+        &node,
+        &json!({"name": "long", "version": 1, "steps": [
+            {"id": "slow", "task": "system.debug.sleep", "params": {"ms": 30000}},
+            {"id": "wait", "wait": {"signal": "never"}},
+            {"id": "after", "needs": ["slow"], "task": "system.debug.echo"}
+        ]}),
+    )
+    .await;
+    let t = start(&mut c, "long", json!({})).await;
+    let slow = crate::common::eventually("the sleep to run", PATIENCE, || {
+        let mut c = c.clone();
+        let id = t.id.clone();
+        async move {
+            let t = get(&mut c, &id).await;
+            let slow = t.steps.iter().find(|s| s.id == "slow")?.task_ids.first()?.clone();
+            (state(&get(&mut c, &slow).await) == v1::TaskState::Running).then_some(slow)
+        }
+    })
+    .await;
+    let cancelled = c
+        .cancel(v1::CancelRequest {
+            id: t.id.clone(),
+            reason: "changed my mind".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&cancelled), v1::TaskState::Cancelled);
+    // Cancel returned once the running step had stopped.
+    let step = get(&mut c, &slow).await;
+    assert_eq!(state(&step), v1::TaskState::Cancelled, "{step:?}");
+    // Nothing starts afterwards, and a step cannot be added by hand either.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = get(&mut c, &t.id).await;
+    assert_eq!(t.children.len(), 1, "{t:?}");
+    assert_eq!(super::step_state(&t, "after"), "PENDING");
+    let mut late = crate::common::spec("system.debug.echo", "{}");
+    late.parent_id = t.id.clone();
+    let e = c
+        .submit(v1::SubmitRequest { spec: Some(late) })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
 }

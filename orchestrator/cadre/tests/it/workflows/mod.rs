@@ -2,6 +2,7 @@
 //! approvals through every face, crashes, the agent loop.
 
 mod counter;
+mod crashes;
 mod dags;
 mod waits;
 

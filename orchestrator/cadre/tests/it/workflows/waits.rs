@@ -44,14 +44,21 @@ async fn an_approval_is_decided_through_every_face_and_audited() {
         let t = start(&mut c, "refund", json!({"amount": 12})).await;
         let t = step_reaches(&c, &t.id, "check", "WAITING", PATIENCE).await;
         let wait = &t.steps.iter().find(|s| s.id == "check").unwrap().waiting[0];
-        assert_eq!((wait.kind.as_str(), wait.signal.as_str(), wait.role.as_str()), ("approval", "check", "operator"));
+        assert_eq!(
+            (wait.kind.as_str(), wait.signal.as_str(), wait.role.as_str()),
+            ("approval", "check", "operator")
+        );
         assert_eq!(wait.prompt, "Refund 12?", "references in prompts are filled in");
         ids.push(t.id);
     }
     // gRPC.
     let sent = flows_as(&node, Some(&op))
         .await
-        .signal(signal(&ids[0], "check", json!({"decision": "approve", "comment": "grpc"})))
+        .signal(signal(
+            &ids[0],
+            "check",
+            json!({"decision": "approve", "comment": "grpc"}),
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -83,7 +90,10 @@ async fn an_approval_is_decided_through_every_face_and_audited() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("signal check sent"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("signal check sent"),
+        "{out:?}"
+    );
 
     for (id, face) in ids.iter().zip(["grpc", "http", "mcp", "cli"]) {
         let t = finished(&c, id, PATIENCE).await;
@@ -91,14 +101,20 @@ async fn an_approval_is_decided_through_every_face_and_audited() {
         let decided = step_output(&t, "check");
         assert_eq!(decided["decision"], "approve", "{face}");
         assert_eq!(decided["comment"], face);
-        assert_eq!(decided["by"], "operator-default", "{face}: who decided is in the result");
+        assert_eq!(
+            decided["by"], "operator-default",
+            "{face}: who decided is in the result"
+        );
         assert!(decided["at_ms"].as_i64().unwrap() > 0);
         assert_eq!(result(&t)["pay"]["comment"], face);
     }
     // Who signalled, when and what, in the audit chain.
     let data = node.dir.join("data");
     let evidence = node.dir.join("evidence.json");
-    let out = cadre_audit(&data, &["export", "--task", &ids[0], "--out", evidence.to_str().unwrap()]);
+    let out = cadre_audit(
+        &data,
+        &["export", "--task", &ids[0], "--out", evidence.to_str().unwrap()],
+    );
     assert!(out.status.success(), "{out:?}");
     let pkg: Value = serde_json::from_slice(&std::fs::read(&evidence).unwrap()).unwrap();
     let signal_record = pkg["records"]
@@ -109,7 +125,10 @@ async fn an_approval_is_decided_through_every_face_and_audited() {
         .unwrap_or_else(|| panic!("no workflow.signal record: {pkg}"))
         .clone();
     assert_eq!(signal_record["actor"], "operator-default");
-    assert!(signal_record["detail"].as_str().unwrap().contains("grpc"), "{signal_record}");
+    assert!(
+        signal_record["detail"].as_str().unwrap().contains("grpc"),
+        "{signal_record}"
+    );
 }
 
 #[tokio::test]
@@ -121,7 +140,11 @@ async fn a_rejection_fails_the_step_and_a_signal_sent_early_waits_for_its_wait()
     step_reaches(&c, &t.id, "check", "WAITING", PATIENCE).await;
     flows(&node)
         .await
-        .signal(signal(&t.id, "check", json!({"decision": "reject", "comment": "too much"})))
+        .signal(signal(
+            &t.id,
+            "check",
+            json!({"decision": "reject", "comment": "too much"}),
+        ))
         .await
         .unwrap();
     let t = finished(&c, &t.id, PATIENCE).await;
@@ -144,7 +167,10 @@ async fn a_rejection_fails_the_step_and_a_signal_sent_early_waits_for_its_wait()
         .signal(signal(&t.id, "ready", json!({"early": true})))
         .await
         .unwrap();
-    assert_eq!(step_state(&crate::common::get(&mut c, &t.id).await, "go"), "PENDING");
+    assert_eq!(
+        step_state(&crate::common::get(&mut c, &t.id).await, "go"),
+        "PENDING"
+    );
     let t = finished(&c, &t.id, PATIENCE).await;
     assert_eq!(state(&t), v1::TaskState::Succeeded, "{t:?}");
     assert_eq!(result(&t), json!({"early": true}));
@@ -187,20 +213,31 @@ async fn signals_are_refused_with_the_right_status() {
     step_reaches(&c, &t.id, "check", "WAITING", PATIENCE).await;
     let approve = json!({"decision": "approve"});
     let code_of = |r: Result<tonic::Response<v1::SignalResponse>, tonic::Status>| {
-        r.err().map(|e| (e.code(), e.message().to_string())).unwrap_or((Code::Ok, String::new()))
+        r.err()
+            .map(|e| (e.code(), e.message().to_string()))
+            .unwrap_or((Code::Ok, String::new()))
     };
 
     // Another tenant: the instance does not exist for it.
     let other = issue(&node, "other", "supervisor").await;
-    let r = flows_as(&node, Some(&other)).await.signal(signal(&t.id, "check", approve.clone())).await;
+    let r = flows_as(&node, Some(&other))
+        .await
+        .signal(signal(&t.id, "check", approve.clone()))
+        .await;
     assert_eq!(code_of(r).0, Code::NotFound);
     // Too low a role: an observer may not signal; an operator may not decide a supervisor's
     // approval.
     let observer = issue(&node, "default", "observer").await;
-    let r = flows_as(&node, Some(&observer)).await.signal(signal(&t.id, "check", approve.clone())).await;
+    let r = flows_as(&node, Some(&observer))
+        .await
+        .signal(signal(&t.id, "check", approve.clone()))
+        .await;
     assert_eq!(code_of(r).0, Code::PermissionDenied);
     let op = issue(&node, "default", "operator").await;
-    let r = flows_as(&node, Some(&op)).await.signal(signal(&t.id, "check", approve.clone())).await;
+    let r = flows_as(&node, Some(&op))
+        .await
+        .signal(signal(&t.id, "check", approve.clone()))
+        .await;
     let (code, message) = code_of(r);
     assert_eq!(code, Code::PermissionDenied);
     assert!(message.contains("supervisor"), "{message}");
@@ -208,7 +245,13 @@ async fn signals_are_refused_with_the_right_status() {
     // approval, a payload that is not JSON.
     let sup = issue(&node, "default", "supervisor").await;
     let mut f = flows_as(&node, Some(&sup)).await;
-    let r = f.signal(signal("01a24ec6-6d4a-7315-92f0-7d03a85bddc8", "check", approve.clone())).await;
+    let r = f
+        .signal(signal(
+            "01a24ec6-6d4a-7315-92f0-7d03a85bddc8",
+            "check",
+            approve.clone(),
+        ))
+        .await;
     assert_eq!(code_of(r).0, Code::NotFound);
     let plain = crate::common::run(&mut c, crate::common::spec("system.debug.echo", "{}")).await;
     let r = f.signal(signal(&plain.id, "check", approve.clone())).await;
@@ -216,8 +259,13 @@ async fn signals_are_refused_with_the_right_status() {
     let r = f.signal(signal(&t.id, "nope", approve.clone())).await;
     let (code, message) = code_of(r);
     assert_eq!(code, Code::InvalidArgument);
-    assert!(message.contains("check (approval)"), "names what it waits for: {message}");
-    let r = f.signal(signal(&t.id, "check", json!({"decision": "maybe"}))).await;
+    assert!(
+        message.contains("check (approval)"),
+        "names what it waits for: {message}"
+    );
+    let r = f
+        .signal(signal(&t.id, "check", json!({"decision": "maybe"})))
+        .await;
     assert_eq!(code_of(r).0, Code::InvalidArgument);
     let r = f
         .signal(v1::SignalRequest {
@@ -228,7 +276,10 @@ async fn signals_are_refused_with_the_right_status() {
         .await;
     assert_eq!(code_of(r).0, Code::InvalidArgument);
     // None of the refused signals was kept: the step still waits.
-    assert_eq!(step_state(&crate::common::get(&mut c, &t.id).await, "check"), "WAITING");
+    assert_eq!(
+        step_state(&crate::common::get(&mut c, &t.id).await, "check"),
+        "WAITING"
+    );
 
     // The right role decides; afterwards the instance is finished and takes no signals.
     f.signal(signal(&t.id, "check", approve.clone())).await.unwrap();

@@ -119,7 +119,13 @@ fn arg_str<'a>(args: &'a Value, key: &str, required: bool) -> Result<Option<&'a 
 
 /// The helper tools (not task types); None when `name` is not one.
 pub(crate) async fn helper_tool(node: &Node, p: &Principal, name: &str, args: &Value) -> Option<RpcOutcome> {
-    let known = ["get_task", "cancel_task", "list_tasks", "signal_workflow", "supervisor_status"];
+    let known = [
+        "get_task",
+        "cancel_task",
+        "list_tasks",
+        "signal_workflow",
+        "supervisor_status",
+    ];
     if !known.contains(&name) {
         return None;
     }
