@@ -114,6 +114,8 @@ impl Node {
             ("tls", old.tls == new.tls),
             ("budgets", old.budgets == new.budgets),
             ("executors", old.executors == new.executors),
+            ("bus", old.bus == new.bus),
+            ("workflows", old.workflows == new.workflows),
         ] {
             if !same {
                 changes.push(format!(
@@ -133,6 +135,8 @@ impl Node {
         keep.tls = old.tls;
         keep.budgets = old.budgets;
         keep.executors = old.executors;
+        keep.bus = old.bus;
+        keep.workflows = old.workflows;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = keep;
         tracing::info!(?changes, "config reloaded");
         Ok(changes)

@@ -12,8 +12,9 @@
 //! | node-wide types | node tasks that read every tenant's state, below the supervisor role | PERMISSION_DENIED |
 //! | sandbox | a `fortress` task whose executor does not sandbox it | FAILED_PRECONDITION |
 //! | schema | params that do not fit the executor's params schema | INVALID_ARGUMENT |
+//! | reserved keys | an idempotency key starting `wf:` (workflow steps' keys) from anyone but the workflow engine | INVALID_ARGUMENT |
 //! | idempotency | nothing: a known key returns its task (`created = false`) | |
-//! | parent | a parent the caller cannot see; a parent already finished | INVALID_ARGUMENT / FAILED_PRECONDITION |
+//! | parent | a parent the caller cannot see; a parent already finished; a workflow instance (only its engine adds steps) | INVALID_ARGUMENT / FAILED_PRECONDITION |
 //! | quota | the tenant's submit rate, then its unfinished-task cap | RESOURCE_EXHAUSTED |
 //! | budget | a tenant past a budget cap (near one, an opted-in task falls back to a cheaper model) | RESOURCE_EXHAUSTED |
 //! | capacity | the node's unfinished-task limit | RESOURCE_EXHAUSTED |
@@ -164,6 +165,7 @@ impl Node {
         let spec = admission::parse(wire, &self.limits)?;
         let (spec, target) = match cadre_workflow::workflow_of(&spec.task_type) {
             Some(name) => {
+                instance_asks_no_policy(wire)?;
                 let route = self.instance_route(&spec, name).await?;
                 (spec, Target::Instance(route))
             }
@@ -175,6 +177,7 @@ impl Node {
                 (admission.spec, Target::Route(admission.route))
             }
         };
+        engine_key_reserved(p, &spec)?;
         if let Some(existing) = self.idempotent(p, &spec).await? {
             return Ok((existing, false, None));
         }
@@ -205,6 +208,17 @@ impl Node {
                 "parent task {parent} is already {}; it takes no new sub-tasks",
                 t.state
             ))),
+            Some(t)
+                if p.sees(&t.tenant)
+                    && cadre_workflow::workflow_of(&t.spec.task_type).is_some()
+                    && p.subject != engine_subject(parent) =>
+            {
+                Err(cadre_proto::SpecError::invalid(
+                    "spec.parent_id",
+                    format!("task {parent} is a workflow instance; only its workflow adds its steps"),
+                )
+                .into())
+            }
             Some(t) if p.sees(&t.tenant) => Ok(()),
             _ => Err(cadre_proto::SpecError::invalid("spec.parent_id", format!("no task {parent}")).into()),
         }
@@ -334,4 +348,48 @@ fn node_wide_types(p: &Principal, admission: &Admission) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The subject the workflow engine submits instance `id`'s steps as.
+pub(crate) fn engine_subject(id: cadre_proto::TaskId) -> String {
+    format!("workflow:{id}")
+}
+
+/// Idempotency keys starting `wf:` name workflow steps: only the engine submits them (a
+/// client's task under such a key would be taken for the step).
+fn engine_key_reserved(p: &Principal, spec: &TaskSpec) -> Result<()> {
+    match &spec.idempotency_key {
+        Some(key)
+            if key.starts_with(cadre_workflow::keys::RESERVED) && !p.subject.starts_with("workflow:") =>
+        {
+            Err(cadre_proto::SpecError::invalid(
+                "spec.idempotency_key",
+                "keys starting with \"wf:\" are reserved for workflow steps",
+            )
+            .into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A workflow instance is not one attempt of anything: a timeout or retry policy on it would
+/// be silently ignored, so it is refused (its steps take their own).
+fn instance_asks_no_policy(wire: Option<&v1::TaskSpec>) -> Result<()> {
+    let Some(w) = wire else { return Ok(()) };
+    let field = if w.timeout_ms != 0 {
+        "spec.timeout_ms"
+    } else if w.retry.as_ref().is_some_and(|r| *r != v1::RetryPolicy::default()) {
+        "spec.retry"
+    } else {
+        return Ok(());
+    };
+    Err(cadre_proto::SpecError::invalid(
+        field,
+        format!(
+            "{} is a workflow instance, which has no timeout or retry policy of its own; give its \
+             steps `timeout_ms` and `retry` in the definition",
+            w.task_type
+        ),
+    )
+    .into())
 }

@@ -257,6 +257,10 @@ fn describe() {
     );
     metrics::describe_gauge!("cadre_queue_depth", "Tasks waiting for a worker, by supervisor.");
     metrics::describe_counter!(
+        "cadre_workflow_engine_restarts_total",
+        "Workflow engine actors restarted after a crash."
+    );
+    metrics::describe_counter!(
         "cadre_worker_restarts_total",
         "Worker actors restarted after a crash."
     );

@@ -37,6 +37,8 @@ struct TurnTools {
     answers: Vec<Option<String>>,
     /// Calls still running or waiting.
     pending: bool,
+    /// Some call waits for an approval (the step is WAITING: it needs a person).
+    awaiting_approval: bool,
 }
 
 impl Reconciler<'_> {
@@ -103,6 +105,9 @@ impl Reconciler<'_> {
                     messages.push(json!({"role": "tool", "tool_call_id": id, "content": answer}));
                 }
             }
+            if turn_tools.awaiting_approval {
+                return St::Waiting;
+            }
             if turn_tools.pending {
                 return St::Running;
             }
@@ -140,6 +145,7 @@ impl Reconciler<'_> {
     fn tool_calls(&mut self, step: &Step, spec: &AgentSpec, turn: usize, calls: &[Value]) -> TurnTools {
         let mut answers = Vec::with_capacity(calls.len());
         let mut pending = false;
+        let mut awaiting_approval = false;
         let mut running = 0usize;
         let mut to_run = Vec::new();
         for (k, call) in calls.iter().enumerate() {
@@ -151,7 +157,7 @@ impl Reconciler<'_> {
                 }
             };
             if tool.approval {
-                match self.tool_approval(step, turn, k, &tool) {
+                match self.tool_approval(step, (turn, k), &tool, &args) {
                     Some(Ok(())) => {}
                     Some(Err(rejected)) => {
                         answers.push(Some(rejected));
@@ -160,6 +166,7 @@ impl Reconciler<'_> {
                     None => {
                         answers.push(None);
                         pending = true;
+                        awaiting_approval = true;
                         continue;
                     }
                 }
@@ -184,7 +191,11 @@ impl Reconciler<'_> {
         for (key, task, args) in to_run.into_iter().take(room) {
             self.submit(step, key, &task, args);
         }
-        TurnTools { answers, pending }
+        TurnTools {
+            answers,
+            pending,
+            awaiting_approval,
+        }
     }
 
     /// A tool call the model made, checked: the tool it names and its arguments as params, or
@@ -221,9 +232,9 @@ impl Reconciler<'_> {
     fn tool_approval(
         &mut self,
         step: &Step,
-        turn: usize,
-        k: usize,
+        (turn, k): (usize, usize),
         tool: &ToolSpec,
+        args: &Value,
     ) -> Option<Result<(), String>> {
         let id = keys::tool_approval(&step.id, turn, k);
         let record = self.obs.records.get(&id).cloned();
@@ -281,7 +292,7 @@ impl Reconciler<'_> {
             signal: id,
             kind: "approval".into(),
             role: Some(tool.approval_role.to_string()),
-            prompt: Some(format!("The agent wants to run {}", tool.task)),
+            prompt: Some(format!("The agent wants to run {} with {args}", tool.task)),
             due_at_ms: None,
         });
         None

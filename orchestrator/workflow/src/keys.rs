@@ -44,9 +44,12 @@ pub fn tool_approval(step: &str, turn: usize, call: usize) -> String {
     format!("{step}.t{turn}.tool{call}")
 }
 
+/// Every workflow sub-task key starts with this; clients may not use it.
+pub const RESERVED: &str = "wf:";
+
 /// Every sub-task key of `instance` starts with this.
 pub fn prefix(instance: &str) -> String {
-    format!("wf:{instance}:")
+    format!("{RESERVED}{instance}:")
 }
 
 #[cfg(test)]

@@ -281,6 +281,9 @@ fn check_step(s: &Step, upstream: &BTreeSet<String>, catalog: &dyn Catalog, p: &
 }
 
 fn check_fan_out(s: &Step, at: &str, upstream: &BTreeSet<String>, p: &mut Vec<String>) {
+    if s.for_each.is_some() && !matches!(s.kind(), StepKind::Task(_)) {
+        p.push(format!("{at}.for_each: only task steps fan out"));
+    }
     match (&s.for_each, s.max_parallel) {
         (Some(expr), Some(n)) => {
             if !(1..=MAX_PARALLEL).contains(&n) {

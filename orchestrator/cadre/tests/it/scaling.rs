@@ -183,4 +183,29 @@ async fn config_reload_by_rpc_and_sighup_resizes_pools_and_adds_routes() {
         "the command is not there yet: {t:?}"
     );
     assert!(t.error.contains("upper"), "{}", t.error);
+
+    // Workflow files and the bus are read at start too: reported, not applied.
+    let flow = path.with_file_name("flow.json");
+    std::fs::write(
+        &flow,
+        r#"{"name": "later", "version": 1, "steps": [{"id": "a", "task": "system.debug.echo"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        &path,
+        format!("{base}\n[workflows]\nfiles = [{flow:?}]\n[bus]\npeer_ttl_ms = 12345\n"),
+    )
+    .unwrap();
+    let changes = node
+        .admin()
+        .await
+        .reload_config(v1::ReloadConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .changes;
+    for section in ["workflows", "bus"] {
+        let want = format!("{section}: changed in the file; takes effect after a restart");
+        assert!(changes.contains(&want), "{changes:?}");
+    }
 }

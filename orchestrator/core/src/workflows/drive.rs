@@ -137,7 +137,7 @@ impl Node {
     /// that does not settles the sub-task's record as failed, with why.
     async fn submit_step(&self, rec: &TaskRecord, s: &Submission) -> Result<Option<i64>> {
         let p = Principal {
-            subject: format!("workflow:{}", rec.id),
+            subject: crate::intake::engine_subject(rec.id),
             tenant: rec.tenant.clone(),
             role: Role::Operator,
         };

@@ -142,7 +142,7 @@ impl Actor for Engine {
             EngineMsg::Tick => state.tick(&me).await,
             EngineMsg::Touch(id) => state.touch(&me, id),
             EngineMsg::Event(e) => {
-                if let Some(id) = state.concerned(&e) {
+                for id in state.concerned(&e) {
                     state.touch(&me, id);
                 }
             }
@@ -300,22 +300,25 @@ impl EngineState {
         }
     }
 
-    /// The instance an event concerns, if the engine must drive it: a new instance, a signal
-    /// or a cancel of one, or the end of one's sub-task.
-    fn concerned(&self, e: &TaskEvent) -> Option<TaskId> {
+    /// The instances an event concerns, which the engine must drive: a new instance, a signal
+    /// or a cancel of one, and the parent instance of a sub-task that ended (a child workflow
+    /// instance is both: itself and its parent's step).
+    fn concerned(&self, e: &TaskEvent) -> Vec<TaskId> {
+        let mut ids = Vec::new();
         if cadre_workflow::workflow_of(&e.task_type).is_some() {
             let signal = e.is_progress && e.message.starts_with("signal ");
-            let wanted = e.state == TaskState::Queued || e.state.is_terminal() || signal;
-            if wanted {
-                return Some(e.task_id);
+            if e.state == TaskState::Queued || e.state.is_terminal() || signal {
+                ids.push(e.task_id);
             }
         }
-        match e.parent_id {
-            Some(parent) if e.state.is_terminal() && !e.is_progress && self.slots.contains_key(&parent) => {
-                Some(parent)
-            }
-            _ => None,
+        if let Some(parent) = e.parent_id
+            && e.state.is_terminal()
+            && !e.is_progress
+            && self.slots.contains_key(&parent)
+        {
+            ids.push(parent);
         }
+        ids
     }
 
     /// Queues a drive of instance `id` (or marks the running one to go again).

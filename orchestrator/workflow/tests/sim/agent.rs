@@ -139,13 +139,22 @@ fn a_tool_needing_approval_waits_for_it() {
     );
     let plan = w.settle();
     assert!(w.open_tasks().is_empty(), "nothing runs before the approval");
+    assert_eq!(plan.steps[0].state, "WAITING", "it needs a person: {plan:?}");
     let waiting = &plan.steps[0].waiting[0];
     assert_eq!(
         (waiting.signal.as_str(), waiting.role.as_deref()),
         ("ask.t0.tool0", Some("supervisor"))
     );
+    assert!(
+        waiting
+            .prompt
+            .as_deref()
+            .is_some_and(|p| p.contains(r#""body":"hi""#)),
+        "the approver sees the arguments: {waiting:?}"
+    );
     w.signal("ask.t0.tool0", json!({"decision": "approve"}), "lead");
-    w.settle();
+    let plan = w.settle();
+    assert_eq!(plan.steps[0].state, "RUNNING");
     let tool = keys::tool_call(INSTANCE, "ask", 0, 0);
     assert_eq!(w.open_tasks(), std::slice::from_ref(&tool));
     w.end(&tool, Ok(json!({"sent": true})));

@@ -63,6 +63,20 @@ fn a_retry_policy_out_of_range_is_named() {
 }
 
 #[test]
+fn only_task_steps_fan_out() {
+    let p = problems(
+        json!({"name": "f", "version": 1, "input_schema": {"type": "object"}, "steps": [
+            {"id": "nap", "sleep": {"ms": 5}, "for_each": "${{ input.list }}", "max_parallel": 2},
+            {"id": "ai", "agent": {"model": "m", "prompt": "hi"}, "for_each": "${{ input.list }}", "max_parallel": 2},
+            {"id": "ok", "task": "system.debug.echo", "for_each": "${{ input.list }}", "max_parallel": 2},
+        ]}),
+    );
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(has(&p, "steps.nap.for_each: only task steps fan out"), "{p:#?}");
+    assert!(has(&p, "steps.ai.for_each: only task steps fan out"), "{p:#?}");
+}
+
+#[test]
 fn every_problem_is_named() {
     let p = problems(json!({"name": "Bad Name", "version": 0, "steps": [
         {"id": "a", "task": "no.such.type"},

@@ -312,3 +312,111 @@ async fn cancel_stops_running_steps_and_waits_for_them() {
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
 }
+
+#[tokio::test]
+async fn only_the_engine_adds_steps_and_uses_step_keys() {
+    let node = TestNode::start("").await;
+    let mut c = node.tasks().await;
+    register(
+        &node,
+        &json!({"name": "held", "version": 1, "steps": [
+            {"id": "wait", "wait": {"signal": "go"}},
+            {"id": "after", "needs": ["wait"], "task": "system.debug.echo"}
+        ]}),
+    )
+    .await;
+    let t = start(&mut c, "held", json!({})).await;
+    super::step_reaches(&c, &t.id, "wait", "WAITING", PATIENCE).await;
+    // A task under a running instance: refused, whoever asks.
+    let mut extra = crate::common::spec("system.debug.echo", "{}");
+    extra.parent_id = t.id.clone();
+    let e = c
+        .submit(v1::SubmitRequest { spec: Some(extra) })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("workflow instance"), "{e:?}");
+    // A task under the key the engine will give step `after`: refused, so it cannot be taken
+    // for the step's result.
+    let mut squat = crate::common::spec("system.debug.echo", r#"{"fake": true}"#);
+    squat.idempotency_key = format!("wf:{}:after", t.id);
+    let e = c
+        .submit(v1::SubmitRequest { spec: Some(squat) })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("reserved"), "{e:?}");
+    flows(&node)
+        .await
+        .signal(v1::SignalRequest {
+            task_id: t.id.clone(),
+            name: "go".into(),
+            payload_json: "{}".into(),
+        })
+        .await
+        .unwrap();
+    let t = finished(&c, &t.id, PATIENCE).await;
+    assert_eq!(state(&t), v1::TaskState::Succeeded, "{t:?}");
+    assert_eq!(t.children.len(), 1, "only the engine's step: {t:?}");
+}
+
+#[tokio::test]
+async fn a_child_workflow_wakes_its_parent_when_it_ends() {
+    let node = TestNode::start("").await;
+    let mut c = node.tasks().await;
+    register(
+        &node,
+        &json!({"name": "child", "version": 1, "steps": [
+            {"id": "nap", "sleep": {"ms": 200}},
+            {"id": "say", "needs": ["nap"], "task": "system.debug.echo", "params": {"from": "child"}}
+        ], "output": "${{ steps.say.output }}"}),
+    )
+    .await;
+    register(
+        &node,
+        &json!({"name": "parent", "version": 1, "steps": [
+            {"id": "sub", "task": "workflow.child.run"},
+            {"id": "after", "needs": ["sub"], "task": "system.debug.echo", "params": {"got": "${{ steps.sub.output }}"}}
+        ], "output": "${{ steps.after.output }}"}),
+    )
+    .await;
+    let t = start(&mut c, "parent", json!({})).await;
+    // Well before the engine's sweep: the child's end drives the parent on.
+    let t = finished(&c, &t.id, Duration::from_secs(20)).await;
+    assert_eq!(state(&t), v1::TaskState::Succeeded, "{t:?}");
+    let out = result(&t);
+    assert!(out.to_string().contains("child"), "{out}");
+}
+
+#[tokio::test]
+async fn an_instance_with_a_timeout_or_retry_policy_is_refused() {
+    let node = TestNode::start("").await;
+    let mut c = node.tasks().await;
+    register(
+        &node,
+        &json!({"name": "plain", "version": 1, "steps": [{"id": "a", "task": "system.debug.echo"}]}),
+    )
+    .await;
+    let base = crate::common::spec("workflow.plain.run", "{}");
+    let timed = v1::TaskSpec {
+        timeout_ms: 1000,
+        ..base.clone()
+    };
+    let retried = crate::common::fast_retry(base.clone(), 3);
+    for (spec, field) in [(timed, "spec.timeout_ms"), (retried, "spec.retry")] {
+        let e = c
+            .submit(v1::SubmitRequest { spec: Some(spec) })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(
+            e.message().contains(field) && e.message().contains("steps"),
+            "{e:?}"
+        );
+    }
+    let t = start(&mut c, "plain", json!({})).await;
+    assert_eq!(
+        state(&finished(&c, &t.id, PATIENCE).await),
+        v1::TaskState::Succeeded
+    );
+}

@@ -1,6 +1,7 @@
 //! Workflows end to end against a real `cadre serve`: definitions, DAGs, waits and
 //! approvals through every face, crashes, the agent loop.
 
+mod agents;
 mod counter;
 mod crashes;
 mod dags;
