@@ -1,5 +1,6 @@
-//! The web dashboard: one HTML page, its script, stylesheet and icon, compiled into the binary
-//! so `cadre serve` needs no separate build or web server.
+//! The web dashboard: one HTML page, its scripts (ES modules: app.js imports the others),
+//! stylesheet and icon, compiled into the binary so `cadre serve` needs no separate build or
+//! web server.
 //!
 //! The page is static; everything it shows comes from the JSON API, `/v1/events` and
 //! `/v1/status` with the credential pasted into its login form (see docs/HTTP_API.md). Its
@@ -24,11 +25,26 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 
 /// The files under `/assets/`: name, content type, body.
-const ASSETS: [(&str, &str, &str); 3] = [
+const ASSETS: [(&str, &str, &str); 6] = [
     (
         "app.js",
         "text/javascript; charset=utf-8",
         include_str!("dashboard/app.js"),
+    ),
+    (
+        "api.js",
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/api.js"),
+    ),
+    (
+        "ui.js",
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/ui.js"),
+    ),
+    (
+        "workflow.js",
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/workflow.js"),
     ),
     (
         "style.css",
@@ -120,6 +136,36 @@ mod tests {
             assert!(
                 ASSETS.iter().any(|(n, _, _)| *n == name),
                 "index.html names /assets/{name}, which is not served"
+            );
+        }
+    }
+
+    /// Every module a script imports (`from "./x.js"`), in order of appearance.
+    fn imported_modules(script: &str) -> Vec<String> {
+        script
+            .split("from \"./")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn every_module_a_script_imports_is_served_and_preloaded() {
+        let mut imported = Vec::new();
+        for (name, _, body) in ASSETS.iter().filter(|(n, _, _)| n.ends_with(".js")) {
+            for module in imported_modules(body) {
+                assert!(
+                    ASSETS.iter().any(|(n, _, _)| *n == module),
+                    "{name} imports ./{module}, which is not served"
+                );
+                imported.push(module);
+            }
+        }
+        for module in ["api.js", "ui.js", "workflow.js"] {
+            assert!(imported.iter().any(|m| m == module), "nothing imports {module}");
+            assert!(
+                INDEX_HTML.contains(&format!("<link rel=\"modulepreload\" href=\"/assets/{module}\">")),
+                "index.html does not preload {module}"
             );
         }
     }

@@ -7,15 +7,20 @@
 // - a task page (#/tasks/<id>): GET /v1/tasks/<id>, its stored events, then a one-task
 //   subscription until its terminal event;
 // - usage and cost: GET /v1/usage;
-// - actions: POST /v1/tasks (submit), /v1/tasks/<id>/cancel, /v1/supervisors/<s>/pools/<k>/scale.
+// - a workflow instance's page also shows its steps and approvals (workflow.js);
+// - actions: POST /v1/tasks (submit), /v1/tasks/<id>/cancel, /v1/tasks/<id>/signals/<name>,
+//   /v1/supervisors/<s>/pools/<k>/scale.
+//
+// api.js holds the session, the API calls and the event stream; ui.js the DOM helpers.
 
-const TOKEN_KEY = "cadre.token";
+import { EventStream, STATES, TERMINAL, TOKEN_KEY, api, session } from "./api.js";
+import { $, fmtDuration, fmtInt, fmtTime, fmtUsd, h, plural, pretty, setLive, setText, shortId, showBanner, stateBadge, toast, todayUtc } from "./ui.js";
+import { isWorkflow, workflowSteps } from "./workflow.js";
+
 const STATUS_EVERY_MS = 2000;
 const USAGE_EVERY_MS = 10000;
 const TABLE_PAGE = 100;
 const TABLE_MAX_ROWS = 500;
-const STATES = ["QUEUED", "RUNNING", "RETRYING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"];
-const TERMINAL = new Set(["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"]);
 /** The built-in task types (README), offered in the submit form beside those seen live. */
 const KNOWN_TYPES = [
   "system.debug.sleep",
@@ -32,257 +37,6 @@ const EXAMPLE_PARAMS = {
   "system.debug.panic": { until_attempt: 2 },
   "intelligence.text.summarize": { text: "One. Two three. Four five six.", sentences: 1 },
 };
-/** Roles are rings (orchestrator/src/auth/roles.rs): each may do what the inner ones may. */
-const ROLES = ["observer", "operator", "supervisor", "commander"];
-/** The innermost role each action needs (Action::min_role). */
-const NEEDS = { submit: "operator", cancel: "operator", status: "supervisor", scale: "supervisor" };
-
-// ---------------------------------------------------------------------------------------------
-// Small DOM helpers
-
-const $ = (sel, root = document) => root.querySelector(sel);
-
-/** Creates an element: h("a", {href: "#/", class: "x"}, "text", child...). */
-function h(tag, props = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") el.className = v;
-    else if (k === "dataset") Object.assign(el.dataset, v);
-    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (k === "text") el.textContent = v;
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children.flat()) {
-    if (c === undefined || c === null || c === false) continue;
-    el.append(c instanceof Node ? c : String(c));
-  }
-  return el;
-}
-
-/** Sets textContent only when it changes, so polling does not disturb selection. */
-function setText(el, text) {
-  const s = String(text);
-  if (el.textContent !== s) el.textContent = s;
-}
-
-function stateBadge(state) {
-  return h("span", { class: `badge state-${(state || "unknown").toLowerCase()}` }, state || "?");
-}
-
-function fmtTime(ms) {
-  if (!ms) return "";
-  const d = new Date(ms);
-  const today = new Date();
-  const sameDay = d.toDateString() === today.toDateString();
-  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-  return sameDay ? time : `${d.toLocaleDateString()} ${time}`;
-}
-
-function fmtDuration(ms) {
-  if (ms === undefined || ms === null || ms < 0) return "";
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
-  const m = Math.floor(ms / 60000);
-  const s = Math.round((ms % 60000) / 1000);
-  return m < 60 ? `${m} min ${s} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
-}
-
-const plural = (n, word) => `${fmtInt(n)} ${word}${n === 1 ? "" : "s"}`;
-const fmtInt = (n) => (n ?? 0).toLocaleString("en-US");
-const fmtUsd = (n) => `$${(n ?? 0).toFixed((n ?? 0) !== 0 && Math.abs(n) < 0.01 ? 6 : 2)}`;
-const shortId = (id) => (id && id.length > 13 ? `${id.slice(0, 8)}…${id.slice(-4)}` : id || "");
-const pretty = (v) => JSON.stringify(v, null, 2);
-const todayUtc = () => new Date().toISOString().slice(0, 10);
-
-// ---------------------------------------------------------------------------------------------
-// Session and API
-
-const session = {
-  token: sessionStorage.getItem(TOKEN_KEY),
-  /** {subject, role, tenant} from GET /v1/whoami. */
-  who: null,
-  can(action) {
-    const role = this.who?.role ?? "observer";
-    return ROLES.indexOf(role) >= ROLES.indexOf(NEEDS[action]);
-  },
-};
-
-/** An error answer of the API: {error: {code, message}} with its HTTP status. */
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-/** Calls the JSON API with the session's credential; throws ApiError on an error answer. */
-async function api(method, path, body, token = session.token) {
-  const headers = { Accept: "application/json", Authorization: `Bearer ${token}` };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let resp;
-  try {
-    resp = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-    });
-  } catch (e) {
-    throw new ApiError(0, "unavailable", "The node cannot be reached.");
-  }
-  const text = await resp.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = null;
-  }
-  if (!resp.ok) {
-    const err = json?.error;
-    const e = new ApiError(resp.status, err?.code ?? `http_${resp.status}`, err?.message ?? (text || resp.statusText));
-    if (resp.status === 401 && token === session.token) signOut("Your credential was refused (expired or revoked). Sign in again.");
-    throw e;
-  }
-  return json;
-}
-
-function wsUrl() {
-  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/events`;
-}
-
-/**
- * A resumable subscription to /v1/events. It reconnects with backoff after a drop or a
- * `lagged` message, resuming after the last cursor it saw, so no event is lost or repeated.
- */
-class EventStream {
-  /**
-   * @param filter fields of the subscribe message (task_id, type_prefix, states, cursor)
-   * @param on {event(e), subscribed(cursor), end(), status(state)}
-   */
-  constructor(filter, on) {
-    this.filter = { ...filter };
-    this.cursor = filter.cursor;
-    this.on = on;
-    this.ws = null;
-    this.stopped = false;
-    this.retries = 0;
-    this.timer = null;
-  }
-
-  start() {
-    this.stopped = false;
-    this.connect();
-    return this;
-  }
-
-  connect() {
-    if (this.stopped) return;
-    this.on.status?.("connecting");
-    const subprotocolOk = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(session.token ?? "");
-    const ws = subprotocolOk
-      ? new WebSocket(wsUrl(), ["cadre.v1", `bearer.${session.token}`])
-      : new WebSocket(wsUrl(), ["cadre.v1"]);
-    this.ws = ws;
-    ws.onopen = () => {
-      if (this.stopped) {
-        ws.close(1000);
-        return;
-      }
-      const msg = { type: "subscribe", ...this.filter };
-      delete msg.cursor;
-      if (this.cursor !== undefined && this.cursor !== null) msg.cursor = this.cursor;
-      if (!subprotocolOk) msg.token = session.token;
-      ws.send(JSON.stringify(msg));
-    };
-    ws.onmessage = (m) => {
-      let msg;
-      try {
-        msg = JSON.parse(m.data);
-      } catch {
-        return;
-      }
-      switch (msg.type) {
-        case "subscribed":
-          this.retries = 0;
-          if (msg.cursor !== undefined) this.cursor = Math.max(this.cursor ?? 0, msg.cursor);
-          this.on.status?.("live");
-          this.on.subscribed?.(msg.cursor);
-          break;
-        case "event":
-          if (this.cursor === undefined || this.cursor === null || msg.cursor > this.cursor) {
-            this.cursor = msg.cursor;
-            this.on.event?.(msg);
-          }
-          break;
-        case "end":
-          this.stopped = true;
-          this.on.status?.("ended");
-          this.on.end?.();
-          break;
-        case "lagged":
-          if (msg.cursor !== undefined) this.cursor = msg.cursor;
-          break;
-        case "error":
-          this.lastError = msg;
-          if (msg.code === "unauthenticated") signOut("Your credential was refused (expired or revoked). Sign in again.");
-          break;
-      }
-    };
-    ws.onclose = () => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      if (this.stopped) return;
-      if (this.lastError && ["permission_denied", "invalid_argument", "unauthenticated"].includes(this.lastError.code)) {
-        this.stopped = true;
-        this.on.status?.("off");
-        this.on.failed?.(this.lastError);
-        return;
-      }
-      this.on.status?.("reconnecting");
-      const delay = Math.min(10000, 250 * 2 ** this.retries++);
-      this.timer = setTimeout(() => this.connect(), delay);
-    };
-  }
-
-  /** Ends the subscription (a socket still connecting is closed once it opens). */
-  stop() {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    const ws = this.ws;
-    this.ws = null;
-    if (ws && ws.readyState === WebSocket.OPEN) ws.close(1000);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Chrome: banner, toasts, live indicator
-
-function showBanner(text) {
-  const b = $("#banner");
-  if (!text) {
-    b.hidden = true;
-    return;
-  }
-  setText(b, text);
-  b.hidden = false;
-}
-
-function toast(content, kind = "ok") {
-  const t = h("div", { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : "status", title: "Click to dismiss" }, content);
-  t.addEventListener("click", (ev) => {
-    if (!ev.target.closest("a")) t.remove();
-  });
-  $("#toasts").append(t);
-  setTimeout(() => t.remove(), kind === "error" ? 8000 : 5000);
-}
-
-function setLive(state) {
-  const el = $("#live");
-  el.dataset.state = state;
-  setText($("#live-text"), { live: "live", connecting: "connecting", reconnecting: "reconnecting", off: "offline" }[state] ?? state);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Task store: the table's rows, merged from the list and the event stream by `seq`
@@ -834,7 +588,8 @@ function openTask(id) {
   document.title = `Task ${shortId(id)} · cadre`;
   const view = $("#view-task");
   view.replaceChildren(h("p", { class: "muted" }, "Loading…"));
-  const page = { task: null, events: [], stream: null, stopped: false };
+  /** flow: a workflow instance's steps panel (workflow.js). */
+  const page = { task: null, events: [], stream: null, stopped: false, flow: null };
 
   const load = async () => {
     try {
@@ -842,6 +597,7 @@ function openTask(id) {
       if (page.stopped) return;
       page.task = r.task;
       tasks.putTask(r.task);
+      if (isWorkflow(r.task)) page.flow = workflowSteps(id, () => readSteps());
       let after = 0;
       for (;;) {
         const q = new URLSearchParams({ limit: "1000" });
@@ -877,6 +633,7 @@ function openTask(id) {
         // A progress event only moves the bar and adds a line; a state change redraws.
         if (!(e.is_progress && appendProgress(view, page, e))) renderTask(view, page);
         if (TERMINAL.has(e.state)) refresh();
+        else if (page.flow) readSteps();
       },
       end: refresh,
     }).start();
@@ -895,10 +652,36 @@ function openTask(id) {
     }
   };
 
+  // A workflow instance's steps, read again after each of its events (the engine reports step
+  // changes as progress events) and after a decision; reads that overlap are merged into one.
+  let reading = false;
+  let again = false;
+  const readSteps = async () => {
+    if (reading) {
+      again = true;
+      return;
+    }
+    reading = true;
+    try {
+      do {
+        again = false;
+        const r = await api("GET", `/v1/tasks/${encodeURIComponent(id)}`);
+        if (page.stopped || !page.task) return;
+        page.task = { ...page.task, steps: r.task?.steps };
+        page.flow?.update(page.task);
+      } while (again);
+    } catch {
+      /* the steps stay as they are until the next event */
+    } finally {
+      reading = false;
+    }
+  };
+
   load();
   return () => {
     page.stopped = true;
     page.stream?.stop();
+    page.flow?.stop();
   };
 }
 
@@ -945,7 +728,9 @@ function renderTask(view, page) {
     ),
     progress !== null && progress !== undefined ? h("progress", { class: "task-progress", max: "1", value: String(progress) }) : null,
     h("dl", { class: "facts card" }, facts.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v)))),
+    page.flow?.el,
   ];
+  page.flow?.update(t);
 
   const grid = h("div", { class: "task-grid" });
   grid.append(h("section", { class: "card" }, h("h2", {}, "Params"), h("pre", { class: "json" }, pretty(t.params ?? {}))));
@@ -983,7 +768,22 @@ function renderTask(view, page) {
         : h("p", { class: "muted" }, "No events yet."),
     ),
   );
-  view.replaceChildren(...sections.filter(Boolean));
+  replaceAround(view, sections.filter(Boolean), page.flow?.el);
+}
+
+/**
+ * Makes `nodes` the children of `view` without detaching `keep` (one of them) when it is
+ * already there, so a field being typed in it keeps its focus through a redraw.
+ */
+function replaceAround(view, nodes, keep) {
+  const i = keep ? nodes.indexOf(keep) : -1;
+  if (i < 0 || keep.parentNode !== view) {
+    view.replaceChildren(...nodes);
+    return;
+  }
+  for (const c of [...view.childNodes]) if (c !== keep) c.remove();
+  keep.before(...nodes.slice(0, i));
+  keep.after(...nodes.slice(i + 1));
 }
 
 const timelineStart = (page) => page.events[0]?.at_ms ?? page.task.created_at_ms;
@@ -1138,6 +938,7 @@ function setupLogin() {
 }
 
 async function main() {
+  session.refused = signOut;
   setupLogin();
   setupTasksView();
   renderTypeList();
