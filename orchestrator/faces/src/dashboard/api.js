@@ -4,7 +4,7 @@
 export const TOKEN_KEY = "cadre.token";
 export const STATES = ["QUEUED", "RUNNING", "RETRYING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"];
 export const TERMINAL = new Set(["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"]);
-/** Roles are rings (orchestrator/src/auth/roles.rs): each may do what the inner ones may. */
+/** Roles are rings (orchestrator/core/src/auth/roles.rs): each may do what the inner ones may. */
 export const ROLES = ["observer", "operator", "supervisor", "commander"];
 /** The innermost role each action needs (Action::min_role). */
 export const NEEDS = { submit: "operator", cancel: "operator", signal: "operator", status: "supervisor", scale: "supervisor" };
