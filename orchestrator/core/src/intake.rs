@@ -178,21 +178,30 @@ impl Node {
             }
         };
         engine_key_reserved(p, &spec)?;
-        if let Some(existing) = self.idempotent(p, &spec).await? {
+        // Both read the store; at once, they cost one read's time (a known key wins: its task
+        // is the answer whatever became of the parent since).
+        let (existing, parent) = futures::join!(self.idempotent(p, &spec), self.parent_visible(p, &spec));
+        if let Some(existing) = existing? {
             return Ok((existing, false, None));
         }
-        self.parent_visible(p, &spec).await?;
+        parent?;
         self.within_quota(&p.tenant)?;
         let spec = self.within_budget(&p.tenant, spec)?;
         self.within_capacity()?;
         self.store_durably(p, spec, &target, watch).await
     }
 
-    /// The task a tenant already submitted with this spec's idempotency key, if any.
+    /// The task a tenant already submitted with this spec's idempotency key, if any. The
+    /// workflow engine is not asked: it submits a step's key only when its snapshot of the
+    /// instance holds none, and the durable insert still answers a key that exists with its
+    /// task (so a race costs nothing but the quota check).
     async fn idempotent(&self, p: &Principal, spec: &TaskSpec) -> Result<Option<TaskRecord>> {
         let Some(key) = &spec.idempotency_key else {
             return Ok(None);
         };
+        if p.subject.starts_with(ENGINE_SUBJECT_PREFIX) {
+            return Ok(None);
+        }
         Ok(self.store.find_idempotent(&p.tenant, key).await?)
     }
 
@@ -350,9 +359,12 @@ fn node_wide_types(p: &Principal, admission: &Admission) -> Result<()> {
     Ok(())
 }
 
+/// What the subjects the workflow engine submits steps as start with.
+const ENGINE_SUBJECT_PREFIX: &str = "workflow:";
+
 /// The subject the workflow engine submits instance `id`'s steps as.
 pub(crate) fn engine_subject(id: cadre_proto::TaskId) -> String {
-    format!("workflow:{id}")
+    format!("{ENGINE_SUBJECT_PREFIX}{id}")
 }
 
 /// Idempotency keys starting `wf:` name workflow steps: only the engine submits them (a
@@ -360,7 +372,8 @@ pub(crate) fn engine_subject(id: cadre_proto::TaskId) -> String {
 fn engine_key_reserved(p: &Principal, spec: &TaskSpec) -> Result<()> {
     match &spec.idempotency_key {
         Some(key)
-            if key.starts_with(cadre_workflow::keys::RESERVED) && !p.subject.starts_with("workflow:") =>
+            if key.starts_with(cadre_workflow::keys::RESERVED)
+                && !p.subject.starts_with(ENGINE_SUBJECT_PREFIX) =>
         {
             Err(cadre_proto::SpecError::invalid(
                 "spec.idempotency_key",

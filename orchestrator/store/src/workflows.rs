@@ -427,19 +427,20 @@ macro_rules! impl_workflow_store {
                 tenant: &str,
             ) -> $crate::StoreResult<$crate::workflows::InstanceState> {
                 use $crate::workflows::{RecordRow, SignalRow, WfSql};
-                let children: Vec<$crate::rows::TaskRow> =
-                    WfSql::<$db>::children(instance, &Self::stored_text(tenant))
-                        .build_query_as()
-                        .fetch_all(&self.pool)
-                        .await?;
-                let records: Vec<RecordRow> = WfSql::<$db>::records(instance)
-                    .build_query_as()
-                    .fetch_all(&self.pool)
-                    .await?;
-                let signals: Vec<SignalRow> = WfSql::<$db>::signals(instance)
-                    .build_query_as()
-                    .fetch_all(&self.pool)
-                    .await?;
+                // Three reads at once (the engine reads this for every drive); each is
+                // consistent on its own, and the engine's reconcile is idempotent.
+                let mut children = WfSql::<$db>::children(instance, &Self::stored_text(tenant));
+                let mut records = WfSql::<$db>::records(instance);
+                let mut signals = WfSql::<$db>::signals(instance);
+                let (children, records, signals): (
+                    Vec<$crate::rows::TaskRow>,
+                    Vec<RecordRow>,
+                    Vec<SignalRow>,
+                ) = futures::try_join!(
+                    children.build_query_as().fetch_all(&self.pool),
+                    records.build_query_as().fetch_all(&self.pool),
+                    signals.build_query_as().fetch_all(&self.pool),
+                )?;
                 Ok($crate::workflows::InstanceState {
                     children: $crate::rows::TaskRow::records(children)?,
                     records: $crate::workflows::records(records)?,

@@ -4,16 +4,17 @@
 //! cut short by a crash is simply driven again.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use cadre_proto::clock::now_ms;
-use cadre_proto::{Role, TaskId, TaskRecord, TaskState, v1};
+use cadre_proto::{Role, TaskEvent, TaskId, TaskRecord, TaskState, v1};
 use cadre_store::WriteOp;
 use cadre_supervisors::Transition;
 use cadre_workflow::{Action, Done, Outcome, Submission, reconcile, workflow_of};
 use serde_json::{Value, json};
 
 use super::kind_version;
-use super::report::{changes, fraction_done};
+use super::report::{Snapshot, changes, fraction_done};
 use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::node::Node;
@@ -35,22 +36,74 @@ pub enum Next {
     WaitUntil(Option<i64>),
 }
 
-/// What the engine remembers of an instance between drives: the step states its last
-/// progress event reported (lost on a restart: the next drive reports them again).
-#[derive(Clone, Debug, Default)]
+/// What the engine remembers of an instance between drives (all lost on a restart, and
+/// rebuilt by the next drive from the store).
+#[derive(Default)]
 pub struct Memory {
+    /// The step states its last progress event reported.
     steps: Vec<(String, String)>,
+    /// The instance as last read (its tenant, input and version never change).
+    instance: Option<Box<TaskRecord>>,
+    /// Its stored state as the last drive left it, sub-tasks it submitted included.
+    snapshot: Option<Snapshot>,
+    /// Terminal events of its sub-tasks since the last drive, which bring `snapshot` up to
+    /// date.
+    pub(crate) news: Vec<Arc<TaskEvent>>,
+    /// Something else happened since (a signal, a timer, a cancel, a sweep): read it all.
+    pub(crate) stale: bool,
+}
+
+impl Memory {
+    /// The last drive's snapshot brought up to date by the news, when that is all that
+    /// happened since (None: read the store).
+    fn cached(&mut self) -> Option<Snapshot> {
+        let news = std::mem::take(&mut self.news);
+        let snapshot = self.snapshot.take();
+        if std::mem::take(&mut self.stale) || self.instance.is_none() {
+            return None;
+        }
+        snapshot?.patched(&news)
+    }
+}
+
+/// What carrying out one action did.
+enum Applied {
+    /// A sub-task was submitted (or was there already): it as intake returned it.
+    Submitted(Box<TaskRecord>),
+    /// Something another reconcile round may act on (a record settled, a cancel).
+    Changed,
+    /// A submission was refused for now (a rate limit, a full node, an unreachable store):
+    /// drive again at this time (Unix ms).
+    Later(i64),
 }
 
 /// The instance's attempt: an instance runs once (its steps retry, not it).
 const ATTEMPT: u32 = 1;
 
 impl Node {
-    /// Drives instance `id` (see the module docs).
+    /// Drives instance `id` (see the module docs), then reports what changed in its steps as
+    /// one progress event.
     pub(crate) async fn drive(&self, id: TaskId, memory: &mut Memory) -> Result<Next> {
+        let mut steps = None;
+        let next = self.drive_rounds(id, &mut steps, memory).await;
+        // A finished instance reported its steps before its terminal event.
+        if let (Some(steps), Ok(Next::WaitUntil(_))) = (steps, &next) {
+            self.report_progress(id, &steps, memory);
+        }
+        next
+    }
+
+    /// The reconcile rounds of a drive; `steps` ends as the last round's step reports.
+    async fn drive_rounds(
+        &self,
+        id: TaskId,
+        steps: &mut Option<Vec<cadre_workflow::StepReport>>,
+        memory: &mut Memory,
+    ) -> Result<Next> {
         let mut applied = BTreeSet::new();
+        let mut cached = memory.cached();
         for _ in 0..MAX_ROUNDS {
-            let Some(rec) = self.store.get(id).await? else {
+            let Some((rec, early)) = self.read(id, memory, cached.take()).await? else {
                 return Ok(Next::Finished);
             };
             if rec.state.is_terminal() {
@@ -67,35 +120,54 @@ impl Node {
                 }
                 Err(e) => return Err(e),
             };
-            if rec.state != TaskState::Running {
+            // The instance turns RUNNING while this round goes on: its event usually commits
+            // with the first step's. (Should the instance end first, the writer ignores it.)
+            let starting = (rec.state != TaskState::Running).then(|| {
                 let started = format!("workflow {name} version {} started", loaded.def.version);
-                self.writer
-                    .transition(Transition::new(id, TaskState::Running, ATTEMPT, started))
-                    .await?;
-            }
-            let snap = self.snapshot(&rec, &loaded.def).await?;
+                let t = Transition::new(id, TaskState::Running, ATTEMPT, started);
+                let writer = self.writer.clone();
+                tokio::spawn(async move { writer.transition(t).await.map(|_| ()) })
+            });
+            let mut snap = match early {
+                Some(snap) => snap,
+                None => self.snapshot(&rec, &loaded.def).await?,
+            };
             let plan = reconcile(&loaded.def, &snap.observed(now_ms()));
-            self.report_progress(id, &plan.steps, memory).await;
+            *steps = Some(plan.steps);
             let fresh: Vec<Action> = plan
                 .actions
                 .into_iter()
                 .filter(|a| applied.insert(action_key(a)))
                 .collect();
+            // Accepted submissions change nothing another round could act on (their sub-tasks'
+            // events drive the instance again); anything else may.
+            let mut only_submitted = true;
             for action in &fresh {
-                if let Some(later) = self.apply(&rec, action).await? {
-                    return Ok(Next::WaitUntil(Some(later)));
+                match (self.apply(&rec, action).await?, action) {
+                    (Applied::Later(at), _) => return Ok(Next::WaitUntil(Some(at))),
+                    (Applied::Submitted(t), Action::Submit(s)) => snap.submitted(&s.key, &t),
+                    _ => only_submitted = false,
+                }
+            }
+            if let Some(started) = starting {
+                started
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("the instance did not start: {e}")))??;
+                if let Some(known) = memory.instance.as_mut() {
+                    known.state = TaskState::Running;
                 }
             }
             match plan.outcome {
                 Outcome::Succeeded(v) => {
-                    self.finish(&rec, Ok(v)).await?;
+                    self.finish_reported(&rec, Ok(v), steps, memory).await?;
                     return Ok(Next::Finished);
                 }
                 Outcome::Failed(why) => {
-                    self.finish(&rec, Err(why)).await?;
+                    self.finish_reported(&rec, Err(why), steps, memory).await?;
                     return Ok(Next::Finished);
                 }
-                Outcome::Running { wake_at_ms } if fresh.is_empty() => {
+                Outcome::Running { wake_at_ms } if only_submitted => {
+                    memory.snapshot = Some(snap);
                     return Ok(Next::WaitUntil(wake_at_ms));
                 }
                 Outcome::Running { .. } => {}
@@ -104,9 +176,39 @@ impl Node {
         Ok(Next::WaitUntil(Some(now_ms() + 100)))
     }
 
-    /// Carries out one action. Some(time): a submission was refused for now (a rate limit, a
-    /// full node, an unreachable store); drive again then.
-    async fn apply(&self, rec: &TaskRecord, action: &Action) -> Result<Option<i64>> {
+    /// The instance and, when at hand, its snapshot: `cached` if there is one (nothing read),
+    /// else both read at once when the instance's unchanging parts (tenant, input, version)
+    /// are known from an earlier read, else the instance alone. None: it is gone.
+    async fn read(
+        &self,
+        id: TaskId,
+        memory: &mut Memory,
+        cached: Option<Snapshot>,
+    ) -> Result<Option<(TaskRecord, Option<Snapshot>)>> {
+        if let (Some(snap), Some(known)) = (cached, memory.instance.as_deref()) {
+            return Ok(Some((known.clone(), Some(snap))));
+        }
+        let (rec, early) = match memory.instance.as_deref() {
+            Some(k) => futures::join!(self.store.get(id), self.early_snapshot(k)),
+            None => (self.store.get(id).await, None),
+        };
+        let Some(rec) = rec? else {
+            return Ok(None);
+        };
+        memory.instance = Some(Box::new(rec.clone()));
+        Ok(Some((rec, early)))
+    }
+
+    /// The snapshot of an instance read earlier, if its definition is at hand (None: read it
+    /// the long way, which also says why not).
+    async fn early_snapshot(&self, known: &TaskRecord) -> Option<Snapshot> {
+        let name = workflow_of(&known.spec.task_type)?;
+        let loaded = self.loaded(name, kind_version(&known.worker_kind)).await.ok()?;
+        self.snapshot(known, &loaded.def).await.ok()
+    }
+
+    /// Carries out one action.
+    async fn apply(&self, rec: &TaskRecord, action: &Action) -> Result<Applied> {
         match action {
             Action::Submit(s) => return self.submit_step(rec, s).await,
             Action::Open { record, due_at_ms } => {
@@ -129,13 +231,13 @@ impl Node {
                 }
             }
         }
-        Ok(None)
+        Ok(Applied::Changed)
     }
 
     /// Submits a step's sub-task through intake, as the instance's tenant (subject
     /// `workflow:<id>`, operator role): every check applies. A refusal that passes waits; one
     /// that does not settles the sub-task's record as failed, with why.
-    async fn submit_step(&self, rec: &TaskRecord, s: &Submission) -> Result<Option<i64>> {
+    async fn submit_step(&self, rec: &TaskRecord, s: &Submission) -> Result<Applied> {
         let p = Principal {
             subject: crate::intake::engine_subject(rec.id),
             tenant: rec.tenant.clone(),
@@ -152,15 +254,17 @@ impl Node {
             security_level: v1::SecurityLevel::Standard as i32,
         };
         let refused = match self.submit(&p, Some(&wire)).await {
-            Ok(_) => return Ok(None),
+            Ok((t, _)) => return Ok(Applied::Submitted(Box::new(t))),
             Err(Error::RateLimited { retry_after, .. }) => {
-                return Ok(Some(now_ms() + retry_after.as_millis().min(60_000) as i64));
+                return Ok(Applied::Later(
+                    now_ms() + retry_after.as_millis().min(60_000) as i64,
+                ));
             }
             Err(Error::Exhausted(_) | Error::Unavailable(_)) => {
-                return Ok(Some(now_ms() + RETRY_REFUSED_MS));
+                return Ok(Applied::Later(now_ms() + RETRY_REFUSED_MS));
             }
             // The instance finished while the step was being submitted.
-            Err(Error::FailedPrecondition(_)) if self.finished(rec.id).await => return Ok(None),
+            Err(Error::FailedPrecondition(_)) if self.finished(rec.id).await => return Ok(Applied::Changed),
             Err(Error::OverBudget(why)) => Done {
                 ok: false,
                 output: json!({"refused": "budget"}),
@@ -180,7 +284,7 @@ impl Node {
         };
         tracing::info!(instance = %rec.id, step = %s.step, error = ?refused.error, "workflow step refused");
         self.store.close_record(rec.id, &s.key, &refused, None).await?;
-        Ok(None)
+        Ok(Applied::Changed)
     }
 
     /// Whether task `id` is finished (or gone).
@@ -226,21 +330,56 @@ impl Node {
         }
     }
 
-    /// A progress event on the instance when its steps changed since the last one.
-    async fn report_progress(&self, id: TaskId, steps: &[cadre_workflow::StepReport], memory: &mut Memory) {
-        let Some(message) = changes(&memory.steps, steps) else {
+    /// Ends the instance after a last progress event of how its steps ended: both are handed
+    /// to the writer at once, the progress first, so they usually share one commit (a watcher
+    /// sees the steps' end, then the instance's).
+    async fn finish_reported(
+        &self,
+        rec: &TaskRecord,
+        outcome: std::result::Result<Value, String>,
+        steps: &mut Option<Vec<cadre_workflow::StepReport>>,
+        memory: &mut Memory,
+    ) -> Result<()> {
+        let report = steps.take().and_then(|now| progress_op(rec.id, memory, &now));
+        let last = async {
+            if let Some(op) = report
+                && let Err(e) = self.writer.write_together(vec![(op, None)]).await
+            {
+                tracing::warn!(task_id = %rec.id, error = %e, "workflow progress event not stored");
+            }
+        };
+        let ((), finished) = futures::join!(last, self.finish(rec, outcome));
+        finished
+    }
+
+    /// A progress event on the instance when its steps changed since the last one. It is
+    /// written off the drive's path (it commits with the next writes of the batch; the steps
+    /// themselves are in the store already, and Get reads them from there): a drive does not
+    /// wait for its report.
+    fn report_progress(&self, id: TaskId, steps: &[cadre_workflow::StepReport], memory: &mut Memory) {
+        let Some(op) = progress_op(id, memory, steps) else {
             return;
         };
-        let op = WriteOp::Progress {
-            task_id: id,
-            attempt: ATTEMPT,
-            fraction: fraction_done(steps),
-            message,
-        };
-        if self.writer.write_together(vec![(op, None)]).await.is_ok() {
-            memory.steps = steps.iter().map(|s| (s.id.clone(), s.state.clone())).collect();
-        }
+        let writer = self.writer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = writer.write_together(vec![(op, None)]).await {
+                tracing::warn!(task_id = %id, error = %e, "workflow progress event not stored");
+            }
+        });
     }
+}
+
+/// The progress event that reports what changed in `now` since `memory` (None: nothing did),
+/// and `now` remembered as reported.
+fn progress_op(id: TaskId, memory: &mut Memory, now: &[cadre_workflow::StepReport]) -> Option<WriteOp> {
+    let message = changes(&memory.steps, now)?;
+    memory.steps = now.iter().map(|s| (s.id.clone(), s.state.clone())).collect();
+    Some(WriteOp::Progress {
+        task_id: id,
+        attempt: ATTEMPT,
+        fraction: fraction_done(now),
+        message,
+    })
 }
 
 /// What makes an action the same action again within one drive (a cancel asked for again

@@ -34,6 +34,9 @@ use tokio::task::JoinHandle;
 use super::drive::{Memory, Next};
 use crate::node::Node;
 
+/// Sub-task ends kept for one instance between drives; past this its next drive reads it
+/// whole.
+const MAX_NEWS: usize = 256;
 /// Instances driven at once.
 pub const MAX_DRIVES: usize = 32;
 /// How often a replica that does not lead tries to.
@@ -61,7 +64,7 @@ pub enum EngineMsg {
     /// An event of the log (only those that may concern an instance are sent).
     Event(Arc<TaskEvent>),
     /// A drive ended.
-    Driven(TaskId, Result<Next, String>, Memory),
+    Driven(TaskId, Result<Next, String>, Box<Memory>),
     /// The event stream broke (the store failed): follow again and sweep.
     FollowLost,
     /// Whether this engine leads, and how many instances it knows (for status and tests).
@@ -90,8 +93,12 @@ struct Slot {
     queued: bool,
     /// Its timer: when, and the task that will touch it then.
     timer: Option<(i64, JoinHandle<()>)>,
-    /// What its last progress event reported.
+    /// What the engine remembers of it between drives.
     memory: Memory,
+    /// Ends of its sub-tasks since its drive started (the next drive takes them in).
+    news: Vec<Arc<TaskEvent>>,
+    /// Something else happened since its drive started: the next reads it whole.
+    stale: bool,
     /// The running drive, aborted if the engine stops.
     drive: Option<tokio::task::AbortHandle>,
 }
@@ -143,10 +150,13 @@ impl Actor for Engine {
             EngineMsg::Touch(id) => state.touch(&me, id),
             EngineMsg::Event(e) => {
                 for id in state.concerned(&e) {
-                    state.touch(&me, id);
+                    // A sub-task's end is news the last snapshot can take in; anything else
+                    // about the instance means reading it again.
+                    let news = (id != e.task_id).then(|| e.clone());
+                    state.touch_with(&me, id, news);
                 }
             }
-            EngineMsg::Driven(id, next, memory) => state.driven(&me, id, next, memory),
+            EngineMsg::Driven(id, next, memory) => state.driven(&me, id, next, *memory),
             EngineMsg::FollowLost => {
                 if state.lease.is_some() {
                     tracing::warn!("workflow engine lost the event stream; following again");
@@ -321,12 +331,23 @@ impl EngineState {
         ids
     }
 
-    /// Queues a drive of instance `id` (or marks the running one to go again).
+    /// Queues a drive of instance `id` that reads it whole (or marks the running one to go
+    /// again).
     fn touch(&mut self, me: &ActorRef<EngineMsg>, id: TaskId) {
+        self.touch_with(me, id, None);
+    }
+
+    /// Queues a drive of instance `id` for the end of one of its sub-tasks (`news`), or for
+    /// anything else (None).
+    fn touch_with(&mut self, me: &ActorRef<EngineMsg>, id: TaskId, news: Option<Arc<TaskEvent>>) {
         if self.lease.is_none() {
             return;
         }
         let slot = self.slots.entry(id).or_default();
+        match news {
+            Some(e) if slot.news.len() < MAX_NEWS => slot.news.push(e),
+            _ => slot.stale = true,
+        }
         if slot.busy {
             slot.dirty = true;
         } else if !slot.queued {
@@ -351,6 +372,8 @@ impl EngineState {
             let node = self.node.clone();
             let me = me.clone();
             let mut memory = std::mem::take(&mut slot.memory);
+            memory.news = std::mem::take(&mut slot.news);
+            memory.stale |= std::mem::take(&mut slot.stale);
             let task = tokio::spawn(async move {
                 let next = std::panic::AssertUnwindSafe(node.drive(id, &mut memory))
                     .catch_unwind()
@@ -360,7 +383,7 @@ impl EngineState {
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err("the drive panicked".to_string()),
                 };
-                let _ = me.cast(EngineMsg::Driven(id, next, memory));
+                let _ = me.cast(EngineMsg::Driven(id, next, Box::new(memory)));
             });
             slot.drive = Some(task.abort_handle());
         }

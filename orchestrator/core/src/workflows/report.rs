@@ -3,9 +3,10 @@
 //! progress events).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use cadre_proto::clock::now_ms;
-use cadre_proto::{TaskRecord, v1};
+use cadre_proto::{TaskEvent, TaskRecord, TaskState, v1};
 use cadre_workflow::{Child, Definition, Observed, Plan, Record, Signal, StepReport, keys, reconcile};
 use serde_json::{Value, json};
 
@@ -29,6 +30,36 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
+    /// This snapshot brought up to date with the terminal events of its sub-tasks since it was
+    /// read (`news`), or None when one of them is not a sub-task it knows or lacks what the
+    /// store would say (a SUCCEEDED event without its result): then it must be read again.
+    pub fn patched(mut self, news: &[Arc<TaskEvent>]) -> Option<Snapshot> {
+        for e in news {
+            let id = e.task_id.to_string();
+            if !e.state.is_terminal() || (e.state == TaskState::Succeeded && e.result.is_none()) {
+                return None;
+            }
+            let child = self.children.values_mut().find(|c| c.task_id == id)?;
+            child.state = e.state;
+            child.result = e.result.clone();
+            child.error = (e.state != TaskState::Succeeded).then(|| e.message.clone());
+            child.updated_at_ms = e.at_ms;
+            if let Some(t) = self.times.get_mut(&id) {
+                *t = (t.0, e.at_ms, true);
+            }
+        }
+        Some(self)
+    }
+
+    /// Adds a sub-task just submitted under `key` (as intake returned it).
+    pub fn submitted(&mut self, key: &str, t: &TaskRecord) {
+        self.times.insert(
+            t.id.to_string(),
+            (t.created_at_ms, t.updated_at_ms, t.state.is_terminal()),
+        );
+        self.children.insert(key.to_string(), child_of(t));
+    }
+
     /// What the reconciler reads, at `now_ms`.
     pub fn observed(&self, now_ms: i64) -> Observed<'_> {
         Observed {
@@ -61,16 +92,7 @@ impl Node {
                 c.id.to_string(),
                 (c.created_at_ms, c.updated_at_ms, c.state.is_terminal()),
             );
-            children.insert(
-                key,
-                Child {
-                    task_id: c.id.to_string(),
-                    state: c.state,
-                    result: c.result,
-                    error: c.error,
-                    updated_at_ms: c.updated_at_ms,
-                },
-            );
+            children.insert(key, child_of(&c));
         }
         let mut tool_schemas = BTreeMap::new();
         for step in &def.steps {
@@ -173,6 +195,17 @@ fn wire_step(s: &StepReport, snap: &Snapshot) -> v1::WorkflowStep {
             .collect(),
         started_at_ms: started,
         ended_at_ms: ended,
+    }
+}
+
+/// A stored sub-task as the reconciler sees it.
+fn child_of(t: &TaskRecord) -> Child {
+    Child {
+        task_id: t.id.to_string(),
+        state: t.state,
+        result: t.result.clone(),
+        error: t.error.clone(),
+        updated_at_ms: t.updated_at_ms,
     }
 }
 
