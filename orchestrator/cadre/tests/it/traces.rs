@@ -177,14 +177,20 @@ async fn retries_are_sibling_attempts_and_submit_and_wait_and_delegate_are_trace
     }
     assert_eq!(record.parent_span_id, attempts[1].span_id);
 
-    // A delegated sub-task is traced like a submission.
+    // A delegated sub-task is traced like a submission (under a parent still running: a
+    // finished task takes no new sub-tasks).
+    let parent = crate::common::submit(
+        &mut node.tasks().await,
+        spec("system.debug.sleep", r#"{"ms": 30000}"#),
+    )
+    .await;
     let bearer = TestNode::bearer(Some(&node.credential()))
         .with_traceparent(Some(&traceparent(trace_id, "c7ad6b7169203331")));
     let mut peer = SupervisorPeerClient::with_interceptor(node.channel().await, bearer);
     let sub = peer
         .delegate(v1::DelegateRequest {
             spec: Some(spec("system.debug.echo", "{}")),
-            parent_id: t.id.clone(),
+            parent_id: parent.id.clone(),
             wait_ms: 30_000,
             tenant: String::new(),
         })
