@@ -85,14 +85,7 @@ async fn config_reload_by_rpc_and_sighup_resizes_pools_and_adds_routes() {
     let base = std::fs::read_to_string(&path).unwrap();
 
     std::fs::write(&path, format!("{base}\n[supervisors.system.pools]\nhealth = 5\n")).unwrap();
-    let changes = node
-        .admin()
-        .await
-        .reload_config(v1::ReloadConfigRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .changes;
+    let changes = reload(&node).await;
     assert!(
         changes.iter().any(|c| c.contains("system/health: 2 -> 5")),
         "{changes:?}"
@@ -161,14 +154,7 @@ async fn config_reload_by_rpc_and_sighup_resizes_pools_and_adds_routes() {
         format!("{base}\n[executors.exec.commands.upper]\nprogram = \"/usr/bin/tr\"\n"),
     )
     .unwrap();
-    let changes = node
-        .admin()
-        .await
-        .reload_config(v1::ReloadConfigRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .changes;
+    let changes = reload(&node).await;
     assert!(
         changes
             .iter()
@@ -196,16 +182,20 @@ async fn config_reload_by_rpc_and_sighup_resizes_pools_and_adds_routes() {
         format!("{base}\n[workflows]\nfiles = [{flow:?}]\n[bus]\npeer_ttl_ms = 12345\n"),
     )
     .unwrap();
-    let changes = node
-        .admin()
-        .await
-        .reload_config(v1::ReloadConfigRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .changes;
+    let changes = reload(&node).await;
     for section in ["workflows", "bus"] {
         let want = format!("{section}: changed in the file; takes effect after a restart");
         assert!(changes.contains(&want), "{changes:?}");
     }
+}
+
+/// Reloads the node's config by RPC; the changes it reports.
+async fn reload(node: &TestNode) -> Vec<String> {
+    node.admin()
+        .await
+        .reload_config(v1::ReloadConfigRequest {})
+        .await
+        .expect("reload")
+        .into_inner()
+        .changes
 }
