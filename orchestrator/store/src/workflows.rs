@@ -299,13 +299,9 @@ where
         qb
     }
 
-    /// Opens a record unless it exists.
-    pub fn open_record(
-        instance: TaskId,
-        record: &str,
-        opened_at_ms: i64,
-        due_at_ms: Option<i64>,
-    ) -> QueryBuilder<DB> {
+    /// `INSERT INTO workflow_records ... VALUES (instance, record, opened_at_ms, ` (the
+    /// caller adds `due_at_ms, done)` and what a conflict does).
+    fn record_insert(instance: TaskId, record: &str, opened_at_ms: i64) -> QueryBuilder<DB> {
         let mut qb = QueryBuilder::new(
             "INSERT INTO workflow_records (instance, record, opened_at_ms, due_at_ms, done) VALUES (",
         );
@@ -314,28 +310,30 @@ where
             .push_bind(record.to_string())
             .push(", ")
             .push_bind(opened_at_ms)
-            .push(", ")
-            .push_bind(due_at_ms)
+            .push(", ");
+        qb
+    }
+
+    /// Opens a record unless it exists.
+    pub fn open_record(
+        instance: TaskId,
+        record: &str,
+        opened_at_ms: i64,
+        due_at_ms: Option<i64>,
+    ) -> QueryBuilder<DB> {
+        let mut qb = Self::record_insert(instance, record, opened_at_ms);
+        qb.push_bind(due_at_ms)
             .push(", NULL) ON CONFLICT (instance, record) DO NOTHING");
         qb
     }
 
     /// Settles a record (inserting it settled if it was never opened) unless it is settled.
     pub fn close_record(instance: TaskId, record: &str, done: String, at_ms: i64) -> QueryBuilder<DB> {
-        let mut qb = QueryBuilder::new(
-            "INSERT INTO workflow_records (instance, record, opened_at_ms, due_at_ms, done) VALUES (",
-        );
-        qb.push_bind(instance.to_string())
-            .push(", ")
-            .push_bind(record.to_string())
-            .push(", ")
-            .push_bind(at_ms)
-            .push(", NULL, ")
-            .push_bind(done)
-            .push(
-                ") ON CONFLICT (instance, record) DO UPDATE SET done = excluded.done \
+        let mut qb = Self::record_insert(instance, record, at_ms);
+        qb.push("NULL, ").push_bind(done).push(
+            ") ON CONFLICT (instance, record) DO UPDATE SET done = excluded.done \
                  WHERE workflow_records.done IS NULL",
-            );
+        );
         qb
     }
 

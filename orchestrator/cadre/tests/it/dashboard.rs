@@ -138,27 +138,14 @@ async fn dashboard_works_in_headless_chromium() {
     for name in SCREENSHOTS.iter().chain(&["failure"]) {
         let _ = std::fs::remove_file(shots.join(format!("{name}.png")));
     }
-    let log_path = shots.join("dashboard.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-
-    let mut child = tokio::process::Command::new("node")
-        .arg(browser_dir.join("dashboard.mjs"))
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(browser_dir.join("dashboard.mjs"))
         .arg(&node.http)
         .arg(&token)
         .arg(&shots)
         .arg(&observer)
-        .current_dir(&browser_dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn node");
-    let status = tokio::time::timeout(Duration::from_secs(300), child.wait())
-        .await
-        .expect("tests/browser/dashboard.mjs finishes within 5 minutes")
-        .unwrap();
-    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+        .current_dir(&browser_dir);
+    let (status, output) = run_logged(cmd, &shots.join("dashboard.log")).await;
     assert!(
         status.success(),
         "dashboard.mjs failed ({status}):\n{output}\nnode log:\n{}",
@@ -374,25 +361,13 @@ async fn workflow_steps_and_approvals_in_headless_chromium() {
     for name in ["laptop-workflow", "phone-workflow", "workflow-failure"] {
         let _ = std::fs::remove_file(shots.join(format!("{name}.png")));
     }
-    let log_path = shots.join("workflow.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = tokio::process::Command::new("node")
-        .args(["--input-type=module", "-e", WORKFLOW_SCRIPT])
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.args(["--input-type=module", "-e", WORKFLOW_SCRIPT])
         .env("CADRE_URL", &node.http)
         .env("CADRE_TOKEN", &operator)
         .env("CADRE_SHOTS", &shots)
-        .current_dir(&browser_dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn node");
-    let status = tokio::time::timeout(Duration::from_secs(300), child.wait())
-        .await
-        .expect("the workflow browser test finishes within 5 minutes")
-        .unwrap();
-    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+        .current_dir(&browser_dir);
+    let (status, output) = run_logged(cmd, &shots.join("workflow.log")).await;
     assert!(
         status.success() && output.contains("workflow test passed"),
         "the workflow browser test failed ({status}):\n{output}\nnode log:\n{}",
@@ -426,4 +401,22 @@ async fn workflow_steps_and_approvals_in_headless_chromium() {
     let gate = t.steps.iter().find(|s| s.id == "gate").expect("gate");
     assert_eq!(gate.error, "rejected by operator-default: not today");
     assert_ne!(step_state(&t, "after"), "SUCCEEDED");
+}
+
+/// Runs a browser script (`cmd`, set up but not started) with its output going to `log_path`,
+/// for at most 5 minutes; its exit status and everything it printed.
+async fn run_logged(mut cmd: tokio::process::Command, log_path: &Path) -> (std::process::ExitStatus, String) {
+    let log = std::fs::File::create(log_path).unwrap();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn node");
+    let status = tokio::time::timeout(Duration::from_secs(300), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("{}: the browser script ran over 5 minutes", log_path.display()))
+        .unwrap();
+    (status, std::fs::read_to_string(log_path).unwrap_or_default())
 }
