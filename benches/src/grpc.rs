@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use cadre_core::auth::Bearer;
+use cadre_client::Bearer;
 use cadre_proto::v1::task_service_client::TaskServiceClient;
 use cadre_proto::v1::{SubmitAndWaitRequest, TaskState};
 use tonic::service::interceptor::InterceptedService;

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use cadre::server::Running;
-use cadre_core::auth::Bearer;
+use cadre_client::Bearer;
 use cadre_core::config::{Config, ConfigSource, LogConfig};
 use cadre_supervisors::supervisor::MAX_POOL_SIZE;
 

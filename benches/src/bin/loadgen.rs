@@ -25,7 +25,7 @@ use cadre_benches::echo::{EchoReply, EchoRequest};
 use cadre_benches::grpc::{connect, submit_and_wait_succeeded};
 use cadre_benches::node::InProcess;
 use cadre_benches::stats::{RunStats, Summary, ratio};
-use cadre_core::auth::Bearer;
+use cadre_client::Bearer;
 use cadre_proto::v1::task_service_client::TaskServiceClient;
 use cadre_proto::v1::{SubmitAndWaitRequest, TaskSpec};
 use clap::Parser;

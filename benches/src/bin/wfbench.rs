@@ -23,7 +23,7 @@ use anyhow::{Context, bail};
 use cadre_benches::grpc::{TaskClient, connect};
 use cadre_benches::node::InProcess;
 use cadre_benches::stats::{quantile, ratio};
-use cadre_core::auth::Bearer;
+use cadre_client::Bearer;
 use cadre_proto::v1::task_service_client::TaskServiceClient;
 use cadre_proto::v1::workflow_service_client::WorkflowServiceClient;
 use cadre_proto::v1::{RegisterWorkflowRequest, SubmitAndWaitRequest, TaskSpec, TaskState};

@@ -30,7 +30,7 @@ use axum::extract::ws::{Message as AxumMessage, Utf8Bytes, WebSocket, WebSocketU
 use axum::response::Response;
 use cadre_benches::node::InProcess;
 use cadre_benches::stats::{RunStats, Summary, ratio};
-use cadre_core::auth::Bearer;
+use cadre_client::Bearer;
 use cadre_proto::v1::task_service_client::TaskServiceClient;
 use cadre_proto::v1::{SubmitRequest, TaskSpec};
 use clap::Parser;

@@ -101,25 +101,25 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Command::VerifyResult { id, public_key } => {
             let data_dir = node.data_dir_or_default();
-            audit::verify_result(node.tasks().await?, id, public_key, &data_dir).await
+            audit::verify_result(node.client().await?, id, public_key, &data_dir).await
         }
-        Command::Submit(a) => tasks::submit(node.tasks().await?, a).await,
-        Command::Get { id, json } => tasks::get(node.tasks().await?, id, json).await,
-        Command::Cancel { id, reason } => tasks::cancel(node.tasks().await?, id, reason).await,
-        Command::Watch(w) => tasks::watch(node.tasks().await?, w).await,
-        Command::Tasks(t) => tasks::list(node.tasks().await?, t).await,
-        Command::Types { prefix, json } => tasks::types(node.tasks().await?, prefix, json).await,
-        Command::Status(a) => admin::status(node.admin().await?, a).await,
+        Command::Submit(a) => tasks::submit(node.client().await?, a).await,
+        Command::Get { id, json } => tasks::get(node.client().await?, id, json).await,
+        Command::Cancel { id, reason } => tasks::cancel(node.client().await?, id, reason).await,
+        Command::Watch(w) => tasks::watch(node.client().await?, w).await,
+        Command::Tasks(t) => tasks::list(node.client().await?, t).await,
+        Command::Types { prefix, json } => tasks::types(node.client().await?, prefix, json).await,
+        Command::Status(a) => admin::status(node.client().await?, a).await,
         Command::Scale {
             supervisor,
             kind,
             replicas,
-        } => admin::scale(node.admin().await?, supervisor, kind, replicas).await,
-        Command::Reload => admin::reload(node.admin().await?).await,
-        Command::Usage { tenant, day } => admin::usage(node.admin().await?, tenant, day).await,
+        } => admin::scale(node.client().await?, supervisor, kind, replicas).await,
+        Command::Reload => admin::reload(node.client().await?).await,
+        Command::Usage { tenant, day } => admin::usage(node.client().await?, tenant, day).await,
         Command::Workflow { command } => workflows::workflow(node, command).await,
         Command::Signal(a) => workflows::signal(node, a).await,
-        Command::Token { command } => credentials::token(node.admin().await?, command).await,
-        Command::Key { command } => credentials::key(node.admin().await?, command).await,
+        Command::Token { command } => credentials::token(node.client().await?, command).await,
+        Command::Key { command } => credentials::key(node.client().await?, command).await,
     }
 }

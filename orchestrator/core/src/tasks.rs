@@ -280,9 +280,16 @@ impl Node {
             tenant: p.tenant_scope().map(str::to_string),
             parent_id,
         };
+        let after = match (req.live_only, req.after_cursor) {
+            (false, after) => after,
+            (true, 0) => self.head_cursor().await?,
+            (true, _) => {
+                return Err(SpecError::invalid("live_only", "cannot be combined with after_cursor").into());
+            }
+        };
         Ok(self
             .hub
-            .watch(self.store.clone(), filter, req.after_cursor, task_id.is_some()))
+            .watch(self.store.clone(), filter, after, task_id.is_some()))
     }
 
     /// Stored events of one visible task with a cursor after `after`, oldest first (at most

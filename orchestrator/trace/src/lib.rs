@@ -115,11 +115,6 @@ pub fn trace_id_of(tp: &str) -> Option<opentelemetry::trace::TraceId> {
     sc.is_valid().then(|| sc.trace_id())
 }
 
-/// Whether `tp` is a well-formed `traceparent` naming a valid trace and span.
-pub fn is_valid_traceparent(tp: &str) -> bool {
-    context_from_traceparent(tp).span().span_context().is_valid()
-}
-
 /// Makes `tp` the parent of `span` (which must not have been entered yet). Used by the
 /// supervisors' attempt spans, which cannot name OpenTelemetry themselves.
 pub fn set_parent_from_traceparent(span: &tracing::Span, tp: &str) {

@@ -11,7 +11,7 @@ use anyhow::bail;
 use cadre::server::Endpoints;
 use cadre_benches::grpc::{TaskClient, connect, submit_and_wait_succeeded};
 use cadre_benches::stats::RunStats;
-use cadre_core::auth::Bearer;
+use cadre_client::Bearer;
 use cadre_proto::v1::admin_service_client::AdminServiceClient;
 use cadre_proto::v1::task_service_client::TaskServiceClient;
 use cadre_proto::v1::{StatusRequest, SubmitAndWaitRequest, TaskSpec};

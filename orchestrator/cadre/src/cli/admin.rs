@@ -3,43 +3,27 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use cadre_proto::v1;
+use anyhow::Result;
+use cadre_client::Client;
 
 use super::args::StatusArgs;
-use super::connect::AdminClient;
-use super::render::{Answer, render_status};
+use super::render::render_status;
 use super::watch::{self, Face};
 
 /// `cadre status`: the supervisor tree once, or with `--watch` refreshed until Ctrl-C.
-pub(super) async fn status(mut admin: AdminClient, a: StatusArgs) -> Result<i32> {
+pub(super) async fn status(client: Client, a: StatusArgs) -> Result<i32> {
     if a.watch {
         let interval = Duration::from_millis(a.interval_ms);
-        return watch::status_loop(&mut admin, interval, Face::detect(a.plain), render_status).await;
+        return watch::status_loop(&client, interval, Face::detect(a.plain), render_status).await;
     }
-    let s = admin.status(v1::StatusRequest {}).await.answer()?;
+    let s = client.status().await?;
     print!("{}", render_status(&s));
     Ok(0)
 }
 
 /// `cadre scale`: resizes one worker pool and prints its new target and live counts.
-pub(super) async fn scale(
-    mut admin: AdminClient,
-    supervisor: String,
-    kind: String,
-    replicas: u32,
-) -> Result<i32> {
-    let req = v1::ScaleRequest {
-        supervisor: supervisor.clone(),
-        worker_kind: kind,
-        replicas,
-    };
-    let pool = admin
-        .scale(req)
-        .await
-        .answer()?
-        .pool
-        .context("no pool returned")?;
+pub(super) async fn scale(client: Client, supervisor: String, kind: String, replicas: u32) -> Result<i32> {
+    let pool = client.scale(&supervisor, &kind, replicas).await?;
     println!(
         "{supervisor}/{}: target {} live {} busy {}",
         pool.worker_kind, pool.target_size, pool.live_workers, pool.busy_workers
@@ -48,20 +32,20 @@ pub(super) async fn scale(
 }
 
 /// `cadre reload`: has the node re-read its config file; prints each change, or `no changes`.
-pub(super) async fn reload(mut admin: AdminClient) -> Result<i32> {
-    let r = admin.reload_config(v1::ReloadConfigRequest {}).await.answer()?;
-    if r.changes.is_empty() {
+pub(super) async fn reload(client: Client) -> Result<i32> {
+    let changes = client.reload_config().await?;
+    if changes.is_empty() {
         println!("no changes");
     }
-    for c in r.changes {
+    for c in changes {
         println!("{c}");
     }
     Ok(0)
 }
 
 /// `cadre usage`: tokens and cost per tenant and model for one UTC day, as a table.
-pub(super) async fn usage(mut admin: AdminClient, tenant: String, day: String) -> Result<i32> {
-    let r = admin.usage(v1::UsageRequest { tenant, day }).await.answer()?;
+pub(super) async fn usage(client: Client, tenant: String, day: String) -> Result<i32> {
+    let r = client.usage(&tenant, &day).await?;
     println!("usage on {} (UTC)", r.day);
     println!(
         "{:<16}  {:<24}  {:>12}  {:>12}  {:>12}",

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use cadre_proto::v1;
 use cadre_store::chain as audit;
 use cadre_store::sqlite::SqliteStore;
 
+use cadre_client::Client;
+
 use super::args::AuditCommand;
-use super::connect::TasksClient;
-use super::render::{Answer, state_name};
+use super::render::state_name;
 
 /// How to check an evidence package by hand; written into every package.
 const EVIDENCE_HOWTO: &str = "Each record's hash is SHA-256 over its prev_hash (hex text) followed by the \
@@ -175,7 +175,7 @@ async fn export(
 /// key (`<data-dir>/node-ed25519.pub.pem`, or each `--public-key`) and names the key that
 /// signed it; an error if none did.
 pub(super) async fn verify_result(
-    mut tasks: TasksClient,
+    client: Client,
     id: String,
     public_key: Vec<PathBuf>,
     data_dir: &Path,
@@ -191,7 +191,7 @@ pub(super) async fn verify_result(
             .with_context(|| format!("cannot read the node public key {}", path.display()))?;
         keys.push((path, cadre_core::audit::public_key(&pem)?));
     }
-    let task = tasks.get(v1::GetRequest { id }).await.answer()?;
+    let task = client.get(&id).await?;
     if task.result_signature.is_empty() {
         bail!(
             "task {} has no signed result (state {}, not a verified task?)",

@@ -1,33 +1,18 @@
 //! How client commands reach the node; no command of its own. It finds the endpoint
 //! (`--endpoint` / `CADRE_ENDPOINT`, else `<data-dir>/endpoints.json` written by `cadre serve`,
 //! else the default), the credential (`--token` / `CADRE_TOKEN`, else `<data-dir>/credentials`),
-//! sets up TLS for `https://` endpoints and opens the channel whose calls carry the credential
-//! and the caller's `TRACEPARENT` through the [`Bearer`] interceptor. `cadre mcp` uses the same
+//! sets up TLS for `https://` endpoints and connects a [`cadre_client::Client`] whose calls
+//! carry the credential and the caller's trace context: every command talks to the node
+//! through that client crate. `cadre mcp` uses the same
 //! lookups for the node's HTTP address.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
-use cadre_core::auth::Bearer;
-use cadre_proto::v1::{
-    admin_service_client::AdminServiceClient, task_service_client::TaskServiceClient,
-    workflow_service_client::WorkflowServiceClient,
-};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use anyhow::{Result, anyhow};
+use cadre_client::{Bearer, Client, Tls};
 
 use super::args::ClientTls;
 use crate::server::Endpoints;
-
-/// The task client with credentials attached.
-pub(super) type TasksClient = TaskServiceClient<InterceptedService<Channel, Bearer>>;
-
-/// The workflow client with credentials attached.
-pub(super) type WorkflowsClient = WorkflowServiceClient<InterceptedService<Channel, Bearer>>;
-
-/// The admin client with credentials attached.
-pub(super) type AdminClient = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// The data dir when `--data-dir` / `CADRE_DATA_DIR` is not given.
 const DEFAULT_DATA_DIR: &str = "cadre-data";
@@ -81,47 +66,29 @@ impl Target {
         )
     }
 
-    /// A task client of the node.
-    pub(super) async fn tasks(self) -> Result<TasksClient> {
-        let (channel, bearer) = self.connect().await?;
-        Ok(TaskServiceClient::with_interceptor(channel, bearer))
-    }
-
-    /// A workflow client of the node.
-    pub(super) async fn workflows(self) -> Result<WorkflowsClient> {
-        let (channel, bearer) = self.connect().await?;
-        Ok(WorkflowServiceClient::with_interceptor(channel, bearer))
-    }
-
-    /// An admin client of the node.
-    pub(super) async fn admin(self) -> Result<AdminClient> {
-        let (channel, bearer) = self.connect().await?;
-        Ok(AdminServiceClient::with_interceptor(channel, bearer))
-    }
-
-    /// Connects to the node's gRPC endpoint (within 5 s) and makes the interceptor that sends
-    /// the credential and trace context on every call.
-    async fn connect(self) -> Result<(Channel, Bearer)> {
+    /// A client of the node: connected (within 5 s) with the credential, TLS for `https://`
+    /// endpoints and the caller's trace context (the current span's, else `TRACEPARENT`).
+    pub(super) async fn client(self) -> Result<Client> {
         let endpoint = self.grpc_endpoint();
-        let credential = self.credential();
+        let tls = if endpoint.starts_with("https://") {
+            client_tls(&self.tls)?
+        } else {
+            Tls::default()
+        };
         // A caller's trace continues through this command (W3C trace context, as set by
-        // e.g. `otel-cli` or a CI system).
+        // e.g. `otel-cli` or a CI system); the client ignores a malformed one.
         let traceparent = std::env::var("TRACEPARENT").ok();
-        let bearer = Bearer::new(credential.as_deref())?.with_traceparent(traceparent.as_deref());
-
-        let mut ep = Channel::from_shared(endpoint.clone())
-            .map_err(|e| anyhow!("invalid endpoint {endpoint:?}: {e}"))?
-            .connect_timeout(Duration::from_secs(5));
-        if endpoint.starts_with("https://") {
-            ep = ep
-                .tls_config(client_tls(&self.tls)?)
-                .map_err(|e| anyhow!("TLS setup failed: {e}"))?;
-        }
-        let channel = ep
+        Client::builder(endpoint)
+            .token(self.credential())
+            .tls(tls)
+            .traceparent(traceparent.as_deref())
+            .propagator(cadre_trace::inject_metadata)
             .connect()
             .await
-            .map_err(|e| anyhow!("cannot reach cadre at {endpoint}: {e} (is `cadre serve` running?)"))?;
-        Ok((channel, bearer))
+            .map_err(|e| match e {
+                cadre_client::Error::Connect { .. } => anyhow!("{e} (is `cadre serve` running?)"),
+                e => e.into(),
+            })
     }
 }
 
@@ -132,18 +99,12 @@ fn endpoint(flag: Option<String>, data_dir: &Path, pick: fn(Endpoints) -> String
         .unwrap_or_else(|| default.into())
 }
 
-/// tonic's client TLS settings from the flags.
-pub fn client_tls(t: &ClientTls) -> Result<ClientTlsConfig> {
-    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-    let mut tls = ClientTlsConfig::new();
-    if let Some(ca) = &t.ca_cert {
-        tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
-    }
-    if let (Some(cert), Some(key)) = (&t.client_cert, &t.client_key) {
-        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
-    }
-    if let Some(d) = &t.tls_domain {
-        tls = tls.domain_name(d.clone());
-    }
-    Ok(tls)
+/// The client's TLS settings from the flags.
+pub fn client_tls(t: &ClientTls) -> Result<Tls> {
+    let client = t.client_cert.as_deref().zip(t.client_key.as_deref());
+    Ok(Tls::from_files(
+        t.ca_cert.as_deref(),
+        client,
+        t.tls_domain.clone(),
+    )?)
 }

@@ -7,11 +7,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use cadre_proto::v1;
 
 use super::args::{KeyCommand, TokenCommand};
-use super::connect::AdminClient;
-use super::render::Answer;
+use cadre_client::Client;
 
 /// `cadre token issue`: prints a new JWT for the tenant and role.
-pub(super) async fn token(mut admin: AdminClient, command: TokenCommand) -> Result<i32> {
+pub(super) async fn token(client: Client, command: TokenCommand) -> Result<i32> {
     let TokenCommand::Issue {
         tenant,
         role,
@@ -25,7 +24,7 @@ pub(super) async fn token(mut admin: AdminClient, command: TokenCommand) -> Resu
         role,
         ttl_secs,
     };
-    let resp = admin.issue_token(req).await.answer()?;
+    let resp = client.issue_token(req).await?;
     println!("{}", resp.token);
     Ok(0)
 }
@@ -48,11 +47,11 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 }
 
 /// `cadre key ...`: creates (the secret on stdout, once), lists or revokes API keys.
-pub(super) async fn key(mut admin: AdminClient, command: KeyCommand) -> Result<i32> {
+pub(super) async fn key(client: Client, command: KeyCommand) -> Result<i32> {
     match command {
         KeyCommand::Create { name, tenant, role } => {
             let req = v1::CreateApiKeyRequest { name, tenant, role };
-            let resp = admin.create_api_key(req).await.answer()?;
+            let resp = client.create_api_key(req).await?;
             let key = resp.key.context("no key returned")?;
             eprintln!(
                 "created API key {} ({}, tenant {}, role {}); it is shown only now:",
@@ -61,11 +60,7 @@ pub(super) async fn key(mut admin: AdminClient, command: KeyCommand) -> Result<i
             println!("{}", resp.secret);
         }
         KeyCommand::List => {
-            let keys = admin
-                .list_api_keys(v1::ListApiKeysRequest {})
-                .await
-                .answer()?
-                .keys;
+            let keys = client.list_api_keys().await?;
             println!(
                 "{:<14}  {:<24}  {:<16}  {:<10}  STATUS",
                 "ID", "NAME", "TENANT", "ROLE"
@@ -79,10 +74,7 @@ pub(super) async fn key(mut admin: AdminClient, command: KeyCommand) -> Result<i
             }
         }
         KeyCommand::Revoke { id } => {
-            let k = admin
-                .revoke_api_key(v1::RevokeApiKeyRequest { id })
-                .await
-                .answer()?;
+            let k = client.revoke_api_key(&id).await?;
             println!("revoked {} ({})", k.id, k.name);
         }
     }

@@ -1,31 +1,13 @@
 //! How the command line prints what the node returns; no command of its own. Tasks as text
 //! (`get`, `submit --wait`) or JSON (`--json`), task types (`types`), one line per event
-//! (`watch`), the supervisor tree (`status`), and errors: a gRPC status as `<code>: <message>`
-//! and any error as the one line after `error: `.
+//! (`watch`), the supervisor tree (`status`), and errors: any error as the one line after
+//! `error: ` (a node's refusal reads `<code>: <message>`, as `cadre_client::Error` words it).
 
 use std::fmt::Write as _;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use cadre_proto::TaskState;
 use cadre_proto::v1;
-
-/// A gRPC status as the error a command returns: `<code>: <message>`.
-pub(super) fn status_err(s: tonic::Status) -> anyhow::Error {
-    anyhow!("{:?}: {}", s.code(), s.message())
-}
-
-/// A node's reply to one call as a command uses it: the message, or the status as
-/// [`status_err`] words it.
-pub(super) trait Answer<T> {
-    /// The message, or the status as the command's error.
-    fn answer(self) -> Result<T>;
-}
-
-impl<T> Answer<T> for Result<tonic::Response<T>, tonic::Status> {
-    fn answer(self) -> Result<T> {
-        self.map(tonic::Response::into_inner).map_err(status_err)
-    }
-}
 
 /// An error and its causes on one line (repeated causes once, newlines as `; `), as
 /// `main_entry` prints it after `error: `.

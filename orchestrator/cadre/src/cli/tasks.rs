@@ -7,8 +7,9 @@ use cadre_proto::TaskState;
 use cadre_proto::v1;
 
 use super::args::{SubmitArgs, TasksArgs, WatchArgs};
-use super::connect::TasksClient;
-use super::render::{Answer, print_task, print_task_table, print_types, state_name, task_json};
+use cadre_client::{Client, TaskRequest};
+
+use super::render::{print_task, print_task_table, print_types, state_name, task_json};
 use super::watch::{self, Board, Ended, Face, Lines, Quiet, Sink, TaskBar};
 
 /// Exit code after Ctrl-C stopped a command that waits for one task (128 + SIGINT, as a shell
@@ -20,16 +21,13 @@ const NOT_SUCCEEDED: i32 = 2;
 
 /// `cadre submit`: prints the new task's id (or, with `--json`, the task); with `--wait`,
 /// follows it to the end and exits 0 only if it SUCCEEDED.
-pub(super) async fn submit(mut tasks: TasksClient, a: SubmitArgs) -> Result<i32> {
+pub(super) async fn submit(client: Client, a: SubmitArgs) -> Result<i32> {
     let (wait, json) = (a.wait, a.json);
     let spec = task_spec(a)?;
-    let resp = tasks
-        .submit(v1::SubmitRequest { spec: Some(spec) })
-        .await
-        .answer()?;
-    let task = resp.task.context("node returned no task")?;
+    let resp = client.submit(TaskRequest::from(spec)).await?;
+    let task = resp.task;
     if wait {
-        return wait_for(tasks, task.id, json).await;
+        return wait_for(client, task.id, json).await;
     }
     if json {
         println!("{}", task_json(&task));
@@ -88,7 +86,7 @@ fn read_params(arg: &str) -> Result<String> {
 
 /// `submit --wait`: follows task `id` (a bar on a terminal, lines otherwise, nothing with
 /// `--json`), then prints it; exit 0 only if it SUCCEEDED.
-async fn wait_for(mut tasks: TasksClient, id: String, json: bool) -> Result<i32> {
+async fn wait_for(client: Client, id: String, json: bool) -> Result<i32> {
     if !json {
         eprintln!("submitted {id}");
     }
@@ -101,10 +99,10 @@ async fn wait_for(mut tasks: TasksClient, id: String, json: bool) -> Result<i32>
         task_id: id.clone(),
         ..Default::default()
     };
-    if watch::follow(&mut tasks, req, sink.as_mut()).await? == Ended::Interrupted {
+    if watch::follow(&client, req, sink.as_mut()).await? == Ended::Interrupted {
         return Ok(INTERRUPTED);
     }
-    let task = show(&mut tasks, id, json).await?;
+    let task = show(&client, id, json).await?;
     Ok(if task.state == v1::TaskState::Succeeded as i32 {
         0
     } else {
@@ -113,14 +111,14 @@ async fn wait_for(mut tasks: TasksClient, id: String, json: bool) -> Result<i32>
 }
 
 /// `cadre get`: prints one task as text or, with `--json`, as JSON.
-pub(super) async fn get(mut tasks: TasksClient, id: String, json: bool) -> Result<i32> {
-    show(&mut tasks, id, json).await?;
+pub(super) async fn get(client: Client, id: String, json: bool) -> Result<i32> {
+    show(&client, id, json).await?;
     Ok(0)
 }
 
 /// Fetches task `id` and prints it as text or JSON; returns it.
-async fn show(tasks: &mut TasksClient, id: String, json: bool) -> Result<v1::Task> {
-    let task = tasks.get(v1::GetRequest { id }).await.answer()?;
+async fn show(client: &Client, id: String, json: bool) -> Result<v1::Task> {
+    let task = client.get(&id).await?;
     if json {
         println!("{}", task_json(&task));
     } else {
@@ -130,14 +128,14 @@ async fn show(tasks: &mut TasksClient, id: String, json: bool) -> Result<v1::Tas
 }
 
 /// `cadre cancel`: cancels a task and prints its id and state.
-pub(super) async fn cancel(mut tasks: TasksClient, id: String, reason: String) -> Result<i32> {
-    let task = tasks.cancel(v1::CancelRequest { id, reason }).await.answer()?;
+pub(super) async fn cancel(client: Client, id: String, reason: String) -> Result<i32> {
+    let task = client.cancel(&id, &reason).await?;
     println!("{} {}", task.id, state_name(task.state));
     Ok(0)
 }
 
 /// `cadre tasks`: one page of tasks, newest first, as a table.
-pub(super) async fn list(mut tasks: TasksClient, t: TasksArgs) -> Result<i32> {
+pub(super) async fn list(client: Client, t: TasksArgs) -> Result<i32> {
     let states = t
         .state
         .iter()
@@ -150,24 +148,21 @@ pub(super) async fn list(mut tasks: TasksClient, t: TasksArgs) -> Result<i32> {
         page_size: t.limit,
         page_token: t.page_token,
     };
-    let resp = tasks.list(req).await.answer()?;
+    let resp = client.list(req).await?;
     print_task_table(&resp);
     Ok(0)
 }
 
 /// `cadre types`: the task types the node accepts, as a table or, with `--json`, with schemas.
-pub(super) async fn types(mut tasks: TasksClient, prefix: Option<String>, json: bool) -> Result<i32> {
-    let req = v1::ListTaskTypesRequest {
-        task_type_prefix: prefix.unwrap_or_default(),
-    };
-    let resp = tasks.list_task_types(req).await.answer()?;
-    print_types(&resp.types, json)?;
+pub(super) async fn types(client: Client, prefix: Option<String>, json: bool) -> Result<i32> {
+    let types = client.task_types(&prefix.unwrap_or_default()).await?;
+    print_types(&types, json)?;
     Ok(0)
 }
 
 /// `cadre watch`: one task until its terminal event (exit 0 only if it SUCCEEDED), or every task
 /// the filter selects until Ctrl-C.
-pub(super) async fn watch(mut tasks: TasksClient, w: WatchArgs) -> Result<i32> {
+pub(super) async fn watch(client: Client, w: WatchArgs) -> Result<i32> {
     let face = Face::detect(w.plain);
     let one = w.id.clone().filter(|id| !id.is_empty());
     let mut sink: Box<dyn Sink> = match (&one, face) {
@@ -189,10 +184,10 @@ pub(super) async fn watch(mut tasks: TasksClient, w: WatchArgs) -> Result<i32> {
         task_id: w.id.unwrap_or_default(),
         task_type_prefix: w.type_prefix,
         after_cursor: w.after,
-        states: vec![],
         parent_id: w.parent,
+        ..Default::default()
     };
-    let ended = watch::follow(&mut tasks, req, sink.as_mut()).await?;
+    let ended = watch::follow(&client, req, sink.as_mut()).await?;
     Ok(match (one, ended) {
         (None, _) => 0,
         (Some(_), Ended::Interrupted) => INTERRUPTED,

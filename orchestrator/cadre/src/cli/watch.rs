@@ -17,8 +17,8 @@ use cadre_proto::TaskState;
 use cadre_proto::v1;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::connect::{AdminClient, TasksClient};
-use super::render::{Answer, event_line, state_name, status_err};
+use super::render::{event_line, state_name};
+use cadre_client::Client;
 
 /// How live output is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,25 +59,23 @@ pub(super) trait Sink {
 }
 
 /// Streams the events `req` selects into `sink` until the node closes the stream or Ctrl-C.
-pub(super) async fn follow(
-    tasks: &mut TasksClient,
-    req: v1::WatchRequest,
-    sink: &mut dyn Sink,
-) -> Result<Ended> {
-    let result = pump(tasks, req, sink).await;
+pub(super) async fn follow(client: &Client, req: v1::WatchRequest, sink: &mut dyn Sink) -> Result<Ended> {
+    let result = pump(client, req, sink).await;
     sink.finish();
     result
 }
 
-async fn pump(tasks: &mut TasksClient, req: v1::WatchRequest, sink: &mut dyn Sink) -> Result<Ended> {
-    let mut stream = tasks.watch(req).await.answer()?;
+/// The client's watch resumes from its last cursor when the stream breaks, so a node restart
+/// mid-watch shows every event once.
+async fn pump(client: &Client, req: v1::WatchRequest, sink: &mut dyn Sink) -> Result<Ended> {
+    let mut stream = client.watch(req);
     let interrupted = ctrl_c();
     tokio::pin!(interrupted);
     let mut last = None;
     loop {
         tokio::select! {
-            message = stream.message() => {
-                let Some(e) = message.map_err(status_err)? else {
+            message = stream.next() => {
+                let Some(e) = message.transpose()? else {
                     return Ok(Ended::Closed(last));
                 };
                 if !e.is_progress {
@@ -372,12 +370,12 @@ impl Sink for Board {
 /// on a terminal, as a fresh snapshot under a `--- status` header otherwise. A node that stops
 /// answering is reported in the frame and asked again; only the first fetch must succeed.
 pub(super) async fn status_loop(
-    admin: &mut AdminClient,
+    client: &Client,
     interval: Duration,
     face: Face,
     render: fn(&v1::StatusResponse) -> String,
 ) -> Result<i32> {
-    let mut reply = Ok(admin.status(v1::StatusRequest {}).await.answer()?);
+    let mut reply = Ok(client.status().await?);
     let interrupted = ctrl_c();
     tokio::pin!(interrupted);
     let mut out = std::io::stdout();
@@ -412,7 +410,7 @@ pub(super) async fn status_loop(
             () = tokio::time::sleep(interval) => {}
             () = &mut interrupted => return Ok(0),
         }
-        reply = admin.status(v1::StatusRequest {}).await.answer();
+        reply = client.status().await;
     }
 }
 

@@ -7,16 +7,18 @@ use cadre_proto::v1;
 use serde_json::{Value, json};
 
 use super::args::{SignalArgs, SubmitArgs, WorkflowCommand};
-use super::connect::{Target, WorkflowsClient};
-use super::render::{Answer, print_task, task_json};
+use cadre_client::Client;
+
+use super::connect::Target;
+use super::render::{print_task, task_json};
 
 /// `cadre workflow ...`.
 pub(super) async fn workflow(node: Target, command: WorkflowCommand) -> Result<i32> {
     match command {
-        WorkflowCommand::Register { file } => register(node.workflows().await?, &file).await,
-        WorkflowCommand::List { name, json } => list(node.workflows().await?, name, json).await,
+        WorkflowCommand::Register { file } => register(node.client().await?, &file).await,
+        WorkflowCommand::List { name, json } => list(node.client().await?, name, json).await,
         WorkflowCommand::Show { name, version, json } => {
-            show(node.workflows().await?, name, version, json).await
+            show(node.client().await?, name, version, json).await
         }
         WorkflowCommand::Run {
             name,
@@ -37,7 +39,7 @@ pub(super) async fn workflow(node: Target, command: WorkflowCommand) -> Result<i
                 wait,
                 json,
             };
-            super::tasks::submit(node.tasks().await?, args).await
+            super::tasks::submit(node.client().await?, args).await
         }
     }
 }
@@ -50,14 +52,9 @@ fn read_source(path: &str) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))
 }
 
-async fn register(mut flows: WorkflowsClient, file: &str) -> Result<i32> {
+async fn register(client: Client, file: &str) -> Result<i32> {
     let body = read_source(file)?;
-    let resp = flows
-        .register_workflow(v1::RegisterWorkflowRequest {
-            definition_json: body,
-        })
-        .await
-        .answer()?;
+    let resp = client.register_workflow(&body).await?;
     let w = resp.workflow.context("node returned no workflow")?;
     if resp.created {
         println!(
@@ -73,19 +70,14 @@ async fn register(mut flows: WorkflowsClient, file: &str) -> Result<i32> {
     Ok(0)
 }
 
-async fn list(mut flows: WorkflowsClient, name: Option<String>, json: bool) -> Result<i32> {
-    let resp = flows
-        .list_workflows(v1::ListWorkflowsRequest {
-            name: name.unwrap_or_default(),
-        })
-        .await
-        .answer()?;
+async fn list(client: Client, name: Option<String>, json: bool) -> Result<i32> {
+    let workflows = client.list_workflows(&name.unwrap_or_default()).await?;
     if json {
-        let all: Vec<Value> = resp.workflows.iter().map(definition_json).collect();
+        let all: Vec<Value> = workflows.iter().map(definition_json).collect();
         println!("{}", Value::Array(all));
         return Ok(0);
     }
-    if resp.workflows.is_empty() {
+    if workflows.is_empty() {
         println!("no workflows (register one: cadre workflow register FILE)");
         return Ok(0);
     }
@@ -93,7 +85,7 @@ async fn list(mut flows: WorkflowsClient, name: Option<String>, json: bool) -> R
         "{:<32} {:>7}  {:<24} description",
         "name", "version", "registered by"
     );
-    for w in &resp.workflows {
+    for w in &workflows {
         println!(
             "{:<32} {:>7}  {:<24} {}",
             w.name, w.version, w.created_by, w.description
@@ -102,11 +94,10 @@ async fn list(mut flows: WorkflowsClient, name: Option<String>, json: bool) -> R
     Ok(0)
 }
 
-async fn show(mut flows: WorkflowsClient, name: String, version: u32, json: bool) -> Result<i32> {
-    let w = flows
-        .get_workflow(v1::GetWorkflowRequest { name, version })
-        .await
-        .answer()?;
+async fn show(client: Client, name: String, version: u32, json: bool) -> Result<i32> {
+    let w = client
+        .get_workflow(&name, (version != 0).then_some(version))
+        .await?;
     if json {
         println!("{}", definition_json(&w));
     } else {
@@ -146,16 +137,7 @@ pub(super) async fn signal(node: Target, a: SignalArgs) -> Result<i32> {
     if !payload.is_null() && payload.to_string().len() > 16 << 20 {
         bail!("the payload is over 16 MiB");
     }
-    let resp = node
-        .workflows()
-        .await?
-        .signal(v1::SignalRequest {
-            task_id: a.task_id,
-            name: a.name.clone(),
-            payload_json: payload.to_string(),
-        })
-        .await
-        .answer()?;
+    let resp = node.client().await?.signal(&a.task_id, &a.name, &payload).await?;
     let task = resp.task.context("node returned no task")?;
     if a.json {
         println!(

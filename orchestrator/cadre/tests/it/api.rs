@@ -553,7 +553,7 @@ async fn serve_takes_env_config_and_logs_json_lines() {
         .connect()
         .await
         .unwrap();
-    let cred = cadre_core::auth::Bearer::from_data_dir(&tmp.path().join("env-data"));
+    let cred = cadre_client::Bearer::from_data_dir(&tmp.path().join("env-data"));
     let bearer = TestNode::bearer(cred.as_deref());
     let st = v1::admin_service_client::AdminServiceClient::with_interceptor(channel.clone(), bearer.clone())
         .status(v1::StatusRequest {})

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cadre_core::auth::Bearer;
+use cadre_client::Bearer;
 use cadre_proto::v1::{
     self, admin_service_client::AdminServiceClient, supervisor_peer_client::SupervisorPeerClient,
     task_service_client::TaskServiceClient, worker_service_client::WorkerServiceClient,
@@ -57,11 +57,17 @@ struct Endpoints {
 
 /// `cadre serve --config <config>` on free ports: how every test starts a node.
 pub fn serve_command(config: &Path) -> Command {
+    serve_command_at(config, "127.0.0.1:0")
+}
+
+/// `cadre serve --config <config>` with gRPC on `grpc_addr` (HTTP on a free port): for a
+/// node restarted where its clients left it.
+pub fn serve_command_at(config: &Path, grpc_addr: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cadre"));
     cmd.args([
         "serve",
         "--grpc-addr",
-        "127.0.0.1:0",
+        grpc_addr,
         "--http-addr",
         "127.0.0.1:0",
         "--config",
@@ -125,6 +131,22 @@ impl TestNode {
         args: &[&str],
         env: &[(&str, Option<String>)],
     ) -> TestNode {
+        Self::start_cmd(dir, extra_toml, "127.0.0.1:0", args, env).await
+    }
+
+    /// Starts a node in `dir` whose gRPC listener is on `grpc_addr` (e.g. the address of the
+    /// node this one replaces).
+    pub async fn start_at(dir: &Path, extra_toml: &str, grpc_addr: &str) -> TestNode {
+        Self::start_cmd(dir, extra_toml, grpc_addr, &[], &[]).await
+    }
+
+    async fn start_cmd(
+        dir: &Path,
+        extra_toml: &str,
+        grpc_addr: &str,
+        args: &[&str],
+        env: &[(&str, Option<String>)],
+    ) -> TestNode {
         let data = dir.join("data");
         let config = dir.join("cadre.toml");
         std::fs::write(
@@ -141,7 +163,7 @@ impl TestNode {
             .append(true)
             .open(dir.join("serve.log"))
             .unwrap();
-        let mut cmd = serve_command(&config);
+        let mut cmd = serve_command_at(&config, grpc_addr);
         cmd.args(args)
             .current_dir(dir)
             .env_remove("RUST_LOG")
@@ -214,9 +236,12 @@ impl TestNode {
         Bearer::from_data_dir(&self.dir.join("data")).expect("credentials file")
     }
 
-    /// A bearer for `credential` (None: no header).
+    /// A bearer for `credential` (None: no header) that also sends the test's current span
+    /// context.
     pub fn bearer(credential: Option<&str>) -> Bearer {
-        Bearer::new(credential).unwrap()
+        Bearer::new(credential)
+            .unwrap()
+            .with_propagator(cadre_trace::inject_metadata)
     }
 
     pub async fn tasks(&self) -> Tasks {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cadre_core::auth::Bearer;
+use cadre_client::Bearer;
 use cadre_proto::v1::{self, admin_service_client::AdminServiceClient};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};

@@ -27,7 +27,8 @@ use crate::error::Error;
 use cadre_proto::clock::now_ms;
 use cadre_store::{ApiKeyRecord, Store};
 
-/// File in the data dir holding the bootstrap commander credential.
+/// File in the data dir holding the bootstrap commander credential (clients read it by the same
+/// name: `cadre_client::CREDENTIALS_FILE`).
 pub const CREDENTIALS_FILE: &str = "credentials";
 /// Prefix that tells API keys from JWTs.
 const KEY_PREFIX: &str = "cadre_";
@@ -455,59 +456,5 @@ fn validate_name(field: &str, value: &str) -> Result<(), Error> {
             cadre_proto::SpecError::invalid(field, format!("{value:?} must be 1-64 of A-Z a-z 0-9 _ . @ -"))
                 .into(),
         )
-    }
-}
-
-/// Client side: adds `authorization: Bearer <credential>` to every call, and the caller's
-/// W3C `traceparent` so the node's spans join the caller's trace: the current span's context
-/// if there is one, else a fixed one set with [`Bearer::with_traceparent`].
-#[derive(Clone)]
-pub struct Bearer(
-    Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-    Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-);
-
-impl Bearer {
-    /// A bearer for `credential` (a JWT or an API key); None sends no header.
-    pub fn new(credential: Option<&str>) -> Result<Self, Error> {
-        let value = credential
-            .map(|c| {
-                format!("Bearer {}", c.trim()).parse().map_err(|_| {
-                    Error::Unauthenticated("the credential has characters a header cannot carry".into())
-                })
-            })
-            .transpose()?;
-        Ok(Bearer(value, None))
-    }
-
-    /// Sends `traceparent` (a W3C trace context, e.g. the `TRACEPARENT` environment variable
-    /// the CLI honours) on calls made outside any span; a malformed one is ignored.
-    pub fn with_traceparent(mut self, traceparent: Option<&str>) -> Self {
-        self.1 = traceparent
-            .filter(|tp| cadre_trace::is_valid_traceparent(tp))
-            .and_then(|tp| tp.trim().parse().ok());
-        self
-    }
-
-    /// Reads the bootstrap credential a node wrote to `<data_dir>/credentials`.
-    pub fn from_data_dir(data_dir: &Path) -> Option<String> {
-        std::fs::read_to_string(data_dir.join(CREDENTIALS_FILE))
-            .ok()
-            .map(|s| s.trim().to_string())
-    }
-}
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        cadre_trace::inject_metadata(req.metadata_mut());
-        if let Some(tp) = &self.1
-            && !req.metadata().contains_key(cadre_trace::TRACEPARENT)
-        {
-            req.metadata_mut().insert(cadre_trace::TRACEPARENT, tp.clone());
-        }
-        Ok(req)
     }
 }

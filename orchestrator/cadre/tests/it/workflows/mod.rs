@@ -9,7 +9,7 @@ mod waits;
 
 use std::time::Duration;
 
-use cadre_core::auth::Bearer;
+use cadre_client::Bearer;
 use cadre_proto::v1::{self, workflow_service_client::WorkflowServiceClient};
 use serde_json::{Value, json};
 use tonic::service::interceptor::InterceptedService;
