@@ -1,44 +1,56 @@
 //! The JSON HTTP API beside gRPC (docs/HTTP_API.md): submit, get, events, list, cancel,
 //! status, scale, usage and whoami, with the same roles, tenant isolation and audit as gRPC.
+//! Each handler carries its OpenAPI description (`#[utoipa::path]`) and answers with the typed
+//! shapes of [`super::views`]; [`super::openapi`] assembles and serves the description.
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use cadre_proto::v1;
 use cadre_proto::{SpecError, TaskEvent, TaskRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use cadre_core::auth::{Action, Principal};
 use cadre_core::error::Error;
 use cadre_core::node::Node;
+
+use super::views::{
+    self, ErrorBody, ErrorCode, ErrorDetail, EventList, PoolAnswer, SecurityLevelName, Submitted, TaskAnswer,
+    TaskPage, TaskStateName, TypeList, UsageReport, WhoAmI,
+};
 
 type Shared = Arc<Node>;
 
 /// Query parameters as a list of pairs, so repeated keys (`state=A&state=B`) survive.
 pub(crate) type Pairs = Vec<(String, String)>;
 
-/// The JSON API routes.
-pub fn routes(node: Shared) -> Router {
-    let body_limit = node.config().limits.max_params_bytes + 16 * 1024;
-    Router::new()
-        .route("/v1/whoami", get(whoami))
-        .route("/v1/tasks", post(submit).get(list))
-        .route("/v1/tasks/{id}", get(get_task))
-        .route("/v1/tasks/{id}/events", get(task_events))
-        .route("/v1/tasks/{id}/cancel", post(cancel))
-        .route("/v1/status", get(status))
-        .route("/v1/supervisors/{name}/pools/{kind}/scale", post(scale))
-        .route("/v1/usage", get(usage))
-        .route("/v1/types", get(task_types))
+/// The JSON API routes, each registered with its OpenAPI description (the `#[utoipa::path]`
+/// on its handler), bodies up to `body_limit` bytes.
+pub fn routes(body_limit: usize) -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(whoami))
+        .routes(routes!(submit, list))
+        .routes(routes!(get_task))
+        .routes(routes!(task_events))
+        .routes(routes!(cancel))
+        .routes(routes!(status))
+        .routes(routes!(scale))
+        .routes(routes!(usage))
+        .routes(routes!(task_types))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .with_state(node)
+}
+
+/// The body limit of the task routes: the params limit plus room for the rest of the spec.
+pub fn body_limit(node: &Node) -> usize {
+    node.config().limits.max_params_bytes + 16 * 1024
 }
 
 /// An error as JSON `{"error": {"code", "message"}}` with the matching HTTP status.
@@ -66,44 +78,73 @@ pub(crate) fn body_bytes(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiE
     b.map_err(|e| {
         let status = e.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "payload_too_large"
+            ErrorCode::PayloadTooLarge
         } else {
-            "invalid_argument"
+            ErrorCode::InvalidArgument
         };
-        ApiError::Http(status, code, format!("body: {}", e.body_text()))
+        ApiError::Http(status, code.as_str(), format!("body: {}", e.body_text()))
     })
+}
+
+/// The stable code of an error.
+pub fn code_of(e: &Error) -> ErrorCode {
+    match e {
+        Error::Spec(SpecError::Invalid { .. }) => ErrorCode::InvalidArgument,
+        Error::Spec(SpecError::TooLarge { .. }) => ErrorCode::PayloadTooLarge,
+        Error::Exhausted(_) | Error::OverBudget(_) | Error::RateLimited { .. } => {
+            ErrorCode::ResourceExhausted
+        }
+        Error::AlreadyExists(_) => ErrorCode::AlreadyExists,
+        Error::NotFound(_) => ErrorCode::NotFound,
+        Error::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+        Error::Unavailable(_) => ErrorCode::Unavailable,
+        Error::DeadlineExceeded(_) => ErrorCode::DeadlineExceeded,
+        Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
+        Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
+    }
+}
+
+/// The HTTP status of an error code.
+pub fn status_of_code(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::AlreadyExists | ErrorCode::FailedPrecondition => StatusCode::CONFLICT,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+    }
 }
 
 /// The HTTP status and stable code of an error.
 pub fn status_of(e: &Error) -> (StatusCode, &'static str) {
-    match e {
-        Error::Spec(SpecError::Invalid { .. }) => (StatusCode::BAD_REQUEST, "invalid_argument"),
-        Error::Spec(SpecError::TooLarge { .. }) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        Error::Exhausted(_) | Error::OverBudget(_) | Error::RateLimited { .. } => {
-            (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted")
-        }
-        Error::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
-        Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        Error::FailedPrecondition(_) => (StatusCode::CONFLICT, "failed_precondition"),
-        Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        Error::DeadlineExceeded(_) => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
-        Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-        Error::PermissionDenied(_) => (StatusCode::FORBIDDEN, "permission_denied"),
-    }
+    let code = code_of(e);
+    (status_of_code(code), code.as_str())
+}
+
+/// An error body as JSON (`code` is one of [`ErrorCode`]'s).
+fn error_body(status: StatusCode, code: &'static str, message: String) -> Response {
+    let body = json!({ "error": { "code": code, "message": message } });
+    (status, axum::Json(body)).into_response()
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = match self {
             ApiError::Node(e) => e,
-            ApiError::Http(status, code, message) => {
-                let body = json!({ "error": { "code": code, "message": message } });
-                return (status, axum::Json(body)).into_response();
-            }
+            ApiError::Http(status, code, message) => return error_body(status, code, message),
         };
-        let (status, code) = status_of(&e);
-        let body = json!({ "error": { "code": code, "message": e.to_string() } });
-        let mut resp = (status, axum::Json(body)).into_response();
+        let code = code_of(&e);
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: e.to_string(),
+            },
+        };
+        let mut resp = (status_of_code(code), axum::Json(body)).into_response();
         let headers = resp.headers_mut();
         match &e {
             Error::Unauthenticated(_) => {
@@ -144,132 +185,29 @@ pub(crate) async fn authorize(
         .map_err(ApiError::Node)
 }
 
-/// A task as JSON.
+/// A value of a view as JSON (views are plain data: serializing them cannot fail).
+fn to_json(v: impl serde::Serialize) -> Value {
+    serde_json::to_value(v).expect("views serialize to JSON")
+}
+
+/// A task as JSON ([`views::Task`]).
 pub fn task_json(t: &TaskRecord) -> Value {
-    json!({
-        "id": t.id.to_string(),
-        "tenant": t.tenant,
-        "task_type": t.spec.task_type,
-        "params": t.spec.params,
-        "priority": t.spec.priority.get(),
-        "timeout_ms": t.spec.timeout.as_millis() as u64,
-        "retry": t.spec.retry,
-        "idempotency_key": t.spec.idempotency_key,
-        "security_level": t.spec.security_level,
-        "state": t.state,
-        "attempt": t.attempt,
-        "supervisor": t.supervisor,
-        "worker_kind": t.worker_kind,
-        "result": t.result,
-        "error": t.error,
-        "parent_id": t.spec.parent_id.map(|p| p.to_string()),
-        "children": t.children.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "created_at_ms": t.created_at_ms,
-        "updated_at_ms": t.updated_at_ms,
-        "seq": t.seq,
-        "result_signature": t.result_signature,
-        "usage": t.usage.iter().map(usage_json).collect::<Vec<_>>(),
-        "steps": t.steps.iter().map(step_json).collect::<Vec<_>>(),
-    })
+    to_json(views::Task::from(t))
 }
 
-/// A workflow instance's step as JSON (`steps` of a task).
-pub fn step_json(s: &v1::WorkflowStep) -> Value {
-    let output: Value = if s.output_json.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&s.output_json).unwrap_or(Value::Null)
-    };
-    json!({
-        "id": s.id,
-        "kind": s.kind,
-        "state": s.state,
-        "output": output,
-        "error": (!s.error.is_empty()).then_some(&s.error),
-        "task_ids": s.task_ids,
-        "waiting": s.waiting.iter().map(|w| json!({
-            "signal": w.signal,
-            "kind": w.kind,
-            "role": (!w.role.is_empty()).then_some(&w.role),
-            "prompt": (!w.prompt.is_empty()).then_some(&w.prompt),
-            "due_at_ms": (w.due_at_ms > 0).then_some(w.due_at_ms),
-        })).collect::<Vec<_>>(),
-        "started_at_ms": (s.started_at_ms > 0).then_some(s.started_at_ms),
-        "ended_at_ms": (s.ended_at_ms > 0).then_some(s.ended_at_ms),
-    })
-}
-
-/// An event as JSON (`"type": "event"`), as the JSON API, WebSocket and SSE send it.
+/// An event as JSON (`"type": "event"`, [`views::Event`]), as the JSON API, WebSocket and SSE
+/// send it.
 pub fn event_json(e: &TaskEvent) -> Value {
-    json!({
-        "type": "event",
-        "cursor": e.cursor,
-        "task_id": e.task_id.to_string(),
-        "seq": e.seq,
-        "state": e.state,
-        "attempt": e.attempt,
-        "message": e.message,
-        "progress": e.progress,
-        "result": e.result,
-        "at_ms": e.at_ms,
-        "task_type": e.task_type,
-        "tenant": e.tenant,
-        "parent_id": e.parent_id.map(|p| p.to_string()),
-        "is_progress": e.is_progress,
-    })
+    to_json(views::Event::from(e))
 }
 
-fn usage_json(u: &v1::ModelUsage) -> Value {
-    let mut v = json!({
-        "model": u.model,
-        "tokens_in": u.tokens_in,
-        "tokens_out": u.tokens_out,
-        "cost_usd": u.cost_usd,
-    });
-    if !u.tenant.is_empty() {
-        v["tenant"] = json!(u.tenant);
-    }
-    v
-}
-
-fn pool_json(p: &v1::PoolStatus) -> Value {
-    json!({
-        "worker_kind": p.worker_kind,
-        "target_size": p.target_size,
-        "live_workers": p.live_workers,
-        "busy_workers": p.busy_workers,
-        "queue_depth": p.queue_depth,
-        "restarts": p.restarts,
-    })
-}
-
-/// The supervisor tree as JSON.
+/// The supervisor tree as JSON ([`views::Status`]).
 pub fn status_json(s: &v1::StatusResponse) -> Value {
-    let supervisors: Vec<Value> = s
-        .supervisors
-        .iter()
-        .map(|sup| {
-            json!({
-                "name": sup.name,
-                "state": sup.state,
-                "restarts": sup.restarts,
-                "recent_restarts": sup.recent_restarts,
-                "max_restarts": sup.max_restarts,
-                "node_id": sup.node_id,
-                "address": sup.address,
-                "pools": sup.pools.iter().map(pool_json).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({
-        "node_id": s.node_id,
-        "version": s.version,
-        "pending_tasks": s.pending_tasks,
-        "supervisors": supervisors,
-    })
+    to_json(views::Status::from(s))
 }
 
-pub(crate) fn ok(status: StatusCode, body: Value) -> ApiResult {
+/// A typed answer as JSON with `status`.
+pub(crate) fn answer(status: StatusCode, body: impl serde::Serialize) -> ApiResult {
     Ok((status, axum::Json(body)).into_response())
 }
 
@@ -339,54 +277,80 @@ pub(crate) fn query(q: Result<Query<Pairs>, QueryRejection>) -> Result<Pairs, Ap
     q.map(|Query(p)| p).map_err(|e| invalid("query", e.body_text()))
 }
 
+/// `GET /v1/whoami`.
+#[utoipa::path(
+    get,
+    path = "/v1/whoami",
+    tag = "meta",
+    operation_id = "whoami",
+    summary = "Who the credential is",
+    responses((status = 200, description = "The credential's subject, role and tenant", body = WhoAmI)),
+)]
 async fn whoami(State(node): State<Shared>, headers: HeaderMap) -> ApiResult {
     let p = authorize(&node, &headers, Action::GetTask).await?;
-    ok(
-        StatusCode::OK,
-        json!({ "subject": p.subject, "role": p.role.as_str(), "tenant": p.tenant }),
-    )
+    let who = WhoAmI {
+        subject: p.subject,
+        role: p.role.as_str().to_string(),
+        tenant: p.tenant,
+    };
+    answer(StatusCode::OK, who)
 }
 
-/// A submitted task as the JSON API takes it.
-#[derive(Deserialize)]
+/// A task to submit: the body of `POST /v1/tasks` and the `task` of a socket `submit`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SubmitBody {
+pub(crate) struct SubmitBody {
+    /// `supervisor.domain.action` (`GET /v1/types` lists them), or `workflow.<name>.run`.
     task_type: String,
+    /// Its parameters (any JSON that fits the type's params schema; default `{}`).
     #[serde(default)]
     params: Option<Value>,
+    /// Scheduling priority, 0 (lowest, default) to 9.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 9)]
     priority: i32,
+    /// Wall-time limit of one attempt, milliseconds (0: the node's default).
     #[serde(default)]
     timeout_ms: i64,
+    /// A per-tenant deduplication key: a repeat answers the first task (200, `created: false`).
     #[serde(default)]
     idempotency_key: String,
+    /// How failed attempts are retried (default: the node's policy).
     #[serde(default)]
     retry: Option<RetryBody>,
+    /// What the node guarantees about the result (default `standard`).
     #[serde(default)]
+    #[schema(value_type = Option<SecurityLevelName>)]
     security_level: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// How failed attempts of a submitted task are retried.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RetryBody {
+    /// Total attempts including the first.
     #[serde(default)]
     max_attempts: u32,
+    /// Delay before the second attempt, milliseconds.
     #[serde(default)]
     initial_backoff_ms: u64,
+    /// Upper bound for one delay, milliseconds.
     #[serde(default)]
     max_backoff_ms: u64,
+    /// Growth factor between delays (>= 1).
     #[serde(default)]
     multiplier: f64,
 }
 
 impl SubmitBody {
-    fn into_wire(self) -> Result<v1::TaskSpec, ApiError> {
+    /// The wire spec; an unknown security level is INVALID_ARGUMENT (the node checks the rest).
+    pub(crate) fn into_wire(self) -> Result<v1::TaskSpec, SpecError> {
         let security_level = match self.security_level.as_deref().unwrap_or("standard") {
             "standard" => v1::SecurityLevel::Standard,
             "verified" => v1::SecurityLevel::Verified,
             "fortress" => v1::SecurityLevel::Fortress,
             other => {
-                return Err(invalid(
+                return Err(SpecError::invalid(
                     "security_level",
                     format!("{other:?} is not standard, verified or fortress"),
                 ));
@@ -410,6 +374,27 @@ impl SubmitBody {
     }
 }
 
+/// `POST /v1/tasks[?wait=true]`.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks",
+    tag = "tasks",
+    operation_id = "submit_task",
+    summary = "Submit a task",
+    description = "Stores a task and routes it to its supervisor's pool. With `wait=true` the \
+        answer comes once the task is final (200, no `created`); a wait that ends first is 504.",
+    request_body = SubmitBody,
+    params(
+        ("wait" = Option<bool>, Query, description = "Answer once the task is final (`true`/`false`, `1`/`0`)."),
+        ("wait_ms" = Option<u64>, Query, description = "With `wait=true`: the longest wait, milliseconds (default: the task's own timeout and retries)."),
+    ),
+    responses(
+        (status = 201, description = "Created", body = Submitted),
+        (status = 200, description = "An idempotent repeat (`created: false`), or with `wait=true` the final task", body = Submitted),
+        (status = 429, description = "`resource_exhausted`: a quota, budget or rate limit (`Retry-After` when rate limited)", body = ErrorBody),
+        (status = 504, description = "`deadline_exceeded`: the wait ended before the task", body = ErrorBody),
+    ),
+)]
 async fn submit(
     State(node): State<Shared>,
     headers: HeaderMap,
@@ -428,7 +413,11 @@ async fn submit(
     if wait {
         let wait_ms = query_num::<u64>(&q, "wait_ms")?.unwrap_or(0);
         let task = node.submit_and_wait(&p, Some(&spec), wait_ms).await?;
-        return ok(StatusCode::OK, json!({ "task": task_json(&task) }));
+        let done = Submitted {
+            task: views::Task::from(&task),
+            created: None,
+        };
+        return answer(StatusCode::OK, done);
     }
     let (task, created) = node.submit(&p, Some(&spec)).await?;
     let status = if created {
@@ -436,15 +425,58 @@ async fn submit(
     } else {
         StatusCode::OK
     };
-    ok(status, json!({ "task": task_json(&task), "created": created }))
+    let submitted = Submitted {
+        task: views::Task::from(&task),
+        created: Some(created),
+    };
+    answer(status, submitted)
 }
 
+/// One task's answer.
+fn task_answer(task: &TaskRecord) -> ApiResult {
+    answer(
+        StatusCode::OK,
+        TaskAnswer {
+            task: views::Task::from(task),
+        },
+    )
+}
+
+/// `GET /v1/tasks/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{id}",
+    tag = "tasks",
+    operation_id = "get_task",
+    summary = "Read a task (a workflow instance with its steps)",
+    params(("id" = String, Path, description = "The task's id (a UUID).")),
+    responses(
+        (status = 200, description = "The task", body = TaskAnswer),
+        (status = 404, description = "`not_found`: no such task, or another tenant's", body = ErrorBody),
+    ),
+)]
 async fn get_task(State(node): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
     let p = authorize(&node, &headers, Action::GetTask).await?;
-    let task = node.get(&p, &id).await?;
-    ok(StatusCode::OK, json!({ "task": task_json(&task) }))
+    task_answer(&node.get(&p, &id).await?)
 }
 
+/// `GET /v1/tasks/{id}/events`.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{id}/events",
+    tag = "tasks",
+    operation_id = "list_task_events",
+    summary = "A task's stored events, oldest first",
+    params(
+        ("id" = String, Path, description = "The task's id (a UUID)."),
+        ("after" = Option<u64>, Query, description = "Only events after this cursor (default 0)."),
+        ("limit" = Option<u32>, Query, description = "At most this many (1-1000, default 200)."),
+    ),
+    responses(
+        (status = 200, description = "The events", body = EventList),
+        (status = 404, description = "`not_found`: no such task, or another tenant's", body = ErrorBody),
+    ),
+)]
 async fn task_events(
     State(node): State<Shared>,
     headers: HeaderMap,
@@ -456,12 +488,26 @@ async fn task_events(
     let after = query_num::<u64>(&q, "after")?.unwrap_or(0);
     let limit = query_num::<u32>(&q, "limit")?.unwrap_or(200);
     let events = node.task_events(&p, &id, after, limit).await?;
-    ok(
-        StatusCode::OK,
-        json!({ "events": events.iter().map(event_json).collect::<Vec<_>>() }),
-    )
+    let events = events.iter().map(views::Event::from).collect();
+    answer(StatusCode::OK, EventList { events })
 }
 
+/// `GET /v1/tasks`.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks",
+    tag = "tasks",
+    operation_id = "list_tasks",
+    summary = "List tasks, newest first",
+    params(
+        ("state" = Option<Vec<TaskStateName>>, Query, explode, description = "Only tasks in these states (repeat the key, or separate with commas)."),
+        ("type_prefix" = Option<String>, Query, description = "Only task types starting with this."),
+        ("parent_id" = Option<String>, Query, description = "Only sub-tasks of this task."),
+        ("page_size" = Option<u32>, Query, description = "At most this many (1-1000, default 50)."),
+        ("page_token" = Option<String>, Query, description = "`next_page_token` of the previous page."),
+    ),
+    responses((status = 200, description = "One page of tasks", body = TaskPage)),
+)]
 async fn list(
     State(node): State<Shared>,
     headers: HeaderMap,
@@ -476,14 +522,24 @@ async fn list(
         page_size: query_num::<u32>(&q, "page_size")?.unwrap_or(0),
         page_token: query_one(&q, "page_token").unwrap_or_default().to_string(),
     };
-    let (tasks, next) = node.list(&p, &req).await?;
-    ok(
-        StatusCode::OK,
-        json!({ "tasks": tasks.iter().map(task_json).collect::<Vec<_>>(), "next_page_token": next }),
-    )
+    let (tasks, next_page_token) = node.list(&p, &req).await?;
+    let page = TaskPage {
+        tasks: tasks.iter().map(views::Task::from).collect(),
+        next_page_token,
+    };
+    answer(StatusCode::OK, page)
 }
 
 /// `GET /v1/types[?type_prefix=...]`: the task types with where they run and their schemas.
+#[utoipa::path(
+    get,
+    path = "/v1/types",
+    tag = "tasks",
+    operation_id = "list_task_types",
+    summary = "The task types, where they run and their JSON Schemas (workflows included)",
+    params(("type_prefix" = Option<String>, Query, description = "Only types starting with this.")),
+    responses((status = 200, description = "The types, in name order", body = TypeList)),
+)]
 async fn task_types(
     State(node): State<Shared>,
     headers: HeaderMap,
@@ -492,31 +548,46 @@ async fn task_types(
     let q = query(q)?;
     let p = authorize(&node, &headers, Action::GetTask).await?;
     let prefix = query_one(&q, "type_prefix").unwrap_or_default();
-    let types: Vec<Value> = node
+    let types = node
         .task_types_with_prefix(&p, prefix)
         .await?
         .into_iter()
-        .map(|t| {
-            json!({
-                "task_type": t.task_type,
-                "supervisor": t.supervisor,
-                "worker_kind": t.worker_kind,
-                "executor": t.executor,
-                "params_schema": t.params_schema,
-                "result_schema": t.result_schema,
-            })
+        .map(|t| views::TaskType {
+            task_type: t.task_type,
+            supervisor: t.supervisor,
+            worker_kind: t.worker_kind,
+            executor: t.executor,
+            params_schema: t.params_schema,
+            result_schema: t.result_schema,
         })
         .collect();
-    ok(StatusCode::OK, json!({ "types": types }))
+    answer(StatusCode::OK, TypeList { types })
 }
 
-#[derive(Deserialize)]
+/// Why a task is cancelled.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CancelBody {
+    /// Recorded as the task's error.
     #[serde(default)]
     reason: String,
 }
 
+/// `POST /v1/tasks/{id}/cancel`.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{id}/cancel",
+    tag = "tasks",
+    operation_id = "cancel_task",
+    summary = "Cancel a task",
+    params(("id" = String, Path, description = "The task's id (a UUID).")),
+    request_body(content = Option<CancelBody>, description = "Optional; an empty body is no reason."),
+    responses(
+        (status = 200, description = "The task, CANCELLED", body = TaskAnswer),
+        (status = 404, description = "`not_found`: no such task, or another tenant's", body = ErrorBody),
+        (status = 409, description = "`failed_precondition`: the task is final already", body = ErrorBody),
+    ),
+)]
 async fn cancel(
     State(node): State<Shared>,
     headers: HeaderMap,
@@ -525,21 +596,48 @@ async fn cancel(
 ) -> ApiResult {
     let p = authorize(&node, &headers, Action::CancelTask).await?;
     let body: CancelBody = parse_body(&headers, &body_bytes(body)?, true)?;
-    let task = node.cancel(&p, &id, &body.reason).await?;
-    ok(StatusCode::OK, json!({ "task": task_json(&task) }))
+    task_answer(&node.cancel(&p, &id, &body.reason).await?)
 }
 
+/// `GET /v1/status`.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "admin",
+    operation_id = "get_status",
+    summary = "The supervisor tree and its pools",
+    responses((status = 200, description = "The tree", body = views::Status)),
+)]
 async fn status(State(node): State<Shared>, headers: HeaderMap) -> ApiResult {
     let p = authorize(&node, &headers, Action::Status).await?;
-    ok(StatusCode::OK, status_json(&node.status(&p).await?))
+    answer(StatusCode::OK, views::Status::from(&node.status(&p).await?))
 }
 
-#[derive(Deserialize)]
+/// A pool's new size.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ScaleBody {
+    /// Workers wanted.
     replicas: u32,
 }
 
+/// `POST /v1/supervisors/{name}/pools/{kind}/scale`.
+#[utoipa::path(
+    post,
+    path = "/v1/supervisors/{name}/pools/{kind}/scale",
+    tag = "admin",
+    operation_id = "scale_pool",
+    summary = "Resize a worker pool (supervisor role and up)",
+    params(
+        ("name" = String, Path, description = "The supervisor."),
+        ("kind" = String, Path, description = "The worker kind (pool)."),
+    ),
+    request_body = ScaleBody,
+    responses(
+        (status = 200, description = "The pool after the change", body = PoolAnswer),
+        (status = 404, description = "`not_found`: no such supervisor or pool", body = ErrorBody),
+    ),
+)]
 async fn scale(
     State(node): State<Shared>,
     headers: HeaderMap,
@@ -549,9 +647,23 @@ async fn scale(
     let p = authorize(&node, &headers, Action::Scale).await?;
     let body: ScaleBody = parse_body(&headers, &body_bytes(body)?, false)?;
     let pool = node.scale(&p, &name, &kind, body.replicas).await?;
-    ok(StatusCode::OK, json!({ "pool": pool_json(&pool) }))
+    let pool = views::Pool::from(&pool);
+    answer(StatusCode::OK, PoolAnswer { pool })
 }
 
+/// `GET /v1/usage`.
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    tag = "admin",
+    operation_id = "get_usage",
+    summary = "Tokens and cost of one day, per tenant and model",
+    params(
+        ("tenant" = Option<String>, Query, description = "Commanders: this tenant only (others always get their own)."),
+        ("day" = Option<String>, Query, description = "`YYYY-MM-DD` (default: today, UTC)."),
+    ),
+    responses((status = 200, description = "The report", body = UsageReport)),
+)]
 async fn usage(
     State(node): State<Shared>,
     headers: HeaderMap,
@@ -566,8 +678,9 @@ async fn usage(
             query_one(&q, "day").unwrap_or_default(),
         )
         .await?;
-    ok(
-        StatusCode::OK,
-        json!({ "day": r.day, "usage": r.usage.iter().map(usage_json).collect::<Vec<_>>() }),
-    )
+    let report = UsageReport {
+        day: r.day,
+        usage: r.usage.iter().map(views::ModelUsage::from).collect(),
+    };
+    answer(StatusCode::OK, report)
 }
