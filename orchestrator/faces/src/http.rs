@@ -1,11 +1,15 @@
 //! The HTTP side: `/health` (process up), `/ready` (store reachable) and `/metrics`
 //! (Prometheus text format; protected unless `auth.metrics_public`); on tier-0 nodes also the
-//! JSON API ([`api`]) and the WebSocket and SSE event streams ([`events`]), see
-//! docs/HTTP_API.md.
+//! JSON API ([`api`], [`workflows_api`]) with its OpenAPI description ([`openapi`]) and the
+//! WebSocket and SSE event streams ([`events`]), see docs/HTTP_API.md.
 
 pub mod api;
 pub mod events;
 pub mod mcp;
+pub mod openapi;
+mod socket_submit;
+mod stream;
+pub mod views;
 pub mod workflows_api;
 
 use std::sync::Arc;
@@ -59,8 +63,7 @@ pub fn router(face: Face, tasks: Option<Arc<Node>>) -> Router {
         .with_state(face);
     match tasks {
         Some(node) => base
-            .merge(api::routes(node.clone()))
-            .merge(workflows_api::routes(node.clone()))
+            .merge(openapi::routes(node.clone()))
             .merge(mcp::routes(node.clone()))
             .merge(events::routes(node))
             .merge(crate::dashboard::routes()),

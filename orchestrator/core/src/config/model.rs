@@ -195,6 +195,9 @@ pub struct ServerConfig {
     pub ws_ping_ms: u64,
     /// WebSocket and SSE subscribers the node serves at once (more get 503).
     pub max_subscribers: usize,
+    /// Task submissions one WebSocket may have in flight (from `submit` until its `result`);
+    /// more are refused with RESOURCE_EXHAUSTED for that request.
+    pub ws_max_inflight: usize,
 }
 
 /// Where tasks and events are kept.
@@ -279,6 +282,7 @@ impl Default for ServerConfig {
             lag_grace_ms: 1_000,
             ws_ping_ms: 15_000,
             max_subscribers: 10_000,
+            ws_max_inflight: 64,
         }
     }
 }

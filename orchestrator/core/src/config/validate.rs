@@ -58,6 +58,9 @@ impl Config {
         if !(1..=1_000_000).contains(&self.server.max_subscribers) {
             errs.push("server.max_subscribers: must be 1 to 1000000".into());
         }
+        if !(1..=100_000).contains(&self.server.ws_max_inflight) {
+            errs.push("server.ws_max_inflight: must be 1 to 100000".into());
+        }
         if !(1..=100_000).contains(&self.server.max_streams_per_connection) {
             errs.push("server.max_streams_per_connection: must be 1 to 100000".into());
         }
