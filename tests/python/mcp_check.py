@@ -101,6 +101,11 @@ async def exercise(session: ClientSession, transport: str):
     except MCPError as e:
         check(e.code == -32602, f"{transport}: bad tool argument is -32602 ({e.code}: {e.error.message})")
     try:
+        await session.call_tool("get_task", {"id": "not-a-task-id"})
+        fail(f"{transport}: a malformed task id should be refused")
+    except MCPError as e:
+        check(e.code == -32602 and "task id" in e.error.message, f"{transport}: a malformed id is -32602 ({e.code}: {e.error.message})")
+    try:
         await session.call_tool("system.debug.sleep", {"ms": "soon"})
         fail(f"{transport}: params the task type's schema refuses should be refused")
     except MCPError as e:

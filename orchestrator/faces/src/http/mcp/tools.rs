@@ -133,11 +133,15 @@ pub(crate) async fn helper_tool(node: &Node, p: &Principal, name: &str, args: &V
 }
 
 async fn helper_tool_inner(node: &Node, p: &Principal, name: &str, args: &Value) -> RpcOutcome {
+    // A malformed argument (an id that is not a task id, a bad approval payload) is a JSON-RPC
+    // -32602, as for every other bad argument; what the node refuses or fails is a tool error
+    // the agent reads.
     let as_tool = |r: Result<Value, Error>| -> RpcOutcome {
-        Ok(match r {
-            Ok(v) => json_tool_result(v, false),
-            Err(e) => text_tool_error(e.to_string()),
-        })
+        match r {
+            Ok(v) => Ok(json_tool_result(v, false)),
+            Err(Error::Spec(e)) => Err((INVALID_PARAMS, format!("Invalid params: {e}"))),
+            Err(e) => Ok(text_tool_error(e.to_string())),
+        }
     };
     match name {
         "get_task" => {
