@@ -1,0 +1,173 @@
+# mypy: ignore-errors
+from . import task_pb2 as _task_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PoolStatus(_message.Message):
+    __slots__ = ("worker_kind", "target_size", "live_workers", "busy_workers", "queue_depth", "restarts")
+    WORKER_KIND_FIELD_NUMBER: _ClassVar[int]
+    TARGET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LIVE_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    BUSY_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    worker_kind: str
+    target_size: int
+    live_workers: int
+    busy_workers: int
+    queue_depth: int
+    restarts: int
+    def __init__(self, worker_kind: _Optional[str] = ..., target_size: _Optional[int] = ..., live_workers: _Optional[int] = ..., busy_workers: _Optional[int] = ..., queue_depth: _Optional[int] = ..., restarts: _Optional[int] = ...) -> None: ...
+
+class SupervisorStatus(_message.Message):
+    __slots__ = ("name", "state", "restarts", "pools", "recent_restarts", "max_restarts", "node_id", "address")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    POOLS_FIELD_NUMBER: _ClassVar[int]
+    RECENT_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    restarts: int
+    pools: _containers.RepeatedCompositeFieldContainer[PoolStatus]
+    recent_restarts: int
+    max_restarts: int
+    node_id: str
+    address: str
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., restarts: _Optional[int] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., recent_restarts: _Optional[int] = ..., max_restarts: _Optional[int] = ..., node_id: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("node_id", "version", "supervisors", "pending_tasks")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SUPERVISORS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_TASKS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    version: str
+    supervisors: _containers.RepeatedCompositeFieldContainer[SupervisorStatus]
+    pending_tasks: int
+    def __init__(self, node_id: _Optional[str] = ..., version: _Optional[str] = ..., supervisors: _Optional[_Iterable[_Union[SupervisorStatus, _Mapping]]] = ..., pending_tasks: _Optional[int] = ...) -> None: ...
+
+class ScaleRequest(_message.Message):
+    __slots__ = ("supervisor", "worker_kind", "replicas")
+    SUPERVISOR_FIELD_NUMBER: _ClassVar[int]
+    WORKER_KIND_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    supervisor: str
+    worker_kind: str
+    replicas: int
+    def __init__(self, supervisor: _Optional[str] = ..., worker_kind: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
+
+class ScaleResponse(_message.Message):
+    __slots__ = ("pool",)
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    pool: PoolStatus
+    def __init__(self, pool: _Optional[_Union[PoolStatus, _Mapping]] = ...) -> None: ...
+
+class ReloadConfigRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadConfigResponse(_message.Message):
+    __slots__ = ("changes",)
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, changes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class IssueTokenRequest(_message.Message):
+    __slots__ = ("subject", "tenant", "role", "ttl_secs")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECS_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    tenant: str
+    role: str
+    ttl_secs: int
+    def __init__(self, subject: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ..., ttl_secs: _Optional[int] = ...) -> None: ...
+
+class IssueTokenResponse(_message.Message):
+    __slots__ = ("token", "expires_at_ms")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    expires_at_ms: int
+    def __init__(self, token: _Optional[str] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class ApiKey(_message.Message):
+    __slots__ = ("id", "name", "tenant", "role", "created_at_ms", "revoked_at_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    tenant: str
+    role: str
+    created_at_ms: int
+    revoked_at_ms: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., revoked_at_ms: _Optional[int] = ...) -> None: ...
+
+class CreateApiKeyRequest(_message.Message):
+    __slots__ = ("name", "tenant", "role")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tenant: str
+    role: str
+    def __init__(self, name: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
+class CreateApiKeyResponse(_message.Message):
+    __slots__ = ("key", "secret")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    key: ApiKey
+    secret: str
+    def __init__(self, key: _Optional[_Union[ApiKey, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class ListApiKeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListApiKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[ApiKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[ApiKey, _Mapping]]] = ...) -> None: ...
+
+class RevokeApiKeyRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class UsageRequest(_message.Message):
+    __slots__ = ("tenant", "day")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    day: str
+    def __init__(self, tenant: _Optional[str] = ..., day: _Optional[str] = ...) -> None: ...
+
+class UsageResponse(_message.Message):
+    __slots__ = ("day", "usage")
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    day: str
+    usage: _containers.RepeatedCompositeFieldContainer[_task_pb2.ModelUsage]
+    def __init__(self, day: _Optional[str] = ..., usage: _Optional[_Iterable[_Union[_task_pb2.ModelUsage, _Mapping]]] = ...) -> None: ...
