@@ -27,7 +27,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use crate::config::{LogConfig, NodeConfig};
+use crate::config::{Config, LogConfig, NodeConfig};
+use cadre_proto::TaskState;
 
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -309,6 +310,44 @@ fn describe() {
         "cadre_event_subscribers_lagged_total",
         "Event stream subscribers cut off for falling behind, by transport."
     );
+}
+
+/// Puts every counter and gauge family in the scrape from the start, at 0 for the label sets
+/// `config` makes known (terminal states, this process's supervisors and pools, both event
+/// transports, the default tenant and every tenant a quota or budget names), so an alert on
+/// one reads 0 instead of "no data". Adding 0 never changes a series already counting.
+pub fn export_known_series(config: &Config) {
+    for name in [
+        "cadre_tasks_submitted_total",
+        "cadre_workflow_engine_restarts_total",
+        "cadre_progress_dropped_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for state in TaskState::ALL.iter().filter(|s| s.is_terminal()) {
+        metrics::counter!("cadre_tasks_completed_total", "state" => state.as_str()).increment(0);
+    }
+    for (name, spec) in config.local_supervisors() {
+        metrics::counter!("cadre_supervisor_restarts_total", "supervisor" => name.clone()).increment(0);
+        metrics::gauge!("cadre_queue_depth", "supervisor" => name.clone()).increment(0.0);
+        for kind in spec.pools.keys() {
+            metrics::counter!("cadre_worker_restarts_total", "supervisor" => name.clone(), "kind" => kind.clone())
+                .increment(0);
+        }
+    }
+    for transport in ["ws", "sse"] {
+        metrics::gauge!("cadre_event_subscribers", "transport" => transport).increment(0.0);
+        metrics::counter!("cadre_event_subscribers_lagged_total", "transport" => transport).increment(0);
+    }
+    let tenants = std::iter::once("default")
+        .chain(config.quotas.tenants.keys().map(String::as_str))
+        .chain(config.budgets.tenants.keys().map(String::as_str));
+    for tenant in tenants {
+        metrics::counter!("cadre_tokens_used_total", "tenant" => tenant.to_string()).increment(0);
+        metrics::counter!("cadre_cost_usd_micros_total", "tenant" => tenant.to_string()).increment(0);
+    }
+    metrics::gauge!("cadre_remote_workers").increment(0.0);
+    metrics::gauge!("cadre_dispatch_outbox").increment(0.0);
 }
 
 /// The current metrics in Prometheus text format.

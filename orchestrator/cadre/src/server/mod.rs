@@ -25,6 +25,7 @@ use cadre_core::config::{Config, ConfigSource, NodeRole};
 pub async fn start(config: Config, source: ConfigSource) -> anyhow::Result<Running> {
     config.validate()?;
     cadre_core::telemetry::init_metrics();
+    cadre_core::telemetry::export_known_series(&config);
     let bound = listeners::Bound::bind(&config).await?;
     let parts = parts::Parts::new(&config);
     match config.node.role {

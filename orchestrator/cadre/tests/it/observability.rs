@@ -241,3 +241,46 @@ async fn a_live_scrape_passes_promtool_and_every_metric_is_documented() {
     assert!(!body.contains("task_id"), "task ids must not be labels");
     node.stop().await;
 }
+
+/// Before any task runs, every documented counter and gauge family is in the scrape, at 0 for
+/// the label sets the config names (so an alert on one reads 0, not "no data"); the histogram
+/// has no samples yet and the budget ratio exists only where a cap is set.
+#[tokio::test]
+async fn every_counter_and_gauge_is_exported_from_the_start() {
+    let node = TestNode::start("[quotas.tenants.acme]\nsubmits_per_second = 5\nburst = 5\n").await;
+    let waits = ["cadre_task_duration_seconds", "cadre_budget_used_ratio"];
+    let body = eventually(
+        "every family in the first scrapes",
+        std::time::Duration::from_secs(20),
+        || async {
+            let (code, body) = node.http_get("/metrics").await;
+            let missing: Vec<String> = documented_metrics()
+                .into_iter()
+                .filter(|m| !waits.contains(&m.as_str()))
+                .filter(|m| !body.contains(&format!("# TYPE {m} ")))
+                .collect();
+            (code == 200 && missing.is_empty()).then_some(body)
+        },
+    )
+    .await;
+    for zero in [
+        "cadre_tasks_submitted_total 0",
+        "cadre_tasks_completed_total{state=\"TIMED_OUT\"} 0",
+        "cadre_tasks_completed_total{state=\"SUCCEEDED\"} 0",
+        "cadre_supervisor_restarts_total{supervisor=\"system\"} 0",
+        "cadre_worker_restarts_total{supervisor=\"system\",kind=\"exec\"} 0",
+        "cadre_worker_restarts_total{supervisor=\"intelligence\",kind=\"writer\"} 0",
+        "cadre_event_subscribers_lagged_total{transport=\"ws\"} 0",
+        "cadre_event_subscribers{transport=\"sse\"} 0",
+        "cadre_tokens_used_total{tenant=\"default\"} 0",
+        "cadre_tokens_used_total{tenant=\"acme\"} 0",
+        "cadre_workflow_engine_restarts_total 0",
+        "cadre_progress_dropped_total 0",
+        "cadre_remote_workers 0",
+        "cadre_queue_depth{supervisor=\"multimodal\"} 0",
+    ] {
+        assert!(body.lines().any(|l| l == zero), "{zero} missing from:\n{body}");
+    }
+    let (ok, out) = run_promtool(&["check", "metrics"], repo_root(), Some(&body));
+    assert!(ok && out.trim().is_empty(), "promtool check metrics:\n{out}");
+}
