@@ -13,9 +13,11 @@
 //!   default wait for a task to finish.
 //! - [`role`]: the rings a credential holds ([`Role`]).
 //! - [`clock`]: wall time in Unix milliseconds and the UTC day, used by every tier.
+//! - [`codec`]: the servers' codec, which answers an undecodable request with INVALID_ARGUMENT.
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod codec;
 pub mod domain;
 pub mod role;
 
@@ -23,6 +25,7 @@ pub mod role;
 #[allow(missing_docs, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("cadre.v1");
+    include!(concat!(env!("OUT_DIR"), "/clients/cadre.v1.rs"));
 
     /// Encoded `FileDescriptorSet` of the whole contract, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cadre_descriptor");

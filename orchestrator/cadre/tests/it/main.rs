@@ -15,6 +15,7 @@ mod faces;
 mod hostile;
 mod lifecycle;
 mod logs;
+mod malformed;
 mod observability;
 mod openapi;
 mod remote;
