@@ -34,7 +34,7 @@ pub(crate) fn python() -> PathBuf {
 
 /// Runs `tests/python/<script>` with `args` and the credential in CADRE_TOKEN; panics with its
 /// output unless it exits 0. Returns its stdout.
-async fn python_script(script: &str, args: &[&str], token: &str) -> String {
+pub(crate) async fn python_script(script: &str, args: &[&str], token: &str) -> String {
     let dir = repo_root().join("tests").join("python");
     let out = Command::new(python())
         .arg(dir.join(script))

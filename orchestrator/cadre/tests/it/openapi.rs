@@ -8,21 +8,15 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
 use cadre_proto::v1;
 use serde_json::Value;
-use tokio::process::Command;
 
-use crate::clients::python;
+use crate::clients::python_script;
 use crate::common::{TestNode, http_exchange, issue, repo_root};
 
 /// The live event streams, which the description leaves out (and says so).
 const LEFT_OUT: [&str; 2] = ["/v1/events", "/v1/events/sse"];
-
-/// How long the check script may take.
-const PATIENCE: Duration = Duration::from_secs(90);
 
 /// (method, path) pairs, e.g. ("GET", "/v1/tasks/{id}").
 type Routes = BTreeSet<(String, String)>;
@@ -155,26 +149,10 @@ async fn the_description_lists_exactly_the_routes_the_node_serves() {
 async fn a_generated_client_round_trips_and_every_answer_is_as_described() {
     let node = TestNode::start("").await;
     let token = issue(&node, "acme", "operator").await;
-    let dir = repo_root().join("tests").join("python");
-    let out = Command::new(python())
-        .arg(dir.join("openapi_check.py"))
-        .args(["--http", &node.http])
-        .current_dir(&dir)
-        .env("CADRE_TOKEN", &token)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(PATIENCE, out)
-        .await
-        .expect("openapi_check.py in time")
-        .expect("spawn python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = python_script("openapi_check.py", &["--http", &node.http], &token).await;
     assert!(
-        out.status.success() && stdout.ends_with("OK\n"),
-        "openapi_check.py failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        stdout.ends_with("OK\n"),
+        "openapi_check.py ends with OK:\n{stdout}"
     );
 
     // It probed every operation of the description...

@@ -7,18 +7,16 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sqlx::sqlite::SqlitePoolOptions;
-use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::clients::python;
+use crate::clients::python_script;
 use crate::common::*;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
@@ -693,27 +691,8 @@ async fn submissions_in_flight_are_bounded_and_mix_with_a_one_task_subscription(
 async fn python_websockets_submits_over_the_socket() {
     let node = TestNode::start("").await;
     let token = issue(&node, "acme", "operator").await;
-    let dir = repo_root().join("tests").join("python");
-    let out = Command::new(python())
-        .arg(dir.join("ws_submit.py"))
-        .args(["--http", &node.http])
-        .current_dir(&dir)
-        .env("CADRE_TOKEN", &token)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), out)
-        .await
-        .expect("ws_submit.py ran longer than 120 s")
-        .expect("spawn python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("OK"),
-        "ws_submit.py failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = python_script("ws_submit.py", &["--http", &node.http], &token).await;
+    assert!(stdout.contains("OK"), "ws_submit.py says OK:\n{stdout}");
     node.stop().await;
 }
 
