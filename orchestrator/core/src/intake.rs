@@ -18,7 +18,7 @@
 //! | quota | the tenant's submit rate, then its unfinished-task cap | RESOURCE_EXHAUSTED |
 //! | budget | a tenant past a budget cap (near one, an opted-in task falls back to a cheaper model) | RESOURCE_EXHAUSTED |
 //! | capacity | the node's unfinished-task limit | RESOURCE_EXHAUSTED |
-//! | durable insert | nothing: the task is stored (group commit), dispatched, and its `task.submit` act audited | UNAVAILABLE if the store fails |
+//! | durable insert | nothing: the task and its `task.submit` act are stored in one transaction (group commit), then it is dispatched | UNAVAILABLE if the store fails |
 //!
 //! The first five steps are shared with supervisor nodes ([`cadre_supervisors::admission`]).
 
@@ -276,9 +276,10 @@ impl Node {
         Ok(())
     }
 
-    /// Stores the new task (QUEUED) through the group-commit writer and waits until it is
-    /// durable, then dispatches it (an instance has no supervisor: the workflow engine sees
-    /// its QUEUED event) and audits the act. A lost idempotency race returns the winner. With
+    /// Stores the new task (QUEUED) and its `task.submit` act through the group-commit writer,
+    /// in one transaction, and waits until both are durable, then dispatches it (an instance
+    /// has no supervisor: the workflow engine sees its QUEUED event). A lost idempotency race
+    /// returns the winner. With
     /// `watch`, the live watch is taken before the insert, so it sees every event.
     async fn store_durably(
         &self,
@@ -304,17 +305,17 @@ impl Node {
         // One task, one trace: its attempts become children of the submit span.
         tracing::Span::current().record("task_id", tracing::field::display(record.id));
         let live = watch.then(|| self.hub.watch_new(record.id));
-        match self.writer.insert(record.clone()).await? {
+        // The act is committed with the task: no accepted task without its record.
+        let detail = match record.spec.parent_id {
+            Some(parent) => format!("{} (sub-task of {parent})", record.spec.task_type),
+            None => record.spec.task_type.clone(),
+        };
+        let act = crate::audit::draft(Some(p), "task.submit", &record.id.to_string(), "ok", &detail);
+        match self.writer.insert_audited(record.clone(), act).await? {
             WriteOutcome::Event { .. } => {
                 if let Some(queued) = queued {
                     self.bus.dispatch(&record, queued);
                 }
-                let detail = match record.spec.parent_id {
-                    Some(parent) => format!("{} (sub-task of {parent})", record.spec.task_type),
-                    None => record.spec.task_type.clone(),
-                };
-                self.audit(Some(p), "task.submit", &record.id.to_string(), "ok", &detail)
-                    .await;
                 Ok((record, true, live))
             }
             WriteOutcome::Existing(id) => Ok((self.get_record(id).await?, false, None)),

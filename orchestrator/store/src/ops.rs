@@ -16,6 +16,16 @@ pub enum WriteOp {
     /// commit order, with the [`crate::chain::Sealer`] passed to [`crate::Store::apply`] (without one it is
     /// [`WriteOutcome::Ignored`]).
     AuditDraft(Box<AuditDraft>),
+    /// The audit act of an insert in the same batch (before it): sealed like
+    /// [`WriteOp::AuditDraft`] if that insert stored task `task_id`, else
+    /// [`WriteOutcome::Ignored`] (the insert lost an idempotency race). So an accepted task and
+    /// its audit record are committed in one transaction.
+    AuditOfInsert {
+        /// The task the insert stores.
+        task_id: TaskId,
+        /// The act.
+        draft: Box<AuditDraft>,
+    },
     /// Tokens a task used on one model, with their cost at the configured prices.
     Usage {
         /// The task.

@@ -351,6 +351,10 @@ impl Plan<'_> {
                     message,
                 } => self.progress(*task_id, *attempt, *fraction, message, now),
                 WriteOp::AuditDraft(d) => self.audit(io.stored_draft(d), sealer),
+                WriteOp::AuditOfInsert { task_id, draft } if inserted.contains(&task_id.to_string()) => {
+                    self.audit(io.stored_draft(draft), sealer)
+                }
+                WriteOp::AuditOfInsert { .. } => WriteOutcome::Ignored,
                 WriteOp::Usage {
                     task_id,
                     usage,
@@ -537,6 +541,44 @@ mod tests {
             panic!("expected a sealed record, got {:?}", out[0]);
         };
         assert_eq!((*seq, hash), (1, &plan.audit[0].hash));
+    }
+
+    #[tokio::test]
+    async fn an_insert_s_audit_is_sealed_only_if_the_insert_stored_its_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Sealer::new(ed25519_dalek::SigningKey::from_bytes(&[9; 32]), dir.path());
+        let (won, lost) = (record(Some("k1")), record(Some("k2")));
+        let act = |id: TaskId| WriteOp::AuditOfInsert {
+            task_id: id,
+            draft: Box::new(AuditDraft::new("task.submit", &id.to_string(), "ok", "")),
+        };
+        let ops = [
+            WriteOp::Insert(Box::new(won.clone())),
+            act(won.id),
+            WriteOp::Insert(Box::new(lost.clone())),
+            act(lost.id),
+        ];
+        let base = HashMap::new();
+        let mut plan = Plan::new(&base, 1, ChainTail::default());
+        let mut io = Logged::new(won.id, TaskId::new());
+        let inserted = HashSet::from([won.id.to_string()]);
+        let out = plan
+            .walk(&ops, &inserted, 0, Some(&sealer), &mut io)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&out[1], WriteOutcome::Audited { seq: 1, .. }),
+            "{:?}",
+            out[1]
+        );
+        assert_eq!(out[2], WriteOutcome::Existing(won.id));
+        assert_eq!(
+            out[3],
+            WriteOutcome::Ignored,
+            "no record for a task this batch did not store"
+        );
+        assert_eq!(plan.audit.len(), 1);
+        assert_eq!(plan.audit[0].draft.target, won.id.to_string());
     }
 
     #[tokio::test]

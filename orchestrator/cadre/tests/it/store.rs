@@ -98,6 +98,7 @@ on_both_backends!(
         events_after_filters_and_limits,
         unfinished_and_counts,
         audit_records_and_tail,
+        an_insert_and_its_audit_commit_together,
         usage_is_recorded_and_summed,
         api_keys_are_stored_and_revoked,
         large_batches,
@@ -868,6 +869,32 @@ fn audit_draft(n: u64, target: &str) -> WriteOp {
         outcome: "ok".into(),
         detail: format!("record {n}"),
     }))
+}
+
+/// The audit act of an insert ([`WriteOp::AuditOfInsert`]) is sealed in the insert's batch
+/// when the insert stored its task, and not at all when the task's idempotency key named an
+/// existing one (in the same batch or an earlier one).
+async fn an_insert_and_its_audit_commit_together(s: Arc<dyn Store>) {
+    let (sealer, _dir) = sealer();
+    let act = |t: &TaskRecord| WriteOp::AuditOfInsert {
+        task_id: t.id,
+        draft: Box::new(AuditDraft::new("task.submit", &t.id.to_string(), "ok", "")),
+    };
+    let (first, same_key, again) = (task(Some("k")), task(Some("k")), task(Some("k")));
+    let out = apply_sealed(
+        &s,
+        &[insert(&first), act(&first), insert(&same_key), act(&same_key)],
+        &sealer,
+    )
+    .await;
+    assert!(matches!(out[1], WriteOutcome::Audited { seq: 1, .. }), "{out:?}");
+    assert_eq!(out[2], WriteOutcome::Existing(first.id));
+    assert_eq!(out[3], WriteOutcome::Ignored, "{out:?}");
+    let out = apply_sealed(&s, &[insert(&again), act(&again)], &sealer).await;
+    assert_eq!(out, vec![WriteOutcome::Existing(first.id), WriteOutcome::Ignored]);
+    let records = s.audit_records(None).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].draft.target, first.id.to_string());
 }
 
 /// Audit drafts are sealed by the store after the chain's end, in op order, signed by the

@@ -141,6 +141,37 @@ impl Writer {
     /// terminal transition decided in another process then gets its `task.record` span in it. A group is never split; one larger than
     /// [`Writer::batch_max`] is committed alone, above that bound, so callers keep within it.
     pub async fn write_together(&self, writes: Vec<(WriteOp, Option<String>)>) -> Result<(), StoreError> {
+        self.send_together(writes).await.map(drop)
+    }
+
+    /// Stores a new task and its audit act in one transaction and waits until both are
+    /// durable: the task's outcome (the act is sealed only if this insert stored the task, not
+    /// when its idempotency key named an existing one).
+    pub async fn insert_audited(
+        &self,
+        record: TaskRecord,
+        draft: AuditDraft,
+    ) -> Result<WriteOutcome, StoreError> {
+        let task_id = record.id;
+        let writes = vec![
+            (WriteOp::Insert(Box::new(record)), None),
+            (
+                WriteOp::AuditOfInsert {
+                    task_id,
+                    draft: Box::new(draft),
+                },
+                None,
+            ),
+        ];
+        let mut outcomes = self.send_together(writes).await?;
+        Ok(outcomes.swap_remove(0))
+    }
+
+    /// [`Writer::write_together`], answering each write's outcome in order.
+    async fn send_together(
+        &self,
+        writes: Vec<(WriteOp, Option<String>)>,
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
         let mut replies = Vec::with_capacity(writes.len());
         let mut requests = writes.into_iter().map(|(op, tp)| {
             let (req, rx) = traced_request(op, tp.as_deref());
@@ -148,17 +179,18 @@ impl Writer {
             req
         });
         let Some(mut first) = requests.next() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         first.with = requests.collect();
         self.tx
             .send(first)
             .await
             .map_err(|_| StoreError("writer stopped".into()))?;
+        let mut outcomes = Vec::with_capacity(replies.len());
         for rx in replies {
-            rx.await.map_err(|_| StoreError("writer stopped".into()))??;
+            outcomes.push(rx.await.map_err(|_| StoreError("writer stopped".into()))??);
         }
-        Ok(())
+        Ok(outcomes)
     }
 
     /// A usage write priced with today's prices (for [`Writer::write_together`]).
