@@ -12,6 +12,12 @@ use crate::{postgres, sqlite};
 /// create their schema if it is missing.
 pub async fn open(url: &str, sqlite_full_sync: bool) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
+        if !sqlite_full_sync {
+            tracing::warn!(
+                "store.synchronous = \"normal\": a power loss or OS crash can lose the last commits, \
+                 tasks already acknowledged included (a crash of cadre alone loses nothing)"
+            );
+        }
         Ok(Arc::new(
             sqlite::SqliteStore::open_url(url, sqlite_full_sync).await?,
         ))

@@ -144,10 +144,44 @@ impl PgStore {
             .await
             .map_err(|e| StoreError(format!("cannot connect to PostgreSQL: {e}")))?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PgStore {
+        let store = PgStore {
             pool,
             apply_timeout: DEFAULT_APPLY_TIMEOUT,
-        })
+        };
+        for problem in store.durability_problems().await? {
+            tracing::warn!(problem = %problem, "PostgreSQL may lose acknowledged tasks");
+        }
+        Ok(store)
+    }
+
+    /// The server settings that break the promise that an acknowledged task survives a crash:
+    /// `fsync` off (a power loss or OS crash can corrupt or lose anything), `synchronous_commit`
+    /// off (the last commits of a crash are lost), `full_page_writes` off (torn pages after an
+    /// OS crash). Empty when none is set; logged as warnings when the store connects.
+    pub async fn durability_problems(&self) -> StoreResult<Vec<String>> {
+        let (fsync, commit, pages): (String, String, String) = sqlx::query_as(
+            "SELECT current_setting('fsync'), current_setting('synchronous_commit'), \
+             current_setting('full_page_writes')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let mut problems = Vec::new();
+        if fsync == "off" {
+            problems.push(
+                "fsync = off: a power loss or OS crash can lose or corrupt committed tasks".to_string(),
+            );
+        }
+        if commit == "off" {
+            problems.push(
+                "synchronous_commit = off: a crash of the database server loses its last commits, tasks \
+                 already acknowledged included"
+                    .to_string(),
+            );
+        }
+        if pages == "off" {
+            problems.push("full_page_writes = off: an OS crash can leave torn pages".to_string());
+        }
+        Ok(problems)
     }
 
     /// Sets how long one `apply` may take, waiting for the event-log lock included, before it

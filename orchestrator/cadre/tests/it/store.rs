@@ -22,7 +22,7 @@ use cadre_supervisors::Transition;
 use serde_json::json;
 use sqlx::Executor;
 
-use crate::common::TestDb;
+use crate::common::{TestDb, TestNode, eventually, read_log};
 
 /// Where a contract test's store lives.
 trait Backend: Sized {
@@ -1646,4 +1646,53 @@ async fn open_chooses_the_backend_by_url() {
         .await
         .unwrap();
     sqlite.ping().await.unwrap();
+}
+
+/// A PostgreSQL database set to lose its last commits (`synchronous_commit = off`) is named
+/// as a durability problem, and a node on it says so in its log at start; with the setting
+/// back, the problem is gone.
+#[tokio::test]
+async fn postgres_settings_that_lose_acknowledged_tasks_are_reported() {
+    use sqlx::Connection as _;
+    let db = TestDb::create().await;
+    let mut admin = cadre_store::testing::pg::admin().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{}\" SET synchronous_commit = off",
+        db.name()
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let store = PgStore::connect(db.url(), 2).await.unwrap();
+    let problems = store.durability_problems().await.unwrap();
+    assert!(
+        problems.iter().any(|p| p.starts_with("synchronous_commit = off")),
+        "{problems:?}"
+    );
+    store.close().await;
+
+    let node = TestNode::start(&format!("[store]\nurl = {:?}\n", db.url())).await;
+    let log = eventually("the warning in the log", Duration::from_secs(10), || {
+        let log = read_log(&node.dir);
+        async move { log.contains("synchronous_commit = off").then_some(log) }
+    })
+    .await;
+    assert!(log.contains("may lose acknowledged tasks"), "{log}");
+    drop(node);
+
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{}\" RESET synchronous_commit",
+        db.name()
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    let store = PgStore::connect(db.url(), 2).await.unwrap();
+    let problems = store.durability_problems().await.unwrap();
+    assert!(
+        !problems.iter().any(|p| p.contains("synchronous_commit")),
+        "{problems:?}"
+    );
+    store.close().await;
 }
