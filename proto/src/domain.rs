@@ -187,6 +187,11 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Growth factor between delays (>= 1.0).
     pub multiplier: f64,
+    /// Whether an attempt that ran past its timeout is retried like a failed one (false:
+    /// TIMED_OUT is final). Written only when true, so records and work messages of tasks
+    /// that do not use it read as before (older nodes refuse unknown fields); absent: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_timeouts: bool,
 }
 
 impl Default for RetryPolicy {
@@ -196,6 +201,7 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             multiplier: 2.0,
+            retry_timeouts: false,
         }
     }
 }
@@ -233,6 +239,7 @@ impl RetryPolicy {
             } else {
                 wire.multiplier
             },
+            retry_timeouts: wire.retry_timeouts || defaults.retry_timeouts,
         };
         policy.validate("spec.retry")?;
         Ok(policy)
@@ -268,6 +275,7 @@ impl RetryPolicy {
             initial_backoff_ms: self.initial_backoff.as_millis() as u64,
             max_backoff_ms: self.max_backoff.as_millis() as u64,
             multiplier: self.multiplier,
+            retry_timeouts: self.retry_timeouts,
         }
     }
 }
@@ -756,6 +764,7 @@ mod tests {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
             multiplier: 2.0,
+            retry_timeouts: false,
         };
         // 3 attempts of 10 s, 3 maximal backoffs of 2 s, 5 s of slack.
         assert_eq!(
@@ -864,12 +873,38 @@ mod tests {
     }
 
     #[test]
+    fn retry_timeouts_is_written_only_when_set_and_read_back() {
+        let off = RetryPolicy::default();
+        let text = serde_json::to_string(&off).unwrap();
+        assert!(!text.contains("retry_timeouts"), "{text}");
+        let on = RetryPolicy {
+            retry_timeouts: true,
+            ..RetryPolicy::default()
+        };
+        let back: RetryPolicy = serde_json::from_str(&serde_json::to_string(&on).unwrap()).unwrap();
+        assert_eq!(back, on);
+        assert_eq!(serde_json::from_str::<RetryPolicy>(&text).unwrap(), off);
+        let wire = v1::RetryPolicy {
+            retry_timeouts: true,
+            ..Default::default()
+        };
+        assert!(RetryPolicy::from_wire(&wire, &off).unwrap().retry_timeouts);
+        assert!(
+            RetryPolicy::from_wire(&v1::RetryPolicy::default(), &on)
+                .unwrap()
+                .retry_timeouts,
+            "the node default applies"
+        );
+    }
+
+    #[test]
     fn backoff_grows_and_is_capped() {
         let p = RetryPolicy {
             max_attempts: 10,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(1000),
             multiplier: 2.0,
+            retry_timeouts: false,
         };
         assert_eq!(p.backoff(2, 1.0), Duration::from_millis(100));
         assert_eq!(p.backoff(3, 1.0), Duration::from_millis(200));

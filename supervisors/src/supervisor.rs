@@ -569,9 +569,14 @@ impl SupervisorState {
                     "attempt {attempt} exceeded its timeout of {} ms",
                     tracked.task.timeout.as_millis()
                 );
-                self.sink
-                    .record(Transition::new(task_id, TaskState::TimedOut, attempt, msg))
-                    .await;
+                if tracked.task.retry.retry_timeouts {
+                    self.end_attempt(me, tracked, msg, true, TaskState::TimedOut)
+                        .await;
+                } else {
+                    self.sink
+                        .record(Transition::new(task_id, TaskState::TimedOut, attempt, msg))
+                        .await;
+                }
             }
         }
         self.pump(&kind).await;
@@ -597,9 +602,24 @@ impl SupervisorState {
     async fn fail_attempt(
         &mut self,
         me: &ActorRef<SupervisorMsg>,
+        tracked: Tracked,
+        message: String,
+        retryable: bool,
+    ) {
+        self.end_attempt(me, tracked, message, retryable, TaskState::Failed)
+            .await;
+    }
+
+    /// An attempt ended without success: retry after a backoff if `retryable` and the policy
+    /// allows, else end the task in `last` (FAILED, or TIMED_OUT for a timed-out attempt of a
+    /// task that retries timeouts).
+    async fn end_attempt(
+        &mut self,
+        me: &ActorRef<SupervisorMsg>,
         mut tracked: Tracked,
         message: String,
         retryable: bool,
+        last: TaskState,
     ) {
         let task_id = tracked.task.id;
         let attempt = tracked.task.attempts_started;
@@ -611,7 +631,7 @@ impl SupervisorState {
                 message
             };
             self.sink
-                .record(Transition::new(task_id, TaskState::Failed, attempt, why))
+                .record(Transition::new(task_id, last, attempt, why))
                 .await;
             return;
         }

@@ -62,7 +62,18 @@ impl TaskRequest {
             initial_backoff_ms: u64::try_from(initial_backoff.as_millis()).unwrap_or(u64::MAX),
             max_backoff_ms: 0,
             multiplier: 0.0,
+            retry_timeouts: false,
         });
+        self
+    }
+
+    /// Also retries an attempt that ran past its timeout (by default TIMED_OUT is final);
+    /// counts against the retry policy's attempts.
+    pub fn retry_timeouts(mut self) -> Self {
+        self.spec
+            .retry
+            .get_or_insert_with(v1::RetryPolicy::default)
+            .retry_timeouts = true;
         self
     }
 

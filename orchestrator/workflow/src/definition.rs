@@ -132,6 +132,7 @@ impl Retry {
             initial_backoff_ms: self.initial_backoff_ms.unwrap_or(0),
             max_backoff_ms: self.max_backoff_ms.unwrap_or(0),
             multiplier: self.multiplier.unwrap_or(0.0),
+            retry_timeouts: false,
         }
     }
 }

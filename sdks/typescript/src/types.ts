@@ -33,6 +33,8 @@ export interface RetryPolicy {
   initial_backoff_ms?: number;
   max_backoff_ms?: number;
   multiplier?: number;
+  /** Also retry an attempt that ran past its timeout (default false: TIMED_OUT is final). */
+  retry_timeouts?: boolean;
 }
 
 /** A task to submit: the body of `POST /v1/tasks`. */

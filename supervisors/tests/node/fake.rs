@@ -486,6 +486,7 @@ pub fn work(executor: &str) -> WorkMsg {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
             multiplier: 2.0,
+            retry_timeouts: false,
         },
         attempt: 0,
         verified: false,

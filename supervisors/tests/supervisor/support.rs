@@ -346,6 +346,7 @@ pub fn task(kind: &str, tenant: &str, executor: Arc<dyn Executor>) -> QueuedTask
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
             multiplier: 2.0,
+            retry_timeouts: false,
         },
         attempts_started: 0,
         verified: false,

@@ -226,8 +226,12 @@ pub enum KeyCommand {
         /// observer, operator, supervisor or commander.
         #[arg(long)]
         role: String,
+        /// Lifetime: 90s, 30m, 24h, 30d; 0 = until revoked (the default; refused when the node
+        /// sets auth.max_api_key_ttl_secs).
+        #[arg(long, default_value = "0")]
+        ttl: String,
     },
-    /// List API keys (without secrets).
+    /// List API keys (without secrets), with when each expires and whether it still works.
     List,
     /// Revoke an API key by id; it stops working at once.
     Revoke {
@@ -290,6 +294,9 @@ pub struct SubmitArgs {
     /// Delay before the first retry in milliseconds (0 = node default).
     #[arg(long, default_value_t = 0)]
     pub backoff_ms: u64,
+    /// Also retry an attempt that runs past --timeout-ms (by default TIMED_OUT is final).
+    #[arg(long)]
+    pub retry_timeouts: bool,
     /// Submitting again with the same key returns the first task.
     #[arg(long, default_value = "")]
     pub idempotency_key: String,

@@ -46,11 +46,12 @@ pub(super) async fn submit(client: Client, a: SubmitArgs) -> Result<i32> {
 /// security level from the flags.
 fn task_spec(a: SubmitArgs) -> Result<v1::TaskSpec> {
     let params = read_params(&a.params)?;
-    let retry = (a.max_attempts > 0 || a.backoff_ms > 0).then_some(v1::RetryPolicy {
+    let retry = (a.max_attempts > 0 || a.backoff_ms > 0 || a.retry_timeouts).then_some(v1::RetryPolicy {
         max_attempts: a.max_attempts,
         initial_backoff_ms: a.backoff_ms,
         max_backoff_ms: 0,
         multiplier: 0.0,
+        retry_timeouts: a.retry_timeouts,
     });
     let security_level = match a.security_level.as_str() {
         "standard" => v1::SecurityLevel::Standard,

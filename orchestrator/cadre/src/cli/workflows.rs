@@ -33,6 +33,7 @@ pub(super) async fn workflow(node: Target, command: WorkflowCommand) -> Result<i
                 priority: 0,
                 timeout_ms: 0,
                 max_attempts: 0,
+                retry_timeouts: false,
                 backoff_ms: 0,
                 idempotency_key,
                 security_level: "standard".into(),

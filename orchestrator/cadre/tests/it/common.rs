@@ -394,6 +394,7 @@ pub fn fast_retry(mut s: v1::TaskSpec, attempts: u32) -> v1::TaskSpec {
         initial_backoff_ms: 5,
         max_backoff_ms: 20,
         multiplier: 2.0,
+        retry_timeouts: false,
     });
     s
 }

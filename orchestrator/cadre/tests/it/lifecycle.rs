@@ -89,6 +89,54 @@ async fn timeouts_end_an_attempt_as_timed_out() {
     let t = run(&mut c, s).await;
     assert_eq!(state(&t), TaskState::TimedOut);
     assert!(t.error.contains("timeout of 100 ms"), "{}", t.error);
+    assert_eq!(
+        t.attempt, 1,
+        "TIMED_OUT is final by default, whatever max_attempts says"
+    );
+}
+
+/// With `retry_timeouts`, a timed-out attempt is retried like a failed one, up to the policy's
+/// attempts, and the task ends TIMED_OUT when the last one times out too. The node default
+/// (`[retry] retry_timeouts`) does the same for tasks that ask nothing.
+#[tokio::test]
+async fn retry_timeouts_retries_timed_out_attempts() {
+    let node = TestNode::start("").await;
+    let mut c = node.tasks().await;
+    let retried = |params: &str| v1::TaskSpec {
+        timeout_ms: 150,
+        retry: Some(v1::RetryPolicy {
+            max_attempts: 3,
+            initial_backoff_ms: 10,
+            max_backoff_ms: 10,
+            retry_timeouts: true,
+            ..Default::default()
+        }),
+        ..spec("system.debug.sleep", params)
+    };
+    let t = run(&mut c, retried(r#"{"ms": 5000}"#)).await;
+    assert_eq!(state(&t), TaskState::TimedOut);
+    assert_eq!(t.attempt, 3, "every attempt was tried");
+    let history: Vec<TaskState> = events(&mut c, &t.id, 0)
+        .await
+        .iter()
+        .filter(|e| !e.is_progress)
+        .map(ev_state)
+        .collect();
+    use TaskState::{Queued, Retrying, Running, TimedOut};
+    assert_eq!(
+        history,
+        [Queued, Running, Retrying, Running, Retrying, Running, TimedOut]
+    );
+
+    // The node default: every task retries its timeouts.
+    let node = TestNode::start("[retry]\nmax_attempts = 2\ninitial_backoff_ms = 10\nmax_backoff_ms = 10\nmultiplier = 1.0\nretry_timeouts = true\n").await;
+    let mut c = node.tasks().await;
+    let s = v1::TaskSpec {
+        timeout_ms: 150,
+        ..spec("system.debug.sleep", r#"{"ms": 5000}"#)
+    };
+    let t = run(&mut c, s).await;
+    assert_eq!((state(&t), t.attempt), (TaskState::TimedOut, 2));
 }
 
 #[tokio::test]

@@ -340,6 +340,9 @@ struct RetryBody {
     /// Growth factor between delays (>= 1).
     #[serde(default)]
     multiplier: f64,
+    /// Also retry an attempt that ran past its timeout (default false: TIMED_OUT is final).
+    #[serde(default)]
+    retry_timeouts: bool,
 }
 
 impl SubmitBody {
@@ -366,6 +369,7 @@ impl SubmitBody {
                 initial_backoff_ms: r.initial_backoff_ms,
                 max_backoff_ms: r.max_backoff_ms,
                 multiplier: r.multiplier,
+                retry_timeouts: r.retry_timeouts,
             }),
             idempotency_key: self.idempotency_key,
             parent_id: String::new(),

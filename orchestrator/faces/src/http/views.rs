@@ -158,6 +158,8 @@ pub struct Retry {
     pub max_backoff_ms: u64,
     /// Growth factor between delays.
     pub multiplier: f64,
+    /// Whether an attempt that ran past its timeout is retried too (false: TIMED_OUT is final).
+    pub retry_timeouts: bool,
 }
 
 /// Tokens and cost on one model.
@@ -333,6 +335,7 @@ impl From<&TaskRecord> for Task {
                 initial_backoff_ms: t.spec.retry.initial_backoff.as_millis() as u64,
                 max_backoff_ms: t.spec.retry.max_backoff.as_millis() as u64,
                 multiplier: t.spec.retry.multiplier,
+                retry_timeouts: t.spec.retry.retry_timeouts,
             },
             idempotency_key: t.spec.idempotency_key.clone(),
             security_level: t.spec.security_level,

@@ -83,6 +83,8 @@ class RetryPolicy:
     max_backoff_ms: int = 0
     #: Growth factor between attempts (>= 1.0).
     multiplier: float = 0.0
+    #: Also retry an attempt that ran past its timeout (default: TIMED_OUT is final).
+    retry_timeouts: bool = False
 
     def to_pb(self) -> task_pb2.RetryPolicy:
         """The protobuf message."""
@@ -91,12 +93,13 @@ class RetryPolicy:
             initial_backoff_ms=self.initial_backoff_ms,
             max_backoff_ms=self.max_backoff_ms,
             multiplier=self.multiplier,
+            retry_timeouts=self.retry_timeouts,
         )
 
     @classmethod
     def from_pb(cls, pb: task_pb2.RetryPolicy) -> RetryPolicy:
         """From the protobuf message."""
-        return cls(pb.max_attempts, pb.initial_backoff_ms, pb.max_backoff_ms, pb.multiplier)
+        return cls(pb.max_attempts, pb.initial_backoff_ms, pb.max_backoff_ms, pb.multiplier, pb.retry_timeouts)
 
 
 @dataclass(frozen=True)

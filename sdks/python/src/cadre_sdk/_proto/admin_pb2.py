@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from . import task_pb2 as cadre_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63\x61\x64re/v1/admin.proto\x12\x08\x63\x61\x64re.v1\x1a\x13\x63\x61\x64re/v1/task.proto\"\x89\x01\n\nPoolStatus\x12\x13\n\x0bworker_kind\x18\x01 \x01(\t\x12\x13\n\x0btarget_size\x18\x02 \x01(\r\x12\x14\n\x0clive_workers\x18\x03 \x01(\r\x12\x14\n\x0c\x62usy_workers\x18\x04 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x05 \x01(\r\x12\x10\n\x08restarts\x18\x06 \x01(\x04\"\xb7\x01\n\x10SupervisorStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08restarts\x18\x03 \x01(\x04\x12#\n\x05pools\x18\x04 \x03(\x0b\x32\x14.cadre.v1.PoolStatus\x12\x17\n\x0frecent_restarts\x18\x05 \x01(\r\x12\x14\n\x0cmax_restarts\x18\x06 \x01(\r\x12\x0f\n\x07node_id\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\"\x0f\n\rStatusRequest\"z\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12/\n\x0bsupervisors\x18\x03 \x03(\x0b\x32\x1a.cadre.v1.SupervisorStatus\x12\x15\n\rpending_tasks\x18\x04 \x01(\x04\"I\n\x0cScaleRequest\x12\x12\n\nsupervisor\x18\x01 \x01(\t\x12\x13\n\x0bworker_kind\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x01(\r\"3\n\rScaleResponse\x12\"\n\x04pool\x18\x01 \x01(\x0b\x32\x14.cadre.v1.PoolStatus\"\x15\n\x13ReloadConfigRequest\"\'\n\x14ReloadConfigResponse\x12\x0f\n\x07\x63hanges\x18\x01 \x03(\t\"T\n\x11IssueTokenRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x10\n\x08ttl_secs\x18\x04 \x01(\x04\":\n\x12IssueTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x02 \x01(\x03\"n\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x05 \x01(\x03\x12\x15\n\rrevoked_at_ms\x18\x06 \x01(\x03\"A\n\x13\x43reateApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"E\n\x14\x43reateApiKeyResponse\x12\x1d\n\x03key\x18\x01 \x01(\x0b\x32\x10.cadre.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x14\n\x12ListApiKeysRequest\"5\n\x13ListApiKeysResponse\x12\x1e\n\x04keys\x18\x01 \x03(\x0b\x32\x10.cadre.v1.ApiKey\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"+\n\x0cUsageRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\t\"A\n\rUsageResponse\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12#\n\x05usage\x18\x02 \x03(\x0b\x32\x14.cadre.v1.ModelUsage2\xb3\x04\n\x0c\x41\x64minService\x12;\n\x06Status\x12\x17.cadre.v1.StatusRequest\x1a\x18.cadre.v1.StatusResponse\x12\x38\n\x05Scale\x12\x16.cadre.v1.ScaleRequest\x1a\x17.cadre.v1.ScaleResponse\x12M\n\x0cReloadConfig\x12\x1d.cadre.v1.ReloadConfigRequest\x1a\x1e.cadre.v1.ReloadConfigResponse\x12G\n\nIssueToken\x12\x1b.cadre.v1.IssueTokenRequest\x1a\x1c.cadre.v1.IssueTokenResponse\x12M\n\x0c\x43reateApiKey\x12\x1d.cadre.v1.CreateApiKeyRequest\x1a\x1e.cadre.v1.CreateApiKeyResponse\x12J\n\x0bListApiKeys\x12\x1c.cadre.v1.ListApiKeysRequest\x1a\x1d.cadre.v1.ListApiKeysResponse\x12?\n\x0cRevokeApiKey\x12\x1d.cadre.v1.RevokeApiKeyRequest\x1a\x10.cadre.v1.ApiKey\x12\x38\n\x05Usage\x12\x16.cadre.v1.UsageRequest\x1a\x17.cadre.v1.UsageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63\x61\x64re/v1/admin.proto\x12\x08\x63\x61\x64re.v1\x1a\x13\x63\x61\x64re/v1/task.proto\"\x89\x01\n\nPoolStatus\x12\x13\n\x0bworker_kind\x18\x01 \x01(\t\x12\x13\n\x0btarget_size\x18\x02 \x01(\r\x12\x14\n\x0clive_workers\x18\x03 \x01(\r\x12\x14\n\x0c\x62usy_workers\x18\x04 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x05 \x01(\r\x12\x10\n\x08restarts\x18\x06 \x01(\x04\"\xb7\x01\n\x10SupervisorStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08restarts\x18\x03 \x01(\x04\x12#\n\x05pools\x18\x04 \x03(\x0b\x32\x14.cadre.v1.PoolStatus\x12\x17\n\x0frecent_restarts\x18\x05 \x01(\r\x12\x14\n\x0cmax_restarts\x18\x06 \x01(\r\x12\x0f\n\x07node_id\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\"\x0f\n\rStatusRequest\"z\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12/\n\x0bsupervisors\x18\x03 \x03(\x0b\x32\x1a.cadre.v1.SupervisorStatus\x12\x15\n\rpending_tasks\x18\x04 \x01(\x04\"I\n\x0cScaleRequest\x12\x12\n\nsupervisor\x18\x01 \x01(\t\x12\x13\n\x0bworker_kind\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x01(\r\"3\n\rScaleResponse\x12\"\n\x04pool\x18\x01 \x01(\x0b\x32\x14.cadre.v1.PoolStatus\"\x15\n\x13ReloadConfigRequest\"\'\n\x14ReloadConfigResponse\x12\x0f\n\x07\x63hanges\x18\x01 \x03(\t\"T\n\x11IssueTokenRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x10\n\x08ttl_secs\x18\x04 \x01(\x04\":\n\x12IssueTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x02 \x01(\x03\"\x85\x01\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x05 \x01(\x03\x12\x15\n\rrevoked_at_ms\x18\x06 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x07 \x01(\x03\"S\n\x13\x43reateApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x10\n\x08ttl_secs\x18\x04 \x01(\x04\"E\n\x14\x43reateApiKeyResponse\x12\x1d\n\x03key\x18\x01 \x01(\x0b\x32\x10.cadre.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x14\n\x12ListApiKeysRequest\"5\n\x13ListApiKeysResponse\x12\x1e\n\x04keys\x18\x01 \x03(\x0b\x32\x10.cadre.v1.ApiKey\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"+\n\x0cUsageRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\t\"A\n\rUsageResponse\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12#\n\x05usage\x18\x02 \x03(\x0b\x32\x14.cadre.v1.ModelUsage2\xb3\x04\n\x0c\x41\x64minService\x12;\n\x06Status\x12\x17.cadre.v1.StatusRequest\x1a\x18.cadre.v1.StatusResponse\x12\x38\n\x05Scale\x12\x16.cadre.v1.ScaleRequest\x1a\x17.cadre.v1.ScaleResponse\x12M\n\x0cReloadConfig\x12\x1d.cadre.v1.ReloadConfigRequest\x1a\x1e.cadre.v1.ReloadConfigResponse\x12G\n\nIssueToken\x12\x1b.cadre.v1.IssueTokenRequest\x1a\x1c.cadre.v1.IssueTokenResponse\x12M\n\x0c\x43reateApiKey\x12\x1d.cadre.v1.CreateApiKeyRequest\x1a\x1e.cadre.v1.CreateApiKeyResponse\x12J\n\x0bListApiKeys\x12\x1c.cadre.v1.ListApiKeysRequest\x1a\x1d.cadre.v1.ListApiKeysResponse\x12?\n\x0cRevokeApiKey\x12\x1d.cadre.v1.RevokeApiKeyRequest\x1a\x10.cadre.v1.ApiKey\x12\x38\n\x05Usage\x12\x16.cadre.v1.UsageRequest\x1a\x17.cadre.v1.UsageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,22 +53,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ISSUETOKENREQUEST']._serialized_end=798
   _globals['_ISSUETOKENRESPONSE']._serialized_start=800
   _globals['_ISSUETOKENRESPONSE']._serialized_end=858
-  _globals['_APIKEY']._serialized_start=860
-  _globals['_APIKEY']._serialized_end=970
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=972
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=1037
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=1039
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=1108
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1110
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1130
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1132
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1185
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1187
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1220
-  _globals['_USAGEREQUEST']._serialized_start=1222
-  _globals['_USAGEREQUEST']._serialized_end=1265
-  _globals['_USAGERESPONSE']._serialized_start=1267
-  _globals['_USAGERESPONSE']._serialized_end=1332
-  _globals['_ADMINSERVICE']._serialized_start=1335
-  _globals['_ADMINSERVICE']._serialized_end=1898
+  _globals['_APIKEY']._serialized_start=861
+  _globals['_APIKEY']._serialized_end=994
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=996
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=1079
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=1081
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=1150
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1152
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1172
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1174
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1227
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1229
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1262
+  _globals['_USAGEREQUEST']._serialized_start=1264
+  _globals['_USAGEREQUEST']._serialized_end=1307
+  _globals['_USAGERESPONSE']._serialized_start=1309
+  _globals['_USAGERESPONSE']._serialized_end=1374
+  _globals['_ADMINSERVICE']._serialized_start=1377
+  _globals['_ADMINSERVICE']._serialized_end=1940
 # @@protoc_insertion_point(module_scope)

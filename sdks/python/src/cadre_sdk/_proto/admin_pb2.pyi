@@ -107,30 +107,34 @@ class IssueTokenResponse(_message.Message):
     def __init__(self, token: _Optional[str] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
 
 class ApiKey(_message.Message):
-    __slots__ = ("id", "name", "tenant", "role", "created_at_ms", "revoked_at_ms")
+    __slots__ = ("id", "name", "tenant", "role", "created_at_ms", "revoked_at_ms", "expires_at_ms")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     REVOKED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     tenant: str
     role: str
     created_at_ms: int
     revoked_at_ms: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., revoked_at_ms: _Optional[int] = ...) -> None: ...
+    expires_at_ms: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., revoked_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
 
 class CreateApiKeyRequest(_message.Message):
-    __slots__ = ("name", "tenant", "role")
+    __slots__ = ("name", "tenant", "role", "ttl_secs")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECS_FIELD_NUMBER: _ClassVar[int]
     name: str
     tenant: str
     role: str
-    def __init__(self, name: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+    ttl_secs: int
+    def __init__(self, name: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ..., ttl_secs: _Optional[int] = ...) -> None: ...
 
 class CreateApiKeyResponse(_message.Message):
     __slots__ = ("key", "secret")

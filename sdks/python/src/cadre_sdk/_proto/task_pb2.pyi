@@ -37,16 +37,18 @@ SECURITY_LEVEL_VERIFIED: SecurityLevel
 SECURITY_LEVEL_FORTRESS: SecurityLevel
 
 class RetryPolicy(_message.Message):
-    __slots__ = ("max_attempts", "initial_backoff_ms", "max_backoff_ms", "multiplier")
+    __slots__ = ("max_attempts", "initial_backoff_ms", "max_backoff_ms", "multiplier", "retry_timeouts")
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     INITIAL_BACKOFF_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_BACKOFF_MS_FIELD_NUMBER: _ClassVar[int]
     MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    RETRY_TIMEOUTS_FIELD_NUMBER: _ClassVar[int]
     max_attempts: int
     initial_backoff_ms: int
     max_backoff_ms: int
     multiplier: float
-    def __init__(self, max_attempts: _Optional[int] = ..., initial_backoff_ms: _Optional[int] = ..., max_backoff_ms: _Optional[int] = ..., multiplier: _Optional[float] = ...) -> None: ...
+    retry_timeouts: bool
+    def __init__(self, max_attempts: _Optional[int] = ..., initial_backoff_ms: _Optional[int] = ..., max_backoff_ms: _Optional[int] = ..., multiplier: _Optional[float] = ..., retry_timeouts: _Optional[bool] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
     __slots__ = ("task_type", "params_json", "priority", "timeout_ms", "retry", "idempotency_key", "parent_id", "security_level")
