@@ -7,6 +7,12 @@
 //! [`Admission::route`] (the type must be routed), [`Admission::sandboxed`] (a `fortress`
 //! task only on an executor that sandboxes it) and [`Admission::fits_schema`] (params against
 //! the executor's params schema).
+//!
+//! [`Admission::within_depth`] bounds sub-task chains (`limits.max_delegation_depth`); it needs
+//! the parent's depth, which tier 0 keeps in its store, so only tier 0's intake runs it. A
+//! supervisor-only node has no store and is not told a parent's depth (SupervisorPeer.Delegate
+//! carries none), so a sub-task one supervisor node delegates straight to another is not
+//! bounded there; tier 0 still stores its depth when the node reports it.
 
 use cadre_proto::{SecurityLevel, SpecError, SpecLimits, TaskSpec, v1};
 
@@ -79,6 +85,19 @@ impl Admission {
         Ok(())
     }
 
+    /// Refuses a sub-task of `parent`, itself `parent_depth` delegations below its root, when
+    /// that would pass `max` (`limits.max_delegation_depth`): a delegation loop ends here
+    /// with FAILED_PRECONDITION instead of recursing for ever.
+    pub fn within_depth(parent: &str, parent_depth: u32, max: u32) -> Result<(), Refusal> {
+        if parent_depth < max {
+            return Ok(());
+        }
+        Err(Refusal::Precondition(format!(
+            "spec.parent_id: task {parent} is already {parent_depth} delegations deep; \
+             limits.max_delegation_depth ({max}) allows it no sub-task"
+        )))
+    }
+
     /// Every check of this module in order: parse, route, sandbox, schema.
     pub fn admit(
         wire: Option<&v1::TaskSpec>,
@@ -89,5 +108,25 @@ impl Admission {
         admission.sandboxed(router)?;
         admission.fits_schema(router)?;
         Ok(admission)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Admission, Refusal};
+
+    #[test]
+    fn a_parent_at_the_depth_limit_takes_no_sub_task() {
+        assert!(Admission::within_depth("p", 0, 1).is_ok());
+        assert!(Admission::within_depth("p", 7, 8).is_ok());
+        match Admission::within_depth("p", 8, 8) {
+            Err(Refusal::Precondition(m)) => {
+                assert!(
+                    m.contains("limits.max_delegation_depth (8)") && m.contains("task p"),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -27,6 +27,35 @@ fn parse_role(role: &str) -> Result<Role> {
         .map_err(|e: String| Error::from(SpecError::invalid("role", e)))
 }
 
+/// A key's lifetime: `ttl_secs` (0: none, allowed only without a cap), at most `max_secs`
+/// (`auth.max_api_key_ttl_secs`; 0: no cap) and at most 100 years.
+fn key_ttl(ttl_secs: u64, max_secs: u64) -> Result<Option<Duration>> {
+    const CENTURY_SECS: u64 = 100 * 365 * 86_400;
+    let cap = if max_secs == 0 {
+        CENTURY_SECS
+    } else {
+        max_secs.min(CENTURY_SECS)
+    };
+    match ttl_secs {
+        0 if max_secs == 0 => Ok(None),
+        0 => Err(SpecError::invalid(
+            "ttl_secs",
+            format!("is required: keys expire after at most {max_secs} s here (auth.max_api_key_ttl_secs)"),
+        )
+        .into()),
+        t if t > cap => Err(SpecError::invalid(
+            "ttl_secs",
+            if max_secs == 0 {
+                format!("{t} s is more than 100 years; use 0 for a key that never expires")
+            } else {
+                format!("{t} s is more than {max_secs} s, the longest allowed (auth.max_api_key_ttl_secs)")
+            },
+        )
+        .into()),
+        t => Ok(Some(Duration::from_secs(t))),
+    }
+}
+
 impl Node {
     /// Issues a JWT for `subject` (default `issued-by-<caller>`) of `tenant` with `role`, valid
     /// for `ttl_secs` (at most `auth.max_token_ttl_secs`). Audited as `token.issue`.
@@ -58,20 +87,26 @@ impl Node {
         })
     }
 
-    /// Creates an API key named `name` for `tenant` with `role`; returns the stored key and the
-    /// secret (shown once, never stored). Audited as `key.create`.
+    /// Creates an API key named `name` for `tenant` with `role`, working for `ttl_secs` (0:
+    /// until revoked; at most `auth.max_api_key_ttl_secs` when that is set); returns the stored
+    /// key and the secret (shown once, never stored). Audited as `key.create`.
     pub async fn create_key(
         &self,
         p: &Principal,
         name: &str,
         tenant: &str,
         role: &str,
+        ttl_secs: u64,
     ) -> Result<(ApiKeyRecord, String)> {
         self.permit(p, Action::ManageKeys).await?;
         let role = parse_role(role)?;
-        let (key, secret) = self.auth.create_key(name, tenant, role).await?;
-        tracing::info!(by = %p.subject, id = %key.id, name = %key.name, tenant = %key.tenant, %role, "API key created");
-        let detail = format!("name {} tenant {} role {role}", key.name, key.tenant);
+        let ttl = key_ttl(ttl_secs, self.config().auth.max_api_key_ttl_secs)?;
+        let (key, secret) = self.auth.create_key(name, tenant, role, ttl).await?;
+        tracing::info!(by = %p.subject, id = %key.id, name = %key.name, tenant = %key.tenant, %role, ttl_secs, "API key created");
+        let detail = format!(
+            "name {} tenant {} role {role} ttl {ttl_secs} s",
+            key.name, key.tenant
+        );
         self.audit(Some(p), "key.create", &key.id, "ok", &detail).await;
         Ok((key, secret))
     }
@@ -89,5 +124,33 @@ impl Node {
         tracing::info!(by = %p.subject, id = %key.id, "API key revoked");
         self.audit(Some(p), "key.revoke", &key.id, "ok", &key.name).await;
         Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_ttl;
+    use std::time::Duration;
+
+    #[test]
+    fn a_key_ttl_is_bounded_by_the_cap() {
+        // No cap: 0 is "never", anything up to a century is taken.
+        assert_eq!(key_ttl(0, 0).unwrap(), None);
+        assert_eq!(key_ttl(60, 0).unwrap(), Some(Duration::from_secs(60)));
+        assert!(
+            key_ttl(u64::MAX, 0)
+                .unwrap_err()
+                .to_string()
+                .contains("100 years")
+        );
+        // A cap: every key expires, at most that late.
+        assert_eq!(key_ttl(3600, 3600).unwrap(), Some(Duration::from_secs(3600)));
+        for bad in [0, 3601] {
+            let e = key_ttl(bad, 3600).unwrap_err().to_string();
+            assert!(
+                e.contains("ttl_secs") && e.contains("auth.max_api_key_ttl_secs"),
+                "{e}"
+            );
+        }
     }
 }

@@ -14,7 +14,7 @@
 //! | schema | params that do not fit the executor's params schema | INVALID_ARGUMENT |
 //! | reserved keys | an idempotency key starting `wf:` (workflow steps' keys) from anyone but the workflow engine | INVALID_ARGUMENT |
 //! | idempotency | nothing: a known key returns its task (`created = false`) | |
-//! | parent | a parent the caller cannot see; a parent already finished; a workflow instance (only its engine adds steps) | INVALID_ARGUMENT / FAILED_PRECONDITION |
+//! | parent | a parent the caller cannot see; a parent already finished, or already `limits.max_delegation_depth` delegations below its root; a workflow instance (only its engine adds steps) | INVALID_ARGUMENT / FAILED_PRECONDITION |
 //! | quota | the tenant's submit rate, then its unfinished-task cap | RESOURCE_EXHAUSTED |
 //! | budget | a tenant past a budget cap (near one, an opted-in task falls back to a cheaper model) | RESOURCE_EXHAUSTED |
 //! | capacity | the node's unfinished-task limit | RESOURCE_EXHAUSTED |
@@ -207,12 +207,22 @@ impl Node {
 
     /// A parent must be a stored task the caller may see (another tenant's is "no task", like
     /// a missing one) that has not finished: a finished task takes no new sub-tasks (so a
-    /// workflow cancelled while a step is being submitted gets no step after it).
+    /// workflow cancelled while a step is being submitted gets no step after it). Nor does a
+    /// task already `limits.max_delegation_depth` delegations below its root (its depth is
+    /// stored with it: one more read, at the same time).
     async fn parent_visible(&self, p: &Principal, spec: &TaskSpec) -> Result<()> {
         let Some(parent) = spec.parent_id else {
             return Ok(());
         };
-        match self.store.get(parent).await? {
+        let (task, depth) = futures::join!(self.store.get(parent), self.store.depth(parent));
+        let task = task?;
+        if let Some(t) = &task
+            && p.sees(&t.tenant)
+        {
+            let max = self.config().limits.max_delegation_depth;
+            Admission::within_depth(&parent.to_string(), depth?.unwrap_or(0), max)?;
+        }
+        match task {
             Some(t) if p.sees(&t.tenant) && t.state.is_terminal() => Err(Error::FailedPrecondition(format!(
                 "parent task {parent} is already {}; it takes no new sub-tasks",
                 t.state

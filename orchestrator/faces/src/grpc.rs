@@ -77,6 +77,7 @@ fn key_to_wire(k: &ApiKeyRecord) -> v1::ApiKey {
         role: k.role.to_string(),
         created_at_ms: k.created_at_ms,
         revoked_at_ms: k.revoked_at_ms.unwrap_or(0),
+        expires_at_ms: k.expires_at_ms.unwrap_or(0),
     }
 }
 
@@ -211,7 +212,10 @@ impl AdminService for AdminApi {
     ) -> Result<Response<v1::CreateApiKeyResponse>, Status> {
         let p = authorize(&self.0, &req, Action::ManageKeys).await?;
         let r = req.get_ref();
-        let (key, secret) = self.0.create_key(&p, &r.name, &r.tenant, &r.role).await?;
+        let (key, secret) = self
+            .0
+            .create_key(&p, &r.name, &r.tenant, &r.role, r.ttl_secs)
+            .await?;
         Ok(Response::new(v1::CreateApiKeyResponse {
             key: Some(key_to_wire(&key)),
             secret,

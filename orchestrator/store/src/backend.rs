@@ -23,6 +23,9 @@ pub trait Store: crate::workflows::WorkflowStore + Send + Sync + 'static {
     /// order ([`crate::reads::Reads`] coalesces concurrent reads into this). PostgreSQL reads them
     /// in one statement, SQLite one by one.
     async fn get_many(&self, ids: &[TaskId]) -> StoreResult<Vec<TaskRecord>>;
+    /// How many delegations below its root task `id` is (0: submitted on its own; a
+    /// sub-task's is its parent's + 1, set by the store when it inserts the task).
+    async fn depth(&self, id: TaskId) -> StoreResult<Option<u32>>;
     /// Whether concurrent reads are cheaper as one [`Store::get_many`] (a database server,
     /// where each statement costs a round trip) than one by one (a local file).
     fn reads_in_batches(&self) -> bool;

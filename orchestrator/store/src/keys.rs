@@ -21,4 +21,6 @@ pub struct ApiKeyRecord {
     pub created_at_ms: i64,
     /// Set once revoked.
     pub revoked_at_ms: Option<i64>,
+    /// When it stops working, Unix milliseconds; None = never.
+    pub expires_at_ms: Option<i64>,
 }

@@ -225,9 +225,10 @@ impl PgStore {
             .map_err(|e| StoreError(format!("cannot encode task spec: {e}")))?;
         let ids: Vec<String> = sqlx::query_scalar(
             "INSERT INTO tasks (id, tenant, task_type, supervisor, worker_kind, spec, state, attempt, seq, \
-             parent_id, idempotency_key, created_at_ms, updated_at_ms) \
+             parent_id, idempotency_key, created_at_ms, updated_at_ms, depth) \
              SELECT id, tenant, task_type, supervisor, worker_kind, spec, 'QUEUED', 0, 1, parent_id, \
-             idempotency_key, created_at_ms, created_at_ms \
+             idempotency_key, created_at_ms, created_at_ms, \
+             COALESCE((SELECT p.depth + 1 FROM tasks p WHERE p.id = v.parent_id), 0) \
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
              $8::text[], $9::bigint[]) WITH ORDINALITY \
              AS v(id, tenant, task_type, supervisor, worker_kind, spec, parent_id, idempotency_key, created_at_ms, n) \

@@ -28,6 +28,13 @@ where
         qb
     }
 
+    /// The delegation depth of task `id`.
+    pub fn depth(id: TaskId) -> QueryBuilder<DB> {
+        let mut qb = QueryBuilder::new("SELECT depth FROM tasks WHERE id = ");
+        qb.push_bind(id.to_string());
+        qb
+    }
+
     /// The id of the task `tenant` submitted with idempotency key `key`.
     pub fn idempotent(tenant: &str, key: &str) -> QueryBuilder<DB> {
         let mut qb = QueryBuilder::new("SELECT id FROM tasks WHERE tenant = ");
@@ -167,7 +174,8 @@ where
                 .push_bind(k.salt.clone())
                 .push_bind(k.hash.clone())
                 .push_bind(k.created_at_ms)
-                .push_bind(k.revoked_at_ms);
+                .push_bind(k.revoked_at_ms)
+                .push_bind(k.expires_at_ms);
         });
         qb
     }
@@ -225,6 +233,14 @@ macro_rules! impl_sql_store {
                 ids: &[cadre_proto::TaskId],
             ) -> $crate::StoreResult<Vec<cadre_proto::TaskRecord>> {
                 self.get_tasks(ids).await
+            }
+
+            async fn depth(&self, id: cadre_proto::TaskId) -> $crate::StoreResult<Option<u32>> {
+                let depth: Option<i64> = $crate::query::Sql::<$db>::depth(id)
+                    .build_query_scalar()
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(depth.map(|d| u32::try_from(d).unwrap_or(u32::MAX)))
             }
 
             fn reads_in_batches(&self) -> bool {

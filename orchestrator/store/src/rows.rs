@@ -18,7 +18,8 @@ pub(super) const EVENT_COLUMNS: &str = "cursor, task_id, seq, state, attempt, me
 pub(super) const AUDIT_COLUMNS: &str =
     "seq, at_ms, actor, tenant, role, action, target, outcome, detail, prev_hash, hash, signature, signer";
 /// The columns [`ApiKeyRow`] reads.
-pub(super) const API_KEY_COLUMNS: &str = "id, name, tenant, role, salt, hash, created_at_ms, revoked_at_ms";
+pub(super) const API_KEY_COLUMNS: &str =
+    "id, name, tenant, role, salt, hash, created_at_ms, revoked_at_ms, expires_at_ms";
 /// The unfinished states, as an SQL list.
 pub(super) const UNFINISHED: &str = "('QUEUED', 'RUNNING', 'RETRYING')";
 
@@ -81,6 +82,7 @@ pub(super) struct ApiKeyRow {
     hash: String,
     created_at_ms: i64,
     revoked_at_ms: Option<i64>,
+    expires_at_ms: Option<i64>,
 }
 
 /// One group of the usage sums (see [`crate::query::usage`]).
@@ -197,6 +199,7 @@ impl ApiKeyRow {
             hash: self.hash,
             created_at_ms: self.created_at_ms,
             revoked_at_ms: self.revoked_at_ms,
+            expires_at_ms: self.expires_at_ms,
         })
     }
 }

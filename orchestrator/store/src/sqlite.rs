@@ -144,7 +144,7 @@ impl SqliteStore {
         for chunk in records.chunks(ROWS_PER_STATEMENT) {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO tasks (id, tenant, task_type, supervisor, worker_kind, spec, state, attempt, seq, \
-                 parent_id, idempotency_key, created_at_ms, updated_at_ms) ",
+                 parent_id, idempotency_key, created_at_ms, updated_at_ms, depth) ",
             );
             let mut bad = None;
             qb.push_values(chunk, |mut b, rec| {
@@ -164,7 +164,12 @@ impl SqliteStore {
                     .push_bind(rec.spec.parent_id.map(|p| p.to_string()))
                     .push_bind(rec.spec.idempotency_key.clone())
                     .push_bind(rec.created_at_ms)
-                    .push_bind(rec.created_at_ms);
+                    .push_bind(rec.created_at_ms)
+                    // A sub-task is one deeper than its parent (stored before it: intake
+                    // checks that), a task on its own depth 0.
+                    .push("COALESCE((SELECT p.depth + 1 FROM tasks p WHERE p.id = ")
+                    .push_bind_unseparated(rec.spec.parent_id.map(|p| p.to_string()))
+                    .push_unseparated("), 0)");
             });
             if let Some(e) = bad {
                 return Err(StoreError(format!("cannot encode task spec: {e}")));

@@ -46,30 +46,71 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     Ok(Duration::from_secs(secs))
 }
 
+/// When a key expires, as UTC `YYYY-MM-DDTHH:MM:SSZ`, or `never` (0).
+fn expiry(at_ms: i64) -> String {
+    if at_ms == 0 {
+        return "never".into();
+    }
+    let secs = at_ms.div_euclid(1000).rem_euclid(86_400);
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        cadre_proto::clock::utc_day(at_ms),
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 /// `cadre key ...`: creates (the secret on stdout, once), lists or revokes API keys.
 pub(super) async fn key(client: Client, command: KeyCommand) -> Result<i32> {
     match command {
-        KeyCommand::Create { name, tenant, role } => {
-            let req = v1::CreateApiKeyRequest { name, tenant, role };
+        KeyCommand::Create {
+            name,
+            tenant,
+            role,
+            ttl,
+        } => {
+            let ttl_secs = parse_duration(&ttl)?.as_secs();
+            let req = v1::CreateApiKeyRequest {
+                name,
+                tenant,
+                role,
+                ttl_secs,
+            };
             let resp = client.create_api_key(req).await?;
             let key = resp.key.context("no key returned")?;
             eprintln!(
-                "created API key {} ({}, tenant {}, role {}); it is shown only now:",
-                key.id, key.name, key.tenant, key.role
+                "created API key {} ({}, tenant {}, role {}, expires {}); it is shown only now:",
+                key.id,
+                key.name,
+                key.tenant,
+                key.role,
+                expiry(key.expires_at_ms)
             );
             println!("{}", resp.secret);
         }
         KeyCommand::List => {
             let keys = client.list_api_keys().await?;
             println!(
-                "{:<14}  {:<24}  {:<16}  {:<10}  STATUS",
-                "ID", "NAME", "TENANT", "ROLE"
+                "{:<14}  {:<24}  {:<16}  {:<10}  {:<20}  STATUS",
+                "ID", "NAME", "TENANT", "ROLE", "EXPIRES"
             );
+            let now = cadre_proto::clock::now_ms();
             for k in keys {
-                let status = if k.revoked_at_ms == 0 { "active" } else { "revoked" };
+                let status = if k.revoked_at_ms != 0 {
+                    "revoked"
+                } else if k.expires_at_ms != 0 && k.expires_at_ms <= now {
+                    "expired"
+                } else {
+                    "active"
+                };
                 println!(
-                    "{:<14}  {:<24}  {:<16}  {:<10}  {status}",
-                    k.id, k.name, k.tenant, k.role
+                    "{:<14}  {:<24}  {:<16}  {:<10}  {:<20}  {status}",
+                    k.id,
+                    k.name,
+                    k.tenant,
+                    k.role,
+                    expiry(k.expires_at_ms)
                 );
             }
         }

@@ -408,6 +408,7 @@ async fn api_keys_are_shown_once_stored_hashed_and_revocable() {
             name: "ci-bot".into(),
             tenant: "ci".into(),
             role: "operator".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -460,6 +461,7 @@ async fn api_keys_are_shown_once_stored_hashed_and_revocable() {
         name: "x".into(),
         tenant: "ci".into(),
         role: "root".into(),
+        ..Default::default()
     };
     assert_eq!(
         admin.create_api_key(bad_role).await.unwrap_err().code(),

@@ -335,6 +335,7 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
                 name: "ci".into(),
                 tenant: "acme".into(),
                 role: "operator".into(),
+                ..Default::default()
             })
             .await
             .expect("create key")

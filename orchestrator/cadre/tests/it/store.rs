@@ -1055,6 +1055,7 @@ fn api_key(id: &str, created_at_ms: i64) -> ApiKeyRecord {
         hash: "abcd".into(),
         created_at_ms,
         revoked_at_ms: None,
+        expires_at_ms: None,
     }
 }
 

@@ -243,7 +243,7 @@ impl Authenticator {
             return Ok(path);
         }
         let (_, key) = self
-            .create_key("bootstrap-commander", "default", Role::Commander)
+            .create_key("bootstrap-commander", "default", Role::Commander, None)
             .await?;
         write_private(&path, format!("{key}\n").as_bytes())
             .map_err(|e| Error::Unavailable(format!("cannot write {}: {e}", path.display())))?;
@@ -276,6 +276,9 @@ impl Authenticator {
         }
         if !constant_time_eq(salted_hash(&key.salt, secret).as_bytes(), key.hash.as_bytes()) {
             return Err(invalid());
+        }
+        if key.expires_at_ms.is_some_and(|at| at <= now_ms()) {
+            return Err(Error::Unauthenticated(format!("API key {id} expired")));
         }
         Ok(Principal {
             subject: key.name.clone(),
@@ -337,18 +340,21 @@ impl Authenticator {
             .map_err(|e| Error::Unavailable(format!("cannot sign token: {e}")))
     }
 
-    /// Creates an API key; returns its record and the key itself, which is never stored.
+    /// Creates an API key, working for `ttl` (None: until revoked); returns its record and the
+    /// key itself, which is never stored.
     pub async fn create_key(
         &self,
         name: &str,
         tenant: &str,
         role: Role,
+        ttl: Option<Duration>,
     ) -> Result<(ApiKeyRecord, String), Error> {
         validate_name("name", name)?;
         validate_name("tenant", tenant)?;
         let id = hex(&random_bytes::<6>()?);
         let secret = hex(&random_bytes::<24>()?);
         let salt = hex(&random_bytes::<16>()?);
+        let created_at_ms = now_ms();
         let record = ApiKeyRecord {
             hash: salted_hash(&salt, &secret),
             id: id.clone(),
@@ -356,8 +362,9 @@ impl Authenticator {
             tenant: tenant.into(),
             role,
             salt,
-            created_at_ms: now_ms(),
+            created_at_ms,
             revoked_at_ms: None,
+            expires_at_ms: ttl.map(|t| created_at_ms.saturating_add(t.as_millis() as i64)),
         };
         self.key_store()?.insert_api_key(&record).await?;
         self.keys

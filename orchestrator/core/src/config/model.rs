@@ -116,6 +116,9 @@ pub struct AuthConfig {
     pub leeway_secs: u64,
     /// Longest token lifetime `IssueToken` grants.
     pub max_token_ttl_secs: u64,
+    /// Longest lifetime `CreateApiKey` grants (`ttl_secs`); 0 = no cap. With a cap, a key
+    /// asked for without a ttl is refused too (every key must expire).
+    pub max_api_key_ttl_secs: u64,
     /// HS256 secret file; empty = `<data_dir>/auth/hs256.key`, created on first start.
     pub hs256_secret_file: String,
     /// EdDSA private key (PKCS#8 PEM); empty = `<data_dir>/auth/ed25519-private.pem`, created.
@@ -135,6 +138,7 @@ impl Default for AuthConfig {
             audience: "cadre".into(),
             leeway_secs: 5,
             max_token_ttl_secs: 30 * 24 * 3600,
+            max_api_key_ttl_secs: 0,
             hs256_secret_file: String::new(),
             eddsa_private_key_file: String::new(),
             eddsa_public_key_file: String::new(),
@@ -198,6 +202,18 @@ pub struct ServerConfig {
     /// Task submissions one WebSocket may have in flight (from `submit` until its `result`);
     /// more are refused with RESOURCE_EXHAUSTED for that request.
     pub ws_max_inflight: usize,
+    /// Connections the HTTP listener serves at once (WebSockets included); more are accepted
+    /// and closed at once, counted in `cadre_http_connections_refused_total`.
+    pub http_max_connections: usize,
+    /// Time a client has to send a request's headers, from connect (or from the first byte of
+    /// a later request on a kept-alive connection), TLS handshake included; slower clients are
+    /// cut off (slow-loris protection).
+    pub http_header_timeout_ms: u64,
+    /// A kept-alive HTTP connection with no request for this long is closed.
+    pub http_idle_timeout_ms: u64,
+    /// Time a client has to send a request's body once its headers arrived; a slower body
+    /// ends the request (400) and its connection.
+    pub http_body_timeout_ms: u64,
 }
 
 /// Where tasks and events are kept.
@@ -233,6 +249,9 @@ pub struct LimitsConfig {
     pub cancel_grace_ms: u64,
     /// Events buffered per live subscriber before it is told it lagged and re-reads the store.
     pub event_buffer: usize,
+    /// Deepest chain of sub-tasks: a task this many delegations below its root takes no
+    /// sub-task of its own (FAILED_PRECONDITION), so a delegation loop ends (1 to 64).
+    pub max_delegation_depth: u32,
 }
 
 /// Diagnostic task types (`system.debug.echo|sleep|fail|panic`).
@@ -283,6 +302,10 @@ impl Default for ServerConfig {
             ws_ping_ms: 15_000,
             max_subscribers: 10_000,
             ws_max_inflight: 64,
+            http_max_connections: 10_000,
+            http_header_timeout_ms: 10_000,
+            http_idle_timeout_ms: 60_000,
+            http_body_timeout_ms: 60_000,
         }
     }
 }
@@ -308,6 +331,7 @@ impl Default for LimitsConfig {
             max_timeout_ms: 24 * 3_600_000,
             cancel_grace_ms: 5_000,
             event_buffer: 4096,
+            max_delegation_depth: 8,
         }
     }
 }

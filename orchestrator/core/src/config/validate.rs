@@ -61,6 +61,18 @@ impl Config {
         if !(1..=100_000).contains(&self.server.ws_max_inflight) {
             errs.push("server.ws_max_inflight: must be 1 to 100000".into());
         }
+        if !(1..=1_000_000).contains(&self.server.http_max_connections) {
+            errs.push("server.http_max_connections: must be 1 to 1000000".into());
+        }
+        if !(100..=600_000).contains(&self.server.http_header_timeout_ms) {
+            errs.push("server.http_header_timeout_ms: must be 100 to 600000".into());
+        }
+        if !(100..=3_600_000).contains(&self.server.http_idle_timeout_ms) {
+            errs.push("server.http_idle_timeout_ms: must be 100 to 3600000".into());
+        }
+        if !(100..=3_600_000).contains(&self.server.http_body_timeout_ms) {
+            errs.push("server.http_body_timeout_ms: must be 100 to 3600000".into());
+        }
         if !(1..=100_000).contains(&self.server.max_streams_per_connection) {
             errs.push("server.max_streams_per_connection: must be 1 to 100000".into());
         }
@@ -85,6 +97,9 @@ impl Config {
         }
         if !(16..=1 << 20).contains(&self.limits.event_buffer) {
             errs.push("limits.event_buffer: must be 16 to 1048576".into());
+        }
+        if !(1..=64).contains(&self.limits.max_delegation_depth) {
+            errs.push("limits.max_delegation_depth: must be 1 to 64".into());
         }
         errs
     }
