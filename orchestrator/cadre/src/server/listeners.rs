@@ -1,13 +1,19 @@
-//! What a node binds and writes before it serves: the data-dir lock, the two listeners, TLS,
-//! the URL peers reach it at, and `endpoints.json`.
+//! What a node binds and writes before it serves: the data-dir lock, the two listeners, TLS
+//! (one `[tls]` certificate for both), the URL peers reach it at, and `endpoints.json`.
 
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use cadre_core::config::{Config, TlsConfig};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{self, RootCertStore};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 /// A node's listeners, bound (port 0 picks free ports), with its data dir locked.
@@ -22,6 +28,8 @@ pub(crate) struct Bound {
     pub http_addr: SocketAddr,
     /// gRPC TLS (None: plaintext).
     pub tls: Option<ServerTlsConfig>,
+    /// HTTP TLS, the same certificate and client CA (None: plaintext).
+    pub http_tls: Option<TlsAcceptor>,
     /// `https` with TLS, else `http`.
     pub scheme: &'static str,
     /// The gRPC URL peers use to reach this process.
@@ -42,6 +50,7 @@ impl Bound {
             .with_context(|| format!("cannot listen on server.http_addr {}", config.server.http_addr))?;
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
         let tls = server_tls(&config.tls)?;
+        let http_tls = http_tls(&config.tls)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = advertised_url(config, grpc_addr, scheme);
         Ok(Bound {
@@ -50,6 +59,7 @@ impl Bound {
             grpc_addr,
             http_addr,
             tls,
+            http_tls,
             scheme,
             url,
             lock,
@@ -60,9 +70,9 @@ impl Bound {
 /// What `endpoints.json` holds.
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 pub struct Endpoints {
-    /// gRPC endpoint URL, e.g. `http://127.0.0.1:50051`.
+    /// gRPC endpoint URL, e.g. `http://127.0.0.1:50051` (`https://` with TLS).
     pub grpc: String,
-    /// HTTP base URL.
+    /// HTTP base URL (`https://` with TLS).
     pub http: String,
     /// The serving process.
     pub pid: u32,
@@ -138,7 +148,7 @@ pub(crate) fn write_endpoints(
 ) -> anyhow::Result<PathBuf> {
     let endpoints = Endpoints {
         grpc: format!("{scheme}://{grpc}"),
-        http: format!("http://{http}"),
+        http: format!("{scheme}://{http}"),
         pid: std::process::id(),
     };
     let endpoints_file = config.node.data_dir.join("endpoints.json");
@@ -167,4 +177,44 @@ fn server_tls(cfg: &TlsConfig) -> anyhow::Result<Option<ServerTlsConfig>> {
         )?));
     }
     Ok(Some(tls))
+}
+
+/// Reads the TLS files into the HTTP listener's rustls acceptor (None when TLS is off): the
+/// same certificate as gRPC, client certificates required and verified against
+/// `client_ca_file` when it is set, HTTP/1.1 offered by ALPN.
+fn http_tls(cfg: &TlsConfig) -> anyhow::Result<Option<TlsAcceptor>> {
+    if !cfg.enabled() {
+        return Ok(None);
+    }
+    let read =
+        |what: &str, path: &str| std::fs::read(path).with_context(|| format!("cannot read {what} {path}"));
+    let certs = |what: &str, path: &str| -> anyhow::Result<Vec<CertificateDer<'static>>> {
+        let certs = CertificateDer::pem_slice_iter(&read(what, path)?)
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("{what} {path}: not a PEM certificate"))?;
+        anyhow::ensure!(!certs.is_empty(), "{what} {path}: no certificate in it");
+        Ok(certs)
+    };
+    let chain = certs("tls.cert_file", &cfg.cert_file)?;
+    let key = PrivateKeyDer::from_pem_slice(&read("tls.key_file", &cfg.key_file)?)
+        .with_context(|| format!("tls.key_file {}: not a PEM private key", cfg.key_file))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = if cfg.client_ca_file.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(certs("tls.client_ca_file", &cfg.client_ca_file)?);
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+            .build()
+            .with_context(|| format!("tls.client_ca_file {}", cfg.client_ca_file))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .context("tls.cert_file and tls.key_file do not make a usable identity")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }

@@ -7,6 +7,7 @@
 //! a node started on port 0. [`Running::shutdown`] stops intake, waits up to
 //! `server.shutdown_grace_ms` for open calls, stops the actor tree and flushes the writer.
 
+mod http_listener;
 mod listeners;
 mod parts;
 mod running;

@@ -23,6 +23,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::ServerTlsConfig;
 
+use crate::server::http_listener::{self, HttpOptions};
+
 /// The gRPC services a process serves.
 pub(crate) enum Services {
     /// Tier 0: TaskService, AdminService and SupervisorPeer.
@@ -121,17 +123,14 @@ pub(crate) async fn serve_grpc(
 }
 
 /// Serves HTTP on `listener` until `shutdown`: probes and metrics through `face`, and, with
-/// `tasks`, the JSON API, event sockets, MCP and the dashboard.
+/// `tasks`, the JSON API, event sockets, MCP and the dashboard; TLS, the connection cap and
+/// the header and idle deadlines of `opts`.
 pub(crate) async fn serve_http(
     face: Arc<dyn http::HttpFace>,
     tasks: Option<Arc<Node>>,
     listener: TcpListener,
+    opts: HttpOptions,
     shutdown: CancellationToken,
 ) {
-    let res = axum::serve(listener, http::router(face, tasks))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
-    if let Err(e) = res {
-        tracing::error!(error = %e, "HTTP server failed");
-    }
+    http_listener::serve(listener, http::router(face, tasks), opts, shutdown).await;
 }

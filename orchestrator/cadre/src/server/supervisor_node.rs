@@ -16,6 +16,7 @@ use cadre_supervisors::node::{DelegateToPeers, NodeRuntime, NodeSink};
 use cadre_supervisors::{Orchestrator, OrchestratorArgs};
 use ractor::Actor;
 
+use crate::server::http_listener::HttpOptions;
 use crate::server::listeners::{Bound, write_endpoints};
 use crate::server::parts::{Parts, node_runtime, run_node};
 use crate::server::running::Running;
@@ -72,7 +73,13 @@ pub(crate) async fn start(config: Config, bound: Bound, parts: Parts) -> anyhow:
             bound.tls,
             parts.shutdown.clone(),
         )),
-        tokio::spawn(serve_http(face, None, bound.http, parts.shutdown.clone())),
+        tokio::spawn(serve_http(
+            face,
+            None,
+            bound.http,
+            HttpOptions::new(&config.server, bound.http_tls),
+            parts.shutdown.clone(),
+        )),
     ];
     let endpoints_file = write_endpoints(&config, bound.scheme, bound.grpc_addr, bound.http_addr)?;
     tracing::info!(grpc = %bound.grpc_addr, http = %bound.http_addr, supervisors = ?local.keys().collect::<Vec<_>>(), "cadre supervisor node serving");

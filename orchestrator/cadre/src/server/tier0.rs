@@ -27,6 +27,7 @@ use cadre_supervisors::node::{NodeRuntime, NodeSink};
 use cadre_supervisors::{Orchestrator, OrchestratorArgs, OrchestratorMsg, TaskSink, TaskSource};
 use ractor::{Actor, ActorRef};
 
+use crate::server::http_listener::HttpOptions;
 use crate::server::listeners::{Bound, lock_store_url, write_endpoints};
 use crate::server::parts::{Parts, node_runtime, run_node};
 use crate::server::running::Running;
@@ -109,6 +110,7 @@ pub(crate) async fn start(
             node.clone(),
             Some(node.clone()),
             bound.http,
+            HttpOptions::new(&config.server, bound.http_tls),
             parts.shutdown.clone(),
         )),
     ];

@@ -11,7 +11,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use crate::common::*;
 
 /// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM files.
-fn pki(dir: &Path) {
+pub(crate) fn pki(dir: &Path) {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
