@@ -181,12 +181,12 @@ def restartable(tmp_path: Path) -> Iterator[Node]:
 
 
 class CuttingProxy:
-    """A TCP proxy to `target_port`. Armed with `cut_next_call()`, it forwards the next bytes
-    the client sends, passes nothing back from then on, waits `hold` seconds (the node carries
+    """A TCP proxy to `target_port`. Armed with `cut_next_call()`, it forwards the next call the
+    client sends (the next chunk larger than a control frame), passes nothing back from then on, waits `hold` seconds (the node carries
     out the call) and then resets the client's connection: the client sees UNAVAILABLE for a
     call the node did carry out."""
 
-    def __init__(self, target_port: int, hold: float = 0.5) -> None:
+    def __init__(self, target_port: int, hold: float = 1.5) -> None:
         self.target_port = target_port
         self.hold = hold
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -218,7 +218,9 @@ class CuttingProxy:
         """Client to node; performs the cut when armed."""
         try:
             while data := client.recv(65536):
-                if self.armed.is_set():
+                # A call is more than a control frame (PING, WINDOW_UPDATE and SETTINGS acks
+                # are 9-17 bytes and may trail the previous call): those pass through.
+                if self.armed.is_set() and len(data) >= 64:
                     self.armed.clear()
                     cutting.set()
                     upstream.sendall(data)
