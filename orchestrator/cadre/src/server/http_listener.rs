@@ -289,15 +289,16 @@ impl Phase {
         }
     }
 
-    /// The state and when it runs out (a busy connection is looked at again later).
+    /// The state and when it runs out. A busy connection never runs out: it is looked at
+    /// again a whole limit from now (not from when it became busy, which would be in the past
+    /// for a long response and fire at once, over and over).
     fn deadline(&self, opts: &HttpOptions) -> (State, Instant) {
         let (state, since) = *self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let limit = match state {
-            State::Headers => opts.header_timeout,
-            State::Idle => opts.idle_timeout,
-            State::Busy => opts.header_timeout.max(opts.idle_timeout),
-        };
-        (state, since + limit)
+        match state {
+            State::Headers => (state, since + opts.header_timeout),
+            State::Idle => (state, since + opts.idle_timeout),
+            State::Busy => (state, Instant::now() + opts.header_timeout.max(opts.idle_timeout)),
+        }
     }
 }
 

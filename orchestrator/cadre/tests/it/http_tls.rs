@@ -469,3 +469,47 @@ async fn connections_above_the_cap_are_refused_until_others_close() {
     drop(open);
     node.stop().await;
 }
+
+/// CPU seconds (user + system) the process `pid` has used so far, from /proc.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces, inside parentheses).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// A response that stays open past every deadline (an SSE stream) is neither cut nor looked at
+/// in a loop: over three seconds with both deadlines at 300 ms, the node stays nearly idle (a
+/// connection task re-arming an expired deadline would burn a whole core).
+#[tokio::test]
+async fn a_long_response_outlives_the_deadlines_without_spinning() {
+    let node = TestNode::start("[server]\nhttp_header_timeout_ms = 300\nhttp_idle_timeout_ms = 300\n").await;
+    let addr = node.http.trim_start_matches("http://").to_string();
+    let mut sse = TcpStream::connect(&addr).await.unwrap();
+    let req = format!(
+        "GET /v1/events/sse HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n",
+        node.credential()
+    );
+    sse.write_all(req.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    sse.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200", "the stream opened");
+    let before = cpu_secs(node.pid());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_secs(node.pid()) - before;
+    assert!(
+        used < 1.0,
+        "the node used {used:.2} s of CPU in 3 s with one quiet stream open"
+    );
+    // The stream is still open and delivers an event.
+    let mut c = node.tasks().await;
+    run(&mut c, spec("system.debug.echo", "{}")).await;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), sse.read(&mut buf))
+        .await
+        .expect("an event on the long stream")
+        .unwrap();
+    assert!(n > 0, "the stream was not cut");
+}
