@@ -3,6 +3,8 @@
 //! the node closes a stream early), it opens a new one from that cursor, so the caller sees
 //! every event once, in cursor order, with no gap and no repeat.
 
+use std::time::{Duration, Instant};
+
 use cadre_proto::v1;
 use tonic::Code;
 use tonic::codec::Streaming;
@@ -21,10 +23,18 @@ pub struct Watch {
     /// The cursor of the last event yielded.
     last: Option<u64>,
     stream: Option<Streaming<v1::TaskEvent>>,
-    /// Failed opens or breaks since the last event: bounded by the retry policy.
+    /// Failed opens or breaks in a row: bounded by the retry policy. Reset by an event, or by
+    /// a stream that stayed open [`HEALTHY`] before it broke (so an idle watch survives any
+    /// number of node restarts over its life, while a stream that breaks at once, again and
+    /// again, still ends).
     failures: u32,
+    /// When the current stream opened.
+    opened_at: Option<Instant>,
     done: bool,
 }
+
+/// How long a stream must have stayed open for its break to count as the first in a row.
+const HEALTHY: Duration = Duration::from_secs(5);
 
 /// Whether a broken stream is worth reopening: the transport failed, not the request.
 fn transient(code: Code) -> bool {
@@ -56,7 +66,10 @@ impl Watch {
             let stream = match self.stream.as_mut() {
                 Some(s) => s,
                 None => match self.client.tasks.clone().watch(self.request()).await {
-                    Ok(r) => self.stream.insert(r.into_inner()),
+                    Ok(r) => {
+                        self.opened_at = Some(Instant::now());
+                        self.stream.insert(r.into_inner())
+                    }
                     Err(s) => {
                         if let Some(e) = self.broke(s).await {
                             return Some(Err(e));
@@ -110,6 +123,9 @@ impl Watch {
     /// the watch with the error (not transient, or the tries are used up).
     async fn broke(&mut self, s: tonic::Status) -> Option<Error> {
         self.stream = None;
+        if self.opened_at.take().is_some_and(|t| t.elapsed() >= HEALTHY) {
+            self.failures = 0;
+        }
         self.failures += 1;
         let retry = self.client.retry;
         if transient(s.code()) && self.failures < retry.attempts.max(1) {
@@ -131,6 +147,7 @@ impl Client {
             last: None,
             stream: None,
             failures: 0,
+            opened_at: None,
             done: false,
         }
     }
