@@ -289,8 +289,8 @@ impl Node {
     /// Stores the new task (QUEUED) and its `task.submit` act through the group-commit writer,
     /// in one transaction, and waits until both are durable, then dispatches it (an instance
     /// has no supervisor: the workflow engine sees its QUEUED event). A lost idempotency race
-    /// returns the winner. With
-    /// `watch`, the live watch is taken before the insert, so it sees every event.
+    /// returns the winner. With `watch`, the live watch is taken before the insert, so it sees
+    /// every event.
     async fn store_durably(
         &self,
         p: &Principal,

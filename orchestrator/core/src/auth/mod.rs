@@ -411,13 +411,17 @@ pub enum Credential<'a> {
     ApiKey(&'a str),
 }
 
+/// The credential of an `Authorization` value `Bearer <credential>`: the scheme in any case
+/// (RFC 7235), spaces around either part ignored; None when the value is not one.
+pub fn bearer_credential(header: &str) -> Option<&str> {
+    let (scheme, cred) = header.trim().split_once(' ')?;
+    let cred = cred.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !cred.is_empty()).then_some(cred)
+}
+
 /// Parses `Bearer <credential>` (untrusted input; never panics).
 pub fn parse_bearer(header: &str) -> Result<Credential<'_>, Error> {
-    let cred = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
+    let cred = bearer_credential(header)
         .ok_or_else(|| Error::Unauthenticated("authorization must be `Bearer <token or API key>`".into()))?;
     Ok(match cred.strip_prefix(KEY_PREFIX) {
         Some(rest) => Credential::ApiKey(rest),
@@ -463,5 +467,29 @@ fn validate_name(field: &str, value: &str) -> Result<(), Error> {
             cadre_proto::SpecError::invalid(field, format!("{value:?} must be 1-64 of A-Z a-z 0-9 _ . @ -"))
                 .into(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bearer_credential_is_found_whatever_the_scheme_case_and_spaces() {
+        assert_eq!(bearer_credential("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_credential("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_credential(" BEARER abc"), Some("abc"));
+        assert_eq!(bearer_credential("Basic abc"), None);
+        assert_eq!(bearer_credential("Bearer"), None);
+        assert_eq!(bearer_credential("Bearer   "), None);
+        assert!(matches!(
+            parse_bearer("BEARER cadre_x_y"),
+            Ok(Credential::ApiKey("x_y"))
+        ));
+        assert!(matches!(
+            parse_bearer("Bearer a.b.c"),
+            Ok(Credential::Jwt("a.b.c"))
+        ));
+        assert!(parse_bearer("Token a.b.c").is_err());
     }
 }

@@ -45,12 +45,6 @@ struct SubmitMessage {
     watch: Option<bool>,
 }
 
-/// The token of an `Authorization` value: after the scheme `Bearer` (any case), trimmed.
-fn bearer_token(header: &str) -> Option<&str> {
-    let (scheme, token) = header.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 /// An `error` message of one request (`request_id` null when the request had no usable id).
 pub(crate) fn request_error(request_id: &Value, e: &ApiError) -> Value {
     let (code, message) = match e {
@@ -95,7 +89,7 @@ fn parse(msg: Value, credential: Option<&str>) -> Result<Request, ApiError> {
         other => return Err(invalid("request_id", format!("{other} is not a string"))),
     };
     if let (Some(t), Some(c)) = (&m.token, credential)
-        && bearer_token(c) != Some(t.trim())
+        && cadre_core::auth::bearer_credential(c) != Some(t.trim())
     {
         return Err(invalid(
             "token",
@@ -296,18 +290,4 @@ impl Run {
 /// The `result` message: the task once finished, as `GET /v1/tasks/{id}` renders it.
 fn result_json(id: &Tag, task: &TaskRecord) -> Value {
     json!({ "type": "result", "request_id": id.as_ref(), "task": task_json(task) })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::bearer_token;
-
-    #[test]
-    fn the_token_of_an_authorization_value_is_found_whatever_the_scheme_case_and_spaces() {
-        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
-        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
-        assert_eq!(bearer_token(" BEARER abc"), Some("abc"));
-        assert_eq!(bearer_token("Basic abc"), None);
-        assert_eq!(bearer_token("Bearer"), None);
-    }
 }
