@@ -390,10 +390,33 @@ pub struct TaskSpec {
     /// What the node guarantees about the result.
     #[serde(default)]
     pub security_level: SecurityLevel,
+    /// The concurrency key whose running limit this task shares (per tenant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
+    /// Replace a still-queued earlier submit with the same key within the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<Debounce>,
+    /// The task a bulk replay copied this one from (set by the node, never by a client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<TaskId>,
+}
+
+/// A debounce key and window of a [`TaskSpec`] (`spec.debounce_key`, `spec.debounce_window_ms`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Debounce {
+    /// Per-tenant key: a newer submit with it replaces a queued older one.
+    pub key: String,
+    /// How long after a submit a newer one with the same key replaces it.
+    #[serde(with = "millis", rename = "window_ms")]
+    pub window: Duration,
 }
 
 /// Longest accepted idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+/// Longest accepted concurrency or debounce key, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+/// Longest accepted debounce window.
+pub const MAX_DEBOUNCE_WINDOW: Duration = Duration::from_secs(86_400);
 /// Longest accepted task type, in bytes.
 pub const MAX_TASK_TYPE_BYTES: usize = 128;
 
@@ -475,6 +498,9 @@ impl TaskSpec {
             idempotency_key,
             parent_id,
             security_level,
+            concurrency_key: optional_key("spec.concurrency_key", &wire.concurrency_key)?,
+            debounce: Debounce::from_wire(wire)?,
+            replay_of: None,
         })
     }
 
@@ -489,12 +515,75 @@ impl TaskSpec {
             idempotency_key: self.idempotency_key.clone().unwrap_or_default(),
             parent_id: self.parent_id.map(|p| p.to_string()).unwrap_or_default(),
             security_level: self.security_level.to_wire() as i32,
+            concurrency_key: self.concurrency_key.clone().unwrap_or_default(),
+            debounce_key: self.debounce.as_ref().map(|d| d.key.clone()).unwrap_or_default(),
+            debounce_window_ms: self.debounce.as_ref().map_or(0, |d| d.window.as_millis() as u64),
+        }
+    }
+
+    /// A spec with only a task type and params; every other field at its default (priority 0,
+    /// `timeout`, `retry`, no keys): what the node itself submits.
+    pub fn simple(
+        task_type: impl Into<String>,
+        params: Value,
+        timeout: Duration,
+        retry: RetryPolicy,
+    ) -> Self {
+        TaskSpec {
+            task_type: task_type.into(),
+            params,
+            priority: Priority::default(),
+            timeout,
+            retry,
+            idempotency_key: None,
+            parent_id: None,
+            security_level: SecurityLevel::default(),
+            concurrency_key: None,
+            debounce: None,
+            replay_of: None,
         }
     }
 
     /// The first segment of the task type: the supervisor it belongs to by convention.
     pub fn supervisor_hint(&self) -> &str {
         self.task_type.split('.').next().unwrap_or_default()
+    }
+}
+
+/// An optional key field (`""` = none), at most [`MAX_KEY_BYTES`].
+fn optional_key(field: &str, key: &str) -> Result<Option<String>, SpecError> {
+    match key {
+        "" => Ok(None),
+        k if k.len() > MAX_KEY_BYTES => Err(SpecError::invalid(
+            field,
+            format!("must be at most {MAX_KEY_BYTES} bytes"),
+        )),
+        k => Ok(Some(k.to_string())),
+    }
+}
+
+impl Debounce {
+    /// The debounce of a wire spec: none without a key; a key needs a window in
+    /// (0, [`MAX_DEBOUNCE_WINDOW`]], and a window needs a key.
+    fn from_wire(wire: &v1::TaskSpec) -> Result<Option<Self>, SpecError> {
+        let key = optional_key("spec.debounce_key", &wire.debounce_key)?;
+        let window = Duration::from_millis(wire.debounce_window_ms);
+        match key {
+            None if wire.debounce_window_ms > 0 => Err(SpecError::invalid(
+                "spec.debounce_window_ms",
+                "needs spec.debounce_key",
+            )),
+            None => Ok(None),
+            Some(_) if wire.debounce_window_ms == 0 => Err(SpecError::invalid(
+                "spec.debounce_window_ms",
+                "must be greater than 0 with spec.debounce_key",
+            )),
+            Some(_) if window > MAX_DEBOUNCE_WINDOW => Err(SpecError::invalid(
+                "spec.debounce_window_ms",
+                format!("must be at most {} ms", MAX_DEBOUNCE_WINDOW.as_millis()),
+            )),
+            Some(key) => Ok(Some(Debounce { key, window })),
+        }
     }
 }
 
@@ -725,6 +814,7 @@ impl TaskRecord {
             result_signature: self.result_signature.clone().unwrap_or_default(),
             usage: self.usage.clone(),
             steps: self.steps.clone(),
+            replay_of: self.spec.replay_of.map(|t| t.to_string()).unwrap_or_default(),
         }
     }
 }

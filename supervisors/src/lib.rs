@@ -10,6 +10,8 @@
 //! - [`attempt_span`]: the span each attempt runs in, parented on its task's trace.
 //! - [`config`]: what a supervisor is made of (pools per worker kind, restart intensity) and the
 //!   routing table from task type to supervisor, worker kind and executor.
+//! - [`pause`]: what an operator paused ([`PauseSet`]): supervisors, pools, task-type prefixes,
+//!   tenants; consulted before a queued task starts.
 //! - [`priority_queue`]: the per-pool queue: priorities 0-9, FIFO within a priority, and
 //!   round-robin across tenants within a priority so one tenant's flood cannot starve another.
 //! - [`restart_policy`]: OTP-style restart intensity (at most N restarts in T).
@@ -35,6 +37,7 @@ pub mod attempt_span;
 pub mod config;
 pub mod delegation;
 pub mod node;
+pub mod pause;
 pub mod priority_queue;
 pub mod restart_policy;
 pub mod router;
@@ -44,6 +47,7 @@ pub mod task;
 pub mod tree;
 
 pub use config::{Route, RoutingTable, SupervisorSpec};
+pub use pause::{Pause, PauseProbe, PauseSet};
 pub use priority_queue::FairQueue;
 pub use restart_policy::{RestartIntensity, RestartTracker};
 pub use router::{Router, SharedRoutes, UnknownType};

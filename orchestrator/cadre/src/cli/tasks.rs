@@ -68,6 +68,7 @@ fn task_spec(a: SubmitArgs) -> Result<v1::TaskSpec> {
         retry,
         idempotency_key: a.idempotency_key,
         parent_id: String::new(),
+        ..Default::default()
     })
 }
 

@@ -207,6 +207,9 @@ fn chain(n: usize) -> Vec<TaskRecord> {
             idempotency_key: None,
             parent_id: out.last().map(|t| t.id),
             security_level: Default::default(),
+            concurrency_key: None,
+            debounce: None,
+            replay_of: None,
         };
         out.push(TaskRecord::queued("acme", spec, "system", "monitor"));
     }

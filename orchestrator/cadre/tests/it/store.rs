@@ -120,6 +120,9 @@ fn spec(task_type: &str, key: Option<&str>, parent: Option<TaskId>) -> TaskSpec 
         idempotency_key: key.map(str::to_string),
         parent_id: parent,
         security_level: Default::default(),
+        concurrency_key: None,
+        debounce: None,
+        replay_of: None,
     }
 }
 

@@ -252,6 +252,7 @@ impl Node {
             idempotency_key: s.key.clone(),
             parent_id: rec.id.to_string(),
             security_level: v1::SecurityLevel::Standard as i32,
+            ..Default::default()
         };
         let refused = match self.submit(&p, Some(&wire)).await {
             Ok((t, _)) => return Ok(Applied::Submitted(Box::new(t))),

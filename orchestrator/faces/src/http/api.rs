@@ -374,6 +374,7 @@ impl SubmitBody {
             idempotency_key: self.idempotency_key,
             parent_id: String::new(),
             security_level: security_level as i32,
+            ..Default::default()
         })
     }
 }

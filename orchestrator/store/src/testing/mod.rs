@@ -18,6 +18,9 @@ pub fn record(key: Option<&str>) -> TaskRecord {
         idempotency_key: key.map(str::to_string),
         parent_id: None,
         security_level: Default::default(),
+        concurrency_key: None,
+        debounce: None,
+        replay_of: None,
     };
     TaskRecord::queued("t", spec, "system", "monitor")
 }
