@@ -114,6 +114,7 @@ async fn spawn_tree() -> Tree {
         sink: recovery.sink.clone(),
         recovery: std::sync::Arc::new(recovery),
         delegate: None,
+        gates: Default::default(),
     };
     let (orchestrator, _) = Actor::spawn(None, Orchestrator, args)
         .await
@@ -145,6 +146,8 @@ impl Tree {
             verified: false,
             fortress: false,
             traceparent: None,
+            concurrency_key: None,
+            rate_limited: 0,
         };
         self.orchestrator
             .cast(OrchestratorMsg::Dispatch {

@@ -7,13 +7,22 @@
 //! Layout:
 //! - [`admission`]: the intake checks that need only routes and executors (parse, route,
 //!   fortress sandbox, params schema), shared by tier 0 and supervisor nodes.
+//! - `attempt_report`: an attempt's progress and usage, forwarded to the sink.
 //! - [`attempt_span`]: the span each attempt runs in, parented on its task's trace.
 //! - [`config`]: what a supervisor is made of (pools per worker kind, restart intensity) and the
 //!   routing table from task type to supervisor, worker kind and executor.
+//! - [`dispatch_config`]: `[fairness]` tenant weights, `[[concurrency]]` key limits and
+//!   `[upstream]` rate-limit bounds, as configured, with their checks.
+//! - [`dispatch_gates`]: whether a queued task may start now (pauses, rate-limit holds of its
+//!   type, its concurrency key) and where the tasks that may not wait, still queued.
+//! - [`key_limits`]: running limits per (tenant, concurrency key), shared by every supervisor
+//!   of a process.
 //! - [`pause`]: what an operator paused ([`PauseSet`]): supervisors, pools, task-type prefixes,
 //!   tenants; consulted before a queued task starts.
-//! - [`priority_queue`]: the per-pool queue: priorities 0-9, FIFO within a priority, and
-//!   round-robin across tenants within a priority so one tenant's flood cannot starve another.
+//! - `pool`: the shape of one pool of a supervisor (its workers, queue and parked tasks).
+//! - [`priority_queue`]: the per-pool queue: priorities 0-9, FIFO within a tenant, and
+//!   weighted fair shares across tenants within a priority (stride scheduling), so one
+//!   tenant's flood cannot starve another.
 //! - [`restart_policy`]: OTP-style restart intensity (at most N restarts in T).
 //! - [`sink`]: the [`TaskSink`] seam through which supervisors report task transitions; tier 0
 //!   implements it on top of the durable store, a supervisor node with [`node::NodeSink`].
@@ -33,11 +42,16 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+mod attempt_report;
 pub mod attempt_span;
 pub mod config;
 pub mod delegation;
+pub mod dispatch_config;
+pub mod dispatch_gates;
+pub mod key_limits;
 pub mod node;
 pub mod pause;
+mod pool;
 pub mod priority_queue;
 pub mod restart_policy;
 pub mod router;
@@ -47,6 +61,8 @@ pub mod task;
 pub mod tree;
 
 pub use config::{Route, RoutingTable, SupervisorSpec};
+pub use dispatch_config::{ConcurrencyRule, DispatchConfig, FairnessConfig, UpstreamConfig};
+pub use dispatch_gates::{Dispatch, Gates};
 pub use pause::{Pause, PauseProbe, PauseSet};
 pub use priority_queue::FairQueue;
 pub use restart_policy::{RestartIntensity, RestartTracker};

@@ -90,6 +90,8 @@ impl Router {
             // Intake fills this in from the submit span. The store does not keep it, so a task
             // recovered after a restart (or a supervisor restart) starts a new trace.
             traceparent: None,
+            concurrency_key: record.spec.concurrency_key.clone(),
+            rate_limited: 0,
         })
     }
 }

@@ -14,6 +14,13 @@
 //! | cancel (cooperative or after grace)  | CANCELLED                             | kept              |
 //! | worker panicked or died              | RETRYING with backoff, or FAILED last | restarted (1:1)   |
 //! | restarts exceed the intensity        | left to recovery from the store       | supervisor fails  |
+//! | an upstream said "retry after T"     | QUEUED, attempt given back; type held | kept              |
+//!
+//! What may start next is decided in one place, [`crate::dispatch_gates::decide`]: pauses,
+//! rate-limit holds of a task type, and concurrency-key limits park a task (still queued,
+//! still counted) until its reason ends; everything else keeps its priority, fair-share and
+//! FIFO order. A rate-limited attempt does not count against `max_attempts`; a task put back
+//! more than `upstream.max_requeues` times FAILS.
 //!
 //! When the supervisor fails, ractor kills its workers with it, and the orchestrator restarts
 //! it and re-dispatches the supervisor's unfinished tasks from the store.
@@ -28,8 +35,14 @@ use cadre_proto::{TaskId, TaskState};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio_util::sync::CancellationToken;
 
+use crate::attempt_report::AttemptReport;
 use crate::config::SupervisorSpec;
-use crate::priority_queue::FairQueue;
+use crate::dispatch_gates::{
+    Decision, Dispatch, Entry, Gates, ParkedFor, RateLimitStep, after_rate_limit, decide,
+};
+use crate::key_limits::{KeyId, KeyPermit, Wake};
+use crate::pause::PauseSet;
+use crate::pool::{Pool, Slot};
 use crate::restart_policy::{RestartIntensity, RestartTracker};
 use crate::sink::{TaskSink, Transition};
 use crate::task::QueuedTask;
@@ -74,6 +87,17 @@ pub enum SupervisorMsg {
     },
     /// A task's backoff elapsed.
     RetryDue(TaskId),
+    /// The pauses in force now (the whole set): tasks they hold stay queued, others start.
+    SetPauses(PauseSet),
+    /// A slot of a concurrency key this supervisor waits for was given back.
+    KeyFreed(KeyId),
+    /// A task type's rate-limit hold may have ended.
+    HoldEnded {
+        /// The pool.
+        kind: String,
+        /// The type.
+        task_type: String,
+    },
 }
 
 /// Start-up arguments of a [`Supervisor`].
@@ -88,23 +112,8 @@ pub struct SupervisorArgs {
     pub cancel_grace: Duration,
     /// How its executors delegate sub-tasks to other supervisors (None: they cannot).
     pub delegate: Option<cadre_agents::SharedDelegate>,
-}
-
-/// Forwards one attempt's progress and usage to the sink.
-struct AttemptReport {
-    sink: Arc<dyn TaskSink>,
-    task_id: TaskId,
-    attempt: u32,
-}
-
-impl cadre_agents::Report for AttemptReport {
-    fn progress(&self, fraction: f64, message: String) {
-        self.sink.progress(self.task_id, self.attempt, fraction, message);
-    }
-
-    fn usage(&self, usage: cadre_agents::Usage) {
-        self.sink.usage(self.task_id, usage);
-    }
+    /// Tenant weights, concurrency limits, rate-limit bounds and the pauses in force.
+    pub gates: Gates,
 }
 
 /// The supervisor actor.
@@ -121,23 +130,12 @@ pub struct SupervisorState {
     tasks: HashMap<TaskId, Tracked>,
     /// Worker actor id -> (kind, slot id).
     slots_by_actor: HashMap<ActorId, (String, u64)>,
-}
-
-struct Pool {
-    target: usize,
-    slots: BTreeMap<u64, Slot>,
-    queue: FairQueue<TaskId>,
-    /// Live entries in `queue` (cancelled ones are skipped lazily when popped).
-    queued: usize,
-    restarts: u64,
-    next_slot: u64,
-}
-
-struct Slot {
-    actor: ActorRef<WorkerMsg>,
-    running: Option<TaskId>,
-    /// Stops once idle (pool shrinking).
-    retiring: bool,
+    /// The pauses in force.
+    pauses: PauseSet,
+    /// Weights, key limits and rate-limit bounds, shared with the process's other supervisors.
+    dispatch: Arc<Dispatch>,
+    /// This supervisor as a waiter of concurrency keys: its id and how it is woken.
+    waiter: (u64, Wake),
 }
 
 struct Tracked {
@@ -147,10 +145,16 @@ struct Tracked {
 
 enum Phase {
     Queued,
+    /// Taken from the queue but held back (see [`crate::dispatch_gates`]).
+    Parked(ParkedFor, Entry),
     Running {
         slot: u64,
         cancel: CancellationToken,
         cancel_reason: Option<String>,
+        /// Where it stood in the queue (a rate-limited attempt puts it back there).
+        entry: Entry,
+        /// Its concurrency key's slot, given back when the attempt ends.
+        _permit: Option<KeyPermit>,
     },
     Backoff,
 }
@@ -165,6 +169,10 @@ impl Actor for Supervisor {
         me: ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
+        let waker = me.clone();
+        let wake: Wake = Arc::new(move |id| {
+            let _ = waker.cast(SupervisorMsg::KeyFreed(id));
+        });
         let mut state = SupervisorState {
             name: args.name,
             sink: args.sink,
@@ -174,11 +182,13 @@ impl Actor for Supervisor {
             pools: BTreeMap::new(),
             tasks: HashMap::new(),
             slots_by_actor: HashMap::new(),
+            pauses: args.gates.pauses,
+            dispatch: args.gates.dispatch,
+            waiter: (crate::key_limits::next_waiter_id(), wake),
         };
         for (kind, size) in args.spec.pools {
-            state
-                .pools
-                .insert(kind.clone(), Pool::new(size.min(MAX_POOL_SIZE)));
+            let pool = Pool::new(size.min(MAX_POOL_SIZE), &state.dispatch);
+            state.pools.insert(kind.clone(), pool);
             state.fill_pool(&me, &kind).await?;
         }
         tracing::info!(supervisor = %state.name, "supervisor started");
@@ -213,6 +223,9 @@ impl Actor for Supervisor {
                 outcome,
             } => state.worker_done(&me, worker_id, task_id, outcome).await,
             SupervisorMsg::RetryDue(task_id) => state.retry_due(task_id).await,
+            SupervisorMsg::SetPauses(set) => state.set_pauses(set).await,
+            SupervisorMsg::KeyFreed(id) => state.key_freed(id).await,
+            SupervisorMsg::HoldEnded { kind, task_type } => state.hold_ended(&kind, &task_type).await,
         }
         Ok(())
     }
@@ -266,27 +279,6 @@ impl Actor for Supervisor {
         }
         metrics::gauge!("cadre_queue_depth", "supervisor" => state.name.clone()).set(0.0);
         Ok(())
-    }
-}
-
-impl Pool {
-    fn new(target: usize) -> Self {
-        Pool {
-            target,
-            slots: BTreeMap::new(),
-            queue: FairQueue::new(),
-            queued: 0,
-            restarts: 0,
-            next_slot: 0,
-        }
-    }
-
-    fn active(&self) -> usize {
-        self.slots.values().filter(|s| !s.retiring).count()
-    }
-
-    fn busy(&self) -> usize {
-        self.slots.values().filter(|s| s.running.is_some()).count()
     }
 }
 
@@ -406,7 +398,8 @@ impl SupervisorState {
                     known.join(", ")
                 ));
             }
-            self.pools.insert(kind.to_string(), Pool::new(size));
+            self.pools
+                .insert(kind.to_string(), Pool::new(size, &self.dispatch));
         }
         self.pools.get_mut(kind).expect("pool exists").target = size;
         self.fill_pool(me, kind)
@@ -456,72 +449,125 @@ impl SupervisorState {
 
     /// Starts queued tasks on idle workers of `kind` while both exist.
     async fn pump(&mut self, kind: &str) {
+        while let Some((slot_id, entry, permit)) = self.take_next(kind) {
+            self.start(kind, slot_id, entry, permit).await;
+        }
+    }
+
+    /// The next task of `kind` that may start and an idle worker for it; tasks held back on
+    /// the way are parked ([`crate::dispatch_gates`]).
+    fn take_next(&mut self, kind: &str) -> Option<(u64, Entry, Option<KeyPermit>)> {
         loop {
-            let Some(pool) = self.pools.get_mut(kind) else {
-                return;
-            };
-            let Some(slot_id) = pool
+            let pool = self.pools.get_mut(kind)?;
+            let slot_id = pool
                 .slots
                 .iter()
                 .find(|(_, s)| s.running.is_none() && !s.retiring)
-                .map(|(id, _)| *id)
-            else {
-                return;
+                .map(|(id, _)| *id)?;
+            let entry = pool.queue.pop_entry()?;
+            let Some(tracked) = self.tasks.get_mut(&entry.item) else {
+                continue; // cancelled while queued
             };
-            let Some(task_id) = pool.queue.pop() else { return };
-            let Some(tracked) = self.tasks.get_mut(&task_id) else {
-                continue;
-            }; // cancelled while queued
             if !matches!(tracked.phase, Phase::Queued) {
                 continue;
             }
-            pool.queued -= 1;
-            let cancel = CancellationToken::new();
-            tracked.phase = Phase::Running {
-                slot: slot_id,
-                cancel: cancel.clone(),
-                cancel_reason: None,
-            };
-            tracked.task.attempts_started += 1;
-            let t = &tracked.task;
-            let attempt = t.attempts_started;
-            let sink = self.sink.clone();
-            let assignment = Assignment {
-                task_id,
-                task_type: t.task_type.clone(),
-                tenant: t.tenant.clone(),
-                fortress: t.fortress,
-                params: t.params.clone(),
-                attempt,
-                timeout: t.timeout,
-                executor: t.executor.clone(),
-                cancel,
-                delegate: self.delegate.clone(),
-                cancel_grace: self.cancel_grace,
-                progress: Arc::new(AttemptReport {
-                    sink,
-                    task_id,
-                    attempt,
-                }),
-            };
-            let slot = pool.slots.get_mut(&slot_id).expect("slot exists");
-            slot.running = Some(task_id);
-            self.sink
-                .record(Transition::new(
-                    task_id,
-                    TaskState::Running,
-                    attempt,
-                    format!("on {kind}/{slot_id}"),
-                ))
-                .await;
-            // Entered for the cast only: ractor carries the span to the worker's handler.
-            let span = crate::attempt_span::attempt_span(&self.name, t, attempt);
-            if let Err(e) = span.in_scope(|| slot.actor.cast(WorkerMsg::Run(Box::new(assignment)))) {
-                // The worker died between its exit and our noticing: its supervision event will
-                // arrive and treat the task as crashed, which retries it.
-                tracing::warn!(supervisor = %self.name, kind, slot_id, %task_id, error = %e, "worker unreachable");
+            let waiter = (self.waiter.0, &self.waiter.1);
+            match decide(
+                &pool.parking,
+                &self.pauses,
+                &self.name,
+                &tracked.task,
+                &entry,
+                &self.dispatch.keys,
+                waiter,
+            ) {
+                Decision::Start(permit) => {
+                    pool.queued -= 1;
+                    return Some((slot_id, entry, permit));
+                }
+                Decision::Park(why) => {
+                    tracked.phase = Phase::Parked(why.clone(), entry.clone());
+                    pool.parking.park(&why, entry);
+                }
+                Decision::HoldExpired => {
+                    let back = pool
+                        .parking
+                        .end_hold(&tracked.task.task_type, tokio::time::Instant::now());
+                    pool.queue.restore(entry);
+                    self.unpark(kind, back);
+                }
             }
-            self.publish_queue_depth();
+        }
+    }
+
+    /// Runs `entry`'s task on worker `slot_id` of `kind`.
+    async fn start(&mut self, kind: &str, slot_id: u64, entry: Entry, permit: Option<KeyPermit>) {
+        let task_id = entry.item;
+        let (Some(pool), Some(tracked)) = (self.pools.get_mut(kind), self.tasks.get_mut(&task_id)) else {
+            return;
+        };
+        let cancel = CancellationToken::new();
+        tracked.phase = Phase::Running {
+            slot: slot_id,
+            cancel: cancel.clone(),
+            cancel_reason: None,
+            entry,
+            _permit: permit,
+        };
+        tracked.task.attempts_started += 1;
+        let t = &tracked.task;
+        let attempt = t.attempts_started;
+        let sink = self.sink.clone();
+        let assignment = Assignment {
+            task_id,
+            task_type: t.task_type.clone(),
+            tenant: t.tenant.clone(),
+            fortress: t.fortress,
+            params: t.params.clone(),
+            attempt,
+            timeout: t.timeout,
+            executor: t.executor.clone(),
+            cancel,
+            delegate: self.delegate.clone(),
+            cancel_grace: self.cancel_grace,
+            progress: Arc::new(AttemptReport {
+                sink,
+                task_id,
+                attempt,
+            }),
+        };
+        let slot = pool.slots.get_mut(&slot_id).expect("slot exists");
+        slot.running = Some(task_id);
+        self.sink
+            .record(Transition::new(
+                task_id,
+                TaskState::Running,
+                attempt,
+                format!("on {kind}/{slot_id}"),
+            ))
+            .await;
+        // Entered for the cast only: ractor carries the span to the worker's handler.
+        let span = crate::attempt_span::attempt_span(&self.name, t, attempt);
+        if let Err(e) = span.in_scope(|| slot.actor.cast(WorkerMsg::Run(Box::new(assignment)))) {
+            // The worker died between its exit and our noticing: its supervision event will
+            // arrive and treat the task as crashed, which retries it.
+            tracing::warn!(supervisor = %self.name, kind, slot_id, %task_id, error = %e, "worker unreachable");
+        }
+        self.publish_queue_depth();
+    }
+
+    /// Puts parked `entries` of pool `kind` back in its queue at their old places.
+    fn unpark(&mut self, kind: &str, entries: Vec<Entry>) {
+        let Some(pool) = self.pools.get_mut(kind) else {
+            return;
+        };
+        for e in entries {
+            if let Some(t) = self.tasks.get_mut(&e.item)
+                && matches!(t.phase, Phase::Parked(..))
+            {
+                t.phase = Phase::Queued;
+                pool.queue.restore(e);
+            }
         }
     }
 
@@ -563,6 +609,9 @@ impl SupervisorState {
                 self.sink
                     .record(Transition::new(task_id, TaskState::Cancelled, attempt, msg))
                     .await;
+            }
+            Outcome::RateLimited { message, retry_after } => {
+                self.rate_limited(me, &kind, tracked, message, retry_after).await
             }
             Outcome::TimedOut => {
                 let msg = format!(
@@ -689,6 +738,18 @@ impl SupervisorState {
                     pool.queued -= 1; // its queue entry is skipped when popped
                 }
             }
+            Some(Phase::Parked(why, entry)) => {
+                let (why, order) = (why.clone(), entry.order());
+                let kind = self.tasks[&task_id].task.worker_kind.clone();
+                if let Some(pool) = self.pools.get_mut(&kind)
+                    && pool.parking.remove(&why, order)
+                {
+                    pool.queued -= 1;
+                }
+                if let ParkedFor::Key(id) = why {
+                    self.unwatch_if_done(&id);
+                }
+            }
             Some(Phase::Backoff) | None => {}
         }
         let attempt = self
@@ -771,6 +832,121 @@ impl SupervisorState {
         Ok(())
     }
 
+    /// An upstream said to wait: the attempt is given back and the task goes back to its place
+    /// in the queue, parked with every other task of its type until the hold ends; after
+    /// `upstream.max_requeues` such returns it FAILS (with 0, it is an ordinary retryable
+    /// failure).
+    async fn rate_limited(
+        &mut self,
+        me: &ActorRef<SupervisorMsg>,
+        kind: &str,
+        mut tracked: Tracked,
+        message: String,
+        asked: Duration,
+    ) {
+        let t = &mut tracked.task;
+        metrics::counter!("cadre_rate_limited_total", "supervisor" => self.name.clone(), "task_type" => t.task_type.clone())
+            .increment(1);
+        let hold = match after_rate_limit(t, &self.dispatch.upstream, &message, asked) {
+            RateLimitStep::Retry => return self.fail_attempt(me, tracked, message, true).await,
+            RateLimitStep::Fail(why) => {
+                let failed = Transition::new(t.id, TaskState::Failed, t.attempts_started, why);
+                return self.sink.record(failed).await;
+            }
+            RateLimitStep::Requeue { hold, message } => {
+                let queued = Transition::new(t.id, TaskState::Queued, t.attempts_started, message);
+                self.sink.record(queued).await;
+                hold
+            }
+        };
+        let task_type = t.task_type.clone();
+        let Phase::Running { entry, .. } = std::mem::replace(&mut tracked.phase, Phase::Queued) else {
+            return;
+        };
+        let Some(pool) = self.pools.get_mut(kind) else {
+            return;
+        };
+        if pool
+            .parking
+            .hold_type(&task_type, tokio::time::Instant::now() + hold)
+        {
+            let (me, kind) = (me.clone(), kind.to_string());
+            tokio::spawn(async move {
+                tokio::time::sleep(hold).await;
+                let _ = me.cast(SupervisorMsg::HoldEnded { kind, task_type });
+            });
+        }
+        let why = ParkedFor::Type(tracked.task.task_type.clone());
+        tracked.phase = Phase::Parked(why.clone(), entry.clone());
+        pool.parking.park(&why, entry);
+        pool.queued += 1;
+        self.tasks.insert(tracked.task.id, tracked);
+        self.publish_queue_depth();
+    }
+
+    /// A type's hold timer fired: if the hold has ended, its tasks go back to the queue.
+    async fn hold_ended(&mut self, kind: &str, task_type: &str) {
+        let Some(pool) = self.pools.get_mut(kind) else {
+            return;
+        };
+        let back = pool.parking.end_hold(task_type, tokio::time::Instant::now());
+        self.unpark(kind, back);
+        self.pump(kind).await;
+    }
+
+    /// A new pause set: paused tasks it no longer holds go back to their queues (in order),
+    /// queued tasks it holds are parked as the pump reaches them.
+    async fn set_pauses(&mut self, set: PauseSet) {
+        self.pauses = set;
+        let kinds: Vec<String> = self.pools.keys().cloned().collect();
+        for kind in kinds {
+            let (name, pauses, tasks) = (&self.name, &self.pauses, &self.tasks);
+            let pool = self.pools.get_mut(&kind).expect("pool exists");
+            let back = pool.parking.unpause(|e| {
+                tasks.get(&e.item).is_some_and(|t| {
+                    pauses.holds(crate::pause::PauseProbe {
+                        supervisor: name,
+                        worker_kind: &t.task.worker_kind,
+                        task_type: &t.task.task_type,
+                        tenant: &t.task.tenant,
+                    })
+                })
+            });
+            self.unpark(&kind, back);
+            self.pump(&kind).await;
+        }
+        tracing::info!(supervisor = %self.name, pauses = self.pauses.pauses.len(), "pauses set");
+    }
+
+    /// A slot of `id` was given back: the oldest parked tasks of that key (as many as there
+    /// are free slots, per pool) go back to their queues.
+    async fn key_freed(&mut self, id: KeyId) {
+        let kinds: Vec<String> = self
+            .pools
+            .iter()
+            .filter(|(_, p)| p.parking.waits_for(&id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for kind in kinds {
+            let room = self.dispatch.keys.room(&id);
+            if room == 0 {
+                break;
+            }
+            let pool = self.pools.get_mut(&kind).expect("pool exists");
+            let back = pool.parking.take_key(&id, room);
+            self.unpark(&kind, back);
+            self.pump(&kind).await;
+        }
+        self.unwatch_if_done(&id);
+    }
+
+    /// Stops waiting for `id` once no pool has a task of it parked.
+    fn unwatch_if_done(&self, id: &KeyId) {
+        if !self.pools.values().any(|p| p.parking.waits_for(id)) {
+            self.dispatch.keys.unwatch(id, self.waiter.0);
+        }
+    }
+
     fn pool_status(&self, kind: &str) -> PoolStatus {
         let pool = &self.pools[kind];
         PoolStatus {
@@ -780,6 +956,7 @@ impl SupervisorState {
             busy_workers: pool.busy() as u32,
             queue_depth: pool.queued as u32,
             restarts: pool.restarts,
+            ..Default::default()
         }
     }
 
@@ -806,5 +983,16 @@ impl SupervisorState {
     fn publish_queue_depth(&self) {
         let depth: usize = self.pools.values().map(|p| p.queued).sum();
         metrics::gauge!("cadre_queue_depth", "supervisor" => self.name.clone()).set(depth as f64);
+    }
+}
+
+impl Drop for SupervisorState {
+    /// A supervisor that stops (or fails) no longer waits for any key.
+    fn drop(&mut self) {
+        for pool in self.pools.values() {
+            for id in pool.parking.waited_keys() {
+                self.dispatch.keys.unwatch(id, self.waiter.0);
+            }
+        }
     }
 }

@@ -38,4 +38,10 @@ pub struct QueuedTask {
     /// The W3C trace context of its submission; every attempt's span is its child. None when
     /// spans are not exported, or for a task recovered from the store (a new trace).
     pub traceparent: Option<String>,
+    /// Its concurrency key (`spec.concurrency_key`): running limits per (tenant, key) apply
+    /// ([`crate::key_limits`]).
+    pub concurrency_key: Option<String>,
+    /// Times an upstream rate-limited it and it was put back without counting the attempt
+    /// (in memory: a recovered task starts again at 0); bounded by `upstream.max_requeues`.
+    pub rate_limited: u32,
 }

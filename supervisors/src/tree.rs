@@ -17,6 +17,8 @@ use cadre_proto::{TaskId, TaskState};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::config::SupervisorSpec;
+use crate::dispatch_gates::Gates;
+use crate::pause::PauseSet;
 use crate::sink::{TaskSink, Transition};
 use crate::supervisor::{MAX_POOL_SIZE, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::task::QueuedTask;
@@ -79,6 +81,9 @@ pub enum OrchestratorMsg {
     },
     /// Retry spawning a supervisor whose restart failed.
     Respawn(String),
+    /// The pauses in force now (the whole set): sent to every supervisor, and remembered for
+    /// the ones (re)spawned later.
+    SetPauses(PauseSet),
     /// Stop every supervisor gracefully (their running tasks are re-queued) and stop
     /// restarting them; replies when they are down.
     Shutdown(RpcReplyPort<()>),
@@ -107,6 +112,9 @@ pub struct OrchestratorArgs {
     pub recovery: Arc<dyn TaskSource>,
     /// How executors delegate sub-tasks.
     pub delegate: Option<cadre_agents::SharedDelegate>,
+    /// Tenant weights, concurrency-key limits (one table for all the supervisors),
+    /// rate-limit bounds, and the pauses in force at start.
+    pub gates: Gates,
 }
 
 /// The root actor (see the module docs).
@@ -121,6 +129,8 @@ pub struct OrchestratorState {
     sink: Arc<dyn TaskSink>,
     recovery: Arc<dyn TaskSource>,
     delegate: Option<cadre_agents::SharedDelegate>,
+    /// What every supervisor is spawned with; its pauses follow `SetPauses`.
+    gates: Gates,
 }
 
 struct Entry {
@@ -147,6 +157,7 @@ impl Actor for Orchestrator {
             sink: args.sink,
             recovery: args.recovery,
             delegate: args.delegate,
+            gates: args.gates,
         };
         for (name, spec) in args.specs {
             state.entries.insert(
@@ -211,6 +222,13 @@ impl Actor for Orchestrator {
                 let _ = reply.send(state.apply(&me, specs).await);
             }
             OrchestratorMsg::Respawn(name) => state.restart(&me, &name).await,
+            OrchestratorMsg::SetPauses(set) => {
+                for actor in state.entries.values().filter_map(|e| e.actor.as_ref()) {
+                    // A supervisor that just died gets the set when it is spawned again.
+                    let _ = actor.cast(SupervisorMsg::SetPauses(set.clone()));
+                }
+                state.gates.pauses = set;
+            }
             OrchestratorMsg::Shutdown(reply) => {
                 state.shutting_down = true;
                 let stopping =
@@ -267,6 +285,7 @@ impl OrchestratorState {
             sink: self.sink.clone(),
             cancel_grace: self.cancel_grace,
             delegate: self.delegate.clone(),
+            gates: self.gates.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, Supervisor, args, me.get_cell()).await?;
         self.by_actor.insert(actor.get_id(), name.to_string());

@@ -19,6 +19,7 @@
 //! | `stall` | streams `Hello ` and then nothing, never ending |
 //! | `rate` | 429 with `Retry-After: 30` |
 //! | `rate-once` | 429 with `Retry-After: 1` the first time, then `after the wait` |
+//! | `rate-date` | 429 with `Retry-After` as an HTTP-date 20 s ahead |
 //! | `boom` | 500 |
 //! | `unauthorized` | 401 |
 //! | `bad` | 400 |
@@ -209,6 +210,10 @@ async fn chat(State(s): State<Shared>, headers: HeaderMap, body: axum::Json<Valu
         "rate" => error(StatusCode::TOO_MANY_REQUESTS, "Rate limit reached", Some("30")),
         "rate-once" if n == 1 => error(StatusCode::TOO_MANY_REQUESTS, "Rate limit reached", Some("1")),
         "rate-once" => reply("after the wait"),
+        "rate-date" => {
+            let at = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(20));
+            error(StatusCode::TOO_MANY_REQUESTS, "Rate limit reached", Some(&at))
+        }
         "boom" => error(StatusCode::INTERNAL_SERVER_ERROR, "The server had an error", None),
         "unauthorized" => error(StatusCode::UNAUTHORIZED, "Incorrect API key provided", None),
         "bad" => error(StatusCode::BAD_REQUEST, "Invalid 'messages'", None),

@@ -144,12 +144,22 @@ pub enum ExecError {
     /// The executor saw the cancel token and stopped.
     #[error("cancelled")]
     Cancelled,
+    /// An upstream (a model provider, a webhook) said to wait before asking again
+    /// (`429`/`503` with `Retry-After`). The supervisor puts the task back in the queue without
+    /// counting the attempt and holds its task type until `retry_after` has passed.
+    #[error("{message}")]
+    RateLimited {
+        /// What the upstream answered.
+        message: String,
+        /// How long it asked to wait.
+        retry_after: std::time::Duration,
+    },
 }
 
 impl ExecError {
     /// Whether the retry policy may run the task again.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ExecError::Retryable(_))
+        matches!(self, ExecError::Retryable(_) | ExecError::RateLimited { .. })
     }
 }
 

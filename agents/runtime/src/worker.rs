@@ -30,6 +30,13 @@ pub enum Outcome {
     },
     /// The attempt ran past the task's timeout and was dropped.
     TimedOut,
+    /// An upstream said to wait ([`ExecError::RateLimited`]): the attempt does not count.
+    RateLimited {
+        /// The executor's error text.
+        message: String,
+        /// How long the upstream asked to wait.
+        retry_after: Duration,
+    },
 }
 
 /// Called by a worker when its attempt ends: (worker id, task id, outcome).
@@ -133,6 +140,7 @@ pub async fn run_attempt(a: Assignment) -> Outcome {
                 tracing::debug!(task_id = %a.task_id, error = %e, "executor failed after cancel");
                 Outcome::Cancelled { forced: false }
             }
+            Err(ExecError::RateLimited { message, retry_after }) => Outcome::RateLimited { message, retry_after },
             Err(e) => Outcome::Failed { retryable: e.is_retryable(), message: e.to_string() },
         },
         _ = tokio::time::sleep(a.timeout) => Outcome::TimedOut,

@@ -77,6 +77,7 @@ impl NodeRuntime {
                 task: task.clone(),
                 acker: None,
                 _permit: None,
+                round: 0,
             },
         );
         self.dispatch(&supervisor, task);

@@ -24,6 +24,9 @@ pub(super) struct Inflight {
     pub acker: Option<Arc<dyn Acker>>,
     /// The room it takes in its supervisor's pull loop, given back when it is dropped.
     pub _permit: Option<OwnedSemaphorePermit>,
+    /// Times its supervisor put it back in the queue here (QUEUED transitions), carried on
+    /// its transitions so a re-run's events are not deduplicated as repeats.
+    pub round: u32,
 }
 
 /// The held tasks and the cancels remembered.

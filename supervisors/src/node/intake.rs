@@ -26,6 +26,7 @@ impl NodeRuntime {
     pub(super) async fn pull(self: Arc<Self>, transport: Arc<dyn WorkTransport>, supervisor: String) {
         let sem = Arc::new(Semaphore::new(self.settings.max_inflight));
         let mut queue = open_queue(transport.as_ref(), &supervisor).await;
+        self.await_pauses().await;
         loop {
             let Ok(first) = sem.clone().acquire_owned().await else {
                 return;
@@ -147,6 +148,7 @@ impl NodeRuntime {
                 task,
                 acker: Some(acker),
                 _permit: Some(permit),
+                round: 0,
             },
         );
     }

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::node::held::Held;
 use crate::node::transport::{Acker, Outgoing, PeerDelegation, WorkTransport};
 use crate::node::wire::EventMsg;
+use crate::pause::PauseSet;
 use crate::router::Router;
 use crate::sink::Transition;
 use crate::task::QueuedTask;
@@ -32,6 +33,10 @@ pub struct NodeSettings {
     /// How long the transport waits for a message's ack before delivering it again
     /// (`bus.ack_wait_ms`); held messages get a heartbeat every third of it.
     pub ack_wait: Duration,
+    /// How long the node waits, after it starts, for tier 0's pause set before it takes work
+    /// anyway: so a task paused before this node (re)started is not run in the moment before
+    /// the set arrives.
+    pub pauses_wait: Duration,
 }
 
 impl NodeSettings {
@@ -58,6 +63,10 @@ pub struct NodeRuntime {
     events_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
     transport: OnceLock<Arc<dyn WorkTransport>>,
     pub(super) peers: Arc<dyn PeerDelegation>,
+    /// The pauses tier 0 sent last, handed to the actor tree when it is set.
+    pauses: Mutex<PauseSet>,
+    /// Whether tier 0 has sent a pause set since this node started.
+    pauses_known: tokio::sync::watch::Sender<bool>,
 }
 
 impl NodeRuntime {
@@ -81,12 +90,49 @@ impl NodeRuntime {
             events_rx: Mutex::new(Some(rx)),
             transport: OnceLock::new(),
             peers,
+            pauses: Mutex::new(PauseSet::default()),
+            pauses_known: tokio::sync::watch::Sender::new(false),
         })
     }
 
     /// The actor that runs this node's supervisors.
     pub fn set_orchestrator(&self, actor: ActorRef<OrchestratorMsg>) {
+        let pauses = self.pauses.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if !pauses.is_empty() {
+            let _ = actor.cast(OrchestratorMsg::SetPauses(pauses));
+        }
         let _ = self.orchestrator.set(actor);
+    }
+
+    /// The pauses in force (the whole set, as tier 0 keeps it): this node's supervisors leave
+    /// the tasks they hold queued. Remembered, so a set that arrives before the actor tree is
+    /// up applies when it is; supervisors restarted later get it from the tree.
+    pub fn set_pauses(&self, pauses: PauseSet) {
+        *self.pauses.lock().unwrap_or_else(|e| e.into_inner()) = pauses.clone();
+        if let Some(o) = self.orchestrator.get() {
+            let _ = o.cast(OrchestratorMsg::SetPauses(pauses));
+        }
+        self.pauses_known.send_replace(true);
+    }
+
+    /// Waits until tier 0 has sent its pause set, at most `settings.pauses_wait`.
+    pub(super) async fn await_pauses(&self) {
+        let mut known = self.pauses_known.subscribe();
+        let wait = known.wait_for(|k| *k);
+        if tokio::time::timeout(self.settings.pauses_wait, wait)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                waited_ms = self.settings.pauses_wait.as_millis() as u64,
+                "no pause set from tier 0 yet; taking work without one"
+            );
+        }
+    }
+
+    /// The pauses this node applies now.
+    pub fn pauses(&self) -> PauseSet {
+        self.pauses.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Starts pulling, publishing, heartbeating and listening for cancels over `transport`.

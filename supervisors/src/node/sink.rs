@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cadre_proto::TaskId;
+use cadre_proto::{TaskId, TaskState};
 use tokio::sync::mpsc;
 
 use crate::node::runtime::NodeRuntime;
@@ -31,15 +31,22 @@ impl NodeSink {
 impl TaskSink for NodeSink {
     /// Queued in order; waits while the event queue is full.
     async fn record(&self, t: Transition) {
-        let (s, traceparent) = self
+        let (s, traceparent, round) = self
             .0
             .held
             .lock()
-            .get(&t.task_id)
-            .map(|i| (i.supervisor.clone(), i.task.traceparent.clone()))
-            .unwrap_or_else(|| ("unknown".into(), None));
+            .get_mut(&t.task_id)
+            .map(|i| {
+                // Put back in the queue: what follows is a new round of the same attempt.
+                if t.state == TaskState::Queued {
+                    i.round += 1;
+                }
+                (i.supervisor.clone(), i.task.traceparent.clone(), i.round)
+            })
+            .unwrap_or_else(|| ("unknown".into(), None, 0));
         let mut msg: TransitionMsg = (&t).into();
         msg.traceparent = traceparent;
+        msg.round = round;
         self.0.emit(&s, EventMsg::Transition(msg)).await;
     }
 

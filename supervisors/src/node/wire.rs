@@ -49,6 +49,9 @@ pub struct WorkMsg {
     /// W3C trace context of the submit (also sent as the `traceparent` header).
     #[serde(default)]
     pub traceparent: Option<String>,
+    /// The task's concurrency key (absent from older senders and for tasks without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
 }
 
 impl WorkMsg {
@@ -69,6 +72,7 @@ impl WorkMsg {
             verified: task.verified,
             fortress: task.fortress,
             traceparent: task.traceparent.clone(),
+            concurrency_key: task.concurrency_key.clone(),
         }
     }
 
@@ -97,6 +101,8 @@ impl WorkMsg {
             verified: self.verified,
             fortress: self.fortress,
             traceparent: self.traceparent.clone(),
+            concurrency_key: self.concurrency_key.clone(),
+            rate_limited: 0,
         })
     }
 }
@@ -120,6 +126,15 @@ pub struct TransitionMsg {
     /// The task's trace context, so tier 0 records the transition in the task's trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// Times the node put the task back in its queue before this transition (a rate-limited
+    /// attempt is given back and runs again under the same number); part of the deduplication
+    /// id, so the re-run's transitions are not dropped as repeats. Absent = 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub round: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl From<&Transition> for TransitionMsg {
@@ -132,6 +147,7 @@ impl From<&Transition> for TransitionMsg {
             result: t.result.clone(),
             sign: t.sign,
             traceparent: None,
+            round: 0,
         }
     }
 }
@@ -186,6 +202,9 @@ impl EventMsg {
     /// reaches the same state in the same attempt is not stored twice); the rest get `unique`.
     pub fn msg_id(&self, unique: &str) -> String {
         match self {
+            EventMsg::Transition(t) if t.round > 0 => {
+                format!("{}.{}.{}.{}", t.task_id, t.attempt, t.state.as_str(), t.round)
+            }
             EventMsg::Transition(t) => format!("{}.{}.{}", t.task_id, t.attempt, t.state.as_str()),
             EventMsg::Insert { record } => format!("{}.insert", record.id),
             _ => unique.to_string(),
@@ -217,8 +236,17 @@ mod tests {
             result: None,
             sign: false,
             traceparent: None,
+            round: 0,
         });
         assert_eq!(t.msg_id("x"), format!("{id}.2.RUNNING"));
+        let EventMsg::Transition(mut again) = t.clone() else {
+            unreachable!()
+        };
+        again.round = 1;
+        assert_eq!(
+            EventMsg::Transition(again).msg_id("x"),
+            format!("{id}.2.RUNNING.1")
+        );
         let p = EventMsg::Progress {
             task_id: id,
             attempt: 2,

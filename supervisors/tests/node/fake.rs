@@ -398,6 +398,7 @@ impl Setup {
                 max_inflight: 256,
                 max_deliver: 5,
                 ack_wait: Duration::from_secs(30),
+                pauses_wait: Duration::ZERO,
             },
             pool: 4,
         }
@@ -442,6 +443,7 @@ impl Setup {
             sink: Arc::new(NodeSink(runtime.clone())),
             recovery: runtime.clone(),
             delegate: Some(Arc::new(DelegateToPeers(Arc::downgrade(&runtime)))),
+            gates: Default::default(),
         };
         let (orchestrator, _) = ractor::Actor::spawn(None, Orchestrator, args)
             .await
@@ -492,6 +494,7 @@ pub fn work(executor: &str) -> WorkMsg {
         verified: false,
         fortress: false,
         traceparent: None,
+        concurrency_key: None,
     }
 }
 

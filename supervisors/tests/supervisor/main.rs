@@ -11,6 +11,10 @@
 //!   to the parent, and what happens to the tasks then (the failure policy table).
 //! - [`scheduling`]: priority and tenant round-robin through the actor, scaling up and down,
 //!   pool creation and refusals.
+//! - [`gates`]: pauses (tenant, pool, type prefix, supervisor; kept across a supervisor
+//!   restart), concurrency-key limits (per tenant, across supervisors, FIFO within a key, no
+//!   slot held in backoff or after a cancel), and rate-limited attempts that are not counted
+//!   and hold their type.
 //! - [`protocol`]: duplicate enqueues, stale worker reports and early retry timers are ignored,
 //!   status counts, and a graceful stop re-queues running tasks.
 //!
@@ -20,6 +24,7 @@
 mod support;
 
 mod cancel;
+mod gates;
 mod protocol;
 mod restarts;
 mod retries;

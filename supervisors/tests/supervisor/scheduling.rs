@@ -157,3 +157,38 @@ async fn scaling_back_up_keeps_draining_workers() {
         "no worker retired after all"
     );
 }
+
+/// Tenant weights through the actor: with both tenants backlogged behind a busy worker, a
+/// weight-3 tenant starts three tasks for each of a weight-1 tenant's.
+#[tokio::test(start_paused = true)]
+async fn weighted_tenants_share_a_backlogged_pool() {
+    let config = cadre_supervisors::DispatchConfig {
+        fairness: cadre_supervisors::FairnessConfig {
+            default_weight: 1,
+            weights: [("heavy".to_string(), 3)].into(),
+        },
+        ..Default::default()
+    };
+    let h = Setup::new(&[("main", 1)])
+        .gates(cadre_supervisors::Gates {
+            dispatch: std::sync::Arc::new(cadre_supervisors::Dispatch::new(&config)),
+            pauses: Default::default(),
+        })
+        .spawn()
+        .await;
+    let (gate, _blocker) = h.occupy("main", 1).await;
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        ids.push((h.enqueue(task("main", "heavy", ok())), "heavy"));
+        ids.push((h.enqueue(task("main", "light", ok())), "light"));
+    }
+    h.status().await;
+    gate.open(1);
+    for (id, _) in &ids {
+        assert_eq!(h.sink.terminal(*id).await.state(), Succeeded);
+    }
+    let mut order = ids.clone();
+    order.sort_by_key(|(id, _)| position(&h.sink, *id, Running));
+    let heavy = order[..40].iter().filter(|(_, t)| *t == "heavy").count();
+    assert_eq!(heavy, 30, "3:1 while both have work");
+}

@@ -352,6 +352,8 @@ pub fn task(kind: &str, tenant: &str, executor: Arc<dyn Executor>) -> QueuedTask
         verified: false,
         fortress: false,
         traceparent: None,
+        concurrency_key: None,
+        rate_limited: 0,
     }
 }
 
@@ -360,6 +362,7 @@ pub struct Setup {
     pools: Vec<(String, usize)>,
     restart: RestartIntensity,
     cancel_grace: Duration,
+    gates: cadre_supervisors::Gates,
 }
 
 impl Setup {
@@ -372,7 +375,14 @@ impl Setup {
                 within_secs: 60,
             },
             cancel_grace: Duration::from_secs(1),
+            gates: Default::default(),
         }
+    }
+
+    /// Weights, key limits, rate-limit bounds and pauses to start with.
+    pub fn gates(mut self, gates: cadre_supervisors::Gates) -> Self {
+        self.gates = gates;
+        self
     }
 
     pub fn restarts(mut self, max_restarts: u32, within_secs: u64) -> Self {
@@ -404,6 +414,7 @@ impl Setup {
             sink: sink.clone(),
             cancel_grace: self.cancel_grace,
             delegate: None,
+            gates: self.gates,
         };
         let (sup, _) = match parent {
             Some(parent) => Actor::spawn_linked(None, Supervisor, args, parent).await,

@@ -2,8 +2,11 @@
 //! and sends a JSON body; the hook's answer comes back as the result.
 //!
 //! Each attempt has its own timeout. Connection failures, timeouts, 5xx and 429 are retried
-//! with exponential backoff (a `Retry-After` in seconds on 429 or 503 is honoured up to
-//! `max_retry_after_ms`); any other 4xx is [`ExecError::Fatal`]. Every failed attempt counts
+//! with exponential backoff (a `Retry-After` on 429 or 503, in seconds or as an HTTP-date, is
+//! waited out up to `max_retry_after_ms`); any other 4xx is [`ExecError::Fatal`]. A hook that
+//! asks to wait longer, or still asks to wait after the last try, ends the attempt as
+//! [`ExecError::RateLimited`]: the supervisor puts the task back without counting the attempt
+//! and holds the task type for the wait. Every failed attempt counts
 //! against the hook's circuit breaker, shared by all tasks: after `breaker_failures` failures in
 //! a row the hook is open for `breaker_cooldown_ms` and tasks fail fast (Retryable, "circuit
 //! open"); then one trial call is let through (half-open), which closes the circuit when it
@@ -98,8 +101,9 @@ pub struct HookConfig {
     pub backoff_ms: u64,
     /// Longest wait between attempts in milliseconds (default 5 000).
     pub max_backoff_ms: u64,
-    /// Longest `Retry-After` honoured, in milliseconds (default 30 000); a hook that asks for
-    /// more fails the task (Retryable) instead of holding the worker.
+    /// Longest `Retry-After` waited out inside an attempt, in milliseconds (default 30 000); a
+    /// hook that asks for more ends the attempt as rate-limited (the task waits in the queue,
+    /// not on a worker).
     pub max_retry_after_ms: u64,
     /// Largest response body accepted, in bytes (default 1 MiB); a larger one fails the task.
     pub max_response_bytes: usize,
@@ -404,27 +408,47 @@ impl Executor for Webhook {
                 }
             };
             permit.fail();
-            if attempt == attempts {
+            let last = attempt == attempts;
+            if let Some(limited) = rate_limited(name, &failure, asked_wait, last, c.max_retry_after_ms) {
+                return Err(limited);
+            }
+            if last {
                 return Err(ExecError::Retryable(format!(
                     "hook {name} failed after {attempts} attempt{}: {failure}",
                     if attempts == 1 { "" } else { "s" }
                 )));
             }
-            let wait = match asked_wait {
-                Some(wait) if wait > Duration::from_millis(c.max_retry_after_ms) => {
-                    return Err(ExecError::Retryable(format!(
-                        "hook {name} {failure} and asks to retry after {} s, more than \
-                         max_retry_after_ms",
-                        wait.as_secs()
-                    )));
-                }
-                Some(wait) => wait,
-                None => backoff(c, attempt),
-            };
+            let wait = asked_wait.unwrap_or_else(|| backoff(c, attempt));
             tracing::debug!(hook = %name, attempt, "webhook {failure}; retrying after {wait:?}");
             wait_or_cancel(&ctx, wait).await?;
         }
     }
+}
+
+/// The end of an attempt whose hook asked to wait `asked`: longer than `max_retry_after_ms`,
+/// or after the `last` try, the attempt is rate-limited (the supervisor holds the task type
+/// that long instead of a worker waiting); None when the wait is taken here.
+fn rate_limited(
+    name: &str,
+    failure: &str,
+    asked: Option<Duration>,
+    last: bool,
+    max_retry_after_ms: u64,
+) -> Option<ExecError> {
+    let wait = asked?;
+    let too_long = wait > Duration::from_millis(max_retry_after_ms);
+    (last || too_long).then(|| ExecError::RateLimited {
+        message: format!(
+            "hook {name} {failure} and asks to retry after {} ms{}",
+            wait.as_millis(),
+            if too_long {
+                ", more than max_retry_after_ms"
+            } else {
+                ""
+            }
+        ),
+        retry_after: wait,
+    })
 }
 
 impl Webhook {
@@ -454,8 +478,7 @@ impl Webhook {
         };
         let content_type = header(CONTENT_TYPE);
         let retry_after = header(RETRY_AFTER)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs)
+            .and_then(|v| crate::support::retry_after::parse(&v, std::time::SystemTime::now()))
             .filter(|_| status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE);
         let max = c.max_response_bytes;
         let mut body = Vec::new();
@@ -483,7 +506,7 @@ struct Answer {
     status: StatusCode,
     /// Its `Content-Type`.
     content_type: Option<String>,
-    /// Its `Retry-After` in seconds, on 429 and 503 only.
+    /// Its `Retry-After` (seconds or an HTTP-date, at most an hour), on 429 and 503 only.
     retry_after: Option<Duration>,
     /// Its body, or as much as fits the limit.
     body: Vec<u8>,
@@ -798,6 +821,36 @@ mod tests {
                 }),
             )
             .route(
+                "/date-limited",
+                post(|State(s): S| async move {
+                    s.limited_at.lock().unwrap().push(Instant::now());
+                    if s.count("date-limited") == 1 {
+                        let at =
+                            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(2));
+                        (
+                            AxumStatus::SERVICE_UNAVAILABLE,
+                            [("retry-after", at)],
+                            "maintenance",
+                        )
+                            .into_response()
+                    } else {
+                        "ok".into_response()
+                    }
+                }),
+            )
+            .route(
+                "/date-far",
+                post(|| async {
+                    let at =
+                        httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(7200));
+                    (
+                        AxumStatus::TOO_MANY_REQUESTS,
+                        [("retry-after", at)],
+                        "quota exhausted",
+                    )
+                }),
+            )
+            .route(
                 "/very-limited",
                 post(|| async {
                     (
@@ -920,18 +973,53 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_retry_after_beyond_the_cap_fails_at_once() {
+    async fn a_retry_after_date_is_waited_out() {
+        let (addr, seen) = server().await;
+        let w = webhook(&[("d", hook(addr, "/date-limited"))]);
+        let r = call(&w, json!({ "hook": "d" })).await.unwrap();
+        assert_eq!(r.attempts, 2);
+        let at = seen.limited_at.lock().unwrap().clone();
+        // The date was 2 s ahead at one-second resolution: more than a second, not the 10 ms
+        // backoff an unread date used to fall back to.
+        assert!(at[1] - at[0] >= Duration::from_millis(900), "{:?}", at[1] - at[0]);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_beyond_the_cap_ends_the_attempt_as_rate_limited() {
         let (addr, _) = server().await;
-        let w = webhook(&[("v", hook(addr, "/very-limited"))]);
+        let w = webhook(&[("v", hook(addr, "/very-limited")), ("f", hook(addr, "/date-far"))]);
         let err = w.execute(ctx(), json!({ "hook": "v" })).await.unwrap_err();
         assert_eq!(
             err,
-            ExecError::Retryable(
-                "hook v answered 429 Too Many Requests: come back later and asks to retry after \
-                 3600 s, more than max_retry_after_ms"
-                    .into()
-            )
+            ExecError::RateLimited {
+                message: "hook v answered 429 Too Many Requests: come back later and asks to retry \
+                          after 3600000 ms, more than max_retry_after_ms"
+                    .into(),
+                retry_after: Duration::from_secs(3600),
+            }
         );
+        // A date two hours ahead is cut to the hour.
+        match w.execute(ctx(), json!({ "hook": "f" })).await {
+            Err(ExecError::RateLimited { retry_after, .. }) => {
+                assert_eq!(retry_after, Duration::from_secs(3600))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn still_limited_after_the_last_try_is_rate_limited() {
+        let (addr, _) = server().await;
+        let mut h = hook(addr, "/limited");
+        h.retries = 0;
+        let w = webhook(&[("l", h)]);
+        match w.execute(ctx(), json!({ "hook": "l" })).await {
+            Err(ExecError::RateLimited { message, retry_after }) => {
+                assert_eq!(retry_after, Duration::from_secs(1));
+                assert!(message.contains("answered 429"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

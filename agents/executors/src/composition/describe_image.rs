@@ -76,6 +76,9 @@ impl Executor for DescribeImage {
                 ExecError::Retryable(m) => ExecError::Retryable(format!("{ANALYZE_TASK_TYPE} failed: {m}")),
                 ExecError::Fatal(m) => ExecError::Fatal(format!("{ANALYZE_TASK_TYPE} failed: {m}")),
                 ExecError::Cancelled => ExecError::Cancelled,
+                ExecError::RateLimited { message, .. } => {
+                    ExecError::Retryable(format!("{ANALYZE_TASK_TYPE} failed: {message}"))
+                }
             })?;
         let analysis: ImageAnalysis = serde_json::from_value(raw.clone()).map_err(|e| {
             ExecError::Fatal(format!("{ANALYZE_TASK_TYPE} returned an unexpected result: {e}"))

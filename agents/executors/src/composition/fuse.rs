@@ -246,6 +246,8 @@ fn blame(key: &str, task_type: &str, e: ExecError) -> ExecError {
         ExecError::Retryable(m) => ExecError::Retryable(format!("{at}: {m}")),
         ExecError::Fatal(m) => ExecError::Fatal(format!("{at}: {m}")),
         ExecError::Cancelled => ExecError::Fatal(format!("{at} was cancelled")),
+        // The sub-task's type was rate-limited, not the fusion's.
+        ExecError::RateLimited { message, .. } => ExecError::Retryable(format!("{at}: {message}")),
     }
 }
 

@@ -187,6 +187,7 @@ pub(crate) fn work_message(params_json: &str) -> anyhow::Result<Vec<u8>> {
         verified: false,
         fortress: false,
         traceparent: None,
+        concurrency_key: None,
     };
     Ok(serde_json::to_vec(&msg)?)
 }

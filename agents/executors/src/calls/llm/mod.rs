@@ -4,9 +4,11 @@
 //! A task names a model (`[executors.llm.models]`, the same names the budget price table
 //! uses); the gateway sends the chat to that model's provider and, when the provider is
 //! rate-limited (429), failing (5xx), unreachable or too slow, to the model's fallbacks in
-//! order. A 429's `Retry-After` puts the provider aside for that long, for every task; when the
-//! whole chain is rate-limited the gateway waits for the first provider to come back, up to
-//! `max_retry_after_ms`, and otherwise fails the attempt as retryable.
+//! order. A 429's `Retry-After` (seconds or an HTTP-date, at most an hour) puts the provider
+//! aside for that long, for every task; when the whole chain is rate-limited the gateway waits
+//! for the first provider to come back, up to `max_retry_after_ms`, and otherwise ends the
+//! attempt as [`ExecError::RateLimited`]: the supervisor puts the task back in the queue without
+//! counting the attempt and holds the task type until the first provider comes back.
 //!
 //! Streamed replies (the default) become progress events as tokens arrive. Token usage is
 //! recorded on the task (budgets price it); a reply can be cached by request; with a
@@ -301,10 +303,11 @@ impl Llm {
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }
-                Some(_) => {
-                    return Err(ExecError::Retryable(format!(
-                        "every model is rate-limited: {summary}"
-                    )));
+                Some(wait) => {
+                    return Err(ExecError::RateLimited {
+                        message: format!("every model is rate-limited: {summary}"),
+                        retry_after: wait,
+                    });
                 }
                 None if transient => {
                     return Err(ExecError::Retryable(format!("no model answered: {summary}")));
@@ -312,9 +315,17 @@ impl Llm {
                 None => return Err(ExecError::Fatal(format!("no model answered: {summary}"))),
             }
         }
-        Err(ExecError::Retryable(
-            "every model stayed rate-limited".to_string(),
-        ))
+        let soonest = chain
+            .iter()
+            .filter_map(|name| self.cooling(&self.config.models[name].provider))
+            .min();
+        Err(match soonest {
+            Some(wait) => ExecError::RateLimited {
+                message: "every model stayed rate-limited".to_string(),
+                retry_after: wait,
+            },
+            None => ExecError::Retryable("every model stayed rate-limited".to_string()),
+        })
     }
 
     /// One request to one model, in a GenAI `chat` span.

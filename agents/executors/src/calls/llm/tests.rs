@@ -66,6 +66,7 @@ fn config(fake: &Fake, chains: &[(&str, &[&str])]) -> LlmConfig {
         ("stall", "p2"),
         ("rate", "p1"),
         ("rate-once", "p1"),
+        ("rate-date", "p1"),
         ("boom", "p1"),
         ("unauthorized", "p1"),
         ("bad", "p1"),
@@ -222,19 +223,43 @@ async fn retry_after_puts_a_provider_aside_for_every_task() {
     }
     // Retry-After: 30 — the provider was asked once; later tasks skipped it.
     assert_eq!(fake.count("rate"), 1);
-    // A chain that is all rate-limited for longer than max_retry_after_ms fails retryably
-    // at once.
+    // A chain that is all rate-limited for longer than max_retry_after_ms ends the attempt at
+    // once as rate-limited, saying for how long (the supervisor holds the type that long).
     let mut short = config(&fake, &[]);
     short.max_retry_after_ms = 1_000;
     let lone = Llm::new(short);
     let (first, _) = run(&lone, json!({ "model": "rate", "prompt": "hi" })).await;
     match first {
-        Err(ExecError::Retryable(m)) => assert!(
-            m.contains("every model is rate-limited") && m.contains("HTTP 429"),
-            "{m}"
+        Err(ExecError::RateLimited { message, retry_after }) => {
+            assert!(
+                message.contains("every model is rate-limited") && message.contains("HTTP 429"),
+                "{message}"
+            );
+            assert!(
+                retry_after <= Duration::from_secs(30) && retry_after > Duration::from_secs(25),
+                "{retry_after:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_date_is_read_as_a_wait() {
+    let fake = Fake::start().await;
+    let mut short = config(&fake, &[]);
+    short.max_retry_after_ms = 1_000;
+    let llm = Llm::new(short);
+    let (out, _) = run(&llm, json!({ "model": "rate-date", "prompt": "hi" })).await;
+    match out {
+        // 20 s ahead at one-second resolution, not the 1 s an unread date used to count as.
+        Err(ExecError::RateLimited { retry_after, .. }) => assert!(
+            retry_after > Duration::from_secs(15) && retry_after <= Duration::from_secs(20),
+            "{retry_after:?}"
         ),
         other => panic!("{other:?}"),
     }
+    assert_eq!(fake.count("rate-date"), 1);
 }
 
 #[tokio::test]

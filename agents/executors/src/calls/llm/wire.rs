@@ -11,8 +11,6 @@ use serde_json::{Value, json};
 use super::assemble::ToolCalls;
 use super::chat::{Chat, ToolCall};
 
-/// Longest `Retry-After` taken from a 5xx or 429 reply (longer ones are capped).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
 /// Least time between two progress events of a streamed reply.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// Characters of an error body quoted in an error.
@@ -121,16 +119,6 @@ pub(super) fn body(model: &str, chat: &Chat) -> Value {
     body
 }
 
-/// Seconds in a `Retry-After` header (the HTTP-date form is not read: it counts as 1 s).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    let d = match v.parse::<f64>() {
-        Ok(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s.min(MAX_RETRY_AFTER.as_secs_f64())),
-        _ => Duration::from_secs(1),
-    };
-    Some(d)
-}
-
 /// Waits for `fut` unless the task is cancelled or `timeout` passes first.
 async fn bounded<T>(
     ctx: &ExecContext,
@@ -170,7 +158,8 @@ pub(super) async fn send(ctx: &ExecContext, r: Request<'_>) -> Result<Reply, Cal
     let mut resp = bounded(ctx, r.timeout, "reply", req.send()).await?;
     let status = resp.status();
     if !status.is_success() {
-        let after = retry_after(resp.headers());
+        // Seconds or an HTTP-date, at most an hour; an unreadable one on a 429 counts as 1 s.
+        let after = crate::support::retry_after::from_headers(resp.headers());
         let text = read_body(ctx, &mut resp, r.timeout, 64 << 10)
             .await
             .unwrap_or_default();
