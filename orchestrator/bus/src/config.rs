@@ -5,6 +5,10 @@ use std::time::Duration;
 use cadre_supervisors::node::NodeSettings;
 use serde::{Deserialize, Serialize};
 
+/// How long a supervisor node waits after it starts for tier 0's pause set (sent every 2 s
+/// to every registered node) before it takes work without one.
+pub const NODE_PAUSES_WAIT: Duration = Duration::from_secs(10);
+
 /// The bus between tier 0 and the supervisors. With `nats_url` empty everything stays in
 /// one process; with it set, tasks go through a JetStream work queue per supervisor kind and
 /// events come back through a JetStream events stream.
@@ -51,12 +55,14 @@ impl BusConfig {
         !self.nats_url.is_empty()
     }
 
-    /// What a supervisor node's runtime follows of this section.
+    /// What a supervisor node's runtime follows of this section (and how long it waits for
+    /// tier 0's pause set after it starts: [`NODE_PAUSES_WAIT`]).
     pub fn node_settings(&self) -> NodeSettings {
         NodeSettings {
             max_inflight: self.max_inflight,
             max_deliver: self.max_deliver,
             ack_wait: Duration::from_millis(self.ack_wait_ms),
+            pauses_wait: NODE_PAUSES_WAIT,
         }
     }
 }

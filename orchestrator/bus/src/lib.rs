@@ -23,7 +23,7 @@
 //! supervisor node's NATS transport), [`peers`] (the registry and clients of supervisor
 //! nodes), [`wire`] (NATS names, event packing, the cancel message; the task and event
 //! messages are re-exported from the node runtime), [`conn`] (the NATS connection and
-//! streams), [`config`] (`[bus]`), [`error`].
+//! streams), [`pause_wire`] (pause sets as wire messages), [`config`] (`[bus]`), [`error`].
 
 #![forbid(unsafe_code)]
 
@@ -34,6 +34,7 @@ pub mod journal;
 pub mod local;
 pub mod nats;
 pub mod node_transport;
+pub mod pause_wire;
 pub mod peers;
 pub mod seam;
 pub mod wire;

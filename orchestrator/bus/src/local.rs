@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use cadre_proto::v1::{PoolStatus, SupervisorStatus};
 use cadre_proto::{TaskId, TaskRecord};
-use cadre_supervisors::{OrchestratorMsg, QueuedTask, ScaleError};
+use cadre_supervisors::{OrchestratorMsg, PauseSet, QueuedTask, ScaleError};
 use ractor::ActorRef;
 
 use crate::error::{BusError, BusResult};
@@ -55,6 +55,12 @@ impl Bus for LocalBus {
         local_scale(&self.orchestrator, supervisor, kind, size)
             .await
             .map(|p| vec![p])
+    }
+
+    async fn set_pauses(&self, set: &PauseSet) -> BusResult<()> {
+        self.orchestrator
+            .cast(OrchestratorMsg::SetPauses(set.clone()))
+            .map_err(|_| BusError::Unavailable("node is shutting down".into()))
     }
 
     fn ready(&self) -> bool {

@@ -15,7 +15,7 @@ use async_nats::jetstream::{self, consumer};
 use async_trait::async_trait;
 use cadre_proto::v1::{PoolStatus, SupervisorStatus};
 use cadre_proto::{TaskId, TaskRecord, TaskState};
-use cadre_supervisors::{QueuedTask, Transition};
+use cadre_supervisors::{PauseSet, QueuedTask, Transition};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -141,6 +141,10 @@ impl Bus for NatsBus {
         self.peers.scale(supervisor, kind, size).await
     }
 
+    async fn set_pauses(&self, set: &PauseSet) -> BusResult<()> {
+        self.peers.set_pauses(set).await
+    }
+
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
             && self
@@ -156,6 +160,15 @@ impl Bus for NatsBus {
 /// the store's finish-once rule makes harmless.
 async fn republish_queued(store: &dyn Store, router: &Router, outbox: &mpsc::Sender<WorkMsg>) {
     let routes = router.routes();
+    // Debounced tasks still holding their key wait for their window: tier 0's debouncer
+    // dispatches them (read first, so a task released meanwhile is republished).
+    let held: std::collections::HashSet<_> = match store.held_debounces(u32::MAX).await {
+        Ok(h) => h.into_iter().map(|(id, _)| id).collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read debounced tasks to republish");
+            return;
+        }
+    };
     let stored = match store.unfinished(None).await {
         Ok(s) => s,
         Err(e) => {
@@ -164,7 +177,10 @@ async fn republish_queued(store: &dyn Store, router: &Router, outbox: &mpsc::Sen
         }
     };
     let mut n = 0;
-    for rec in stored.iter().filter(|r| r.state == TaskState::Queued) {
+    for rec in stored
+        .iter()
+        .filter(|r| r.state == TaskState::Queued && !held.contains(&r.id))
+    {
         let Some(route) = routes.resolve(&rec.spec.task_type) else {
             continue;
         };

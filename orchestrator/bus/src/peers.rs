@@ -1,8 +1,8 @@
 //! The peer registry: supervisor nodes announce themselves in a NATS KV bucket whose entries
 //! expire (`bus.peer_ttl_ms`) unless renewed, so nodes find each other without static
-//! addresses and a dead node drops out by itself. Status, Scale and Delegate calls go to the
-//! nodes found here over the SupervisorPeer gRPC service ([`Peers`] is the node runtime's
-//! [`PeerDelegation`]).
+//! addresses and a dead node drops out by itself. Status, Scale, SetPauses and Delegate calls
+//! go to the nodes found here over the SupervisorPeer gRPC service ([`Peers`] is the node
+//! runtime's [`PeerDelegation`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -231,6 +231,43 @@ impl Peers {
         let mut all = futures::future::join_all(asks).await;
         all.sort_by(|a, b| a.name.cmp(&b.name).then(a.node_id.cmp(&b.node_id)));
         Ok(all)
+    }
+
+    /// Sends the whole pause set to every live node (at once); the error names the nodes that
+    /// did not take it.
+    /// Before NATS is reached no node is known: nothing to do (the caller sends again).
+    pub async fn set_pauses(&self, set: &cadre_supervisors::PauseSet) -> BusResult<()> {
+        if self.inner.kv.get().is_none() {
+            return Ok(());
+        }
+        let pauses = crate::pause_wire::set_to_wire(set);
+        let sends = self.list().await?.into_iter().map(|e| {
+            let request = v1::SetPausesRequest {
+                pauses: pauses.clone(),
+            };
+            async move {
+                let answer = async {
+                    let mut c = self.client(&e).await?;
+                    c.set_pauses(request).await.map_err(BusError::Peer)?;
+                    Ok::<(), BusError>(())
+                }
+                .await;
+                answer.map_err(|err| format!("{} ({}): {err}", e.node_id, e.url))
+            }
+        });
+        let failed: Vec<String> = futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(BusError::Unavailable(format!(
+                "pause set not taken by {}",
+                failed.join("; ")
+            )))
+        }
     }
 
     /// Resizes `kind` of `supervisor` on every node that runs it.

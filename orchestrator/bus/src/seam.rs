@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use cadre_proto::v1::{PoolStatus, SupervisorStatus};
 use cadre_proto::{TaskId, TaskRecord};
-use cadre_supervisors::QueuedTask;
+use cadre_supervisors::{PauseSet, QueuedTask};
 
 use crate::error::BusResult;
 
@@ -19,6 +19,10 @@ pub trait Bus: Send + Sync + 'static {
     async fn status(&self) -> BusResult<Vec<SupervisorStatus>>;
     /// Resizes `kind` of `supervisor` on every replica; one pool status per replica.
     async fn scale(&self, supervisor: &str, kind: &str, size: usize) -> BusResult<Vec<PoolStatus>>;
+    /// Replaces the pause set of every supervisor, wherever it runs (the whole set: tier 0
+    /// sends it on every change and again every few seconds, so a restarted supervisor or
+    /// supervisor node gets it back). An error names nodes that were not reached.
+    async fn set_pauses(&self, set: &PauseSet) -> BusResult<()>;
     /// Whether tasks can travel now (part of /ready).
     fn ready(&self) -> bool;
 }

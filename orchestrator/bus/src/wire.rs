@@ -159,6 +159,7 @@ impl BusEvent for EventMsg {
             result: None,
             sign: false,
             traceparent: t.traceparent.clone(),
+            round: t.round,
         }))
     }
 }
@@ -327,6 +328,7 @@ mod tests {
             result,
             sign: false,
             traceparent: None,
+            round: 0,
         })
     }
 
