@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "cadre/v1/peer.proto",
         "cadre/v1/worker.proto",
         "cadre/v1/workflow.proto",
+        "cadre/v1/schedule.proto",
     ];
     let config = || -> Result<tonic_prost_build::Config, Box<dyn std::error::Error>> {
         let mut cfg = tonic_prost_build::Config::new();

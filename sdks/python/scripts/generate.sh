@@ -15,7 +15,7 @@ if [ -z "$python" ]; then
   venv_python=$here/../../${CARGO_TARGET_DIR:-target}/sdk-pyenv/bin/python
   if [ -x "$venv_python" ]; then python=$venv_python; else python=python3; fi
 fi
-protos=(task workflow worker admin)
+protos=(task workflow worker admin schedule)
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
