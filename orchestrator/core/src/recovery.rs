@@ -1,9 +1,10 @@
 //! Start-up and restart recovery in tier 0: the store's unfinished tasks, made runnable again.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cadre_proto::{TaskState, WORKFLOW_SUPERVISOR};
+use cadre_proto::{TaskId, TaskState, WORKFLOW_SUPERVISOR};
 use cadre_supervisors::{QueuedTask, Router, SourceError, TaskSink, TaskSource, Transition};
 
 use cadre_store::{Store, StoreError};
@@ -25,11 +26,21 @@ impl StoreRecovery {
     /// enqueue. A task that was RUNNING on its last attempt is failed instead: it may be what
     /// brought the node down. A task whose type has no route any more is failed too. Workflow
     /// instances are left alone: no supervisor runs them (the workflow engine resumes them).
+    /// So are debounced tasks still holding their key: the debouncer dispatches them when
+    /// their window ends ([`crate::debounce`]); the holds are read first, so a task released
+    /// meanwhile is recovered here.
     pub async fn load(&self, supervisor: Option<&str>) -> Result<Vec<(String, QueuedTask)>, StoreError> {
         let routes = self.router.routes();
+        let held: HashSet<TaskId> = self
+            .store
+            .held_debounces(u32::MAX)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         let mut out = Vec::new();
         for rec in self.store.unfinished(supervisor).await? {
-            if rec.supervisor == WORKFLOW_SUPERVISOR {
+            if rec.supervisor == WORKFLOW_SUPERVISOR || held.contains(&rec.id) {
                 continue;
             }
             let fail = |why: String| Transition::new(rec.id, TaskState::Failed, rec.attempt, why);

@@ -48,6 +48,30 @@ pub enum WriteOp {
         /// Short text.
         message: String,
     },
+    /// Debounce: makes the task an insert of the same batch (before it) stores hold its
+    /// tenant's debounce `key` until `until_ms`, in place of the task that held it, which is
+    /// CANCELLED naming its replacement. The outcome is that task's CANCELLED event;
+    /// [`WriteOutcome::Ignored`] when no task held the key or the insert stored nothing (it
+    /// lost an idempotency race). See [`crate::debounce`].
+    Supersede {
+        /// The task the insert stores.
+        task_id: TaskId,
+        /// Its tenant.
+        tenant: String,
+        /// Its debounce key.
+        key: String,
+        /// When its window ends, Unix milliseconds.
+        until_ms: i64,
+    },
+    /// The audit act of a [`WriteOp::Supersede`] of `task_id` in the same batch (before it):
+    /// sealed, with the replaced task as its target, if that supersede cancelled a task, else
+    /// [`WriteOutcome::Ignored`].
+    AuditOfSupersede {
+        /// The replacing task.
+        task_id: TaskId,
+        /// The act (its target is set to the replaced task).
+        draft: Box<AuditDraft>,
+    },
 }
 
 /// What one [`WriteOp`] did.

@@ -286,6 +286,18 @@ pub(super) fn new_tasks(ops: &[WriteOp]) -> Vec<&TaskRecord> {
         .collect()
 }
 
+/// A new task taking its tenant's debounce key ([`WriteOp::Supersede`]).
+pub(super) struct Hold<'a> {
+    /// The new task.
+    pub task_id: TaskId,
+    /// Its tenant.
+    pub tenant: &'a str,
+    /// Its debounce key.
+    pub key: &'a str,
+    /// When its window ends, Unix milliseconds.
+    pub until_ms: i64,
+}
+
 /// A usage report to store: a [`WriteOp::Usage`] with its task's tenant and UTC day.
 pub(super) struct UsageRecord<'a> {
     /// The task.
@@ -320,6 +332,15 @@ pub(super) trait PlanIo {
     /// `draft` with its text as the store keeps it, so the hash sealed over it matches the
     /// record read back.
     fn stored_draft(&self, draft: &AuditDraft) -> AuditDraft;
+
+    /// Debounce: makes task `hold.task_id` hold its tenant's key in place of the task that
+    /// held it, returned (see [`crate::debounce`]).
+    async fn supersede(&mut self, hold: Hold<'_>) -> StoreResult<Option<TaskId>> {
+        Err(crate::StoreError(format!(
+            "this store cannot debounce task {}",
+            hold.task_id
+        )))
+    }
 }
 
 impl Plan<'_> {
@@ -336,8 +357,13 @@ impl Plan<'_> {
         io: &mut impl PlanIo,
     ) -> StoreResult<Vec<WriteOutcome>> {
         let mut outcomes = Vec::with_capacity(ops.len());
+        let mut replaced = HashMap::new();
         for op in ops {
             let outcome = match op {
+                WriteOp::Supersede { .. } | WriteOp::AuditOfSupersede { .. } => {
+                    self.debounce(op, inserted, now, sealer, io, &mut replaced)
+                        .await?
+                }
                 WriteOp::Insert(rec) if inserted.contains(&rec.id.to_string()) => self.insert(rec),
                 WriteOp::Insert(rec) => match rec.spec.idempotency_key.as_deref() {
                     Some(key) => WriteOutcome::Existing(io.existing(rec, key).await?),

@@ -48,7 +48,7 @@ fn count_tasks(op: &WriteOp, outcome: &WriteOutcome, pending: &Mutex<Pending>) {
             p.added(&event.tenant);
             metrics::counter!("cadre_tasks_submitted_total").increment(1);
         }
-        WriteOp::Transition(_) if event.state.is_terminal() => {
+        WriteOp::Transition(_) | WriteOp::Supersede { .. } if event.state.is_terminal() => {
             let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
             p.finished(&event.tenant);
             drop(p);

@@ -168,7 +168,7 @@ impl Writer {
     }
 
     /// [`Writer::write_together`], answering each write's outcome in order.
-    async fn send_together(
+    pub(crate) async fn send_together(
         &self,
         writes: Vec<(WriteOp, Option<String>)>,
     ) -> Result<Vec<WriteOutcome>, StoreError> {
