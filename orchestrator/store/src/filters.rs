@@ -17,6 +17,13 @@ pub struct TaskFilter {
     pub before: Option<TaskId>,
     /// Page size.
     pub limit: u32,
+    /// Only tasks created at or after this time, Unix milliseconds (bulk operations).
+    pub created_after_ms: Option<i64>,
+    /// Only tasks created before this time, Unix milliseconds (bulk operations).
+    pub created_before_ms: Option<i64>,
+    /// Only tasks whose error contains this text, case-insensitively (bulk operations; a plain
+    /// substring: LIKE's wildcards in it are escaped).
+    pub error_contains: Option<String>,
 }
 
 /// Which events a watcher wants.

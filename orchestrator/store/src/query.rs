@@ -78,6 +78,17 @@ where
         if let Some(b) = f.before {
             qb.push(" AND id < ").push_bind(b.to_string());
         }
+        if let Some(t) = f.created_after_ms {
+            qb.push(" AND created_at_ms >= ").push_bind(t);
+        }
+        if let Some(t) = f.created_before_ms {
+            qb.push(" AND created_at_ms < ").push_bind(t);
+        }
+        if let Some(text) = &f.error_contains {
+            qb.push(" AND LOWER(error) LIKE ")
+                .push_bind(contains_pattern(text))
+                .push(" ESCAPE '\\'");
+        }
         qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit as i64);
         qb
     }
@@ -198,6 +209,22 @@ where
     }
 }
 
+/// The LIKE pattern of a case-insensitive substring match for `text` (compared with
+/// `LOWER(column)`, escape character `\`): lower-cased, with `\`, `%` and `_` escaped so they
+/// match themselves.
+pub(crate) fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
 /// Implements [`crate::Store`] for a SQL store type the same way for both databases: writes go
 /// to the type's own `apply_batch`, reads run the [`Sql`] queries on its `pool` (of database
 /// `$db`). Text a caller passes (keys, ids, names, filter values) first goes through the type's
@@ -272,6 +299,7 @@ macro_rules! impl_sql_store {
                 let f = &$crate::TaskFilter {
                     tenant: Self::stored_opt(&f.tenant),
                     type_prefix: Self::stored_opt(&f.type_prefix),
+                    error_contains: Self::stored_opt(&f.error_contains),
                     ..f.clone()
                 };
                 $crate::rows::TaskRow::records(
@@ -408,3 +436,15 @@ macro_rules! impl_sql_store {
     };
 }
 pub(super) use impl_sql_store;
+
+#[cfg(test)]
+mod tests {
+    use super::contains_pattern;
+
+    #[test]
+    fn contains_patterns_escape_like_wildcards() {
+        assert_eq!(contains_pattern("Boom"), "%boom%");
+        assert_eq!(contains_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+        assert_eq!(contains_pattern(""), "%%");
+    }
+}
