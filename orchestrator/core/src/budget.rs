@@ -186,6 +186,23 @@ impl Budgets {
         }
     }
 
+    /// Raises today's spend to what the store holds for `day` (every replica's usage), tenant by
+    /// tenant; spend recorded here since that read stays (the larger of the two wins).
+    pub fn merge(&self, day: &str, stored: HashMap<String, Spend>) {
+        let mut t = self.today.lock().unwrap_or_else(|e| e.into_inner());
+        if day < t.0.as_str() {
+            return;
+        }
+        if t.0 != day {
+            *t = (day.to_string(), HashMap::new());
+        }
+        for (tenant, s) in stored {
+            let mine = t.1.entry(tenant).or_default();
+            mine.tokens = mine.tokens.max(s.tokens);
+            mine.cost_usd = mine.cost_usd.max(s.cost_usd);
+        }
+    }
+
     /// Today's spend of `tenant` and of the whole node.
     pub fn spend(&self, day: &str, tenant: &str) -> (Spend, Spend) {
         let t = self.today.lock().unwrap_or_else(|e| e.into_inner());

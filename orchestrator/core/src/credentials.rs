@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use cadre_proto::{Role, SpecError};
-use cadre_store::ApiKeyRecord;
+use cadre_store::{ApiKeyRecord, Revocation};
 
-use crate::auth::{Action, Principal};
+use crate::auth::{Action, Principal, RevokeKind};
 use crate::error::{Error, Result};
 use crate::node::Node;
 
@@ -19,6 +19,10 @@ pub struct IssuedToken {
     pub subject: String,
     /// When it expires, Unix milliseconds.
     pub expires_at_ms: i64,
+    /// Its id (`jti`).
+    pub token_id: String,
+    /// The id of the key that signed it (`kid`).
+    pub key_id: String,
 }
 
 /// A role named by a caller, or INVALID_ARGUMENT naming the roles.
@@ -75,15 +79,20 @@ impl Node {
             subject.to_string()
         };
         let ttl = Duration::from_secs(ttl_secs);
-        let token = self.auth.issue_token(&subject, tenant, role, ttl)?;
+        let issued = self.auth.issue(&subject, tenant, role, ttl, false)?;
         let expires_at_ms = cadre_proto::clock::now_ms() + ttl.as_millis() as i64;
         tracing::info!(by = %p.subject, %subject, %tenant, %role, "token issued");
-        let detail = format!("tenant {tenant} role {role} ttl {ttl_secs} s");
+        let detail = format!(
+            "tenant {tenant} role {role} ttl {ttl_secs} s id {} key {}",
+            issued.jti, issued.kid
+        );
         self.audit(Some(p), "token.issue", &subject, "ok", &detail).await;
         Ok(IssuedToken {
-            token,
+            token: issued.token,
             subject,
             expires_at_ms,
+            token_id: issued.jti,
+            key_id: issued.kid,
         })
     }
 
@@ -124,6 +133,40 @@ impl Node {
         tracing::info!(by = %p.subject, id = %key.id, "API key revoked");
         self.audit(Some(p), "key.revoke", &key.id, "ok", &key.name).await;
         Ok(key)
+    }
+}
+
+impl Node {
+    /// Revokes one JWT by id (`token_id`) or every token of `subject` issued until now; exactly
+    /// one of the two. Audited as `auth.revoke_token`.
+    pub async fn revoke_token(&self, p: &Principal, token_id: &str, subject: &str) -> Result<Revocation> {
+        self.permit(p, Action::RevokeToken).await?;
+        let (kind, value) = match (token_id.is_empty(), subject.is_empty()) {
+            (false, true) => (RevokeKind::TokenId, token_id),
+            (true, false) => (RevokeKind::Subject, subject),
+            _ => {
+                return Err(
+                    SpecError::invalid("token_id", "give exactly one of token_id and subject").into(),
+                );
+            }
+        };
+        let row = self.auth.revoke(kind, value, &p.subject).await?;
+        tracing::info!(by = %p.subject, kind = %row.kind, value = %row.value, "token revoked");
+        let detail = format!("{} {}", row.kind, row.value);
+        self.audit(Some(p), "auth.revoke_token", value, "ok", &detail)
+            .await;
+        Ok(row)
+    }
+
+    /// Makes a new JWT signing key; returns its id and when the previous key retires. Audited
+    /// as `auth.rotate_keys`.
+    pub async fn rotate_signing_key(&self, p: &Principal) -> Result<(String, i64)> {
+        self.permit(p, Action::RotateKeys).await?;
+        let (kid, retires) = self.auth.rotate().await?;
+        tracing::info!(by = %p.subject, %kid, "signing key rotated");
+        let detail = format!("previous key retires at {retires} (Unix ms)");
+        self.audit(Some(p), "auth.rotate_keys", &kid, "ok", &detail).await;
+        Ok((kid, retires))
     }
 }
 

@@ -2,11 +2,19 @@
 //! unfinished tasks one tenant may hold. A tenant listed under `quotas.tenants` gets its own
 //! limits; every other tenant shares the defaults (each with its own bucket).
 //!
-//! In the embedded default the counters live in this process. (Distributed mode will need
-//! them in a shared store so they hold across orchestrator replicas.)
+//! With several tier-0 replicas on one store, each replica takes an equal share of every
+//! rate: `ceil(rate / n)` per second and `ceil(burst / n)` at once, where `n` is the number of
+//! replicas that wrote their heartbeat to the store in the last [`LIVE_WINDOW`] (each writes
+//! one every second: `crate::replicas`). Admission itself stays in memory: no store round trip
+//! on the submit path. Summed over replicas a tenant gets at most `rate + n - 1` per second;
+//! for up to a second after a replica joins, the others still use the larger share (at most
+//! one share more). A client that talks to one replica only gets that replica's share. The
+//! unfinished-task caps are counted from the store every second (the writer's refresh).
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -42,36 +50,59 @@ pub struct TenantQuota {
     pub max_unfinished: u64,
 }
 
-fn quota(per_second: u32, burst: u32) -> Option<Quota> {
-    let rate = NonZeroU32::new(per_second)?;
-    let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
+/// A replica whose heartbeat is older than this is not counted.
+pub const LIVE_WINDOW: Duration = Duration::from_secs(3);
+
+/// One replica's share of `per_second` (burst `burst`) among `replicas`.
+fn quota(per_second: u32, burst: u32, replicas: u32) -> Option<Quota> {
+    let n = replicas.max(1);
+    let rate = NonZeroU32::new(per_second.div_ceil(n))?;
+    let burst = NonZeroU32::new(burst.max(per_second).div_ceil(n)).unwrap_or(rate);
     Some(Quota::per_second(rate).allow_burst(burst))
 }
 
-/// The limiters in force.
-pub struct Quotas {
+/// The rate limiters for one replica count.
+struct Limiters {
     shared: Option<DefaultKeyedRateLimiter<String>>,
     named: HashMap<String, Option<DefaultDirectRateLimiter>>,
-    default_cap: u64,
-    caps: HashMap<String, u64>,
-    clock: DefaultClock,
 }
 
-impl Quotas {
-    /// Builds the limiters from config.
-    pub fn new(cfg: &QuotaConfig) -> Self {
-        Quotas {
-            shared: quota(cfg.submits_per_second, cfg.burst).map(DefaultKeyedRateLimiter::keyed),
+impl Limiters {
+    fn new(cfg: &QuotaConfig, replicas: u32) -> Self {
+        Limiters {
+            shared: quota(cfg.submits_per_second, cfg.burst, replicas).map(DefaultKeyedRateLimiter::keyed),
             named: cfg
                 .tenants
                 .iter()
                 .map(|(t, q)| {
                     (
                         t.clone(),
-                        quota(q.submits_per_second, q.burst).map(DefaultDirectRateLimiter::direct),
+                        quota(q.submits_per_second, q.burst, replicas).map(DefaultDirectRateLimiter::direct),
                     )
                 })
                 .collect(),
+        }
+    }
+}
+
+/// The limiters in force.
+pub struct Quotas {
+    cfg: QuotaConfig,
+    limiters: RwLock<Limiters>,
+    replicas: AtomicU32,
+    default_cap: u64,
+    caps: HashMap<String, u64>,
+    clock: DefaultClock,
+}
+
+impl Quotas {
+    /// Builds the limiters from config (for one replica).
+    pub fn new(cfg: &QuotaConfig) -> Self {
+        metrics::gauge!("cadre_tier0_replicas").set(1.0);
+        Quotas {
+            cfg: cfg.clone(),
+            limiters: RwLock::new(Limiters::new(cfg, 1)),
+            replicas: AtomicU32::new(1),
             default_cap: cfg.max_unfinished_per_tenant,
             caps: cfg
                 .tenants
@@ -84,10 +115,11 @@ impl Quotas {
 
     /// Takes one submit from `tenant`'s bucket, or says how long until one is free.
     pub fn admit(&self, tenant: &str) -> Result<(), Duration> {
-        let verdict = match self.named.get(tenant) {
+        let l = self.limiters.read().unwrap_or_else(|e| e.into_inner());
+        let verdict = match l.named.get(tenant) {
             Some(Some(limiter)) => limiter.check(),
             Some(None) => Ok(()),
-            None => match &self.shared {
+            None => match &l.shared {
                 Some(limiter) => limiter.check_key(&tenant.to_string()),
                 None => Ok(()),
             },
@@ -105,9 +137,26 @@ impl Quotas {
         (cap > 0).then_some(cap)
     }
 
+    /// Sets how many tier-0 replicas share the rates; the limiters are rebuilt (with full
+    /// buckets: one burst share more) when it changes.
+    pub fn set_replicas(&self, n: u32) {
+        let n = n.max(1);
+        metrics::gauge!("cadre_tier0_replicas").set(f64::from(n));
+        if self.replicas.swap(n, Ordering::Relaxed) != n {
+            *self.limiters.write().unwrap_or_else(|e| e.into_inner()) = Limiters::new(&self.cfg, n);
+            tracing::info!(replicas = n, "tier-0 replicas share the submit rates");
+        }
+    }
+
+    /// How many replicas the rates are shared among.
+    pub fn replicas(&self) -> u32 {
+        self.replicas.load(Ordering::Relaxed)
+    }
+
     /// Forgets idle tenants' buckets so memory stays bounded by active tenants.
     pub fn forget_idle(&self) {
-        if let Some(l) = &self.shared {
+        let l = self.limiters.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = &l.shared {
             l.retain_recent();
             l.shrink_to_fit();
         }
@@ -148,5 +197,18 @@ mod tests {
         }
         assert_eq!((q.cap("flood"), q.cap("vip")), (Some(5), None));
         assert!(Quotas::new(&QuotaConfig::default()).admit("any").is_ok());
+    }
+
+    #[test]
+    fn replicas_share_a_rate() {
+        let cfg = QuotaConfig {
+            submits_per_second: 10,
+            burst: 10,
+            ..Default::default()
+        };
+        let q = Quotas::new(&cfg);
+        q.set_replicas(3);
+        let admitted = (0..20).filter(|_| q.admit("t").is_ok()).count();
+        assert_eq!(admitted, 4, "ceil(10 / 3) at once");
     }
 }

@@ -5,8 +5,10 @@
 //! One `Attach` stream per worker: it authenticates (role `supervisor` or above: a worker
 //! sees the params of every tenant's tasks of its types), registers, then the stream's reader
 //! feeds the worker's messages to its [`WorkerSession`] until the worker hangs up, falls silent
-//! for three heartbeat intervals, breaks the protocol, or the node shuts down. Dropping the
-//! session fails the tasks in flight on that worker as retryable.
+//! for three heartbeat intervals, breaks the protocol, its credential stops working (checked
+//! again every [`RECHECK`]: expired, revoked, or its signing key rotated out; the stream ends
+//! with UNAUTHENTICATED), or the node shuts down. Dropping the session fails the tasks in flight
+//! on that worker as retryable.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,6 +37,9 @@ pub struct WorkerApi {
     pub shutdown: CancellationToken,
 }
 
+/// How often an attached worker's credential is checked again.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 type ServerStream = Pin<Box<dyn Stream<Item = Result<v1::ServerMessage, Status>> + Send>>;
 
 /// Sets `cadre_remote_workers` to the hub's count.
@@ -45,6 +50,10 @@ pub fn record_connected(hub: &RemoteHub) {
 impl WorkerApi {
     async fn authorize<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
         let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        self.authorize_header(header).await
+    }
+
+    async fn authorize_header(&self, header: Option<&str>) -> Result<Principal, Status> {
         let res = match &self.node {
             Some(node) => node.authorize(header, Action::ConnectWorker).await,
             None => self.auth.authorize(header, Action::ConnectWorker),
@@ -65,6 +74,11 @@ impl WorkerService for WorkerApi {
         req: Request<Streaming<v1::WorkerMessage>>,
     ) -> Result<Response<ServerStream>, Status> {
         let p = self.authorize(&req).await?;
+        let header = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut inbound = req.into_inner();
         let silence = self.hub.config().liveness_timeout();
         let first = tokio::time::timeout(silence, inbound.message())
@@ -90,9 +104,9 @@ impl WorkerService for WorkerApi {
         }
         let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Status>();
         let hub = self.hub.clone();
-        let shutdown = self.shutdown.clone();
+        let api = self.clone();
         tokio::spawn(async move {
-            let end = read(&mut session, &mut inbound, silence, &shutdown).await;
+            let end = read(&mut session, &mut inbound, silence, &api, header.as_deref()).await;
             if let Err(status) = end {
                 session.set_end_reason(status.message().to_string());
                 let _ = end_tx.send(status);
@@ -109,18 +123,31 @@ impl WorkerService for WorkerApi {
 }
 
 /// Feeds the worker's messages to its session until the stream ends (Ok) or the node ends it
-/// (Err: the status the worker gets).
+/// (Err: the status the worker gets). The credential `header` is checked again every
+/// [`RECHECK`].
 async fn read(
     session: &mut WorkerSession,
     inbound: &mut Streaming<v1::WorkerMessage>,
     silence: std::time::Duration,
-    shutdown: &CancellationToken,
+    api: &WorkerApi,
+    header: Option<&str>,
 ) -> Result<(), Status> {
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    recheck.tick().await;
+    let mut deadline = tokio::time::Instant::now() + silence;
     loop {
         let msg = tokio::select! {
-            m = tokio::time::timeout(silence, inbound.message()) => m,
-            _ = shutdown.cancelled() => return Err(Status::unavailable("the node is shutting down")),
+            m = tokio::time::timeout_at(deadline, inbound.message()) => m,
+            _ = recheck.tick() => {
+                if let Err(s) = api.authorize_header(header).await {
+                    return Err(Status::unauthenticated(format!("credential no longer valid: {}", s.message())));
+                }
+                continue;
+            }
+            _ = api.shutdown.cancelled() => return Err(Status::unavailable("the node is shutting down")),
         };
+        deadline = tokio::time::Instant::now() + silence;
         match msg {
             Err(_) => {
                 return Err(Status::deadline_exceeded(format!(

@@ -9,14 +9,37 @@ use cadre_proto::v1;
 use super::args::{KeyCommand, TokenCommand};
 use cadre_client::Client;
 
-/// `cadre token issue`: prints a new JWT for the tenant and role.
+/// `cadre token issue|revoke|rotate`: prints a new JWT for the tenant and role (its id on
+/// stderr), revokes tokens, or rotates the signing key.
 pub(super) async fn token(client: Client, command: TokenCommand) -> Result<i32> {
-    let TokenCommand::Issue {
-        tenant,
-        role,
-        ttl,
-        subject,
-    } = command;
+    let (tenant, role, ttl, subject) = match command {
+        TokenCommand::Issue {
+            tenant,
+            role,
+            ttl,
+            subject,
+        } => (tenant, role, ttl, subject),
+        TokenCommand::Revoke { id, subject } => {
+            let r = client
+                .revoke_token(id.as_deref().unwrap_or(""), subject.as_deref().unwrap_or(""))
+                .await?;
+            let what = id.map_or_else(
+                || format!("the tokens of subject {}", subject.unwrap_or_default()),
+                |i| format!("token {i}"),
+            );
+            println!("revoked {what} at {}", expiry(r.revoked_at_ms));
+            return Ok(0);
+        }
+        TokenCommand::Rotate => {
+            let r = client.rotate_signing_key().await?;
+            println!(
+                "new signing key {}; the previous one verifies until {}",
+                r.key_id,
+                expiry(r.previous_retires_at_ms)
+            );
+            return Ok(0);
+        }
+    };
     let ttl_secs = parse_duration(&ttl)?.as_secs();
     let req = v1::IssueTokenRequest {
         subject,
@@ -25,6 +48,7 @@ pub(super) async fn token(client: Client, command: TokenCommand) -> Result<i32> 
         ttl_secs,
     };
     let resp = client.issue_token(req).await?;
+    eprintln!("token id {} (key {})", resp.token_id, resp.key_id);
     println!("{}", resp.token);
     Ok(0)
 }

@@ -292,6 +292,55 @@ async fn call(node: &TestNode, cred: &str, action: Action, own_task: &str) -> Co
             let mut f = crate::workflows::flows_as(node, Some(cred)).await;
             code(f.signal(req).await.map(drop))
         }
+        Action::Pause => {
+            let pause = v1::Pause {
+                scope: "pool".into(),
+                supervisor: "system".into(),
+                worker_kind: "health".into(),
+                ..Default::default()
+            };
+            code(a.pause(v1::PauseRequest { pause: Some(pause) }).await.map(drop))
+        }
+        Action::Resume => {
+            let pause = v1::Pause {
+                scope: "pool".into(),
+                supervisor: "system".into(),
+                worker_kind: "health".into(),
+                ..Default::default()
+            };
+            code(a.resume(v1::ResumeRequest { pause: Some(pause) }).await.map(drop))
+        }
+        Action::ApplyPauses => code(p.set_pauses(v1::SetPausesRequest::default()).await.map(drop)),
+        Action::RevokeToken => {
+            let req = v1::RevokeTokenRequest {
+                token_id: "no-such-token".into(),
+                subject: String::new(),
+            };
+            code(a.revoke_token(req).await.map(drop))
+        }
+        Action::RotateKeys => code(
+            a.rotate_signing_key(v1::RotateSigningKeyRequest {})
+                .await
+                .map(drop),
+        ),
+        Action::ManageSchedules => {
+            let req = v1::CreateScheduleRequest {
+                every_ms: 60_000,
+                paused: true,
+                task: Some(spec("system.debug.echo", "{}")),
+                ..Default::default()
+            };
+            let mut s = crate::schedules::schedules_as(node, Some(cred)).await;
+            code(s.create_schedule(req).await.map(drop))
+        }
+        Action::ReadSchedules => {
+            let mut s = crate::schedules::schedules_as(node, Some(cred)).await;
+            code(
+                s.list_schedules(v1::ListSchedulesRequest::default())
+                    .await
+                    .map(drop),
+            )
+        }
     }
 }
 

@@ -9,7 +9,9 @@
 //! On first start the node creates a commander API key and writes it to
 //! `<data_dir>/credentials` (mode 0600); the CLI reads it from there.
 
+pub mod keyring;
 pub mod roles;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,11 +23,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use roles::{Action, Principal, Role};
+pub use shared::RevokeKind;
 
 use crate::config::AuthConfig;
 use crate::error::Error;
 use cadre_proto::clock::now_ms;
 use cadre_store::{ApiKeyRecord, Store};
+
+use keyring::{KeyRing, NODE_KID, Revoked};
+pub(crate) use keyring::{hex, random_bytes};
 
 /// File in the data dir holding the bootstrap commander credential (clients read it by the same
 /// name: `cadre_client::CREDENTIALS_FILE`).
@@ -52,31 +58,35 @@ pub struct Claims {
     pub nbf: u64,
     /// Issued at, Unix seconds.
     pub iat: u64,
+    /// Token id, for revocation (tokens issued before ids existed have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+}
+
+/// A JWT just issued.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    /// The JWT.
+    pub token: String,
+    /// Its id (`jti`), to revoke it.
+    pub jti: String,
+    /// The signing key's id (`kid`).
+    pub kid: String,
 }
 
 /// Checks credentials and permissions; issues tokens and API keys.
 pub struct Authenticator {
     disabled: bool,
-    algorithm: Algorithm,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    ring: RwLock<KeyRing>,
+    revoked: RwLock<Revoked>,
     validation: Validation,
     issuer: String,
     audience: String,
     max_ttl: Duration,
+    leeway_secs: u64,
     keys: RwLock<HashMap<String, ApiKeyRecord>>,
     /// Where API keys live; None on supervisor nodes, which accept tokens only.
     store: Option<Arc<dyn Store>>,
-}
-
-pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
-    let mut buf = [0u8; N];
-    getrandom::fill(&mut buf).map_err(|e| Error::Unavailable(format!("no randomness: {e}")))?;
-    Ok(buf)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn salted_hash(salt: &str, secret: &str) -> String {
@@ -134,8 +144,12 @@ pub(crate) fn read_or_create(
     }
 }
 
-/// Loads (or, for files under the data dir, creates) the signing and verifying keys.
-fn key_material(cfg: &AuthConfig, data_dir: &Path) -> Result<(Algorithm, EncodingKey, DecodingKey), Error> {
+/// Loads (or, for files under the data dir, creates) the base signing and verifying keys; the
+/// last item is the secret or private key bytes (the ring derives key ids and its seal from them).
+fn key_material(
+    cfg: &AuthConfig,
+    data_dir: &Path,
+) -> Result<(Algorithm, EncodingKey, DecodingKey, Vec<u8>), Error> {
     let bad = |what: &str, e: &dyn std::fmt::Display| Error::FailedPrecondition(format!("auth: {what}: {e}"));
     let pick = |configured: &str, default: &str| -> PathBuf {
         if configured.is_empty() {
@@ -156,6 +170,7 @@ fn key_material(cfg: &AuthConfig, data_dir: &Path) -> Result<(Algorithm, Encodin
                 Algorithm::HS256,
                 EncodingKey::from_secret(secret.as_bytes()),
                 DecodingKey::from_secret(secret.as_bytes()),
+                secret.into_bytes(),
             ))
         }
         "EdDSA" => {
@@ -180,7 +195,7 @@ fn key_material(cfg: &AuthConfig, data_dir: &Path) -> Result<(Algorithm, Encodin
                 std::fs::read(&public).map_err(|e| bad(&format!("cannot read {}", public.display()), &e))?;
             let enc = EncodingKey::from_ed_pem(&pem).map_err(|e| bad("ed25519 private key", &e))?;
             let dec = DecodingKey::from_ed_pem(&pub_pem).map_err(|e| bad("ed25519 public key", &e))?;
-            Ok((Algorithm::EdDSA, enc, dec))
+            Ok((Algorithm::EdDSA, enc, dec, pem))
         }
         other => Err(bad("algorithm", &format!("{other:?} is not HS256 or EdDSA"))),
     }
@@ -194,8 +209,13 @@ impl Authenticator {
         data_dir: &Path,
         store: Option<Arc<dyn Store>>,
     ) -> Result<Self, Error> {
-        let (algorithm, encoding, decoding) = key_material(cfg, data_dir)?;
+        let (algorithm, encoding, decoding, material) = key_material(cfg, data_dir)?;
         let validation = token_validation(cfg, algorithm);
+        let overlap = match cfg.key_overlap_secs {
+            0 => cfg.max_token_ttl_secs,
+            n => n,
+        };
+        let ring = KeyRing::new(algorithm, encoding, decoding, &material, overlap);
         let keys = match &store {
             Some(store) => store
                 .api_keys()
@@ -205,18 +225,20 @@ impl Authenticator {
                 .collect(),
             None => HashMap::new(),
         };
-        Ok(Authenticator {
+        Authenticator {
             disabled: cfg.mode == "none",
-            algorithm,
-            encoding,
-            decoding,
+            ring: RwLock::new(ring),
+            revoked: RwLock::new(Revoked::default()),
             validation,
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             max_ttl: Duration::from_secs(cfg.max_token_ttl_secs),
+            leeway_secs: cfg.leeway_secs,
             keys: RwLock::new(keys),
             store,
-        })
+        }
+        .loaded()
+        .await
     }
 
     fn key_store(&self) -> Result<&Arc<dyn Store>, Error> {
@@ -262,8 +284,31 @@ impl Authenticator {
         })?;
         match parse_bearer(header)? {
             Credential::ApiKey(rest) => self.check_key(rest),
-            Credential::Jwt(token) => decode_token(token, &self.decoding, &self.validation),
+            Credential::Jwt(token) => self.check_jwt(token),
         }
+    }
+
+    /// Verifies a JWT with the key its `kid` names, then checks the revocations.
+    fn check_jwt(&self, token: &str) -> Result<Principal, Error> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| Error::Unauthenticated(format!("invalid token: {e}")))?;
+        let claims = {
+            let ring = self.ring.read().unwrap_or_else(|e| e.into_inner());
+            let key = ring.verifier(header.kid.as_deref(), now_ms())?;
+            decode_claims(token, key, &self.validation)?
+        };
+        if header.kid.as_deref() != Some(NODE_KID) {
+            self.revoked.read().unwrap_or_else(|e| e.into_inner()).check(
+                claims.jti.as_deref(),
+                &claims.sub,
+                claims.iat,
+            )?;
+        }
+        Ok(Principal {
+            subject: claims.sub,
+            tenant: claims.tenant,
+            role: claims.role,
+        })
     }
 
     fn check_key(&self, rest: &str) -> Result<Principal, Error> {
@@ -316,6 +361,25 @@ impl Authenticator {
         role: Role,
         ttl: Duration,
     ) -> Result<String, Error> {
+        self.issue(subject, tenant, role, ttl, false).map(|i| i.token)
+    }
+
+    /// Issues a node-to-node token (commander of `default`, signed with the configured key,
+    /// `kid` `node`): what every node of a cluster accepts whatever was rotated.
+    pub fn issue_node_token(&self, subject: &str, ttl: Duration) -> Result<String, Error> {
+        self.issue(subject, "default", Role::Commander, ttl, true)
+            .map(|i| i.token)
+    }
+
+    /// Issues a JWT signed with the newest key (`node`: with the configured key as a node token).
+    pub fn issue(
+        &self,
+        subject: &str,
+        tenant: &str,
+        role: Role,
+        ttl: Duration,
+        node: bool,
+    ) -> Result<Issued, Error> {
         if ttl.is_zero() || ttl > self.max_ttl {
             return Err(cadre_proto::SpecError::invalid(
                 "ttl_secs",
@@ -335,9 +399,24 @@ impl Authenticator {
             exp: now + ttl.as_secs(),
             nbf: now,
             iat: now,
+            jti: Some(hex(&random_bytes::<16>()?)),
         };
-        jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)
-            .map_err(|e| Error::Unavailable(format!("cannot sign token: {e}")))
+        let ring = self.ring.read().unwrap_or_else(|e| e.into_inner());
+        let (kid, key) = if node {
+            (NODE_KID, &ring.base.encoding)
+        } else {
+            let k = ring.signer();
+            (k.kid.as_str(), &k.encoding)
+        };
+        let mut header = Header::new(ring.algorithm);
+        header.kid = Some(kid.to_string());
+        let token = jsonwebtoken::encode(&header, &claims, key)
+            .map_err(|e| Error::Unavailable(format!("cannot sign token: {e}")))?;
+        Ok(Issued {
+            token,
+            jti: claims.jti.unwrap_or_default(),
+            kid: kid.to_string(),
+        })
     }
 
     /// Creates an API key, working for `ttl` (None: until revoked); returns its record and the
@@ -442,11 +521,16 @@ pub fn token_validation(cfg: &AuthConfig, algorithm: Algorithm) -> Validation {
     validation
 }
 
+/// Verifies and decodes a JWT's claims (untrusted input; never panics).
+fn decode_claims(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Claims, Error> {
+    Ok(jsonwebtoken::decode::<Claims>(token, key, validation)
+        .map_err(|e| Error::Unauthenticated(format!("invalid token: {e}")))?
+        .claims)
+}
+
 /// Verifies and decodes a JWT into a principal (untrusted input; never panics).
 pub fn decode_token(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Principal, Error> {
-    let data = jsonwebtoken::decode::<Claims>(token, key, validation)
-        .map_err(|e| Error::Unauthenticated(format!("invalid token: {e}")))?;
-    let c = data.claims;
+    let c = decode_claims(token, key, validation)?;
     Ok(Principal {
         subject: c.sub,
         tenant: c.tenant,

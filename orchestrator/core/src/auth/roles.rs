@@ -29,6 +29,10 @@ pub enum Action {
     IssueToken,
     /// AdminService.CreateApiKey, ListApiKeys, RevokeApiKey.
     ManageKeys,
+    /// AdminService.RevokeToken: revoke a JWT by id or every token of a subject.
+    RevokeToken,
+    /// AdminService.RotateSigningKey: make a new JWT signing key.
+    RotateKeys,
     /// AdminService.Usage (own tenant; commanders any).
     ReadUsage,
     /// WorkerService.Attach: run tasks as a remote worker (sees every tenant's params of
@@ -40,11 +44,21 @@ pub enum Action {
     ReadWorkflows,
     /// WorkflowService.Signal (an approval may ask for a higher role).
     Signal,
+    /// ScheduleService.CreateSchedule, Pause, Resume, Trigger, Delete (own tenant; commanders any).
+    ManageSchedules,
+    /// ScheduleService.GetSchedule and ListSchedules (own tenant; commanders any).
+    ReadSchedules,
+    /// AdminService.Pause (and ListPauses): hold a supervisor, pool, type prefix or tenant.
+    Pause,
+    /// AdminService.Resume.
+    Resume,
+    /// SupervisorPeer.SetPauses: replace a node's pause set (tier 0's node credential).
+    ApplyPauses,
 }
 
 impl Action {
     /// Every action, for tests and docs.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 24] = [
         Action::GetTask,
         Action::ListTasks,
         Action::WatchTasks,
@@ -57,11 +71,18 @@ impl Action {
         Action::ReadMetrics,
         Action::IssueToken,
         Action::ManageKeys,
+        Action::RevokeToken,
+        Action::RotateKeys,
         Action::ReadUsage,
         Action::ConnectWorker,
         Action::RegisterWorkflow,
         Action::ReadWorkflows,
         Action::Signal,
+        Action::ManageSchedules,
+        Action::ReadSchedules,
+        Action::Pause,
+        Action::Resume,
+        Action::ApplyPauses,
     ];
 
     /// The name used in audit records.
@@ -79,11 +100,18 @@ impl Action {
             Action::ReadMetrics => "metrics.read",
             Action::IssueToken => "token.issue",
             Action::ManageKeys => "key.manage",
+            Action::RevokeToken => "auth.revoke_token",
+            Action::RotateKeys => "auth.rotate_keys",
             Action::ReadUsage => "usage.read",
             Action::ConnectWorker => "worker.connect",
             Action::RegisterWorkflow => "workflow.register",
             Action::ReadWorkflows => "workflow.read",
             Action::Signal => "workflow.signal",
+            Action::ManageSchedules => "schedule.manage",
+            Action::ReadSchedules => "schedule.read",
+            Action::Pause => "admin.pause",
+            Action::Resume => "admin.resume",
+            Action::ApplyPauses => "pause.apply",
         }
     }
 
@@ -94,15 +122,26 @@ impl Action {
             | Action::ListTasks
             | Action::WatchTasks
             | Action::ReadUsage
-            | Action::ReadWorkflows => Role::Observer,
-            Action::SubmitTask | Action::CancelTask | Action::Delegate | Action::Signal => Role::Operator,
+            | Action::ReadWorkflows
+            | Action::ReadSchedules => Role::Observer,
+            Action::SubmitTask
+            | Action::CancelTask
+            | Action::Delegate
+            | Action::Signal
+            | Action::ManageSchedules => Role::Operator,
             Action::Status
             | Action::Scale
             | Action::Reload
             | Action::ReadMetrics
             | Action::ConnectWorker
-            | Action::RegisterWorkflow => Role::Supervisor,
-            Action::IssueToken | Action::ManageKeys => Role::Commander,
+            | Action::RegisterWorkflow
+            | Action::Pause
+            | Action::Resume => Role::Supervisor,
+            Action::IssueToken
+            | Action::ManageKeys
+            | Action::RevokeToken
+            | Action::RotateKeys
+            | Action::ApplyPauses => Role::Commander,
         }
     }
 }
