@@ -180,12 +180,12 @@ fi
 # ---------------------------------------------------------------------------------------------
 step "compose healthcheck command against a real cadre serve (loopback)"
 PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$CADRE" serve --grpc-addr 127.0.0.1:0 --http-addr "127.0.0.1:$PORT" --data-dir "$WORK/data" \
+CADRE_SERVER__PROBE_ADDR="127.0.0.1:$PORT" "$CADRE" serve --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --data-dir "$WORK/data" \
   >"$WORK/serve.log" 2>&1 &
 SERVE_PID=$!
 HC=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["services"]["orchestrator"]["healthcheck"]["test"][3])' \
   "$WORK/compose.json")
-HC=${HC//\/8080/\/$PORT}
+HC=${HC//\/8081/\/$PORT}
 healthy=
 for _ in $(seq 1 100); do
   if bash -c "$HC" 2>/dev/null; then healthy=1; break; fi

@@ -67,6 +67,10 @@ on (pod IP and gRPC port), the shared JWT key when one is given, and OTLP export
   value: "$(POD_NAME)"
 - name: CADRE_NODE__ADVERTISE_ADDR
   value: "$(POD_IP):50051"
+# The probe listener (plain HTTP, /health /ready /metrics only) on the pod IP for the kubelet:
+# its probes work whatever [tls] says, client certificates required or not.
+- name: CADRE_SERVER__PROBE_ADDR
+  value: "0.0.0.0:8081"
 {{- if .Values.auth.hs256Secret.existingSecret }}
 - name: CADRE_AUTH__HS256_SECRET_FILE
   value: /etc/cadre/auth/{{ .Values.auth.hs256Secret.key }}
@@ -115,7 +119,8 @@ tasks live in PostgreSQL), /tmp (the root filesystem is read-only) and the share
 {{- end }}
 {{- end }}
 
-{{/* Container ports and the probes: liveness on /health, readiness on /ready. */}}
+{{/* Container ports and the probes: liveness on /health, readiness on /ready, both on the
+    plain-HTTP probe listener (8081), which works with or without [tls]. */}}
 {{- define "cadre.portsAndProbes" -}}
 ports:
   - name: grpc
@@ -124,10 +129,13 @@ ports:
   - name: http
     containerPort: 8080
     protocol: TCP
+  - name: probe
+    containerPort: 8081
+    protocol: TCP
 livenessProbe:
   httpGet:
     path: /health
-    port: http
+    port: probe
   initialDelaySeconds: 5
   periodSeconds: 10
   timeoutSeconds: 3
@@ -135,7 +143,7 @@ livenessProbe:
 readinessProbe:
   httpGet:
     path: /ready
-    port: http
+    port: probe
   initialDelaySeconds: 2
   periodSeconds: 5
   timeoutSeconds: 3

@@ -16,20 +16,30 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-/// A node's listeners, bound (port 0 picks free ports), with its data dir locked.
-pub(crate) struct Bound {
+/// The bound sockets and their TLS, which the servers take over ([`Bound::sockets`]).
+pub(crate) struct Sockets {
     /// The gRPC listener.
     pub grpc: TcpListener,
     /// The HTTP listener.
     pub http: TcpListener,
-    /// Where gRPC listens.
-    pub grpc_addr: SocketAddr,
-    /// Where HTTP listens.
-    pub http_addr: SocketAddr,
     /// gRPC TLS (None: plaintext).
     pub tls: Option<ServerTlsConfig>,
     /// HTTP TLS, the same certificate and client CA (None: plaintext).
     pub http_tls: Option<TlsAcceptor>,
+    /// The plain-HTTP probe listener (`server.probe_addr`), if configured.
+    pub probe: Option<TcpListener>,
+}
+
+/// A node's listeners, bound (port 0 picks free ports), with its data dir locked.
+pub(crate) struct Bound {
+    /// The sockets, until the servers take them.
+    pub sockets: Option<Sockets>,
+    /// Where gRPC listens.
+    pub grpc_addr: SocketAddr,
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    /// Where the probe listener listens, if configured.
+    pub probe_addr: Option<SocketAddr>,
     /// `https` with TLS, else `http`.
     pub scheme: &'static str,
     /// The gRPC URL peers use to reach this process.
@@ -53,13 +63,26 @@ impl Bound {
         let http_tls = http_tls(&config.tls)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = advertised_url(config, grpc_addr, scheme);
+        let probe = match config.server.probe_addr.as_str() {
+            "" => None,
+            addr => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on server.probe_addr {addr}"))?,
+            ),
+        };
+        let probe_addr = probe.as_ref().map(TcpListener::local_addr).transpose()?;
         Ok(Bound {
-            grpc,
-            http,
+            sockets: Some(Sockets {
+                grpc,
+                http,
+                tls,
+                http_tls,
+                probe,
+            }),
             grpc_addr,
             http_addr,
-            tls,
-            http_tls,
+            probe_addr,
             scheme,
             url,
             lock,
@@ -76,6 +99,9 @@ pub struct Endpoints {
     pub http: String,
     /// The serving process.
     pub pid: u32,
+    /// The plain-HTTP probe listener's base URL (`server.probe_addr`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
 }
 
 impl Endpoints {
@@ -140,16 +166,13 @@ fn advertised_url(config: &Config, bound: SocketAddr, scheme: &str) -> String {
 }
 
 /// Writes `<data_dir>/endpoints.json` (write then rename, so a reader never sees half a file).
-pub(crate) fn write_endpoints(
-    config: &Config,
-    scheme: &str,
-    grpc: SocketAddr,
-    http: SocketAddr,
-) -> anyhow::Result<PathBuf> {
+pub(crate) fn write_endpoints(config: &Config, bound: &Bound) -> anyhow::Result<PathBuf> {
+    let scheme = bound.scheme;
     let endpoints = Endpoints {
-        grpc: format!("{scheme}://{grpc}"),
-        http: format!("{scheme}://{http}"),
+        grpc: format!("{scheme}://{}", bound.grpc_addr),
+        http: format!("{scheme}://{}", bound.http_addr),
         pid: std::process::id(),
+        probe: bound.probe_addr.map(|p| format!("http://{p}")),
     };
     let endpoints_file = config.node.data_dir.join("endpoints.json");
     let tmp = endpoints_file.with_extension("json.tmp");

@@ -8,6 +8,7 @@
 //! `server.shutdown_grace_ms` for open calls, stops the actor tree and flushes the writer.
 
 mod http_listener;
+mod inflight;
 mod listeners;
 mod parts;
 mod running;

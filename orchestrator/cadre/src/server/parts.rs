@@ -12,7 +12,6 @@ use cadre_core::auth::Authenticator;
 use cadre_core::config::Config;
 use cadre_core::system_tasks::NodeCell;
 use cadre_executors::{RemoteHub, remote};
-use cadre_proto::Role;
 use cadre_supervisors::node::NodeRuntime;
 use cadre_supervisors::{Router, SharedRoutes};
 use tokio_util::sync::CancellationToken;
@@ -124,7 +123,7 @@ fn minter(auth: &Arc<Authenticator>, node_id: &str) -> cadre_bus::peers::Minter 
         if auth.disabled() {
             return None;
         }
-        auth.issue_token(&subject, "default", Role::Commander, Duration::from_secs(300))
+        auth.issue_node_token(&subject, Duration::from_secs(300))
             .map_err(|e| tracing::warn!(error = %e, "cannot mint a node token"))
             .ok()
     })

@@ -1,4 +1,5 @@
-//! The two listeners' servers: gRPC (TaskService, AdminService, WorkflowService and
+//! The two listeners' servers: gRPC (TaskService, AdminService, WorkflowService,
+//! ScheduleService and
 //! SupervisorPeer on tier 0;
 //! SupervisorPeer on a supervisor node; WorkerService where supervisors run; health and
 //! reflection everywhere) and HTTP (probes and metrics everywhere; the JSON API, sockets, MCP
@@ -12,18 +13,23 @@ use cadre_core::node::Node;
 use cadre_faces::grpc::{AdminApi, PeerApi, TaskApi};
 use cadre_faces::http;
 use cadre_faces::peer_service::PeerService;
+use cadre_faces::schedule_service::ScheduleApi;
 use cadre_faces::workers::WorkerApi;
 use cadre_faces::workflow_service::WorkflowApi;
+use cadre_proto::v1::schedule_service_server::ScheduleServiceServer;
 use cadre_proto::v1::{
     admin_service_server::AdminServiceServer, supervisor_peer_server::SupervisorPeerServer,
     task_service_server::TaskServiceServer, worker_service_server::WorkerServiceServer,
     workflow_service_server::WorkflowServiceServer,
 };
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::ServerTlsConfig;
 
 use crate::server::http_listener::{self, HttpOptions};
+use crate::server::inflight::{GrpcInflightLayer, InflightGate, http_gate};
+use crate::server::listeners::Sockets;
 
 /// The gRPC services a process serves.
 pub(crate) enum Services {
@@ -35,12 +41,13 @@ pub(crate) enum Services {
 
 /// Serves gRPC on `listener` until `shutdown`: `services`, WorkerService if `workers`, health
 /// and reflection (v1 and v1alpha), with the per-connection bounds of `cfg`.
-pub(crate) async fn serve_grpc(
+async fn serve_grpc(
     services: Services,
     workers: Option<WorkerApi>,
     listener: TcpListener,
     cfg: ServerConfig,
     tls: Option<ServerTlsConfig>,
+    gate: Arc<InflightGate>,
     shutdown: CancellationToken,
 ) {
     let max_message = cfg.max_message_bytes;
@@ -52,6 +59,7 @@ pub(crate) async fn serve_grpc(
             health.set_serving::<AdminServiceServer<AdminApi>>().await;
             health.set_serving::<SupervisorPeerServer<PeerApi>>().await;
             health.set_serving::<WorkflowServiceServer<WorkflowApi>>().await;
+            health.set_serving::<ScheduleServiceServer<ScheduleApi>>().await;
         }
         Services::Peer(_) => health.set_serving::<SupervisorPeerServer<PeerService>>().await,
     }
@@ -88,6 +96,7 @@ pub(crate) async fn serve_grpc(
         };
     }
     let router = builder
+        .layer(GrpcInflightLayer(gate))
         .concurrency_limit_per_connection(cfg.max_calls_per_connection)
         .max_concurrent_streams(Some(cfg.max_streams_per_connection))
         .http2_keepalive_interval(Some(keepalive))
@@ -106,6 +115,9 @@ pub(crate) async fn serve_grpc(
             .add_service(
                 WorkflowServiceServer::new(WorkflowApi(node.clone())).max_decoding_message_size(max_message),
             )
+            .add_service(
+                ScheduleServiceServer::new(ScheduleApi(node.clone())).max_decoding_message_size(max_message),
+            )
             .add_service(SupervisorPeerServer::new(PeerApi(node)).max_decoding_message_size(max_message)),
         Services::Peer(peer) => {
             router.add_service(SupervisorPeerServer::new(peer).max_decoding_message_size(max_message))
@@ -122,15 +134,63 @@ pub(crate) async fn serve_grpc(
     }
 }
 
+/// Starts every server of a process on `sockets` until `shutdown`: gRPC with `services` (and
+/// WorkerService with `workers`), HTTP with `face` (and the task routes with `tasks`), and the
+/// probe listener if one is bound; all behind one node-wide [`InflightGate`].
+pub(crate) fn spawn_servers(
+    services: Services,
+    workers: Option<WorkerApi>,
+    face: Arc<dyn http::HttpFace>,
+    tasks: Option<Arc<Node>>,
+    sockets: Sockets,
+    cfg: &ServerConfig,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let gate = InflightGate::new(cfg.max_inflight_calls);
+    let mut servers = vec![
+        tokio::spawn(serve_grpc(
+            services,
+            workers,
+            sockets.grpc,
+            cfg.clone(),
+            sockets.tls,
+            gate.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(serve_http(
+            face.clone(),
+            tasks,
+            sockets.http,
+            HttpOptions::new(cfg, sockets.http_tls),
+            gate.clone(),
+            shutdown.clone(),
+        )),
+    ];
+    if let Some(probe) = sockets.probe {
+        // Probes only (no task routes), plain HTTP whatever `[tls]` says.
+        servers.push(tokio::spawn(serve_http(
+            face,
+            None,
+            probe,
+            HttpOptions::new(cfg, None),
+            gate,
+            shutdown.clone(),
+        )));
+    }
+    servers
+}
+
 /// Serves HTTP on `listener` until `shutdown`: probes and metrics through `face`, and, with
 /// `tasks`, the JSON API, event sockets, MCP and the dashboard; TLS, the connection cap and
 /// the header and idle deadlines of `opts`.
-pub(crate) async fn serve_http(
+async fn serve_http(
     face: Arc<dyn http::HttpFace>,
     tasks: Option<Arc<Node>>,
     listener: TcpListener,
     opts: HttpOptions,
+    gate: Arc<InflightGate>,
     shutdown: CancellationToken,
 ) {
-    http_listener::serve(listener, http::router(face, tasks), opts, shutdown).await;
+    let router = http::router(face, tasks).layer(axum::middleware::from_fn_with_state(gate, http_gate));
+    http_listener::serve(listener, router, opts, shutdown).await;
 }

@@ -16,14 +16,13 @@ use cadre_supervisors::node::{DelegateToPeers, NodeRuntime, NodeSink};
 use cadre_supervisors::{Orchestrator, OrchestratorArgs};
 use ractor::Actor;
 
-use crate::server::http_listener::HttpOptions;
 use crate::server::listeners::{Bound, write_endpoints};
 use crate::server::parts::{Parts, node_runtime, run_node};
 use crate::server::running::Running;
-use crate::server::serving::{Services, serve_grpc, serve_http};
+use crate::server::serving::{Services, spawn_servers};
 
 /// Starts a supervisor node on `bound` listeners.
-pub(crate) async fn start(config: Config, bound: Bound, parts: Parts) -> anyhow::Result<Running> {
+pub(crate) async fn start(config: Config, mut bound: Bound, parts: Parts) -> anyhow::Result<Running> {
     let auth = Arc::new(Authenticator::open(&config.auth, &config.node.data_dir, None).await?);
     let peers = parts.peers(&config, &auth);
     let local = config.local_supervisors();
@@ -34,6 +33,10 @@ pub(crate) async fn start(config: Config, bound: Bound, parts: Parts) -> anyhow:
         sink: Arc::new(NodeSink(runtime.clone())),
         recovery: runtime.clone(),
         delegate: Some(Arc::new(DelegateToPeers(Arc::downgrade(&runtime)))),
+        gates: cadre_supervisors::Gates {
+            dispatch: Arc::new(cadre_supervisors::Dispatch::new(&config.dispatch())),
+            pauses: runtime.pauses(),
+        },
     };
     let (orchestrator, _) = Actor::spawn(None, Orchestrator, args)
         .await
@@ -64,24 +67,17 @@ pub(crate) async fn start(config: Config, bound: Bound, parts: Parts) -> anyhow:
         node_id: config.node.id.clone(),
         url: bound.url.clone(),
     };
-    let servers = vec![
-        tokio::spawn(serve_grpc(
-            Services::Peer(peer),
-            Some(workers),
-            bound.grpc,
-            config.server.clone(),
-            bound.tls,
-            parts.shutdown.clone(),
-        )),
-        tokio::spawn(serve_http(
-            face,
-            None,
-            bound.http,
-            HttpOptions::new(&config.server, bound.http_tls),
-            parts.shutdown.clone(),
-        )),
-    ];
-    let endpoints_file = write_endpoints(&config, bound.scheme, bound.grpc_addr, bound.http_addr)?;
+    let sockets = bound.sockets.take().expect("the listeners are bound once");
+    let servers = spawn_servers(
+        Services::Peer(peer),
+        Some(workers),
+        face,
+        None,
+        sockets,
+        &config.server,
+        &parts.shutdown,
+    );
+    let endpoints_file = write_endpoints(&config, &bound)?;
     tracing::info!(grpc = %bound.grpc_addr, http = %bound.http_addr, supervisors = ?local.keys().collect::<Vec<_>>(), "cadre supervisor node serving");
     Ok(Running {
         workflow_engine: None,

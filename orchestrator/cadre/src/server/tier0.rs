@@ -2,7 +2,6 @@
 //! the hub, auth, the node core, the bus to the supervisors, and every face. With role `all`
 //! it also runs the supervisors (in process, or fed from NATS like any supervisor node).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use cadre_bus::peers::{PeerEntry, Peers};
 use cadre_bus::{Bus, LocalBus};
 use cadre_core::audit;
 use cadre_core::auth::Authenticator;
-use cadre_core::budget::{self, Budgets};
+use cadre_core::budget::Budgets;
 use cadre_core::config::{Config, ConfigSource};
 use cadre_core::delegate::NodeDelegate;
 use cadre_core::hub::Hub;
@@ -20,18 +19,17 @@ use cadre_core::node::{Node, NodeParts};
 use cadre_core::recovery::StoreRecovery;
 use cadre_core::writer::{HubFeed, Writer};
 use cadre_faces::workers::WorkerApi;
+use cadre_store::Store;
 use cadre_store::chain::Sealer;
 use cadre_store::sqlite::SqliteStore;
-use cadre_store::{Store, UsageFilter};
 use cadre_supervisors::node::{NodeRuntime, NodeSink};
 use cadre_supervisors::{Orchestrator, OrchestratorArgs, OrchestratorMsg, TaskSink, TaskSource};
 use ractor::{Actor, ActorRef};
 
-use crate::server::http_listener::HttpOptions;
 use crate::server::listeners::{Bound, lock_store_url, write_endpoints};
 use crate::server::parts::{Parts, node_runtime, run_node};
 use crate::server::running::Running;
-use crate::server::serving::{Services, serve_grpc, serve_http};
+use crate::server::serving::{Services, spawn_servers};
 
 /// How often a tier-0 replica in distributed mode replaces its unfinished-task counters
 /// (`limits.max_pending_tasks`, per-tenant caps) with the shared store's count.
@@ -41,7 +39,7 @@ pub const PENDING_REFRESH: Duration = Duration::from_secs(1);
 pub(crate) async fn start(
     config: Config,
     source: ConfigSource,
-    bound: Bound,
+    mut bound: Bound,
     parts: Parts,
 ) -> anyhow::Result<Running> {
     let nats = config.bus.is_nats();
@@ -82,12 +80,20 @@ pub(crate) async fn start(
         bus,
     });
     let _ = node_delegate.0.set(Arc::downgrade(&node));
+    // Debounced tasks are dispatched when their window ends (stored ones included).
+    cadre_core::debounce::spawn(&node);
+    cadre_core::pauses::spawn_delivery(&node).await;
+    // Credentials every second; with NATS (replicas may share the store) budgets and the
+    // replica count that splits submit rates too.
+    let replica = format!("{}-{:08x}", config.node.id, fastrand::u32(..));
+    cadre_core::replicas::spawn(&node, replica, nats, parts.shutdown.clone());
     node.register_workflow_files(&config.workflows.files)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let workflow_engine = cadre_core::workflows::engine::spawn(node.clone())
         .await
         .context("cannot start the workflow engine")?;
+    cadre_core::schedules::scheduler::spawn(&node, parts.shutdown.clone());
     let view: Arc<dyn cadre_core::system_tasks::NodeView> = node.clone();
     let _ = parts.node_cell.set(Arc::downgrade(&view));
     // Remote workers are served where supervisors run.
@@ -97,24 +103,17 @@ pub(crate) async fn start(
         node: Some(node.clone()),
         shutdown: parts.shutdown.clone(),
     });
-    let servers = vec![
-        tokio::spawn(serve_grpc(
-            Services::Node(node.clone()),
-            workers,
-            bound.grpc,
-            config.server.clone(),
-            bound.tls,
-            parts.shutdown.clone(),
-        )),
-        tokio::spawn(serve_http(
-            node.clone(),
-            Some(node.clone()),
-            bound.http,
-            HttpOptions::new(&config.server, bound.http_tls),
-            parts.shutdown.clone(),
-        )),
-    ];
-    let endpoints_file = write_endpoints(&config, bound.scheme, bound.grpc_addr, bound.http_addr)?;
+    let sockets = bound.sockets.take().expect("the listeners are bound once");
+    let servers = spawn_servers(
+        Services::Node(node.clone()),
+        workers,
+        node.clone(),
+        Some(node.clone()),
+        sockets,
+        &config.server,
+        &parts.shutdown,
+    );
+    let endpoints_file = write_endpoints(&config, &bound)?;
     tracing::info!(grpc = %bound.grpc_addr, http = %bound.http_addr, data_dir = %config.node.data_dir.display(), role = ?config.node.role, "cadre serving");
     Ok(Running {
         workflow_engine: Some(workflow_engine),
@@ -243,16 +242,7 @@ fn redact_url(url: &str) -> String {
 /// The budgets with today's spend, read from the store's usage records.
 async fn todays_budgets(config: &Config, store: &dyn Store) -> anyhow::Result<Budgets> {
     let today = cadre_proto::clock::utc_day(cadre_proto::clock::now_ms());
-    let filter = UsageFilter {
-        day: Some(today.clone()),
-        ..Default::default()
-    };
-    let mut spent: HashMap<String, budget::Spend> = HashMap::new();
-    for u in store.usage(&filter).await? {
-        let s = spent.entry(u.tenant).or_default();
-        s.tokens += u.tokens_in + u.tokens_out;
-        s.cost_usd += u.cost_usd;
-    }
+    let spent = cadre_core::replicas::todays_spend(store, &today).await?;
     Ok(Budgets::new(config.budgets.clone(), today, spent))
 }
 
@@ -296,6 +286,14 @@ async fn actor_tree(
         sink,
         recovery: source,
         delegate: Some(delegate),
+        // The pauses stored when the tree starts, so recovered tasks are held from the first
+        // moment; later changes arrive as OrchestratorMsg::SetPauses.
+        gates: cadre_supervisors::Gates {
+            dispatch: Arc::new(cadre_supervisors::Dispatch::new(&config.dispatch())),
+            pauses: cadre_core::pauses::stored_set(recovery.store.as_ref())
+                .await
+                .context("cannot read the pause set")?,
+        },
     };
     let (orchestrator, _) = Actor::spawn(None, Orchestrator, args)
         .await

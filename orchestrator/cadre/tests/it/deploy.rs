@@ -139,6 +139,13 @@ fn assert_deployed_process(p: &Process, cfg: &toml::Value) {
         .collect();
     assert_eq!(get_str(cfg, "server.grpc_addr"), "0.0.0.0:50051", "{}", p.name);
     assert_eq!(get_str(cfg, "server.http_addr"), "0.0.0.0:8080", "{}", p.name);
+    // Probes reach the plain-HTTP probe listener: on loopback where the container checks
+    // itself (compose), on every interface where the kubelet probes (Helm).
+    assert!(
+        ["127.0.0.1:8081", "0.0.0.0:8081"].contains(&get_str(cfg, "server.probe_addr")),
+        "{}",
+        p.name
+    );
     assert_eq!(get_str(cfg, "node.data_dir"), "/var/lib/cadre", "{}", p.name);
     assert!(
         get_str(cfg, "bus.nats_url").starts_with("nats://"),
@@ -419,6 +426,11 @@ fn dockerfile_runs_cadre_serve_as_a_non_root_user_on_all_interfaces() {
     let env = dockerfile_env(&text);
     assert_eq!(env["CADRE_SERVER__GRPC_ADDR"], "0.0.0.0:50051");
     assert_eq!(env["CADRE_SERVER__HTTP_ADDR"], "0.0.0.0:8080");
+    assert_eq!(env["CADRE_SERVER__PROBE_ADDR"], "127.0.0.1:8081");
+    assert!(
+        text.contains("/dev/tcp/127.0.0.1/8081"),
+        "the HEALTHCHECK asks the probe listener"
+    );
     assert_eq!(env["CADRE_NODE__DATA_DIR"], "/var/lib/cadre");
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     assert!(lines.contains(&"USER 10001:10001"), "runs as uid/gid 10001");

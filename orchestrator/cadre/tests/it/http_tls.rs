@@ -513,3 +513,52 @@ async fn a_long_response_outlives_the_deadlines_without_spinning() {
         .unwrap();
     assert!(n > 0, "the stream was not cut");
 }
+
+#[tokio::test]
+async fn the_probe_listener_answers_plain_http_probes_beside_mutual_tls() {
+    let (node, _pki) = tls_node(true, "[server]\nprobe_addr = \"127.0.0.1:0\"\n").await;
+    let endpoints: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(node.dir.join("data/endpoints.json")).unwrap())
+            .unwrap();
+    let probe = endpoints["probe"]
+        .as_str()
+        .expect("endpoints.json names the probe listener");
+    let addr = probe
+        .strip_prefix("http://")
+        .expect("the probe listener is plain HTTP");
+    let bearer = format!("Bearer {}", node.credential());
+    let get = |path: &'static str, auth: Option<String>| async move {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n{auth}\r\n").as_bytes())
+            .await
+            .unwrap();
+        read_response(&mut s).await
+    };
+    let ok = |resp: &str| resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200");
+    for path in ["/health", "/ready"] {
+        let resp = get(path, None).await;
+        assert!(ok(&resp), "{path}: {resp}");
+    }
+    // /metrics keeps the main listener's rule: a credential.
+    assert!(get("/metrics", None).await.contains(" 401 "));
+    let metrics = get("/metrics", Some(bearer.clone())).await;
+    assert!(
+        ok(&metrics) && metrics.contains("cadre_tasks_submitted_total"),
+        "{metrics}"
+    );
+    let api = get("/v1/tasks", Some(bearer)).await;
+    assert!(api.contains(" 404 "), "only probes are served there: {api}");
+    // The main listener still wants TLS and a client certificate.
+    let mut plain = TcpStream::connect(host_port(&node.http)).await.unwrap();
+    plain
+        .write_all(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut buf)).await;
+    let resp = String::from_utf8_lossy(&buf);
+    assert!(!resp.contains(" 200 "), "{resp}");
+}
