@@ -101,7 +101,7 @@ async fn dashboard_is_served_without_a_credential_with_a_strict_policy() {
 }
 
 /// What is missing for the browser test, as a message naming the fix.
-fn browser_deps_missing(browser_dir: &Path) -> Option<String> {
+pub(crate) fn browser_deps_missing(browser_dir: &Path) -> Option<String> {
     let mut missing = Vec::new();
     if !Path::new(CHROMIUM).exists() {
         missing.push(format!("{CHROMIUM} (Debian's chromium)"));
@@ -168,20 +168,14 @@ async fn dashboard_works_in_headless_chromium() {
 /// ("approve: <id>", "reject: <id>"), and "workflow test passed" when every check held;
 /// exits 1 otherwise.
 const WORKFLOW_SCRIPT: &str = r#####"
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { check, runInChromium } from "./harness.mjs";
 
 const env = process.env;
 const url = env.CADRE_URL.replace(/\/$/, "");
 const PATIENCE = 60_000;
-const problems = [];
 let step = "start";
 let refusalExpected = false;
-const check = (cond, what) => {
-  if (!cond) throw new Error(`check failed: ${what}`);
-};
 const shot = async (page, name) => {
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(env.CADRE_SHOTS, `${name}.png`), fullPage: true });
@@ -294,38 +288,7 @@ async function run(page) {
   await shot(page, "phone-workflow");
 }
 
-const profile = mkdtempSync(path.join(tmpdir(), "cadre-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  viewport: { width: 1280, height: 800 },
-  timeout: 60_000,
-});
-let ok = false;
-try {
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(20_000);
-  page.on("console", (m) => {
-    if (m.type() !== "error") return;
-    if (refusalExpected && m.text().includes("409")) return;
-    problems.push(`console error during "${step}": ${m.text()}`);
-  });
-  page.on("pageerror", (e) => problems.push(`page error during "${step}": ${e.stack ?? e.message}`));
-  try {
-    await run(page);
-    ok = true;
-  } catch (e) {
-    problems.push(`failed at "${step}": ${e.stack ?? e.message}`);
-    await shot(page, "workflow-failure").catch(() => {});
-  }
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
-for (const p of problems) console.error(p);
-if (!ok || problems.length) process.exit(1);
-console.log("workflow test passed");
+await runInChromium({ name: "workflow", run, step: () => step, ignore: (t) => refusalExpected && t.includes("409") });
 "#####;
 
 /// A workflow instance's page in headless Chromium: its steps with their states, durations
@@ -338,11 +301,6 @@ async fn workflow_steps_and_approvals_in_headless_chromium() {
     use crate::workflows::{finished, register, result, step_output, step_state};
     use cadre_proto::v1::TaskState;
 
-    let root = repo_root();
-    let browser_dir = root.join("tests/browser");
-    if let Some(why) = browser_deps_missing(&browser_dir) {
-        panic!("{why}");
-    }
     let node = TestNode::start("").await;
     register(
         &node,
@@ -356,23 +314,11 @@ async fn workflow_steps_and_approvals_in_headless_chromium() {
     .await;
     let operator = issue(&node, "default", "operator").await;
 
-    let shots = root.join("target/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = repo_root().join("target/screenshots");
     for name in ["laptop-workflow", "phone-workflow", "workflow-failure"] {
         let _ = std::fs::remove_file(shots.join(format!("{name}.png")));
     }
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.args(["--input-type=module", "-e", WORKFLOW_SCRIPT])
-        .env("CADRE_URL", &node.http)
-        .env("CADRE_TOKEN", &operator)
-        .env("CADRE_SHOTS", &shots)
-        .current_dir(&browser_dir);
-    let (status, output) = run_logged(cmd, &shots.join("workflow.log")).await;
-    assert!(
-        status.success() && output.contains("workflow test passed"),
-        "the workflow browser test failed ({status}):\n{output}\nnode log:\n{}",
-        crate::common::read_log(&node.dir)
-    );
+    let output = run_browser_script(&node, WORKFLOW_SCRIPT, "workflow", &[("CADRE_TOKEN", &operator)]).await;
 
     // What the node made of the clicks.
     let started = |label: &str| {
@@ -403,9 +349,44 @@ async fn workflow_steps_and_approvals_in_headless_chromium() {
     assert_ne!(step_state(&t, "after"), "SUCCEEDED");
 }
 
+/// Runs one embedded browser script (its `name` as given to `runInChromium` in
+/// tests/browser/harness.mjs) with node from tests/browser, against `node` (CADRE_URL), with
+/// `env` and CADRE_SHOTS = target/screenshots; panics with its output and the node's log unless
+/// it printed "<name> test passed". Returns its output (also in target/screenshots/<name>.log).
+pub(crate) async fn run_browser_script(
+    node: &TestNode,
+    script: &str,
+    name: &str,
+    env: &[(&str, &str)],
+) -> String {
+    let root = repo_root();
+    let browser_dir = root.join("tests/browser");
+    if let Some(why) = browser_deps_missing(&browser_dir) {
+        panic!("{why}");
+    }
+    let shots = root.join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.args(["--input-type=module", "-e", script])
+        .env("CADRE_URL", &node.http)
+        .env("CADRE_SHOTS", &shots)
+        .envs(env.iter().copied())
+        .current_dir(&browser_dir);
+    let (status, output) = run_logged(cmd, &shots.join(format!("{name}.log"))).await;
+    assert!(
+        status.success() && output.contains(&format!("{name} test passed")),
+        "the {name} browser test failed ({status}):\n{output}\nnode log:\n{}",
+        crate::common::read_log(&node.dir)
+    );
+    output
+}
+
 /// Runs a browser script (`cmd`, set up but not started) with its output going to `log_path`,
 /// for at most 5 minutes; its exit status and everything it printed.
-async fn run_logged(mut cmd: tokio::process::Command, log_path: &Path) -> (std::process::ExitStatus, String) {
+pub(crate) async fn run_logged(
+    mut cmd: tokio::process::Command,
+    log_path: &Path,
+) -> (std::process::ExitStatus, String) {
     let log = std::fs::File::create(log_path).unwrap();
     let mut child = cmd
         .stdin(Stdio::null())
