@@ -13,8 +13,12 @@
 //! - `args`: the flags, subcommands and their arguments ([`Cli`], [`Command`]).
 //! - `serve`: `serve`. `config`: `config check`. `mcp`: `mcp`.
 //! - `tasks`: `submit`, `get`, `cancel`, `tasks`, `types`, `watch`.
+//! - `bulk`: `tasks cancel-all`, `tasks replay`.
 //! - `admin`: `status`, `scale`, `reload`, `usage`.
+//! - `pauses`: `pause`, `resume`, `pauses`.
 //! - `workflows`: `workflow register|list|show|run`, `signal`.
+//! - `schedules`: `schedule create|list|show|pause|resume|trigger|delete` (arguments in
+//!   `schedule_args`).
 //! - `credentials`: `token issue`, `key create|list|revoke`.
 //! - `audit`: `audit verify|export`, `verify-result`.
 //! - shared by the client commands: `connect` (endpoint, credential, TLS, channel), `render`
@@ -26,11 +30,15 @@ use clap::Parser;
 mod admin;
 mod args;
 mod audit;
+mod bulk;
 mod config;
 mod connect;
 mod credentials;
 mod mcp;
+mod pauses;
 mod render;
+mod schedule_args;
+mod schedules;
 mod serve;
 mod tasks;
 mod watch;
@@ -107,6 +115,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Get { id, json } => tasks::get(node.client().await?, id, json).await,
         Command::Cancel { id, reason } => tasks::cancel(node.client().await?, id, reason).await,
         Command::Watch(w) => tasks::watch(node.client().await?, w).await,
+        Command::Tasks(TasksArgs { bulk: Some(b), .. }) => bulk::run(node.client().await?, b).await,
         Command::Tasks(t) => tasks::list(node.client().await?, t).await,
         Command::Types { prefix, json } => tasks::types(node.client().await?, prefix, json).await,
         Command::Status(a) => admin::status(node.client().await?, a).await,
@@ -116,9 +125,13 @@ pub async fn run(cli: Cli) -> Result<i32> {
             replicas,
         } => admin::scale(node.client().await?, supervisor, kind, replicas).await,
         Command::Reload => admin::reload(node.client().await?).await,
+        Command::Pause { target, reason } => pauses::pause(node.client().await?, target, reason).await,
+        Command::Resume { target } => pauses::resume(node.client().await?, target).await,
+        Command::Pauses { json } => pauses::list(node.client().await?, json).await,
         Command::Usage { tenant, day } => admin::usage(node.client().await?, tenant, day).await,
         Command::Workflow { command } => workflows::workflow(node, command).await,
         Command::Signal(a) => workflows::signal(node, a).await,
+        Command::Schedule { command } => schedules::schedule(node, command).await,
         Command::Token { command } => credentials::token(node.client().await?, command).await,
         Command::Key { command } => credentials::key(node.client().await?, command).await,
     }

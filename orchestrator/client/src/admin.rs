@@ -82,6 +82,30 @@ impl Client {
         Ok(r.keys)
     }
 
+    /// Revokes a JWT by id (`token_id`) or every token of `subject` issued until now (give one).
+    /// Not retried: the second would move a subject's revocation later.
+    pub async fn revoke_token(&self, token_id: &str, subject: &str) -> Result<v1::RevokeTokenResponse> {
+        let req = v1::RevokeTokenRequest {
+            token_id: token_id.to_string(),
+            subject: subject.to_string(),
+        };
+        self.call_once(
+            &self.admin,
+            req,
+            |mut c, r| async move { c.revoke_token(r).await },
+        )
+        .await
+    }
+
+    /// Makes a new JWT signing key. Not retried: a retry would make a second key.
+    pub async fn rotate_signing_key(&self) -> Result<v1::RotateSigningKeyResponse> {
+        let req = v1::RotateSigningKeyRequest {};
+        self.call_once(&self.admin, req, |mut c, r| async move {
+            c.rotate_signing_key(r).await
+        })
+        .await
+    }
+
     /// Revokes an API key; the key as it is after.
     pub async fn revoke_api_key(&self, id: &str) -> Result<v1::ApiKey> {
         let req = v1::RevokeApiKeyRequest { id: id.to_string() };

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
+use cadre_proto::v1::schedule_service_client::ScheduleServiceClient;
 use cadre_proto::v1::{
     admin_service_client::AdminServiceClient, task_service_client::TaskServiceClient,
     workflow_service_client::WorkflowServiceClient,
@@ -290,6 +291,7 @@ fn transport_message(e: &tonic::transport::Error) -> String {
 pub struct Client {
     pub(crate) tasks: TaskServiceClient<Authed>,
     pub(crate) workflows: WorkflowServiceClient<Authed>,
+    pub(crate) schedules: ScheduleServiceClient<Authed>,
     pub(crate) admin: AdminServiceClient<Authed>,
     pub(crate) retry: Retry,
 }
@@ -309,6 +311,7 @@ impl Client {
         Client {
             tasks: TaskServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             workflows: WorkflowServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            schedules: ScheduleServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             admin: AdminServiceClient::with_interceptor(channel, bearer),
             retry,
         }

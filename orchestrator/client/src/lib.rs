@@ -27,6 +27,10 @@
 //! - [`watch`]: [`Watch`], an event stream that resumes from its last cursor after a
 //!   disconnect and never yields an event twice.
 //! - [`workflows`]: register, list and read workflow definitions; send signals and approvals.
+//! - [`bulk`]: cancel or replay every task a query matches ([`BulkRequest`]).
+//! - [`pauses`]: pause and resume a supervisor, pool, task-type prefix or tenant
+//!   ([`PauseScope`]).
+//! - [`schedules`]: create, list, show, pause, resume, trigger and delete schedules.
 //! - [`admin`]: status, scale, config reload, usage, tokens and API keys.
 //! - [`error`]: [`Error`], one variant per way a call can fail.
 //! - [`retry`]: [`Retry`], how UNAVAILABLE is retried.
@@ -35,16 +39,21 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod bulk;
 pub mod connect;
 pub mod error;
+pub mod pauses;
 pub mod retry;
+pub mod schedules;
 pub mod tasks;
 pub mod watch;
 pub mod workflows;
 
+pub use bulk::BulkRequest;
 pub use cadre_proto::v1;
 pub use connect::{Bearer, Client, ClientBuilder, Tls};
 pub use error::{Error, Result};
+pub use pauses::PauseScope;
 pub use retry::Retry;
 pub use tasks::TaskRequest;
 pub use watch::Watch;

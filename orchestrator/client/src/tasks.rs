@@ -89,6 +89,21 @@ impl TaskRequest {
         self
     }
 
+    /// Shares the running limit the node configures for this key (per tenant).
+    pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
+        self.spec.concurrency_key = key.into();
+        self
+    }
+
+    /// Trailing-edge debounce: the task waits `window` before it runs, and a submit with the
+    /// same `key` (same tenant) within that time replaces it (it ends CANCELLED naming its
+    /// replacement). A window must be in (0, 1 day].
+    pub fn debounce(mut self, key: impl Into<String>, window: Duration) -> Self {
+        self.spec.debounce_key = key.into();
+        self.spec.debounce_window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
     /// The spec with an idempotency key: the caller's, else a fresh one, so every retry of
     /// this submit names the same task.
     fn keyed(mut self) -> v1::TaskSpec {

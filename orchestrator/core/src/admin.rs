@@ -24,11 +24,18 @@ impl Node {
         for s in supervisors.iter_mut().filter(|s| s.node_id.is_empty()) {
             s.node_id = self.node_id.clone();
         }
+        self.read_pauses().await;
+        for s in supervisors.iter_mut() {
+            for pool in s.pools.iter_mut() {
+                pool.paused = self.pool_paused(&s.name, &pool.worker_kind);
+            }
+        }
         Ok(StatusResponse {
             node_id: self.node_id.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             supervisors,
             pending_tasks: self.writer.pending(),
+            pauses: self.visible_pauses(p),
         })
     }
 
@@ -116,6 +123,9 @@ impl Node {
             ("executors", old.executors == new.executors),
             ("bus", old.bus == new.bus),
             ("workflows", old.workflows == new.workflows),
+            ("fairness", old.fairness == new.fairness),
+            ("concurrency", old.concurrency == new.concurrency),
+            ("upstream", old.upstream == new.upstream),
         ] {
             if !same {
                 changes.push(format!(
@@ -137,6 +147,9 @@ impl Node {
         keep.executors = old.executors;
         keep.bus = old.bus;
         keep.workflows = old.workflows;
+        keep.fairness = old.fairness;
+        keep.concurrency = old.concurrency;
+        keep.upstream = old.upstream;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = keep;
         tracing::info!(?changes, "config reloaded");
         Ok(changes)

@@ -18,7 +18,7 @@
 //! | quota | the tenant's submit rate, then its unfinished-task cap | RESOURCE_EXHAUSTED |
 //! | budget | a tenant past a budget cap (near one, an opted-in task falls back to a cheaper model) | RESOURCE_EXHAUSTED |
 //! | capacity | the node's unfinished-task limit | RESOURCE_EXHAUSTED |
-//! | durable insert | nothing: the task and its `task.submit` act are stored in one transaction (group commit), then it is dispatched | UNAVAILABLE if the store fails |
+//! | durable insert | nothing: the task and its `task.submit` act are stored in one transaction (group commit), then it is dispatched; a debounced task replaces the queued one with its key in that transaction and waits for its window ([`crate::debounce`]) | UNAVAILABLE if the store fails |
 //!
 //! The first five steps are shared with supervisor nodes ([`cadre_supervisors::admission`]).
 
@@ -159,13 +159,38 @@ impl Node {
         res
     }
 
+    /// A bulk replay's copy of finished task `original` ([`crate::bulk`]): `wire` through the
+    /// whole pipeline, stored with `replay_of` set.
+    pub(crate) async fn submit_replay(
+        &self,
+        p: &Principal,
+        wire: &v1::TaskSpec,
+        original: cadre_proto::TaskId,
+    ) -> Result<TaskRecord> {
+        let (record, _, _) = self.admit_as(p, Some(wire), false, Some(original)).await?;
+        Ok(record)
+    }
+
     /// The pipeline (see the module docs), without its refusal log line.
     async fn admit(&self, p: &Principal, wire: Option<&v1::TaskSpec>, watch: bool) -> Result<Admitted> {
+        self.admit_as(p, wire, watch, None).await
+    }
+
+    /// [`Self::admit`] of a task that replays `replay_of` (None: an ordinary submit).
+    async fn admit_as(
+        &self,
+        p: &Principal,
+        wire: Option<&v1::TaskSpec>,
+        watch: bool,
+        replay_of: Option<cadre_proto::TaskId>,
+    ) -> Result<Admitted> {
         self.permit(p, Action::SubmitTask).await?;
-        let spec = admission::parse(wire, &self.limits)?;
+        let mut spec = admission::parse(wire, &self.limits)?;
+        spec.replay_of = replay_of;
         let (spec, target) = match cadre_workflow::workflow_of(&spec.task_type) {
             Some(name) => {
                 instance_asks_no_policy(wire)?;
+                crate::debounce::refuse_for_instance(&spec)?;
                 let route = self.instance_route(&spec, name).await?;
                 (spec, Target::Instance(route))
             }
@@ -321,9 +346,16 @@ impl Node {
             None => record.spec.task_type.clone(),
         };
         let act = crate::audit::draft(Some(p), "task.submit", &record.id.to_string(), "ok", &detail);
-        match self.writer.insert_audited(record.clone(), act).await? {
+        let stored = match record.spec.debounce {
+            Some(_) => self.insert_debounced(p, &record, act).await?,
+            None => self.writer.insert_audited(record.clone(), act).await?,
+        };
+        match stored {
             WriteOutcome::Event { .. } => {
-                if let Some(queued) = queued {
+                // A debounced task waits for its window (crate::debounce).
+                if let Some(queued) = queued
+                    && !self.held(&record)
+                {
                     self.bus.dispatch(&record, queued);
                 }
                 Ok((record, true, live))

@@ -10,8 +10,10 @@
 //!   by meaning: [`intake`] (the submit pipeline), [`tasks`] (get, list, events, watch,
 //!   cancel, task types), [`admin`] (status, scale, reload, usage, remote workers),
 //!   [`credentials`] (tokens and API keys), [`access`] (permissions and audit, checked and
-//!   recorded by every operation itself). [`recovery`]: the store's unfinished tasks made
-//!   runnable again; [`delegate`]: sub-tasks of executors in this process.
+//!   recorded by every operation itself), [`bulk`] (cancel or replay every task a query
+//!   matches). [`recovery`]: the store's unfinished tasks made
+//!   runnable again; [`delegate`]: sub-tasks of executors in this process; [`debounce`]:
+//!   debounced tasks held until their window ends, then dispatched.
 //! - [`writer`]: group commit: the single path to the store; also the supervisors' task sink
 //!   and the NATS bus's journal. [`hub`]: live event fan-out and resumable watch streams.
 //! - [`auth`]: credentials (JWT, API keys), principals and the permission table.
@@ -21,6 +23,10 @@
 //! - [`config`]: figment configuration (defaults < file < `CADRE_*` env) and its validation.
 //! - [`system_tasks`]: the `system` supervisor tasks that need tier 0 (node health, metrics
 //!   snapshot, audit verification, config validation).
+//! - [`pauses`]: pause and resume of supervisors, pools, type prefixes and tenants, and the
+//!   loop that keeps every supervisor's pause set in step with the store.
+//! - [`schedules`]: cron and interval schedules that submit tasks, and the scheduler loop
+//!   every tier-0 replica runs (each tick claimed in the store, so it fires once).
 //! - [`workflows`]: workflow definitions, instances at intake, the engine that drives them
 //!   (a supervised actor; one replica leads), signals and approvals.
 //! - [`error`]: the core's error type and its mapping to gRPC status codes.
@@ -32,15 +38,21 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod budget;
+pub mod bulk;
 pub mod config;
 pub mod credentials;
+pub mod debounce;
 pub mod delegate;
 pub mod error;
 pub mod hub;
 pub mod intake;
 pub mod node;
+pub mod paused;
+pub mod pauses;
 pub mod quota;
 pub mod recovery;
+pub mod replicas;
+pub mod schedules;
 pub mod system_tasks;
 pub mod tasks;
 pub mod telemetry;

@@ -44,6 +44,10 @@ pub struct Node {
     pub(crate) bus: Arc<dyn cadre_bus::Bus>,
     /// Workflow definitions, parsed and compiled.
     pub(crate) workflows: crate::workflows::Workflows,
+    /// The pause set last read from the store (kept in step by `crate::pauses`).
+    pub(crate) pauses: crate::paused::Paused,
+    /// Debounced tasks waiting for their window to end.
+    pub(crate) debouncer: crate::debounce::due::Debouncer,
 }
 
 /// Everything a node is made of, assembled by the binary at start ([`Node::start`]).
@@ -96,6 +100,8 @@ impl Node {
             budgets: parts.budgets,
             bus: parts.bus,
             workflows: Default::default(),
+            pauses: Default::default(),
+            debouncer: Default::default(),
         });
         let weak = Arc::downgrade(&node);
         tokio::spawn(async move {

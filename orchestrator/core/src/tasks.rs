@@ -132,7 +132,7 @@ impl Node {
     /// Asks one task to stop: its supervisor cancels it (queued: at once; running:
     /// cooperatively, then forcibly); a workflow instance, which no supervisor runs, is
     /// CANCELLED here.
-    async fn stop_one(&self, record: &TaskRecord, reason: &str) -> Result<()> {
+    pub(crate) async fn stop_one(&self, record: &TaskRecord, reason: &str) -> Result<()> {
         if record.supervisor == WORKFLOW_SUPERVISOR {
             let t = Transition::new(record.id, TaskState::Cancelled, record.attempt, reason);
             self.writer.transition(t).await?;
@@ -234,6 +234,7 @@ impl Node {
             parent_id,
             before,
             limit,
+            ..Default::default()
         };
         let tasks = self.store.list(&filter).await?;
         let next = if tasks.len() as u32 == limit {

@@ -306,9 +306,25 @@ fn describe() {
         "cadre_remote_workers",
         "Remote workers connected over WorkerService to this process."
     );
+    metrics::describe_gauge!(
+        "cadre_tier0_replicas",
+        "Tier-0 replicas sharing each tenant's submit rate (live heartbeats in the store; 1 alone)."
+    );
     metrics::describe_counter!(
         "cadre_event_subscribers_lagged_total",
         "Event stream subscribers cut off for falling behind, by transport."
+    );
+    metrics::describe_gauge!(
+        "cadre_paused",
+        "1 while a scope (supervisor, pool, type prefix, tenant) is paused, 0 once resumed."
+    );
+    metrics::describe_gauge!(
+        "cadre_pool_paused",
+        "1 when a pool or its supervisor is paused, by supervisor and kind."
+    );
+    metrics::describe_counter!(
+        "cadre_rate_limited_total",
+        "Attempts given back because an upstream said to wait (Retry-After), by supervisor and task type."
     );
 }
 
@@ -327,7 +343,15 @@ pub fn export_known_series(config: &Config) {
     for state in TaskState::ALL.iter().filter(|s| s.is_terminal()) {
         metrics::counter!("cadre_tasks_completed_total", "state" => state.as_str()).increment(0);
     }
-    for (name, spec) in config.local_supervisors() {
+    let local = config.local_supervisors();
+    for (task_type, route) in config.effective_routes().iter() {
+        if local.contains_key(&route.supervisor) {
+            metrics::counter!("cadre_rate_limited_total", "supervisor" => route.supervisor.clone(), "task_type" => task_type.clone())
+                .increment(0);
+        }
+    }
+    for (name, spec) in local {
+        metrics::gauge!("cadre_paused", "scope" => "supervisor", "name" => name.clone()).increment(0.0);
         metrics::counter!("cadre_supervisor_restarts_total", "supervisor" => name.clone()).increment(0);
         metrics::gauge!("cadre_queue_depth", "supervisor" => name.clone()).increment(0.0);
         for kind in spec.pools.keys() {
@@ -346,6 +370,7 @@ pub fn export_known_series(config: &Config) {
         metrics::counter!("cadre_tokens_used_total", "tenant" => tenant.to_string()).increment(0);
         metrics::counter!("cadre_cost_usd_micros_total", "tenant" => tenant.to_string()).increment(0);
     }
+    crate::pauses::export_series(config);
     metrics::gauge!("cadre_remote_workers").increment(0.0);
     metrics::gauge!("cadre_dispatch_outbox").increment(0.0);
 }

@@ -25,7 +25,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 
 /// The files under `/assets/`: name, content type, body.
-const ASSETS: [(&str, &str, &str); 6] = [
+const ASSETS: [(&str, &str, &str); 9] = [
     (
         "app.js",
         "text/javascript; charset=utf-8",
@@ -45,6 +45,21 @@ const ASSETS: [(&str, &str, &str); 6] = [
         "workflow.js",
         "text/javascript; charset=utf-8",
         include_str!("dashboard/workflow.js"),
+    ),
+    (
+        "bulk.js",
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/bulk.js"),
+    ),
+    (
+        "schedules.js",
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/schedules.js"),
+    ),
+    (
+        "pauses.js",
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/pauses.js"),
     ),
     (
         "style.css",

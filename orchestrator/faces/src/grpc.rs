@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use cadre_core::auth::{Action, Principal};
+use cadre_core::bulk::BulkAction;
 use cadre_core::error::Error;
 use cadre_core::node::Node;
 use cadre_store::ApiKeyRecord;
@@ -153,6 +154,18 @@ impl TaskService for TaskApi {
         }))
     }
 
+    async fn bulk_cancel(&self, req: Request<v1::BulkRequest>) -> Result<Response<v1::BulkResponse>, Status> {
+        let p = authorize(&self.0, &req, Action::CancelTask).await?;
+        let out = self.0.bulk(&p, BulkAction::Cancel, req.get_ref()).await?;
+        Ok(Response::new(out))
+    }
+
+    async fn bulk_replay(&self, req: Request<v1::BulkRequest>) -> Result<Response<v1::BulkResponse>, Status> {
+        let p = authorize(&self.0, &req, Action::SubmitTask).await?;
+        let out = self.0.bulk(&p, BulkAction::Replay, req.get_ref()).await?;
+        Ok(Response::new(out))
+    }
+
     type WatchStream = EventStream;
 
     async fn watch(&self, req: Request<v1::WatchRequest>) -> Result<Response<EventStream>, Status> {
@@ -203,6 +216,33 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::IssueTokenResponse {
             token: issued.token,
             expires_at_ms: issued.expires_at_ms,
+            token_id: issued.token_id,
+            key_id: issued.key_id,
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        req: Request<v1::RevokeTokenRequest>,
+    ) -> Result<Response<v1::RevokeTokenResponse>, Status> {
+        let p = authorize(&self.0, &req, Action::RevokeToken).await?;
+        let r = req.get_ref();
+        let row = self.0.revoke_token(&p, &r.token_id, &r.subject).await?;
+        Ok(Response::new(v1::RevokeTokenResponse {
+            revoked_at_ms: row.revoked_at_ms,
+            expires_at_ms: row.expires_at_ms,
+        }))
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        req: Request<v1::RotateSigningKeyRequest>,
+    ) -> Result<Response<v1::RotateSigningKeyResponse>, Status> {
+        let p = authorize(&self.0, &req, Action::RotateKeys).await?;
+        let (key_id, previous_retires_at_ms) = self.0.rotate_signing_key(&p).await?;
+        Ok(Response::new(v1::RotateSigningKeyResponse {
+            key_id,
+            previous_retires_at_ms,
         }))
     }
 
@@ -245,6 +285,30 @@ impl AdminService for AdminApi {
         let key = self.0.revoke_key(&p, &req.get_ref().id).await?;
         Ok(Response::new(key_to_wire(&key)))
     }
+
+    async fn pause(&self, req: Request<v1::PauseRequest>) -> Result<Response<v1::PauseResponse>, Status> {
+        let p = authorize(&self.0, &req, Action::Pause).await?;
+        let (pause, created) = self.0.pause(&p, req.get_ref().pause.as_ref()).await?;
+        Ok(Response::new(v1::PauseResponse {
+            pause: Some(pause),
+            created,
+        }))
+    }
+
+    async fn resume(&self, req: Request<v1::ResumeRequest>) -> Result<Response<v1::ResumeResponse>, Status> {
+        let p = authorize(&self.0, &req, Action::Resume).await?;
+        let resumed = self.0.resume(&p, req.get_ref().pause.as_ref()).await?;
+        Ok(Response::new(v1::ResumeResponse { resumed }))
+    }
+
+    async fn list_pauses(
+        &self,
+        req: Request<v1::ListPausesRequest>,
+    ) -> Result<Response<v1::ListPausesResponse>, Status> {
+        let p = authorize(&self.0, &req, Action::Pause).await?;
+        let pauses = self.0.list_pauses(&p).await?;
+        Ok(Response::new(v1::ListPausesResponse { pauses }))
+    }
 }
 
 #[tonic::async_trait]
@@ -272,6 +336,15 @@ impl SupervisorPeer for PeerApi {
             .await?;
         tracing::info!(by = %p.subject, supervisor = %r.supervisor, kind = %r.worker_kind, size = r.replicas, "pool scaled");
         Ok(Response::new(pool))
+    }
+
+    async fn set_pauses(
+        &self,
+        req: Request<v1::SetPausesRequest>,
+    ) -> Result<Response<v1::SetPausesResponse>, Status> {
+        let p = authorize(&self.0, &req, Action::ApplyPauses).await?;
+        self.0.apply_pauses(&p, &req.get_ref().pauses).await?;
+        Ok(Response::new(v1::SetPausesResponse {}))
     }
 
     async fn status(

@@ -10,6 +10,7 @@
 //! - [`peer_service`]: SupervisorPeer of a supervisor-only node.
 //! - [`workers`]: WorkerService, where remote workers attach.
 //! - [`workflow_service`]: WorkflowService (definitions and signals).
+//! - [`schedule_service`]: ScheduleService (cron and interval schedules).
 //! - [`http`]: the HTTP listener: probes and metrics, the JSON API ([`http::api`]), event
 //!   sockets ([`http::events`]), MCP ([`http::mcp`]) and the web [`dashboard`].
 #![forbid(unsafe_code)]
@@ -18,5 +19,6 @@ pub mod dashboard;
 pub mod grpc;
 pub mod http;
 pub mod peer_service;
+pub mod schedule_service;
 pub mod workers;
 pub mod workflow_service;

@@ -1,5 +1,5 @@
 //! The SupervisorPeer gRPC service of a supervisor node (role `supervisor`): other supervisors
-//! delegate sub-tasks here, tier 0 asks for status and scales pools. Callers authenticate
+//! delegate sub-tasks here, tier 0 asks for status, scales pools and sends the pause set. Callers authenticate
 //! with a token (supervisor nodes keep no API keys); node-to-node calls carry a short-lived
 //! token the calling node mints with the cluster's shared key.
 //!
@@ -122,6 +122,28 @@ impl SupervisorPeer for PeerService {
         .map_err(Error::from)?;
         tracing::info!(by = %p.subject, supervisor = %r.supervisor, kind = %r.worker_kind, size = r.replicas, "pool scaled");
         Ok(Response::new(pool))
+    }
+
+    async fn set_pauses(
+        &self,
+        req: Request<v1::SetPausesRequest>,
+    ) -> Result<Response<v1::SetPausesResponse>, Status> {
+        self.take_pauses(req).await?;
+        Ok(Response::new(v1::SetPausesResponse {}))
+    }
+}
+
+impl PeerService {
+    /// SupervisorPeer.SetPauses: tier 0's whole pause set replaces this node's (node
+    /// credential only; a malformed set is INVALID_ARGUMENT and changes nothing).
+    async fn take_pauses(&self, req: Request<v1::SetPausesRequest>) -> Result<(), Status> {
+        self.authorize(&req, Action::ApplyPauses)?;
+        let set = cadre_bus::pause_wire::set_from_wire(&req.get_ref().pauses)
+            .map_err(|m| Error::from(cadre_proto::SpecError::invalid("pauses", m)))?;
+        // The runtime remembers the set and hands it to the actor tree (again after a restart
+        // of the tree).
+        self.runtime.set_pauses(set);
+        Ok(())
     }
 }
 

@@ -12,7 +12,16 @@ use crate::ops::{WriteOp, WriteOutcome};
 #[async_trait]
 /// Durable storage of tasks and events (and, through [`crate::workflows::WorkflowStore`], of
 /// workflows).
-pub trait Store: crate::workflows::WorkflowStore + Send + Sync + 'static {
+pub trait Store:
+    crate::workflows::WorkflowStore
+    + crate::debounce::DebounceStore
+    + crate::pauses::PauseStore
+    + crate::revocations::RevocationStore
+    + crate::schedules::ScheduleStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Applies `ops` in order in one transaction; one outcome per op. On error nothing is written.
     /// Audit drafts are sealed with `sealer` after the chain's last record as committed (by
     /// any replica), so records get gap-free seqs in commit order.

@@ -19,6 +19,10 @@
 //!   for either database.
 //! - [`reads`]: concurrent task reads coalesced into batches where the database prefers that.
 //! - [`chain`]: the signed, hash-linked audit chain the store seals drafts into.
+//! - [`debounce`]: which task holds a debounce key, and the writes that end a hold.
+//! - [`pauses`]: what an operator paused (the pause set tier 0 sends to supervisors).
+//! - [`revocations`]: revoked JWTs, rotated signing keys and live tier-0 replicas.
+//! - [`schedules`]: schedules and the compare-and-set claim that fires each tick once.
 //! - [`workflows`]: workflow definitions, instances' engine records and signals, and the
 //!   workflow engine's leadership.
 //!
@@ -30,16 +34,24 @@
 
 pub mod backend;
 pub mod chain;
+pub mod debounce;
+#[cfg(test)]
+mod debounce_tests;
 pub mod error;
 pub mod filters;
 pub mod keys;
 pub mod open;
 pub mod ops;
+pub mod pauses;
 mod plan;
 pub mod postgres;
 mod query;
 pub mod reads;
+pub mod revocations;
 mod rows;
+#[cfg(test)]
+mod schedule_tests;
+pub mod schedules;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
@@ -48,9 +60,13 @@ mod workflow_tests;
 pub mod workflows;
 
 pub use backend::Store;
+pub use debounce::{DebounceStore, Release};
 pub use error::{StoreError, StoreResult};
 pub use filters::{EventFilter, TaskFilter, UsageFilter};
 pub use keys::ApiKeyRecord;
 pub use open::open;
 pub use ops::{WriteOp, WriteOutcome};
+pub use pauses::{PauseStore, StoredPause};
+pub use revocations::{Revocation, RevocationStore, StoredSigningKey};
+pub use schedules::{FireRecord, ScheduleStore, StoredSchedule};
 pub use workflows::{InstanceState, Lease, NewSignal, StoredDefinition, WorkflowStore};

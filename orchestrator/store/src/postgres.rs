@@ -455,7 +455,9 @@ impl PgStore {
         let records = new_tasks(ops);
         let inserted = Self::insert_tasks(&mut tx, &records).await?;
         let existing = Self::existing_keys(&mut tx, &lost_keys(&records, &inserted)).await?;
-        let touched = Self::lock_tasks(&mut tx, touched_ids(ops), &inserted).await?;
+        let holds = crate::debounce::PgHolds::read(&mut tx, ops).await?;
+        let ids = touched_ids(ops).into_iter().chain(holds.ids()).collect();
+        let touched = Self::lock_tasks(&mut tx, ids, &inserted).await?;
         let (next, chain) = Self::heads(&mut tx).await?;
 
         let now = now_ms();
@@ -464,9 +466,11 @@ impl PgStore {
             existing: &existing,
             tenants: &touched.tenants,
             usage: Vec::new(),
+            holds,
         };
         let outcomes = plan.walk(ops, &inserted, now, sealer, &mut read).await?;
         Self::write(&mut tx, &plan, &read.usage, &touched.base).await?;
+        read.holds.write(&mut tx).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -518,6 +522,8 @@ struct ReadBefore<'a> {
     tenants: &'a HashMap<TaskId, String>,
     /// Usage records to insert, in op order.
     usage: Vec<UsageInsert>,
+    /// The debounce holds the batch reads and changes.
+    holds: crate::debounce::PgHolds,
 }
 
 impl PlanIo for ReadBefore<'_> {
@@ -551,6 +557,10 @@ impl PlanIo for ReadBefore<'_> {
 
     fn stored_draft(&self, draft: &AuditDraft) -> AuditDraft {
         PgStore::stored_draft(draft)
+    }
+
+    async fn supersede(&mut self, hold: crate::plan::Hold<'_>) -> StoreResult<Option<TaskId>> {
+        Ok(self.holds.supersede(hold))
     }
 }
 
@@ -635,6 +645,10 @@ impl PgStore {
 
 impl_sql_store!(PgStore, sqlx::Postgres);
 crate::workflows::impl_workflow_store!(PgStore, sqlx::Postgres);
+crate::debounce::impl_debounce_store!(PgStore, "$1");
+crate::pauses::impl_pause_store!(PgStore, sqlx::Postgres);
+crate::revocations::impl_revocation_store!(PgStore, sqlx::Postgres);
+crate::schedules::impl_schedule_store!(PgStore, sqlx::Postgres);
 
 /// The advisory lock class of the workflow engine's leadership (`cadr` as a 32-bit number; the
 /// two-key lock space is apart from the event log's one-key lock).

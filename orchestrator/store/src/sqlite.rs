@@ -357,6 +357,10 @@ impl PlanIo for InTransaction<'_> {
     fn stored_draft(&self, draft: &AuditDraft) -> AuditDraft {
         draft.clone()
     }
+
+    async fn supersede(&mut self, hold: crate::plan::Hold<'_>) -> StoreResult<Option<TaskId>> {
+        crate::debounce::sqlite_supersede(self.0, hold).await
+    }
 }
 
 impl SqliteStore {
@@ -402,6 +406,10 @@ impl SqliteStore {
 
 impl_sql_store!(SqliteStore, Sqlite);
 crate::workflows::impl_workflow_store!(SqliteStore, Sqlite);
+crate::debounce::impl_debounce_store!(SqliteStore, "?");
+crate::pauses::impl_pause_store!(SqliteStore, Sqlite);
+crate::revocations::impl_revocation_store!(SqliteStore, Sqlite);
+crate::schedules::impl_schedule_store!(SqliteStore, Sqlite);
 
 impl SqliteStore {
     /// The only process on its file always leads the workflow engine.

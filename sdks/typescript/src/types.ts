@@ -47,6 +47,15 @@ export interface TaskSpec {
   idempotency_key?: string;
   retry?: RetryPolicy;
   security_level?: "standard" | "verified" | "fortress";
+  /** Shares the running limit the node configures for this key (per tenant). */
+  concurrency_key?: string;
+  /**
+   * Trailing-edge debounce (with `debounce_window_ms`): a submit with the same key within the
+   * window replaces this task while it waits (it ends CANCELLED naming its replacement).
+   */
+  debounce_key?: string;
+  /** The debounce window in milliseconds: > 0 with `debounce_key`, at most one day. */
+  debounce_window_ms?: number;
 }
 
 /** Model usage reported by a task (tokens and cost). */
@@ -111,6 +120,11 @@ export interface Task {
   result_signature: string | null;
   usage: Usage[];
   steps: WorkflowStep[];
+  concurrency_key?: string | null;
+  debounce_key?: string | null;
+  debounce_window_ms?: number | null;
+  /** For a task made by a bulk replay: the task it replays. */
+  replay_of?: string | null;
 }
 
 /** A task event (JSON API, WebSocket and SSE alike). */

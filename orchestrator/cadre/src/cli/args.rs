@@ -78,6 +78,28 @@ pub enum Command {
     },
     /// Ask the node to re-read its config file.
     Reload,
+    /// Pause a supervisor, a pool, a task-type prefix or a tenant (supervisor role): its queued
+    /// tasks wait (new ones are still accepted), running ones finish. Survives restarts.
+    Pause {
+        /// What to pause.
+        #[command(subcommand)]
+        target: PauseTarget,
+        /// Why (kept with the pause and in the audit record).
+        #[arg(long, global = true, default_value = "")]
+        reason: String,
+    },
+    /// End a pause: the held tasks run in the usual order.
+    Resume {
+        /// What to resume.
+        #[command(subcommand)]
+        target: PauseTarget,
+    },
+    /// List what is paused.
+    Pauses {
+        /// Print JSON (`{"pauses": [...]}`, as `GET /v1/pauses`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Tokens and cost per tenant and model for a day (your tenant unless you are a commander).
     Usage {
         /// Only this tenant (commanders).
@@ -112,6 +134,12 @@ pub enum Command {
     },
     /// Send a signal to a waiting workflow instance (an approval: `--approve` or `--reject`).
     Signal(SignalArgs),
+    /// Create, list, show, pause, resume, trigger and delete schedules (cron or interval).
+    Schedule {
+        /// What to do.
+        #[command(subcommand)]
+        command: super::schedule_args::ScheduleCommand,
+    },
     /// Issue JWTs (commander only).
     Token {
         /// What to do.
@@ -210,6 +238,18 @@ pub enum TokenCommand {
         #[arg(long, default_value = "")]
         subject: String,
     },
+    /// Revoke a JWT by its id, or every token of a subject issued until now.
+    Revoke {
+        /// The token's id (`jti`; `cadre token issue` prints it on stderr).
+        #[arg(long, conflicts_with = "subject", required_unless_present = "subject")]
+        id: Option<String>,
+        /// A subject: all its tokens issued until now stop working.
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Make a new signing key: new tokens carry its id; the previous key keeps verifying for
+    /// `auth.key_overlap_secs`.
+    Rotate,
 }
 
 /// `cadre key ...`
@@ -303,6 +343,16 @@ pub struct SubmitArgs {
     /// standard, verified (the node signs the result) or fortress (the exec sandbox, signed).
     #[arg(long, default_value = "standard")]
     pub security_level: String,
+    /// Share the running limit of this key (per tenant; see the node's config).
+    #[arg(long, default_value = "")]
+    pub concurrency_key: String,
+    /// Debounce on this key (with --debounce-ms): a later submit with it within the window
+    /// replaces this task while it waits.
+    #[arg(long, default_value = "")]
+    pub debounce_key: String,
+    /// The debounce window in milliseconds (with --debounce-key; at most one day).
+    #[arg(long, default_value_t = 0)]
+    pub debounce_ms: u64,
     /// Wait for the task to finish; exit 0 only if it SUCCEEDED.
     #[arg(long)]
     pub wait: bool,
@@ -349,8 +399,10 @@ pub struct StatusArgs {
     pub plain: bool,
 }
 
-/// `cadre tasks` options.
+/// `cadre tasks` options. The list's flags do not combine with `cancel-all` or `replay` (a
+/// `--state` before the subcommand would be the list's, silently widening the bulk filter).
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct TasksArgs {
     /// Only these states (repeatable): queued, running, retrying, succeeded, failed, cancelled, timed_out.
     #[arg(long)]
@@ -364,6 +416,94 @@ pub struct TasksArgs {
     /// Continue from a previous page.
     #[arg(long, default_value = "")]
     pub page_token: String,
+    /// Instead of listing: cancel or replay every task a filter matches.
+    #[command(subcommand)]
+    pub bulk: Option<BulkCommand>,
+}
+
+/// What `cadre pause` and `cadre resume` act on.
+#[derive(Subcommand, Debug, Clone)]
+pub enum PauseTarget {
+    /// Every pool of a supervisor, e.g. `intelligence`.
+    Supervisor {
+        /// Supervisor name.
+        name: String,
+    },
+    /// One pool, e.g. `intelligence writer`.
+    Pool {
+        /// Supervisor name.
+        supervisor: String,
+        /// Worker kind.
+        kind: String,
+    },
+    /// Every task whose type starts with a prefix, e.g. `intelligence.text.`.
+    Type {
+        /// The prefix.
+        prefix: String,
+    },
+    /// Every task of a tenant (default: your own; only commanders may name another).
+    Tenant {
+        /// The tenant.
+        tenant: Option<String>,
+    },
+}
+
+/// `cadre tasks cancel-all|replay`: bulk operations (operator role; at least one filter).
+#[derive(Subcommand, Debug)]
+pub enum BulkCommand {
+    /// Cancel every unfinished task the filter matches (a dry run first is wise).
+    CancelAll {
+        /// Which tasks.
+        #[command(flatten)]
+        filter: BulkFilter,
+        /// Recorded as each task's error.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Submit a copy (same spec, `replay_of` set) of every finished task the filter matches.
+    Replay {
+        /// Which tasks.
+        #[command(flatten)]
+        filter: BulkFilter,
+    },
+}
+
+/// The filter and bounds of a bulk command.
+#[derive(Args, Debug)]
+pub struct BulkFilter {
+    /// Only these states (repeatable); default: every state the command applies to.
+    #[arg(long)]
+    pub state: Vec<String>,
+    /// Only task types starting with this.
+    #[arg(long, default_value = "")]
+    pub type_prefix: String,
+    /// Only this tenant's tasks (commanders; others always act on their own).
+    #[arg(long, default_value = "")]
+    pub tenant: String,
+    /// Only tasks created within this long before now (e.g. 2h).
+    #[arg(long)]
+    pub newer_than: Option<String>,
+    /// Only tasks created more than this long before now (e.g. 7d).
+    #[arg(long)]
+    pub older_than: Option<String>,
+    /// Only tasks created at or after this time, Unix milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub created_after_ms: i64,
+    /// Only tasks created before this time, Unix milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub created_before_ms: i64,
+    /// Only tasks whose error contains this text (case-insensitive).
+    #[arg(long, default_value = "")]
+    pub error_contains: String,
+    /// Only count and list what would be acted on.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Act on at most this many tasks (1-10000; default 1000).
+    #[arg(long, default_value_t = 0)]
+    pub limit: u32,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cadre workflow ...`.

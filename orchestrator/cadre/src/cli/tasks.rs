@@ -68,12 +68,14 @@ fn task_spec(a: SubmitArgs) -> Result<v1::TaskSpec> {
         retry,
         idempotency_key: a.idempotency_key,
         parent_id: String::new(),
-        ..Default::default()
+        concurrency_key: a.concurrency_key,
+        debounce_key: a.debounce_key,
+        debounce_window_ms: a.debounce_ms,
     })
 }
 
 /// Params as given: inline JSON, `@FILE` or `@-` (stdin); an error unless they are JSON.
-fn read_params(arg: &str) -> Result<String> {
+pub(super) fn read_params(arg: &str) -> Result<String> {
     let text = match arg.strip_prefix('@') {
         Some("-") => std::io::read_to_string(std::io::stdin()).context("cannot read params from stdin")?,
         Some(path) => {

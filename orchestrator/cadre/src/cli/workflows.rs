@@ -37,6 +37,9 @@ pub(super) async fn workflow(node: Target, command: WorkflowCommand) -> Result<i
                 backoff_ms: 0,
                 idempotency_key,
                 security_level: "standard".into(),
+                concurrency_key: String::new(),
+                debounce_key: String::new(),
+                debounce_ms: 0,
                 wait,
                 json,
             };

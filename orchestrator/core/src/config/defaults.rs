@@ -152,6 +152,10 @@ impl Default for Config {
             bus: BusConfig::default(),
             executors: Default::default(),
             workflows: Default::default(),
+            fairness: Default::default(),
+            concurrency: Vec::new(),
+            upstream: Default::default(),
+            schedules: Default::default(),
         }
     }
 }

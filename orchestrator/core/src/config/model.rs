@@ -47,6 +47,15 @@ pub struct Config {
     pub executors: cadre_executors::ExecutorsConfig,
     /// Workflow definitions registered at start.
     pub workflows: WorkflowsConfig,
+    /// Tenant weights in the supervisors' fair queues.
+    pub fairness: cadre_supervisors::FairnessConfig,
+    /// Running limits per concurrency key (`[[concurrency]]` rules).
+    pub concurrency: Vec<cadre_supervisors::ConcurrencyRule>,
+    /// How long a task type is held after an upstream rate limit, and how often one task may
+    /// be put back for it.
+    pub upstream: cadre_supervisors::UpstreamConfig,
+    /// Bounds and timing of schedules.
+    pub schedules: crate::schedules::ScheduleConfig,
 }
 
 /// Workflow definitions registered at start (the API registers others at any time).
@@ -119,6 +128,9 @@ pub struct AuthConfig {
     /// Longest lifetime `CreateApiKey` grants (`ttl_secs`); 0 = no cap. With a cap, a key
     /// asked for without a ttl is refused too (every key must expire).
     pub max_api_key_ttl_secs: u64,
+    /// How long a signing key keeps verifying after `cadre token rotate` made a newer one;
+    /// 0 = `max_token_ttl_secs` (every token it signed stays valid to its expiry).
+    pub key_overlap_secs: u64,
     /// HS256 secret file; empty = `<data_dir>/auth/hs256.key`, created on first start.
     pub hs256_secret_file: String,
     /// EdDSA private key (PKCS#8 PEM); empty = `<data_dir>/auth/ed25519-private.pem`, created.
@@ -139,6 +151,7 @@ impl Default for AuthConfig {
             leeway_secs: 5,
             max_token_ttl_secs: 30 * 24 * 3600,
             max_api_key_ttl_secs: 0,
+            key_overlap_secs: 0,
             hs256_secret_file: String::new(),
             eddsa_private_key_file: String::new(),
             eddsa_public_key_file: String::new(),
@@ -214,6 +227,15 @@ pub struct ServerConfig {
     /// Time a client has to send a request's body once its headers arrived; a slower body
     /// ends the request (400) and its connection.
     pub http_body_timeout_ms: u64,
+    /// Calls the node handles at once over both listeners (gRPC calls, HTTP requests; a
+    /// stream counts until its headers went out). More are shed at once: gRPC
+    /// RESOURCE_EXHAUSTED, HTTP 503, both with `Retry-After: 1`. Probes are never shed.
+    pub max_inflight_calls: usize,
+    /// A plain-HTTP listener serving only `/health`, `/ready` and `/metrics`, for probes that
+    /// cannot speak the main listeners' TLS or present a client certificate (container
+    /// healthchecks, Kubernetes probes with `[tls]` set); empty = none. Port 0 picks one
+    /// (written to `endpoints.json` as `probe`).
+    pub probe_addr: String,
 }
 
 /// Where tasks and events are kept.
@@ -306,6 +328,8 @@ impl Default for ServerConfig {
             http_header_timeout_ms: 10_000,
             http_idle_timeout_ms: 60_000,
             http_body_timeout_ms: 60_000,
+            max_inflight_calls: 4096,
+            probe_addr: String::new(),
         }
     }
 }
@@ -360,6 +384,16 @@ impl Config {
             max_timeout: Duration::from_millis(self.limits.max_timeout_ms),
             default_timeout: Duration::from_millis(self.limits.default_timeout_ms),
             default_retry: self.retry.clone(),
+        }
+    }
+
+    /// The dispatch settings of this process's supervisors (`[fairness]`, `[[concurrency]]`,
+    /// `[upstream]`).
+    pub fn dispatch(&self) -> cadre_supervisors::DispatchConfig {
+        cadre_supervisors::DispatchConfig {
+            fairness: self.fairness.clone(),
+            concurrency: self.concurrency.clone(),
+            upstream: self.upstream.clone(),
         }
     }
 

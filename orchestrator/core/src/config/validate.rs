@@ -22,6 +22,7 @@ impl Config {
         errs.extend(self.supervisor_problems());
         errs.extend(self.route_problems());
         errs.extend(self.workflow_problems());
+        errs.extend(self.dispatch().problems());
         if errs.is_empty() {
             Ok(())
         } else {
@@ -69,6 +70,9 @@ impl Config {
         }
         if !(100..=3_600_000).contains(&self.server.http_idle_timeout_ms) {
             errs.push("server.http_idle_timeout_ms: must be 100 to 3600000".into());
+        }
+        if !(1..=1_000_000).contains(&self.server.max_inflight_calls) {
+            errs.push("server.max_inflight_calls: must be 1 to 1000000".into());
         }
         if !(100..=3_600_000).contains(&self.server.http_body_timeout_ms) {
             errs.push("server.http_body_timeout_ms: must be 100 to 3600000".into());

@@ -7,15 +7,20 @@
 // - a task page (#/tasks/<id>): GET /v1/tasks/<id>, its stored events, then a one-task
 //   subscription until its terminal event;
 // - usage and cost: GET /v1/usage;
+// - schedules: GET /v1/schedules, with pause, resume and trigger (schedules.js);
 // - a workflow instance's page also shows its steps and approvals (workflow.js);
 // - actions: POST /v1/tasks (submit), /v1/tasks/<id>/cancel, /v1/tasks/<id>/signals/<name>,
-//   /v1/supervisors/<s>/pools/<k>/scale.
+//   /v1/supervisors/<s>/pools/<k>/scale; bulk cancel and replay (bulk.js); pause and resume
+//   (pauses.js).
 //
 // api.js holds the session, the API calls and the event stream; ui.js the DOM helpers.
 
 import { EventStream, STATES, TERMINAL, TOKEN_KEY, api, session } from "./api.js";
 import { $, fmtDuration, fmtInt, fmtTime, fmtUsd, h, plural, pretty, setLive, setText, shortId, showBanner, stateBadge, toast, todayUtc } from "./ui.js";
 import { isWorkflow, workflowSteps } from "./workflow.js";
+import { setupBulk } from "./bulk.js";
+import { renderPauses, setupPauses } from "./pauses.js";
+import { openSchedules } from "./schedules.js";
 
 const STATUS_EVERY_MS = 2000;
 const USAGE_EVERY_MS = 10000;
@@ -249,7 +254,7 @@ function renderTypeList() {
 // ---------------------------------------------------------------------------------------------
 // Views and routing
 
-const views = ["login", "overview", "tasks", "task", "usage"];
+const views = ["login", "overview", "tasks", "task", "schedules", "usage"];
 /** What the current view runs (timers, sockets); stopped on leaving it. */
 let viewCleanup = null;
 
@@ -280,6 +285,8 @@ async function route() {
     document.title = "Tasks · cadre";
   } else if (hash === "/usage") {
     viewCleanup = openUsage();
+  } else if (hash === "/schedules") {
+    viewCleanup = openSchedules(show);
   } else {
     viewCleanup = openOverview();
   }
@@ -357,6 +364,7 @@ function renderStatus(st) {
     stat("Node", st.node_id ?? "", st.version ? `version ${st.version}` : ""),
   );
   setText($("#status-updated"), `updated ${fmtTime(Date.now())}`);
+  renderPauses(st.pauses ?? [], () => route());
 
   const tree = $("#tree");
   const key = sups.map((s) => `${s.name}:${(s.pools ?? []).map((p) => p.worker_kind).join(",")}`).join("|");
@@ -461,6 +469,8 @@ function updatePoolRow(tr, p) {
   setText(q, fmtInt(p.queue_depth));
   q.classList.toggle("hot", (p.queue_depth ?? 0) > 0);
   setText(tr.querySelector(".pool-restarts"), fmtInt(p.restarts));
+  tr.classList.toggle("paused", !!p.paused);
+  tr.querySelector(".pool-kind").title = p.paused ? "paused: queued tasks wait" : "";
   const input = tr.querySelector(".scale-input");
   if (input && document.activeElement !== input && !input.dataset.edited) input.value = target;
 }
@@ -889,6 +899,7 @@ function startSession() {
   $("#nav").hidden = false;
   $("#session").hidden = false;
   $("#submit-panel").hidden = !session.can("submit");
+  $("#bulk-panel").hidden = !session.can("cancel");
   $('#nav a[data-view="overview"]').hidden = !session.can("status");
   document.body.dataset.role = w.role;
   // The tree is drawn for a role (scale controls or not): start it afresh for this one.
@@ -941,6 +952,8 @@ async function main() {
   session.refused = signOut;
   setupLogin();
   setupTasksView();
+  setupBulk(tasks.filter, () => tasks.restart());
+  setupPauses(() => route());
   renderTypeList();
   window.addEventListener("hashchange", route);
   if (session.token) {

@@ -322,6 +322,18 @@ pub(crate) struct SubmitBody {
     #[serde(default)]
     #[schema(value_type = Option<SecurityLevelName>)]
     security_level: Option<String>,
+    /// A per-tenant key whose running limit (config) the task shares; at most 256 bytes.
+    #[serde(default)]
+    concurrency_key: String,
+    /// With `debounce_window_ms`: a submit with the same key within the window replaces this
+    /// task while it waits (it ends CANCELLED naming its replacement); the last one runs
+    /// once its window has passed. At most 256 bytes.
+    #[serde(default)]
+    debounce_key: String,
+    /// The debounce window, milliseconds: required (> 0) with `debounce_key`, at most one day.
+    #[serde(default)]
+    #[schema(maximum = 86_400_000)]
+    debounce_window_ms: u64,
 }
 
 /// How failed attempts of a submitted task are retried.
@@ -374,7 +386,9 @@ impl SubmitBody {
             idempotency_key: self.idempotency_key,
             parent_id: String::new(),
             security_level: security_level as i32,
-            ..Default::default()
+            concurrency_key: self.concurrency_key,
+            debounce_key: self.debounce_key,
+            debounce_window_ms: self.debounce_window_ms,
         })
     }
 }

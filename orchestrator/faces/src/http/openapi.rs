@@ -25,7 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::views::ErrorBody;
-use super::{api, workflows_api};
+use super::{api, bulk_api, pauses_api, schedules_api, workflows_api};
 
 type Shared = Arc<Node>;
 
@@ -59,6 +59,9 @@ fn registered(task_body_limit: usize, workflow_body_limit: usize) -> OpenApiRout
         .routes(routes!(openapi_json))
         .merge(api::routes(task_body_limit))
         .merge(workflows_api::routes(workflow_body_limit))
+        .merge(pauses_api::routes())
+        .merge(bulk_api::routes())
+        .merge(schedules_api::routes(task_body_limit))
 }
 
 /// The JSON API of `node`, with its description at [`PATH`].
@@ -217,6 +220,10 @@ fn finish(mut doc: OpenApi) -> OpenApi {
         (
             "workflows",
             "Workflow definitions and signals to instances (docs/WORKFLOWS.md).",
+        ),
+        (
+            "schedules",
+            "Cron and interval schedules that submit a task or start a workflow (docs/SCHEDULES.md).",
         ),
         ("admin", "The supervisor tree, scaling and usage."),
         ("meta", "The credential and this description."),

@@ -319,6 +319,15 @@ pub struct Task {
     /// A workflow instance's steps where it is read with them (get, submit with wait,
     /// signal); `[]` otherwise.
     pub steps: Vec<Step>,
+    /// For a task made by a bulk replay: the task it replays (same spec).
+    #[schema(format = "uuid")]
+    pub replay_of: Option<String>,
+    /// The concurrency key it was submitted with.
+    pub concurrency_key: Option<String>,
+    /// The debounce key it was submitted with.
+    pub debounce_key: Option<String>,
+    /// Its debounce window, milliseconds (with `debounce_key`).
+    pub debounce_window_ms: Option<u64>,
 }
 
 impl From<&TaskRecord> for Task {
@@ -353,6 +362,10 @@ impl From<&TaskRecord> for Task {
             result_signature: t.result_signature.clone(),
             usage: t.usage.iter().map(ModelUsage::from).collect(),
             steps: t.steps.iter().map(Step::from).collect(),
+            replay_of: t.spec.replay_of.map(|r| r.to_string()),
+            concurrency_key: t.spec.concurrency_key.clone(),
+            debounce_key: t.spec.debounce.as_ref().map(|d| d.key.clone()),
+            debounce_window_ms: t.spec.debounce.as_ref().map(|d| d.window.as_millis() as u64),
         }
     }
 }
@@ -437,6 +450,8 @@ pub struct Pool {
     pub queue_depth: u32,
     /// Worker restarts so far.
     pub restarts: u64,
+    /// Whether its supervisor or the pool itself is paused (queued tasks wait).
+    pub paused: bool,
 }
 
 impl From<&v1::PoolStatus> for Pool {
@@ -448,6 +463,7 @@ impl From<&v1::PoolStatus> for Pool {
             busy_workers: p.busy_workers,
             queue_depth: p.queue_depth,
             restarts: p.restarts,
+            paused: p.paused,
         }
     }
 }
@@ -484,6 +500,44 @@ pub struct Status {
     pub pending_tasks: u64,
     /// Every supervisor.
     pub supervisors: Vec<Supervisor>,
+    /// What is paused (a non-commander sees no other tenant's tenant pause).
+    pub pauses: Vec<PauseView>,
+}
+
+/// A pause in force (`GET /v1/pauses`, `GET /v1/status`).
+#[derive(Serialize, ToSchema)]
+pub struct PauseView {
+    /// `supervisor`, `pool`, `task_type_prefix` or `tenant`.
+    pub scope: String,
+    /// Scopes `supervisor` and `pool` (else empty).
+    pub supervisor: String,
+    /// Scope `pool` (else empty).
+    pub worker_kind: String,
+    /// Scope `task_type_prefix` (else empty).
+    pub prefix: String,
+    /// Scope `tenant` (else empty).
+    pub tenant: String,
+    /// When it was paused, Unix milliseconds.
+    pub paused_at_ms: i64,
+    /// Who paused it.
+    pub paused_by: String,
+    /// Why, as they said.
+    pub reason: String,
+}
+
+impl From<&v1::Pause> for PauseView {
+    fn from(p: &v1::Pause) -> Self {
+        PauseView {
+            scope: p.scope.clone(),
+            supervisor: p.supervisor.clone(),
+            worker_kind: p.worker_kind.clone(),
+            prefix: p.prefix.clone(),
+            tenant: p.tenant.clone(),
+            paused_at_ms: p.paused_at_ms,
+            paused_by: p.paused_by.clone(),
+            reason: p.reason.clone(),
+        }
+    }
 }
 
 impl From<&v1::StatusResponse> for Status {
@@ -506,6 +560,7 @@ impl From<&v1::StatusResponse> for Status {
                     pools: sup.pools.iter().map(Pool::from).collect(),
                 })
                 .collect(),
+            pauses: s.pauses.iter().map(PauseView::from).collect(),
         }
     }
 }

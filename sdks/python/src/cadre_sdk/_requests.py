@@ -39,6 +39,9 @@ def task_spec(
     retry: RetryPolicy | None,
     parent_id: str,
     security_level: SecurityLevel,
+    concurrency_key: str = "",
+    debounce_key: str = "",
+    debounce_window_ms: int = 0,
 ) -> task_pb2.TaskSpec:
     """A TaskSpec; without an idempotency key it gets a fresh one, so that a retried submit
     cannot create a second task."""
@@ -51,6 +54,9 @@ def task_spec(
         idempotency_key=idempotency_key or f"sdk-{uuid.uuid4()}",
         parent_id=parent_id,
         security_level=security_level.to_pb(),
+        concurrency_key=concurrency_key,
+        debounce_key=debounce_key,
+        debounce_window_ms=debounce_window_ms,
     )
 
 

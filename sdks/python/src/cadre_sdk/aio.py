@@ -107,6 +107,9 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
         parent_id: str = "",
         security_level: SecurityLevel = SecurityLevel.STANDARD,
+        concurrency_key: str = "",
+        debounce_key: str = "",
+        debounce_window_ms: int = 0,
     ) -> Submitted:
         """`Client.submit`: retried on UNAVAILABLE with one idempotency key."""
         spec = task_spec(
@@ -118,6 +121,9 @@ class AsyncClient:
             retry=retry,
             parent_id=parent_id,
             security_level=security_level,
+            concurrency_key=concurrency_key,
+            debounce_key=debounce_key,
+            debounce_window_ms=debounce_window_ms,
         )
         request = task_pb2.SubmitRequest(spec=spec)
         resp = await self._retrying(lambda: self._call(self._tasks.Submit, request))
@@ -135,6 +141,9 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
         parent_id: str = "",
         security_level: SecurityLevel = SecurityLevel.STANDARD,
+        concurrency_key: str = "",
+        debounce_key: str = "",
+        debounce_window_ms: int = 0,
     ) -> Task:
         """`Client.submit_and_wait`: the task once it ended."""
         spec = task_spec(
@@ -146,6 +155,9 @@ class AsyncClient:
             retry=retry,
             parent_id=parent_id,
             security_level=security_level,
+            concurrency_key=concurrency_key,
+            debounce_key=debounce_key,
+            debounce_window_ms=debounce_window_ms,
         )
         request = task_pb2.SubmitAndWaitRequest(spec=spec, wait_ms=wait_ms)
         pb = await self._retrying(lambda: self._call(self._tasks.SubmitAndWait, request, unbounded=True))

@@ -113,10 +113,16 @@ class Client:
         retry: RetryPolicy | None = None,
         parent_id: str = "",
         security_level: SecurityLevel = SecurityLevel.STANDARD,
+        concurrency_key: str = "",
+        debounce_key: str = "",
+        debounce_window_ms: int = 0,
     ) -> Submitted:
         """Submits a task; returns once the node stored it. `params` is any JSON-serialisable
         value (default {}). A submit that fails with UNAVAILABLE is sent again with the same
-        idempotency key (one is generated when none is given), so it creates at most one task."""
+        idempotency key (one is generated when none is given), so it creates at most one task.
+        With `debounce_key` and `debounce_window_ms` the task waits that long before it runs,
+        and a submit with the same key (same tenant) meanwhile replaces it (it ends CANCELLED
+        naming its replacement); `concurrency_key` shares the running limit the node sets."""
         spec = task_spec(
             task_type,
             params,
@@ -126,6 +132,9 @@ class Client:
             retry=retry,
             parent_id=parent_id,
             security_level=security_level,
+            concurrency_key=concurrency_key,
+            debounce_key=debounce_key,
+            debounce_window_ms=debounce_window_ms,
         )
         request = task_pb2.SubmitRequest(spec=spec)
         resp = self._retrying(lambda: self._call(self._tasks.Submit, request))
@@ -143,6 +152,9 @@ class Client:
         retry: RetryPolicy | None = None,
         parent_id: str = "",
         security_level: SecurityLevel = SecurityLevel.STANDARD,
+        concurrency_key: str = "",
+        debounce_key: str = "",
+        debounce_window_ms: int = 0,
     ) -> Task:
         """Submits a task and returns it once it ended (any terminal state: check `state`).
         `wait_ms` bounds the wait (0: the task's timeout plus retries); retried on UNAVAILABLE
@@ -156,6 +168,9 @@ class Client:
             retry=retry,
             parent_id=parent_id,
             security_level=security_level,
+            concurrency_key=concurrency_key,
+            debounce_key=debounce_key,
+            debounce_window_ms=debounce_window_ms,
         )
         request = task_pb2.SubmitAndWaitRequest(spec=spec, wait_ms=wait_ms)
         # The node bounds the wait itself; the call gets no client-side deadline of its own.

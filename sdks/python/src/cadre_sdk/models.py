@@ -203,6 +203,11 @@ class Task:
     usage: list[ModelUsage] = field(default_factory=list)
     #: For a workflow instance: its steps, in definition order.
     steps: list[WorkflowStep] = field(default_factory=list)
+    #: The concurrency key it shares a running limit with ("" for none).
+    concurrency_key: str = ""
+    #: Its debounce key ("" for none) and window in milliseconds.
+    debounce_key: str = ""
+    debounce_window_ms: int = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -237,6 +242,9 @@ class Task:
             result_signature=pb.result_signature,
             usage=[ModelUsage.from_pb(u) for u in pb.usage],
             steps=[WorkflowStep.from_pb(s) for s in pb.steps],
+            concurrency_key=spec.concurrency_key,
+            debounce_key=spec.debounce_key,
+            debounce_window_ms=spec.debounce_window_ms,
         )
 
 

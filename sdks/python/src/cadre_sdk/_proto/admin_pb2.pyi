@@ -9,20 +9,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PoolStatus(_message.Message):
-    __slots__ = ("worker_kind", "target_size", "live_workers", "busy_workers", "queue_depth", "restarts")
+    __slots__ = ("worker_kind", "target_size", "live_workers", "busy_workers", "queue_depth", "restarts", "paused")
     WORKER_KIND_FIELD_NUMBER: _ClassVar[int]
     TARGET_SIZE_FIELD_NUMBER: _ClassVar[int]
     LIVE_WORKERS_FIELD_NUMBER: _ClassVar[int]
     BUSY_WORKERS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
     worker_kind: str
     target_size: int
     live_workers: int
     busy_workers: int
     queue_depth: int
     restarts: int
-    def __init__(self, worker_kind: _Optional[str] = ..., target_size: _Optional[int] = ..., live_workers: _Optional[int] = ..., busy_workers: _Optional[int] = ..., queue_depth: _Optional[int] = ..., restarts: _Optional[int] = ...) -> None: ...
+    paused: bool
+    def __init__(self, worker_kind: _Optional[str] = ..., target_size: _Optional[int] = ..., live_workers: _Optional[int] = ..., busy_workers: _Optional[int] = ..., queue_depth: _Optional[int] = ..., restarts: _Optional[int] = ..., paused: _Optional[bool] = ...) -> None: ...
 
 class SupervisorStatus(_message.Message):
     __slots__ = ("name", "state", "restarts", "pools", "recent_restarts", "max_restarts", "node_id", "address")
@@ -49,16 +51,18 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("node_id", "version", "supervisors", "pending_tasks")
+    __slots__ = ("node_id", "version", "supervisors", "pending_tasks", "pauses")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SUPERVISORS_FIELD_NUMBER: _ClassVar[int]
     PENDING_TASKS_FIELD_NUMBER: _ClassVar[int]
+    PAUSES_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     version: str
     supervisors: _containers.RepeatedCompositeFieldContainer[SupervisorStatus]
     pending_tasks: int
-    def __init__(self, node_id: _Optional[str] = ..., version: _Optional[str] = ..., supervisors: _Optional[_Iterable[_Union[SupervisorStatus, _Mapping]]] = ..., pending_tasks: _Optional[int] = ...) -> None: ...
+    pauses: _containers.RepeatedCompositeFieldContainer[Pause]
+    def __init__(self, node_id: _Optional[str] = ..., version: _Optional[str] = ..., supervisors: _Optional[_Iterable[_Union[SupervisorStatus, _Mapping]]] = ..., pending_tasks: _Optional[int] = ..., pauses: _Optional[_Iterable[_Union[Pause, _Mapping]]] = ...) -> None: ...
 
 class ScaleRequest(_message.Message):
     __slots__ = ("supervisor", "worker_kind", "replicas")
@@ -99,12 +103,44 @@ class IssueTokenRequest(_message.Message):
     def __init__(self, subject: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ..., ttl_secs: _Optional[int] = ...) -> None: ...
 
 class IssueTokenResponse(_message.Message):
-    __slots__ = ("token", "expires_at_ms")
+    __slots__ = ("token", "expires_at_ms", "token_id", "key_id")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
     token: str
     expires_at_ms: int
-    def __init__(self, token: _Optional[str] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+    token_id: str
+    key_id: str
+    def __init__(self, token: _Optional[str] = ..., expires_at_ms: _Optional[int] = ..., token_id: _Optional[str] = ..., key_id: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("token_id", "subject")
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    subject: str
+    def __init__(self, token_id: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenResponse(_message.Message):
+    __slots__ = ("revoked_at_ms", "expires_at_ms")
+    REVOKED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    revoked_at_ms: int
+    expires_at_ms: int
+    def __init__(self, revoked_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class RotateSigningKeyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RotateSigningKeyResponse(_message.Message):
+    __slots__ = ("key_id", "previous_retires_at_ms")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_RETIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    previous_retires_at_ms: int
+    def __init__(self, key_id: _Optional[str] = ..., previous_retires_at_ms: _Optional[int] = ...) -> None: ...
 
 class ApiKey(_message.Message):
     __slots__ = ("id", "name", "tenant", "role", "created_at_ms", "revoked_at_ms", "expires_at_ms")
@@ -175,3 +211,59 @@ class UsageResponse(_message.Message):
     day: str
     usage: _containers.RepeatedCompositeFieldContainer[_task_pb2.ModelUsage]
     def __init__(self, day: _Optional[str] = ..., usage: _Optional[_Iterable[_Union[_task_pb2.ModelUsage, _Mapping]]] = ...) -> None: ...
+
+class Pause(_message.Message):
+    __slots__ = ("scope", "supervisor", "worker_kind", "prefix", "tenant", "paused_at_ms", "paused_by", "reason")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SUPERVISOR_FIELD_NUMBER: _ClassVar[int]
+    WORKER_KIND_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_BY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    supervisor: str
+    worker_kind: str
+    prefix: str
+    tenant: str
+    paused_at_ms: int
+    paused_by: str
+    reason: str
+    def __init__(self, scope: _Optional[str] = ..., supervisor: _Optional[str] = ..., worker_kind: _Optional[str] = ..., prefix: _Optional[str] = ..., tenant: _Optional[str] = ..., paused_at_ms: _Optional[int] = ..., paused_by: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PauseRequest(_message.Message):
+    __slots__ = ("pause",)
+    PAUSE_FIELD_NUMBER: _ClassVar[int]
+    pause: Pause
+    def __init__(self, pause: _Optional[_Union[Pause, _Mapping]] = ...) -> None: ...
+
+class PauseResponse(_message.Message):
+    __slots__ = ("pause", "created")
+    PAUSE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    pause: Pause
+    created: bool
+    def __init__(self, pause: _Optional[_Union[Pause, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class ResumeRequest(_message.Message):
+    __slots__ = ("pause",)
+    PAUSE_FIELD_NUMBER: _ClassVar[int]
+    pause: Pause
+    def __init__(self, pause: _Optional[_Union[Pause, _Mapping]] = ...) -> None: ...
+
+class ResumeResponse(_message.Message):
+    __slots__ = ("resumed",)
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
+    resumed: bool
+    def __init__(self, resumed: _Optional[bool] = ...) -> None: ...
+
+class ListPausesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPausesResponse(_message.Message):
+    __slots__ = ("pauses",)
+    PAUSES_FIELD_NUMBER: _ClassVar[int]
+    pauses: _containers.RepeatedCompositeFieldContainer[Pause]
+    def __init__(self, pauses: _Optional[_Iterable[_Union[Pause, _Mapping]]] = ...) -> None: ...

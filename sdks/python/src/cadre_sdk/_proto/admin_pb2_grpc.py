@@ -75,6 +75,31 @@ class AdminServiceStub:
                 request_serializer=cadre_dot_v1_dot_admin__pb2.UsageRequest.SerializeToString,
                 response_deserializer=cadre_dot_v1_dot_admin__pb2.UsageResponse.FromString,
                 _registered_method=True)
+        self.Pause = channel.unary_unary(
+                '/cadre.v1.AdminService/Pause',
+                request_serializer=cadre_dot_v1_dot_admin__pb2.PauseRequest.SerializeToString,
+                response_deserializer=cadre_dot_v1_dot_admin__pb2.PauseResponse.FromString,
+                _registered_method=True)
+        self.Resume = channel.unary_unary(
+                '/cadre.v1.AdminService/Resume',
+                request_serializer=cadre_dot_v1_dot_admin__pb2.ResumeRequest.SerializeToString,
+                response_deserializer=cadre_dot_v1_dot_admin__pb2.ResumeResponse.FromString,
+                _registered_method=True)
+        self.ListPauses = channel.unary_unary(
+                '/cadre.v1.AdminService/ListPauses',
+                request_serializer=cadre_dot_v1_dot_admin__pb2.ListPausesRequest.SerializeToString,
+                response_deserializer=cadre_dot_v1_dot_admin__pb2.ListPausesResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/cadre.v1.AdminService/RevokeToken',
+                request_serializer=cadre_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=cadre_dot_v1_dot_admin__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
+        self.RotateSigningKey = channel.unary_unary(
+                '/cadre.v1.AdminService/RotateSigningKey',
+                request_serializer=cadre_dot_v1_dot_admin__pb2.RotateSigningKeyRequest.SerializeToString,
+                response_deserializer=cadre_dot_v1_dot_admin__pb2.RotateSigningKeyResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -132,6 +157,44 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Pause(self, request, context):
+        """Pauses a supervisor, a pool, a task-type prefix or a tenant (supervisor role; audited).
+        Idempotent. Takes effect on every supervisor within a few seconds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Resume(self, request, context):
+        """Ends a pause (supervisor role; audited). Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPauses(self, request, context):
+        """What is paused (supervisor role).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Revokes a JWT by id or every token of a subject (commander; audited as
+        auth.revoke_token). Every tier-0 replica refuses it within a second.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateSigningKey(self, request, context):
+        """Makes a new JWT signing key (commander; audited as auth.rotate_keys): new tokens are signed
+        with it, the previous key verifies for auth.key_overlap_secs more.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +237,31 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Usage,
                     request_deserializer=cadre_dot_v1_dot_admin__pb2.UsageRequest.FromString,
                     response_serializer=cadre_dot_v1_dot_admin__pb2.UsageResponse.SerializeToString,
+            ),
+            'Pause': grpc.unary_unary_rpc_method_handler(
+                    servicer.Pause,
+                    request_deserializer=cadre_dot_v1_dot_admin__pb2.PauseRequest.FromString,
+                    response_serializer=cadre_dot_v1_dot_admin__pb2.PauseResponse.SerializeToString,
+            ),
+            'Resume': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resume,
+                    request_deserializer=cadre_dot_v1_dot_admin__pb2.ResumeRequest.FromString,
+                    response_serializer=cadre_dot_v1_dot_admin__pb2.ResumeResponse.SerializeToString,
+            ),
+            'ListPauses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPauses,
+                    request_deserializer=cadre_dot_v1_dot_admin__pb2.ListPausesRequest.FromString,
+                    response_serializer=cadre_dot_v1_dot_admin__pb2.ListPausesResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=cadre_dot_v1_dot_admin__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=cadre_dot_v1_dot_admin__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'RotateSigningKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSigningKey,
+                    request_deserializer=cadre_dot_v1_dot_admin__pb2.RotateSigningKeyRequest.FromString,
+                    response_serializer=cadre_dot_v1_dot_admin__pb2.RotateSigningKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -392,6 +480,141 @@ class AdminService:
             '/cadre.v1.AdminService/Usage',
             cadre_dot_v1_dot_admin__pb2.UsageRequest.SerializeToString,
             cadre_dot_v1_dot_admin__pb2.UsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pause(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cadre.v1.AdminService/Pause',
+            cadre_dot_v1_dot_admin__pb2.PauseRequest.SerializeToString,
+            cadre_dot_v1_dot_admin__pb2.PauseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cadre.v1.AdminService/Resume',
+            cadre_dot_v1_dot_admin__pb2.ResumeRequest.SerializeToString,
+            cadre_dot_v1_dot_admin__pb2.ResumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPauses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cadre.v1.AdminService/ListPauses',
+            cadre_dot_v1_dot_admin__pb2.ListPausesRequest.SerializeToString,
+            cadre_dot_v1_dot_admin__pb2.ListPausesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cadre.v1.AdminService/RevokeToken',
+            cadre_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
+            cadre_dot_v1_dot_admin__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSigningKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cadre.v1.AdminService/RotateSigningKey',
+            cadre_dot_v1_dot_admin__pb2.RotateSigningKeyRequest.SerializeToString,
+            cadre_dot_v1_dot_admin__pb2.RotateSigningKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,7 +51,7 @@ class RetryPolicy(_message.Message):
     def __init__(self, max_attempts: _Optional[int] = ..., initial_backoff_ms: _Optional[int] = ..., max_backoff_ms: _Optional[int] = ..., multiplier: _Optional[float] = ..., retry_timeouts: _Optional[bool] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("task_type", "params_json", "priority", "timeout_ms", "retry", "idempotency_key", "parent_id", "security_level")
+    __slots__ = ("task_type", "params_json", "priority", "timeout_ms", "retry", "idempotency_key", "parent_id", "security_level", "concurrency_key", "debounce_key", "debounce_window_ms")
     TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,9 @@ class TaskSpec(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     SECURITY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    DEBOUNCE_KEY_FIELD_NUMBER: _ClassVar[int]
+    DEBOUNCE_WINDOW_MS_FIELD_NUMBER: _ClassVar[int]
     task_type: str
     params_json: str
     priority: int
@@ -68,10 +71,13 @@ class TaskSpec(_message.Message):
     idempotency_key: str
     parent_id: str
     security_level: SecurityLevel
-    def __init__(self, task_type: _Optional[str] = ..., params_json: _Optional[str] = ..., priority: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., parent_id: _Optional[str] = ..., security_level: _Optional[_Union[SecurityLevel, str]] = ...) -> None: ...
+    concurrency_key: str
+    debounce_key: str
+    debounce_window_ms: int
+    def __init__(self, task_type: _Optional[str] = ..., params_json: _Optional[str] = ..., priority: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., parent_id: _Optional[str] = ..., security_level: _Optional[_Union[SecurityLevel, str]] = ..., concurrency_key: _Optional[str] = ..., debounce_key: _Optional[str] = ..., debounce_window_ms: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "tenant", "spec", "state", "attempt", "supervisor", "worker_kind", "result_json", "error", "created_at_ms", "updated_at_ms", "seq", "children", "result_signature", "usage", "steps")
+    __slots__ = ("id", "tenant", "spec", "state", "attempt", "supervisor", "worker_kind", "result_json", "error", "created_at_ms", "updated_at_ms", "seq", "children", "result_signature", "usage", "steps", "replay_of")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +94,7 @@ class Task(_message.Message):
     RESULT_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_OF_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant: str
     spec: TaskSpec
@@ -104,7 +111,8 @@ class Task(_message.Message):
     result_signature: str
     usage: _containers.RepeatedCompositeFieldContainer[ModelUsage]
     steps: _containers.RepeatedCompositeFieldContainer[WorkflowStep]
-    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., attempt: _Optional[int] = ..., supervisor: _Optional[str] = ..., worker_kind: _Optional[str] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., seq: _Optional[int] = ..., children: _Optional[_Iterable[str]] = ..., result_signature: _Optional[str] = ..., usage: _Optional[_Iterable[_Union[ModelUsage, _Mapping]]] = ..., steps: _Optional[_Iterable[_Union[WorkflowStep, _Mapping]]] = ...) -> None: ...
+    replay_of: str
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., attempt: _Optional[int] = ..., supervisor: _Optional[str] = ..., worker_kind: _Optional[str] = ..., result_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., seq: _Optional[int] = ..., children: _Optional[_Iterable[str]] = ..., result_signature: _Optional[str] = ..., usage: _Optional[_Iterable[_Union[ModelUsage, _Mapping]]] = ..., steps: _Optional[_Iterable[_Union[WorkflowStep, _Mapping]]] = ..., replay_of: _Optional[str] = ...) -> None: ...
 
 class WorkflowStep(_message.Message):
     __slots__ = ("id", "kind", "state", "output_json", "error", "task_ids", "waiting", "started_at_ms", "ended_at_ms")
@@ -287,3 +295,69 @@ class ListTaskTypesResponse(_message.Message):
     TYPES_FIELD_NUMBER: _ClassVar[int]
     types: _containers.RepeatedCompositeFieldContainer[TaskType]
     def __init__(self, types: _Optional[_Iterable[_Union[TaskType, _Mapping]]] = ...) -> None: ...
+
+class TaskQuery(_message.Message):
+    __slots__ = ("states", "task_type_prefix", "tenant", "created_after_ms", "created_before_ms", "error_contains")
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    TASK_TYPE_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedScalarFieldContainer[TaskState]
+    task_type_prefix: str
+    tenant: str
+    created_after_ms: int
+    created_before_ms: int
+    error_contains: str
+    def __init__(self, states: _Optional[_Iterable[_Union[TaskState, str]]] = ..., task_type_prefix: _Optional[str] = ..., tenant: _Optional[str] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ..., error_contains: _Optional[str] = ...) -> None: ...
+
+class BulkRequest(_message.Message):
+    __slots__ = ("query", "dry_run", "limit", "reason")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    query: TaskQuery
+    dry_run: bool
+    limit: int
+    reason: str
+    def __init__(self, query: _Optional[_Union[TaskQuery, _Mapping]] = ..., dry_run: _Optional[bool] = ..., limit: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class BulkFailure(_message.Message):
+    __slots__ = ("task_id", "code", "message")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    code: str
+    message: str
+    def __init__(self, task_id: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class BulkReplayed(_message.Message):
+    __slots__ = ("original_id", "task_id")
+    ORIGINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    original_id: str
+    task_id: str
+    def __init__(self, original_id: _Optional[str] = ..., task_id: _Optional[str] = ...) -> None: ...
+
+class BulkResponse(_message.Message):
+    __slots__ = ("matched", "more", "acted", "failed", "failures", "replays", "task_ids", "dry_run")
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    ACTED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    REPLAYS_FIELD_NUMBER: _ClassVar[int]
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    matched: int
+    more: bool
+    acted: int
+    failed: int
+    failures: _containers.RepeatedCompositeFieldContainer[BulkFailure]
+    replays: _containers.RepeatedCompositeFieldContainer[BulkReplayed]
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, matched: _Optional[int] = ..., more: _Optional[bool] = ..., acted: _Optional[int] = ..., failed: _Optional[int] = ..., failures: _Optional[_Iterable[_Union[BulkFailure, _Mapping]]] = ..., replays: _Optional[_Iterable[_Union[BulkReplayed, _Mapping]]] = ..., task_ids: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...

@@ -71,6 +71,16 @@ class TaskServiceStub:
                 request_serializer=cadre_dot_v1_dot_task__pb2.ListTaskTypesRequest.SerializeToString,
                 response_deserializer=cadre_dot_v1_dot_task__pb2.ListTaskTypesResponse.FromString,
                 _registered_method=True)
+        self.BulkCancel = channel.unary_unary(
+                '/cadre.v1.TaskService/BulkCancel',
+                request_serializer=cadre_dot_v1_dot_task__pb2.BulkRequest.SerializeToString,
+                response_deserializer=cadre_dot_v1_dot_task__pb2.BulkResponse.FromString,
+                _registered_method=True)
+        self.BulkReplay = channel.unary_unary(
+                '/cadre.v1.TaskService/BulkReplay',
+                request_serializer=cadre_dot_v1_dot_task__pb2.BulkRequest.SerializeToString,
+                response_deserializer=cadre_dot_v1_dot_task__pb2.BulkResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -124,6 +134,22 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BulkCancel(self, request, context):
+        """Cancels every unfinished task a query matches (at most `limit` per call), each as Cancel
+        does without waiting for it to stop; `dry_run` only counts. Operator role. Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkReplay(self, request, context):
+        """Submits a copy of every finished task a query matches (same spec, `replay_of` set; at most
+        `limit` per call) through the usual intake; `dry_run` only counts. Operator role. Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +187,16 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.ListTaskTypes,
                     request_deserializer=cadre_dot_v1_dot_task__pb2.ListTaskTypesRequest.FromString,
                     response_serializer=cadre_dot_v1_dot_task__pb2.ListTaskTypesResponse.SerializeToString,
+            ),
+            'BulkCancel': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkCancel,
+                    request_deserializer=cadre_dot_v1_dot_task__pb2.BulkRequest.FromString,
+                    response_serializer=cadre_dot_v1_dot_task__pb2.BulkResponse.SerializeToString,
+            ),
+            'BulkReplay': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkReplay,
+                    request_deserializer=cadre_dot_v1_dot_task__pb2.BulkRequest.FromString,
+                    response_serializer=cadre_dot_v1_dot_task__pb2.BulkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +389,60 @@ class TaskService:
             '/cadre.v1.TaskService/ListTaskTypes',
             cadre_dot_v1_dot_task__pb2.ListTaskTypesRequest.SerializeToString,
             cadre_dot_v1_dot_task__pb2.ListTaskTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkCancel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cadre.v1.TaskService/BulkCancel',
+            cadre_dot_v1_dot_task__pb2.BulkRequest.SerializeToString,
+            cadre_dot_v1_dot_task__pb2.BulkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkReplay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cadre.v1.TaskService/BulkReplay',
+            cadre_dot_v1_dot_task__pb2.BulkRequest.SerializeToString,
+            cadre_dot_v1_dot_task__pb2.BulkResponse.FromString,
             options,
             channel_credentials,
             insecure,
