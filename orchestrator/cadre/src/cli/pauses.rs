@@ -1,9 +1,10 @@
 //! `cadre pause`, `cadre resume` and `cadre pauses`: AdminService.Pause, Resume and ListPauses.
 
 use anyhow::Result;
-use cadre_client::{Client, PauseScope, v1};
+use cadre_client::{Client, PauseScope};
 
 use super::args::PauseTarget;
+use super::render::pause_name as named;
 
 /// The client's scope for a parsed target.
 fn scope(t: PauseTarget) -> PauseScope {
@@ -13,17 +14,6 @@ fn scope(t: PauseTarget) -> PauseScope {
         PauseTarget::Type { prefix } => PauseScope::TaskTypePrefix(prefix),
         PauseTarget::Tenant { tenant } => PauseScope::Tenant(tenant.unwrap_or_default()),
     }
-}
-
-/// What a pause names, as one word: `pool intelligence/writer`.
-fn named(p: &v1::Pause) -> String {
-    let name = match p.scope.as_str() {
-        "supervisor" => p.supervisor.clone(),
-        "pool" => format!("{}/{}", p.supervisor, p.worker_kind),
-        "task_type_prefix" => p.prefix.clone(),
-        _ => p.tenant.clone(),
-    };
-    format!("{} {name}", p.scope)
 }
 
 /// `cadre pause ...`: prints `paused <scope> <name>` (or `already paused ...`).

@@ -289,12 +289,28 @@ pub(super) fn render_status(s: &v1::StatusResponse) -> String {
             } else {
                 "├──"
             };
+            let paused = if p.paused { "  [paused]" } else { "" };
             let _ = writeln!(
                 out,
-                "{indent}{b} {:<10} size {:>3} (live {:>3})  busy {:>3}  queued {:>5}  restarts {}",
+                "{indent}{b} {:<10} size {:>3} (live {:>3})  busy {:>3}  queued {:>5}  restarts {}{paused}",
                 p.worker_kind, p.target_size, p.live_workers, p.busy_workers, p.queue_depth, p.restarts
             );
         }
     }
+    if !s.pauses.is_empty() {
+        let names: Vec<String> = s.pauses.iter().map(pause_name).collect();
+        let _ = writeln!(out, "paused: {}", names.join(", "));
+    }
     out
+}
+
+/// What a pause names, in a few words: `pool intelligence/writer`, `tenant acme`.
+pub(super) fn pause_name(p: &v1::Pause) -> String {
+    let name = match p.scope.as_str() {
+        "supervisor" => p.supervisor.clone(),
+        "pool" => format!("{}/{}", p.supervisor, p.worker_kind),
+        "task_type_prefix" => p.prefix.clone(),
+        _ => p.tenant.clone(),
+    };
+    format!("{} {name}", p.scope)
 }

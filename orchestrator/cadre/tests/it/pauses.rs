@@ -430,6 +430,32 @@ async fn the_cli_pauses_lists_and_resumes() {
     ] {
         assert!(out.contains(want), "{want}: {out}");
     }
+    // `cadre status` marks the paused pools and lists what is paused.
+    let (ok, out) = cli(&["status"]);
+    assert!(ok, "{out}");
+    let writer = out
+        .lines()
+        .find(|l| l.contains(" writer "))
+        .expect("the writer pool");
+    assert!(writer.ends_with("[paused]"), "{out}");
+    let coder = out
+        .lines()
+        .find(|l| l.contains(" coder "))
+        .expect("the coder pool");
+    assert!(!coder.contains("[paused]"), "{out}");
+    let vision = out
+        .lines()
+        .find(|l| l.contains(" vision "))
+        .expect("the vision pool");
+    assert!(vision.ends_with("[paused]"), "its supervisor is paused: {out}");
+    let listed = out
+        .lines()
+        .find(|l| l.starts_with("paused: "))
+        .expect("the pauses line");
+    assert!(
+        listed.contains("pool intelligence/writer") && listed.contains("tenant acme"),
+        "{out}"
+    );
     let (ok, out) = cli(&["pause", "pool", "intelligence", "nosuch"]);
     assert!(
         !ok && out.contains("NotFound") || out.to_lowercase().contains("not found"),
