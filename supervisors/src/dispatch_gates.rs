@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::dispatch_config::{DispatchConfig, UpstreamConfig, Weights};
 use crate::key_limits::{Acquire, KeyId, KeyLimits, KeyPermit, Wake};
-use crate::pause::{Pause, PauseProbe, PauseSet};
+use crate::pause::{PauseProbe, PauseSet};
 use crate::priority_queue::Popped;
 use crate::task::QueuedTask;
 
@@ -208,14 +208,10 @@ pub fn after_rate_limit(
 /// Whether `pauses` cover the whole pool `worker_kind` of `supervisor` (a pause of the
 /// supervisor or of the pool itself), for its status.
 pub fn pool_paused(pauses: &PauseSet, supervisor: &str, worker_kind: &str) -> bool {
-    pauses.pauses.iter().any(|p| match p {
-        Pause::Supervisor { supervisor: s } => s == supervisor,
-        Pause::Pool {
-            supervisor: s,
-            worker_kind: k,
-        } => s == supervisor && k == worker_kind,
-        _ => false,
-    })
+    pauses
+        .pauses
+        .iter()
+        .any(|p| p.holds_pool(supervisor, worker_kind))
 }
 
 impl Parking {

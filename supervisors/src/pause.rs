@@ -47,6 +47,19 @@ pub struct PauseProbe<'a> {
 }
 
 impl Pause {
+    /// Whether this pause stops the whole pool `worker_kind` of `supervisor` (its own pause or
+    /// its supervisor's), as status and metrics report it.
+    pub fn holds_pool(&self, supervisor: &str, worker_kind: &str) -> bool {
+        match self {
+            Pause::Supervisor { supervisor: s } => s == supervisor,
+            Pause::Pool {
+                supervisor: s,
+                worker_kind: k,
+            } => s == supervisor && k == worker_kind,
+            _ => false,
+        }
+    }
+
     /// Whether this pause holds `task` back.
     pub fn holds(&self, task: PauseProbe<'_>) -> bool {
         match self {

@@ -91,14 +91,7 @@ pub fn stored_to_wire(p: &StoredPause) -> v1::Pause {
 
 /// Whether `set` holds pool `kind` of `supervisor` (a supervisor or pool pause).
 fn pool_held(set: &[StoredPause], supervisor: &str, kind: &str) -> bool {
-    set.iter().any(|s| match &s.pause {
-        Pause::Supervisor { supervisor: sup } => sup == supervisor,
-        Pause::Pool {
-            supervisor: sup,
-            worker_kind,
-        } => sup == supervisor && worker_kind == kind,
-        _ => false,
-    })
+    set.iter().any(|s| s.pause.holds_pool(supervisor, kind))
 }
 
 /// The audit target of a pause: `<scope>:<name>`.
