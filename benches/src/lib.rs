@@ -8,6 +8,7 @@
 //! - [`echo`]: code generated from `benches/proto/echo.proto`, the raw tonic unary echo service
 //!   that `loadgen` measures next to cadre as the baseline of what gRPC alone costs.
 //! - [`stats`]: latency percentiles and throughput of one measured run.
+//! - [`open_loop`]: requests sent on a fixed schedule, latency measured from each due time.
 //! - [`node`]: a cadre node started in the benchmark's own process.
 //! - [`grpc`]: the client side of `loadgen` and `distbench`: channels to a node and one
 //!   `SubmitAndWait` that must end SUCCEEDED.
@@ -28,6 +29,7 @@ pub mod echo {
 
 pub mod grpc;
 pub mod node;
+pub mod open_loop;
 pub mod stats;
 
 /// The exit status of a benchmark whose run returned `outcome`: success for `Ok(true)`;

@@ -6,9 +6,16 @@
 //! `system/monitor` pool raised to the concurrency). Every task must end SUCCEEDED.
 //!
 //! Phase 2 starts a bare tonic unary echo server (`proto/echo.proto`) in this process and
-//! drives it with the same message size, request count, concurrency and connections.
+//! drives it with the same message size, concurrency and connections, for at least
+//! `--echo-min-seconds` (the echo is ten times faster; a run of a few tenths of a second is not
+//! a stable baseline).
 //!
-//! Both phases start with an unmeasured warm-up. The report is a table with throughput,
+//! With `--open-fraction F`, phases 3 and 4 send requests on a fixed schedule (open loop, see
+//! `cadre_benches::open_loop`) at F times the throughput phase 1 measured, for
+//! `--open-seconds`, to cadre right after phase 1 and to the echo server right after phase 2,
+//! and measure each latency from the request's due time, so a stall is not hidden by the closed loop.
+//!
+//! Both closed phases start with an unmeasured warm-up. The report is a table with throughput,
 //! latency percentiles and the cadre/echo ratios, then one `RESULT {json}` line. The exit
 //! status is non-zero when any request failed or a phase hit its time limit.
 
@@ -24,6 +31,7 @@ use cadre_benches::echo::echo_server::{Echo, EchoServer};
 use cadre_benches::echo::{EchoReply, EchoRequest};
 use cadre_benches::grpc::{connect, submit_and_wait_succeeded};
 use cadre_benches::node::InProcess;
+use cadre_benches::open_loop::{OpenPlan, drive_at_rate};
 use cadre_benches::stats::{RunStats, Summary, ratio};
 use cadre_client::Bearer;
 use cadre_proto::v1::task_service_client::TaskServiceClient;
@@ -83,6 +91,29 @@ struct Args {
     /// SQLite `synchronous` mode of the in-process node (ignored with --endpoint).
     #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
     synchronous: String,
+    /// The echo phase's least measured time: it sends more than `--tasks` requests if they take
+    /// less.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    echo_min_seconds: u64,
+    /// Adds the open-loop phases at this fraction of phase 1's throughput (e.g. 0.5).
+    #[arg(long, value_parser = open_fraction)]
+    open_fraction: Option<f64>,
+    /// Length of each open-loop phase.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    open_seconds: u64,
+    /// Most open-loop requests in flight; one due beyond that counts as failed.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_in_flight: u64,
+}
+
+/// Parses `--open-fraction`: a number above 0 and at most 4.
+fn open_fraction(s: &str) -> Result<f64, String> {
+    let f: f64 = s.parse().map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if f > 0.0 && f <= 4.0 {
+        Ok(f)
+    } else {
+        Err(format!("{f} is not in (0, 4]"))
+    }
 }
 
 /// How one phase sends its requests.
@@ -90,10 +121,13 @@ struct Args {
 struct Plan {
     concurrency: usize,
     max_time: Duration,
+    /// The loops go on past `total` requests until this much time has passed.
+    min_time: Duration,
     request_timeout: Duration,
 }
 
-/// Runs `total` calls of `call` from `plan.concurrency` loops and measures each call's latency.
+/// Runs `total` calls of `call` (more while `plan.min_time` has not passed) from
+/// `plan.concurrency` loops and measures each call's latency.
 /// `call(n)` sends request number `n`; it fails with a message.
 async fn drive<F, Fut>(total: u64, plan: Plan, call: F) -> RunStats
 where
@@ -110,7 +144,7 @@ where
             let mut stats = RunStats::default();
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= total {
+                if n >= total && start.elapsed() >= plan.min_time {
                     break;
                 }
                 if Instant::now() >= deadline {
@@ -137,13 +171,33 @@ where
 }
 
 /// Warms up, then measures, `requests` calls built by `make_call` over `channels`.
+/// At what rate a phase's open-loop part sends, if it has one.
+#[derive(Clone, Copy)]
+enum OpenRate {
+    /// No open-loop part.
+    Off,
+    /// This fraction of the throughput the closed part measured.
+    Fraction(f64),
+    /// This many requests per second (the rate cadre was offered, for the echo).
+    Fixed(f64),
+}
+
+/// What one phase measured: the closed loop, and the open loop with its rate.
+struct Measured {
+    closed: RunStats,
+    open: Option<(f64, RunStats)>,
+}
+
+/// Warms up, then measures `args.tasks` calls built by `make_call` over `clients` in closed
+/// loops, then (per `open`) at a fixed rate.
 async fn warm_then_measure<C, F, Fut>(
     label: &str,
     args: &Args,
     plan: Plan,
+    open: OpenRate,
     clients: Vec<C>,
     make_call: F,
-) -> anyhow::Result<RunStats>
+) -> anyhow::Result<Measured>
 where
     C: Clone + Send + Sync + 'static,
     F: Fn(C) -> Fut + Clone + Send + Sync + 'static,
@@ -157,7 +211,11 @@ where
     };
     if args.warmup > 0 {
         eprintln!("{label}: warm-up, {} requests", args.warmup);
-        let w = drive(args.warmup, plan, call.clone()).await;
+        let warm = Plan {
+            min_time: Duration::ZERO,
+            ..plan
+        };
+        let w = drive(args.warmup, warm, call.clone()).await;
         if w.failed > 0 || w.not_sent > 0 {
             anyhow::bail!(
                 "{label} warm-up: {} of {} requests failed, {} not sent; first errors:\n  {}",
@@ -169,7 +227,29 @@ where
         }
     }
     eprintln!("{label}: measuring, {} requests", args.tasks);
-    Ok(drive(args.tasks, plan, call).await)
+    let closed = drive(args.tasks, plan, call.clone()).await;
+    let closed_rate = closed.ok as f64 / closed.elapsed.as_secs_f64().max(1e-9);
+    let rate = match open {
+        OpenRate::Off => return Ok(Measured { closed, open: None }),
+        OpenRate::Fraction(f) => f * closed_rate,
+        OpenRate::Fixed(rate) => rate,
+    };
+    if rate <= 0.0 {
+        anyhow::bail!("{label}: no open-loop rate (the closed loop finished no request)");
+    }
+    let total = (rate * args.open_seconds as f64).ceil() as u64;
+    eprintln!("{label}: open loop, {total} requests at {rate:.0}/s");
+    let open_plan = OpenPlan {
+        rate,
+        total,
+        max_in_flight: args.max_in_flight as usize,
+        request_timeout: plan.request_timeout,
+    };
+    let open = drive_at_rate(open_plan, call).await;
+    Ok(Measured {
+        closed,
+        open: Some((rate, open)),
+    })
 }
 
 /// Phase 1: `SubmitAndWait` against `url`; every task must come back SUCCEEDED.
@@ -179,7 +259,7 @@ async fn run_cadre(
     url: &str,
     credential: Option<&str>,
     params_json: &str,
-) -> anyhow::Result<RunStats> {
+) -> anyhow::Result<Measured> {
     let bearer = Bearer::new(credential)?;
     let clients: Vec<_> = connect(url, args.connections)
         .await?
@@ -193,7 +273,8 @@ async fn run_cadre(
         params_json: params_json.to_string(),
         ..Default::default()
     };
-    warm_then_measure("cadre", args, plan, clients, move |client| {
+    let open = args.open_fraction.map_or(OpenRate::Off, OpenRate::Fraction);
+    warm_then_measure("cadre", args, plan, open, clients, move |client| {
         let req = SubmitAndWaitRequest {
             spec: Some(spec.clone()),
             wait_ms: 0,
@@ -215,8 +296,9 @@ impl Echo for EchoService {
     }
 }
 
-/// Phase 2: a raw tonic echo server on 127.0.0.1:0, driven like phase 1.
-async fn run_echo(args: &Args, plan: Plan, body: &str) -> anyhow::Result<RunStats> {
+/// Phase 2 (and 4): a raw tonic echo server on 127.0.0.1:0, driven like phase 1 (and 3, at
+/// the rate `open` says).
+async fn run_echo(args: &Args, plan: Plan, open: OpenRate, body: &str) -> anyhow::Result<Measured> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .context("cannot listen for the echo server")?;
@@ -236,7 +318,7 @@ async fn run_echo(args: &Args, plan: Plan, body: &str) -> anyhow::Result<RunStat
         .map(|ch| EchoClient::new(ch).max_decoding_message_size(MAX_REPLY_BYTES))
         .collect();
     let body = body.to_string();
-    let stats = warm_then_measure("echo", args, plan, clients, move |mut client| {
+    let stats = warm_then_measure("echo", args, plan, open, clients, move |mut client| {
         let req = EchoRequest { body: body.clone() };
         let len = req.body.len();
         async move {
@@ -344,7 +426,41 @@ fn report_errors(label: &str, s: &RunStats) {
     }
 }
 
-/// Runs both phases and prints the report; Ok(false) when any request failed.
+/// Prints the open-loop table: cadre and the echo at the same offered rate.
+fn print_open_table(rate: f64, c: &Summary, e: &Summary) {
+    let row = |name: &str, a: String, b: String, r: String| println!("{name:<18} {a:>18} {b:>18} {r:>12}");
+    println!("open loop at {rate:.0}/s (latency from each request's due time)");
+    row("", "cadre".into(), "tonic echo".into(), "cadre/echo".into());
+    println!("{}", "-".repeat(69));
+    row("ok", c.ok.to_string(), e.ok.to_string(), String::new());
+    row(
+        "failed",
+        c.failed.to_string(),
+        e.failed.to_string(),
+        String::new(),
+    );
+    for (name, a, b) in [
+        ("latency p50 (µs)", c.p50_us, e.p50_us),
+        ("latency p99 (µs)", c.p99_us, e.p99_us),
+        ("latency p99.9 (µs)", c.p999_us, e.p999_us),
+        ("latency max (µs)", c.max_us, e.max_us),
+    ] {
+        row(
+            name,
+            format!("{a:.0}"),
+            format!("{b:.0}"),
+            format!("{:.2}", ratio(a, b)),
+        );
+    }
+    println!();
+}
+
+/// Whether a run had no failure and sent everything.
+fn clean(s: &RunStats) -> bool {
+    s.failed == 0 && s.not_sent == 0
+}
+
+/// Runs the phases and prints the report; Ok(false) when any request failed.
 async fn run(args: Args) -> anyhow::Result<bool> {
     let params_json = format!(
         "{{\"p\":\"{}\"}}",
@@ -353,6 +469,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let plan = Plan {
         concurrency: args.concurrency as usize,
         max_time: Duration::from_secs(args.max_seconds),
+        min_time: Duration::ZERO,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -382,14 +499,22 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             stats?
         }
     };
-    report_errors("cadre", &cadre);
-    let echo = run_echo(&args, plan, &params_json).await?;
-    report_errors("echo", &echo);
+    report_errors("cadre", &cadre.closed);
+    let echo_plan = Plan {
+        min_time: Duration::from_secs(args.echo_min_seconds),
+        ..plan
+    };
+    let echo_open = cadre
+        .open
+        .as_ref()
+        .map_or(OpenRate::Off, |(rate, _)| OpenRate::Fixed(*rate));
+    let echo = run_echo(&args, echo_plan, echo_open, &params_json).await?;
+    report_errors("echo", &echo.closed);
 
-    let ok = cadre.failed == 0 && cadre.not_sent == 0 && echo.failed == 0 && echo.not_sent == 0;
-    let (c, e) = (cadre.summarize(), echo.summarize());
+    let mut ok = clean(&cadre.closed) && clean(&echo.closed);
+    let (c, e) = (cadre.closed.summarize(), echo.closed.summarize());
     print_table(&c, &e);
-    let result = json!({
+    let mut result = json!({
         "tasks": args.tasks,
         "concurrency": args.concurrency,
         "connections": args.connections,
@@ -405,8 +530,23 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             "p50": ratio(c.p50_us, e.p50_us),
             "p99": ratio(c.p99_us, e.p99_us),
         },
-        "ok": ok,
     });
+    if let (Some((rate, c_open)), Some((_, e_open))) = (cadre.open, echo.open) {
+        report_errors("cadre open loop", &c_open);
+        report_errors("echo open loop", &e_open);
+        ok &= clean(&c_open) && clean(&e_open);
+        let (c, e) = (c_open.summarize(), e_open.summarize());
+        print_open_table(rate, &c, &e);
+        result["open"] = json!({
+            "rate": rate,
+            "fraction": args.open_fraction,
+            "seconds": args.open_seconds,
+            "cadre": summary_json(&c),
+            "echo": summary_json(&e),
+            "ratio": { "p50": ratio(c.p50_us, e.p50_us), "p99": ratio(c.p99_us, e.p99_us) },
+        });
+    }
+    result["ok"] = json!(ok);
     println!("RESULT {result}");
     Ok(ok)
 }
