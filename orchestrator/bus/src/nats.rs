@@ -145,6 +145,10 @@ impl Bus for NatsBus {
         self.peers.set_pauses(set).await
     }
 
+    async fn set_credentials(&self, credentials: &cadre_proto::v1::SetCredentialsRequest) -> BusResult<()> {
+        self.peers.set_credentials(credentials).await
+    }
+
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
             && self

@@ -1,6 +1,6 @@
 //! The peer registry: supervisor nodes announce themselves in a NATS KV bucket whose entries
 //! expire (`bus.peer_ttl_ms`) unless renewed, so nodes find each other without static
-//! addresses and a dead node drops out by itself. Status, Scale, SetPauses and Delegate calls
+//! addresses and a dead node drops out by itself. Status, Scale, SetPauses, SetCredentials and Delegate calls
 //! go to the nodes found here over the SupervisorPeer gRPC service ([`Peers`] is the node
 //! runtime's [`PeerDelegation`]).
 
@@ -237,19 +237,41 @@ impl Peers {
     /// did not take it.
     /// Before NATS is reached no node is known: nothing to do (the caller sends again).
     pub async fn set_pauses(&self, set: &cadre_supervisors::PauseSet) -> BusResult<()> {
+        let request = v1::SetPausesRequest {
+            pauses: crate::pause_wire::set_to_wire(set),
+        };
+        self.to_every_node("pause set", request, |mut c, r| async move {
+            c.set_pauses(r).await.map(drop)
+        })
+        .await
+    }
+
+    /// Sends the revocations and rotated signing keys to every live node, as
+    /// [`Peers::set_pauses`] sends the pause set.
+    pub async fn set_credentials(&self, request: &v1::SetCredentialsRequest) -> BusResult<()> {
+        self.to_every_node("credentials", request.clone(), |mut c, r| async move {
+            c.set_credentials(r).await.map(drop)
+        })
+        .await
+    }
+
+    /// Makes `call` with a copy of `request` on every live node at once; the error names the
+    /// nodes that did not take `what`. Nothing to do before NATS is reached (no node is known).
+    async fn to_every_node<R, F, Fut>(&self, what: &str, request: R, call: F) -> BusResult<()>
+    where
+        R: Clone,
+        F: Fn(PeerClient, R) -> Fut,
+        Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+    {
         if self.inner.kv.get().is_none() {
             return Ok(());
         }
-        let pauses = crate::pause_wire::set_to_wire(set);
         let sends = self.list().await?.into_iter().map(|e| {
-            let request = v1::SetPausesRequest {
-                pauses: pauses.clone(),
-            };
+            let (request, call) = (request.clone(), &call);
             async move {
                 let answer = async {
-                    let mut c = self.client(&e).await?;
-                    c.set_pauses(request).await.map_err(BusError::Peer)?;
-                    Ok::<(), BusError>(())
+                    let c = self.client(&e).await?;
+                    call(c, request).await.map_err(BusError::Peer)
                 }
                 .await;
                 answer.map_err(|err| format!("{} ({}): {err}", e.node_id, e.url))
@@ -264,7 +286,7 @@ impl Peers {
             Ok(())
         } else {
             Err(BusError::Unavailable(format!(
-                "pause set not taken by {}",
+                "{what} not taken by {}",
                 failed.join("; ")
             )))
         }

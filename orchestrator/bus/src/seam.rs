@@ -23,6 +23,10 @@ pub trait Bus: Send + Sync + 'static {
     /// sends it on every change and again every few seconds, so a restarted supervisor or
     /// supervisor node gets it back). An error names nodes that were not reached.
     async fn set_pauses(&self, set: &PauseSet) -> BusResult<()>;
+    /// Sends tier 0's revocations and rotated signing keys to every supervisor node (which
+    /// has no store to read them from), whole, as [`Bus::set_pauses`] sends the pause set. A
+    /// bus without supervisor nodes has nothing to do.
+    async fn set_credentials(&self, credentials: &cadre_proto::v1::SetCredentialsRequest) -> BusResult<()>;
     /// Whether tasks can travel now (part of /ready).
     fn ready(&self) -> bool;
 }

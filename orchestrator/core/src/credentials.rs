@@ -155,6 +155,7 @@ impl Node {
         let detail = format!("{} {}", row.kind, row.value);
         self.audit(Some(p), "auth.revoke_token", value, "ok", &detail)
             .await;
+        self.deliver_credentials().await;
         Ok(row)
     }
 
@@ -166,7 +167,25 @@ impl Node {
         tracing::info!(by = %p.subject, %kid, "signing key rotated");
         let detail = format!("previous key retires at {retires} (Unix ms)");
         self.audit(Some(p), "auth.rotate_keys", &kid, "ok", &detail).await;
+        self.deliver_credentials().await;
         Ok((kid, retires))
+    }
+
+    /// Sends the revocations and rotated signing keys to every supervisor node (they keep no
+    /// store): after a revocation or rotation here, and with the pause set every
+    /// [`crate::pauses::DELIVER_EVERY`] (so a restarted node, or a change made on another
+    /// replica, arrives too). A node not reached is logged at debug level and gets the next send.
+    pub(crate) async fn deliver_credentials(&self) {
+        let shared = self.auth.credentials_to_share();
+        if let Err(e) = self.bus.set_credentials(&shared).await {
+            tracing::debug!(error = %e, "credentials not delivered to every supervisor node; retrying");
+        }
+    }
+
+    /// SupervisorPeer.SetCredentials on this process: tier 0 reads revocations and keys from
+    /// its store, so it only checks the caller (tier 0's node credential).
+    pub async fn apply_credentials(&self, p: &Principal) -> Result<()> {
+        self.permit(p, Action::ApplyCredentials).await
     }
 }
 

@@ -46,18 +46,21 @@ pub const MAX_TENANT_BYTES: usize = 128;
 /// Longest reason, in bytes.
 pub const MAX_REASON_BYTES: usize = 1_024;
 
-/// Delivers the set once, then starts the delivery loop of `node`: the binary calls it once
+/// Delivers the set (and the credentials supervisor nodes check tokens against,
+/// [`Node::deliver_credentials`]) once, then starts the delivery loop of `node`: the binary calls it once
 /// after [`Node::start`], before serving. The loop re-reads and re-sends every
 /// [`DELIVER_EVERY`] (a change made here is sent by the operation itself); it holds only a
 /// weak reference, so the node can still be dropped at shutdown.
 pub async fn spawn_delivery(node: &Arc<Node>) {
     node.deliver_pauses().await;
+    node.deliver_credentials().await;
     let weak: Weak<Node> = Arc::downgrade(node);
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(DELIVER_EVERY).await;
             let Some(node) = weak.upgrade() else { return };
             node.deliver_pauses().await;
+            node.deliver_credentials().await;
         }
     });
 }

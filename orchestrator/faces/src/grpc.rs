@@ -347,6 +347,15 @@ impl SupervisorPeer for PeerApi {
         Ok(Response::new(v1::SetPausesResponse {}))
     }
 
+    async fn set_credentials(
+        &self,
+        req: Request<v1::SetCredentialsRequest>,
+    ) -> Result<Response<v1::SetCredentialsResponse>, Status> {
+        let p = authorize(&self.0, &req, Action::ApplyCredentials).await?;
+        self.0.apply_credentials(&p).await?;
+        Ok(Response::new(v1::SetCredentialsResponse {}))
+    }
+
     async fn status(
         &self,
         req: Request<v1::PeerStatusRequest>,

@@ -1,5 +1,6 @@
 //! The SupervisorPeer gRPC service of a supervisor node (role `supervisor`): other supervisors
-//! delegate sub-tasks here, tier 0 asks for status, scales pools and sends the pause set. Callers authenticate
+//! delegate sub-tasks here, tier 0 asks for status, scales pools and sends the pause set and the credentials
+//! (revocations, rotated signing keys) it checks tokens against. Callers authenticate
 //! with a token (supervisor nodes keep no API keys); node-to-node calls carry a short-lived
 //! token the calling node mints with the cluster's shared key.
 //!
@@ -130,6 +131,17 @@ impl SupervisorPeer for PeerService {
     ) -> Result<Response<v1::SetPausesResponse>, Status> {
         self.take_pauses(req).await?;
         Ok(Response::new(v1::SetPausesResponse {}))
+    }
+
+    /// Tier 0's revocations and rotated signing keys replace this node's (node credential
+    /// only; a malformed set is refused whole).
+    async fn set_credentials(
+        &self,
+        req: Request<v1::SetCredentialsRequest>,
+    ) -> Result<Response<v1::SetCredentialsResponse>, Status> {
+        self.authorize(&req, Action::ApplyCredentials)?;
+        self.auth.take_shared(req.get_ref()).map_err(Status::from)?;
+        Ok(Response::new(v1::SetCredentialsResponse {}))
     }
 }
 

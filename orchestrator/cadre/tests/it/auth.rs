@@ -311,6 +311,11 @@ async fn call(node: &TestNode, cred: &str, action: Action, own_task: &str) -> Co
             code(a.resume(v1::ResumeRequest { pause: Some(pause) }).await.map(drop))
         }
         Action::ApplyPauses => code(p.set_pauses(v1::SetPausesRequest::default()).await.map(drop)),
+        Action::ApplyCredentials => code(
+            p.set_credentials(v1::SetCredentialsRequest::default())
+                .await
+                .map(drop),
+        ),
         Action::RevokeToken => {
             let req = v1::RevokeTokenRequest {
                 token_id: "no-such-token".into(),

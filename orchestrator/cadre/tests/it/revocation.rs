@@ -276,6 +276,15 @@ fn worker_config() -> String {
 
 /// Attaches a worker with `cred` that heartbeats every 100 ms; returns its inbound stream.
 async fn attach(node: &TestNode, cred: &str, id: &str) -> tonic::Streaming<v1::ServerMessage> {
+    try_attach(node, cred, id).await.unwrap()
+}
+
+/// [`attach`], or the status the node refused the worker with.
+async fn try_attach(
+    node: &TestNode,
+    cred: &str,
+    id: &str,
+) -> Result<tonic::Streaming<v1::ServerMessage>, tonic::Status> {
     let (tx, out) = mpsc::channel(64);
     tx.send(v1::WorkerMessage {
         body: Some(worker_message::Body::Register(v1::WorkerRegister {
@@ -301,12 +310,11 @@ async fn attach(node: &TestNode, cred: &str, id: &str) -> tonic::Streaming<v1::S
         .workers_as(Some(cred))
         .await
         .attach(ReceiverStream::new(out))
-        .await
-        .unwrap()
+        .await?
         .into_inner();
-    let first = rx.message().await.unwrap().unwrap().body.unwrap();
+    let first = rx.message().await?.unwrap().body.unwrap();
     assert!(matches!(first, server_message::Body::Registered(_)), "{first:?}");
-    rx
+    Ok(rx)
 }
 
 /// Reads until the stream ends; the status it ended with (patience: 30 s).
@@ -492,4 +500,70 @@ async fn the_cli_issues_revokes_and_rotates() {
     let t = issue_full(&node, "grace", "t1", "observer", 60).await;
     assert_eq!(t.key_id, kid);
     list_with(&node, &t.token).await.unwrap();
+}
+
+/// Supervisor nodes keep no store: tier 0 sends them its revocations and rotated signing keys
+/// (SupervisorPeer.SetCredentials). A worker attached to a supervisor node loses its stream
+/// when its token is revoked at tier 0, and a token signed with a key rotated at tier 0 is
+/// accepted by the supervisor node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn supervisor_nodes_take_revocations_and_rotated_keys_from_tier_0() {
+    let db = TestDb::create().await;
+    let tmp = tempfile::tempdir().unwrap();
+    write_shared_secret(tmp.path());
+    let prefix = new_prefix();
+    // The bus settings, then the remote-worker route of worker_config() (its [auth] keys go
+    // into the bus settings' [auth] table).
+    let config = worker_config();
+    let (auth_keys, routes) = config
+        .strip_prefix("[auth]\n")
+        .and_then(|c| c.split_once("[executors.remote]"))
+        .unwrap();
+    let toml = format!(
+        "{}[executors.remote]{routes}[store]\nurl = {:?}\n",
+        bus_toml(tmp.path(), &prefix, SHARED_NATS).replacen("[auth]\n", &format!("[auth]\n{auth_keys}"), 1),
+        db.url()
+    );
+    let dir = |name: &str| -> PathBuf {
+        let d = tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let tier0 = TestNode::start_with(&dir("tier0"), &toml, &["--role", "orchestrator"]).await;
+    let sup = TestNode::start_with(
+        &dir("intelligence"),
+        &toml,
+        &["--role", "supervisor", "--supervisor", "intelligence"],
+    )
+    .await;
+
+    let token = issue_full(&tier0, "node-worker", "default", "supervisor", 600).await;
+    let rx = attach(&sup, &token.token, "nw").await;
+    revoke(&tier0, "", "node-worker").await.unwrap();
+    let status = ended(rx).await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("revoked"), "{status:?}");
+    let refused = try_attach(&sup, &token.token, "nw2")
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    let rotated = rotate(&tier0).await;
+    let fresh = issue_full(&tier0, "rotated-worker", "default", "supervisor", 600).await;
+    assert_eq!(
+        fresh.key_id, rotated.key_id,
+        "new tokens are signed with the new key"
+    );
+    let rx = eventually(
+        "the supervisor node accepts a token signed with the rotated key",
+        Duration::from_secs(15),
+        || async { try_attach(&sup, &fresh.token, "rw").await.ok() },
+    )
+    .await;
+    drop(rx);
+
+    assert!(sup.stop().await.success());
+    assert!(tier0.stop().await.success());
+    cleanup_nats(SHARED_NATS, &prefix).await;
 }

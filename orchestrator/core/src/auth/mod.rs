@@ -10,6 +10,7 @@
 //! `<data_dir>/credentials` (mode 0600); the CLI reads it from there.
 
 pub mod keyring;
+pub mod peer_share;
 pub mod roles;
 pub mod shared;
 
@@ -85,6 +86,8 @@ pub struct Authenticator {
     max_ttl: Duration,
     leeway_secs: u64,
     keys: RwLock<HashMap<String, ApiKeyRecord>>,
+    /// The revocations and rotated keys as last read (tier 0), for supervisor nodes.
+    shared: RwLock<peer_share::SharedRows>,
     /// Where API keys live; None on supervisor nodes, which accept tokens only.
     store: Option<Arc<dyn Store>>,
 }
@@ -235,6 +238,7 @@ impl Authenticator {
             max_ttl: Duration::from_secs(cfg.max_token_ttl_secs),
             leeway_secs: cfg.leeway_secs,
             keys: RwLock::new(keys),
+            shared: RwLock::default(),
             store,
         }
         .loaded()

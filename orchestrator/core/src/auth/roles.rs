@@ -54,11 +54,14 @@ pub enum Action {
     Resume,
     /// SupervisorPeer.SetPauses: replace a node's pause set (tier 0's node credential).
     ApplyPauses,
+    /// SupervisorPeer.SetCredentials: replace a node's revocations and rotated signing keys
+    /// (tier 0's node credential).
+    ApplyCredentials,
 }
 
 impl Action {
     /// Every action, for tests and docs.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 25] = [
         Action::GetTask,
         Action::ListTasks,
         Action::WatchTasks,
@@ -83,6 +86,7 @@ impl Action {
         Action::Pause,
         Action::Resume,
         Action::ApplyPauses,
+        Action::ApplyCredentials,
     ];
 
     /// The name used in audit records.
@@ -112,6 +116,7 @@ impl Action {
             Action::Pause => "admin.pause",
             Action::Resume => "admin.resume",
             Action::ApplyPauses => "pause.apply",
+            Action::ApplyCredentials => "credentials.apply",
         }
     }
 
@@ -141,7 +146,8 @@ impl Action {
             | Action::ManageKeys
             | Action::RevokeToken
             | Action::RotateKeys
-            | Action::ApplyPauses => Role::Commander,
+            | Action::ApplyPauses
+            | Action::ApplyCredentials => Role::Commander,
         }
     }
 }

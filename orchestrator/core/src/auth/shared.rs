@@ -51,6 +51,20 @@ impl Authenticator {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .load(&signing);
+        let mut shared = self.shared.write().unwrap_or_else(|e| e.into_inner());
+        let recent: Vec<Revocation> = shared
+            .revocations
+            .iter()
+            .filter(|r| r.revoked_at_ms >= started - LOCAL_GRACE_MS)
+            .cloned()
+            .collect();
+        shared.revocations = revocations;
+        for r in recent {
+            if !shared.revocations.contains(&r) {
+                shared.add_revocation(&r);
+            }
+        }
+        signing.iter().for_each(|k| shared.add_key(k));
         Ok(())
     }
 
@@ -92,6 +106,10 @@ impl Authenticator {
         };
         self.key_store()?.add_revocation(&row).await?;
         self.revoked.write().unwrap_or_else(|e| e.into_inner()).add(&row);
+        self.shared
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .add_revocation(&row);
         Ok(row)
     }
 
@@ -106,6 +124,10 @@ impl Authenticator {
             ring.generate(at)?
         };
         store.add_signing_key(&stored).await?;
+        self.shared
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .add_key(&stored);
         let mut ring = self.ring.write().unwrap_or_else(|e| e.into_inner());
         let retire_at = at.saturating_add(ring.overlap_ms);
         push_newest(&mut ring, key);
