@@ -543,10 +543,9 @@ async fn supervisor_nodes_take_revocations_and_rotated_keys_from_tier_0() {
     let status = ended(rx).await;
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert!(status.message().contains("revoked"), "{status:?}");
-    let refused = try_attach(&sup, &token.token, "nw2")
-        .await
-        .err()
-        .expect("refused");
+    let Err(refused) = try_attach(&sup, &token.token, "nw2").await else {
+        panic!("a revoked token attached a worker to the supervisor node");
+    };
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
 
     let rotated = rotate(&tier0).await;

@@ -315,6 +315,32 @@ impl Revoked {
     }
 }
 
+/// The rows a tier-0 replica last read from the store (and has added since), kept for the
+/// nodes.
+#[derive(Default)]
+pub(crate) struct SharedRows {
+    /// Revocations in force, oldest first.
+    pub revocations: Vec<Revocation>,
+    /// Rotated signing keys, as stored (sealed).
+    pub keys: Vec<StoredSigningKey>,
+}
+
+impl SharedRows {
+    /// Adds a revocation made here (replacing one of the same token or subject).
+    pub fn add_revocation(&mut self, row: &Revocation) {
+        self.revocations
+            .retain(|r| !(r.kind == row.kind && r.value == row.value));
+        self.revocations.push(row.clone());
+    }
+
+    /// Adds a signing key made here unless it is known.
+    pub fn add_key(&mut self, key: &StoredSigningKey) {
+        if !self.keys.iter().any(|k| k.kid == key.kid) {
+            self.keys.push(key.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,5 +406,29 @@ mod tests {
         assert!(r.check(Some("t2"), "alice", 1).is_ok());
         assert!(r.check(None, "bob", 5).is_err(), "issued at the revocation");
         assert!(r.check(None, "bob", 6).is_ok(), "issued after");
+    }
+
+    fn revocation(kind: &str, value: &str, at: i64) -> Revocation {
+        Revocation {
+            kind: kind.into(),
+            value: value.into(),
+            revoked_at_ms: at,
+            expires_at_ms: at + 1_000,
+            revoked_by: "ops".into(),
+        }
+    }
+
+    #[test]
+    fn a_revocation_made_again_replaces_the_old_row() {
+        let mut rows = SharedRows::default();
+        rows.add_revocation(&revocation("jti", "t1", 1));
+        rows.add_revocation(&revocation("subject", "t1", 2));
+        rows.add_revocation(&revocation("jti", "t1", 3));
+        let kept: Vec<_> = rows
+            .revocations
+            .iter()
+            .map(|r| (r.kind.as_str(), r.revoked_at_ms))
+            .collect();
+        assert_eq!(kept, [("subject", 2), ("jti", 3)]);
     }
 }

@@ -87,7 +87,7 @@ pub struct Authenticator {
     leeway_secs: u64,
     keys: RwLock<HashMap<String, ApiKeyRecord>>,
     /// The revocations and rotated keys as last read (tier 0), for supervisor nodes.
-    shared: RwLock<peer_share::SharedRows>,
+    shared: RwLock<keyring::SharedRows>,
     /// Where API keys live; None on supervisor nodes, which accept tokens only.
     store: Option<Arc<dyn Store>>,
 }

@@ -22,32 +22,6 @@ pub const MAX_SHARED_REVOCATIONS: usize = 10_000;
 /// Most rotated signing keys sent to, or taken by, a node.
 pub const MAX_SHARED_KEYS: usize = 1_000;
 
-/// The rows a tier-0 replica last read from the store (and has added since), kept for the
-/// nodes.
-#[derive(Default)]
-pub(crate) struct SharedRows {
-    /// Revocations in force, oldest first.
-    pub revocations: Vec<Revocation>,
-    /// Rotated signing keys, as stored (sealed).
-    pub keys: Vec<StoredSigningKey>,
-}
-
-impl SharedRows {
-    /// Adds a revocation made here (replacing one of the same token or subject).
-    pub fn add_revocation(&mut self, row: &Revocation) {
-        self.revocations
-            .retain(|r| !(r.kind == row.kind && r.value == row.value));
-        self.revocations.push(row.clone());
-    }
-
-    /// Adds a signing key made here unless it is known.
-    pub fn add_key(&mut self, key: &StoredSigningKey) {
-        if !self.keys.iter().any(|k| k.kid == key.kid) {
-            self.keys.push(key.clone());
-        }
-    }
-}
-
 impl Authenticator {
     /// What supervisor nodes should check tokens against now: the newest
     /// [`MAX_SHARED_REVOCATIONS`] revocations and the rotated signing keys.
@@ -143,30 +117,6 @@ fn key_from_wire(k: &v1::PeerSigningKey) -> StoredSigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn revocation(kind: &str, value: &str, at: i64) -> Revocation {
-        Revocation {
-            kind: kind.into(),
-            value: value.into(),
-            revoked_at_ms: at,
-            expires_at_ms: at + 1_000,
-            revoked_by: "ops".into(),
-        }
-    }
-
-    #[test]
-    fn a_revocation_made_again_replaces_the_old_row() {
-        let mut rows = SharedRows::default();
-        rows.add_revocation(&revocation("jti", "t1", 1));
-        rows.add_revocation(&revocation("subject", "t1", 2));
-        rows.add_revocation(&revocation("jti", "t1", 3));
-        let kept: Vec<_> = rows
-            .revocations
-            .iter()
-            .map(|r| (r.kind.as_str(), r.revoked_at_ms))
-            .collect();
-        assert_eq!(kept, [("subject", 2), ("jti", 3)]);
-    }
 
     #[test]
     fn wire_keys_round_trip() {
