@@ -27,7 +27,7 @@
 //! | `image_analyze`  | `media::image_analyze`        | `multimodal.vision.analyze` (vision)               | PNG/JPEG size, colours, brightness, perceptual hash |
 //! | `thumbnail`      | `media::thumbnail`            | `multimodal.vision.thumbnail` (vision)             | PNG/JPEG scaled to fit `max_side`, as a base64 PNG |
 //! | `audio_analyze`  | `media::audio_analyze`        | `multimodal.audio.analyze` (audio)                 | WAV duration, loudness in dBFS, silent stretches; MP3 duration and bitrate |
-//! | `llm`            | `calls::llm`                  | `intelligence.llm.chat` (writer)                   | a chat with an OpenAI-compatible model, with fallbacks, usage, cache, JSON replies, tool calls |
+//! | `llm`            | `calls::llm`                  | `intelligence.llm.chat` (writer)                   | a chat with an OpenAI-compatible or Anthropic model, with fallbacks, usage, cache, JSON replies, tool calls |
 //! | `chart`          | `media::chart`                | `multimodal.artist.chart` (artist)                 | bar or line chart of a series, as a base64 PNG |
 //! | `fuse`           | `composition::fuse`           | `multimodal.fusion.combine` (fusion)               | runs up to 16 sub-tasks, 4 at a time, and combines their results |
 //! | `probe`          | `calls::probe`                | `system.health.probe` (health)                     | HTTP/TCP/NATS health probe of an allow-listed target (configured: `[executors.health]`) |

@@ -1,4 +1,5 @@
-//! A local server speaking the OpenAI chat-completions wire format, for tests: no real model
+//! A local server speaking the OpenAI chat-completions wire format and Anthropic's Messages
+//! API ([`messages`]), for tests: no real model
 //! is reachable from CI, so the `llm` executor's tests, integration tests of the crates above
 //! it (in-process, [`Fake::start`]) and tests in other languages (the `cadre-fake-llm` binary)
 //! talk to this over real sockets instead.
@@ -6,8 +7,9 @@
 //! Layer: 1.
 //! May import: none of our crates.
 //!
-//! It answers `POST /v1/chat/completions` (and `GET /fake/seen`: every request so far, as a
-//! JSON array of `{model, authorization, body}`, for tests that cannot call [`Fake::seen`]).
+//! It answers `POST /v1/chat/completions`, `POST /v1/messages` (Anthropic's Messages API, its
+//! models listed in [`messages`]) and `GET /fake/seen`: every request so far, as a JSON array of
+//! `{model, path, authorization, api_key, body}`, for tests that cannot call [`Fake::seen`].
 //! Each request is first checked as OpenAI checks it, for the parts cadre uses ([`check`]):
 //! a refused one gets a 400 with OpenAI's error body (`{"error": {"message", "type":
 //! "invalid_request_error", "param", "code"}}`). Then the request's `model` chooses the reply:
@@ -45,6 +47,8 @@
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod messages;
+pub mod messages_check;
 mod reply;
 pub mod script;
 
@@ -67,8 +71,12 @@ use reply::{Tokens, error, stream, text_completion};
 pub struct Seen {
     /// The request's `model`.
     pub model: String,
+    /// The path it was sent to (`/v1/chat/completions` or `/v1/messages`).
+    pub path: &'static str,
     /// Its `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// Its `x-api-key` header (Anthropic's), if any.
+    pub api_key: Option<String>,
     /// Its JSON body, as received.
     pub body: Value,
 }
@@ -84,6 +92,9 @@ pub struct Fake {
     /// Its base URL, `http://127.0.0.1:<port>/v1`: a provider's `base_url` (requests go to
     /// `<base_url>/chat/completions`).
     pub base_url: String,
+    /// Its base URL for Anthropic's Messages API, `http://127.0.0.1:<port>`: an `anthropic`
+    /// provider's `base_url` (requests go to `<anthropic_url>/v1/messages`).
+    pub anthropic_url: String,
     /// The address it listens on.
     pub addr: SocketAddr,
     shared: Shared,
@@ -112,6 +123,7 @@ impl Fake {
         let shared = Shared::default();
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
+            .route("/v1/messages", post(anthropic))
             .route("/fake/seen", get(seen))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -121,6 +133,7 @@ impl Fake {
         });
         Ok(Fake {
             base_url: format!("http://{addr}/v1"),
+            anthropic_url: format!("http://{addr}"),
             addr,
             shared,
             server,
@@ -156,28 +169,47 @@ async fn seen(State(s): State<Shared>) -> axum::Json<Value> {
     let seen = s.seen.lock().unwrap();
     let all: Vec<Value> = seen
         .iter()
-        .map(|s| json!({ "model": s.model, "authorization": s.authorization, "body": s.body }))
+        .map(|s| {
+            json!({
+                "model": s.model, "path": s.path, "authorization": s.authorization,
+                "api_key": s.api_key, "body": s.body,
+            })
+        })
         .collect();
     axum::Json(Value::Array(all))
 }
 
+impl Shared {
+    /// Records a request to `path`; the number of requests so far to `path` for its model.
+    fn see(&self, path: &'static str, headers: &HeaderMap, body: &Value) -> (String, usize) {
+        let model = body["model"].as_str().unwrap_or_default().to_string();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .map(|v| v.to_str().unwrap_or_default().to_string())
+        };
+        self.seen.lock().unwrap().push(Seen {
+            model: model.clone(),
+            path,
+            authorization: header(header::AUTHORIZATION.as_str()),
+            api_key: header("x-api-key"),
+            body: body.clone(),
+        });
+        let mut c = self.count.lock().unwrap();
+        let n = c.entry(format!("{path} {model}")).or_insert(0);
+        *n += 1;
+        (model, *n)
+    }
+}
+
+async fn anthropic(State(s): State<Shared>, headers: HeaderMap, body: axum::Json<Value>) -> Response {
+    let (_, n) = s.see("/v1/messages", &headers, &body.0);
+    messages::answer(&headers, &body.0, n)
+}
+
 async fn chat(State(s): State<Shared>, headers: HeaderMap, body: axum::Json<Value>) -> Response {
     let body = body.0;
-    let model = body["model"].as_str().unwrap_or_default().to_string();
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or_default().to_string());
-    s.seen.lock().unwrap().push(Seen {
-        model: model.clone(),
-        authorization,
-        body: body.clone(),
-    });
-    let n = {
-        let mut c = s.count.lock().unwrap();
-        let n = c.entry(model.clone()).or_insert(0);
-        *n += 1;
-        *n
-    };
+    let (model, n) = s.see("/v1/chat/completions", &headers, &body);
     if let Err(r) = check::request(&body) {
         return reply::invalid(&r.message, r.param.as_deref(), r.code);
     }

@@ -1,7 +1,8 @@
 //! `cadre-fake-llm`: the fake OpenAI-compatible server as a process, for tests that are not
 //! written in Rust. `cadre-fake-llm --port 0` serves on a free port of 127.0.0.1 and prints
 //! `listening on http://127.0.0.1:PORT/v1` as the first line of stdout; it serves until it is
-//! interrupted or killed.
+//! interrupted or killed. Anthropic's Messages API is at `http://127.0.0.1:PORT/v1/messages`
+//! (an `anthropic` provider's base URL is `http://127.0.0.1:PORT`).
 #![forbid(unsafe_code)]
 
 use std::io::Write;

@@ -28,20 +28,20 @@ pub const FRAGMENT: usize = 7;
 
 /// One tool call a turn makes.
 #[derive(Clone, Debug, PartialEq)]
-struct Call {
-    name: String,
-    arguments: String,
+pub(crate) struct Call {
+    pub(crate) name: String,
+    pub(crate) arguments: String,
 }
 
 /// One turn's reply.
 #[derive(Clone, Debug, Default, PartialEq)]
-struct Turn {
-    content: Option<String>,
-    calls: Vec<Call>,
+pub(crate) struct Turn {
+    pub(crate) content: Option<String>,
+    pub(crate) calls: Vec<Call>,
 }
 
 /// The script of a request, if it has one; an error says what is wrong with it.
-fn script(messages: &[Value]) -> Result<Option<Vec<Turn>>, String> {
+pub(crate) fn script(messages: &[Value]) -> Result<Option<Vec<Turn>>, String> {
     for role in ["system", "user"] {
         let Some(text) = messages
             .iter()

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Most models a fallback chain may visit, the first included.
 pub const MAX_CHAIN: usize = 8;
 
-/// Config section for the OpenAI-compatible chat-completions gateway (`llm`).
+/// Config section for the chat gateway (`llm`): OpenAI-compatible and Anthropic providers.
 ///
 /// ```toml
 /// [executors.llm]
@@ -20,6 +20,11 @@ pub const MAX_CHAIN: usize = 8;
 /// [executors.llm.providers.openai]
 /// base_url = "https://api.openai.com/v1"
 /// api_key_env = "OPENAI_API_KEY"
+///
+/// [executors.llm.providers.anthropic]
+/// kind = "anthropic"
+/// base_url = "https://api.anthropic.com"
+/// api_key_env = "ANTHROPIC_API_KEY"
 ///
 /// [executors.llm.models.local]
 /// provider = "ollama"
@@ -50,16 +55,38 @@ pub struct LlmConfig {
     pub max_response_bytes: usize,
 }
 
-/// One OpenAI-compatible endpoint (OpenAI, Ollama, llama.cpp server, vLLM, ...).
+/// The wire format a provider speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI's chat completions (`POST <base_url>/chat/completions`): OpenAI, Ollama,
+    /// llama.cpp server, vLLM, LiteLLM, ...
+    #[default]
+    Openai,
+    /// Anthropic's Messages API (`POST <base_url>/v1/messages`).
+    Anthropic,
+}
+
+/// One endpoint: OpenAI-compatible (OpenAI, Ollama, llama.cpp server, vLLM, ...) or
+/// Anthropic's Messages API (`kind = "anthropic"`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
-    /// Base URL up to and including the version, e.g. `http://127.0.0.1:11434/v1`;
-    /// requests go to `<base_url>/chat/completions`.
+    /// The wire format: `openai` (the default) or `anthropic`.
+    #[serde(default)]
+    pub kind: ProviderKind,
+    /// `openai`: the base URL up to and including the version, e.g.
+    /// `http://127.0.0.1:11434/v1`; requests go to `<base_url>/chat/completions`.
+    /// `anthropic`: the base URL without the version, e.g. `https://api.anthropic.com`;
+    /// requests go to `<base_url>/v1/messages`.
     pub base_url: String,
-    /// Environment variable holding the API key, sent as `Authorization: Bearer` ("" = none).
+    /// Environment variable holding the API key ("" = none), sent as `Authorization: Bearer`
+    /// (`openai`) or `x-api-key` (`anthropic`).
     #[serde(default)]
     pub api_key_env: String,
+    /// `anthropic` only: the `max_tokens` sent when a task gives none (Anthropic requires it).
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u32,
     /// Time allowed to connect.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
@@ -86,6 +113,10 @@ fn default_connect_timeout_ms() -> u64 {
     5_000
 }
 
+fn default_max_tokens() -> u32 {
+    4_096
+}
+
 fn default_timeout_ms() -> u64 {
     60_000
 }
@@ -100,6 +131,17 @@ impl Default for LlmConfig {
             cache_ttl_secs: 3_600,
             max_retry_after_ms: 30_000,
             max_response_bytes: 4 << 20,
+        }
+    }
+}
+
+impl ProviderConfig {
+    /// The URL requests go to: `<base_url>/chat/completions` or `<base_url>/v1/messages`.
+    pub fn endpoint(&self) -> String {
+        let base = self.base_url.trim_end_matches('/');
+        match self.kind {
+            ProviderKind::Openai => format!("{base}/chat/completions"),
+            ProviderKind::Anthropic => format!("{base}/v1/messages"),
         }
     }
 }
@@ -131,6 +173,22 @@ impl LlmConfig {
                 errs.push(format!(
                     "llm.providers.{name}.api_key_env: {:?} is not an environment variable name",
                     p.api_key_env
+                ));
+            }
+            if p.kind == ProviderKind::Anthropic
+                && reqwest::Url::parse(&p.base_url)
+                    .is_ok_and(|u| u.path().trim_end_matches('/').ends_with("/v1"))
+            {
+                errs.push(format!(
+                    "llm.providers.{name}.base_url: {:?} ends in /v1; an anthropic provider's base \
+                     URL has no version (requests go to <base_url>/v1/messages)",
+                    p.base_url
+                ));
+            }
+            if !(1..=1_000_000).contains(&p.default_max_tokens) {
+                errs.push(format!(
+                    "llm.providers.{name}.default_max_tokens: must be 1 to 1000000, got {}",
+                    p.default_max_tokens
                 ));
             }
             if p.timeout_ms == 0 || p.connect_timeout_ms == 0 {

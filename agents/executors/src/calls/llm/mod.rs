@@ -1,5 +1,6 @@
-//! `llm`: the gateway to OpenAI-compatible chat-completions providers (OpenAI, Ollama,
-//! llama.cpp server, vLLM, ...).
+//! `llm`: the gateway to chat models: OpenAI-compatible chat-completions providers (OpenAI,
+//! Ollama, llama.cpp server, vLLM, ...) and Anthropic's Messages API (a provider of `kind =
+//! "anthropic"`, translated both ways by `anthropic`), mixed freely in fallback chains.
 //!
 //! A task names a model (`[executors.llm.models]`, the same names the budget price table
 //! uses); the gateway sends the chat to that model's provider and, when the provider is
@@ -22,6 +23,7 @@
 //! arguments the model wrote (a streamed reply's calls are assembled from their deltas,
 //! `assemble`). Running the tools is the caller's part (the workflow agent loop).
 
+mod anthropic;
 mod assemble;
 mod cache;
 mod chat;
@@ -47,7 +49,7 @@ use tracing::Instrument;
 
 pub use cache::ResponseCache;
 pub use chat::{FunctionCall, MAX_MESSAGES, MAX_TOOL_CALLS, Message, Role, ToolCall, ToolKind};
-pub use config::{LlmConfig, MAX_CHAIN, ModelConfig, ProviderConfig};
+pub use config::{LlmConfig, MAX_CHAIN, ModelConfig, ProviderConfig, ProviderKind};
 pub use tools::{MAX_TOOLS, NAME_PATTERN};
 
 use chat::Chat;
@@ -99,7 +101,7 @@ struct Params {
     fallback_from: Option<String>,
 }
 
-/// The OpenAI-compatible chat-completions gateway.
+/// The chat gateway (OpenAI-compatible and Anthropic providers).
 pub struct Llm {
     config: LlmConfig,
     clients: BTreeMap<String, Result<reqwest::Client, String>>,
@@ -341,7 +343,7 @@ impl Llm {
             Ok(c) => c,
             Err(e) => return Err(CallError::Misconfigured(e.clone())),
         };
-        let url = format!("{}/chat/completions", provider.base_url.trim_end_matches('/'));
+        let url = provider.endpoint();
         let (host, port) = reqwest::Url::parse(&url)
             .map(|u| (u.host_str().unwrap_or("").to_string(), u.port_or_known_default()))
             .unwrap_or_default();
@@ -391,9 +393,20 @@ impl Llm {
             timeout: Duration::from_millis(provider.timeout_ms),
             max_bytes: self.config.max_response_bytes,
         };
-        let out = wire::send(ctx, request).instrument(span.clone()).await;
+        let out = match provider.kind {
+            ProviderKind::Openai => wire::send(ctx, request).instrument(span.clone()).await,
+            ProviderKind::Anthropic => {
+                anthropic::send(ctx, request, provider.default_max_tokens)
+                    .instrument(span.clone())
+                    .await
+            }
+        };
         match &out {
             Ok(r) => {
+                // A reply that used up a rate limit: later calls wait for its reset.
+                if let Some(rest) = r.exhausted_for {
+                    self.cool(&m.provider, rest);
+                }
                 span.record("gen_ai.response.id", r.id.as_str());
                 span.record("gen_ai.response.model", r.upstream_model.as_str());
                 if let Some(f) = &r.finish_reason {

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use cadre_fake_llm::Fake;
 
+mod anthropic;
 mod tool_calls;
 
 #[derive(Default)]
@@ -36,8 +37,10 @@ fn ctx_with(report: Arc<Seen>, cancel: CancellationToken) -> ExecContext {
 
 fn provider(base_url: &str) -> ProviderConfig {
     ProviderConfig {
+        kind: ProviderKind::Openai,
         base_url: base_url.into(),
         api_key_env: String::new(),
+        default_max_tokens: 4_096,
         connect_timeout_ms: 1_000,
         timeout_ms: 2_000,
     }
@@ -519,6 +522,8 @@ fn config_problems_are_all_reported() {
     c.providers.insert(
         "p".into(),
         ProviderConfig {
+            kind: ProviderKind::Openai,
+            default_max_tokens: 4_096,
             base_url: "ftp://x".into(),
             api_key_env: "A-B".into(),
             connect_timeout_ms: 0,

@@ -41,6 +41,9 @@ pub(super) struct Reply {
     pub tokens_out: u64,
     /// The provider reported no usage; the counts are characters / 4.
     pub usage_estimated: bool,
+    /// The provider said it will refuse requests for this long (a rate limit used up by this
+    /// one): it is set aside as after a 429.
+    pub exhausted_for: Option<Duration>,
 }
 
 /// Why one model did not answer.
@@ -55,6 +58,9 @@ pub(super) enum CallError {
     Misconfigured(String),
     /// 400, 413, 422: the request itself is wrong; no model will take it.
     Refused(String),
+    /// This provider's wire format cannot say what the chat says (e.g. tool-call arguments
+    /// that are not a JSON object, for Anthropic); another provider may take it.
+    Unsupported(String),
     /// The reply breaks a bound (too many tool calls, too much in their arguments), or its tool
     /// calls cannot be used: asking again would not help.
     Unusable(String),
@@ -69,12 +75,13 @@ impl CallError {
             CallError::Transient { .. } => "transient",
             CallError::Misconfigured(_) => "misconfigured",
             CallError::Refused(_) => "refused",
+            CallError::Unsupported(_) => "unsupported",
             CallError::Unusable(_) => "unusable",
             CallError::Cancelled => "cancelled",
         }
     }
 
-    fn transient(reason: impl Into<String>) -> Self {
+    pub(super) fn transient(reason: impl Into<String>) -> Self {
         CallError::Transient {
             reason: reason.into(),
             retry_after: None,
@@ -86,7 +93,10 @@ impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CallError::Transient { reason, .. } => f.write_str(reason),
-            CallError::Misconfigured(m) | CallError::Refused(m) | CallError::Unusable(m) => f.write_str(m),
+            CallError::Misconfigured(m)
+            | CallError::Refused(m)
+            | CallError::Unsupported(m)
+            | CallError::Unusable(m) => f.write_str(m),
             CallError::Cancelled => f.write_str("cancelled"),
         }
     }
@@ -120,7 +130,7 @@ pub(super) fn body(model: &str, chat: &Chat) -> Value {
 }
 
 /// Waits for `fut` unless the task is cancelled or `timeout` passes first.
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     ctx: &ExecContext,
     timeout: Duration,
     what: &str,
@@ -156,41 +166,88 @@ pub(super) async fn send(ctx: &ExecContext, r: Request<'_>) -> Result<Reply, Cal
         req = req.bearer_auth(key);
     }
     let mut resp = bounded(ctx, r.timeout, "reply", req.send()).await?;
-    let status = resp.status();
-    if !status.is_success() {
-        // Seconds or an HTTP-date, at most an hour; an unreadable one on a 429 counts as 1 s.
-        let after = crate::support::retry_after::from_headers(resp.headers());
-        let text = read_body(ctx, &mut resp, r.timeout, 64 << 10)
-            .await
-            .unwrap_or_default();
-        let snippet: String = String::from_utf8_lossy(&text).chars().take(SNIPPET).collect();
-        let msg = format!("HTTP {}: {}", status.as_u16(), snippet.trim());
-        return Err(match status.as_u16() {
+    if !resp.status().is_success() {
+        let e = ErrorReply::read(ctx, &mut resp, r.timeout).await;
+        return Err(e.classify(None));
+    }
+    let reply = if is_sse(&resp) {
+        read_stream(ctx, &mut resp, &r).await?
+    } else {
+        parse_completion(&read_json(ctx, &mut resp, &r).await?, r.max_bytes)?
+    };
+    Ok(complete(reply, &r))
+}
+
+/// A provider's answer that is not a success: its status, its `Retry-After` and the start of
+/// its body.
+pub(super) struct ErrorReply {
+    pub status: u16,
+    /// Seconds or an HTTP-date, at most an hour.
+    pub retry_after: Option<Duration>,
+    pub body: String,
+}
+
+impl ErrorReply {
+    /// Reads the status, `Retry-After` and up to 64 KiB of the body.
+    pub(super) async fn read(ctx: &ExecContext, resp: &mut reqwest::Response, timeout: Duration) -> Self {
+        let retry_after = crate::support::retry_after::from_headers(resp.headers());
+        let text = read_body(ctx, resp, timeout, 64 << 10).await.unwrap_or_default();
+        ErrorReply {
+            status: resp.status().as_u16(),
+            retry_after,
+            body: String::from_utf8_lossy(&text).into_owned(),
+        }
+    }
+
+    /// `HTTP <status>: <the start of the body>`.
+    pub(super) fn message(&self) -> String {
+        let snippet: String = self.body.chars().take(SNIPPET).collect();
+        format!("HTTP {}: {}", self.status, snippet.trim())
+    }
+
+    /// What it means for the chain: 429, 408 and 5xx are transient (a 429 sets its provider
+    /// aside for its `Retry-After`, else for `fallback_wait`, else for 1 s), 400, 413 and 422
+    /// refuse the request, anything else means the provider is set up wrong.
+    pub(super) fn classify(&self, fallback_wait: Option<Duration>) -> CallError {
+        let msg = self.message();
+        match self.status {
             429 | 408 | 500..=599 => CallError::Transient {
                 reason: msg,
-                retry_after: if status.as_u16() == 429 {
-                    after.or(Some(Duration::from_secs(1)))
+                retry_after: if self.status == 429 {
+                    self.retry_after
+                        .or(fallback_wait)
+                        .or(Some(Duration::from_secs(1)))
                 } else {
-                    after
+                    self.retry_after
                 },
             },
             400 | 413 | 422 => CallError::Refused(msg),
             _ => CallError::Misconfigured(msg),
-        });
+        }
     }
-    let streamed = resp
-        .headers()
+}
+
+/// Whether the reply is a server-sent event stream.
+pub(super) fn is_sse(resp: &reqwest::Response) -> bool {
+    resp.headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    let mut reply = if streamed {
-        read_stream(ctx, &mut resp, &r).await?
-    } else {
-        let bytes = read_body(ctx, &mut resp, r.timeout, r.max_bytes).await?;
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| CallError::transient(format!("the reply is not JSON: {e}")))?;
-        parse_completion(&v, r.max_bytes)?
-    };
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+/// A whole JSON reply, at most `r.max_bytes`.
+pub(super) async fn read_json(
+    ctx: &ExecContext,
+    resp: &mut reqwest::Response,
+    r: &Request<'_>,
+) -> Result<Value, CallError> {
+    let bytes = read_body(ctx, resp, r.timeout, r.max_bytes).await?;
+    serde_json::from_slice(&bytes).map_err(|e| CallError::transient(format!("the reply is not JSON: {e}")))
+}
+
+/// A reply made whole: usage estimated (characters / 4) when the provider reported none, the
+/// upstream model named when it did not say.
+pub(super) fn complete(mut reply: Reply, r: &Request<'_>) -> Reply {
     if reply.tokens_in == 0 && reply.tokens_out == 0 {
         let chars_in: usize = r.chat.messages.iter().map(|m| m.chars()).sum();
         reply.tokens_in = chars_in.div_ceil(4) as u64;
@@ -200,11 +257,11 @@ pub(super) async fn send(ctx: &ExecContext, r: Request<'_>) -> Result<Reply, Cal
     if reply.upstream_model.is_empty() {
         reply.upstream_model = r.model.to_string();
     }
-    Ok(reply)
+    reply
 }
 
 /// A whole body, at most `max` bytes, each chunk within `timeout`.
-async fn read_body(
+pub(super) async fn read_body(
     ctx: &ExecContext,
     resp: &mut reqwest::Response,
     timeout: Duration,
@@ -229,7 +286,7 @@ fn usage_of(v: &Value, reply: &mut Reply) {
 
 impl Reply {
     /// Characters the model wrote: its text and its tool calls' arguments.
-    fn chars_out(&self) -> usize {
+    pub(super) fn chars_out(&self) -> usize {
         self.content.chars().count()
             + self
                 .tool_calls
@@ -268,20 +325,40 @@ async fn read_stream(
     resp: &mut reqwest::Response,
     r: &Request<'_>,
 ) -> Result<Reply, CallError> {
-    let mut s = Reading {
-        reply: Reply::default(),
-        calls: ToolCalls::new(r.max_bytes),
-        text: String::new(),
-        called: Vec::new(),
-        chars_out: 0,
-        last_progress: Instant::now(),
-    };
+    let mut s = Reading::new(r.max_bytes);
+    let done = read_events(ctx, resp, r, &mut s, |s, _, data| {
+        if data == "[DONE]" {
+            return Ok(true);
+        }
+        let v: Value = serde_json::from_str(data)
+            .map_err(|e| CallError::transient(format!("a stream chunk is not JSON: {e}")))?;
+        s.take(&v)?;
+        Ok(false)
+    })
+    .await?;
+    if !done && s.reply.finish_reason.is_none() {
+        return Err(CallError::transient("the stream ended before the reply did"));
+    }
+    s.end(ctx, r)
+}
+
+/// Reads server-sent events, bounded in size and in time between chunks, handing each
+/// `data:` line to `on` with the name of its event (`event:`, "" when none was given) until
+/// `on` says the stream is done (returned: true) or the stream ends (false). Progress is sent
+/// at most once per [`PROGRESS_EVERY`].
+pub(super) async fn read_events(
+    ctx: &ExecContext,
+    resp: &mut reqwest::Response,
+    r: &Request<'_>,
+    s: &mut Reading,
+    mut on: impl FnMut(&mut Reading, &str, &str) -> Result<bool, CallError>,
+) -> Result<bool, CallError> {
     let mut total = 0usize;
     let mut buf: Vec<u8> = Vec::new();
-    let mut done = false;
-    while !done {
+    let mut event = String::new();
+    loop {
         let Some(chunk) = bounded(ctx, r.timeout, "reply chunk", resp.chunk()).await? else {
-            break;
+            return Ok(false);
         };
         total += chunk.len();
         if total > r.max_bytes {
@@ -301,35 +378,32 @@ async fn read_stream(
         while let Some(end) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=end).collect();
             let line = String::from_utf8_lossy(&line);
-            let Some(data) = line.trim_end().strip_prefix("data:") else {
+            let line = line.trim_end();
+            if line.is_empty() {
+                event.clear();
+                continue;
+            }
+            if let Some(name) = line.strip_prefix("event:") {
+                event = name.trim().to_string();
+                continue;
+            }
+            let Some(data) = line.strip_prefix("data:") else {
                 continue;
             };
-            let data = data.trim_start();
-            if data == "[DONE]" {
-                done = true;
-                break;
+            if on(s, &event, data.trim_start())? {
+                return Ok(true);
             }
-            let v: Value = serde_json::from_str(data)
-                .map_err(|e| CallError::transient(format!("a stream chunk is not JSON: {e}")))?;
-            s.take(&v)?;
             if s.last_progress.elapsed() >= PROGRESS_EVERY {
                 s.progress(ctx, r);
             }
         }
     }
-    if !done && s.reply.finish_reason.is_none() {
-        return Err(CallError::transient("the stream ended before the reply did"));
-    }
-    s.called.extend(s.calls.finish());
-    s.progress(ctx, r);
-    s.reply.tool_calls = s.calls.into_calls().map_err(CallError::Unusable)?;
-    Ok(s.reply)
 }
 
 /// A stream being read.
-struct Reading {
-    reply: Reply,
-    calls: ToolCalls,
+pub(super) struct Reading {
+    pub reply: Reply,
+    pub calls: ToolCalls,
     /// Text not yet sent as progress.
     text: String,
     /// Names of complete tool calls not yet sent as progress.
@@ -340,7 +414,19 @@ struct Reading {
 }
 
 impl Reading {
-    /// Takes one chunk.
+    /// Nothing read yet; tool-call arguments may total `max_bytes`.
+    pub(super) fn new(max_bytes: usize) -> Self {
+        Reading {
+            reply: Reply::default(),
+            calls: ToolCalls::new(max_bytes),
+            text: String::new(),
+            called: Vec::new(),
+            chars_out: 0,
+            last_progress: Instant::now(),
+        }
+    }
+
+    /// Takes one OpenAI chunk.
     fn take(&mut self, v: &Value) -> Result<(), CallError> {
         if let Some(err) = v.get("error") {
             return Err(CallError::transient(format!(
@@ -357,26 +443,50 @@ impl Reading {
             return Ok(());
         };
         if let Some(text) = choice["delta"]["content"].as_str() {
-            reply.content.push_str(text);
-            self.text.push_str(text);
-            self.chars_out += text.chars().count();
+            self.text(text);
         }
         for entry in choice["delta"]["tool_calls"].as_array().into_iter().flatten() {
-            self.chars_out += entry["function"]["arguments"]
-                .as_str()
-                .map_or(0, |a| a.chars().count());
-            let complete = self.calls.delta(entry).map_err(CallError::Unusable)?;
-            self.called.extend(complete);
+            self.tool(entry)?;
         }
         if let Some(f) = choice["finish_reason"].as_str() {
-            reply.finish_reason = Some(f.to_string());
-            self.called.extend(self.calls.finish());
+            self.reply.finish_reason = Some(f.to_string());
+            self.finish_call();
         }
         Ok(())
     }
 
+    /// New text of the reply.
+    pub(super) fn text(&mut self, text: &str) {
+        self.reply.content.push_str(text);
+        self.text.push_str(text);
+        self.chars_out += text.chars().count();
+    }
+
+    /// One tool-call entry, in the shape of OpenAI's `delta.tool_calls[]` ([`ToolCalls::delta`]).
+    pub(super) fn tool(&mut self, entry: &Value) -> Result<(), CallError> {
+        self.chars_out += entry["function"]["arguments"]
+            .as_str()
+            .map_or(0, |a| a.chars().count());
+        let complete = self.calls.delta(entry).map_err(CallError::Unusable)?;
+        self.called.extend(complete);
+        Ok(())
+    }
+
+    /// The current tool call is complete.
+    pub(super) fn finish_call(&mut self) {
+        self.called.extend(self.calls.finish());
+    }
+
+    /// The stream is over: the last progress, and the reply with its tool calls.
+    pub(super) fn end(mut self, ctx: &ExecContext, r: &Request<'_>) -> Result<Reply, CallError> {
+        self.finish_call();
+        self.progress(ctx, r);
+        self.reply.tool_calls = self.calls.into_calls().map_err(CallError::Unusable)?;
+        Ok(self.reply)
+    }
+
     /// Sends what is pending as progress: the new text, then the tool calls completed.
-    fn progress(&mut self, ctx: &ExecContext, r: &Request<'_>) {
+    pub(super) fn progress(&mut self, ctx: &ExecContext, r: &Request<'_>) {
         if self.text.is_empty() && self.called.is_empty() {
             return;
         }
