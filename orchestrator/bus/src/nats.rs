@@ -295,11 +295,11 @@ const PULL_MAX: usize = 512;
 /// the writer (group commit), acking each message only once durable, so nothing is lost if this
 /// replica dies. The reader must never stall behind a slow store: async-nats ends a pull
 /// request whose messages are not read within its expiry plus 5 s and drops what it buffered,
-/// which NATS redelivers only after the ack wait, after later events (a RUNNING stored after
-/// its task's SUCCEEDED is ignored, so it would be missing from the history).
+/// which NATS redelivers only after the ack wait, after later events.
 ///
 /// The order holds within one tier-0 replica. Replicas share the consumer, so with several of
-/// them two events of one task may be stored by different replicas in either order.
+/// them two events of one task may be stored by different replicas in either order; the store
+/// places a late one in its task's history where it belongs (cadre-store's `late.rs`).
 async fn persist_events(c: Conn, writer: Arc<dyn Journal>) {
     let room = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD));
     let (tx, rx) = mpsc::unbounded_channel();

@@ -14,8 +14,10 @@ use crate::ops::{WriteOp, WriteOutcome};
 /// workflows).
 pub trait Store:
     crate::workflows::WorkflowStore
+    + crate::audit_prune::AuditPruneStore
     + crate::debounce::DebounceStore
     + crate::pauses::PauseStore
+    + crate::retention::RetentionStore
     + crate::revocations::RevocationStore
     + crate::schedules::ScheduleStore
     + Send

@@ -116,6 +116,23 @@ pub struct SignedHead {
     pub signer: String,
 }
 
+/// What stands for the pruned start of the chain: the last record removed (its seq, hash and
+/// sealing time), signed by the node that pruned it. The first remaining record must follow it
+/// ([`verify_from`]), as record 1 follows [`GENESIS`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Seq of the last record pruned: records 1 to `seq` are gone.
+    pub seq: u64,
+    /// That record's hash.
+    pub hash: String,
+    /// That record's sealing time (its draft's `at_ms`), Unix milliseconds.
+    pub at_ms: i64,
+    /// Ed25519 signature of `checkpoint:<seq>:<hash>:<at_ms>`, hex.
+    pub signature: String,
+    /// [`key_id`] of the key that signed it.
+    pub signer: String,
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -161,6 +178,11 @@ pub fn record_hash(seq: u64, draft: &AuditDraft, prev_hash: &str) -> String {
 
 fn head_message(seq: u64, hash: &str) -> String {
     format!("head:{seq}:{hash}")
+}
+
+/// What a [`Checkpoint`] signs (its own domain, so no head or record signature passes as one).
+fn checkpoint_message(seq: u64, hash: &str, at_ms: i64) -> String {
+    format!("checkpoint:{seq}:{hash}:{at_ms}")
 }
 
 /// Reads a public key PEM.
@@ -257,6 +279,19 @@ impl Sealer {
         }
     }
 
+    /// The checkpoint standing for records 1 to `last.seq`, once they are pruned: `last` is the
+    /// last record removed.
+    pub fn checkpoint(&self, last: &AuditRecord) -> Checkpoint {
+        let msg = checkpoint_message(last.seq, &last.hash, last.draft.at_ms);
+        Checkpoint {
+            seq: last.seq,
+            hash: last.hash.clone(),
+            at_ms: last.draft.at_ms,
+            signature: hex(&self.key.sign(msg.as_bytes()).to_bytes()),
+            signer: self.id.clone(),
+        }
+    }
+
     /// Writes the signed head naming `tail` (after the records up to it are committed). With
     /// several replicas each keeps its own head: the last record it sealed itself, a prefix of
     /// the shared chain.
@@ -345,42 +380,76 @@ pub enum Tampering {
     /// The record a head names has another hash.
     #[error("record {0} does not match the signed head")]
     HeadMismatch(u64),
+    /// The chain does not start at record 1 and no checkpoint stands for what is missing.
+    #[error(
+        "the chain starts at record {first}, not 1, and no checkpoint stands for the records before it: \
+         records were deleted, or the checkpoint of a prune was"
+    )]
+    Unanchored {
+        /// The first record present.
+        first: u64,
+    },
+    /// The checkpoint's signature is not a trusted node's (forged, or its key is not trusted).
+    #[error(
+        "the checkpoint at record {seq} is not signed by a trusted node key (it names signer {signer:?}): \
+         it was forged, or pass the public key of the node that pruned"
+    )]
+    CheckpointSignature {
+        /// The seq the checkpoint names.
+        seq: u64,
+        /// The key id it names.
+        signer: String,
+    },
+    /// The first record left is not the one after the checkpoint.
+    #[error(
+        "the checkpoint stands for records 1 to {checkpoint} but the first record left is {first}: \
+         records were deleted without a checkpoint for them, or the checkpoint was replaced"
+    )]
+    NotAfterCheckpoint {
+        /// The seq the checkpoint names.
+        checkpoint: u64,
+        /// The first record present.
+        first: u64,
+    },
+    /// The first record left does not link to the checkpoint's hash.
+    #[error(
+        "record {0} does not link to the checkpoint before it: the checkpoint or the record was replaced"
+    )]
+    CheckpointLink(u64),
 }
 
 /// Checks a whole chain (records in seq order, starting at 1) against the trusted node keys and
-/// signed heads. Each record must be signed by the key it names (any trusted key for records
-/// without a signer); each head must be signed by a trusted key and name a record of the chain
-/// with its hash. A head may be a prefix: records after it are fine (other replicas extend the
-/// chain, and a node may die before writing its head). Returns the number of records verified.
+/// signed heads: [`verify_from`] without a checkpoint (nothing was pruned).
 pub fn verify(records: &[AuditRecord], heads: &[SignedHead], keys: &TrustedKeys) -> Result<u64, Tampering> {
-    let mut prev = GENESIS.to_string();
-    for (i, r) in records.iter().enumerate() {
-        let expected = i as u64 + 1;
-        if r.seq != expected {
-            return Err(Tampering::Sequence {
-                expected,
-                found: r.seq,
+    verify_from(None, records, heads, keys)
+}
+
+/// Checks a chain whose start may have been pruned: `records` in seq order follow `checkpoint`
+/// (or start at record 1 when there is none), checked against the trusted node keys and signed
+/// heads. The checkpoint must be signed by a trusted key. Each record must be signed by the key
+/// it names (any trusted key for records without a signer); each head must be signed by a
+/// trusted key and name a record of the chain with its hash (a head below the checkpoint names
+/// a pruned record: only its signature is checked; a head at the checkpoint must carry its
+/// hash). A head may be a prefix: records after it are fine (other replicas extend the chain,
+/// and a node may die before writing its head). Returns the number of records verified.
+pub fn verify_from(
+    checkpoint: Option<&Checkpoint>,
+    records: &[AuditRecord],
+    heads: &[SignedHead],
+    keys: &TrustedKeys,
+) -> Result<u64, Tampering> {
+    if let Some(c) = checkpoint {
+        let msg = checkpoint_message(c.seq, &c.hash, c.at_ms);
+        if keys.check(&c.signer, msg.as_bytes(), &c.signature) != Some(true) {
+            return Err(Tampering::CheckpointSignature {
+                seq: c.seq,
+                signer: c.signer.clone(),
             });
         }
-        if r.prev_hash != prev {
-            return Err(Tampering::Link(r.seq));
-        }
-        if record_hash(r.seq, &r.draft, &r.prev_hash) != r.hash {
-            return Err(Tampering::Edited(r.seq));
-        }
-        match keys.check(&r.signer, r.hash.as_bytes(), &r.signature) {
-            None => {
-                return Err(Tampering::UntrustedSigner {
-                    seq: r.seq,
-                    signer: r.signer.clone(),
-                });
-            }
-            Some(false) => return Err(Tampering::Signature(r.seq)),
-            Some(true) => {}
-        }
-        prev = r.hash.clone();
     }
-    let last = records.len() as u64;
+    walk(checkpoint, records, Some(keys))?;
+    let base = checkpoint.map_or(0, |c| c.seq);
+    let last = records.last().map_or(base, |r| r.seq);
     for h in heads {
         if keys.check(&h.signer, head_message(h.seq, &h.hash).as_bytes(), &h.signature) != Some(true) {
             return Err(Tampering::HeadSignature(h.seq));
@@ -388,11 +457,82 @@ pub fn verify(records: &[AuditRecord], heads: &[SignedHead], keys: &TrustedKeys)
         if h.seq > last {
             return Err(Tampering::Truncated { last, head: h.seq });
         }
-        if h.seq > 0 && records[h.seq as usize - 1].hash != h.hash {
+        let hash = match h.seq.checked_sub(base) {
+            // Its record was pruned: the signature is all there is to check.
+            None => continue,
+            Some(0) => checkpoint.map_or(GENESIS, |c| c.hash.as_str()),
+            Some(i) => records[i as usize - 1].hash.as_str(),
+        };
+        if h.seq > 0 && hash != h.hash {
             return Err(Tampering::HeadMismatch(h.seq));
         }
     }
-    Ok(last)
+    Ok(records.len() as u64)
+}
+
+/// The records of a chain read before its checkpoint, without those the checkpoint stands for:
+/// a prune that commits between the two reads removes records already read. Read the records
+/// first: the other way round, a prune in between would leave a checkpoint older than the
+/// first record read, which [`verify_from`] rightly reports as tampering.
+pub fn after_checkpoint(checkpoint: Option<&Checkpoint>, mut records: Vec<AuditRecord>) -> Vec<AuditRecord> {
+    if let Some(c) = checkpoint {
+        records.retain(|r| r.seq > c.seq);
+    }
+    records
+}
+
+/// Checks that `records` (in seq order) follow `checkpoint` (or start at record 1) without
+/// gaps, each linking to the one before and matching its hash, without checking signatures:
+/// what the store checks before it prunes records, so a checkpoint never stands for a broken
+/// chain (signatures need every replica's public key; `cadre audit verify` checks them).
+pub fn check_links(checkpoint: Option<&Checkpoint>, records: &[AuditRecord]) -> Result<(), Tampering> {
+    walk(checkpoint, records, None)
+}
+
+/// The record checks of [`verify_from`] (signatures only with `keys`), first problem first.
+fn walk(
+    checkpoint: Option<&Checkpoint>,
+    records: &[AuditRecord],
+    keys: Option<&TrustedKeys>,
+) -> Result<(), Tampering> {
+    let (base, mut prev) = checkpoint.map_or((0, GENESIS), |c| (c.seq, c.hash.as_str()));
+    for (i, r) in records.iter().enumerate() {
+        let expected = base + i as u64 + 1;
+        if r.seq != expected {
+            return Err(match (i, checkpoint) {
+                (0, Some(c)) => Tampering::NotAfterCheckpoint {
+                    checkpoint: c.seq,
+                    first: r.seq,
+                },
+                (0, None) => Tampering::Unanchored { first: r.seq },
+                _ => Tampering::Sequence {
+                    expected,
+                    found: r.seq,
+                },
+            });
+        }
+        if r.prev_hash != prev {
+            return Err(match (i, checkpoint) {
+                (0, Some(_)) => Tampering::CheckpointLink(r.seq),
+                _ => Tampering::Link(r.seq),
+            });
+        }
+        if record_hash(r.seq, &r.draft, &r.prev_hash) != r.hash {
+            return Err(Tampering::Edited(r.seq));
+        }
+        match keys.map(|k| k.check(&r.signer, r.hash.as_bytes(), &r.signature)) {
+            Some(None) => {
+                return Err(Tampering::UntrustedSigner {
+                    seq: r.seq,
+                    signer: r.signer.clone(),
+                });
+            }
+            Some(Some(false)) => return Err(Tampering::Signature(r.seq)),
+            Some(Some(true)) | None => {}
+        }
+        prev = &r.hash;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -496,6 +636,143 @@ mod tests {
         let mut legacy = records.clone();
         legacy.iter_mut().for_each(|r| r.signer.clear());
         assert_eq!(verify(&legacy, &[], &key), Ok(5));
+    }
+
+    #[test]
+    fn a_pruned_chain_verifies_from_its_checkpoint_and_tampering_with_it_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Sealer::new(test_key(), dir.path());
+        let keys = TrustedKeys::new([sealer.key.verifying_key()]);
+        let mut tail = ChainTail::default();
+        let mut records = Vec::new();
+        let mut heads = Vec::new();
+        for i in 1..=10 {
+            records.push(sealer.seal(&mut tail, AuditDraft::new("submit", &format!("t{i}"), "ok", "")));
+            if [2, 4, 10].contains(&i) {
+                heads.push(sealer.head(&tail));
+            }
+        }
+        // Records 1 to 4 pruned: the rest verifies from the checkpoint; the head below it is
+        // checked for its signature, the one at it against its hash.
+        let cp = sealer.checkpoint(&records[3]);
+        let rest = &records[4..];
+        assert_eq!(verify_from(Some(&cp), rest, &heads, &keys), Ok(6));
+        assert_eq!(verify_from(Some(&cp), &[], &heads[..2], &keys), Ok(0));
+        assert_eq!(verify_from(None, &records, &heads, &keys), Ok(10));
+        // Records read before a prune committed, the checkpoint after it.
+        assert_eq!(after_checkpoint(Some(&cp), records.clone()), rest);
+        assert_eq!(after_checkpoint(None, records.clone()), records);
+
+        // The checkpoint deleted after the prune.
+        assert_eq!(
+            verify(rest, &heads, &keys),
+            Err(Tampering::Unanchored { first: 5 })
+        );
+        // Replaced by an older checkpoint.
+        let older = sealer.checkpoint(&records[1]);
+        assert_eq!(
+            verify_from(Some(&older), rest, &heads, &keys),
+            Err(Tampering::NotAfterCheckpoint {
+                checkpoint: 2,
+                first: 5
+            })
+        );
+        // A record deleted after the checkpoint.
+        assert_eq!(
+            verify_from(Some(&cp), &records[5..], &[], &keys),
+            Err(Tampering::NotAfterCheckpoint {
+                checkpoint: 4,
+                first: 6
+            })
+        );
+        // Forged with an untrusted key, also when it claims the trusted signer; or edited.
+        let forger = Sealer::new(test_key(), dir.path());
+        let forged = forger.checkpoint(&records[3]);
+        assert_eq!(
+            verify_from(Some(&forged), rest, &[], &keys),
+            Err(Tampering::CheckpointSignature {
+                seq: 4,
+                signer: forger.key_id().to_string()
+            })
+        );
+        let claimed = Checkpoint {
+            signer: sealer.key_id().to_string(),
+            ..forged.clone()
+        };
+        assert!(matches!(
+            verify_from(Some(&claimed), rest, &[], &keys),
+            Err(Tampering::CheckpointSignature { seq: 4, .. })
+        ));
+        let moved = Checkpoint {
+            at_ms: cp.at_ms + 1,
+            ..cp.clone()
+        };
+        assert!(matches!(
+            verify_from(Some(&moved), rest, &[], &keys),
+            Err(Tampering::CheckpointSignature { .. })
+        ));
+        // A head's signature does not pass as a checkpoint's (separate domains).
+        let as_head = Checkpoint {
+            signature: sealer
+                .head(&ChainTail {
+                    seq: 4,
+                    hash: cp.hash.clone(),
+                })
+                .signature,
+            ..cp.clone()
+        };
+        assert!(matches!(
+            verify_from(Some(&as_head), rest, &[], &keys),
+            Err(Tampering::CheckpointSignature { .. })
+        ));
+        // A signed checkpoint of another record 4: the first record does not link to it, and
+        // the head at 4 does not match it.
+        let mut other = records[3].clone();
+        other.hash = "ab".repeat(32);
+        let wrong = sealer.checkpoint(&other);
+        assert_eq!(
+            verify_from(Some(&wrong), rest, &[], &keys),
+            Err(Tampering::CheckpointLink(5))
+        );
+        let mut wrong_rest = rest.to_vec();
+        wrong_rest[0].prev_hash = wrong.hash.clone();
+        assert_eq!(
+            verify_from(Some(&wrong), &wrong_rest, &[], &keys),
+            Err(Tampering::Edited(5))
+        );
+        assert_eq!(
+            verify_from(
+                Some(&cp),
+                rest,
+                &[sealer.head(&ChainTail {
+                    seq: 4,
+                    hash: other.hash
+                })],
+                &keys
+            ),
+            Err(Tampering::HeadMismatch(4))
+        );
+        // Heads are still checked: a forged one below the checkpoint, a cut-off tail above it.
+        let mut bad_head = heads[0].clone();
+        bad_head.signature = "00".repeat(64);
+        assert_eq!(
+            verify_from(Some(&cp), rest, &[bad_head], &keys),
+            Err(Tampering::HeadSignature(2))
+        );
+        assert_eq!(
+            verify_from(Some(&cp), &rest[..3], &heads, &keys),
+            Err(Tampering::Truncated { last: 7, head: 10 })
+        );
+        // Records after the checkpoint are still checked; the links alone need no key.
+        let mut edited = rest.to_vec();
+        edited[2].draft.detail = "changed".into();
+        assert_eq!(
+            verify_from(Some(&cp), &edited, &[], &keys),
+            Err(Tampering::Edited(7))
+        );
+        assert_eq!(check_links(Some(&cp), &edited), Err(Tampering::Edited(7)));
+        assert_eq!(check_links(Some(&cp), rest), Ok(()));
+        assert_eq!(check_links(None, rest), Err(Tampering::Unanchored { first: 5 }));
     }
 
     #[test]

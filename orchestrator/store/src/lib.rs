@@ -19,19 +19,26 @@
 //!   for either database.
 //! - [`reads`]: concurrent task reads coalesced into batches where the database prefers that.
 //! - [`chain`]: the signed, hash-linked audit chain the store seals drafts into.
+//! - [`audit_prune`]: removing the chain's oldest records behind a signed checkpoint.
 //! - [`debounce`]: which task holds a debounce key, and the writes that end a hold.
 //! - [`pauses`]: what an operator paused (the pause set tier 0 sends to supervisors).
+//! - [`retention`]: finished tasks past their time to live, and their deletion in batches.
 //! - [`revocations`]: revoked JWTs, rotated signing keys and live tier-0 replicas.
 //! - [`schedules`]: schedules and the compare-and-set claim that fires each tick once.
 //! - [`workflows`]: workflow definitions, instances' engine records and signals, and the
 //!   workflow engine's leadership.
 //!
 //! Invariant kept by every implementation: a task in a terminal state never changes again.
-//! Transitions for it are answered with [`WriteOutcome::Ignored`]. That makes at-least-once
-//! execution safe: a task re-run after a crash can finish at most once.
+//! Transitions for it are answered with [`WriteOutcome::Ignored`], except a late one that
+//! happened before its end (stored after it by another tier-0 replica): its event is placed in
+//! the history before the terminal event, the row's state untouched (`late.rs`). That makes
+//! at-least-once execution safe: a task re-run after a crash can finish at most once.
 
 #![forbid(unsafe_code)]
 
+pub mod audit_prune;
+#[cfg(test)]
+mod audit_prune_tests;
 pub mod backend;
 pub mod chain;
 pub mod debounce;
@@ -40,6 +47,9 @@ mod debounce_tests;
 pub mod error;
 pub mod filters;
 pub mod keys;
+mod late;
+#[cfg(test)]
+mod late_tests;
 pub mod open;
 pub mod ops;
 pub mod pauses;
@@ -47,6 +57,9 @@ mod plan;
 pub mod postgres;
 mod query;
 pub mod reads;
+pub mod retention;
+#[cfg(test)]
+mod retention_tests;
 pub mod revocations;
 mod rows;
 #[cfg(test)]
@@ -59,6 +72,7 @@ pub mod testing;
 mod workflow_tests;
 pub mod workflows;
 
+pub use audit_prune::AuditPruneStore;
 pub use backend::Store;
 pub use debounce::{DebounceStore, Release};
 pub use error::{StoreError, StoreResult};
@@ -67,6 +81,7 @@ pub use keys::ApiKeyRecord;
 pub use open::open;
 pub use ops::{WriteOp, WriteOutcome};
 pub use pauses::{PauseStore, StoredPause};
+pub use retention::{Deleted, Expired, RetentionStore};
 pub use revocations::{Revocation, RevocationStore, StoredSigningKey};
 pub use schedules::{FireRecord, ScheduleStore, StoredSchedule};
 pub use workflows::{InstanceState, Lease, NewSignal, StoredDefinition, WorkflowStore};

@@ -58,6 +58,16 @@ impl Live {
     }
 }
 
+/// A task as a late transition finds it: its row (`task.seq` its last event's) and its events
+/// in seq order.
+#[derive(Clone, Debug)]
+pub(super) struct Past {
+    /// The row.
+    pub task: Live,
+    /// The events.
+    pub events: Vec<TaskEvent>,
+}
+
 /// How a batch changes one task row (the last change of the batch wins).
 #[derive(Clone, Debug)]
 pub(super) struct RowUpdate {
@@ -81,7 +91,7 @@ pub(super) struct RowUpdate {
 
 impl RowUpdate {
     /// The row as `l` says, changing nothing else.
-    fn of(l: &Live, at_ms: i64) -> Self {
+    pub(super) fn of(l: &Live, at_ms: i64) -> Self {
         RowUpdate {
             state: l.state,
             attempt: l.attempt,
@@ -111,6 +121,12 @@ pub(super) struct Plan<'a> {
     pub chain: ChainTail,
     /// Audit records sealed by the batch, in seq order.
     pub audit: Vec<AuditRecord>,
+    /// The cursor of the batch's first event: events below it are stored already.
+    pub start: u64,
+    /// Stored events that late transitions placed new content in, by cursor (`late.rs`).
+    pub rewritten: Vec<TaskEvent>,
+    /// Tasks finished before the batch whose row seq moves one up per entry (a late event).
+    pub seq_bumps: Vec<TaskId>,
 }
 
 impl<'a> Plan<'a> {
@@ -125,6 +141,9 @@ impl<'a> Plan<'a> {
             rows: Vec::new(),
             chain,
             audit: Vec::new(),
+            start: next_cursor,
+            rewritten: Vec::new(),
+            seq_bumps: Vec::new(),
         }
     }
 
@@ -162,7 +181,7 @@ impl<'a> Plan<'a> {
 
     /// Merges `update` into the batch's change of that task row (the last change wins; a
     /// result, error or signature set earlier in the batch is kept unless replaced).
-    fn row(&mut self, id: TaskId, update: RowUpdate) {
+    pub(super) fn row(&mut self, id: TaskId, update: RowUpdate) {
         match self.rows.iter_mut().find(|(rid, _)| *rid == id) {
             Some((_, prev)) => {
                 let result = update.result.clone().or(prev.result.take());
@@ -333,6 +352,10 @@ pub(super) trait PlanIo {
     /// record read back.
     fn stored_draft(&self, draft: &AuditDraft) -> AuditDraft;
 
+    /// A task as a late transition finds it: its row and its stored events in seq order (None:
+    /// no such task). See `late.rs`.
+    async fn history(&mut self, task_id: TaskId) -> StoreResult<Option<Past>>;
+
     /// Debounce: makes task `hold.task_id` hold its tenant's key in place of the task that
     /// held it, returned (see [`crate::debounce`]).
     async fn supersede(&mut self, hold: Hold<'_>) -> StoreResult<Option<TaskId>> {
@@ -369,6 +392,7 @@ impl Plan<'_> {
                     Some(key) => WriteOutcome::Existing(io.existing(rec, key).await?),
                     None => WriteOutcome::Ignored,
                 },
+                WriteOp::Transition(t) if self.is_late(t) => self.late(t, now, io).await?,
                 WriteOp::Transition(t) => self.transition(t, now),
                 WriteOp::Progress {
                     task_id,
@@ -477,6 +501,10 @@ mod tests {
                 u.tenant, u.usage.model, u.day, u.cost_usd
             ));
             Ok(())
+        }
+
+        async fn history(&mut self, _: TaskId) -> StoreResult<Option<Past>> {
+            Ok(None)
         }
 
         fn stored_draft(&self, draft: &AuditDraft) -> AuditDraft {

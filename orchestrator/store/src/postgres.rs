@@ -306,13 +306,15 @@ impl PgStore {
     /// under the event-log lock (every replica appends only under it), so the batch's events
     /// follow and its drafts are sealed after what is committed.
     async fn heads(conn: &mut PgConnection) -> StoreResult<(i64, ChainTail)> {
-        let (next, seq, hash): (i64, Option<i64>, Option<String>) = sqlx::query_as(
-            "SELECT (SELECT COALESCE(MAX(cursor), 0) + 1 FROM events), \
-             (SELECT seq FROM audit ORDER BY seq DESC LIMIT 1), \
-             (SELECT hash FROM audit ORDER BY seq DESC LIMIT 1)",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
+        // The chain's end is its last record (or a prune's checkpoint if none is left).
+        let sql = format!(
+            "SELECT (SELECT COALESCE(MAX(cursor), 0) + 1 FROM events), e.seq, e.hash \
+             FROM (SELECT 1) AS one LEFT JOIN ({}) AS e ON true",
+            crate::audit_prune::CHAIN_END
+        );
+        let (next, seq, hash): (i64, Option<i64>, Option<String>) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut *conn)
+            .await?;
         Ok((next, crate::ops::audit_tail_of(seq.zip(hash))))
     }
 
@@ -467,12 +469,24 @@ impl PgStore {
             tenants: &touched.tenants,
             usage: Vec::new(),
             holds,
+            conn: &mut tx,
         };
         let outcomes = plan.walk(ops, &inserted, now, sealer, &mut read).await?;
-        Self::write(&mut tx, &plan, &read.usage, &touched.base).await?;
-        read.holds.write(&mut tx).await?;
+        let ReadBefore { usage, holds, .. } = read;
+        crate::late::pg_sql::rewrite(&mut tx, &plan, text).await?;
+        Self::write(&mut tx, &plan, &usage, &touched.base).await?;
+        holds.write(&mut tx).await?;
         tx.commit().await?;
         Ok(outcomes)
+    }
+
+    /// A transaction that changes the audit chain outside a batch (a prune), holding the
+    /// event-log lock as sealing does, so it never interleaves with another replica's prune or
+    /// with a batch sealing records.
+    async fn begin_chain_write(&self) -> StoreResult<((), sqlx::Transaction<'static, sqlx::Postgres>)> {
+        let mut tx = self.pool.begin().await?;
+        Self::lock_event_log(&mut tx).await?;
+        Ok(((), tx))
     }
 
     /// Takes the event-log lock ([`EVENT_LOG_LOCK`]) for the rest of the transaction.
@@ -514,7 +528,8 @@ fn touched_ids(ops: &[WriteOp]) -> Vec<String> {
 }
 
 /// What a PostgreSQL batch needs while it is planned, all read before planning (under the
-/// lock): nothing is read then, and usage waits to be written with the rest of the batch.
+/// lock): nothing is read then but the history of a finished task a late transition is for
+/// ([`crate::late`]), and usage waits to be written with the rest of the batch.
 struct ReadBefore<'a> {
     /// The tasks that hold the idempotency keys of lost inserts, by (tenant, key) as stored.
     existing: &'a HashMap<(String, String), TaskId>,
@@ -524,6 +539,8 @@ struct ReadBefore<'a> {
     usage: Vec<UsageInsert>,
     /// The debounce holds the batch reads and changes.
     holds: crate::debounce::PgHolds,
+    /// The batch's transaction, for [`PlanIo::history`].
+    conn: &'a mut PgConnection,
 }
 
 impl PlanIo for ReadBefore<'_> {
@@ -553,6 +570,10 @@ impl PlanIo for ReadBefore<'_> {
             at_ms: u.at_ms,
         });
         Ok(())
+    }
+
+    async fn history(&mut self, task_id: TaskId) -> StoreResult<Option<crate::plan::Past>> {
+        crate::late::pg_sql::history(self.conn, task_id).await
     }
 
     fn stored_draft(&self, draft: &AuditDraft) -> AuditDraft {
@@ -647,8 +668,10 @@ impl_sql_store!(PgStore, sqlx::Postgres);
 crate::workflows::impl_workflow_store!(PgStore, sqlx::Postgres);
 crate::debounce::impl_debounce_store!(PgStore, "$1");
 crate::pauses::impl_pause_store!(PgStore, sqlx::Postgres);
+crate::retention::impl_retention_store!(postgres: PgStore);
 crate::revocations::impl_revocation_store!(PgStore, sqlx::Postgres);
 crate::schedules::impl_schedule_store!(PgStore, sqlx::Postgres);
+crate::audit_prune::impl_audit_prune_store!(PgStore, sqlx::Postgres);
 
 /// The advisory lock class of the workflow engine's leadership (`cadr` as a 32-bit number; the
 /// two-key lock space is apart from the event log's one-key lock).

@@ -140,9 +140,9 @@ where
         ))
     }
 
-    /// `(seq, hash)` of the last audit record.
+    /// `(seq, hash)` of the last audit record (or of the checkpoint of a prune, if none is left).
     pub fn audit_tail() -> QueryBuilder<DB> {
-        QueryBuilder::new("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        QueryBuilder::new(crate::audit_prune::CHAIN_END)
     }
 
     /// Audit rows in seq order: all, or those whose target is `target`.

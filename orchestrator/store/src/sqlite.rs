@@ -262,8 +262,10 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Writes a planned batch: its events, its audit records, then its changed task rows.
+    /// Writes a planned batch: the stored events late transitions rewrote, its events, its
+    /// audit records, then its changed task rows.
     async fn write(conn: &mut SqliteConnection, plan: &Plan<'_>) -> StoreResult<()> {
+        crate::late::sqlite_sql::rewrite(conn, plan, str::to_string).await?;
         Self::insert_events(conn, &plan.events).await?;
         Self::insert_audit(conn, &plan.audit).await?;
         Self::update_tasks(conn, &plan.rows).await
@@ -279,7 +281,25 @@ impl SqliteStore {
             *guard = Some(self.load_cache().await?);
         }
         let cache = guard.as_mut().expect("cache loaded");
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let applied = Self::apply_on(&mut conn, cache, ops, sealer).await;
+        if applied.is_err() {
+            // A failed batch (a full disk, a failed COMMIT) can leave SQLite's transaction and
+            // sqlx's count of it out of step, with the write lock held: every later write would
+            // be "database is locked". The connection is closed, never reused.
+            conn.close_on_drop();
+        }
+        applied
+    }
+
+    /// [`Self::apply_batch`] in one transaction on `conn`.
+    async fn apply_on(
+        conn: &mut SqliteConnection,
+        cache: &mut WriterCache,
+        ops: &[WriteOp],
+        sealer: Option<&Sealer>,
+    ) -> StoreResult<Vec<WriteOutcome>> {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         // No new task: no statement.
         let inserted = Self::insert_tasks(&mut tx, &new_tasks(ops)).await?;
         let now = now_ms();
@@ -353,6 +373,10 @@ impl PlanIo for InTransaction<'_> {
         Ok(())
     }
 
+    async fn history(&mut self, task_id: TaskId) -> StoreResult<Option<crate::plan::Past>> {
+        crate::late::sqlite_sql::history(self.0, task_id).await
+    }
+
     /// SQLite keeps text as it is.
     fn stored_draft(&self, draft: &AuditDraft) -> AuditDraft {
         draft.clone()
@@ -408,10 +432,24 @@ impl_sql_store!(SqliteStore, Sqlite);
 crate::workflows::impl_workflow_store!(SqliteStore, Sqlite);
 crate::debounce::impl_debounce_store!(SqliteStore, "?");
 crate::pauses::impl_pause_store!(SqliteStore, Sqlite);
+crate::retention::impl_retention_store!(sqlite: SqliteStore);
 crate::revocations::impl_revocation_store!(SqliteStore, Sqlite);
 crate::schedules::impl_schedule_store!(SqliteStore, Sqlite);
+crate::audit_prune::impl_audit_prune_store!(SqliteStore, Sqlite);
 
 impl SqliteStore {
+    /// A transaction that changes the audit chain outside a batch (a prune), holding the
+    /// writer's lock so it never interleaves with a batch sealing records.
+    async fn begin_chain_write(
+        &self,
+    ) -> StoreResult<(
+        tokio::sync::MutexGuard<'_, Option<WriterCache>>,
+        sqlx::Transaction<'static, Sqlite>,
+    )> {
+        let writer = self.cache.lock().await;
+        Ok((writer, self.pool.begin().await?))
+    }
+
     /// The only process on its file always leads the workflow engine.
     async fn take_lead(&self) -> StoreResult<Option<crate::workflows::Lease>> {
         Ok(Some(crate::workflows::Lease::sole()))
