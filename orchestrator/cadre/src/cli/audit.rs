@@ -19,7 +19,9 @@ const EVIDENCE_HOWTO: &str = "Each record's hash is SHA-256 over its prev_hash (
 compact JSON array [seq, {at_ms, actor, tenant, role, action, target, outcome, detail}] (fields in that \
 order). Each signature is Ed25519 (hex) over the hash's hex text, by the key whose 32 bytes the record's \
 signer field holds in hex (empty: the node key); that key must be one of trusted_public_keys_pem. A \
-head's signature covers the text head:<seq>:<hash>. `cadre audit verify --data-dir DIR` checks the whole \
+head's signature covers the text head:<seq>:<hash>. When the chain's start was pruned, the checkpoint \
+names the last record removed: its signature (by a trusted key, named by signer) covers the text \
+checkpoint:<seq>:<hash>:<at_ms>, and the first record left has seq + 1 and prev_hash = its hash. `cadre audit verify --data-dir DIR` checks the whole \
 chain (add --store-url, --trusted-key and --head for a chain shared by several tier-0 replicas).";
 
 /// Where `cadre audit` finds the chain, the keys it trusts and the heads it checks.
@@ -35,8 +37,9 @@ pub(super) struct AuditSource {
 }
 
 impl AuditSource {
-    /// The store, read-only for SQLite (a node may be running on it).
-    async fn store(&self) -> Result<Arc<dyn cadre_store::Store>> {
+    /// The store, read-only for SQLite (a node may be running on it); `tasks export` reads
+    /// through it too.
+    pub(super) async fn store(&self) -> Result<Arc<dyn cadre_store::Store>> {
         Ok(match self.store_url.as_deref() {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 Arc::new(cadre_store::postgres::PgStore::connect(url, 2).await?)
@@ -110,8 +113,11 @@ async fn verify(
     heads: &[audit::SignedHead],
     keys: &audit::TrustedKeys,
 ) -> Result<i32> {
+    // The records first, then the checkpoint (see `audit::after_checkpoint`).
     let records = store.audit_records(None).await?;
-    match audit::verify(&records, heads, keys) {
+    let checkpoint = checkpoint(store).await?;
+    let records = audit::after_checkpoint(checkpoint.as_ref(), records);
+    match audit::verify_from(checkpoint.as_ref(), &records, heads, keys) {
         Ok(n) => {
             let at = if heads.is_empty() {
                 "none".to_string()
@@ -124,8 +130,17 @@ async fn verify(
             };
             let signers: std::collections::BTreeSet<&str> =
                 records.iter().map(|r| r.signer.as_str()).collect();
+            let start = match &checkpoint {
+                None => "from record 1".to_string(),
+                Some(c) => format!(
+                    "from a checkpoint at record {} ({} records pruned, sealed up to {})",
+                    c.seq,
+                    c.seq,
+                    super::render::utc_time(c.at_ms)
+                ),
+            };
             println!(
-                "audit chain OK: {n} records by {} signing key(s), every link and signature valid; \
+                "audit chain OK {start}: {n} records by {} signing key(s), every link and signature valid; \
                  signed head(s) at {at}",
                 signers.len()
             );
@@ -133,6 +148,33 @@ async fn verify(
         }
         Err(t) => bail!("audit chain TAMPERED: {t}"),
     }
+}
+
+/// The checkpoint standing for the chain's pruned start, if any.
+async fn checkpoint(store: &dyn cadre_store::Store) -> Result<Option<audit::Checkpoint>> {
+    store.audit_checkpoint().await.context(
+        "cannot read the audit chain's checkpoint (a database of an older cadre: start a node on it once)",
+    )
+}
+
+/// What to tell about task `id`'s records when the chain's start was pruned behind
+/// `checkpoint`: None if the task is younger than every record pruned.
+fn pruned_note(
+    id: cadre_proto::TaskId,
+    checkpoint: Option<&audit::Checkpoint>,
+    left: usize,
+) -> Option<String> {
+    let c = checkpoint?;
+    let (secs, nanos) = id.0.get_timestamp()?.to_unix();
+    let created_ms = (secs as i64).saturating_mul(1000) + i64::from(nanos / 1_000_000);
+    (created_ms <= c.at_ms).then(|| {
+        format!(
+            "task {id} is older than the audit chain's pruned start: its records sealed up to {} \
+             (among records 1 to {}) were pruned behind a signed checkpoint; {left} of its records are left",
+            super::render::utc_time(c.at_ms),
+            c.seq
+        )
+    })
 }
 
 /// `cadre audit export`: one task's audit records with the trusted keys, the signed heads and
@@ -146,6 +188,12 @@ async fn export(
 ) -> Result<i32> {
     let id: cadre_proto::TaskId = task.parse()?;
     let records = store.audit_records(Some(&id.to_string())).await?;
+    let checkpoint = checkpoint(store).await?;
+    let records = audit::after_checkpoint(checkpoint.as_ref(), records);
+    let pruned = pruned_note(id, checkpoint.as_ref(), records.len());
+    if let Some(note) = &pruned {
+        eprintln!("{note}");
+    }
     let package = serde_json::json!({
         "task_id": id.to_string(),
         "generated_at_ms": cadre_proto::clock::now_ms(),
@@ -154,6 +202,8 @@ async fn export(
         "signed_heads": heads,
         "signed_head": heads.first(),
         "records": records,
+        "checkpoint": checkpoint,
+        "pruned": pruned,
         "how_to_verify": EVIDENCE_HOWTO,
     });
     let text = serde_json::to_string_pretty(&package)?;

@@ -9,6 +9,13 @@ use anyhow::{Context, Result};
 use cadre_proto::TaskState;
 use cadre_proto::v1;
 
+/// Unix milliseconds as UTC `YYYY-MM-DDTHH:MM:SSZ`.
+pub(super) fn utc_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000).rem_euclid(86_400);
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    format!("{}T{h:02}:{m:02}:{s:02}Z", cadre_proto::clock::utc_day(ms))
+}
+
 /// An error and its causes on one line (repeated causes once, newlines as `; `), as
 /// `main_entry` prints it after `error: `.
 pub(super) fn one_line(e: &anyhow::Error) -> String {

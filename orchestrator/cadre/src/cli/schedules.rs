@@ -9,6 +9,7 @@ use cadre_proto::v1;
 use serde_json::{Value, json};
 
 use super::connect::Target;
+use super::render::utc_time;
 use super::schedule_args::{CreateArgs, ScheduleCommand};
 
 /// `cadre schedule ...`.
@@ -208,11 +209,4 @@ fn schedule_json(s: &v1::Schedule) -> Value {
         "fires": s.fires,
         "skipped": s.skipped,
     })
-}
-
-/// Unix milliseconds as UTC `YYYY-MM-DDTHH:MM:SSZ`.
-fn utc_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000).rem_euclid(86_400);
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    format!("{}T{h:02}:{m:02}:{s:02}Z", cadre_proto::clock::utc_day(ms))
 }

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use cadre_proto::v1;
+use cadre_store::AuditPruneStore;
 use sqlx::sqlite::SqlitePoolOptions;
 use tonic::Code;
 
@@ -298,4 +299,144 @@ async fn verified_and_fortress_results_are_signed_and_fortress_runs_only_in_the_
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("does NOT match"));
     drop(node);
+}
+
+/// The `system.audit.verify` task's result.
+async fn audit_task(c: &mut Tasks) -> serde_json::Value {
+    let t = run(c, spec("system.audit.verify", "{}")).await;
+    assert_eq!(state(&t), v1::TaskState::Succeeded, "{t:#?}");
+    serde_json::from_str(&t.result_json).unwrap()
+}
+
+/// Prunes the chain of the (stopped) node in `data` as the node's own key: up to `limit` of the
+/// oldest records but the newest.
+async fn prune(data: &Path, limit: u32) -> u64 {
+    let store = cadre_store::sqlite::SqliteStore::open(&data.join("cadre.db"), true)
+        .await
+        .unwrap();
+    let sealer = cadre_store::chain::Sealer::new(cadre_core::audit::node_key(data).unwrap(), data);
+    let n = store.prune_audit(i64::MAX, limit, &sealer).await.unwrap();
+    store.close().await;
+    n
+}
+
+/// The checkpoint of the chain in `data`.
+async fn checkpoint(data: &Path) -> cadre_store::chain::Checkpoint {
+    let store = cadre_store::sqlite::SqliteStore::open_read_only(&data.join("cadre.db"))
+        .await
+        .unwrap();
+    let c = store.audit_checkpoint().await.unwrap().expect("a checkpoint");
+    store.close().await;
+    c
+}
+
+#[tokio::test]
+async fn a_pruned_chain_verifies_from_its_checkpoint_and_sealing_continues() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = TestNode::start_in(tmp.path(), "").await;
+    let mut c = node.tasks().await;
+    let old = run(&mut c, spec("system.debug.echo", "{}")).await;
+    for _ in 0..5 {
+        run(&mut c, spec("system.debug.echo", "{}")).await;
+    }
+    assert!(node.stop().await.success());
+    let data = tmp.path().join("data");
+
+    // Two prunes: the second replaces the first's checkpoint; the newest record always stays.
+    assert_eq!(prune(&data, 2).await, 2);
+    let out = cadre_audit(&data, &["verify"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("audit chain OK from a checkpoint at record 2 (2 records pruned"),
+        "{stdout}"
+    );
+    let first = checkpoint(&data).await;
+    // One record per submit: 6; 2 are left after the second prune.
+    assert_eq!(prune(&data, 2).await, 2);
+    let through = 4;
+    let out = cadre_audit(&data, &["verify"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "from a checkpoint at record {through} (4 records pruned"
+        )) && stdout.contains(": 2 records"),
+        "{stdout}"
+    );
+
+    // The export of a task older than the pruned start says so.
+    let evidence = tmp.path().join("evidence.json");
+    let out = cadre_audit(
+        &data,
+        &["export", "--task", &old.id, "--out", evidence.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("were pruned behind a signed checkpoint"),
+        "{out:?}"
+    );
+    let pkg: serde_json::Value = serde_json::from_slice(&std::fs::read(&evidence).unwrap()).unwrap();
+    assert_eq!(pkg["checkpoint"]["seq"], through);
+    assert!(pkg["pruned"].as_str().unwrap().contains(&old.id), "{pkg}");
+
+    // Tampering with the pruned chain is caught.
+    let older = format!(
+        "UPDATE audit_checkpoint SET seq = {}, hash = '{}', at_ms = {}, signature = '{}', signer = '{}'",
+        first.seq, first.hash, first.at_ms, first.signature, first.signer
+    );
+    let cases = [
+        (
+            "checkpoint deleted",
+            "DELETE FROM audit_checkpoint".to_string(),
+            "no checkpoint stands for".to_string(),
+        ),
+        (
+            "one more record deleted",
+            "DELETE FROM audit WHERE seq = (SELECT MIN(seq) FROM audit)".into(),
+            format!(
+                "stands for records 1 to {through} but the first record left is {}",
+                through + 2
+            ),
+        ),
+        (
+            "the older checkpoint put back",
+            older,
+            format!(
+                "stands for records 1 to 2 but the first record left is {}",
+                through + 1
+            ),
+        ),
+        (
+            "forged checkpoint",
+            "UPDATE audit_checkpoint SET signature = substr(signature, 3) || '00'".into(),
+            "is not signed by a trusted node key".into(),
+        ),
+    ];
+    for (what, sql, why) in cases {
+        let dir = tampered(&data, &[&sql]).await;
+        let out = cadre_audit(dir.path(), &["verify"]);
+        assert_eq!(out.status.code(), Some(1), "{what} must be detected: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("TAMPERED") && err.contains(&why), "{what}: {err}");
+    }
+
+    // The node seals after the checkpoint; the audit task and `cadre audit verify` check from it.
+    let node = TestNode::start_in(tmp.path(), "").await;
+    let mut c = node.tasks().await;
+    run(&mut c, spec("system.debug.echo", "{}")).await;
+    let audit = audit_task(&mut c).await;
+    assert_eq!(audit["intact"], true, "{audit}");
+    assert_eq!(audit["pruned_through_seq"], through, "{audit}");
+    assert!(audit["records"].as_u64().unwrap() >= 2, "{audit}");
+    assert!(node.stop().await.success());
+    let store = cadre_store::sqlite::SqliteStore::open_read_only(&data.join("cadre.db"))
+        .await
+        .unwrap();
+    let records = cadre_store::Store::audit_records(&store, None).await.unwrap();
+    store.close().await;
+    assert_eq!(records[0].seq, through + 1);
+    assert_eq!(records[0].prev_hash, checkpoint(&data).await.hash);
+    let out = cadre_audit(&data, &["verify"]);
+    assert!(out.status.success(), "{out:?}");
 }

@@ -28,18 +28,26 @@ impl Executor for AuditVerify {
             ],
             Err(_) => Vec::new(),
         };
-        let records = node
-            .store()
-            .audit_records(None)
-            .await
-            .map_err(|e| ExecError::Retryable(format!("cannot read the audit chain: {e}")))?;
+        let unreadable =
+            |e: cadre_store::StoreError| ExecError::Retryable(format!("cannot read the audit chain: {e}"));
+        // The records first, then the checkpoint (see `audit::after_checkpoint`).
+        let records = node.store().audit_records(None).await.map_err(unreadable)?;
+        let checkpoint = node.store().audit_checkpoint().await.map_err(unreadable)?;
+        let records = audit::after_checkpoint(checkpoint.as_ref(), records);
         let head_seq = heads.first().map(|h| h.seq);
-        Ok(match audit::verify(&records, &heads, &keys) {
-            Ok(n) => json!({ "intact": true, "records": n, "signed_head_seq": head_seq, "problem": null }),
-            Err(t) => {
-                json!({ "intact": false, "records": records.len(), "signed_head_seq": head_seq, "problem": t.to_string() })
-            }
-        })
+        let pruned = checkpoint.as_ref().map(|c| c.seq);
+        Ok(
+            match audit::verify_from(checkpoint.as_ref(), &records, &heads, &keys) {
+                Ok(n) => json!({
+                    "intact": true, "records": n, "signed_head_seq": head_seq, "pruned_through_seq": pruned,
+                    "problem": null,
+                }),
+                Err(t) => json!({
+                    "intact": false, "records": records.len(), "signed_head_seq": head_seq,
+                    "pruned_through_seq": pruned, "problem": t.to_string(),
+                }),
+            },
+        )
     }
 
     fn params_schema(&self) -> Option<Value> {
@@ -53,9 +61,13 @@ impl Executor for AuditVerify {
                 "intact": { "type": "boolean", "description": "Every link and signature is valid and the chain reaches the signed head" },
                 "records": { "type": "integer", "minimum": 0 },
                 "signed_head_seq": { "type": ["integer", "null"] },
+                "pruned_through_seq": {
+                    "type": ["integer", "null"],
+                    "description": "The chain's records up to this one were pruned; it was checked from their signed checkpoint",
+                },
                 "problem": { "type": ["string", "null"], "description": "What is wrong, when not intact" },
             },
-            "required": ["intact", "records", "signed_head_seq", "problem"],
+            "required": ["intact", "records", "signed_head_seq", "pruned_through_seq", "problem"],
             "additionalProperties": false,
         }))
     }
