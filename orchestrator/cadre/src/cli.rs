@@ -13,7 +13,7 @@
 //! - `args`: the flags, subcommands and their arguments ([`Cli`], [`Command`]).
 //! - `serve`: `serve`. `config`: `config check`. `mcp`: `mcp`.
 //! - `tasks`: `submit`, `get`, `cancel`, `tasks`, `types`, `watch`.
-//! - `bulk`: `tasks cancel-all`, `tasks replay`.
+//! - `bulk`: `tasks cancel-all`, `tasks replay`. `export`: `tasks export` (reads the store).
 //! - `admin`: `status`, `scale`, `reload`, `usage`.
 //! - `pauses`: `pause`, `resume`, `pauses`.
 //! - `workflows`: `workflow register|list|show|run`, `signal`.
@@ -34,6 +34,7 @@ mod bulk;
 mod config;
 mod connect;
 mod credentials;
+mod export;
 mod mcp;
 mod pauses;
 mod render;
@@ -115,6 +116,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Get { id, json } => tasks::get(node.client().await?, id, json).await,
         Command::Cancel { id, reason } => tasks::cancel(node.client().await?, id, reason).await,
         Command::Watch(w) => tasks::watch(node.client().await?, w).await,
+        Command::Tasks(TasksArgs {
+            bulk: Some(args::BulkCommand::Export(a)),
+            ..
+        }) => export::export(a, node.data_dir).await,
         Command::Tasks(TasksArgs { bulk: Some(b), .. }) => bulk::run(node.client().await?, b).await,
         Command::Tasks(t) => tasks::list(node.client().await?, t).await,
         Command::Types { prefix, json } => tasks::types(node.client().await?, prefix, json).await,

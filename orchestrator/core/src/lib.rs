@@ -27,8 +27,12 @@
 //!   loop that keeps every supervisor's pause set in step with the store.
 //! - [`schedules`]: cron and interval schedules that submit tasks, and the scheduler loop
 //!   every tier-0 replica runs (each tick claimed in the store, so it fires once).
+//! - [`retention`]: how long finished tasks and audit records are kept, and the sweeper
+//!   every tier-0 replica runs to delete them in small batches.
 //! - [`workflows`]: workflow definitions, instances at intake, the engine that drives them
 //!   (a supervised actor; one replica leads), signals and approvals.
+//! - [`gateway`]: the model gateway's submit-and-follow of a chat task (the OpenAI-compatible
+//!   endpoint).
 //! - [`error`]: the core's error type and its mapping to gRPC status codes.
 //! - [`telemetry`]: logs, span export (OTLP) and metrics.
 #![forbid(unsafe_code)]
@@ -44,6 +48,7 @@ pub mod credentials;
 pub mod debounce;
 pub mod delegate;
 pub mod error;
+pub mod gateway;
 pub mod hub;
 pub mod intake;
 pub mod node;
@@ -52,6 +57,7 @@ pub mod pauses;
 pub mod quota;
 pub mod recovery;
 pub mod replicas;
+pub mod retention;
 pub mod schedules;
 pub mod system_tasks;
 pub mod tasks;

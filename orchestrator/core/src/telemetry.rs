@@ -326,6 +326,10 @@ fn describe() {
         "cadre_rate_limited_total",
         "Attempts given back because an upstream said to wait (Retry-After), by supervisor and task type."
     );
+    metrics::describe_counter!(
+        "cadre_retention_deleted_total",
+        "Rows the retention sweeper deleted, by kind: tasks, their events and usage rows, audit records."
+    );
 }
 
 /// Puts every counter and gauge family in the scrape from the start, at 0 for the label sets
@@ -371,6 +375,7 @@ pub fn export_known_series(config: &Config) {
         metrics::counter!("cadre_cost_usd_micros_total", "tenant" => tenant.to_string()).increment(0);
     }
     crate::pauses::export_series(config);
+    crate::retention::export_series();
     metrics::gauge!("cadre_remote_workers").increment(0.0);
     metrics::gauge!("cadre_dispatch_outbox").increment(0.0);
 }

@@ -448,7 +448,8 @@ pub enum PauseTarget {
     },
 }
 
-/// `cadre tasks cancel-all|replay`: bulk operations (operator role; at least one filter).
+/// `cadre tasks cancel-all|replay`: bulk operations (operator role; at least one filter);
+/// `cadre tasks export`: what retention would delete.
 #[derive(Subcommand, Debug)]
 pub enum BulkCommand {
     /// Cancel every unfinished task the filter matches (a dry run first is wise).
@@ -466,6 +467,30 @@ pub enum BulkCommand {
         #[command(flatten)]
         filter: BulkFilter,
     },
+    /// Print what the retention policy would delete, as JSON lines (reads the store directly).
+    Export(ExportArgs),
+}
+
+/// `cadre tasks export` options.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The node's config file, for `[retention]` and where the store is (default: ./cadre.toml
+    /// if present, with CADRE_* env applied).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The store, when not the config's `store.url` or `<data-dir>/cadre.db`: `postgres://...`
+    /// or `sqlite:PATH`.
+    #[arg(long)]
+    pub store_url: Option<String>,
+    /// Also the tasks that will expire within this long (e.g. 90s, 30m, 24h, 7d).
+    #[arg(long)]
+    pub within: Option<String>,
+    /// Only these terminal states (repeatable): succeeded, failed, cancelled, timed_out.
+    #[arg(long)]
+    pub state: Vec<String>,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// The filter and bounds of a bulk command.

@@ -30,6 +30,8 @@ pub(super) async fn run(client: Client, command: BulkCommand) -> Result<i32> {
             let json = filter.json;
             (client.bulk_replay(request(filter)?).await?, json, "replayed")
         }
+        // Dispatched to `export` before a client is made.
+        BulkCommand::Export(_) => bail!("`cadre tasks export` is not a bulk operation"),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&answer_json(&resp))?);

@@ -94,6 +94,10 @@ pub(crate) async fn start(
         .await
         .context("cannot start the workflow engine")?;
     cadre_core::schedules::scheduler::spawn(&node, parts.shutdown.clone());
+    // Finished tasks and audit records past their time to live (`[retention]`); prunes'
+    // checkpoints are signed with the node key, like the records this node seals.
+    let pruner = Sealer::new(audit::node_key(&config.node.data_dir)?, &config.node.data_dir);
+    cadre_core::retention::sweeper::spawn(&node, pruner, parts.shutdown.clone());
     let view: Arc<dyn cadre_core::system_tasks::NodeView> = node.clone();
     let _ = parts.node_cell.set(Arc::downgrade(&view));
     // Remote workers are served where supervisors run.

@@ -156,6 +156,7 @@ impl Default for Config {
             concurrency: Vec::new(),
             upstream: Default::default(),
             schedules: Default::default(),
+            retention: Default::default(),
         }
     }
 }

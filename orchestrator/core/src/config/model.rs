@@ -56,6 +56,8 @@ pub struct Config {
     pub upstream: cadre_supervisors::UpstreamConfig,
     /// Bounds and timing of schedules.
     pub schedules: crate::schedules::ScheduleConfig,
+    /// How long finished tasks and audit records are kept (default: for ever).
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// Workflow definitions registered at start (the API registers others at any time).

@@ -23,6 +23,7 @@ impl Config {
         errs.extend(self.route_problems());
         errs.extend(self.workflow_problems());
         errs.extend(self.dispatch().problems());
+        errs.extend(self.retention.problems());
         if errs.is_empty() {
             Ok(())
         } else {
