@@ -195,14 +195,35 @@ pub fn after_rate_limit(
     task.rate_limited += 1;
     task.attempts_started = task.attempts_started.saturating_sub(1);
     let hold = upstream.hold_for(asked);
-    let message = format!(
-        "rate-limited: {message}; type {} held for {} ms, attempt not counted (requeue {} of {})",
-        task.task_type,
-        hold.as_millis(),
-        task.rate_limited,
-        upstream.max_requeues
+    let message = requeue_message(
+        message,
+        &task.task_type,
+        hold,
+        (task.rate_limited, upstream.max_requeues),
     );
     RateLimitStep::Requeue { hold, message }
+}
+
+/// The QUEUED event's message of a task put back for a rate limit ([`requeue_hold`] reads it
+/// back); `(n, max)`: the requeue's number and the most allowed.
+fn requeue_message(why: &str, task_type: &str, hold: Duration, (n, max): (u32, u32)) -> String {
+    format!(
+        "rate-limited: {why}; type {task_type} held for {} ms, attempt not counted (requeue {n} of {max})",
+        hold.as_millis()
+    )
+}
+
+/// The hold a requeue message of [`after_rate_limit`] names (`rate-limited: ...; type <t>
+/// held for <n> ms, ...`), for those who read the QUEUED event (the model gateway answers 429
+/// with it as Retry-After); None for any other message.
+pub fn requeue_hold(message: &str) -> Option<Duration> {
+    if !message.starts_with("rate-limited: ") {
+        return None;
+    }
+    let (_, rest) = message.rsplit_once(" held for ")?;
+    let (ms, unit) = rest.split_once(' ')?;
+    unit.starts_with("ms")
+        .then(|| ms.parse().ok().map(Duration::from_millis))?
 }
 
 /// Whether `pauses` cover the whole pool `worker_kind` of `supervisor` (a pause of the
@@ -339,5 +360,19 @@ impl Parking {
             self.keys.remove(id);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hold_of_a_requeue_message_reads_back() {
+        let hold = Duration::from_millis(1_500);
+        let m = requeue_message("429 from openai; held for a while", "llm.chat", hold, (2, 20));
+        assert_eq!(requeue_hold(&m), Some(hold));
+        assert_eq!(requeue_hold("rate-limited: no hold here"), None);
+        assert_eq!(requeue_hold("retrying: type t held for 5 ms"), None);
     }
 }

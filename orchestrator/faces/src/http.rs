@@ -1,13 +1,18 @@
 //! The HTTP side: `/health` (process up), `/ready` (store reachable) and `/metrics`
 //! (Prometheus text format; protected unless `auth.metrics_public`); on tier-0 nodes also the
 //! JSON API ([`api`], [`workflows_api`], [`bulk_api`], [`pauses_api`],
-//! [`schedules_api`]) with its OpenAPI description
-//! ([`openapi`]) and the WebSocket and SSE event streams ([`events`]), see docs/HTTP_API.md.
+//! [`schedules_api`]), the OpenAI-compatible model gateway ([`openai_api`], docs/GATEWAY_API.md)
+//! with its OpenAPI description ([`openapi`]) and the WebSocket and SSE event streams
+//! ([`events`]), see docs/HTTP_API.md.
 
 pub mod api;
 pub mod bulk_api;
 pub mod events;
 pub mod mcp;
+pub mod openai_api;
+mod openai_request;
+mod openai_stream;
+pub mod openai_wire;
 pub mod openapi;
 pub mod pauses_api;
 pub mod schedules_api;

@@ -25,7 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::views::ErrorBody;
-use super::{api, bulk_api, pauses_api, schedules_api, workflows_api};
+use super::{api, bulk_api, openai_api, pauses_api, schedules_api, workflows_api};
 
 type Shared = Arc<Node>;
 
@@ -46,7 +46,9 @@ Every error is `{\"error\": {\"code\", \"message\"}}` (schema `ErrorBody`) with 
 its code: invalid_argument 400, unauthenticated 401 (with `WWW-Authenticate: Bearer`), \
 permission_denied 403, not_found 404, already_exists and failed_precondition 409, \
 payload_too_large 413, resource_exhausted 429 (with `Retry-After` when rate limited), \
-unavailable 503, deadline_exceeded 504.
+unavailable 503, deadline_exceeded 504. The model gateway's routes (tag `gateway`: \
+`/v1/chat/completions`, `/v1/models`) answer in OpenAI's error shape instead \
+(`OpenAiErrorBody`, docs/GATEWAY_API.md).
 
 Not described here: the live event streams `GET /v1/events` (WebSocket) and \
 `GET /v1/events/sse` (Server-Sent Events), whose messages OpenAPI 3.1 cannot express (their \
@@ -62,6 +64,7 @@ fn registered(task_body_limit: usize, workflow_body_limit: usize) -> OpenApiRout
         .merge(pauses_api::routes())
         .merge(bulk_api::routes())
         .merge(schedules_api::routes(task_body_limit))
+        .merge(openai_api::routes(task_body_limit))
 }
 
 /// The JSON API of `node`, with its description at [`PATH`].
@@ -226,6 +229,10 @@ fn finish(mut doc: OpenApi) -> OpenApi {
             "Cron and interval schedules that submit a task or start a workflow (docs/SCHEDULES.md).",
         ),
         ("admin", "The supervisor tree, scaling and usage."),
+        (
+            "gateway",
+            "The OpenAI-compatible model gateway (docs/GATEWAY_API.md); its errors are OpenAI's shape.",
+        ),
         ("meta", "The credential and this description."),
     ];
     let tags = tags.map(|(name, about)| {
