@@ -5,14 +5,12 @@
 //! the start, is complete (QUEUED, then RUNNING and RETRYING or the end for each attempt) and in
 //! the order the transitions happened, with seqs 1..n and one terminal event, the last.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use cadre_proto::v1;
 
-use crate::common::cluster::{
-    SHARED_NATS, bus_toml, cleanup_nats, new_prefix, wait_all_terminal, write_shared_secret,
-};
+use crate::common::cluster::wait_all_terminal;
+use crate::common::replicas::{SharedStore, wait_supervisor_running};
 use crate::common::*;
 
 /// Tasks each replica takes.
@@ -76,45 +74,11 @@ fn history_problem(events: &[v1::TaskEvent], last: u32) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_task_history_is_complete_and_ordered_across_two_replicas() {
-    let db = TestDb::create().await;
-    let tmp = tempfile::tempdir().unwrap();
-    write_shared_secret(tmp.path());
-    let prefix = new_prefix();
-    let toml = format!(
-        "{}[store]\nurl = {:?}\n",
-        bus_toml(tmp.path(), &prefix, SHARED_NATS),
-        db.url()
-    );
-    let dir = |name: &str| -> PathBuf {
-        let d = tmp.path().join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    };
-    let a = TestNode::start_with(&dir("a"), &toml, &["--role", "orchestrator"]).await;
-    let b = TestNode::start_with(&dir("b"), &toml, &["--role", "orchestrator"]).await;
-    let sup = TestNode::start_with(
-        &dir("system"),
-        &toml,
-        &["--role", "supervisor", "--supervisor", "system"],
-    )
-    .await;
-    for node in [&a, &b] {
-        eventually(
-            "the supervisor node in the status tree",
-            Duration::from_secs(30),
-            || async {
-                let st = node
-                    .admin()
-                    .await
-                    .status(v1::StatusRequest {})
-                    .await
-                    .ok()?
-                    .into_inner();
-                st.supervisors.iter().any(|s| s.state == "running").then_some(())
-            },
-        )
-        .await;
-    }
+    let shared = SharedStore::new("", "").await;
+    let a = shared.orchestrator("a").await;
+    let b = shared.orchestrator("b").await;
+    let sup = shared.supervisor("system").await;
+    wait_supervisor_running(&[&a, &b]).await;
 
     let (from_a, from_b) = tokio::join!(submit_many(&a, PER_REPLICA), submit_many(&b, PER_REPLICA));
     let all: Vec<(String, u32)> = from_a.into_iter().chain(from_b).collect();
@@ -148,5 +112,5 @@ async fn every_task_history_is_complete_and_ordered_across_two_replicas() {
     assert!(sup.stop().await.success());
     assert!(a.stop().await.success());
     assert!(b.stop().await.success());
-    cleanup_nats(SHARED_NATS, &prefix).await;
+    shared.cleanup().await;
 }

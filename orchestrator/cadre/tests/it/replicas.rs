@@ -4,15 +4,13 @@
 //! finishes, the unfinished-task caps see the other replica's tasks, and the replicas write
 //! one audit chain that `cadre audit verify` accepts with both node keys.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use cadre_proto::v1;
 use sqlx::Connection;
 
-use crate::common::cluster::{
-    SHARED_NATS, bus_toml, cleanup_nats, new_prefix, wait_all_terminal, write_shared_secret,
-};
+use crate::common::cluster::wait_all_terminal;
+use crate::common::replicas::{SharedStore, wait_supervisor_running};
 use crate::common::*;
 
 /// Tasks each replica takes.
@@ -47,45 +45,15 @@ async fn submit_many(node: &TestNode, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_orchestrator_replicas_share_one_store_and_one_audit_chain() {
-    let db = TestDb::create().await;
-    let tmp = tempfile::tempdir().unwrap();
-    write_shared_secret(tmp.path());
-    let prefix = new_prefix();
-    let toml = format!(
-        "{}[store]\nurl = {:?}\n[quotas.tenants.{CAPPED}]\nsubmits_per_second = 0\nmax_unfinished = {CAP}\n",
-        bus_toml(tmp.path(), &prefix, SHARED_NATS),
-        db.url()
-    );
-    let dir = |name: &str| -> PathBuf {
-        let d = tmp.path().join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    };
-    let a = TestNode::start_with(&dir("a"), &toml, &["--role", "orchestrator"]).await;
-    let b = TestNode::start_with(&dir("b"), &toml, &["--role", "orchestrator"]).await;
-    let sup = TestNode::start_with(
-        &dir("system"),
-        &toml,
-        &["--role", "supervisor", "--supervisor", "system"],
+    let shared = SharedStore::new(
+        "",
+        &format!("[quotas.tenants.{CAPPED}]\nsubmits_per_second = 0\nmax_unfinished = {CAP}\n"),
     )
     .await;
-    for node in [&a, &b] {
-        eventually(
-            "the supervisor node in the status tree",
-            Duration::from_secs(30),
-            || async {
-                let st = node
-                    .admin()
-                    .await
-                    .status(v1::StatusRequest {})
-                    .await
-                    .ok()?
-                    .into_inner();
-                st.supervisors.iter().any(|s| s.state == "running").then_some(())
-            },
-        )
-        .await;
-    }
+    let a = shared.orchestrator("a").await;
+    let b = shared.orchestrator("b").await;
+    let sup = shared.supervisor("system").await;
+    wait_supervisor_running(&[&a, &b]).await;
 
     // The cap holds across replicas: tasks taken by A count on B within a refresh or two.
     let capped = issue(&a, CAPPED, "operator").await;
@@ -141,14 +109,14 @@ async fn two_orchestrator_replicas_share_one_store_and_one_audit_chain() {
     let mut cb = b.tasks().await;
     assert_eq!(state(&get(&mut cb, &ids_a[0]).await), v1::TaskState::Succeeded);
 
-    let (a_data, b_data) = (tmp.path().join("a/data"), tmp.path().join("b/data"));
+    let (a_data, b_data) = (shared.tmp.path().join("a/data"), shared.tmp.path().join("b/data"));
     assert!(sup.stop().await.success());
     assert!(a.stop().await.success());
     assert!(b.stop().await.success());
 
     // One chain: seqs 1..N without gaps or duplicates, sealed by both replicas' keys, one
     // record per accepted submit.
-    let mut conn = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(shared.db.url()).await.unwrap();
     let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM audit ORDER BY seq")
         .fetch_all(&mut conn)
         .await
@@ -183,7 +151,7 @@ async fn two_orchestrator_replicas_share_one_store_and_one_audit_chain() {
         &[
             "verify",
             "--store-url",
-            db.url(),
+            shared.db.url(),
             "--trusted-key",
             b_key.to_str().unwrap(),
             "--head",
@@ -198,12 +166,12 @@ async fn two_orchestrator_replicas_share_one_store_and_one_audit_chain() {
     );
     eprintln!("replicas: {}", stdout.trim());
     // ... and refuses it without B's key: B's records are not trusted.
-    let out = cadre_audit(&a_data, &["verify", "--store-url", db.url()]);
+    let out = cadre_audit(&a_data, &["verify", "--store-url", shared.db.url()]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("not trusted"),
         "{out:?}"
     );
 
-    cleanup_nats(SHARED_NATS, &prefix).await;
+    shared.cleanup().await;
 }

@@ -6,7 +6,6 @@
 //! over both replicas together. On one node (SQLite): revocation, rotation, and a remote
 //! worker whose credential is revoked or expires losing its stream.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cadre_proto::v1::{self, server_message, worker_message};
@@ -14,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
-use crate::common::cluster::{SHARED_NATS, bus_toml, cleanup_nats, new_prefix, write_shared_secret};
+use crate::common::replicas::SharedStore;
 use crate::common::*;
 
 /// A tenant with a submit rate.
@@ -126,34 +125,17 @@ async fn flood(a: &TestNode, b: &TestNode, cred: &str, secs: u64) -> (usize, Dur
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn credentials_and_limits_hold_across_two_replicas() {
-    let db = TestDb::create().await;
-    let tmp = tempfile::tempdir().unwrap();
-    write_shared_secret(tmp.path());
-    let prefix = new_prefix();
-    let toml = format!(
-        "{}[store]\nurl = {:?}\n\
-         [quotas.tenants.{RATED}]\nsubmits_per_second = {RATE}\nburst = {RATE}\n\
-         [budgets.tenants.{SPENDER}]\ndaily_tokens = 100\n",
-        bus_toml(tmp.path(), &prefix, SHARED_NATS).replacen(
-            "[auth]\n",
-            "[auth]\nkey_overlap_secs = 4\nleeway_secs = 0\n",
-            1
+    let shared = SharedStore::new(
+        "key_overlap_secs = 4\nleeway_secs = 0\n",
+        &format!(
+            "[quotas.tenants.{RATED}]\nsubmits_per_second = {RATE}\nburst = {RATE}\n\
+             [budgets.tenants.{SPENDER}]\ndaily_tokens = 100\n"
         ),
-        db.url()
-    );
-    let dir = |name: &str| -> PathBuf {
-        let d = tmp.path().join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    };
-    let a = TestNode::start_with(&dir("a"), &toml, &["--role", "orchestrator"]).await;
-    let b = TestNode::start_with(&dir("b"), &toml, &["--role", "orchestrator"]).await;
-    let sup = TestNode::start_with(
-        &dir("system"),
-        &toml,
-        &["--role", "supervisor", "--supervisor", "system"],
     )
     .await;
+    let a = shared.orchestrator("a").await;
+    let b = shared.orchestrator("b").await;
+    let sup = shared.supervisor("system").await;
 
     // An API key made and revoked on A stops working on B.
     let key = a
@@ -261,7 +243,7 @@ async fn credentials_and_limits_hold_across_two_replicas() {
     assert!(sup.stop().await.success());
     assert!(a.stop().await.success());
     assert!(b.stop().await.success());
-    cleanup_nats(SHARED_NATS, &prefix).await;
+    shared.cleanup().await;
 }
 
 const KIND: &str = "intelligence.remote.text";
@@ -508,34 +490,15 @@ async fn the_cli_issues_revokes_and_rotates() {
 /// accepted by the supervisor node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn supervisor_nodes_take_revocations_and_rotated_keys_from_tier_0() {
-    let db = TestDb::create().await;
-    let tmp = tempfile::tempdir().unwrap();
-    write_shared_secret(tmp.path());
-    let prefix = new_prefix();
-    // The bus settings, then the remote-worker route of worker_config() (its [auth] keys go
-    // into the bus settings' [auth] table).
+    // worker_config()'s [auth] keys go into the shared [auth] table, its route after it.
     let config = worker_config();
     let (auth_keys, routes) = config
         .strip_prefix("[auth]\n")
         .and_then(|c| c.split_once("[executors.remote]"))
         .unwrap();
-    let toml = format!(
-        "{}[executors.remote]{routes}[store]\nurl = {:?}\n",
-        bus_toml(tmp.path(), &prefix, SHARED_NATS).replacen("[auth]\n", &format!("[auth]\n{auth_keys}"), 1),
-        db.url()
-    );
-    let dir = |name: &str| -> PathBuf {
-        let d = tmp.path().join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    };
-    let tier0 = TestNode::start_with(&dir("tier0"), &toml, &["--role", "orchestrator"]).await;
-    let sup = TestNode::start_with(
-        &dir("intelligence"),
-        &toml,
-        &["--role", "supervisor", "--supervisor", "intelligence"],
-    )
-    .await;
+    let shared = SharedStore::new(auth_keys, &format!("[executors.remote]{routes}")).await;
+    let tier0 = shared.orchestrator("tier0").await;
+    let sup = shared.supervisor("intelligence").await;
 
     let token = issue_full(&tier0, "node-worker", "default", "supervisor", 600).await;
     let rx = attach(&sup, &token.token, "nw").await;
@@ -564,5 +527,5 @@ async fn supervisor_nodes_take_revocations_and_rotated_keys_from_tier_0() {
 
     assert!(sup.stop().await.success());
     assert!(tier0.stop().await.success());
-    cleanup_nats(SHARED_NATS, &prefix).await;
+    shared.cleanup().await;
 }
