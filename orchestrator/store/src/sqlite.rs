@@ -281,25 +281,7 @@ impl SqliteStore {
             *guard = Some(self.load_cache().await?);
         }
         let cache = guard.as_mut().expect("cache loaded");
-        let mut conn = self.pool.acquire().await?;
-        let applied = Self::apply_on(&mut conn, cache, ops, sealer).await;
-        if applied.is_err() {
-            // A failed batch (a full disk, a failed COMMIT) can leave SQLite's transaction and
-            // sqlx's count of it out of step, with the write lock held: every later write would
-            // be "database is locked". The connection is closed, never reused.
-            conn.close_on_drop();
-        }
-        applied
-    }
-
-    /// [`Self::apply_batch`] in one transaction on `conn`.
-    async fn apply_on(
-        conn: &mut SqliteConnection,
-        cache: &mut WriterCache,
-        ops: &[WriteOp],
-        sealer: Option<&Sealer>,
-    ) -> StoreResult<Vec<WriteOutcome>> {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = self.pool.begin().await?;
         // No new task: no statement.
         let inserted = Self::insert_tasks(&mut tx, &new_tasks(ops)).await?;
         let now = now_ms();

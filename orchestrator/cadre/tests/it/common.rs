@@ -3,7 +3,10 @@
 //! of multi-process tests ([`cluster`]).
 
 pub mod cluster;
+pub mod load;
 pub mod otlp;
+pub mod private;
+pub mod replicas;
 pub use cadre_store::testing::pg;
 
 pub use pg::TestDb;
@@ -88,6 +91,9 @@ pub struct TestNode {
     pub grpc: String,
     pub http: String,
     child: Child,
+    /// The `serve` arguments and environment it was started with (for a restart).
+    args: Vec<String>,
+    env: Vec<(String, Option<String>)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -157,6 +163,21 @@ impl TestNode {
             ),
         )
         .unwrap();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let env: Vec<(String, Option<String>)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        Self::spawn(dir, grpc_addr, args, env).await
+    }
+
+    /// Runs `cadre serve` on the config already in `dir` and waits for its endpoints.
+    async fn spawn(
+        dir: &Path,
+        grpc_addr: &str,
+        args: Vec<String>,
+        env: Vec<(String, Option<String>)>,
+    ) -> TestNode {
+        let data = dir.join("data");
+        let config = dir.join("cadre.toml");
         let _ = std::fs::remove_file(data.join("endpoints.json"));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -164,12 +185,12 @@ impl TestNode {
             .open(dir.join("serve.log"))
             .unwrap();
         let mut cmd = serve_command_at(&config, grpc_addr);
-        cmd.args(args)
+        cmd.args(&args)
             .current_dir(dir)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(log);
-        for (k, v) in env {
+        for (k, v) in &env {
             match v {
                 Some(v) => cmd.env(k, v),
                 None => cmd.env_remove(k),
@@ -196,8 +217,20 @@ impl TestNode {
             grpc: ep.grpc,
             http: ep.http,
             child,
+            args,
+            env,
             _tmp: None,
         }
+    }
+
+    /// SIGKILL, then the same command again on the same data dir and gRPC address (clients
+    /// reconnect by themselves; the HTTP port is new).
+    pub async fn kill9_and_restart(&mut self) {
+        self.kill9();
+        let grpc = self.grpc.trim_start_matches("http://").to_string();
+        let mut next = Self::spawn(&self.dir, &grpc, self.args.clone(), self.env.clone()).await;
+        next._tmp = self._tmp.take();
+        *self = next;
     }
 
     /// A handle on a node another handle started (no process of its own): for tasks that

@@ -2,14 +2,13 @@
 //! supervisor nodes (`--role supervisor`), each test under its own subject/stream prefix (and,
 //! where it restarts NATS, its own nats-server on a free port).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use cadre_proto::v1;
 
 use crate::common::cluster::{Cluster, SHARED_NATS, executions, wait_all_terminal};
 use crate::common::otlp::OtlpReceiver;
+use crate::common::private::{PrivateNats, free_port};
 use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -188,74 +187,6 @@ async fn a_task_redelivered_past_max_deliver_is_dead_lettered() {
     let mut dead = js.get_stream(format!("{}_DEAD", cluster.prefix)).await.unwrap();
     assert_eq!(dead.info().await.unwrap().state.messages, 1);
     cluster.cleanup().await;
-}
-
-/// A private nats-server with JetStream on a free port and its own store dir.
-struct PrivateNats {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-    /// A configuration file, if the server needs more than the command line gives.
-    conf: Option<PathBuf>,
-}
-
-impl PrivateNats {
-    fn start(dir: &Path, port: u16) -> PrivateNats {
-        Self::start_conf(dir, port, None)
-    }
-
-    /// Starts with `conf` (nats-server configuration text) as its configuration file.
-    fn start_conf(dir: &Path, port: u16, conf: Option<&str>) -> PrivateNats {
-        let conf = conf.map(|text| {
-            let path = dir.join("nats.conf");
-            std::fs::write(&path, text).unwrap();
-            path
-        });
-        let mut n = PrivateNats {
-            child: None,
-            port,
-            dir: dir.to_path_buf(),
-            conf,
-        };
-        n.up();
-        n
-    }
-
-    fn up(&mut self) {
-        let mut cmd = Command::new("/usr/sbin/nats-server");
-        if let Some(conf) = &self.conf {
-            cmd.arg("-c").arg(conf);
-        }
-        let child = cmd
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (apt install nats-server)");
-        self.child = Some(child);
-    }
-
-    fn down(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PrivateNats {
-    fn drop(&mut self) {
-        self.down();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A NATS server that takes smaller messages than cadre's limits allow (64 KiB): a task too

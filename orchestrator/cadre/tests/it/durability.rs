@@ -6,6 +6,8 @@ use std::time::Duration;
 use cadre_proto::v1::TaskState;
 use sqlx::sqlite::SqlitePoolOptions;
 
+use crate::chaos::invariants::{Store, check};
+use crate::common::load::{Load, SpecFn};
 use crate::common::*;
 
 #[tokio::test]
@@ -173,59 +175,23 @@ async fn two_nodes_never_share_a_store_file_outside_their_data_dirs() {
 
 /// kill -9 while submits pour in, several times: after each restart every stored task has its
 /// `task.submit` audit record (the record is committed in the task's own transaction), and
-/// the chain verifies.
+/// the chain verifies (with every other invariant of the chaos suite).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_submits_leaves_no_task_without_its_audit_record() {
-    let tmp = tempfile::tempdir().unwrap();
-    for round in 0..3 {
-        let mut node = TestNode::start_in(tmp.path(), "").await;
-        let c = node.tasks().await;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let submitters: Vec<_> = (0..8)
-            .map(|_| {
-                let (mut c, stop, accepted) = (c.clone(), stop.clone(), accepted.clone());
-                tokio::spawn(async move {
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let req = cadre_proto::v1::SubmitRequest {
-                            spec: Some(spec("system.debug.echo", "{}")),
-                        };
-                        if c.submit(req).await.is_err() {
-                            return;
-                        }
-                        accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        eventually("submits flowing", Duration::from_secs(30), || {
-            let n = accepted.load(std::sync::atomic::Ordering::Relaxed);
-            async move { (n >= 200 * (round + 1)).then_some(()) }
-        })
-        .await;
-        node.kill9();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        for s in submitters {
-            s.await.unwrap();
-        }
+    let mut node = TestNode::start("").await;
+    let echo: SpecFn = std::sync::Arc::new(|_| spec("system.debug.echo", "{}"));
+    let load = Load::start(&node.tasks().await, 8, "audit", echo);
+    for round in 1..=3 {
+        load.wait_accepted(200 * round, Duration::from_secs(30)).await;
+        node.kill9_and_restart().await;
     }
-    let node = TestNode::start_in(tmp.path(), "").await;
-    let db = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("sqlite:{}?mode=ro", node.db_path().display()))
-        .await
-        .unwrap();
-    let (tasks, unaudited): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(SUM(NOT EXISTS (SELECT 1 FROM audit a WHERE a.action = 'task.submit' \
-         AND a.outcome = 'ok' AND a.target = t.id)), 0) FROM tasks t",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    assert!(tasks >= 600, "{tasks} tasks stored");
-    assert_eq!(unaudited, 0, "stored tasks without their task.submit record");
-    db.close().await;
+    let outcome = load.stop().await;
+    assert!(
+        outcome.accepted.len() >= 600,
+        "{} tasks accepted",
+        outcome.accepted.len()
+    );
+    let store = Store::Sqlite(node.db_path());
+    check(&store, &node.dir.join("data"), &outcome, Duration::from_secs(60)).await;
     assert!(node.stop().await.success());
-    let out = cadre_audit(&tmp.path().join("data"), &["verify"]);
-    assert!(out.status.success(), "audit verify: {out:?}");
 }

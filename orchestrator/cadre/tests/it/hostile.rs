@@ -247,3 +247,176 @@ async fn excess_calls_are_shed_and_long_calls_time_out() {
         TaskState::Succeeded
     );
 }
+
+/// `host:port` of a listener URL.
+fn sock_addr(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .to_string()
+}
+
+/// A slow-loris client: connects, sends `start`, then one more byte of `trickle` (if any) every
+/// 100 ms;
+/// returns how long the server kept the connection (None: still open after `patience`).
+async fn slow_loris(
+    addr: String,
+    start: &'static [u8],
+    trickle: Option<u8>,
+    patience: Duration,
+) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let began = std::time::Instant::now();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
+    if s.write_all(start).await.is_err() {
+        return Some(began.elapsed());
+    }
+    let mut buf = [0u8; 1024];
+    while began.elapsed() < patience {
+        tokio::select! {
+            r = s.read(&mut buf) => match r {
+                Ok(0) | Err(_) => return Some(began.elapsed()),
+                Ok(_) => {}
+            },
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                if let Some(b) = trickle && s.write_all(&[b]).await.is_err() {
+                    return Some(began.elapsed());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Slow-loris clients on both listeners: the HTTP ones are cut off at the header deadline,
+/// and while they trickle, normal calls on both listeners are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_loris_clients_on_both_listeners_do_not_starve_normal_calls() {
+    let node = TestNode::start("[server]\nhttp_header_timeout_ms = 500\n").await;
+    let patience = Duration::from_secs(8);
+    let (http, grpc) = (sock_addr(&node.http), sock_addr(&node.grpc));
+    let loris: Vec<_> = (0..100)
+        .map(|i| {
+            let (addr, start): (String, &'static [u8]) = if i % 2 == 0 {
+                (http.clone(), b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            } else {
+                // All of the HTTP/2 preface but its last byte, then nothing.
+                (grpc.clone(), b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r")
+            };
+            let trickle = (i % 2 == 0).then_some(b'a');
+            tokio::spawn(slow_loris(addr, start, trickle, patience))
+        })
+        .collect();
+    // While they trickle, both listeners serve.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut c = node.tasks().await;
+    assert_eq!(
+        state(&run(&mut c, spec("system.debug.echo", "{}")).await),
+        TaskState::Succeeded
+    );
+    assert_eq!(node.http_get("/health").await.0, 200);
+    let mut grpc_held = 0;
+    for (i, h) in loris.into_iter().enumerate() {
+        let kept = h.await.unwrap();
+        if i % 2 == 0 {
+            let kept = kept.expect("the HTTP listener cuts a slow-loris client off");
+            assert!(
+                kept < Duration::from_secs(5),
+                "cut off at the header deadline, not {kept:?}"
+            );
+        } else {
+            grpc_held += usize::from(kept.is_none());
+        }
+    }
+    // The gRPC listener has no handshake deadline of its own (reported, not asserted).
+    eprintln!(
+        "slow loris: 50 HTTP clients cut off; {grpc_held} of 50 gRPC clients still open after {patience:?}"
+    );
+    assert!(
+        node.metric("cadre_http_header_timeouts_total")
+            .await
+            .unwrap_or(0.0)
+            >= 50.0
+    );
+    assert_eq!(
+        state(&run(&mut c, spec("system.debug.echo", "{}")).await),
+        TaskState::Succeeded
+    );
+}
+
+/// How many more file descriptors this process may open, less a reserve for the tests running
+/// beside this one.
+fn spare_fds() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft: usize = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1024);
+    let open = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
+    soft.saturating_sub(open + 2048)
+}
+
+/// Opens up to `n` connections to `addr` (256 connecting at a time) and holds them; returns
+/// the open ones and how many could not connect.
+async fn flood(addr: &str, n: usize) -> (Vec<tokio::net::TcpStream>, usize) {
+    use futures::StreamExt;
+    let results: Vec<_> = futures::stream::iter(0..n)
+        .map(|_| {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::net::TcpStream::connect(addr.to_string()),
+            )
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    let mut open = Vec::new();
+    let mut failed = 0;
+    for r in results {
+        match r {
+            Ok(Ok(s)) => open.push(s),
+            _ => failed += 1,
+        }
+    }
+    (open, failed)
+}
+
+/// 10,000 connections (loopback, bounded by this process's spare descriptors) on each listener
+/// in turn: the node stays up, the HTTP listener sheds what is over its cap, and a normal call
+/// is served afterwards on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_connections_leave_the_node_up_and_serving() {
+    let node = TestNode::start("[server]\nhttp_max_connections = 1000\n").await;
+    let target = 10_000.min(spare_fds());
+    let (http, grpc) = (sock_addr(&node.http), sock_addr(&node.grpc));
+    for (name, addr) in [("HTTP", &http), ("gRPC", &grpc)] {
+        let (open, failed) = flood(addr, target).await;
+        eprintln!(
+            "{name}: {} of {target} connections open, {failed} refused or timed out",
+            open.len()
+        );
+        assert!(open.len() + failed == target);
+        drop(open);
+        let mut c = node.tasks().await;
+        assert_eq!(
+            state(&run(&mut c, spec("system.debug.echo", "{}")).await),
+            TaskState::Succeeded,
+            "served after {target} {name} connections"
+        );
+    }
+    let health = eventually("HTTP served again", Duration::from_secs(10), || async {
+        let (code, _) = node.http_get("/health").await;
+        (code == 200).then_some(code)
+    })
+    .await;
+    assert_eq!(health, 200);
+    let shed = node
+        .metric("cadre_http_connections_refused_total")
+        .await
+        .unwrap_or(0.0);
+    assert!(
+        shed > 0.0 || target <= 1000,
+        "connections over http_max_connections were shed"
+    );
+}
