@@ -12,17 +12,23 @@
 //!   of waiting behind it (its own client retries, as an OpenAI client does on a 429);
 //! - a task still unfinished after its wait budget (every attempt's timeout and backoff)
 //!   ends the follow with DEADLINE_EXCEEDED; the task goes on, as after SubmitAndWait.
+//!
+//! Like SubmitAndWait, a new task is followed through a live watch taken before it was
+//! stored ([`crate::hub::Hub::watch_new`]), so following it reads nothing from the store
+//! but its finished record; only when that watch falls behind (or the idempotency key
+//! named an existing task) are the events read from the store, from the last cursor seen.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use cadre_proto::{TaskEvent, TaskRecord, TaskState, v1};
+use cadre_proto::{v1, TaskEvent, TaskRecord, TaskState};
 use cadre_store::StoreError;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::auth::Principal;
 use crate::error::{Error, Result};
+use crate::hub::TaskWatch;
 use crate::node::Node;
 
 /// The executor the gateway's tasks run.
@@ -49,9 +55,28 @@ pub struct ChatFollow {
     principal: Principal,
     /// The task as submitted.
     pub task: TaskRecord,
-    events: mpsc::Receiver<Result<TaskEvent, StoreError>>,
+    events: Events,
     deadline: Instant,
     done: bool,
+}
+
+/// Where a follow reads the task's events from.
+enum Events {
+    /// The live watch taken before the task was stored, and the cursor of the last stored
+    /// event it gave (where a store read resumes if the watch falls behind).
+    Live(TaskWatch, u64),
+    /// A Watch that reads the store first (the task existed before, or the live watch fell
+    /// behind).
+    Stored(mpsc::Receiver<Result<TaskEvent, StoreError>>),
+}
+
+/// What waiting for the next event gave.
+enum Next {
+    Event(TaskEvent),
+    /// The event stream ended (the task finished).
+    Ended,
+    /// The wait budget ran out.
+    TimedOut,
 }
 
 impl Node {
@@ -85,12 +110,11 @@ impl Node {
 
     /// Submits `spec` as `p` through the normal intake and follows it (see the module doc).
     pub async fn submit_followed(self: &Arc<Self>, p: &Principal, spec: &v1::TaskSpec) -> Result<ChatFollow> {
-        let (task, _) = self.submit(p, Some(spec)).await?;
-        let watch = v1::WatchRequest {
-            task_id: task.id.to_string(),
-            ..Default::default()
+        let (task, _, live) = self.submit_watched(p, Some(spec), true).await?;
+        let events = match live {
+            Some(watch) => Events::Live(watch, 0),
+            None => Events::Stored(self.watch(p, &watch_from(&task, 0)).await?),
         };
-        let events = self.watch(p, &watch).await?;
         let deadline = Instant::now() + task.wait_budget();
         Ok(ChatFollow {
             node: self.clone(),
@@ -112,10 +136,10 @@ impl ChatFollow {
             ));
         }
         loop {
-            let event = match tokio::time::timeout_at(self.deadline, self.events.recv()).await {
-                Ok(Some(event)) => event?,
-                Ok(None) => return self.finish().await,
-                Err(_) => {
+            let event = match self.recv().await? {
+                Next::Event(event) => event,
+                Next::Ended => return self.finish().await,
+                Next::TimedOut => {
                     self.done = true;
                     let wait = self.task.wait_budget();
                     return Err(self.node.still_running(self.task.id, wait).await);
@@ -142,10 +166,50 @@ impl ChatFollow {
         }
     }
 
+    /// The task's next event before the deadline, from the live watch while it keeps up,
+    /// else from the store.
+    async fn recv(&mut self) -> Result<Next> {
+        loop {
+            match &mut self.events {
+                Events::Live(watch, last) => match tokio::time::timeout_at(self.deadline, watch.next()).await
+                {
+                    Ok(Some(event)) => {
+                        if !event.is_progress {
+                            *last = event.cursor;
+                        }
+                        return Ok(Next::Event((*event).clone()));
+                    }
+                    Ok(None) => {
+                        let after = *last;
+                        let req = watch_from(&self.task, after);
+                        self.events = Events::Stored(self.node.watch(&self.principal, &req).await?);
+                    }
+                    Err(_) => return Ok(Next::TimedOut),
+                },
+                Events::Stored(rx) => {
+                    return Ok(match tokio::time::timeout_at(self.deadline, rx.recv()).await {
+                        Ok(Some(event)) => Next::Event(event?),
+                        Ok(None) => Next::Ended,
+                        Err(_) => Next::TimedOut,
+                    });
+                }
+            }
+        }
+    }
+
     async fn finish(&mut self) -> Result<Step> {
         self.done = true;
         let record = self.node.get(&self.principal, &self.task.id.to_string()).await?;
         Ok(Step::Finished(Box::new(record)))
+    }
+}
+
+/// A Watch of `task` from `after` (0: from its first event).
+fn watch_from(task: &TaskRecord, after: u64) -> v1::WatchRequest {
+    v1::WatchRequest {
+        task_id: task.id.to_string(),
+        after_cursor: after,
+        ..Default::default()
     }
 }
 

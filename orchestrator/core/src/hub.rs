@@ -85,6 +85,13 @@ impl TaskWatch {
         }
         None
     }
+
+    /// The task's next event (progress reports included). None once the hub dropped this
+    /// watch (its buffer was full, or the task finished and the terminal event was read) or
+    /// closed: the store has the stored events from the last cursor seen.
+    pub async fn next(&mut self) -> Option<Shared> {
+        self.0.rx.recv().await
+    }
 }
 
 impl Live {
