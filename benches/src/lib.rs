@@ -16,8 +16,9 @@
 //! The benchmarks themselves are `src/bin/loadgen.rs` (end to end, over gRPC),
 //! `src/bin/distbench/` (distributed mode end to end, on JetStream and PostgreSQL, against a
 //! raw JetStream loop), `src/bin/wsfanout.rs` (task events fanned out to WebSocket
-//! subscribers, against a bare broadcast channel) and `benches/task_trip.rs` (one task through the in-process actor
-//! tree); `README.md` says what each measures and how to run it.
+//! subscribers, against a bare broadcast channel), `src/bin/gatewaybench.rs` (the OpenAI-compatible
+//! gateway, against its upstream called directly) and `benches/task_trip.rs` (one task through the
+//! in-process actor tree); `README.md` says what each measures and how to run it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
