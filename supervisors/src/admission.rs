@@ -9,10 +9,11 @@
 //! the executor's params schema).
 //!
 //! [`Admission::within_depth`] bounds sub-task chains (`limits.max_delegation_depth`); it needs
-//! the parent's depth, which tier 0 keeps in its store, so only tier 0's intake runs it. A
-//! supervisor-only node has no store and is not told a parent's depth (SupervisorPeer.Delegate
-//! carries none), so a sub-task one supervisor node delegates straight to another is not
-//! bounded there; tier 0 still stores its depth when the node reports it.
+//! the parent's depth: tier 0 keeps it in its store, and SupervisorPeer.Delegate carries it
+//! (`parent_depth`) from node to node, so a supervisor-only node (no store) refuses a sub-task
+//! past the limit too. A supervisor node counts the depth of a task it took from the work
+//! queue as 0 (tier 0 knows it), so a chain that leaves tier 0 that way may run up to the
+//! limit more levels on supervisor nodes before it is refused.
 
 use cadre_proto::{SecurityLevel, SpecError, SpecLimits, TaskSpec, v1};
 

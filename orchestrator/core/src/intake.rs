@@ -112,16 +112,20 @@ impl Node {
 
     /// SupervisorPeer.Delegate on a tier-0 node: `wire` as a sub-task of `parent`, waited for
     /// like SubmitAndWait. Node credentials (scoped to every tenant) delegate on behalf of the
-    /// parent's `tenant`.
+    /// parent's `tenant`. `parent_depth` is the depth the calling node knows the parent at: a
+    /// parent that deep (or stored that deep) takes no sub-task past
+    /// `limits.max_delegation_depth`.
     pub async fn delegate(
         &self,
         p: &Principal,
         parent: &str,
         tenant: &str,
+        parent_depth: u32,
         wire: Option<&v1::TaskSpec>,
         wait_ms: u64,
     ) -> Result<TaskRecord> {
         self.permit(p, Action::Delegate).await?;
+        Admission::within_depth(parent, parent_depth, self.config().limits.max_delegation_depth)?;
         let mut spec = wire
             .cloned()
             .ok_or_else(|| cadre_proto::SpecError::invalid("spec", "is required"))?;
@@ -347,23 +351,52 @@ impl Node {
         };
         let act = crate::audit::draft(Some(p), "task.submit", &record.id.to_string(), "ok", &detail);
         let stored = match record.spec.debounce {
-            Some(_) => self.insert_debounced(p, &record, act).await?,
-            None => self.writer.insert_audited(record.clone(), act).await?,
+            Some(_) => {
+                let stored = self.insert_debounced(p, &record, act).await?;
+                if matches!(stored, WriteOutcome::Event { .. }) {
+                    // A debounced task waits for its window (crate::debounce).
+                    self.held(&record);
+                }
+                stored
+            }
+            None => self.insert_and_dispatch(record.clone(), act, queued).await?,
         };
         match stored {
-            WriteOutcome::Event { .. } => {
-                // A debounced task waits for its window (crate::debounce).
-                if let Some(queued) = queued
-                    && !self.held(&record)
-                {
-                    self.bus.dispatch(&record, queued);
-                }
-                Ok((record, true, live))
-            }
+            WriteOutcome::Event { .. } => Ok((record, true, live)),
             WriteOutcome::Existing(id) => Ok((self.get_record(id).await?, false, None)),
             WriteOutcome::Ignored | WriteOutcome::Usage { .. } | WriteOutcome::Audited { .. } => {
                 Err(Error::Unavailable("the store refused the task; retry".into()))
             }
+        }
+    }
+
+    /// Stores `record` with its act and, once both are durable, dispatches it (`queued`; None:
+    /// an instance, which the workflow engine drives), in a task of its own that finishes even
+    /// if the caller goes away: a client that gives up on a slow submit (its deadline, a cut
+    /// connection) drops the call, and a commit that lands after that must still be
+    /// dispatched, or the task stays QUEUED until a restart (the client's retry with the same
+    /// key is answered from the store, `created = false`, and dispatches nothing).
+    async fn insert_and_dispatch(
+        &self,
+        record: TaskRecord,
+        act: cadre_store::chain::AuditDraft,
+        queued: Option<cadre_supervisors::QueuedTask>,
+    ) -> Result<WriteOutcome> {
+        use tracing::Instrument;
+        let (writer, bus) = (self.writer.clone(), self.bus.clone());
+        let job = tokio::spawn(
+            async move {
+                let stored = writer.insert_audited(record.clone(), act).await?;
+                if let (WriteOutcome::Event { .. }, Some(queued)) = (&stored, queued) {
+                    bus.dispatch(&record, queued);
+                }
+                Ok::<_, cadre_store::StoreError>(stored)
+            }
+            .instrument(tracing::Span::current()),
+        );
+        match job.await {
+            Ok(stored) => Ok(stored?),
+            Err(e) => Err(Error::Unavailable(format!("the submit did not finish: {e}"))),
         }
     }
 

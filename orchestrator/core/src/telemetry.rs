@@ -326,9 +326,30 @@ fn describe() {
         "cadre_rate_limited_total",
         "Attempts given back because an upstream said to wait (Retry-After), by supervisor and task type."
     );
+    describe_listeners();
     metrics::describe_counter!(
         "cadre_retention_deleted_total",
         "Rows the retention sweeper deleted, by kind: tasks, their events and usage rows, audit records."
+    );
+}
+
+/// The listeners' connection series (exported at 0 when each listener starts).
+fn describe_listeners() {
+    metrics::describe_counter!(
+        "cadre_http_connections_refused_total",
+        "HTTP connections closed at once: server.http_max_connections were open."
+    );
+    metrics::describe_counter!(
+        "cadre_grpc_connections_refused_total",
+        "gRPC connections closed at once: server.grpc_max_connections were open."
+    );
+    metrics::describe_counter!(
+        "cadre_http_tls_handshake_failures_total",
+        "HTTP connections whose TLS handshake failed or did not finish within server.http_header_timeout_ms."
+    );
+    metrics::describe_counter!(
+        "cadre_grpc_handshake_failures_total",
+        "gRPC connections closed before serving: TLS handshake or HTTP/2 preface failed or not done within server.grpc_handshake_timeout_ms."
     );
 }
 

@@ -32,6 +32,9 @@ pub struct PeerService {
     pub auth: Arc<Authenticator>,
     /// Input bounds for delegated specs.
     pub limits: SpecLimits,
+    /// `limits.max_delegation_depth`: a parent this deep (DelegateRequest.parent_depth) takes
+    /// no sub-task.
+    pub max_delegation_depth: u32,
     /// This node.
     pub node_id: String,
     /// Where peers reach it.
@@ -61,6 +64,8 @@ impl SupervisorPeer for PeerService {
             .spec
             .ok_or_else(|| Status::invalid_argument("spec: is required"))?;
         wire.parent_id = parent.to_string();
+        Admission::within_depth(&wire.parent_id, r.parent_depth, self.max_delegation_depth)
+            .map_err(refused)?;
         let admitted = Admission::admit(Some(&wire), &self.limits, self.runtime.router()).map_err(refused)?;
         let tenant = match p.tenant_scope() {
             None if !r.tenant.is_empty() => r.tenant,
@@ -78,7 +83,7 @@ impl SupervisorPeer for PeerService {
         let traceparent = cadre_trace::current_traceparent();
         let done = self
             .runtime
-            .run_delegated(record, &route, traceparent, wait)
+            .run_delegated(record, &route, r.parent_depth + 1, traceparent, wait)
             .await
             .map_err(not_run)?;
         task.state = done.state.to_wire() as i32;

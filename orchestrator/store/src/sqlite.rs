@@ -88,6 +88,7 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
+            .after_release(|conn, _| Box::pin(left_outside_transaction(conn)))
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
@@ -302,6 +303,24 @@ impl SqliteStore {
     }
 }
 
+/// Whether a connection given back to the pool may be used again: only if it is outside any
+/// transaction. A transaction dropped after an error queues its ROLLBACK (the ping waits for
+/// it); when SQLite had already rolled the transaction back itself (it does after SQLITE_FULL
+/// or an I/O error at COMMIT: a full disk), that ROLLBACK fails and sqlx still counts the
+/// connection inside a transaction. Reused, its next `begin` would be a SAVEPOINT, which
+/// starts a real transaction, and whose rollback after the next error (`ROLLBACK TO`) leaves
+/// that transaction open for ever, with its old snapshot and its locks: every write then fails
+/// with "database is locked" until a restart. Such a connection is closed instead.
+async fn left_outside_transaction(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    conn.ping().await?;
+    let outside = !conn.is_in_transaction();
+    if !outside {
+        tracing::warn!("a SQLite connection was left inside a transaction after an error; closed");
+    }
+    Ok(outside)
+}
+
 impl WriterCache {
     /// Takes in what a committed batch changed: unfinished tasks (None: finished), the next
     /// cursor and the audit chain's end.
@@ -338,6 +357,12 @@ impl PlanIo for InTransaction<'_> {
     }
 
     async fn usage(&mut self, u: UsageRecord<'_>) -> StoreResult<()> {
+        let call = crate::llm_calls::CallInsert::new(&u, str::to_string);
+        crate::llm_calls::sqlite_insert(self.0, &call).await?;
+        if u.usage.cache_hit {
+            // A cached reply used no tokens: its call is recorded, no usage row.
+            return Ok(());
+        }
         sqlx::query(
             "INSERT INTO usage (task_id, tenant, model, tokens_in, tokens_out, cost_usd, day, at_ms) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -418,6 +443,8 @@ crate::retention::impl_retention_store!(sqlite: SqliteStore);
 crate::revocations::impl_revocation_store!(SqliteStore, Sqlite);
 crate::schedules::impl_schedule_store!(SqliteStore, Sqlite);
 crate::audit_prune::impl_audit_prune_store!(SqliteStore, Sqlite);
+crate::llm_calls::impl_llm_call_store!(SqliteStore, Sqlite);
+crate::stats::impl_stats_store!(SqliteStore, Sqlite);
 
 impl SqliteStore {
     /// A transaction that changes the audit chain outside a batch (a prune), holding the
@@ -552,3 +579,7 @@ mod tests {
         assert_eq!(out[1], WriteOutcome::Ignored);
     }
 }
+
+#[cfg(test)]
+#[path = "sqlite_full_tests.rs"]
+mod full_tests;

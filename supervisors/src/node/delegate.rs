@@ -36,11 +36,13 @@ pub enum DelegatedError {
 impl NodeRuntime {
     /// Runs a sub-task delegated to this node: stores it through the events stream (so tier 0
     /// knows it before it runs), runs it here and waits (up to `wait`) for its terminal
-    /// transition. `record` is a QUEUED record on `route`; `traceparent` is the caller's trace.
+    /// transition. `record` is a QUEUED record on `route`, `depth` delegations below its root
+    /// (what its own sub-tasks are told); `traceparent` is the caller's trace.
     pub async fn run_delegated(
         &self,
         record: TaskRecord,
         route: &Route,
+        depth: u32,
         traceparent: Option<String>,
         wait: Duration,
     ) -> Result<Transition, DelegatedError> {
@@ -78,6 +80,7 @@ impl NodeRuntime {
                 acker: None,
                 _permit: None,
                 round: 0,
+                depth,
             },
         );
         self.dispatch(&supervisor, task);
@@ -126,6 +129,7 @@ impl cadre_agents::Delegate for DelegateToPeers {
             }),
             wait_ms: 0,
             tenant,
+            parent_depth: node.depth_of(parent),
         };
         let call = node.peers.delegate(&route.supervisor, req);
         let task = tokio::select! {

@@ -27,6 +27,9 @@ pub(super) struct Inflight {
     /// Times its supervisor put it back in the queue here (QUEUED transitions), carried on
     /// its transitions so a re-run's events are not deduplicated as repeats.
     pub round: u32,
+    /// Delegations between it and its root, as far as this node knows: the depth a peer
+    /// delegated it at, 0 for a task from the work queue (tier 0 knows those depths).
+    pub depth: u32,
 }
 
 /// The held tasks and the cancels remembered.

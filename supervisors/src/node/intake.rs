@@ -149,6 +149,7 @@ impl NodeRuntime {
                 acker: Some(acker),
                 _permit: Some(permit),
                 round: 0,
+                depth: 0,
             },
         );
     }

@@ -167,6 +167,12 @@ impl NodeRuntime {
         self.held.lock().get(&id).map(|i| i.task.tenant.clone())
     }
 
+    /// How many delegations task `id` (held by this node) is below its root, as far as this
+    /// node knows (0 when not held).
+    pub fn depth_of(&self, id: TaskId) -> u32 {
+        self.held.lock().get(&id).map(|i| i.depth).unwrap_or(0)
+    }
+
     /// Hands `task` to the local `supervisor`.
     pub(super) fn dispatch(&self, supervisor: &str, task: QueuedTask) {
         if let Some(o) = self.orchestrator.get() {

@@ -31,6 +31,7 @@ async fn a_delegated_run_is_stored_first_runs_here_and_answers_its_waiter() {
         .run_delegated(
             rec,
             &route("echo"),
+            1,
             Some(TRACEPARENT.into()),
             Duration::from_secs(60),
         )
@@ -62,7 +63,13 @@ async fn a_delegated_run_is_refused_or_given_up_as_the_runtime_says() {
     let wait = Duration::from_secs(5);
     let not_here = node
         .runtime
-        .run_delegated(record("test.node.echo", "elsewhere"), &route("echo"), None, wait)
+        .run_delegated(
+            record("test.node.echo", "elsewhere"),
+            &route("echo"),
+            1,
+            None,
+            wait,
+        )
         .await;
     assert_eq!(
         not_here.unwrap_err(),
@@ -70,7 +77,7 @@ async fn a_delegated_run_is_refused_or_given_up_as_the_runtime_says() {
     );
     let missing = node
         .runtime
-        .run_delegated(record("test.node.missing", SUP), &route("missing"), None, wait)
+        .run_delegated(record("test.node.missing", SUP), &route("missing"), 1, None, wait)
         .await;
     assert_eq!(
         missing.unwrap_err(),
@@ -78,7 +85,10 @@ async fn a_delegated_run_is_refused_or_given_up_as_the_runtime_says() {
     );
     let rec = record("test.node.gated", SUP);
     let id = rec.id;
-    let slow = node.runtime.run_delegated(rec, &route("gated"), None, wait).await;
+    let slow = node
+        .runtime
+        .run_delegated(rec, &route("gated"), 1, None, wait)
+        .await;
     assert_eq!(
         slow.unwrap_err(),
         DelegatedError::DeadlineExceeded(format!("sub-task {id} did not finish in time; it goes on"))

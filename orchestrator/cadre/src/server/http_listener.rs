@@ -5,7 +5,8 @@
 //! (`server.http_body_timeout_ms`) and for idle kept-alive connections
 //! (`server.http_idle_timeout_ms`).
 //!
-//! Each connection runs in its own task; the TLS handshake happens there, under the header
+//! The cap and the TLS handshake are [`super::accept`]'s, shared with the gRPC listener. Each
+//! connection runs in its own task; the TLS handshake happens there, under the header
 //! deadline, so a slow or broken handshake never holds the accept loop. hyper's own
 //! `header_read_timeout` is not used: it starts as soon as a kept-alive connection waits for its
 //! next request, so it would also close idle connections at the header deadline. The
@@ -13,7 +14,6 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -27,16 +27,14 @@ use hyper::service::{Service as _, service_fn};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-/// Connections refused because `server.http_max_connections` were open.
-const REFUSED: &str = "cadre_http_connections_refused_total";
-/// Connections closed for a failed or timed-out TLS handshake.
-const HANDSHAKE_FAILED: &str = "cadre_http_tls_handshake_failures_total";
+use crate::server::accept::{Accepted, Acceptor, Listener, tls_handshake};
+
 /// Connections closed because a request's headers did not arrive in time.
 const HEADER_TIMEOUTS: &str = "cadre_http_header_timeouts_total";
 
@@ -76,83 +74,31 @@ pub(crate) async fn serve(
     opts: HttpOptions,
     shutdown: CancellationToken,
 ) {
-    for (series, help) in [
-        (
-            REFUSED,
-            "HTTP connections closed at once: server.http_max_connections were open.",
-        ),
-        (
-            HANDSHAKE_FAILED,
-            "HTTP connections whose TLS handshake failed or timed out.",
-        ),
-        (
-            HEADER_TIMEOUTS,
-            "HTTP connections closed: request headers late (server.http_header_timeout_ms).",
-        ),
-    ] {
-        metrics::describe_counter!(series, help);
-        metrics::counter!(series).increment(0);
-    }
-    let permits = Arc::new(Semaphore::new(opts.max_connections));
+    metrics::describe_counter!(
+        HEADER_TIMEOUTS,
+        "HTTP connections closed: request headers late (server.http_header_timeout_ms)."
+    );
+    metrics::counter!(HEADER_TIMEOUTS).increment(0);
+    let mut acceptor = Acceptor::new(listener, Listener::Http, opts.max_connections);
     let opts = Arc::new(opts);
     // Every connection task holds a receiver; `closed()` resolves when the last one ends.
     let (open_tx, open_rx) = watch::channel(());
-    let mut last_refusal_log: Option<Instant> = None;
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    accept_error(e).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            // Over the cap: close at once (the peer sees the connection end), existing
-            // connections are untouched.
-            drop(stream);
-            metrics::counter!(REFUSED).increment(1);
-            if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                last_refusal_log = Some(Instant::now());
-                tracing::warn!(%peer, max = opts.max_connections, "HTTP connection refused: server.http_max_connections are open");
-            }
-            continue;
-        };
+    while let Some(accepted) = acceptor.next(&shutdown).await {
         let (router, opts, shutdown, open) =
             (router.clone(), opts.clone(), shutdown.clone(), open_rx.clone());
         tokio::spawn(async move {
-            connection(stream, peer, router, &opts, permit, shutdown).await;
+            connection(accepted, router, &opts, shutdown).await;
             drop(open);
         });
     }
-    drop(listener);
+    drop(acceptor);
     drop(open_rx);
     open_tx.closed().await;
 }
 
-/// An accept error: a peer that went away is nothing; anything else (e.g. out of file
-/// descriptors) is logged and the loop pauses before accepting again.
-async fn accept_error(e: io::Error) {
-    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
-        return;
-    }
-    tracing::error!(error = %e, "HTTP accept failed; retrying in 1 s");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-}
-
 /// One connection: TLS handshake (under the header deadline), then HTTP/1.1 until it closes.
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    router: Router,
-    opts: &HttpOptions,
-    permit: OwnedSemaphorePermit,
-    shutdown: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
+async fn connection(accepted: Accepted, router: Router, opts: &HttpOptions, shutdown: CancellationToken) {
+    let Accepted { stream, peer, permit } = accepted;
     let phase = Arc::new(Phase::new());
     match &opts.tls {
         None => {
@@ -165,19 +111,12 @@ async fn connection(
             )
             .await
         }
-        Some(acceptor) => match tokio::time::timeout(opts.header_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => {
+        Some(tls) => {
+            let deadline = Instant::now() + opts.header_timeout;
+            if let Some(tls) = tls_handshake(Listener::Http, tls, stream, peer, deadline).await {
                 serve_connection(Tracked::new(tls, &phase, permit), phase, router, opts, shutdown).await
             }
-            Ok(Err(e)) => {
-                metrics::counter!(HANDSHAKE_FAILED).increment(1);
-                tracing::debug!(%peer, error = %e, "HTTP TLS handshake failed");
-            }
-            Err(_) => {
-                metrics::counter!(HANDSHAKE_FAILED).increment(1);
-                tracing::debug!(%peer, "HTTP TLS handshake timed out");
-            }
-        },
+        }
     }
 }
 

@@ -14,7 +14,6 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore};
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 /// The bound sockets and their TLS, which the servers take over ([`Bound::sockets`]).
 pub(crate) struct Sockets {
@@ -22,8 +21,8 @@ pub(crate) struct Sockets {
     pub grpc: TcpListener,
     /// The HTTP listener.
     pub http: TcpListener,
-    /// gRPC TLS (None: plaintext).
-    pub tls: Option<ServerTlsConfig>,
+    /// gRPC TLS, HTTP/2 offered by ALPN (None: plaintext).
+    pub tls: Option<TlsAcceptor>,
     /// HTTP TLS, the same certificate and client CA (None: plaintext).
     pub http_tls: Option<TlsAcceptor>,
     /// The plain-HTTP probe listener (`server.probe_addr`), if configured.
@@ -59,8 +58,8 @@ impl Bound {
             .await
             .with_context(|| format!("cannot listen on server.http_addr {}", config.server.http_addr))?;
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
-        let tls = server_tls(&config.tls)?;
-        let http_tls = http_tls(&config.tls)?;
+        let tls = tls_acceptor(&config.tls, b"h2")?;
+        let http_tls = tls_acceptor(&config.tls, b"http/1.1")?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = advertised_url(config, grpc_addr, scheme);
         let probe = match config.server.probe_addr.as_str() {
@@ -181,31 +180,10 @@ pub(crate) fn write_endpoints(config: &Config, bound: &Bound) -> anyhow::Result<
     Ok(endpoints_file)
 }
 
-/// Reads the TLS files into tonic's server config (None when TLS is off).
-fn server_tls(cfg: &TlsConfig) -> anyhow::Result<Option<ServerTlsConfig>> {
-    if !cfg.enabled() {
-        return Ok(None);
-    }
-    let read =
-        |what: &str, path: &str| std::fs::read(path).with_context(|| format!("cannot read {what} {path}"));
-    let identity = Identity::from_pem(
-        read("tls.cert_file", &cfg.cert_file)?,
-        read("tls.key_file", &cfg.key_file)?,
-    );
-    let mut tls = ServerTlsConfig::new().identity(identity);
-    if !cfg.client_ca_file.is_empty() {
-        tls = tls.client_ca_root(Certificate::from_pem(read(
-            "tls.client_ca_file",
-            &cfg.client_ca_file,
-        )?));
-    }
-    Ok(Some(tls))
-}
-
-/// Reads the TLS files into the HTTP listener's rustls acceptor (None when TLS is off): the
-/// same certificate as gRPC, client certificates required and verified against
-/// `client_ca_file` when it is set, HTTP/1.1 offered by ALPN.
-fn http_tls(cfg: &TlsConfig) -> anyhow::Result<Option<TlsAcceptor>> {
+/// Reads the TLS files into a listener's rustls acceptor (None when TLS is off): one
+/// certificate for both listeners, client certificates required and verified against
+/// `client_ca_file` when it is set, `alpn` (`h2` for gRPC, `http/1.1` for HTTP) offered by ALPN.
+fn tls_acceptor(cfg: &TlsConfig, alpn: &[u8]) -> anyhow::Result<Option<TlsAcceptor>> {
     if !cfg.enabled() {
         return Ok(None);
     }
@@ -238,6 +216,6 @@ fn http_tls(cfg: &TlsConfig) -> anyhow::Result<Option<TlsAcceptor>> {
     let mut config = builder
         .with_single_cert(chain, key)
         .context("tls.cert_file and tls.key_file do not make a usable identity")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }

@@ -7,6 +7,8 @@
 //! a node started on port 0. [`Running::shutdown`] stops intake, waits up to
 //! `server.shutdown_grace_ms` for open calls, stops the actor tree and flushes the writer.
 
+mod accept;
+mod grpc_listener;
 mod http_listener;
 mod inflight;
 mod listeners;

@@ -39,7 +39,11 @@ impl Parts {
         // Remote workers connect to this process's WorkerService and run the tasks its
         // `remote` executor dispatches: both share one hub.
         let remote_hub = RemoteHub::new(config.executors.remote.clone());
-        let mut registry = cadre_executors::configured(&config.executors);
+        // The llm executor sends prompts and replies with its usage only when the node keeps
+        // them (`[llm_calls]`).
+        let mut executors = config.executors.clone();
+        executors.llm.capture_bytes = config.llm_calls.executor_capture_bytes();
+        let mut registry = cadre_executors::configured(&executors);
         remote::register_with(&mut registry, remote_hub.clone());
         cadre_core::system_tasks::register(&mut registry, &node_cell);
         cadre_faces::workers::record_connected(&remote_hub);

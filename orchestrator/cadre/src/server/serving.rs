@@ -24,9 +24,10 @@ use cadre_proto::v1::{
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::ServerTlsConfig;
 
+use crate::server::grpc_listener::{self, GrpcOptions};
 use crate::server::http_listener::{self, HttpOptions};
 use crate::server::inflight::{GrpcInflightLayer, InflightGate, http_gate};
 use crate::server::listeners::Sockets;
@@ -46,7 +47,7 @@ async fn serve_grpc(
     workers: Option<WorkerApi>,
     listener: TcpListener,
     cfg: ServerConfig,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<TlsAcceptor>,
     gate: Arc<InflightGate>,
     shutdown: CancellationToken,
 ) {
@@ -79,21 +80,13 @@ async fn serve_grpc(
     let reflection_v1alpha = reflection_builder()
         .build_v1alpha()
         .expect("embedded descriptors are valid");
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    // Bounds per connection (calls in flight, streams) and dead-peer detection; each service
-    // also bounds decoded message size.
+    // The connection cap, TLS and the handshake deadline are the incoming stream's.
+    let incoming = grpc_listener::incoming(listener, GrpcOptions::new(&cfg, tls), shutdown.clone());
+    // Bounds per connection (calls in flight, streams) and dead-peer detection (HTTP/2 pings,
+    // idle connections included); each service also bounds decoded message size.
     let mut builder = tonic::transport::Server::builder().load_shed(cfg.load_shed);
     if cfg.request_timeout_ms > 0 {
         builder = builder.timeout(Duration::from_millis(cfg.request_timeout_ms));
-    }
-    if let Some(tls) = tls {
-        builder = match builder.tls_config(tls) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "TLS setup failed; not serving gRPC");
-                return;
-            }
-        };
     }
     let router = builder
         .layer(GrpcInflightLayer(gate))
@@ -101,7 +94,6 @@ async fn serve_grpc(
         .max_concurrent_streams(Some(cfg.max_streams_per_connection))
         .http2_keepalive_interval(Some(keepalive))
         .http2_keepalive_timeout(Some(keepalive))
-        .tcp_keepalive(Some(keepalive))
         .trace_fn(cadre_trace::grpc_request_span)
         .add_service(health_svc)
         .add_service(reflection)

@@ -64,6 +64,7 @@ pub(crate) async fn start(config: Config, mut bound: Bound, parts: Parts) -> any
         orchestrator: orchestrator.clone(),
         auth,
         limits: config.spec_limits(),
+        max_delegation_depth: config.limits.max_delegation_depth,
         node_id: config.node.id.clone(),
         url: bound.url.clone(),
     };

@@ -196,6 +196,8 @@ impl Durable {
             budgets.clone(),
             feed,
         );
+        let calls = cadre_core::llm_calls::CallCapture::new(&config.llm_calls).map_err(anyhow::Error::msg)?;
+        let writer = writer.with_llm_calls(calls);
         if nats {
             // Other tier-0 replicas may share the store: their intake and finishes move the
             // unfinished-task counts too.

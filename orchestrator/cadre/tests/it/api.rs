@@ -401,6 +401,7 @@ async fn delegate_records_the_parent_and_get_shows_children() {
             spec: Some(spec("system.debug.echo", r#"{"sub":1}"#)),
             wait_ms: 0,
             tenant: String::new(),
+            parent_depth: 0,
         })
         .await
         .unwrap()

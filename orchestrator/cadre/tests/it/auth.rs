@@ -218,6 +218,7 @@ async fn call(node: &TestNode, cred: &str, action: Action, own_task: &str) -> Co
                 spec: Some(spec("system.debug.echo", "{}")),
                 wait_ms: 0,
                 tenant: String::new(),
+                parent_depth: 0,
             };
             code(p.delegate(req).await.map(drop))
         }

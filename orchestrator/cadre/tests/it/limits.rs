@@ -76,6 +76,7 @@ async fn sub_tasks_nest_only_as_deep_as_the_limit() {
             spec: Some(spec("system.debug.echo", "{}")),
             wait_ms: 1_000,
             tenant: String::new(),
+            parent_depth: 0,
         })
         .await
         .expect_err("refused like a submit");

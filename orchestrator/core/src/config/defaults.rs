@@ -157,6 +157,7 @@ impl Default for Config {
             upstream: Default::default(),
             schedules: Default::default(),
             retention: Default::default(),
+            llm_calls: Default::default(),
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct Config {
     pub schedules: crate::schedules::ScheduleConfig,
     /// How long finished tasks and audit records are kept (default: for ever).
     pub retention: crate::retention::RetentionConfig,
+    /// What each model call's record keeps (prompts and replies: off by default).
+    pub llm_calls: crate::llm_calls::LlmCallsConfig,
 }
 
 /// Workflow definitions registered at start (the API registers others at any time).
@@ -229,6 +231,13 @@ pub struct ServerConfig {
     /// Time a client has to send a request's body once its headers arrived; a slower body
     /// ends the request (400) and its connection.
     pub http_body_timeout_ms: u64,
+    /// Connections the gRPC listener serves at once; more are accepted and closed at once,
+    /// counted in `cadre_grpc_connections_refused_total`.
+    pub grpc_max_connections: usize,
+    /// Time a gRPC client has, from connect, to finish the TLS handshake (with `[tls]`) and
+    /// send the HTTP/2 connection preface; slower or garbled connections are closed, counted
+    /// in `cadre_grpc_handshake_failures_total`.
+    pub grpc_handshake_timeout_ms: u64,
     /// Calls the node handles at once over both listeners (gRPC calls, HTTP requests; a
     /// stream counts until its headers went out). More are shed at once: gRPC
     /// RESOURCE_EXHAUSTED, HTTP 503, both with `Retry-After: 1`. Probes are never shed.
@@ -330,6 +339,8 @@ impl Default for ServerConfig {
             http_header_timeout_ms: 10_000,
             http_idle_timeout_ms: 60_000,
             http_body_timeout_ms: 60_000,
+            grpc_max_connections: 10_000,
+            grpc_handshake_timeout_ms: 10_000,
             max_inflight_calls: 4096,
             probe_addr: String::new(),
         }

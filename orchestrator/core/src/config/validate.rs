@@ -24,6 +24,7 @@ impl Config {
         errs.extend(self.workflow_problems());
         errs.extend(self.dispatch().problems());
         errs.extend(self.retention.problems());
+        errs.extend(self.llm_calls.problems());
         if errs.is_empty() {
             Ok(())
         } else {
@@ -71,6 +72,12 @@ impl Config {
         }
         if !(100..=3_600_000).contains(&self.server.http_idle_timeout_ms) {
             errs.push("server.http_idle_timeout_ms: must be 100 to 3600000".into());
+        }
+        if !(1..=1_000_000).contains(&self.server.grpc_max_connections) {
+            errs.push("server.grpc_max_connections: must be 1 to 1000000".into());
+        }
+        if !(100..=600_000).contains(&self.server.grpc_handshake_timeout_ms) {
+            errs.push("server.grpc_handshake_timeout_ms: must be 100 to 600000".into());
         }
         if !(1..=1_000_000).contains(&self.server.max_inflight_calls) {
             errs.push("server.max_inflight_calls: must be 1 to 1000000".into());

@@ -45,6 +45,19 @@ impl Inbox {
         true
     }
 
+    /// Adds to the (not empty) `batch` of a retry what was queued meanwhile, without waiting:
+    /// at most `batch_max` requests are taken off the queue, and a group still joins whole or
+    /// waits for the next batch.
+    pub(super) fn top_up(&mut self, rx: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
+        while self.waiting.len() < self.batch_max {
+            match rx.try_recv() {
+                Ok(req) => self.waiting.push_back(req),
+                Err(_) => break,
+            }
+        }
+        self.fill(batch);
+    }
+
     /// Moves waiting requests into `batch`, in order. A group sent with `write_together` is one
     /// request here; its writes join the batch together, so they commit (or fail) together. A
     /// group that would take the batch past `batch_max` waits for the next one, and so does
@@ -134,6 +147,31 @@ mod tests {
     async fn a_group_larger_than_batch_max_is_committed_alone() {
         let got = batches(2, vec![write("a"), group(&["g1", "g2", "g3"]), write("b")]).await;
         assert_eq!(got, [vec!["a"], vec!["g1", "g2", "g3"], vec!["b"]]);
+    }
+
+    #[tokio::test]
+    async fn a_retried_batch_is_topped_up_with_what_was_queued_meanwhile() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut inbox = Inbox::new(4);
+        let mut batch = vec![write("kept")];
+        inbox.top_up(&mut rx, &mut batch);
+        assert_eq!(names(&batch), ["kept"], "nothing queued: nothing added, no wait");
+        for r in [write("a"), group(&["g1", "g2", "g3"]), write("b")] {
+            tx.send(r).await.unwrap();
+        }
+        inbox.top_up(&mut rx, &mut batch);
+        assert_eq!(
+            names(&batch),
+            ["kept", "a"],
+            "the group would pass batch_max: it waits"
+        );
+        batch.clear();
+        assert!(inbox.collect(&mut rx, &mut batch).await);
+        assert_eq!(
+            names(&batch),
+            ["g1", "g2", "g3", "b"],
+            "what waited comes next, in order"
+        );
     }
 
     #[tokio::test]

@@ -34,12 +34,16 @@ pub(super) fn seal(batch: &mut [Request], sealer: Option<&Sealer>) {
 /// Applies the writes of `batch` (barriers carry none) in one transaction and returns their
 /// outcomes, in order. If the store fails, the writes someone waits for are answered with the
 /// error and leave the batch; the others (fire-and-forget transitions, usage, progress, audit)
-/// are tried again after a backoff (50 ms doubling to 5 s) until the store takes them. None
-/// when the failure answered every request in the batch: nothing is left to commit.
+/// are tried again after a backoff (50 ms doubling to 5 s) until the store takes them. Before
+/// each new try, `top_up` adds what was queued meanwhile (within the batch's bound), so a
+/// write someone waits for (a submit) is answered at the next try, with the error while the
+/// store still fails, instead of waiting behind the retries for as long as the store is away.
+/// None when the failure answered every request in the batch: nothing is left to commit.
 pub(super) async fn apply(
     store: &dyn Store,
     sealer: Option<&Sealer>,
     batch: &mut Vec<Request>,
+    mut top_up: impl FnMut(&mut Vec<Request>),
 ) -> Option<Vec<WriteOutcome>> {
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -59,6 +63,8 @@ pub(super) async fn apply(
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = next_backoff(backoff);
+                top_up(batch);
+                seal(batch, sealer);
             }
         }
     }

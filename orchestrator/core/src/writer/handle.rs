@@ -32,6 +32,8 @@ pub struct Writer {
     budgets: Arc<Budgets>,
     /// Most writes committed in one transaction (`store.batch_max`).
     batch_max: usize,
+    /// What of each model call's prompt and reply is stored (`[llm_calls]`; default: none).
+    calls: Arc<crate::llm_calls::CallCapture>,
 }
 
 impl Writer {
@@ -76,9 +78,17 @@ impl Writer {
                 pending,
                 budgets,
                 batch_max,
+                calls: Arc::default(),
             },
             handle,
         )
+    }
+
+    /// The same writer, storing model call records as `calls` says (prompts and replies
+    /// redacted and bounded, or dropped).
+    pub fn with_llm_calls(mut self, calls: crate::llm_calls::CallCapture) -> Self {
+        self.calls = Arc::new(calls);
+        self
     }
 
     /// Keeps the unfinished-task counters close to the truth when several tier-0 replicas
@@ -194,7 +204,8 @@ impl Writer {
     }
 
     /// A usage write priced with today's prices (for [`Writer::write_together`]).
-    pub fn priced_usage(&self, task_id: TaskId, usage: cadre_agents::Usage) -> WriteOp {
+    pub fn priced_usage(&self, task_id: TaskId, mut usage: cadre_agents::Usage) -> WriteOp {
+        self.calls.apply(&mut usage);
         let cost_usd = self.budgets.cost(&usage);
         WriteOp::Usage {
             task_id,

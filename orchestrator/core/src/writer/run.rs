@@ -3,7 +3,8 @@
 //!
 //! 1. [`Inbox::collect`]: the next batch from the queue (`collect.rs`);
 //! 2. [`seal`]: verified results signed (`commit.rs`);
-//! 3. [`apply`]: the batch stored in one transaction, retried until it commits (`commit.rs`);
+//! 3. [`apply`]: the batch stored in one transaction, retried until it commits, with what was
+//!    queued meanwhile added before each retry (`commit.rs`);
 //! 4. then, per committed write in batch order ([`WriterTask::settle`]): [`account`] for it
 //!    (`account.rs`), publish its event ([`HubFeed::publish`], `publish.rs`) and answer its
 //!    waiter; after the batch, wake the tailer ([`HubFeed::committed`]) and write the signed
@@ -50,7 +51,8 @@ impl WriterTask {
         let mut batch: Vec<Request> = Vec::with_capacity(self.batch_max);
         while inbox.collect(&mut rx, &mut batch).await {
             seal(&mut batch, self.sealer.as_ref());
-            if let Some(outcomes) = apply(&*self.store, self.sealer.as_ref(), &mut batch).await {
+            let top_up = |batch: &mut Vec<Request>| inbox.top_up(&mut rx, batch);
+            if let Some(outcomes) = apply(&*self.store, self.sealer.as_ref(), &mut batch, top_up).await {
                 self.settle(&mut batch, outcomes);
             }
         }

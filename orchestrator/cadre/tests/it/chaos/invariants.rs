@@ -49,12 +49,6 @@ impl Store {
         }
     }
 
-    /// The ids of the stored tasks that are not finished.
-    pub async fn unfinished_ids(&self) -> Vec<String> {
-        let sql = format!("SELECT id, state FROM tasks WHERE state NOT IN {TERMINAL}");
-        self.pairs(&sql).await.into_iter().map(|(id, _)| id).collect()
-    }
-
     /// How many stored tasks are not finished.
     async fn unfinished(&self) -> usize {
         let sql = format!("SELECT 'n', CAST(COUNT(*) AS TEXT) FROM tasks WHERE state NOT IN {TERMINAL}");
