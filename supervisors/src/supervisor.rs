@@ -530,11 +530,12 @@ impl SupervisorState {
             cancel,
             delegate: self.delegate.clone(),
             cancel_grace: self.cancel_grace,
-            progress: Arc::new(AttemptReport {
+            progress: Arc::new(AttemptReport::new(
                 sink,
                 task_id,
                 attempt,
-            }),
+                t.traceparent.as_deref(),
+            )),
         };
         let slot = pool.slots.get_mut(&slot_id).expect("slot exists");
         slot.running = Some(task_id);

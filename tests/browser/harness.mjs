@@ -11,6 +11,18 @@ export const check = (cond, what) => {
   if (!cond) throw new Error(`check failed: ${what}`);
 };
 
+/** A full-page screenshot `<name>.png` in $CADRE_SHOTS, taken from the top. */
+export const shot = async (page, name) => {
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: path.join(process.env.CADRE_SHOTS, `${name}.png`), fullPage: true });
+};
+
+/** Checks that the page needs no sideways scrolling (`what` names the page in the message). */
+export const fitsWidth = async (page, what) => {
+  const { scroll, inner } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, inner: window.innerWidth }));
+  check(scroll <= inner, `${what}: the page is ${scroll}px wide in a ${inner}px window`);
+};
+
 /**
  * Runs `run(page)` in a fresh Chromium page and exits: prints "<name> test passed" when it
  * returned with no console or page error (except console errors `ignore(text)` accepts),

@@ -8,15 +8,93 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-/// Tokens one model call used, reported by executors that call models.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Tokens one model call used, reported by executors that call models, with what tier 0
+/// keeps as the call's record (`llm_calls`). Every field after `tokens_out` is optional on the
+/// wire (serde defaults), so a report from an older node still decodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
-    /// The model that was called (a key of the node's price table).
+    /// The model that answered (a key of the node's price table).
     pub model: String,
     /// Prompt tokens.
     pub tokens_in: u64,
     /// Completion tokens.
     pub tokens_out: u64,
+    /// The provider that answered ("" when not told).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub provider: String,
+    /// The model the task asked for ("" when not told: the same as `model`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model_requested: String,
+    /// The models tried before the one that answered, in order, and why each did not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<Fallback>,
+    /// When the call started, Unix milliseconds (0 when not told: tier 0 uses the report's
+    /// arrival).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub started_at_ms: i64,
+    /// Milliseconds from the start to the first token of a streamed reply (None: not streamed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token_ms: Option<u64>,
+    /// Milliseconds the whole call took (fallbacks included).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub total_ms: u64,
+    /// Why the reply ended, as the provider said (`stop`, `length`, `tool_calls`, ...).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub finish_reason: String,
+    /// The reply came from the response cache (no provider was called).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_hit: bool,
+    /// The task's trace id (32 hex digits; "" when traces are not exported). Set by tier 1.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trace_id: String,
+    /// The attempt that made the call (0 when not told). Set by tier 1.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub attempt: u32,
+    /// The prompt as text, when the node keeps prompts (`[llm_calls] capture_prompts`),
+    /// at most [`MAX_CAPTURE_BYTES`]; tier 0 redacts and bounds it again before it is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The reply as text, kept like `prompt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+}
+
+/// The most bytes of a prompt or reply a usage report carries (tier 0 may keep fewer).
+pub const MAX_CAPTURE_BYTES: usize = 1 << 20;
+
+/// One model of a fallback chain that did not answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fallback {
+    /// Its provider.
+    pub provider: String,
+    /// The model's name (a key of the price table).
+    pub model: String,
+    /// Why it did not answer, short.
+    pub error: String,
+}
+
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+pub fn cut_text(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Where an attempt reports what it does besides its result.
@@ -195,5 +273,45 @@ pub trait Executor: Send + Sync + 'static {
     /// against it.
     fn result_schema(&self) -> Option<Value> {
         None
+    }
+}
+
+#[cfg(test)]
+mod usage_wire_tests {
+    use super::*;
+
+    /// A report of an older node (model and tokens only) still decodes, and a report without
+    /// call details is written as it always was.
+    #[test]
+    fn usage_reports_stay_compatible_both_ways() {
+        let old = r#"{"model":"m","tokens_in":1,"tokens_out":2}"#;
+        let u: Usage = serde_json::from_str(old).unwrap();
+        assert_eq!((u.model.as_str(), u.tokens_in, u.tokens_out), ("m", 1, 2));
+        assert_eq!(
+            u,
+            Usage {
+                model: "m".into(),
+                tokens_in: 1,
+                tokens_out: 2,
+                ..Usage::default()
+            }
+        );
+        assert_eq!(serde_json::to_string(&u).unwrap(), old);
+        let full = Usage {
+            provider: "p".into(),
+            fallbacks: vec![Fallback {
+                provider: "q".into(),
+                model: "n".into(),
+                error: "503".into(),
+            }],
+            first_token_ms: Some(3),
+            cache_hit: true,
+            attempt: 2,
+            prompt: Some("hi".into()),
+            ..u
+        };
+        let back: Usage = serde_json::from_str(&serde_json::to_string(&full).unwrap()).unwrap();
+        assert_eq!(back, full);
+        assert_eq!(cut_text("héllo", 2), "h", "cut on a character boundary");
     }
 }

@@ -354,6 +354,7 @@ mod tests {
                 model: "m".into(),
                 tokens_in: 1,
                 tokens_out: 2,
+                ..Default::default()
             },
         };
         let packs = pack_events(

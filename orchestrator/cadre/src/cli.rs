@@ -16,6 +16,7 @@
 //! - `bulk`: `tasks cancel-all`, `tasks replay`. `export`: `tasks export` (reads the store).
 //! - `admin`: `status`, `scale`, `reload`, `usage`.
 //! - `pauses`: `pause`, `resume`, `pauses`.
+//! - `calls`: `calls list` (model call records).
 //! - `workflows`: `workflow register|list|show|run`, `signal`.
 //! - `schedules`: `schedule create|list|show|pause|resume|trigger|delete` (arguments in
 //!   `schedule_args`).
@@ -31,6 +32,7 @@ mod admin;
 mod args;
 mod audit;
 mod bulk;
+mod calls;
 mod config;
 mod connect;
 mod credentials;
@@ -136,6 +138,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Usage { tenant, day } => admin::usage(node.client().await?, tenant, day).await,
         Command::Workflow { command } => workflows::workflow(node, command).await,
         Command::Signal(a) => workflows::signal(node, a).await,
+        Command::Calls { command } => calls::calls(node.client().await?, command).await,
         Command::Schedule { command } => schedules::schedule(node, command).await,
         Command::Token { command } => credentials::token(node.client().await?, command).await,
         Command::Key { command } => credentials::key(node.client().await?, command).await,

@@ -32,6 +32,7 @@
 //!   ([`PauseScope`]).
 //! - [`schedules`]: create, list, show, pause, resume, trigger and delete schedules.
 //! - [`admin`]: status, scale, config reload, usage, tokens and API keys.
+//! - [`llm_calls`]: model call records, newest first.
 //! - [`error`]: [`Error`], one variant per way a call can fail.
 //! - [`retry`]: [`Retry`], how UNAVAILABLE is retried.
 //!
@@ -42,6 +43,7 @@ pub mod admin;
 pub mod bulk;
 pub mod connect;
 pub mod error;
+pub mod llm_calls;
 pub mod pauses;
 pub mod retry;
 pub mod schedules;

@@ -126,6 +126,7 @@ impl Node {
             ("fairness", old.fairness == new.fairness),
             ("concurrency", old.concurrency == new.concurrency),
             ("upstream", old.upstream == new.upstream),
+            ("llm_calls", old.llm_calls == new.llm_calls),
         ] {
             if !same {
                 changes.push(format!(
@@ -150,6 +151,7 @@ impl Node {
         keep.fairness = old.fairness;
         keep.concurrency = old.concurrency;
         keep.upstream = old.upstream;
+        keep.llm_calls = old.llm_calls;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = keep;
         tracing::info!(?changes, "config reloaded");
         Ok(changes)

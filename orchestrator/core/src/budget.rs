@@ -306,7 +306,8 @@ mod tests {
             b.cost(&Usage {
                 model: "big".into(),
                 tokens_in: 1000,
-                tokens_out: 500
+                tokens_out: 500,
+                ..Default::default()
             }),
             2.0
         );

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cadre_proto::{v1, TaskEvent, TaskRecord, TaskState};
+use cadre_proto::{TaskEvent, TaskRecord, TaskState, v1};
 use cadre_store::StoreError;
 use tokio::sync::mpsc;
 use tokio::time::Instant;

@@ -31,6 +31,8 @@
 //!   every tier-0 replica runs to delete them in small batches.
 //! - [`workflows`]: workflow definitions, instances at intake, the engine that drives them
 //!   (a supervised actor; one replica leads), signals and approvals.
+//! - [`stats`]: what the dashboard's charts show (finished tasks and latencies per minute,
+//!   sampled queue depths, usage per day); [`depths`]: the queue depths sampled in memory.
 //! - [`gateway`]: the model gateway's submit-and-follow of a chat task (the OpenAI-compatible
 //!   endpoint).
 //! - [`error`]: the core's error type and its mapping to gRPC status codes.
@@ -47,10 +49,12 @@ pub mod config;
 pub mod credentials;
 pub mod debounce;
 pub mod delegate;
+pub mod depths;
 pub mod error;
 pub mod gateway;
 pub mod hub;
 pub mod intake;
+pub mod llm_calls;
 pub mod node;
 pub mod paused;
 pub mod pauses;
@@ -59,6 +63,7 @@ pub mod recovery;
 pub mod replicas;
 pub mod retention;
 pub mod schedules;
+pub mod stats;
 pub mod system_tasks;
 pub mod tasks;
 pub mod telemetry;

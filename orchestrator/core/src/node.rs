@@ -48,6 +48,8 @@ pub struct Node {
     pub(crate) pauses: crate::paused::Paused,
     /// Debounced tasks waiting for their window to end.
     pub(crate) debouncer: crate::debounce::due::Debouncer,
+    /// Each pool's queue depth, sampled for the dashboard (`crate::depths`).
+    pub(crate) depths: crate::depths::DepthHistory,
 }
 
 /// Everything a node is made of, assembled by the binary at start ([`Node::start`]).
@@ -102,7 +104,9 @@ impl Node {
             workflows: Default::default(),
             pauses: Default::default(),
             debouncer: Default::default(),
+            depths: Default::default(),
         });
+        crate::depths::spawn_sampler(Arc::downgrade(&node));
         let weak = Arc::downgrade(&node);
         tokio::spawn(async move {
             loop {

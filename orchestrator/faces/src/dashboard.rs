@@ -25,7 +25,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 
 /// The files under `/assets/`: name, content type, body.
-const ASSETS: [(&str, &str, &str); 9] = [
+const ASSETS: [(&str, &str, &str); 11] = [
     (
         "app.js",
         "text/javascript; charset=utf-8",
@@ -60,6 +60,16 @@ const ASSETS: [(&str, &str, &str); 9] = [
         "pauses.js",
         "text/javascript; charset=utf-8",
         include_str!("dashboard/pauses.js"),
+    ),
+    (
+        "charts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/charts.js"),
+    ),
+    (
+        "llm_calls.js",
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/llm_calls.js"),
     ),
     (
         "style.css",

@@ -277,6 +277,14 @@ impl AdminService for AdminApi {
         Ok(Response::new(self.0.usage(&p, &r.tenant, &r.day).await?))
     }
 
+    async fn list_llm_calls(
+        &self,
+        req: Request<v1::ListLlmCallsRequest>,
+    ) -> Result<Response<v1::ListLlmCallsResponse>, Status> {
+        let p = authorize(&self.0, &req, Action::ReadUsage).await?;
+        Ok(Response::new(self.0.list_llm_calls(&p, req.get_ref()).await?))
+    }
+
     async fn revoke_api_key(
         &self,
         req: Request<v1::RevokeApiKeyRequest>,
@@ -320,7 +328,14 @@ impl SupervisorPeer for PeerApi {
             let r = req.get_ref();
             let task = self
                 .0
-                .delegate(&p, &r.parent_id, &r.tenant, r.spec.as_ref(), r.wait_ms)
+                .delegate(
+                    &p,
+                    &r.parent_id,
+                    &r.tenant,
+                    r.parent_depth,
+                    r.spec.as_ref(),
+                    r.wait_ms,
+                )
                 .await?;
             Ok(Response::new(task.to_wire()))
         })

@@ -1,13 +1,15 @@
 //! The HTTP side: `/health` (process up), `/ready` (store reachable) and `/metrics`
 //! (Prometheus text format; protected unless `auth.metrics_public`); on tier-0 nodes also the
 //! JSON API ([`api`], [`workflows_api`], [`bulk_api`], [`pauses_api`],
-//! [`schedules_api`]), the OpenAI-compatible model gateway ([`openai_api`], docs/GATEWAY_API.md)
+//! [`schedules_api`], [`stats_api`]), the OpenAI-compatible model gateway ([`openai_api`],
+//! docs/GATEWAY_API.md)
 //! with its OpenAPI description ([`openapi`]) and the WebSocket and SSE event streams
 //! ([`events`]), see docs/HTTP_API.md.
 
 pub mod api;
 pub mod bulk_api;
 pub mod events;
+pub mod llm_calls_api;
 pub mod mcp;
 pub mod openai_api;
 mod openai_request;
@@ -17,6 +19,7 @@ pub mod openapi;
 pub mod pauses_api;
 pub mod schedules_api;
 mod socket_submit;
+pub mod stats_api;
 mod stream;
 pub mod views;
 pub mod workflows_api;

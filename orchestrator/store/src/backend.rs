@@ -20,6 +20,8 @@ pub trait Store:
     + crate::retention::RetentionStore
     + crate::revocations::RevocationStore
     + crate::schedules::ScheduleStore
+    + crate::llm_calls::LlmCallStore
+    + crate::stats::StatsStore
     + Send
     + Sync
     + 'static

@@ -20,10 +20,13 @@
 //! - [`reads`]: concurrent task reads coalesced into batches where the database prefers that.
 //! - [`chain`]: the signed, hash-linked audit chain the store seals drafts into.
 //! - [`audit_prune`]: removing the chain's oldest records behind a signed checkpoint.
+//! - [`llm_calls`]: one record per model call, stored with its usage, listed newest first.
 //! - [`debounce`]: which task holds a debounce key, and the writes that end a hold.
 //! - [`pauses`]: what an operator paused (the pause set tier 0 sends to supervisors).
 //! - [`retention`]: finished tasks past their time to live, and their deletion in batches.
 //! - [`revocations`]: revoked JWTs, rotated signing keys and live tier-0 replicas.
+//! - [`stats`]: bounded aggregates for the dashboard's charts (finished tasks per minute,
+//!   latencies, usage per day).
 //! - [`schedules`]: schedules and the compare-and-set claim that fires each tick once.
 //! - [`workflows`]: workflow definitions, instances' engine records and signals, and the
 //!   workflow engine's leadership.
@@ -50,12 +53,17 @@ pub mod keys;
 mod late;
 #[cfg(test)]
 mod late_tests;
+pub mod llm_calls;
+#[cfg(test)]
+mod llm_calls_tests;
 pub mod open;
 pub mod ops;
 pub mod pauses;
 mod plan;
 pub mod postgres;
 mod query;
+#[cfg(test)]
+mod raw_fixture_tests;
 pub mod reads;
 pub mod retention;
 #[cfg(test)]
@@ -66,6 +74,9 @@ mod rows;
 mod schedule_tests;
 pub mod schedules;
 pub mod sqlite;
+pub mod stats;
+#[cfg(test)]
+mod stats_tests;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 #[cfg(test)]
@@ -78,6 +89,7 @@ pub use debounce::{DebounceStore, Release};
 pub use error::{StoreError, StoreResult};
 pub use filters::{EventFilter, TaskFilter, UsageFilter};
 pub use keys::ApiKeyRecord;
+pub use llm_calls::{LlmCallFilter, LlmCallStore, StoredLlmCall};
 pub use open::open;
 pub use ops::{WriteOp, WriteOutcome};
 pub use pauses::{PauseStore, StoredPause};

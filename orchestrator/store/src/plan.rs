@@ -522,6 +522,7 @@ mod tests {
                 model: "m".into(),
                 tokens_in: 2,
                 tokens_out: 3,
+                ..Default::default()
             },
             cost_usd: 0.25,
             at_ms: 0,

@@ -468,13 +468,17 @@ impl PgStore {
             existing: &existing,
             tenants: &touched.tenants,
             usage: Vec::new(),
+            calls: Vec::new(),
             holds,
             conn: &mut tx,
         };
         let outcomes = plan.walk(ops, &inserted, now, sealer, &mut read).await?;
-        let ReadBefore { usage, holds, .. } = read;
+        let ReadBefore {
+            usage, calls, holds, ..
+        } = read;
         crate::late::pg_sql::rewrite(&mut tx, &plan, text).await?;
         Self::write(&mut tx, &plan, &usage, &touched.base).await?;
+        crate::llm_calls::pg_insert(&mut tx, &calls).await?;
         holds.write(&mut tx).await?;
         tx.commit().await?;
         Ok(outcomes)
@@ -537,6 +541,8 @@ struct ReadBefore<'a> {
     tenants: &'a HashMap<TaskId, String>,
     /// Usage records to insert, in op order.
     usage: Vec<UsageInsert>,
+    /// LLM call records to insert (one per usage report), in op order.
+    calls: Vec<crate::llm_calls::CallInsert>,
     /// The debounce holds the batch reads and changes.
     holds: crate::debounce::PgHolds,
     /// The batch's transaction, for [`PlanIo::history`].
@@ -559,6 +565,11 @@ impl PlanIo for ReadBefore<'_> {
     }
 
     async fn usage(&mut self, u: UsageRecord<'_>) -> StoreResult<()> {
+        self.calls.push(crate::llm_calls::CallInsert::new(&u, text));
+        if u.usage.cache_hit {
+            // A cached reply used no tokens: its call is recorded, no usage row.
+            return Ok(());
+        }
         self.usage.push(UsageInsert {
             task_id: u.task_id.to_string(),
             tenant: text(u.tenant),
@@ -672,6 +683,8 @@ crate::retention::impl_retention_store!(postgres: PgStore);
 crate::revocations::impl_revocation_store!(PgStore, sqlx::Postgres);
 crate::schedules::impl_schedule_store!(PgStore, sqlx::Postgres);
 crate::audit_prune::impl_audit_prune_store!(PgStore, sqlx::Postgres);
+crate::llm_calls::impl_llm_call_store!(PgStore, sqlx::Postgres);
+crate::stats::impl_stats_store!(PgStore, sqlx::Postgres);
 
 /// The advisory lock class of the workflow engine's leadership (`cadr` as a 32-bit number; the
 /// two-key lock space is apart from the event log's one-key lock).

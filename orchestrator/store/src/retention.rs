@@ -165,9 +165,10 @@ where
 
 /// The rows that hang off a task by its id alone, as (table, column), besides the task row:
 /// deleted with it.
-pub(crate) const DEPENDENT_ROWS: [(&str, &str); 4] = [
+pub(crate) const DEPENDENT_ROWS: [(&str, &str); 5] = [
     ("events", "task_id"),
     ("usage", "task_id"),
+    ("llm_calls", "task_id"),
     ("workflow_records", "instance"),
     ("workflow_signals", "instance"),
 ];

@@ -2,11 +2,10 @@
 //! events and usage; unfinished tasks, parents of unfinished sub-tasks and the holder of the
 //! newest event stay; pages and batches keep their bounds; cursors never go back.
 
-use std::sync::Arc;
-
 use cadre_proto::{TaskId, TaskRecord, TaskState};
 use cadre_supervisors::Transition;
 
+use crate::raw_fixture_tests::Opened;
 use crate::retention::{Expired, MAX_BATCH};
 use crate::testing::pg::TestDb;
 use crate::testing::record;
@@ -15,44 +14,10 @@ use crate::{EventFilter, Store, UsageFilter, WriteOp, WriteOutcome};
 /// An hour, in milliseconds: how far tasks are aged.
 const HOUR: i64 = 3_600_000;
 
-/// A store and a way to age its tasks (as if they had finished `ms` earlier).
-struct Fixture {
-    store: Arc<dyn Store>,
-    age: Ager,
-    _dir: Option<tempfile::TempDir>,
-}
-
-/// A second connection to the store's database, for what no store call does: moving a task's
-/// finish time into the past.
-enum Ager {
-    Sqlite(sqlx::SqlitePool),
-    Pg(sqlx::PgPool),
-}
+/// The store and a raw connection to its database; its helpers below.
+type Fixture = Opened;
 
 impl Fixture {
-    async fn sqlite() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let store = crate::sqlite::SqliteStore::open(&path, false).await.unwrap();
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display()))
-            .await
-            .unwrap();
-        Fixture {
-            store: Arc::new(store),
-            age: Ager::Sqlite(pool),
-            _dir: Some(dir),
-        }
-    }
-
-    async fn postgres(db: &TestDb) -> Fixture {
-        let store = crate::postgres::PgStore::connect(db.url(), 4).await.unwrap();
-        Fixture {
-            store: Arc::new(store),
-            age: Ager::Pg(sqlx::PgPool::connect(db.url()).await.unwrap()),
-            _dir: None,
-        }
-    }
-
     /// Moves the finish (last update) of `ids` `ms` into the past.
     async fn age(&self, ids: &[TaskId], ms: i64) {
         let list: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
@@ -60,18 +25,7 @@ impl Fixture {
             "UPDATE tasks SET updated_at_ms = updated_at_ms - {ms} WHERE id IN ({})",
             list.join(", ")
         );
-        let n = match &self.age {
-            Ager::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(p)
-                .await
-                .unwrap()
-                .rows_affected(),
-            Ager::Pg(p) => sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(p)
-                .await
-                .unwrap()
-                .rows_affected(),
-        };
+        let n = self.exec(sql).await;
         assert_eq!(n, ids.len() as u64);
     }
 
@@ -89,6 +43,7 @@ impl Fixture {
                     model: "m".into(),
                     tokens_in: 10,
                     tokens_out: 5,
+                    ..Default::default()
                 },
                 cost_usd: 0.01,
                 at_ms: r.created_at_ms,
@@ -291,8 +246,9 @@ async fn retention_on_sqlite() {
     all(&f).await;
     // A reopened store goes on after the newest cursor, the deleted tasks' included.
     let max = f.store.max_cursor().await.unwrap();
-    let dir = f._dir.unwrap();
-    drop(f.store);
+    let Opened { store, dir, .. } = f;
+    drop(store);
+    let dir = dir.unwrap();
     let store = crate::sqlite::SqliteStore::open(&dir.path().join("s.db"), false)
         .await
         .unwrap();

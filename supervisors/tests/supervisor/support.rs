@@ -266,6 +266,7 @@ impl Executor for Reports {
             model: "m".into(),
             tokens_in: ctx.attempt as u64,
             tokens_out: 1,
+            ..Default::default()
         });
         if ctx.attempt == 1 {
             return Err(ExecError::Retryable("try again".into()));

@@ -134,6 +134,12 @@ pub enum Command {
     },
     /// Send a signal to a waiting workflow instance (an approval: `--approve` or `--reject`).
     Signal(SignalArgs),
+    /// Model call records of llm tasks (your tenant's unless you are a commander).
+    Calls {
+        /// What to do.
+        #[command(subcommand)]
+        command: CallsCommand,
+    },
     /// Create, list, show, pause, resume, trigger and delete schedules (cron or interval).
     Schedule {
         /// What to do.
@@ -174,6 +180,29 @@ pub enum Command {
         /// What to do with the config.
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+/// `cadre calls` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CallsCommand {
+    /// List model call records, newest first.
+    List {
+        /// Only this task's calls.
+        #[arg(long)]
+        task: Option<String>,
+        /// Only calls that asked for or were answered by this model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Only this tenant (commanders; others always see their own).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// At most this many (1-1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Print JSON (`{"calls": [...], "next_cursor"}`, as `GET /v1/llm-calls`).
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -168,22 +168,13 @@ async fn dashboard_works_in_headless_chromium() {
 /// ("approve: <id>", "reject: <id>"), and "workflow test passed" when every check held;
 /// exits 1 otherwise.
 const WORKFLOW_SCRIPT: &str = r#####"
-import path from "node:path";
-import { check, runInChromium } from "./harness.mjs";
+import { check, fitsWidth, runInChromium, shot } from "./harness.mjs";
 
 const env = process.env;
 const url = env.CADRE_URL.replace(/\/$/, "");
 const PATIENCE = 60_000;
 let step = "start";
 let refusalExpected = false;
-const shot = async (page, name) => {
-  await page.evaluate(() => window.scrollTo(0, 0));
-  await page.screenshot({ path: path.join(env.CADRE_SHOTS, `${name}.png`), fullPage: true });
-};
-const fitsWidth = async (page, what) => {
-  const { scroll, inner } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, inner: window.innerWidth }));
-  check(scroll <= inner, `${what}: the page is ${scroll}px wide in a ${inner}px window`);
-};
 const go = async (page, hash, ready) => {
   await page.evaluate((h) => { location.hash = h; }, hash);
   await page.locator(ready).first().waitFor({ state: "visible" });

@@ -181,6 +181,7 @@ fn usage(id: TaskId, model: &str, tokens_in: u64, tokens_out: u64, cost_usd: f64
             model: model.into(),
             tokens_in,
             tokens_out,
+            ..Default::default()
         },
         cost_usd,
         at_ms,

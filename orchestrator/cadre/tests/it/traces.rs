@@ -193,6 +193,7 @@ async fn retries_are_sibling_attempts_and_submit_and_wait_and_delegate_are_trace
             parent_id: parent.id.clone(),
             wait_ms: 30_000,
             tenant: String::new(),
+            parent_depth: 0,
         })
         .await
         .expect("delegate")
@@ -404,6 +405,10 @@ async fn llm_calls_are_genai_client_spans_in_the_tasks_trace() {
     );
     assert!((got.usage[0].cost_usd - 0.011).abs() < 1e-9, "{got:#?}");
     assert_eq!(*seen.lock().unwrap(), vec!["Bearer sk-test-otel".to_string()]);
+    // The call's record (stored with the usage) names the task's trace.
+    let (_, body) = node.http_get(&format!("/v1/llm-calls?task_id={}", task.id)).await;
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["calls"][0]["trace_id"], TRACE_ID, "{page}");
 
     let id = task.id.as_str();
     let spans = receiver

@@ -6,7 +6,8 @@
 // - the task table: seeded by GET /v1/tasks, then kept live by a WebSocket on /v1/events;
 // - a task page (#/tasks/<id>): GET /v1/tasks/<id>, its stored events, then a one-task
 //   subscription until its terminal event;
-// - usage and cost: GET /v1/usage;
+// - usage and cost: GET /v1/usage; charts (overview, usage, a task's model calls) in charts.js
+//   and llm_calls.js;
 // - schedules: GET /v1/schedules, with pause, resume and trigger (schedules.js);
 // - a workflow instance's page also shows its steps and approvals (workflow.js);
 // - actions: POST /v1/tasks (submit), /v1/tasks/<id>/cancel, /v1/tasks/<id>/signals/<name>,
@@ -21,6 +22,8 @@ import { isWorkflow, workflowSteps } from "./workflow.js";
 import { setupBulk } from "./bulk.js";
 import { renderPauses, setupPauses } from "./pauses.js";
 import { openSchedules } from "./schedules.js";
+import { loadUsageChart, openOverviewCharts } from "./charts.js";
+import { llmCallsPanel } from "./llm_calls.js";
 
 const STATUS_EVERY_MS = 2000;
 const USAGE_EVERY_MS = 10000;
@@ -298,10 +301,11 @@ async function route() {
 function openOverview() {
   show("overview");
   document.title = "Overview · cadre";
+  const stopCharts = openOverviewCharts();
   if (!session.can("status")) {
     $("#stats").replaceChildren();
     resetTree(h("p", { class: "card empty" }, `The supervisor tree needs the supervisor role; you are ${session.who.role}. `, h("a", { href: "#/tasks" }, "See your tasks.")));
-    return null;
+    return stopCharts;
   }
   let timer = null;
   let stopped = false;
@@ -325,6 +329,7 @@ function openOverview() {
   return () => {
     stopped = true;
     clearTimeout(timer);
+    stopCharts();
   };
 }
 
@@ -599,7 +604,7 @@ function openTask(id) {
   const view = $("#view-task");
   view.replaceChildren(h("p", { class: "muted" }, "Loading…"));
   /** flow: a workflow instance's steps panel (workflow.js). */
-  const page = { task: null, events: [], stream: null, stopped: false, flow: null };
+  const page = { task: null, events: [], stream: null, stopped: false, flow: null, calls: llmCallsPanel(id) };
 
   const load = async () => {
     try {
@@ -620,6 +625,7 @@ function openTask(id) {
       }
       if (page.stopped) return;
       renderTask(view, page);
+      page.calls.load();
       if (!TERMINAL.has(page.task.state)) follow();
     } catch (e) {
       if (page.stopped || e.status === 401) return;
@@ -657,6 +663,7 @@ function openTask(id) {
       page.task = r.task;
       tasks.putTask(r.task);
       renderTask(view, page);
+      page.calls.load();
     } catch {
       /* the live view stays as it is */
     }
@@ -692,6 +699,7 @@ function openTask(id) {
     page.stopped = true;
     page.stream?.stop();
     page.flow?.stop();
+    page.calls.stop();
   };
 }
 
@@ -765,7 +773,7 @@ function renderTask(view, page) {
   if (t.children?.length) {
     grid.append(h("section", { class: "card" }, h("h2", {}, "Sub-tasks"), h("ul", { class: "plain" }, t.children.map((c) => h("li", {}, h("a", { href: `#/tasks/${c}`, class: "mono" }, c))))));
   }
-  sections.push(grid);
+  sections.push(grid, page.calls?.el);
 
   const start = timelineStart(page);
   sections.push(
@@ -829,7 +837,7 @@ function openUsage() {
   let stopped = false;
   let timer = null;
   const tick = async () => {
-    await loadUsage();
+    await Promise.all([loadUsage(), loadUsageChart()]);
     if (!stopped) timer = setTimeout(tick, USAGE_EVERY_MS);
   };
   tick();

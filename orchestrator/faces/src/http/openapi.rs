@@ -25,7 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::views::ErrorBody;
-use super::{api, bulk_api, openai_api, pauses_api, schedules_api, workflows_api};
+use super::{api, bulk_api, openai_api, pauses_api, schedules_api, stats_api, workflows_api};
 
 type Shared = Arc<Node>;
 
@@ -63,7 +63,9 @@ fn registered(task_body_limit: usize, workflow_body_limit: usize) -> OpenApiRout
         .merge(workflows_api::routes(workflow_body_limit))
         .merge(pauses_api::routes())
         .merge(bulk_api::routes())
+        .merge(super::llm_calls_api::routes())
         .merge(schedules_api::routes(task_body_limit))
+        .merge(stats_api::routes())
         .merge(openai_api::routes(task_body_limit))
 }
 
@@ -229,6 +231,10 @@ fn finish(mut doc: OpenApi) -> OpenApi {
             "Cron and interval schedules that submit a task or start a workflow (docs/SCHEDULES.md).",
         ),
         ("admin", "The supervisor tree, scaling and usage."),
+        (
+            "stats",
+            "What the dashboard's charts show: finished tasks, latencies, queue depths, usage per day.",
+        ),
         (
             "gateway",
             "The OpenAI-compatible model gateway (docs/GATEWAY_API.md); its errors are OpenAI's shape.",

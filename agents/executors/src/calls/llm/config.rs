@@ -53,6 +53,10 @@ pub struct LlmConfig {
     pub max_retry_after_ms: u64,
     /// Largest reply body read from a provider (streamed or not).
     pub max_response_bytes: usize,
+    /// Bytes of each call's prompt and reply sent with its usage report for the call record
+    /// (0: none). Not read from this section: the node sets it from `[llm_calls]`.
+    #[serde(skip)]
+    pub capture_bytes: usize,
 }
 
 /// The wire format a provider speaks.
@@ -131,6 +135,7 @@ impl Default for LlmConfig {
             cache_ttl_secs: 3_600,
             max_retry_after_ms: 30_000,
             max_response_bytes: 4 << 20,
+            capture_bytes: 0,
         }
     }
 }

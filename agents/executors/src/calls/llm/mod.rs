@@ -28,6 +28,7 @@ mod assemble;
 mod cache;
 mod chat;
 mod config;
+mod record;
 mod schemas;
 mod tools;
 mod wire;
@@ -42,8 +43,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use cadre_agents::executor::decode_params;
 use cadre_agents::schema::{check_schema, validate};
-use cadre_agents::{ExecContext, ExecError, Executor, ExecutorRegistry, Usage};
-use serde::{Deserialize, Serialize};
+use cadre_agents::{ExecContext, ExecError, Executor, ExecutorRegistry};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
@@ -53,6 +54,7 @@ pub use config::{LlmConfig, MAX_CHAIN, ModelConfig, ProviderConfig, ProviderKind
 pub use tools::{MAX_TOOLS, NAME_PATTERN};
 
 use chat::Chat;
+use record::Attempt;
 use wire::{CallError, Reply};
 
 /// Rounds over a rate-limited chain (each waits for the first provider to come back).
@@ -108,14 +110,6 @@ pub struct Llm {
     /// Provider -> when its `Retry-After` ends.
     cooldown: Mutex<HashMap<String, Instant>>,
     cache: ResponseCache,
-}
-
-/// One model tried for a task, and why it did not answer.
-#[derive(Clone, Debug, Serialize)]
-struct Attempt {
-    model: String,
-    provider: String,
-    error: String,
 }
 
 impl Llm {
@@ -466,14 +460,16 @@ impl Executor for Llm {
             "tools": chat.tools,
             "tool_choice": chat.tool_choice,
         }));
+        let clock = record::CallClock::start();
         if use_cache && let Some(mut hit) = self.cache.get(&cache_key) {
             hit["cached"] = json!(true);
             ctx.progress(1.0, "cached reply");
+            ctx.usage(record::cache_hit(&model, &hit, &clock));
             return Ok(hit);
         }
         let mut attempts = Vec::new();
         let (served, reply) = self.call_chain(&ctx, &model, &chat, &mut attempts).await?;
-        self.record_usage(&ctx, &served, &reply);
+        self.record_usage(&ctx, &model, &served, &attempts, &clock, &chat, &reply);
         let (reply, structured, tokens) = self.structured(&ctx, &served, &mut chat, reply).await?;
         let m = &self.config.models[&served];
         let result = json!({
@@ -548,6 +544,7 @@ impl Llm {
             ),
         ));
         let m = &self.config.models[served];
+        let clock = record::CallClock::start();
         reply = match self.call(ctx, served, m, chat).await {
             Ok(r) => r,
             Err(CallError::Cancelled) => return Err(ExecError::Cancelled),
@@ -562,7 +559,7 @@ impl Llm {
                 )));
             }
         };
-        self.record_usage(ctx, served, &reply);
+        self.record_usage(ctx, served, served, &[], &clock, chat, &reply);
         tokens.0 += reply.tokens_in;
         tokens.1 += reply.tokens_out;
         tokens.2 |= reply.usage_estimated;
@@ -577,11 +574,29 @@ impl Llm {
         Ok((reply, structured, tokens))
     }
 
-    fn record_usage(&self, ctx: &ExecContext, served: &str, reply: &Reply) {
-        ctx.usage(Usage {
-            model: served.to_string(),
-            tokens_in: reply.tokens_in,
-            tokens_out: reply.tokens_out,
-        });
+    /// Reports the tokens of an answered call with its record (`record::usage`): `requested`
+    /// is the model the task asked for, `attempts` the models that did not answer first.
+    #[allow(clippy::too_many_arguments)]
+    fn record_usage(
+        &self,
+        ctx: &ExecContext,
+        requested: &str,
+        served: &str,
+        attempts: &[Attempt],
+        clock: &record::CallClock,
+        chat: &Chat,
+        reply: &Reply,
+    ) {
+        let provider = self.config.models.get(served).map_or("", |m| m.provider.as_str());
+        let answered = record::Answered {
+            requested,
+            served,
+            provider,
+            attempts,
+            clock,
+            chat,
+            reply,
+        };
+        ctx.usage(record::usage(answered, self.config.capture_bytes));
     }
 }

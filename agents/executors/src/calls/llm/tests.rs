@@ -129,13 +129,20 @@ async fn a_plain_reply_records_usage_and_fits_the_result_schema() {
         json!({ "tokens_in": 11, "tokens_out": 7, "estimated": false })
     );
     assert_eq!(r["cached"], false);
+    let usage = seen.usage.lock().unwrap().clone();
+    let tokens: Vec<_> = usage
+        .iter()
+        .map(|u| (u.model.as_str(), u.tokens_in, u.tokens_out))
+        .collect();
+    assert_eq!(tokens, [("echo", 11, 7)]);
+    let u = &usage[0];
+    assert_eq!((u.provider.as_str(), u.model_requested.as_str()), ("p2", "echo"));
+    assert_eq!((u.finish_reason.as_str(), u.cache_hit), ("stop", false));
+    assert!(u.started_at_ms > 0 && u.fallbacks.is_empty());
     assert_eq!(
-        *seen.usage.lock().unwrap(),
-        vec![Usage {
-            model: "echo".into(),
-            tokens_in: 11,
-            tokens_out: 7
-        }]
+        (&u.prompt, &u.reply),
+        (&None, &None),
+        "sent only when the node keeps them"
     );
     // The request is a faithful chat-completions request.
     let sent = &fake.seen()[0].body;
@@ -459,8 +466,13 @@ async fn identical_requests_are_answered_from_the_cache() {
     fits(&llm, &second);
     assert_eq!(second["content"], first["content"]);
     assert_eq!(fake.count("echo"), 1);
-    // A cached reply costs nothing.
-    assert!(seen.usage.lock().unwrap().is_empty());
+    // A cached reply costs nothing: its report (for the call record) says it was a cache hit,
+    // of the model that answered first, with no tokens.
+    let hits = seen.usage.lock().unwrap().clone();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let h = &hits[0];
+    assert!(h.cache_hit && h.tokens_in == 0 && h.tokens_out == 0, "{h:?}");
+    assert_eq!((h.model.as_str(), h.model_requested.as_str()), ("echo", "echo"));
     // Streaming does not change the answer, so it shares the entry; other content does not.
     let (third, _) = run(&llm, json!({ "prompt": "same" })).await;
     assert_eq!(third.unwrap()["cached"], true);

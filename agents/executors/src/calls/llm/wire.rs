@@ -44,6 +44,9 @@ pub(super) struct Reply {
     /// The provider said it will refuse requests for this long (a rate limit used up by this
     /// one): it is set aside as after a 429.
     pub exhausted_for: Option<Duration>,
+    /// When the first text or tool-call fragment of a streamed reply arrived (None: the reply
+    /// was not streamed, or streamed nothing).
+    pub first_token: Option<Instant>,
 }
 
 /// Why one model did not answer.
@@ -457,6 +460,9 @@ impl Reading {
 
     /// New text of the reply.
     pub(super) fn text(&mut self, text: &str) {
+        if !text.is_empty() {
+            self.reply.first_token.get_or_insert_with(Instant::now);
+        }
         self.reply.content.push_str(text);
         self.text.push_str(text);
         self.chars_out += text.chars().count();
@@ -464,6 +470,7 @@ impl Reading {
 
     /// One tool-call entry, in the shape of OpenAI's `delta.tool_calls[]` ([`ToolCalls::delta`]).
     pub(super) fn tool(&mut self, entry: &Value) -> Result<(), CallError> {
+        self.reply.first_token.get_or_insert_with(Instant::now);
         self.chars_out += entry["function"]["arguments"]
             .as_str()
             .map_or(0, |a| a.chars().count());

@@ -267,3 +267,83 @@ class ListPausesResponse(_message.Message):
     PAUSES_FIELD_NUMBER: _ClassVar[int]
     pauses: _containers.RepeatedCompositeFieldContainer[Pause]
     def __init__(self, pauses: _Optional[_Iterable[_Union[Pause, _Mapping]]] = ...) -> None: ...
+
+class LlmFallback(_message.Message):
+    __slots__ = ("provider", "model", "error")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    error: str
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class LlmCall(_message.Message):
+    __slots__ = ("id", "task_id", "tenant", "attempt", "provider", "model_requested", "model_used", "fallbacks", "started_at_ms", "first_token_ms", "total_ms", "tokens_in", "tokens_out", "cost_usd", "finish_reason", "cache_hit", "trace_id", "prompt", "reply")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_USED_FIELD_NUMBER: _ClassVar[int]
+    FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_IN_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_OUT_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    task_id: str
+    tenant: str
+    attempt: int
+    provider: str
+    model_requested: str
+    model_used: str
+    fallbacks: _containers.RepeatedCompositeFieldContainer[LlmFallback]
+    started_at_ms: int
+    first_token_ms: int
+    total_ms: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    finish_reason: str
+    cache_hit: bool
+    trace_id: str
+    prompt: str
+    reply: str
+    def __init__(self, id: _Optional[int] = ..., task_id: _Optional[str] = ..., tenant: _Optional[str] = ..., attempt: _Optional[int] = ..., provider: _Optional[str] = ..., model_requested: _Optional[str] = ..., model_used: _Optional[str] = ..., fallbacks: _Optional[_Iterable[_Union[LlmFallback, _Mapping]]] = ..., started_at_ms: _Optional[int] = ..., first_token_ms: _Optional[int] = ..., total_ms: _Optional[int] = ..., tokens_in: _Optional[int] = ..., tokens_out: _Optional[int] = ..., cost_usd: _Optional[float] = ..., finish_reason: _Optional[str] = ..., cache_hit: _Optional[bool] = ..., trace_id: _Optional[str] = ..., prompt: _Optional[str] = ..., reply: _Optional[str] = ...) -> None: ...
+
+class ListLlmCallsRequest(_message.Message):
+    __slots__ = ("task_id", "tenant", "model", "provider", "since_ms", "until_ms", "limit", "cursor")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    SINCE_MS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    tenant: str
+    model: str
+    provider: str
+    since_ms: int
+    until_ms: int
+    limit: int
+    cursor: str
+    def __init__(self, task_id: _Optional[str] = ..., tenant: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., since_ms: _Optional[int] = ..., until_ms: _Optional[int] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class ListLlmCallsResponse(_message.Message):
+    __slots__ = ("calls", "next_cursor")
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[LlmCall]
+    next_cursor: str
+    def __init__(self, calls: _Optional[_Iterable[_Union[LlmCall, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...

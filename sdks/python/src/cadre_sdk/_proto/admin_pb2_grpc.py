@@ -100,6 +100,11 @@ class AdminServiceStub:
                 request_serializer=cadre_dot_v1_dot_admin__pb2.RotateSigningKeyRequest.SerializeToString,
                 response_deserializer=cadre_dot_v1_dot_admin__pb2.RotateSigningKeyResponse.FromString,
                 _registered_method=True)
+        self.ListLlmCalls = channel.unary_unary(
+                '/cadre.v1.AdminService/ListLlmCalls',
+                request_serializer=cadre_dot_v1_dot_admin__pb2.ListLlmCallsRequest.SerializeToString,
+                response_deserializer=cadre_dot_v1_dot_admin__pb2.ListLlmCallsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -195,6 +200,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListLlmCalls(self, request, context):
+        """Model call records, newest first (observer role; tenant-scoped except for commanders).
+        INVALID_ARGUMENT on a bad filter or cursor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -262,6 +275,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RotateSigningKey,
                     request_deserializer=cadre_dot_v1_dot_admin__pb2.RotateSigningKeyRequest.FromString,
                     response_serializer=cadre_dot_v1_dot_admin__pb2.RotateSigningKeyResponse.SerializeToString,
+            ),
+            'ListLlmCalls': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLlmCalls,
+                    request_deserializer=cadre_dot_v1_dot_admin__pb2.ListLlmCallsRequest.FromString,
+                    response_serializer=cadre_dot_v1_dot_admin__pb2.ListLlmCallsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -615,6 +633,33 @@ class AdminService:
             '/cadre.v1.AdminService/RotateSigningKey',
             cadre_dot_v1_dot_admin__pb2.RotateSigningKeyRequest.SerializeToString,
             cadre_dot_v1_dot_admin__pb2.RotateSigningKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLlmCalls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cadre.v1.AdminService/ListLlmCalls',
+            cadre_dot_v1_dot_admin__pb2.ListLlmCallsRequest.SerializeToString,
+            cadre_dot_v1_dot_admin__pb2.ListLlmCallsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,13 +63,23 @@ async fn a_plain_reply_translates_the_chat_and_reads_usage_with_cache_tokens() {
         r["usage"],
         json!({ "tokens_in": 11, "tokens_out": 7, "estimated": false })
     );
+    let usage = seen.usage.lock().unwrap().clone();
+    let tokens: Vec<_> = usage
+        .iter()
+        .map(|u| (u.model.as_str(), u.tokens_in, u.tokens_out))
+        .collect();
+    assert_eq!(tokens, [("claude", 11, 7)]);
+    let u = &usage[0];
     assert_eq!(
-        *seen.usage.lock().unwrap(),
-        vec![Usage {
-            model: "claude".into(),
-            tokens_in: 11,
-            tokens_out: 7
-        }]
+        (u.provider.as_str(), u.model_requested.as_str()),
+        ("an", "claude")
+    );
+    assert_eq!((u.finish_reason.as_str(), u.cache_hit), ("stop", false));
+    assert!(u.started_at_ms > 0 && u.fallbacks.is_empty());
+    assert_eq!(
+        (&u.prompt, &u.reply),
+        (&None, &None),
+        "sent only when the node keeps them"
     );
     let s = &fake.seen()[0];
     assert_eq!(s.path, "/v1/messages");
