@@ -31,6 +31,7 @@ pub mod echo {
 pub mod grpc;
 pub mod node;
 pub mod open_loop;
+pub mod serve;
 pub mod stats;
 
 /// The exit status of a benchmark whose run returned `outcome`: success for `Ok(true)`;

@@ -194,42 +194,10 @@ async fn start_cadre(
     let data = procs.dir.path().join("data");
     let config = procs.dir.path().join("cadre.toml");
     std::fs::write(&config, node_toml(&data, fake_url, pool))?;
-    let log_path = procs.dir.path().join("serve.log");
-    let child = Command::new(bin)
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
-    let pid = child.id().context("cadre exited at once")?;
+    let child = cadre_benches::serve::spawn(bin, &config, &[], procs.dir.path())?;
     procs.children.push(("cadre", child));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(ep) = Endpoints::read(&data).filter(|e| e.pid == pid) {
-            return Ok(ep);
-        }
-        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-        let child = &mut procs.children.last_mut().context("child")?.1;
-        if let Some(status) = child.try_wait()? {
-            bail!("cadre exited early ({status}); log:\n{}", log());
-        }
-        if Instant::now() > deadline {
-            bail!("cadre did not start within 60 s; log:\n{}", log());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let child = &mut procs.children.last_mut().context("child")?.1;
+    cadre_benches::serve::wait_for_endpoints(child, "cadre", procs.dir.path(), &data).await
 }
 
 /// Sends request number `n` to `target` and checks its answer: 200 with the echoed message,

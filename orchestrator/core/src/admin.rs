@@ -176,10 +176,7 @@ impl Node {
         } else {
             day.to_string()
         };
-        let tenant = match p.tenant_scope() {
-            Some(own) => Some(own.to_string()),
-            None => (!tenant.is_empty()).then(|| tenant.to_string()),
-        };
+        let tenant = p.reads_tenant(tenant);
         let usage = self
             .store
             .usage(&UsageFilter {

@@ -203,7 +203,7 @@ impl Node {
         }
         let to_ms = (now_ms() / bucket + 1) * bucket;
         let w = FinishedWindow {
-            tenant: self.scope(p, tenant),
+            tenant: p.reads_tenant(tenant),
             from_ms: to_ms - n * bucket,
             to_ms,
         };
@@ -264,7 +264,7 @@ impl Node {
         let now = now_ms();
         let from_day = utc_day(now - (i64::from(days) - 1) * 86_400_000);
         let to_day = utc_day(now);
-        let tenant = self.scope(p, tenant);
+        let tenant = p.reads_tenant(tenant);
         let mut rows = self
             .store
             .daily_usage(tenant.as_deref(), &from_day, &to_day, MAX_USAGE_ROWS + 1)
@@ -277,15 +277,6 @@ impl Node {
             rows,
             truncated,
         })
-    }
-
-    /// Whose data `p` reads: their own tenant's, or (a commander) `tenant`'s, or every
-    /// tenant's when `tenant` is empty.
-    fn scope(&self, p: &Principal, tenant: &str) -> Option<String> {
-        match p.tenant_scope() {
-            Some(own) => Some(own.to_string()),
-            None => (!tenant.is_empty()).then(|| tenant.to_string()),
-        }
     }
 }
 

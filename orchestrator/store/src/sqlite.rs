@@ -304,8 +304,9 @@ impl SqliteStore {
 }
 
 /// Whether a connection given back to the pool may be used again: only if it is outside any
-/// transaction. A transaction dropped after an error queues its ROLLBACK (the ping waits for
-/// it); when SQLite had already rolled the transaction back itself (it does after SQLITE_FULL
+/// transaction. The common case costs nothing: sqlx's depth counter is 0 (it drops only when
+/// the worker has run a ROLLBACK or COMMIT, so a queued one cannot be missed). A transaction
+/// dropped after an error queues its ROLLBACK (the ping waits for it); when SQLite had already rolled the transaction back itself (it does after SQLITE_FULL
 /// or an I/O error at COMMIT: a full disk), that ROLLBACK fails and sqlx still counts the
 /// connection inside a transaction. Reused, its next `begin` would be a SAVEPOINT, which
 /// starts a real transaction, and whose rollback after the next error (`ROLLBACK TO`) leaves
@@ -313,6 +314,9 @@ impl SqliteStore {
 /// with "database is locked" until a restart. Such a connection is closed instead.
 async fn left_outside_transaction(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
     use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
     conn.ping().await?;
     let outside = !conn.is_in_transaction();
     if !outside {

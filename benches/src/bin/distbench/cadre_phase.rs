@@ -19,7 +19,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::args::Args;
-use crate::cluster::{Resources, cadre_bin, start_node, tail_log};
+use cadre_benches::serve::tail_log;
+
+use crate::cluster::{Resources, cadre_bin, start_node};
 use crate::cpu::{CpuReport, Tracked, common_groups, sample_cpu};
 use crate::driver::{Window, drive_for};
 use crate::pg_stats::{sample_pg, vacuum_tasks};

@@ -4,15 +4,14 @@
 //! removes all of it on every exit path.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use async_nats::jetstream;
 use cadre::server::Endpoints;
 use futures::StreamExt;
 use sqlx::{Connection, Executor, PgConnection};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::args::Args;
 
@@ -225,62 +224,11 @@ pub(crate) async fn start_node(
             data.display().to_string()
         ),
     )?;
-    let log = std::fs::File::create(dir.join("serve.log"))?;
-    let child = Command::new(bin)
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(&config)
-        .args(role_args)
-        .env_remove("RUST_LOG")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
-    let pid = child.id().context("the node exited at once")?;
+    let child = cadre_benches::serve::spawn(bin, &config, role_args, &dir)?;
     res.children.push((name.to_string(), child));
-    let endpoints = wait_for_endpoints(res, name, &dir, pid).await?;
+    let child = &mut res.children.last_mut().context("child")?.1;
+    let endpoints = cadre_benches::serve::wait_for_endpoints(child, name, &dir, &data).await?;
     Ok((dir, endpoints))
-}
-
-/// Waits up to 60 s for the node just started (the last child, `pid`) to write its
-/// `endpoints.json`; fails with the tail of its log if it exits first or takes longer.
-async fn wait_for_endpoints(
-    res: &mut Resources,
-    name: &str,
-    dir: &Path,
-    pid: u32,
-) -> anyhow::Result<Endpoints> {
-    let data = dir.join("data");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(ep) = Endpoints::read(&data).filter(|e| e.pid == pid) {
-            return Ok(ep);
-        }
-        let child = &mut res.children.last_mut().context("child")?.1;
-        if let Some(status) = child.try_wait()? {
-            bail!("{name} exited early ({status}); log:\n{}", tail_log(dir));
-        }
-        if Instant::now() > deadline {
-            bail!("{name} did not start within 60 s; log:\n{}", tail_log(dir));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The last lines of a node's log.
-pub(crate) fn tail_log(dir: &Path) -> String {
-    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 #[cfg(test)]

@@ -183,6 +183,15 @@ impl Principal {
         (self.role != Role::Commander).then_some(self.tenant.as_str())
     }
 
+    /// Whose data a read that asks for `asked` returns: this principal's own tenant's, or for
+    /// a commander `asked`'s, or every tenant's (None) when `asked` is empty.
+    pub fn reads_tenant(&self, asked: &str) -> Option<String> {
+        match self.tenant_scope() {
+            Some(own) => Some(own.to_string()),
+            None => (!asked.is_empty()).then(|| asked.to_string()),
+        }
+    }
+
     /// Whether a task of `tenant` is visible to this principal.
     pub fn sees(&self, tenant: &str) -> bool {
         self.tenant_scope().is_none_or(|t| t == tenant)

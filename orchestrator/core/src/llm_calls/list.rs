@@ -26,10 +26,7 @@ impl Node {
     ) -> Result<v1::ListLlmCallsResponse> {
         self.permit(p, Action::ReadUsage).await?;
         let mut filter = filter_of(req)?;
-        filter.tenant = match p.tenant_scope() {
-            Some(own) => Some(own.to_string()),
-            None => filter.tenant,
-        };
+        filter.tenant = p.reads_tenant(filter.tenant.as_deref().unwrap_or_default());
         let rows = self.store.llm_calls(&filter).await?;
         let next_cursor = match rows.last() {
             Some(last) if rows.len() as u32 == filter.limit => last.id.to_string(),
